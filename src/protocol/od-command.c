@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-command.h"
+#include "od-json.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+static const char *type_names[] = {
+  "CreateOrder", "AddItem", "RemoveItem", "PlaceOrder",
+  "ShipOrder", "MarkDelivered", "CancelOrder",
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (type_names) == OD_COMMAND_N_TYPES);
+
+const char *
+od_command_type_name (OdCommandType type)
+{
+  g_return_val_if_fail (type < OD_COMMAND_N_TYPES, NULL);
+  return type_names[type];
+}
+
+gboolean
+od_command_type_from_name (const char    *name,
+                           OdCommandType *type)
+{
+  for (guint i = 0; i < OD_COMMAND_N_TYPES; i++)
+    if (g_strcmp0 (type_names[i], name) == 0)
+      {
+        *type = i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+OdCommand *
+od_command_new (OdCommandType  type,
+                const char    *order_id)
+{
+  OdCommand *command = g_new0 (OdCommand, 1);
+
+  command->type = type;
+  if (order_id != NULL)
+    g_strlcpy (command->order_id, order_id, sizeof command->order_id);
+  return command;
+}
+
+void
+od_command_free (OdCommand *command)
+{
+  if (command == NULL)
+    return;
+  g_free (command->customer_name);
+  g_free (command->customer_email);
+  g_free (command->currency);
+  g_free (command->sku);
+  g_free (command->name);
+  g_free (command->carrier);
+  g_free (command->tracking_number);
+  g_free (command->reason);
+  g_free (command);
+}
+
+gboolean
+od_idempotency_key_valid (const char *key)
+{
+  gsize len;
+
+  if (key == NULL)
+    return FALSE;
+  len = strlen (key);
+  if (len < 1 || len > OD_MAX_IDEMPOTENCY_KEY)
+    return FALSE;
+  for (const char *p = key; *p; p++)
+    if (*p < 0x20 || *p > 0x7e)
+      return FALSE;
+  return TRUE;
+}
+
+/* Text fields count Unicode characters, not bytes, and may not hold
+ * control characters: they end up in single-line table cells and CSV. */
+static const char *
+check_text (const char *value,
+            glong       max_chars)
+{
+  glong n;
+
+  if (value == NULL || *value == '\0')
+    return N_("must not be empty");
+  if (!g_utf8_validate (value, -1, NULL))
+    return N_("must be valid UTF-8");
+  n = g_utf8_strlen (value, -1);
+  if (n > max_chars)
+    return max_chars == 100 ? N_("must be at most 100 characters")
+         : max_chars == 200 ? N_("must be at most 200 characters")
+         : N_("must be at most 500 characters");
+  for (const char *p = value; *p; p++)
+    if ((unsigned char) *p < 0x20 || *p == 0x7f)
+      return N_("must not contain control characters");
+  if (g_unichar_isspace (g_utf8_get_char (value)))
+    return N_("must not start with a space");
+  return NULL;
+}
+
+const char *
+od_check_customer_name (const char *value)
+{
+  return check_text (value, OD_MAX_CUSTOMER_NAME);
+}
+
+const char *
+od_check_item_name (const char *value)
+{
+  return check_text (value, OD_MAX_ITEM_NAME);
+}
+
+const char *
+od_check_carrier (const char *value)
+{
+  return check_text (value, OD_MAX_CARRIER);
+}
+
+const char *
+od_check_tracking_number (const char *value)
+{
+  return check_text (value, OD_MAX_TRACKING);
+}
+
+const char *
+od_check_reason (const char *value)
+{
+  return check_text (value, OD_MAX_REASON);
+}
+
+const char *
+od_check_customer_email (const char *value)
+{
+  const char *at;
+
+  if (value == NULL || *value == '\0')
+    return N_("must not be empty");
+  if (!g_utf8_validate (value, -1, NULL) || g_utf8_strlen (value, -1) > OD_MAX_EMAIL)
+    return N_("must be at most 254 characters");
+  at = strchr (value, '@');
+  if (at == NULL || strchr (at + 1, '@') != NULL)
+    return N_("must contain exactly one @");
+  if (at == value || at[1] == '\0')
+    return N_("needs text before and after the @");
+  for (const char *p = value; *p; p++)
+    if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+      return N_("must not contain spaces or control characters");
+  return NULL;
+}
+
+const char *
+od_check_currency (const char *value)
+{
+  if (value == NULL || strlen (value) != 3)
+    return N_("must be three upper-case letters");
+  for (guint i = 0; i < 3; i++)
+    if (value[i] < 'A' || value[i] > 'Z')
+      return N_("must be three upper-case letters");
+  return NULL;
+}
+
+const char *
+od_check_sku (const char *value)
+{
+  gsize len;
+
+  if (value == NULL || *value == '\0')
+    return N_("must not be empty");
+  len = strlen (value);
+  if (len > OD_MAX_SKU)
+    return N_("must be at most 64 characters");
+  for (const char *p = value; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '.' && *p != '_' && *p != '-')
+      return N_("may only contain letters, digits, '.', '_' and '-'");
+  return NULL;
+}
+
+const char *
+od_check_quantity (gint64 value)
+{
+  if (value < 1 || value > OD_MAX_QUANTITY)
+    return N_("must be between 1 and 10000");
+  return NULL;
+}
+
+const char *
+od_check_unit_price (gint64 value)
+{
+  if (value < 0 || value > OD_MAX_UNIT_PRICE_CENTS)
+    return N_("must be between 0 and 100000000 cents");
+  return NULL;
+}
+
+typedef enum
+{
+  FIELD_TEXT,
+  FIELD_INT,
+} FieldKind;
+
+typedef struct
+{
+  const char *name;
+  FieldKind   kind;
+  gsize       offset;
+  const char *(*check_text) (const char *value);
+  const char *(*check_int) (gint64 value);
+} FieldSpec;
+
+#define TEXT_FIELD(n, member, fn) { n, FIELD_TEXT, G_STRUCT_OFFSET (OdCommand, member), fn, NULL }
+#define INT_FIELD(n, member, fn) { n, FIELD_INT, G_STRUCT_OFFSET (OdCommand, member), NULL, fn }
+
+static const FieldSpec create_fields[] = {
+  TEXT_FIELD ("customer_name", customer_name, od_check_customer_name),
+  TEXT_FIELD ("customer_email", customer_email, od_check_customer_email),
+  TEXT_FIELD ("currency", currency, od_check_currency),
+  { NULL },
+};
+static const FieldSpec add_fields[] = {
+  TEXT_FIELD ("sku", sku, od_check_sku),
+  TEXT_FIELD ("name", name, od_check_item_name),
+  INT_FIELD ("quantity", quantity, od_check_quantity),
+  INT_FIELD ("unit_price_cents", unit_price_cents, od_check_unit_price),
+  { NULL },
+};
+static const FieldSpec remove_fields[] = {
+  TEXT_FIELD ("sku", sku, od_check_sku),
+  { NULL },
+};
+static const FieldSpec ship_fields[] = {
+  TEXT_FIELD ("carrier", carrier, od_check_carrier),
+  TEXT_FIELD ("tracking_number", tracking_number, od_check_tracking_number),
+  { NULL },
+};
+static const FieldSpec cancel_fields[] = {
+  TEXT_FIELD ("reason", reason, od_check_reason),
+  { NULL },
+};
+static const FieldSpec no_fields[] = {
+  { NULL },
+};
+
+static const FieldSpec *
+fields_for (OdCommandType type)
+{
+  switch (type)
+    {
+    case OD_COMMAND_CREATE_ORDER: return create_fields;
+    case OD_COMMAND_ADD_ITEM: return add_fields;
+    case OD_COMMAND_REMOVE_ITEM: return remove_fields;
+    case OD_COMMAND_SHIP_ORDER: return ship_fields;
+    case OD_COMMAND_CANCEL_ORDER: return cancel_fields;
+    case OD_COMMAND_PLACE_ORDER:
+    case OD_COMMAND_MARK_DELIVERED:
+    case OD_COMMAND_N_TYPES:
+    default:
+      return no_fields;
+    }
+}
+
+static void
+add_error (OdProblem  **problem,
+           const char  *field,
+           const char  *message)
+{
+  if (*problem == NULL)
+    *problem = od_problem_new (OD_PROBLEM_INVALID_COMMAND, "%s: %s", field, message);
+  od_problem_add_error (*problem, field, message);
+}
+
+OdProblem *
+od_command_validate (const OdCommand *command)
+{
+  OdProblem *problem = NULL;
+
+  if (command->type >= OD_COMMAND_N_TYPES)
+    add_error (&problem, "type", N_("unknown command type"));
+  if (!od_uuid_is_valid (command->order_id))
+    add_error (&problem, "order_id",
+               N_("must be a UUID: 36 lower-case hex characters with hyphens"));
+  if (command->has_expected_version && command->expected_version < 0)
+    add_error (&problem, "expected_version", N_("must not be negative"));
+
+  for (const FieldSpec *f = fields_for (command->type); f->name; f++)
+    {
+      g_autofree char *field = g_strconcat ("data.", f->name, NULL);
+      const char *message;
+
+      if (f->kind == FIELD_TEXT)
+        message = f->check_text (G_STRUCT_MEMBER (const char *, command, f->offset));
+      else
+        message = f->check_int (G_STRUCT_MEMBER (gint64, command, f->offset));
+      if (message != NULL)
+        add_error (&problem, field, message);
+    }
+  return problem;
+}
+
+/* Wrong JSON types are "malformed" (400); values out of range and unknown
+ * or missing members are "invalid_command" (422), as in the contract. */
+OdCommand *
+od_command_from_object (JsonObject  *object,
+                        OdProblem  **problem)
+{
+  g_autoptr(OdCommand) command = g_new0 (OdCommand, 1);
+  g_autoptr(OdProblem) invalid = NULL;
+  g_autoptr(GList) members = NULL;
+  JsonNode *node;
+  JsonObject *data = NULL;
+  const char *type_name;
+  gboolean known_type;
+
+  node = json_object_get_member (object, "type");
+  if (node == NULL)
+    add_error (&invalid, "type", N_("is required"));
+  else if (!od_json_is_string (node))
+    goto wrong_type_type;
+
+  type_name = node ? json_node_get_string (node) : NULL;
+  known_type = type_name != NULL && od_command_type_from_name (type_name, &command->type);
+  if (type_name != NULL && !known_type)
+    add_error (&invalid, "type", N_("unknown command type"));
+
+  node = json_object_get_member (object, "order_id");
+  if (node == NULL)
+    add_error (&invalid, "order_id", N_("is required"));
+  else if (!od_json_is_string (node))
+    goto wrong_type_order_id;
+  else if (!od_uuid_is_valid (json_node_get_string (node)))
+    add_error (&invalid, "order_id",
+               N_("must be a UUID: 36 lower-case hex characters with hyphens"));
+  else
+    g_strlcpy (command->order_id, json_node_get_string (node), sizeof command->order_id);
+
+  node = json_object_get_member (object, "expected_version");
+  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
+    {
+      if (!od_json_is_integer (node))
+        goto wrong_type_version;
+      command->has_expected_version = TRUE;
+      command->expected_version = json_node_get_int (node);
+      if (command->expected_version < 0)
+        add_error (&invalid, "expected_version", N_("must not be negative"));
+    }
+
+  node = json_object_get_member (object, "data");
+  if (node != NULL && !JSON_NODE_HOLDS_NULL (node))
+    {
+      if (!od_json_is_object (node))
+        goto wrong_type_data;
+      data = json_node_get_object (node);
+    }
+
+  members = json_object_get_members (object);
+  for (GList *l = members; l; l = l->next)
+    {
+      const char *name = l->data;
+
+      if (strcmp (name, "type") != 0 && strcmp (name, "order_id") != 0
+          && strcmp (name, "expected_version") != 0 && strcmp (name, "data") != 0)
+        add_error (&invalid, name, N_("unknown member"));
+    }
+
+  if (known_type)
+    {
+      const FieldSpec *specs = fields_for (command->type);
+
+      for (const FieldSpec *f = specs; f->name; f++)
+        {
+          g_autofree char *field = g_strconcat ("data.", f->name, NULL);
+          const char *message = NULL;
+
+          node = data ? json_object_get_member (data, f->name) : NULL;
+          if (node == NULL)
+            {
+              add_error (&invalid, field, N_("is required"));
+              continue;
+            }
+          if (f->kind == FIELD_TEXT)
+            {
+              if (!od_json_is_string (node))
+                {
+                  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "%s must be a string", field);
+                  return NULL;
+                }
+              G_STRUCT_MEMBER (char *, command, f->offset) = g_strdup (json_node_get_string (node));
+              message = f->check_text (json_node_get_string (node));
+            }
+          else
+            {
+              if (!od_json_is_integer (node))
+                {
+                  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "%s must be an integer", field);
+                  return NULL;
+                }
+              G_STRUCT_MEMBER (gint64, command, f->offset) = json_node_get_int (node);
+              message = f->check_int (json_node_get_int (node));
+            }
+          if (message != NULL)
+            add_error (&invalid, field, message);
+        }
+
+      if (data != NULL)
+        {
+          g_autoptr(GList) data_members = json_object_get_members (data);
+
+          for (GList *l = data_members; l; l = l->next)
+            {
+              gboolean known = FALSE;
+
+              for (const FieldSpec *f = specs; f->name && !known; f++)
+                known = strcmp (f->name, l->data) == 0;
+              if (!known)
+                {
+                  g_autofree char *field = g_strconcat ("data.", (const char *) l->data, NULL);
+
+                  add_error (&invalid, field, N_("unknown member"));
+                }
+            }
+        }
+    }
+
+  if (invalid != NULL)
+    {
+      *problem = g_steal_pointer (&invalid);
+      return NULL;
+    }
+  return g_steal_pointer (&command);
+
+wrong_type_type:
+  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "type must be a string");
+  return NULL;
+wrong_type_order_id:
+  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "order_id must be a string");
+  return NULL;
+wrong_type_version:
+  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "expected_version must be an integer");
+  return NULL;
+wrong_type_data:
+  *problem = od_problem_new (OD_PROBLEM_MALFORMED, "data must be an object");
+  return NULL;
+}
+
+OdCommand *
+od_command_parse (const char  *body,
+                  gsize        len,
+                  OdProblem  **problem)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) root = NULL;
+
+  if (len > OD_MAX_BODY)
+    {
+      *problem = od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                 "The body is %" G_GSIZE_FORMAT " bytes; the limit is %d.",
+                                 len, OD_MAX_BODY);
+      return NULL;
+    }
+  root = od_json_parse_object (body, len, &error);
+  if (root == NULL)
+    {
+      *problem = od_problem_new (OD_PROBLEM_MALFORMED, "%s", error->message);
+      return NULL;
+    }
+  /* json-glib ends strings at an escaped NUL, which would silently shorten
+   * a value; refuse it instead. */
+  if (g_strstr_len (body, len, "\\u0000") != NULL)
+    {
+      *problem = od_problem_new (OD_PROBLEM_INVALID_COMMAND, "strings must not contain NUL");
+      od_problem_add_error (*problem, "body", N_("must not contain NUL characters"));
+      return NULL;
+    }
+  return od_command_from_object (json_node_get_object (root), problem);
+}
+
+char *
+od_command_to_json (const OdCommand *command)
+{
+  GString *out = g_string_new ("{");
+  gboolean first = TRUE;
+
+  od_json_append_member (out, "type", od_command_type_name (command->type));
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "order_id", command->order_id);
+  if (command->has_expected_version)
+    g_string_append_printf (out, ",\"expected_version\":%" G_GINT64_FORMAT,
+                            command->expected_version);
+  g_string_append (out, ",\"data\":{");
+  for (const FieldSpec *f = fields_for (command->type); f->name; f++)
+    {
+      if (!first)
+        g_string_append_c (out, ',');
+      first = FALSE;
+      if (f->kind == FIELD_TEXT)
+        od_json_append_member (out, f->name,
+                               G_STRUCT_MEMBER (const char *, command, f->offset) ?: "");
+      else
+        {
+          od_json_append_string (out, f->name);
+          g_string_append_printf (out, ":%" G_GINT64_FORMAT,
+                                  G_STRUCT_MEMBER (gint64, command, f->offset));
+        }
+    }
+  g_string_append (out, "}}");
+  return g_string_free (out, FALSE);
+}

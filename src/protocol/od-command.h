@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "od-problem.h"
+#include "od-uuid.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  OD_COMMAND_CREATE_ORDER,
+  OD_COMMAND_ADD_ITEM,
+  OD_COMMAND_REMOVE_ITEM,
+  OD_COMMAND_PLACE_ORDER,
+  OD_COMMAND_SHIP_ORDER,
+  OD_COMMAND_MARK_DELIVERED,
+  OD_COMMAND_CANCEL_ORDER,
+  OD_COMMAND_N_TYPES,
+} OdCommandType;
+
+/* Limits of the v1 contract; dialogs use them for their entries. */
+#define OD_MAX_CUSTOMER_NAME    200
+#define OD_MAX_EMAIL            254
+#define OD_MAX_SKU              64
+#define OD_MAX_ITEM_NAME        200
+#define OD_MAX_QUANTITY         10000
+#define OD_MAX_UNIT_PRICE_CENTS 100000000
+#define OD_MAX_LINES            200
+#define OD_MAX_CARRIER          100
+#define OD_MAX_TRACKING         100
+#define OD_MAX_REASON           500
+#define OD_MAX_BODY             (64 * 1024)
+#define OD_MAX_IDEMPOTENCY_KEY  128
+
+typedef struct
+{
+  OdCommandType type;
+  char          order_id[OD_UUID_LEN + 1];
+  gboolean      has_expected_version;
+  gint64        expected_version;
+  char         *customer_name;
+  char         *customer_email;
+  char         *currency;
+  char         *sku;
+  char         *name;
+  gint64        quantity;
+  gint64        unit_price_cents;
+  char         *carrier;
+  char         *tracking_number;
+  char         *reason;
+} OdCommand;
+
+const char    *od_command_type_name      (OdCommandType     type);
+gboolean       od_command_type_from_name (const char       *name,
+                                          OdCommandType    *type);
+OdCommand     *od_command_new            (OdCommandType     type,
+                                          const char       *order_id);
+void           od_command_free           (OdCommand        *command);
+OdCommand     *od_command_parse          (const char       *body,
+                                          gsize             len,
+                                          OdProblem       **problem);
+OdCommand     *od_command_from_object    (JsonObject       *object,
+                                          OdProblem       **problem);
+OdProblem     *od_command_validate       (const OdCommand  *command);
+char          *od_command_to_json        (const OdCommand  *command);
+gboolean       od_idempotency_key_valid  (const char       *key);
+
+/* Field rules, shared by the codec and by the console's dialogs.  Each
+ * returns NULL when the value is valid, else a message for the operator. */
+const char    *od_check_customer_name    (const char       *value);
+const char    *od_check_customer_email   (const char       *value);
+const char    *od_check_currency         (const char       *value);
+const char    *od_check_sku              (const char       *value);
+const char    *od_check_item_name        (const char       *value);
+const char    *od_check_quantity         (gint64            value);
+const char    *od_check_unit_price       (gint64            value);
+const char    *od_check_carrier          (const char       *value);
+const char    *od_check_tracking_number  (const char       *value);
+const char    *od_check_reason           (const char       *value);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdCommand, od_command_free)
+
+G_END_DECLS

@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-order.h"
+#include "od-json.h"
+
+#include <string.h>
+
+static const char *status_names[] = {
+  "none", "draft", "placed", "shipped", "delivered", "cancelled",
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (status_names) == OD_STATUS_N);
+
+const char *
+od_order_status_name (OdOrderStatus status)
+{
+  g_return_val_if_fail (status < OD_STATUS_N, "none");
+  return status_names[status];
+}
+
+gboolean
+od_order_status_from_name (const char    *name,
+                           OdOrderStatus *status)
+{
+  for (guint i = 1; i < OD_STATUS_N; i++)
+    if (g_strcmp0 (status_names[i], name) == 0)
+      {
+        *status = i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+static void
+line_free (OdLine *line)
+{
+  g_free (line->sku);
+  g_free (line->name);
+  g_free (line);
+}
+
+OdOrder *
+od_order_new (const char *order_id)
+{
+  OdOrder *order = g_new0 (OdOrder, 1);
+
+  g_strlcpy (order->order_id, order_id ?: "", sizeof order->order_id);
+  order->lines = g_ptr_array_new_with_free_func ((GDestroyNotify) line_free);
+  return order;
+}
+
+OdOrder *
+od_order_copy (const OdOrder *order)
+{
+  OdOrder *copy = od_order_new (order->order_id);
+
+  copy->version = order->version;
+  copy->status = order->status;
+  copy->customer_name = g_strdup (order->customer_name);
+  copy->customer_email = g_strdup (order->customer_email);
+  copy->currency = g_strdup (order->currency);
+  copy->carrier = g_strdup (order->carrier);
+  copy->tracking_number = g_strdup (order->tracking_number);
+  copy->cancel_reason = g_strdup (order->cancel_reason);
+  copy->created_at = g_strdup (order->created_at);
+  copy->updated_at = g_strdup (order->updated_at);
+  copy->last_position = order->last_position;
+  for (guint i = 0; i < order->lines->len; i++)
+    {
+      const OdLine *line = g_ptr_array_index (order->lines, i);
+      OdLine *dup = g_new0 (OdLine, 1);
+
+      dup->sku = g_strdup (line->sku);
+      dup->name = g_strdup (line->name);
+      dup->quantity = line->quantity;
+      dup->unit_price_cents = line->unit_price_cents;
+      g_ptr_array_add (copy->lines, dup);
+    }
+  return copy;
+}
+
+void
+od_order_free (OdOrder *order)
+{
+  if (order == NULL)
+    return;
+  g_free (order->customer_name);
+  g_free (order->customer_email);
+  g_free (order->currency);
+  g_free (order->carrier);
+  g_free (order->tracking_number);
+  g_free (order->cancel_reason);
+  g_free (order->created_at);
+  g_free (order->updated_at);
+  g_ptr_array_unref (order->lines);
+  g_free (order);
+}
+
+OdLine *
+od_order_find_line (const OdOrder *order,
+                    const char    *sku)
+{
+  for (guint i = 0; i < order->lines->len; i++)
+    {
+      OdLine *line = g_ptr_array_index (order->lines, i);
+
+      if (g_strcmp0 (line->sku, sku) == 0)
+        return line;
+    }
+  return NULL;
+}
+
+gint64
+od_order_total_cents (const OdOrder *order)
+{
+  gint64 total = 0;
+
+  for (guint i = 0; i < order->lines->len; i++)
+    {
+      const OdLine *line = g_ptr_array_index (order->lines, i);
+
+      total += line->quantity * line->unit_price_cents;
+    }
+  return total;
+}
+
+gint64
+od_order_item_count (const OdOrder *order)
+{
+  gint64 count = 0;
+
+  for (guint i = 0; i < order->lines->len; i++)
+    count += ((const OdLine *) g_ptr_array_index (order->lines, i))->quantity;
+  return count;
+}
+
+/* Status-level rule of the contract's command table; the finer rules
+ * (line present, line count, quantity sum) are checked by decide. */
+gboolean
+od_order_allows (const OdOrder *order,
+                 OdCommandType  type)
+{
+  OdOrderStatus status = order ? order->status : OD_STATUS_NONE;
+
+  switch (type)
+    {
+    case OD_COMMAND_CREATE_ORDER:
+      return status == OD_STATUS_NONE;
+    case OD_COMMAND_ADD_ITEM:
+      return status == OD_STATUS_DRAFT;
+    case OD_COMMAND_REMOVE_ITEM:
+      return status == OD_STATUS_DRAFT && order->lines->len > 0;
+    case OD_COMMAND_PLACE_ORDER:
+      return status == OD_STATUS_DRAFT && order->lines->len > 0;
+    case OD_COMMAND_SHIP_ORDER:
+      return status == OD_STATUS_PLACED;
+    case OD_COMMAND_MARK_DELIVERED:
+      return status == OD_STATUS_SHIPPED;
+    case OD_COMMAND_CANCEL_ORDER:
+      return status == OD_STATUS_DRAFT || status == OD_STATUS_PLACED;
+    case OD_COMMAND_N_TYPES:
+    default:
+      return FALSE;
+    }
+}
+
+static OdProblem *
+invalid_state (const OdOrder *order,
+               const char    *why)
+{
+  return od_problem_new (OD_PROBLEM_INVALID_STATE, "Order %s is %s: %s", order->order_id,
+                         od_order_status_name (order->status), why);
+}
+
+gboolean
+od_order_decide (const OdOrder    *order,
+                 const OdCommand  *command,
+                 const char      **event_type,
+                 char            **event_data,
+                 OdProblem       **problem)
+{
+  GString *data;
+
+  if (command->type == OD_COMMAND_CREATE_ORDER)
+    {
+      if (order->version > 0)
+        {
+          *problem = od_problem_new (OD_PROBLEM_ORDER_EXISTS, "Order %s already exists.",
+                                     order->order_id);
+          (*problem)->current_version = order->version;
+          return FALSE;
+        }
+    }
+  else if (order->version == 0)
+    {
+      *problem = od_problem_new (OD_PROBLEM_NOT_FOUND, "Order %s does not exist.",
+                                 command->order_id);
+      return FALSE;
+    }
+
+  if (command->has_expected_version && command->expected_version != order->version)
+    {
+      *problem = od_problem_new (OD_PROBLEM_VERSION_CONFLICT,
+                                 "Expected version %" G_GINT64_FORMAT
+                                 " but order %s is at version %" G_GINT64_FORMAT ".",
+                                 command->expected_version, command->order_id, order->version);
+      (*problem)->current_version = order->version;
+      return FALSE;
+    }
+
+  data = g_string_new ("{");
+  switch (command->type)
+    {
+    case OD_COMMAND_CREATE_ORDER:
+      *event_type = "OrderCreated";
+      od_json_append_member (data, "customer_name", command->customer_name);
+      g_string_append_c (data, ',');
+      od_json_append_member (data, "customer_email", command->customer_email);
+      g_string_append_c (data, ',');
+      od_json_append_member (data, "currency", command->currency);
+      break;
+
+    case OD_COMMAND_ADD_ITEM:
+      {
+        OdLine *line;
+
+        if (order->status != OD_STATUS_DRAFT)
+          {
+            *problem = invalid_state (order, "items can only be added to a draft order.");
+            goto refused;
+          }
+        line = od_order_find_line (order, command->sku);
+        if (line != NULL && line->quantity + command->quantity > OD_MAX_QUANTITY)
+          {
+            *problem = od_problem_new (OD_PROBLEM_INVALID_COMMAND,
+                                       "Line %s would hold %" G_GINT64_FORMAT
+                                       " items; a line holds at most %d.",
+                                       command->sku, line->quantity + command->quantity,
+                                       OD_MAX_QUANTITY);
+            od_problem_add_error (*problem, "data.quantity",
+                                  "the line would exceed 10000 items");
+            goto refused;
+          }
+        if (line == NULL && order->lines->len >= OD_MAX_LINES)
+          {
+            *problem = invalid_state (order, "the order already has 200 lines.");
+            goto refused;
+          }
+        *event_type = "ItemAdded";
+        od_json_append_member (data, "sku", command->sku);
+        g_string_append_c (data, ',');
+        od_json_append_member (data, "name", command->name);
+        g_string_append_printf (data,
+                                ",\"quantity\":%" G_GINT64_FORMAT
+                                ",\"unit_price_cents\":%" G_GINT64_FORMAT,
+                                command->quantity, command->unit_price_cents);
+      }
+      break;
+
+    case OD_COMMAND_REMOVE_ITEM:
+      if (order->status != OD_STATUS_DRAFT)
+        {
+          *problem = invalid_state (order, "items can only be removed from a draft order.");
+          goto refused;
+        }
+      if (od_order_find_line (order, command->sku) == NULL)
+        {
+          *problem = invalid_state (order, "the order has no line with this SKU.");
+          goto refused;
+        }
+      *event_type = "ItemRemoved";
+      od_json_append_member (data, "sku", command->sku);
+      break;
+
+    case OD_COMMAND_PLACE_ORDER:
+      if (order->status != OD_STATUS_DRAFT || order->lines->len == 0)
+        {
+          *problem = invalid_state (order, order->status == OD_STATUS_DRAFT
+                                             ? "an order needs at least one line to be placed."
+                                             : "only a draft order can be placed.");
+          goto refused;
+        }
+      *event_type = "OrderPlaced";
+      g_string_append_printf (data,
+                              "\"total_cents\":%" G_GINT64_FORMAT
+                              ",\"item_count\":%" G_GINT64_FORMAT,
+                              od_order_total_cents (order), od_order_item_count (order));
+      break;
+
+    case OD_COMMAND_SHIP_ORDER:
+      if (order->status != OD_STATUS_PLACED)
+        {
+          *problem = invalid_state (order, "only a placed order can be shipped.");
+          goto refused;
+        }
+      *event_type = "OrderShipped";
+      od_json_append_member (data, "carrier", command->carrier);
+      g_string_append_c (data, ',');
+      od_json_append_member (data, "tracking_number", command->tracking_number);
+      break;
+
+    case OD_COMMAND_MARK_DELIVERED:
+      if (order->status != OD_STATUS_SHIPPED)
+        {
+          *problem = invalid_state (order, "only a shipped order can be marked delivered.");
+          goto refused;
+        }
+      *event_type = "OrderDelivered";
+      break;
+
+    case OD_COMMAND_CANCEL_ORDER:
+      if (order->status != OD_STATUS_DRAFT && order->status != OD_STATUS_PLACED)
+        {
+          *problem = invalid_state (order, "only a draft or placed order can be cancelled.");
+          goto refused;
+        }
+      *event_type = "OrderCancelled";
+      od_json_append_member (data, "reason", command->reason);
+      break;
+
+    case OD_COMMAND_N_TYPES:
+    default:
+      *problem = od_problem_new (OD_PROBLEM_INVALID_COMMAND, "Unknown command type.");
+      goto refused;
+    }
+
+  g_string_append_c (data, '}');
+  *event_data = g_string_free (data, FALSE);
+  return TRUE;
+
+refused:
+  g_string_free (data, TRUE);
+  return FALSE;
+}
+
+static const char *
+get_string (JsonObject *data,
+            const char *name)
+{
+  JsonNode *node = data ? json_object_get_member (data, name) : NULL;
+
+  return od_json_is_string (node) ? json_node_get_string (node) : NULL;
+}
+
+static gint64
+get_int (JsonObject *data,
+         const char *name)
+{
+  JsonNode *node = data ? json_object_get_member (data, name) : NULL;
+
+  return od_json_is_integer (node) ? json_node_get_int (node) : 0;
+}
+
+static void
+set_string (char       **field,
+            const char  *value)
+{
+  if (value != NULL)
+    {
+      g_free (*field);
+      *field = g_strdup (value);
+    }
+}
+
+/* Folding is tolerant: events come from the log, which is the truth, so a
+ * missing member leaves the old value rather than failing the fold.
+ * Returns FALSE for event types this build does not know; the version and
+ * times still advance so that the fold stays aligned with the log. */
+gboolean
+od_order_apply (OdOrder     *order,
+                const char  *type,
+                JsonObject  *data,
+                gint64       version,
+                gint64       position,
+                const char  *recorded_at)
+{
+  gboolean known = TRUE;
+
+  if (g_strcmp0 (type, "OrderCreated") == 0)
+    {
+      order->status = OD_STATUS_DRAFT;
+      set_string (&order->customer_name, get_string (data, "customer_name"));
+      set_string (&order->customer_email, get_string (data, "customer_email"));
+      set_string (&order->currency, get_string (data, "currency"));
+      set_string (&order->created_at, recorded_at);
+    }
+  else if (g_strcmp0 (type, "ItemAdded") == 0)
+    {
+      const char *sku = get_string (data, "sku");
+      OdLine *line = od_order_find_line (order, sku);
+
+      if (sku != NULL && line == NULL)
+        {
+          line = g_new0 (OdLine, 1);
+          line->sku = g_strdup (sku);
+          g_ptr_array_add (order->lines, line);
+        }
+      if (line != NULL)
+        {
+          line->quantity += get_int (data, "quantity");
+          set_string (&line->name, get_string (data, "name"));
+          line->unit_price_cents = get_int (data, "unit_price_cents");
+        }
+    }
+  else if (g_strcmp0 (type, "ItemRemoved") == 0)
+    {
+      OdLine *line = od_order_find_line (order, get_string (data, "sku"));
+
+      if (line != NULL)
+        g_ptr_array_remove (order->lines, line);
+    }
+  else if (g_strcmp0 (type, "OrderPlaced") == 0)
+    order->status = OD_STATUS_PLACED;
+  else if (g_strcmp0 (type, "OrderShipped") == 0)
+    {
+      order->status = OD_STATUS_SHIPPED;
+      set_string (&order->carrier, get_string (data, "carrier"));
+      set_string (&order->tracking_number, get_string (data, "tracking_number"));
+    }
+  else if (g_strcmp0 (type, "OrderDelivered") == 0)
+    order->status = OD_STATUS_DELIVERED;
+  else if (g_strcmp0 (type, "OrderCancelled") == 0)
+    {
+      order->status = OD_STATUS_CANCELLED;
+      set_string (&order->cancel_reason, get_string (data, "reason"));
+    }
+  else
+    known = FALSE;
+
+  order->version = version;
+  order->last_position = position;
+  set_string (&order->updated_at, recorded_at);
+  return known;
+}

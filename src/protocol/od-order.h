@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "od-command.h"
+#include "od-problem.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  OD_STATUS_NONE, /* no such order yet */
+  OD_STATUS_DRAFT,
+  OD_STATUS_PLACED,
+  OD_STATUS_SHIPPED,
+  OD_STATUS_DELIVERED,
+  OD_STATUS_CANCELLED,
+  OD_STATUS_N,
+} OdOrderStatus;
+
+typedef struct
+{
+  char   *sku;
+  char   *name;
+  gint64  quantity;
+  gint64  unit_price_cents;
+} OdLine;
+
+/* The order aggregate: the write side decides commands against it and the
+ * console folds its local events into it ("the order as it was"). */
+typedef struct
+{
+  char           order_id[OD_UUID_LEN + 1];
+  gint64         version;
+  OdOrderStatus  status;
+  char          *customer_name;
+  char          *customer_email;
+  char          *currency;
+  GPtrArray     *lines; /* OdLine, in the order they were first added */
+  char          *carrier;
+  char          *tracking_number;
+  char          *cancel_reason;
+  char          *created_at;
+  char          *updated_at;
+  gint64         last_position;
+} OdOrder;
+
+const char     *od_order_status_name      (OdOrderStatus     status);
+gboolean        od_order_status_from_name (const char       *name,
+                                           OdOrderStatus    *status);
+OdOrder        *od_order_new              (const char       *order_id);
+OdOrder        *od_order_copy             (const OdOrder    *order);
+void            od_order_free             (OdOrder          *order);
+OdLine         *od_order_find_line        (const OdOrder    *order,
+                                           const char       *sku);
+gint64          od_order_total_cents      (const OdOrder    *order);
+gint64          od_order_item_count       (const OdOrder    *order);
+gboolean        od_order_allows           (const OdOrder    *order,
+                                           OdCommandType     type);
+gboolean        od_order_decide           (const OdOrder    *order,
+                                           const OdCommand  *command,
+                                           const char      **event_type,
+                                           char            **event_data,
+                                           OdProblem       **problem);
+gboolean        od_order_apply            (OdOrder          *order,
+                                           const char       *type,
+                                           JsonObject       *data,
+                                           gint64            version,
+                                           gint64            position,
+                                           const char       *recorded_at);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdOrder, od_order_free)
+
+G_END_DECLS

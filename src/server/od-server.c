@@ -1,0 +1,1428 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-server.h"
+
+#include <string.h>
+
+#define WRITER_BATCH_MAX   1024
+#define RING_CAPACITY      32768
+#define TAIL_READ_LIMIT    5000
+#define REPLAY_READ_LIMIT  2000
+#define CHUNK_MAX_BYTES    (64 * 1024)
+#define CHUNK_MAX_EVENTS   1000
+#define IDLE_HEAD_USEC     (4 * G_USEC_PER_SEC)
+#define MAX_HEADER_BYTES   (16 * 1024)
+
+typedef struct
+{
+  gint64  position;
+  gint64  prev;
+  char   *frame;
+  gsize   len;
+} RingEntry;
+
+typedef struct _Subscriber Subscriber;
+
+struct _OdServer
+{
+  GObject        parent_instance;
+
+  SoupServer    *soup;
+  OdStore       *store;
+  OdAuth        *auth;
+  char          *url;
+  double         rate_limit;
+  double         rate_burst;
+  gint64         request_timeout_usec;
+  gint64         stall_timeout_usec;
+  gboolean       stopping;
+
+  GThread       *writer;
+  GAsyncQueue   *queue;
+  GHashTable    *in_flight;   /* "actor\nkey" */
+  GHashTable    *buckets;     /* token name → Bucket */
+  GHashTable    *requests;    /* SoupServerMessage → start time, while being read */
+
+  /* Newest events, as SSE frames, for live fan-out without a database
+   * read per subscriber.  Holds every event with position > ring_base up
+   * to tail_position. */
+  RingEntry     *ring;
+  guint          ring_start;
+  guint          ring_len;
+  gint64         ring_base;
+  gint64         tail_position;
+  gint64         head;
+  gboolean       tail_reading;
+  gboolean       tail_again;
+  gulong         appended_id;
+
+  GList         *subscribers;
+  guint          n_subscribers;
+  guint          tick_id;
+};
+
+G_DEFINE_FINAL_TYPE (OdServer, od_server, G_TYPE_OBJECT)
+
+/* The server's view of a command waiting for the writer. */
+typedef struct
+{
+  OdServer          *server;
+  SoupServerMessage *msg;
+  gulong             finished_id;
+  char              *flight_key;
+  OdJobDoneFunc      done;
+  gpointer           done_data;
+} Pending;
+
+typedef struct
+{
+  double tokens;
+  gint64 updated;
+} Bucket;
+
+struct _Subscriber
+{
+  gint               ref_count;
+  OdServer          *server;
+  SoupServerMessage *msg;
+  gint64             cursor;
+  gint64             connect_head;
+  gboolean           head_sent;
+  gboolean           chunk_pending;
+  gboolean           reading;
+  gboolean           closed;
+  gint64             pending_since;
+  gint64             last_write;
+  gulong             wrote_id;
+  gulong             finished_id;
+};
+
+static OdJob *const STOP_JOB = (OdJob *) &STOP_JOB;
+
+static void tail_read (OdServer *self);
+static void subscriber_pump (Subscriber *sub);
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                           */
+
+static void
+respond (SoupServerMessage *msg,
+         guint              status,
+         const char        *content_type,
+         char              *body)
+{
+  soup_server_message_set_status (msg, status, NULL);
+  soup_server_message_set_response (msg, content_type, SOUP_MEMORY_TAKE, body, strlen (body));
+}
+
+static void
+respond_problem (SoupServerMessage *msg,
+                 OdProblem         *problem)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+
+  if (problem->status == 401)
+    soup_message_headers_replace (headers, "WWW-Authenticate", "Bearer realm=\"orderdesk\"");
+  if (problem->retry_after > 0)
+    {
+      char value[16];
+
+      g_snprintf (value, sizeof value, "%u", problem->retry_after);
+      soup_message_headers_replace (headers, "Retry-After", value);
+    }
+  respond (msg, problem->status, "application/problem+json", od_problem_to_json (problem));
+  od_problem_free (problem);
+}
+
+/* Returns the value of a header that must appear at most once.  A header
+ * given twice is ambiguous and reported through duplicate. */
+static const char *
+header_once (SoupMessageHeaders *headers,
+             const char         *name,
+             gboolean           *duplicate)
+{
+  SoupMessageHeadersIter iter;
+  const char *hname, *hvalue, *found = NULL;
+  guint count = 0;
+
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &hname, &hvalue))
+    if (g_ascii_strcasecmp (hname, name) == 0)
+      {
+        found = hvalue;
+        count++;
+      }
+  *duplicate = count > 1;
+  return count == 1 ? found : NULL;
+}
+
+static char *
+head_json (gint64 head)
+{
+  g_autofree char *now = od_timestamp_now ();
+
+  return g_strdup_printf ("{\"head\":%" G_GINT64_FORMAT ",\"server_time\":\"%s\"}", head, now);
+}
+
+/* ------------------------------------------------------------------ */
+/* Authentication and rate limit                                       */
+
+static const OdToken *
+authenticate (OdServer          *self,
+              SoupServerMessage *msg,
+              OdRole             needed)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  const OdToken *token;
+  gboolean duplicate;
+  const char *value = header_once (headers, "Authorization", &duplicate);
+
+  token = duplicate ? NULL : od_auth_check (self->auth, value);
+  if (token == NULL)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
+                                            value == NULL && !duplicate
+                                              ? "An Authorization: Bearer token is required."
+                                              : "The bearer token is malformed or unknown."));
+      return NULL;
+    }
+  if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
+                                            "Token '%s' has the viewer role; commands need an "
+                                            "operator token.", token->name));
+      return NULL;
+    }
+  return token;
+}
+
+static gboolean
+rate_allows (OdServer      *self,
+             const OdToken *token,
+             guint         *retry_after)
+{
+  gint64 now = g_get_monotonic_time ();
+  Bucket *bucket;
+
+  if (self->rate_limit <= 0)
+    return TRUE;
+  bucket = g_hash_table_lookup (self->buckets, token->name);
+  if (bucket == NULL)
+    {
+      bucket = g_new0 (Bucket, 1);
+      bucket->tokens = self->rate_burst;
+      bucket->updated = now;
+      g_hash_table_insert (self->buckets, g_strdup (token->name), bucket);
+    }
+  bucket->tokens = MIN (self->rate_burst,
+                        bucket->tokens + (now - bucket->updated) * self->rate_limit / G_USEC_PER_SEC);
+  bucket->updated = now;
+  if (bucket->tokens >= 1.0)
+    {
+      bucket->tokens -= 1.0;
+      return TRUE;
+    }
+  *retry_after = MAX (1, (guint) ((1.0 - bucket->tokens) / self->rate_limit + 0.999));
+  return FALSE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands and the writer thread                                      */
+
+static void
+pending_free (Pending *pending)
+{
+  if (pending->msg != NULL)
+    {
+      g_signal_handler_disconnect (pending->msg, pending->finished_id);
+      g_object_unref (pending->msg);
+    }
+  g_free (pending->flight_key);
+  g_free (pending);
+}
+
+static void
+pending_msg_finished (SoupServerMessage *msg,
+                      Pending           *pending)
+{
+  /* The client went away; the command still commits (a retry with the
+   * same key will get its answer), there is just no one to tell. */
+  g_signal_handler_disconnect (msg, pending->finished_id);
+  g_clear_object (&pending->msg);
+}
+
+static gboolean
+batch_done (gpointer data)
+{
+  GPtrArray *batch = data;
+  OdServer *self = NULL;
+
+  for (guint i = 0; i < batch->len; i++)
+    {
+      OdJob *job = g_ptr_array_index (batch, i);
+      Pending *pending = job->user_data;
+
+      self = pending->server;
+      if (pending->flight_key != NULL)
+        g_hash_table_remove (self->in_flight, pending->flight_key);
+      if (pending->msg != NULL)
+        {
+          SoupServerMessage *msg = pending->msg;
+
+          if (job->replayed)
+            soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+                                          "Idempotent-Replayed", "true");
+          respond (msg, job->status,
+                   job->status == 200 ? "application/json" : "application/problem+json",
+                   g_strdup (job->response));
+          soup_server_message_unpause (msg);
+        }
+      if (pending->done != NULL)
+        pending->done (job, pending->done_data);
+      pending_free (pending);
+      od_job_free (job);
+    }
+  if (self != NULL)
+    {
+      tail_read (self);
+      g_object_unref (self);
+    }
+  g_ptr_array_unref (batch);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+writer_thread (gpointer data)
+{
+  OdServer *self = data;
+  gboolean stop = FALSE;
+
+  while (!stop)
+    {
+      GPtrArray *batch = g_ptr_array_new ();
+      g_autoptr(GError) error = NULL;
+      OdJob *job = g_async_queue_pop (self->queue);
+
+      if (job == STOP_JOB)
+        {
+          g_ptr_array_unref (batch);
+          break;
+        }
+      g_ptr_array_add (batch, job);
+      while (batch->len < WRITER_BATCH_MAX && (job = g_async_queue_try_pop (self->queue)) != NULL)
+        {
+          if (job == STOP_JOB)
+            {
+              stop = TRUE;
+              break;
+            }
+          g_ptr_array_add (batch, job);
+        }
+
+      if (!od_store_execute (self->store, (OdJob **) batch->pdata, batch->len, &error))
+        {
+          g_warning ("store: %s; %u commands refused with 503", error->message, batch->len);
+          for (guint i = 0; i < batch->len; i++)
+            od_job_set_problem (g_ptr_array_index (batch, i),
+                                od_problem_new (OD_PROBLEM_UNAVAILABLE,
+                                                "The event store failed; nothing was committed. "
+                                                "Retry with the same Idempotency-Key."));
+        }
+      g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, batch_done, batch, NULL);
+    }
+  return NULL;
+}
+
+void
+od_server_submit (OdServer      *self,
+                  OdJob         *job,
+                  OdJobDoneFunc  done,
+                  gpointer       user_data)
+{
+  Pending *pending = g_new0 (Pending, 1);
+
+  pending->server = self;
+  pending->done = done;
+  pending->done_data = user_data;
+  job->user_data = pending;
+  g_object_ref (self);
+  g_async_queue_push (self->queue, job);
+}
+
+static void
+handle_command (OdServer          *self,
+                SoupServerMessage *msg)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  SoupMessageBody *body = soup_server_message_get_request_body (msg);
+  g_autoptr(GBytes) bytes = NULL;
+  OdProblem *problem = NULL;
+  const OdToken *token;
+  const char *key, *content_type;
+  gboolean duplicate;
+  guint retry_after = 0;
+  OdCommand *command;
+  Pending *pending;
+  OdJob *job;
+  char *flight_key;
+  gsize len;
+  const char *data;
+
+  if ((token = authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
+    return;
+  if (!rate_allows (self, token, &retry_after))
+    {
+      problem = od_problem_new (OD_PROBLEM_RATE_LIMITED,
+                                "Token '%s' sent more than %.0f commands a second.", token->name,
+                                self->rate_limit);
+      problem->retry_after = retry_after;
+      respond_problem (msg, problem);
+      return;
+    }
+  if (body->length > OD_MAX_BODY
+      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                            "The body is over %d bytes.", OD_MAX_BODY));
+      return;
+    }
+  key = header_once (headers, "Idempotency-Key", &duplicate);
+  if (duplicate || !od_idempotency_key_valid (key))
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_KEY_MISSING,
+                                            duplicate ? "Idempotency-Key was given twice."
+                                            : key == NULL ? "Commands need an Idempotency-Key header."
+                                            : "Idempotency-Key must be 1..128 printable ASCII "
+                                              "characters."));
+      return;
+    }
+  content_type = soup_message_headers_get_content_type (headers, NULL);
+  if (soup_message_headers_get_one (headers, "Content-Type") != NULL
+      && g_strcmp0 (content_type, "application/json") != 0)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+                                            "Commands are sent as application/json."));
+      return;
+    }
+
+  bytes = soup_message_body_flatten (body);
+  data = g_bytes_get_data (bytes, &len);
+  command = od_command_parse (data ? data : "", len, &problem);
+  if (command == NULL)
+    {
+      respond_problem (msg, problem);
+      return;
+    }
+
+  flight_key = g_strconcat (token->name, "\n", key, NULL);
+  if (g_hash_table_contains (self->in_flight, flight_key))
+    {
+      g_free (flight_key);
+      od_command_free (command);
+      respond_problem (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
+                                            "A request with Idempotency-Key '%s' is still being "
+                                            "processed; retry in a moment.", key));
+      return;
+    }
+  g_hash_table_add (self->in_flight, flight_key);
+
+  job = od_job_new (command, token->name, key, data ? data : "", len);
+  od_server_submit (self, job, NULL, NULL);
+  pending = job->user_data;
+  pending->flight_key = g_strdup (flight_key);
+  pending->msg = g_object_ref (msg);
+  pending->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (pending_msg_finished),
+                                           pending);
+  soup_server_message_pause (msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads off the main loop                                             */
+
+typedef struct
+{
+  gint64   after;
+  guint    limit;
+  gint64   upto;     /* format no event above this */
+  gboolean frames;   /* SSE frames, else a JSON page */
+} ReadRequest;
+
+typedef struct
+{
+  GString   *text;
+  GPtrArray *entries; /* RingEntry, for the tail read */
+  gint64     last_position;
+  gint64     head;
+  guint      n_events;
+} ReadResult;
+
+static void
+ring_entry_clear (RingEntry *entry)
+{
+  g_clear_pointer (&entry->frame, g_free);
+}
+
+static void
+read_result_free (ReadResult *result)
+{
+  if (result->text != NULL)
+    g_string_free (result->text, TRUE);
+  if (result->entries != NULL)
+    g_ptr_array_unref (result->entries);
+  g_free (result);
+}
+
+static void
+read_in_thread (GTask        *task,
+                gpointer      source,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  OdServer *self = source;
+  ReadRequest *request = task_data;
+  g_autoptr(GPtrArray) events = NULL;
+  GError *error = NULL;
+  ReadResult *result;
+  gint64 head = 0;
+
+  events = od_store_read_events (self->store, request->after, request->limit, &head, &error);
+  if (events == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  result = g_new0 (ReadResult, 1);
+  result->head = head;
+  result->last_position = request->after;
+  result->text = g_string_sized_new (events->len * 320 + 64);
+  if (!request->frames)
+    g_string_append (result->text, "{\"events\":[");
+  for (guint i = 0; i < events->len; i++)
+    {
+      OdEvent *event = g_ptr_array_index (events, i);
+
+      if (event->position > request->upto)
+        break;
+      if (request->frames)
+        od_event_append_sse (result->text, event);
+      else
+        {
+          if (i > 0)
+            g_string_append_c (result->text, ',');
+          od_event_append_json (result->text, event);
+        }
+      result->last_position = event->position;
+      result->n_events++;
+    }
+  if (!request->frames)
+    g_string_append_printf (result->text, "],\"head\":%" G_GINT64_FORMAT "}", head);
+  g_task_return_pointer (task, result, (GDestroyNotify) read_result_free);
+}
+
+static void
+start_read (OdServer            *self,
+            gint64               after,
+            guint                limit,
+            gint64               upto,
+            gboolean             frames,
+            GAsyncReadyCallback  callback,
+            gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  ReadRequest *request = g_new0 (ReadRequest, 1);
+
+  request->after = after;
+  request->limit = limit;
+  request->upto = upto;
+  request->frames = frames;
+  g_task_set_task_data (task, request, g_free);
+  g_task_run_in_thread (task, read_in_thread);
+}
+
+static void
+page_read_done (GObject      *source,
+                GAsyncResult *res,
+                gpointer      user_data)
+{
+  SoupServerMessage *msg = user_data;
+  g_autoptr(GError) error = NULL;
+  ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
+
+  if (result == NULL)
+    respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                          error->message));
+  else
+    {
+      respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
+      read_result_free (result);
+    }
+  soup_server_message_unpause (msg);
+  g_object_unref (msg);
+}
+
+static gboolean
+query_int (GHashTable         *params,
+           const char         *name,
+           gint64              fallback,
+           gint64             *out,
+           SoupServerMessage  *msg)
+{
+  const char *text = params ? g_hash_table_lookup (params, name) : NULL;
+  g_autoptr(GError) error = NULL;
+
+  *out = fallback;
+  if (text == NULL)
+    return TRUE;
+  if (!g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, out, &error))
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "%s must be an integer.", name));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static GHashTable *
+query_params (SoupServerMessage *msg,
+              gboolean          *ok)
+{
+  GUri *uri = soup_server_message_get_uri (msg);
+  const char *query = g_uri_get_query (uri);
+  GHashTable *params;
+
+  *ok = TRUE;
+  if (query == NULL)
+    return NULL;
+  params = g_uri_parse_params (query, -1, "&", G_URI_PARAMS_NONE, NULL);
+  if (params == NULL)
+    {
+      *ok = FALSE;
+      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "The query string is malformed."));
+    }
+  return params;
+}
+
+static void
+handle_events_page (OdServer          *self,
+                    SoupServerMessage *msg)
+{
+  g_autoptr(GHashTable) params = NULL;
+  gint64 after, limit;
+  gboolean ok;
+
+  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+    return;
+  params = query_params (msg, &ok);
+  if (!ok || !query_int (params, "after", 0, &after, msg) || !query_int (params, "limit", 1000, &limit, msg))
+    return;
+  after = MAX (after, 0);
+  limit = CLAMP (limit, 1, 10000);
+  soup_server_message_pause (msg);
+  start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
+}
+
+static void
+head_done (GObject      *source,
+           GAsyncResult *res,
+           gpointer      user_data)
+{
+  SoupServerMessage *msg = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize head = g_task_propagate_int (G_TASK (res), &error);
+
+  if (error != NULL)
+    respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                          error->message));
+  else
+    respond (msg, 200, "application/json", head_json (head));
+  soup_server_message_unpause (msg);
+  g_object_unref (msg);
+}
+
+static void
+head_in_thread (GTask        *task,
+                gpointer      source,
+                gpointer      task_data,
+                GCancellable *cancellable)
+{
+  OdServer *self = source;
+  GError *error = NULL;
+  gint64 head = 0;
+
+  if (od_store_get_head (self->store, &head, &error))
+    g_task_return_int (task, head);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+handle_head (OdServer          *self,
+             SoupServerMessage *msg)
+{
+  g_autoptr(GTask) task = NULL;
+
+  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+    return;
+  soup_server_message_pause (msg);
+  task = g_task_new (self, NULL, head_done, g_object_ref (msg));
+  g_task_run_in_thread (task, head_in_thread);
+}
+
+/* ------------------------------------------------------------------ */
+/* The ring and the tail                                               */
+
+static RingEntry *
+ring_at (OdServer *self,
+         guint     i)
+{
+  return &self->ring[(self->ring_start + i) % RING_CAPACITY];
+}
+
+static void
+ring_push (OdServer  *self,
+           RingEntry *entry)
+{
+  if (self->ring_len == RING_CAPACITY)
+    {
+      RingEntry *oldest = ring_at (self, 0);
+
+      self->ring_base = oldest->position;
+      ring_entry_clear (oldest);
+      self->ring_start = (self->ring_start + 1) % RING_CAPACITY;
+      self->ring_len--;
+    }
+  *ring_at (self, self->ring_len) = *entry;
+  self->ring_len++;
+}
+
+/* Index of the first entry with position > after. */
+static guint
+ring_find (OdServer *self,
+           gint64    after)
+{
+  guint lo = 0, hi = self->ring_len;
+
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+
+      if (ring_at (self, mid)->position <= after)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return lo;
+}
+
+static void
+tail_entries_in_thread (GTask        *task,
+                        gpointer      source,
+                        gpointer      task_data,
+                        GCancellable *cancellable)
+{
+  OdServer *self = source;
+  gint64 after = *(gint64 *) task_data;
+  g_autoptr(GPtrArray) events = NULL;
+  GError *error = NULL;
+  ReadResult *result;
+  gint64 head = 0;
+
+  events = od_store_read_events (self->store, after, TAIL_READ_LIMIT, &head, &error);
+  if (events == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  result = g_new0 (ReadResult, 1);
+  result->head = head;
+  result->entries = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < events->len; i++)
+    {
+      OdEvent *event = g_ptr_array_index (events, i);
+      RingEntry *entry = g_new0 (RingEntry, 1);
+      GString *frame = g_string_sized_new (320);
+
+      od_event_append_sse (frame, event);
+      entry->position = event->position;
+      entry->prev = event->prev;
+      entry->len = frame->len;
+      entry->frame = g_string_free (frame, FALSE);
+      g_ptr_array_add (result->entries, entry);
+    }
+  result->n_events = events->len;
+  g_task_return_pointer (task, result, (GDestroyNotify) read_result_free);
+}
+
+static void
+tail_read_done (GObject      *source,
+                GAsyncResult *res,
+                gpointer      user_data)
+{
+  OdServer *self = OD_SERVER (source);
+  g_autoptr(GError) error = NULL;
+  ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
+  gboolean more;
+
+  self->tail_reading = FALSE;
+  if (result == NULL)
+    {
+      g_warning ("reading new events failed: %s", error->message);
+      more = TRUE;
+    }
+  else
+    {
+      for (guint i = 0; i < result->entries->len; i++)
+        {
+          RingEntry *entry = g_ptr_array_index (result->entries, i);
+
+          ring_push (self, entry);
+          /* The ring owns the frame now; only the holder is freed. */
+          entry->frame = NULL;
+          self->tail_position = entry->position;
+        }
+      self->head = self->tail_position;
+      more = result->n_events == TAIL_READ_LIMIT;
+      read_result_free (result);
+
+      for (GList *l = self->subscribers; l; l = l->next)
+        subscriber_pump (l->data);
+    }
+
+  if (more || self->tail_again)
+    {
+      self->tail_again = FALSE;
+      if (result == NULL)
+        g_timeout_add_once (100, (GSourceOnceFunc) tail_read, self);
+      else
+        tail_read (self);
+    }
+  g_object_unref (self);
+}
+
+static void
+tail_read (OdServer *self)
+{
+  g_autoptr(GTask) task = NULL;
+  gint64 *after;
+
+  if (self->tail_reading)
+    {
+      self->tail_again = TRUE;
+      return;
+    }
+  self->tail_reading = TRUE;
+  after = g_new (gint64, 1);
+  *after = self->tail_position;
+  task = g_task_new (self, NULL, tail_read_done, g_object_ref (self));
+  g_task_set_task_data (task, after, g_free);
+  g_task_run_in_thread (task, tail_entries_in_thread);
+}
+
+static gboolean
+appended_idle (gpointer data)
+{
+  tail_read (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+store_appended (OdStore  *store,
+                OdServer *self)
+{
+  /* From any thread: hop to the main loop, where the tail lives. */
+  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, appended_idle, g_object_ref (self),
+                              g_object_unref);
+}
+
+/* ------------------------------------------------------------------ */
+/* Event stream subscribers                                            */
+
+static Subscriber *
+subscriber_ref (Subscriber *sub)
+{
+  sub->ref_count++;
+  return sub;
+}
+
+static void
+subscriber_unref (Subscriber *sub)
+{
+  if (--sub->ref_count > 0)
+    return;
+  g_clear_object (&sub->msg);
+  g_free (sub);
+}
+
+static void
+subscriber_write (Subscriber *sub,
+                  GString    *text)
+{
+  SoupMessageBody *body = soup_server_message_get_response_body (sub->msg);
+  gsize len = text->len;
+
+  soup_message_body_append_take (body, (guchar *) g_string_free (text, FALSE), len);
+  sub->chunk_pending = TRUE;
+  sub->pending_since = sub->last_write = g_get_monotonic_time ();
+  soup_server_message_unpause (sub->msg);
+}
+
+static void
+append_head_frame (GString *out,
+                   gint64   head)
+{
+  g_autofree char *json = head_json (head);
+
+  g_string_append (out, "event: head\ndata: ");
+  g_string_append (out, json);
+  g_string_append (out, "\n\n");
+}
+
+static void
+replay_done (GObject      *source,
+             GAsyncResult *res,
+             gpointer      user_data)
+{
+  Subscriber *sub = user_data;
+  g_autoptr(GError) error = NULL;
+  ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
+
+  sub->reading = FALSE;
+  if (sub->closed)
+    goto out;
+  if (result == NULL)
+    {
+      g_warning ("stream replay failed: %s; closing the stream", error->message);
+      g_socket_shutdown (soup_server_message_get_socket (sub->msg), TRUE, TRUE, NULL);
+      goto out;
+    }
+  if (result->n_events == 0 && sub->cursor < sub->server->ring_base)
+    {
+      /* Nothing in the log between the cursor and the ring: move on to
+       * the ring rather than asking again forever. */
+      sub->cursor = sub->server->ring_base;
+    }
+  else
+    sub->cursor = result->last_position;
+  if (!sub->head_sent && sub->cursor >= sub->connect_head)
+    {
+      append_head_frame (result->text, sub->server->head);
+      sub->head_sent = TRUE;
+    }
+  if (result->text->len > 0)
+    subscriber_write (sub, g_steal_pointer (&result->text));
+  else
+    subscriber_pump (sub);
+
+out:
+  if (result != NULL)
+    read_result_free (result);
+  subscriber_unref (sub);
+}
+
+static void
+subscriber_pump (Subscriber *sub)
+{
+  OdServer *self = sub->server;
+  gint64 upto = sub->head_sent ? G_MAXINT64 : sub->connect_head;
+  GString *out = NULL;
+
+  if (sub->closed || sub->chunk_pending || sub->reading)
+    return;
+
+  if (sub->cursor < upto && sub->cursor < self->tail_position)
+    {
+      if (sub->cursor < self->ring_base)
+        {
+          sub->reading = TRUE;
+          start_read (self, sub->cursor, REPLAY_READ_LIMIT, upto, TRUE, replay_done,
+                      subscriber_ref (sub));
+          return;
+        }
+      out = g_string_sized_new (CHUNK_MAX_BYTES + 1024);
+      for (guint i = ring_find (self, sub->cursor), n = 0;
+           i < self->ring_len && out->len < CHUNK_MAX_BYTES && n < CHUNK_MAX_EVENTS; i++, n++)
+        {
+          RingEntry *entry = ring_at (self, i);
+
+          if (entry->position > upto)
+            break;
+          g_string_append_len (out, entry->frame, entry->len);
+          sub->cursor = entry->position;
+        }
+    }
+
+  if (!sub->head_sent && sub->cursor >= sub->connect_head)
+    {
+      if (out == NULL)
+        out = g_string_new (NULL);
+      append_head_frame (out, self->head);
+      sub->head_sent = TRUE;
+    }
+
+  if (out != NULL && out->len > 0)
+    subscriber_write (sub, out);
+  else if (out != NULL)
+    g_string_free (out, TRUE);
+}
+
+static void
+subscriber_wrote_chunk (SoupServerMessage *msg,
+                        Subscriber        *sub)
+{
+  sub->chunk_pending = FALSE;
+  subscriber_pump (sub);
+}
+
+static void
+subscriber_finished (SoupServerMessage *msg,
+                     Subscriber        *sub)
+{
+  OdServer *self = sub->server;
+
+  sub->closed = TRUE;
+  g_signal_handler_disconnect (msg, sub->wrote_id);
+  g_signal_handler_disconnect (msg, sub->finished_id);
+  self->subscribers = g_list_remove (self->subscribers, sub);
+  self->n_subscribers--;
+  subscriber_unref (sub);
+}
+
+static void
+handle_stream (OdServer          *self,
+               SoupServerMessage *msg)
+{
+  SoupMessageHeaders *request_headers = soup_server_message_get_request_headers (msg);
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  g_autoptr(GHashTable) params = NULL;
+  const char *last_id;
+  Subscriber *sub;
+  gboolean duplicate, ok;
+  gint64 after;
+
+  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+    return;
+  params = query_params (msg, &ok);
+  if (!ok || !query_int (params, "after", 0, &after, msg))
+    return;
+  last_id = header_once (request_headers, "Last-Event-ID", &duplicate);
+  if (duplicate)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "Last-Event-ID was given twice."));
+      return;
+    }
+  if (last_id != NULL && !g_ascii_string_to_signed (last_id, 10, G_MININT64, G_MAXINT64,
+                                                    &after, NULL))
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
+                                            "Last-Event-ID must be an integer."));
+      return;
+    }
+
+  sub = g_new0 (Subscriber, 1);
+  sub->ref_count = 1;
+  sub->server = self;
+  sub->msg = g_object_ref (msg);
+  sub->cursor = MAX (after, 0);
+  sub->connect_head = self->head;
+  self->subscribers = g_list_prepend (self->subscribers, sub);
+  self->n_subscribers++;
+
+  soup_server_message_set_status (msg, 200, NULL);
+  soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
+  soup_message_headers_replace (headers, "Cache-Control", "no-store");
+  soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
+  soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
+  sub->wrote_id = g_signal_connect (msg, "wrote-chunk", G_CALLBACK (subscriber_wrote_chunk), sub);
+  sub->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (subscriber_finished), sub);
+
+  subscriber_write (sub, g_string_new ("retry: 2000\n\n"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing, limits and timeouts                                        */
+
+static void
+handle_request (SoupServer        *server,
+                SoupServerMessage *msg,
+                const char        *path,
+                GHashTable        *query,
+                gpointer           user_data)
+{
+  OdServer *self = user_data;
+  const char *method = soup_server_message_get_method (msg);
+  const char *allow = NULL;
+  gboolean is_get = g_strcmp0 (method, "GET") == 0;
+  gboolean is_post = g_strcmp0 (method, "POST") == 0;
+
+  g_hash_table_remove (self->requests, msg);
+
+  if (GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-answered")))
+    return;
+  if (self->stopping)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
+      return;
+    }
+
+  if (g_strcmp0 (path, "/v1/commands") == 0)
+    {
+      if (is_post)
+        return handle_command (self, msg);
+      allow = "POST";
+    }
+  else if (g_strcmp0 (path, "/v1/events") == 0)
+    {
+      if (is_get)
+        return handle_events_page (self, msg);
+      allow = "GET";
+    }
+  else if (g_strcmp0 (path, "/v1/events/stream") == 0)
+    {
+      if (is_get)
+        return handle_stream (self, msg);
+      allow = "GET";
+    }
+  else if (g_strcmp0 (path, "/v1/head") == 0)
+    {
+      if (is_get)
+        return handle_head (self, msg);
+      allow = "GET";
+    }
+  else if (g_strcmp0 (path, "/v1/health") == 0)
+    {
+      if (is_get)
+        return respond (msg, 200, "application/json", g_strdup ("{\"status\":\"ok\"}"));
+      allow = "GET";
+    }
+
+  if (allow != NULL)
+    {
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", allow);
+      respond_problem (msg, od_problem_new (OD_PROBLEM_METHOD_NOT_ALLOWED,
+                                            "%s is not allowed on %s.", method, path));
+    }
+  else
+    respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_FOUND, "No route %s.", path));
+}
+
+static void
+request_got_chunk (SoupServerMessage *msg,
+                   GBytes            *chunk,
+                   gpointer           user_data)
+{
+  SoupMessageBody *body = soup_server_message_get_request_body (msg);
+
+  /* A chunked body has no length up front: stop keeping it once it is
+   * too large; the handler then answers 413. */
+  if (body->length > OD_MAX_BODY)
+    {
+      g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
+      soup_message_body_set_accumulate (body, FALSE);
+      soup_message_body_truncate (body);
+    }
+}
+
+static void
+early_handler (SoupServer        *server,
+               SoupServerMessage *msg,
+               const char        *path,
+               GHashTable        *query,
+               gpointer           user_data)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  SoupMessageHeadersIter iter;
+  const char *name, *value;
+  gsize header_bytes = 0;
+  goffset length;
+
+  soup_message_headers_iter_init (&iter, headers);
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    header_bytes += strlen (name) + strlen (value) + 4;
+  if (header_bytes > MAX_HEADER_BYTES)
+    {
+      g_object_set_data (G_OBJECT (msg), "od-answered", GINT_TO_POINTER (1));
+      respond_problem (msg, od_problem_new (OD_PROBLEM_HEADERS_TOO_LARGE,
+                                            "Request headers are limited to %d bytes.",
+                                            MAX_HEADER_BYTES));
+      return;
+    }
+
+  length = soup_message_headers_get_content_length (headers);
+  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH
+      && length > OD_MAX_BODY)
+    {
+      g_object_set_data (G_OBJECT (msg), "od-answered", GINT_TO_POINTER (1));
+      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                            "The body is %" G_GOFFSET_FORMAT
+                                            " bytes; the limit is %d.", length, OD_MAX_BODY));
+      return;
+    }
+  g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
+}
+
+static void
+request_started (SoupServer        *server,
+                 SoupServerMessage *msg,
+                 OdServer          *self)
+{
+  g_hash_table_insert (self->requests, msg, GINT_TO_POINTER (1));
+  g_object_set_data (G_OBJECT (msg), "od-started",
+                     GSIZE_TO_POINTER ((gsize) (g_get_monotonic_time () / 1000)));
+}
+
+static void
+request_ended (SoupServer        *server,
+               SoupServerMessage *msg,
+               OdServer          *self)
+{
+  g_hash_table_remove (self->requests, msg);
+}
+
+static gboolean
+tick (gpointer data)
+{
+  OdServer *self = data;
+  gint64 now = g_get_monotonic_time ();
+  GHashTableIter iter;
+  gpointer key;
+
+  /* Requests still being read after the timeout: slow or stuck clients
+   * (including idle keep-alive connections) lose their connection. */
+  g_hash_table_iter_init (&iter, self->requests);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      SoupServerMessage *msg = key;
+      gint64 started = (gint64) GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-started"))
+                       * 1000;
+
+      if (now - started > self->request_timeout_usec)
+        {
+          GSocket *socket = soup_server_message_get_socket (msg);
+
+          g_hash_table_iter_remove (&iter);
+          if (socket != NULL)
+            g_socket_shutdown (socket, TRUE, TRUE, NULL);
+        }
+    }
+
+  for (GList *l = self->subscribers; l; l = l->next)
+    {
+      Subscriber *sub = l->data;
+
+      if (sub->chunk_pending && now - sub->pending_since > self->stall_timeout_usec)
+        {
+          GSocket *socket = soup_server_message_get_socket (sub->msg);
+
+          g_message ("disconnecting a stream subscriber that read nothing for %" G_GINT64_FORMAT
+                     " s (at position %" G_GINT64_FORMAT ")",
+                     (now - sub->pending_since) / G_USEC_PER_SEC, sub->cursor);
+          if (socket != NULL)
+            g_socket_shutdown (socket, TRUE, TRUE, NULL);
+        }
+      else if (sub->head_sent && !sub->chunk_pending && !sub->reading
+               && now - sub->last_write >= IDLE_HEAD_USEC)
+        {
+          GString *out = g_string_new (NULL);
+
+          append_head_frame (out, self->head);
+          subscriber_write (sub, out);
+        }
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+od_server_dispose (GObject *object)
+{
+  OdServer *self = OD_SERVER (object);
+
+  g_clear_handle_id (&self->tick_id, g_source_remove);
+  if (self->appended_id != 0)
+    g_clear_signal_handler (&self->appended_id, self->store);
+  if (self->soup != NULL)
+    soup_server_disconnect (self->soup);
+  g_clear_object (&self->soup);
+
+  G_OBJECT_CLASS (od_server_parent_class)->dispose (object);
+}
+
+static void
+od_server_finalize (GObject *object)
+{
+  OdServer *self = OD_SERVER (object);
+
+  for (guint i = 0; i < self->ring_len; i++)
+    ring_entry_clear (ring_at (self, i));
+  g_free (self->ring);
+  g_clear_object (&self->store);
+  g_clear_pointer (&self->queue, g_async_queue_unref);
+  g_clear_pointer (&self->in_flight, g_hash_table_unref);
+  g_clear_pointer (&self->buckets, g_hash_table_unref);
+  g_clear_pointer (&self->requests, g_hash_table_unref);
+  g_free (self->url);
+
+  G_OBJECT_CLASS (od_server_parent_class)->finalize (object);
+}
+
+static void
+od_server_class_init (OdServerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = od_server_dispose;
+  object_class->finalize = od_server_finalize;
+}
+
+static void
+od_server_init (OdServer *self)
+{
+  self->queue = g_async_queue_new ();
+  self->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->buckets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->requests = g_hash_table_new (NULL, NULL);
+  self->ring = g_new0 (RingEntry, RING_CAPACITY);
+}
+
+static gboolean
+parse_listen (const char  *listen,
+              char       **host,
+              guint       *port,
+              GError     **error)
+{
+  const char *colon = strrchr (listen, ':');
+  guint64 value;
+
+  if (colon == NULL || colon == listen
+      || !g_ascii_string_to_unsigned (colon + 1, 10, 0, 65535, &value, NULL))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   "--listen wants HOST:PORT, not '%s'", listen);
+      return FALSE;
+    }
+  *host = g_strndup (listen, colon - listen);
+  if ((*host)[0] == '[')
+    {
+      char *inner = g_strndup (*host + 1, strlen (*host) - 2);
+
+      g_free (*host);
+      *host = inner;
+    }
+  *port = value;
+  return TRUE;
+}
+
+OdServer *
+od_server_new (OdStore               *store,
+               OdAuth                *auth,
+               const OdServerOptions *options,
+               GError               **error)
+{
+  g_autoptr(OdServer) self = g_object_new (OD_TYPE_SERVER, NULL);
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  g_autoptr(GInetAddress) address = NULL;
+  g_autoptr(GSocketAddress) socket_address = NULL;
+  g_autofree char *host = NULL;
+  GSList *uris;
+  guint port;
+
+  if (!parse_listen (options->listen, &host, &port, error))
+    return NULL;
+  address = g_inet_address_new_from_string (host);
+  if (address == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   "--listen wants a numeric address, not '%s'", host);
+      return NULL;
+    }
+  if (options->tls_cert != NULL || options->tls_key != NULL)
+    {
+      if (options->tls_cert == NULL || options->tls_key == NULL)
+        {
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               "--tls-cert and --tls-key go together");
+          return NULL;
+        }
+      certificate = g_tls_certificate_new_from_files (options->tls_cert, options->tls_key, error);
+      if (certificate == NULL)
+        return NULL;
+    }
+
+  self->store = g_object_ref (store);
+  self->auth = auth;
+  self->rate_limit = options->rate_limit;
+  self->rate_burst = MAX (options->rate_burst, 1.0);
+  self->request_timeout_usec = (gint64) MAX (options->request_timeout_s, 1) * G_USEC_PER_SEC;
+  self->stall_timeout_usec = (gint64) MAX (options->stall_timeout_s, 1) * G_USEC_PER_SEC;
+
+  if (!od_store_get_head (store, &self->head, error))
+    return NULL;
+  self->tail_position = self->ring_base = self->head;
+
+  self->soup = soup_server_new ("server-header", "orderdesk-server/" "0.1",
+                                "tls-certificate", certificate, NULL);
+  soup_server_add_early_handler (self->soup, NULL, early_handler, self, NULL);
+  soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
+  g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
+  g_signal_connect (self->soup, "request-read", G_CALLBACK (request_ended), self);
+  g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_ended), self);
+  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
+  self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);
+
+  socket_address = g_inet_socket_address_new (address, port);
+  if (!soup_server_listen (self->soup, socket_address,
+                           certificate ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
+    return NULL;
+  uris = soup_server_get_uris (self->soup);
+  if (uris != NULL)
+    {
+      g_autofree char *text = g_uri_to_string (uris->data);
+
+      /* "http://127.0.0.1:41234/" → without the trailing slash. */
+      if (g_str_has_suffix (text, "/"))
+        text[strlen (text) - 1] = '\0';
+      self->url = g_steal_pointer (&text);
+    }
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+
+  self->writer = g_thread_new ("od-writer", writer_thread, self);
+  self->tick_id = g_timeout_add_seconds (1, tick, self);
+  return g_steal_pointer (&self);
+}
+
+const char *
+od_server_get_url (OdServer *self)
+{
+  return self->url;
+}
+
+gint64
+od_server_get_head (OdServer *self)
+{
+  return self->head;
+}
+
+guint
+od_server_get_n_subscribers (OdServer *self)
+{
+  return self->n_subscribers;
+}
+
+/* Stops taking requests, lets the writer finish what it holds (those
+ * commands commit; clients get their answers or retry with the same key)
+ * and closes every stream. */
+void
+od_server_shutdown (OdServer *self)
+{
+  GMainContext *context = g_main_context_default ();
+
+  self->stopping = TRUE;
+  g_async_queue_push (self->queue, STOP_JOB);
+  g_thread_join (self->writer);
+  self->writer = NULL;
+  /* Deliver the answers of the last batches before closing connections. */
+  while (g_main_context_pending (context))
+    g_main_context_iteration (context, FALSE);
+  soup_server_disconnect (self->soup);
+  while (g_main_context_pending (context))
+    g_main_context_iteration (context, FALSE);
+}

@@ -1,0 +1,687 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-store-sqlite.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#define SCHEMA_VERSION 1
+
+/* The aggregate cache is reset when it grows past this many orders; the
+ * fold from the log is cheap enough for the rare miss after a reset. */
+#define MAX_CACHED_ORDERS 200000
+#define MAX_READERS       8
+
+typedef struct
+{
+  sqlite3      *db;
+  sqlite3_stmt *events;
+  sqlite3_stmt *head;
+  sqlite3_stmt *begin;
+  sqlite3_stmt *commit;
+} Reader;
+
+struct _OdStoreSqlite
+{
+  GObject       parent_instance;
+
+  char         *path;
+
+  /* Writer side: touched only by execute (), which the server calls from
+   * one thread at a time. */
+  sqlite3      *db;
+  sqlite3_stmt *st_begin;
+  sqlite3_stmt *st_commit;
+  sqlite3_stmt *st_rollback;
+  sqlite3_stmt *st_idem_get;
+  sqlite3_stmt *st_idem_put;
+  sqlite3_stmt *st_idem_purge;
+  sqlite3_stmt *st_insert;
+  sqlite3_stmt *st_order_events;
+  sqlite3_stmt *st_max;
+  GHashTable   *orders;     /* order_id → OdOrder, committed state only */
+  gint64        last_position;
+  gint64        last_purge;
+
+  GMutex        readers_lock;
+  GPtrArray    *readers;    /* idle Reader pool */
+};
+
+static void od_store_sqlite_iface_init (OdStoreInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (OdStoreSqlite, od_store_sqlite, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (OD_TYPE_STORE, od_store_sqlite_iface_init))
+
+static gboolean
+sql_error (sqlite3  *db,
+           GError  **error,
+           const char *what)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: %s", what, sqlite3_errmsg (db));
+  return FALSE;
+}
+
+static gboolean
+exec (sqlite3     *db,
+      const char  *sql,
+      GError     **error)
+{
+  char *message = NULL;
+
+  if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", message ? message : "sqlite error");
+      sqlite3_free (message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+prepare (sqlite3       *db,
+         const char    *sql,
+         sqlite3_stmt **stmt,
+         GError       **error)
+{
+  if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) != SQLITE_OK)
+    return sql_error (db, error, "prepare");
+  return TRUE;
+}
+
+static sqlite3 *
+open_db (const char  *path,
+         GError     **error)
+{
+  sqlite3 *db = NULL;
+
+  if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                       NULL) != SQLITE_OK)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s: %s", path,
+                   db ? sqlite3_errmsg (db) : "out of memory");
+      sqlite3_close (db);
+      return NULL;
+    }
+  sqlite3_busy_timeout (db, 10000);
+  /* WAL with synchronous=FULL fsyncs the log at every commit: a success is
+   * only answered once its transaction is on disk. */
+  if (!exec (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
+                 "PRAGMA temp_store=MEMORY;", error))
+    {
+      sqlite3_close (db);
+      return NULL;
+    }
+  return db;
+}
+
+static gboolean
+migrate (sqlite3  *db,
+         GError  **error)
+{
+  sqlite3_stmt *stmt = NULL;
+  int version = 0;
+
+  if (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK)
+    return sql_error (db, error, "user_version");
+  if (sqlite3_step (stmt) == SQLITE_ROW)
+    version = sqlite3_column_int (stmt, 0);
+  sqlite3_finalize (stmt);
+
+  if (version > SCHEMA_VERSION)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   "the store has schema version %d; this server knows up to %d", version,
+                   SCHEMA_VERSION);
+      return FALSE;
+    }
+  if (version == 0)
+    {
+      if (!exec (db,
+                 "BEGIN IMMEDIATE;"
+                 "CREATE TABLE IF NOT EXISTS events ("
+                 "  position INTEGER PRIMARY KEY,"
+                 "  prev INTEGER NOT NULL,"
+                 "  order_id TEXT NOT NULL,"
+                 "  version INTEGER NOT NULL,"
+                 "  type TEXT NOT NULL,"
+                 "  recorded_at TEXT NOT NULL,"
+                 "  actor TEXT NOT NULL,"
+                 "  data TEXT NOT NULL,"
+                 "  UNIQUE (order_id, version));"
+                 "CREATE TABLE IF NOT EXISTS idempotency ("
+                 "  actor TEXT NOT NULL,"
+                 "  key TEXT NOT NULL,"
+                 "  body_sha256 BLOB NOT NULL,"
+                 "  status INTEGER NOT NULL,"
+                 "  response TEXT NOT NULL,"
+                 "  created_at INTEGER NOT NULL,"
+                 "  PRIMARY KEY (actor, key)) WITHOUT ROWID;"
+                 "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_at);"
+                 "PRAGMA user_version = 1;"
+                 "COMMIT;",
+                 error))
+        {
+          exec (db, "ROLLBACK", NULL);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static void
+reader_free (Reader *reader)
+{
+  sqlite3_finalize (reader->events);
+  sqlite3_finalize (reader->head);
+  sqlite3_finalize (reader->begin);
+  sqlite3_finalize (reader->commit);
+  sqlite3_close (reader->db);
+  g_free (reader);
+}
+
+static Reader *
+reader_acquire (OdStoreSqlite  *self,
+                GError        **error)
+{
+  Reader *reader = NULL;
+
+  g_mutex_lock (&self->readers_lock);
+  if (self->readers->len > 0)
+    reader = g_ptr_array_steal_index_fast (self->readers, self->readers->len - 1);
+  g_mutex_unlock (&self->readers_lock);
+  if (reader != NULL)
+    return reader;
+
+  reader = g_new0 (Reader, 1);
+  if (sqlite3_open_v2 (self->path, &reader->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                       NULL) != SQLITE_OK)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s for reading",
+                   self->path);
+      reader_free (reader);
+      return NULL;
+    }
+  sqlite3_busy_timeout (reader->db, 10000);
+  if (!prepare (reader->db,
+                "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+                &reader->events, error)
+      || !prepare (reader->db, "SELECT coalesce(max(position), 0) FROM events", &reader->head,
+                   error)
+      || !prepare (reader->db, "BEGIN", &reader->begin, error)
+      || !prepare (reader->db, "COMMIT", &reader->commit, error))
+    {
+      reader_free (reader);
+      return NULL;
+    }
+  return reader;
+}
+
+static void
+reader_release (OdStoreSqlite *self,
+                Reader        *reader)
+{
+  g_mutex_lock (&self->readers_lock);
+  if (self->readers->len < MAX_READERS)
+    {
+      g_ptr_array_add (self->readers, reader);
+      reader = NULL;
+    }
+  g_mutex_unlock (&self->readers_lock);
+  if (reader != NULL)
+    reader_free (reader);
+}
+
+static gboolean
+read_head (Reader  *reader,
+           gint64  *head,
+           GError **error)
+{
+  gboolean ok = sqlite3_step (reader->head) == SQLITE_ROW;
+
+  if (ok)
+    *head = sqlite3_column_int64 (reader->head, 0);
+  else
+    sql_error (reader->db, error, "head");
+  sqlite3_reset (reader->head);
+  return ok;
+}
+
+static GPtrArray *
+od_store_sqlite_read_events (OdStore  *store,
+                             gint64    after,
+                             guint     limit,
+                             gint64   *head,
+                             GError  **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  Reader *reader;
+  gint64 h = 0;
+  int rc;
+
+  if ((reader = reader_acquire (self, error)) == NULL)
+    return NULL;
+
+  /* One read transaction, so that head and the page agree. */
+  sqlite3_step (reader->begin);
+  sqlite3_reset (reader->begin);
+  if (!read_head (reader, &h, error))
+    goto failed;
+  sqlite3_bind_int64 (reader->events, 1, after);
+  sqlite3_bind_int64 (reader->events, 2, limit);
+  while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
+    {
+      OdEvent *event = od_event_new ();
+      const char *order_id = (const char *) sqlite3_column_text (reader->events, 2);
+
+      event->position = sqlite3_column_int64 (reader->events, 0);
+      event->prev = sqlite3_column_int64 (reader->events, 1);
+      g_strlcpy (event->order_id, order_id ? order_id : "", sizeof event->order_id);
+      event->version = sqlite3_column_int64 (reader->events, 3);
+      event->type = g_strdup ((const char *) sqlite3_column_text (reader->events, 4));
+      event->recorded_at = g_strdup ((const char *) sqlite3_column_text (reader->events, 5));
+      event->actor = g_strdup ((const char *) sqlite3_column_text (reader->events, 6));
+      event->data = g_strdup ((const char *) sqlite3_column_text (reader->events, 7));
+      g_ptr_array_add (events, event);
+    }
+  sqlite3_reset (reader->events);
+  if (rc != SQLITE_DONE)
+    {
+      sql_error (reader->db, error, "read events");
+      goto failed;
+    }
+  sqlite3_step (reader->commit);
+  sqlite3_reset (reader->commit);
+  reader_release (self, reader);
+  if (head != NULL)
+    *head = h;
+  return g_steal_pointer (&events);
+
+failed:
+  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
+  reader_release (self, reader);
+  return NULL;
+}
+
+static gboolean
+od_store_sqlite_get_head (OdStore  *store,
+                          gint64   *head,
+                          GError  **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  Reader *reader = reader_acquire (self, error);
+  gboolean ok;
+
+  if (reader == NULL)
+    return FALSE;
+  ok = read_head (reader, head, error);
+  reader_release (self, reader);
+  return ok;
+}
+
+/* The committed state of an order, or a fresh one with version 0. */
+static OdOrder *
+load_order (OdStoreSqlite  *self,
+            const char     *order_id,
+            GError        **error)
+{
+  OdOrder *order = g_hash_table_lookup (self->orders, order_id);
+  int rc;
+
+  if (order != NULL)
+    return od_order_copy (order);
+
+  order = od_order_new (order_id);
+  sqlite3_bind_text (self->st_order_events, 1, order_id, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step (self->st_order_events)) == SQLITE_ROW)
+    {
+      g_autoptr(JsonNode) data = NULL;
+      const char *text = (const char *) sqlite3_column_text (self->st_order_events, 2);
+
+      data = od_json_parse_object (text ? text : "{}", -1, NULL);
+      od_order_apply (order, (const char *) sqlite3_column_text (self->st_order_events, 1),
+                      data ? json_node_get_object (data) : NULL,
+                      sqlite3_column_int64 (self->st_order_events, 0),
+                      sqlite3_column_int64 (self->st_order_events, 3),
+                      (const char *) sqlite3_column_text (self->st_order_events, 4));
+    }
+  sqlite3_reset (self->st_order_events);
+  if (rc != SQLITE_DONE)
+    {
+      od_order_free (order);
+      sql_error (self->db, error, "load order");
+      return NULL;
+    }
+  return order;
+}
+
+/* A refusal that depends on the log is part of the key's history and is
+ * replayed; anything else leaves the key free for a corrected retry. */
+static gboolean
+problem_is_stored (guint status)
+{
+  return status == 404 || status == 409 || status == 422;
+}
+
+static gboolean
+store_answer (OdStoreSqlite  *self,
+              OdJob          *job,
+              gint64          now_usec,
+              GError        **error)
+{
+  sqlite3_stmt *st = self->st_idem_put;
+  gboolean ok;
+
+  sqlite3_bind_text (st, 1, job->actor, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, job->idempotency_key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob (st, 3, job->body_sha256, sizeof job->body_sha256, SQLITE_STATIC);
+  sqlite3_bind_int (st, 4, job->status);
+  sqlite3_bind_text (st, 5, job->response, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 6, now_usec);
+  ok = sqlite3_step (st) == SQLITE_DONE;
+  sqlite3_reset (st);
+  if (!ok)
+    return sql_error (self->db, error, "store answer");
+  return TRUE;
+}
+
+/* Returns TRUE when the key's stored answer decided the job. */
+static gboolean
+replay_answer (OdStoreSqlite *self,
+               OdJob         *job,
+               gboolean      *found,
+               GError       **error)
+{
+  sqlite3_stmt *st = self->st_idem_get;
+  int rc;
+
+  *found = FALSE;
+  sqlite3_bind_text (st, 1, job->actor, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, job->idempotency_key, -1, SQLITE_STATIC);
+  rc = sqlite3_step (st);
+  if (rc == SQLITE_ROW)
+    {
+      const void *sha = sqlite3_column_blob (st, 0);
+
+      *found = TRUE;
+      if (sqlite3_column_bytes (st, 0) == sizeof job->body_sha256
+          && memcmp (sha, job->body_sha256, sizeof job->body_sha256) == 0)
+        {
+          job->status = sqlite3_column_int (st, 1);
+          g_free (job->response);
+          job->response = g_strdup ((const char *) sqlite3_column_text (st, 2));
+          job->replayed = TRUE;
+        }
+      else
+        od_job_set_problem (job, od_problem_new (OD_PROBLEM_IDEMPOTENCY_KEY_REUSED,
+                                                 "Idempotency-Key '%s' was used with another body.",
+                                                 job->idempotency_key));
+    }
+  sqlite3_reset (st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sql_error (self->db, error, "look up key");
+  return TRUE;
+}
+
+static gboolean
+append_event (OdStoreSqlite  *self,
+              OdOrder        *order,
+              OdJob          *job,
+              const char     *type,
+              const char     *data,
+              const char     *recorded_at,
+              GError        **error)
+{
+  sqlite3_stmt *st = self->st_insert;
+  g_autoptr(JsonNode) node = NULL;
+  gint64 position = self->last_position + 1;
+  gint64 version = order->version + 1;
+  gboolean ok;
+
+  sqlite3_bind_int64 (st, 1, position);
+  sqlite3_bind_int64 (st, 2, self->last_position);
+  sqlite3_bind_text (st, 3, order->order_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 4, version);
+  sqlite3_bind_text (st, 5, type, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 6, recorded_at, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 7, job->actor, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 8, data, -1, SQLITE_STATIC);
+  ok = sqlite3_step (st) == SQLITE_DONE;
+  sqlite3_reset (st);
+  if (!ok)
+    return sql_error (self->db, error, "append event");
+
+  self->last_position = position;
+  node = od_json_parse_object (data, -1, NULL);
+  od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
+                  recorded_at);
+  od_job_set_success (job, version, position);
+  return TRUE;
+}
+
+static gboolean
+run_batch (OdStoreSqlite  *self,
+           OdJob         **jobs,
+           guint           n_jobs,
+           GHashTable     *dirty,
+           GError        **error)
+{
+  g_autofree char *now_text = od_timestamp_now ();
+  gint64 now = g_get_real_time ();
+
+  for (guint i = 0; i < n_jobs; i++)
+    {
+      OdJob *job = jobs[i];
+      OdProblem *problem = NULL;
+      const char *type = NULL;
+      g_autofree char *data = NULL;
+      OdOrder *order;
+      gboolean found;
+
+      job->status = 0;
+      job->replayed = FALSE;
+      job->position = 0;
+      if (job->idempotency_key != NULL)
+        {
+          if (!replay_answer (self, job, &found, error))
+            return FALSE;
+          if (found)
+            continue;
+        }
+
+      order = g_hash_table_lookup (dirty, job->command->order_id);
+      if (order == NULL)
+        {
+          if ((order = load_order (self, job->command->order_id, error)) == NULL)
+            return FALSE;
+          g_hash_table_insert (dirty, order->order_id, order);
+        }
+
+      if (od_order_decide (order, job->command, &type, &data, &problem))
+        {
+          if (!append_event (self, order, job, type, data,
+                             job->recorded_at ? job->recorded_at : now_text, error))
+            return FALSE;
+        }
+      else
+        od_job_set_problem (job, problem);
+
+      if (job->idempotency_key != NULL && (job->status == 200 || problem_is_stored (job->status)))
+        if (!store_answer (self, job, now, error))
+          return FALSE;
+    }
+
+  if (now - self->last_purge > G_TIME_SPAN_MINUTE * 10)
+    {
+      sqlite3_bind_int64 (self->st_idem_purge, 1, now - OD_IDEMPOTENCY_RETENTION_USEC);
+      sqlite3_step (self->st_idem_purge);
+      sqlite3_reset (self->st_idem_purge);
+      self->last_purge = now;
+    }
+  return TRUE;
+}
+
+static gboolean
+step_simple (sqlite3_stmt *st)
+{
+  int rc = sqlite3_step (st);
+
+  sqlite3_reset (st);
+  return rc == SQLITE_DONE;
+}
+
+static gboolean
+reload_last_position (OdStoreSqlite  *self,
+                      GError        **error)
+{
+  gboolean ok = sqlite3_step (self->st_max) == SQLITE_ROW;
+
+  if (ok)
+    self->last_position = sqlite3_column_int64 (self->st_max, 0);
+  sqlite3_reset (self->st_max);
+  if (!ok)
+    return sql_error (self->db, error, "max position");
+  return TRUE;
+}
+
+static gboolean
+od_store_sqlite_execute (OdStore  *store,
+                         OdJob   **jobs,
+                         guint     n_jobs,
+                         GError  **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  g_autoptr(GHashTable) dirty = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                                       (GDestroyNotify) od_order_free);
+  gint64 first_position = self->last_position;
+  GHashTableIter iter;
+  OdOrder *order;
+
+  if (!step_simple (self->st_begin))
+    return sql_error (self->db, error, "begin");
+  if (!run_batch (self, jobs, n_jobs, dirty, error) || !step_simple (self->st_commit))
+    {
+      if (error != NULL && *error == NULL)
+        sql_error (self->db, error, "commit");
+      step_simple (self->st_rollback);
+      self->last_position = first_position;
+      /* The database is the truth after a failed commit. */
+      reload_last_position (self, NULL);
+      for (guint i = 0; i < n_jobs; i++)
+        {
+          jobs[i]->status = 0;
+          g_clear_pointer (&jobs[i]->response, g_free);
+        }
+      return FALSE;
+    }
+
+  if (g_hash_table_size (self->orders) + g_hash_table_size (dirty) > MAX_CACHED_ORDERS)
+    g_hash_table_remove_all (self->orders);
+  g_hash_table_iter_init (&iter, dirty);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &order))
+    {
+      g_hash_table_iter_steal (&iter);
+      if (order->version > 0)
+        g_hash_table_replace (self->orders, order->order_id, order);
+      else
+        od_order_free (order);
+    }
+
+  if (self->last_position != first_position)
+    od_store_emit_appended (store);
+  return TRUE;
+}
+
+static void
+od_store_sqlite_finalize (GObject *object)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (object);
+  sqlite3_stmt **stmts[] = {
+    &self->st_begin, &self->st_commit, &self->st_rollback, &self->st_idem_get,
+    &self->st_idem_put, &self->st_idem_purge, &self->st_insert, &self->st_order_events,
+    &self->st_max,
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (stmts); i++)
+    g_clear_pointer (stmts[i], sqlite3_finalize);
+  g_clear_pointer (&self->db, sqlite3_close);
+  g_clear_pointer (&self->readers, g_ptr_array_unref);
+  g_clear_pointer (&self->orders, g_hash_table_unref);
+  g_mutex_clear (&self->readers_lock);
+  g_free (self->path);
+
+  G_OBJECT_CLASS (od_store_sqlite_parent_class)->finalize (object);
+}
+
+static void
+od_store_sqlite_class_init (OdStoreSqliteClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = od_store_sqlite_finalize;
+}
+
+static void
+od_store_sqlite_iface_init (OdStoreInterface *iface)
+{
+  iface->execute = od_store_sqlite_execute;
+  iface->read_events = od_store_sqlite_read_events;
+  iface->get_head = od_store_sqlite_get_head;
+}
+
+static void
+od_store_sqlite_init (OdStoreSqlite *self)
+{
+  g_mutex_init (&self->readers_lock);
+  self->readers = g_ptr_array_new_with_free_func ((GDestroyNotify) reader_free);
+  self->orders = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                        (GDestroyNotify) od_order_free);
+}
+
+OdStore *
+od_store_sqlite_new (const char  *path,
+                     GError     **error)
+{
+  g_autoptr(OdStoreSqlite) self = g_object_new (OD_TYPE_STORE_SQLITE, NULL);
+  g_autofree char *dir = g_path_get_dirname (path);
+
+  if (*path == '\0')
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           "sqlite: needs a file path");
+      return NULL;
+    }
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot create %s: %s", dir,
+                   g_strerror (errno));
+      return NULL;
+    }
+  self->path = g_strdup (path);
+  if ((self->db = open_db (path, error)) == NULL || !migrate (self->db, error))
+    return NULL;
+  if (!prepare (self->db, "BEGIN IMMEDIATE", &self->st_begin, error)
+      || !prepare (self->db, "COMMIT", &self->st_commit, error)
+      || !prepare (self->db, "ROLLBACK", &self->st_rollback, error)
+      || !prepare (self->db,
+                   "SELECT body_sha256, status, response FROM idempotency "
+                   "WHERE actor = ?1 AND key = ?2",
+                   &self->st_idem_get, error)
+      || !prepare (self->db,
+                   "INSERT INTO idempotency (actor, key, body_sha256, status, response, created_at) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                   &self->st_idem_put, error)
+      || !prepare (self->db, "DELETE FROM idempotency WHERE created_at < ?1",
+                   &self->st_idem_purge, error)
+      || !prepare (self->db,
+                   "INSERT INTO events (position, prev, order_id, version, type, recorded_at, "
+                   "actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   &self->st_insert, error)
+      || !prepare (self->db,
+                   "SELECT version, type, data, position, recorded_at FROM events "
+                   "WHERE order_id = ?1 ORDER BY version",
+                   &self->st_order_events, error)
+      || !prepare (self->db, "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
+                   error)
+      || !reload_last_position (self, error))
+    return NULL;
+  return OD_STORE (g_steal_pointer (&self));
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-store.h"
+#include "od-store-sqlite.h"
+#include "od-store-postgres.h"
+
+#include <string.h>
+
+G_DEFINE_INTERFACE (OdStore, od_store, G_TYPE_OBJECT)
+
+enum
+{
+  APPENDED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void
+od_store_default_init (OdStoreInterface *iface)
+{
+  /* Emitted from any thread when new events may have become visible:
+   * after this process commits, or when another instance sharing the
+   * database does. */
+  signals[APPENDED] = g_signal_new ("appended", G_TYPE_FROM_INTERFACE (iface), G_SIGNAL_RUN_LAST,
+                                    0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+void
+od_store_emit_appended (OdStore *self)
+{
+  g_signal_emit (self, signals[APPENDED], 0);
+}
+
+OdStore *
+od_store_open (const char  *uri,
+               GError     **error)
+{
+  if (g_str_has_prefix (uri, "sqlite:"))
+    return od_store_sqlite_new (uri + strlen ("sqlite:"), error);
+  if (g_str_has_prefix (uri, "postgresql://") || g_str_has_prefix (uri, "postgres://")
+      || g_str_has_prefix (uri, "postgresql:"))
+    return od_store_postgres_new (uri, error);
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+               "unknown store '%s': use sqlite:PATH or postgresql://…", uri);
+  return NULL;
+}
+
+gboolean
+od_store_execute (OdStore  *self,
+                  OdJob   **jobs,
+                  guint     n_jobs,
+                  GError  **error)
+{
+  return OD_STORE_GET_IFACE (self)->execute (self, jobs, n_jobs, error);
+}
+
+GPtrArray *
+od_store_read_events (OdStore  *self,
+                      gint64    after,
+                      guint     limit,
+                      gint64   *head,
+                      GError  **error)
+{
+  return OD_STORE_GET_IFACE (self)->read_events (self, after, limit, head, error);
+}
+
+gboolean
+od_store_get_head (OdStore  *self,
+                   gint64   *head,
+                   GError  **error)
+{
+  return OD_STORE_GET_IFACE (self)->get_head (self, head, error);
+}
+
+OdJob *
+od_job_new (OdCommand  *command,
+            const char *actor,
+            const char *idempotency_key,
+            const char *body,
+            gsize       body_len)
+{
+  OdJob *job = g_new0 (OdJob, 1);
+
+  job->command = command;
+  job->actor = g_strdup (actor);
+  job->idempotency_key = g_strdup (idempotency_key);
+  if (body != NULL)
+    {
+      g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+      gsize len = sizeof job->body_sha256;
+
+      g_checksum_update (sum, (const guchar *) body, body_len);
+      g_checksum_get_digest (sum, job->body_sha256, &len);
+    }
+  return job;
+}
+
+void
+od_job_free (OdJob *job)
+{
+  if (job == NULL)
+    return;
+  od_command_free (job->command);
+  g_free (job->actor);
+  g_free (job->idempotency_key);
+  g_free (job->recorded_at);
+  g_free (job->response);
+  g_free (job);
+}
+
+void
+od_job_set_success (OdJob  *job,
+                    gint64  version,
+                    gint64  position)
+{
+  job->status = 200;
+  job->version = version;
+  job->position = position;
+  g_free (job->response);
+  job->response = g_strdup_printf ("{\"order_id\":\"%s\",\"version\":%" G_GINT64_FORMAT
+                                   ",\"position\":%" G_GINT64_FORMAT "}",
+                                   job->command->order_id, version, position);
+}
+
+/* Takes ownership of problem. */
+void
+od_job_set_problem (OdJob     *job,
+                    OdProblem *problem)
+{
+  job->status = problem->status;
+  job->position = 0;
+  g_free (job->response);
+  job->response = od_problem_to_json (problem);
+  od_problem_free (problem);
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "od-protocol.h"
+
+G_BEGIN_DECLS
+
+/* One command on its way from the HTTP side to the store's writer. */
+typedef struct
+{
+  /* Input. */
+  OdCommand *command;
+  char      *actor;            /* the token's name: audit trail and key scope */
+  char      *idempotency_key;  /* NULL for the server's own demo commands */
+  guint8     body_sha256[32];  /* of the exact request body */
+  char      *recorded_at;      /* NULL means now; demo seeding backdates */
+
+  /* Output, set by od_store_execute (). */
+  guint      status;           /* HTTP status of the answer */
+  char      *response;         /* its JSON body */
+  gboolean   replayed;         /* an idempotent replay of a stored answer */
+  gint64     position;         /* of the appended event, 0 when none */
+  gint64     version;
+
+  gpointer   user_data;        /* the caller's, untouched by the store */
+} OdJob;
+
+OdJob    *od_job_new          (OdCommand        *command,
+                               const char       *actor,
+                               const char       *idempotency_key,
+                               const char       *body,
+                               gsize             body_len);
+void      od_job_free         (OdJob            *job);
+void      od_job_set_success  (OdJob            *job,
+                               gint64            version,
+                               gint64            position);
+void      od_job_set_problem  (OdJob            *job,
+                               OdProblem        *problem);
+
+#define OD_TYPE_STORE (od_store_get_type ())
+G_DECLARE_INTERFACE (OdStore, od_store, OD, STORE, GObject)
+
+/* Every method blocks; the server calls them from worker threads, never
+ * from its main loop.  execute () is only ever called from one thread at a
+ * time per store object; the read methods may run on any thread at once. */
+struct _OdStoreInterface
+{
+  GTypeInterface parent_iface;
+
+  /* Decides every job in order (a later job sees the effect of an earlier
+   * one on the same order), appends their events, stores the answers of
+   * jobs that carry an idempotency key, and commits the whole batch
+   * durably once (group commit).  On FALSE nothing of the batch is
+   * committed and no job has an answer. */
+  gboolean   (*execute)     (OdStore  *self,
+                             OdJob   **jobs,
+                             guint     n_jobs,
+                             GError  **error);
+
+  /* Events with position > after, ascending, at most limit, each with
+   * `prev` set, never one a later call could precede with a smaller
+   * position.  head receives the newest position a reader may see. */
+  GPtrArray *(*read_events) (OdStore  *self,
+                             gint64    after,
+                             guint     limit,
+                             gint64   *head,
+                             GError  **error);
+
+  gboolean   (*get_head)    (OdStore  *self,
+                             gint64   *head,
+                             GError  **error);
+};
+
+OdStore   *od_store_open        (const char  *uri,
+                                 GError     **error);
+gboolean   od_store_execute     (OdStore     *self,
+                                 OdJob      **jobs,
+                                 guint        n_jobs,
+                                 GError     **error);
+GPtrArray *od_store_read_events (OdStore     *self,
+                                 gint64       after,
+                                 guint        limit,
+                                 gint64      *head,
+                                 GError     **error);
+gboolean   od_store_get_head    (OdStore     *self,
+                                 gint64      *head,
+                                 GError     **error);
+void       od_store_emit_appended (OdStore   *self);
+
+/* Idempotency keys are kept at least this long (the contract says 24 h). */
+#define OD_IDEMPOTENCY_RETENTION_USEC (48 * G_TIME_SPAN_HOUR)
+
+G_END_DECLS
