@@ -1054,8 +1054,6 @@ handle_request (SoupServer        *server,
 
   g_hash_table_remove (self->requests, msg);
 
-  if (GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-answered")))
-    return;
   if (self->stopping)
     {
       respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
@@ -1120,6 +1118,94 @@ request_got_chunk (SoupServerMessage *msg,
     }
 }
 
+/* A request refused from its headers alone (body too large, headers too
+ * large) is answered on the raw connection, which is then closed: libsoup
+ * would otherwise go on reading a body nobody wants.  The rest of the
+ * client's upload is read and dropped for a moment first, so that closing
+ * does not reset the connection before the client has read the answer. */
+typedef struct
+{
+  GIOStream *stream;
+  guint8     buf[16384];
+  gsize      drained;
+  gint64     deadline;
+} Rejected;
+
+static void
+rejected_free (Rejected *rejected)
+{
+  g_io_stream_close (rejected->stream, NULL, NULL);
+  g_object_unref (rejected->stream);
+  g_free (rejected);
+}
+
+static void
+rejected_drained (GObject      *source,
+                  GAsyncResult *res,
+                  gpointer      user_data)
+{
+  Rejected *rejected = user_data;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), res, NULL);
+
+  rejected->drained += MAX (n, 0);
+  if (n <= 0 || rejected->drained > 8 * OD_MAX_BODY * 16
+      || g_get_monotonic_time () > rejected->deadline)
+    {
+      rejected_free (rejected);
+      return;
+    }
+  g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
+                             sizeof rejected->buf, G_PRIORITY_LOW, NULL, rejected_drained,
+                             rejected);
+}
+
+static void
+rejected_written (GObject      *source,
+                  GAsyncResult *res,
+                  gpointer      user_data)
+{
+  Rejected *rejected = user_data;
+
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, NULL))
+    {
+      rejected_free (rejected);
+      return;
+    }
+  if (G_IS_SOCKET_CONNECTION (rejected->stream))
+    g_socket_shutdown (g_socket_connection_get_socket (G_SOCKET_CONNECTION (rejected->stream)),
+                       FALSE, TRUE, NULL);
+  rejected->deadline = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
+                             sizeof rejected->buf, G_PRIORITY_LOW, NULL, rejected_drained,
+                             rejected);
+}
+
+static void
+reject_connection (OdServer          *server,
+                   SoupServerMessage *msg,
+                   OdProblem         *problem)
+{
+  g_autofree char *body = od_problem_to_json (problem);
+  Rejected *rejected = g_new0 (Rejected, 1);
+  GString *response = g_string_new (NULL);
+  gsize len;
+
+  g_string_append_printf (response,
+                          "HTTP/1.1 %u %s\r\nContent-Type: application/problem+json\r\n"
+                          "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                          problem->status, problem->title, strlen (body),
+                          body);
+  od_problem_free (problem);
+  g_hash_table_remove (server->requests, msg);
+  rejected->stream = soup_server_message_steal_connection (msg);
+  len = response->len;
+  g_object_set_data_full (G_OBJECT (rejected->stream), "od-response",
+                          g_string_free (response, FALSE), g_free);
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (rejected->stream),
+                                   g_object_get_data (G_OBJECT (rejected->stream), "od-response"),
+                                   len, G_PRIORITY_DEFAULT, NULL, rejected_written, rejected);
+}
+
 static void
 early_handler (SoupServer        *server,
                SoupServerMessage *msg,
@@ -1138,8 +1224,7 @@ early_handler (SoupServer        *server,
     header_bytes += strlen (name) + strlen (value) + 4;
   if (header_bytes > MAX_HEADER_BYTES)
     {
-      g_object_set_data (G_OBJECT (msg), "od-answered", GINT_TO_POINTER (1));
-      respond_problem (msg, od_problem_new (OD_PROBLEM_HEADERS_TOO_LARGE,
+      reject_connection (user_data, msg, od_problem_new (OD_PROBLEM_HEADERS_TOO_LARGE,
                                             "Request headers are limited to %d bytes.",
                                             MAX_HEADER_BYTES));
       return;
@@ -1149,8 +1234,7 @@ early_handler (SoupServer        *server,
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH
       && length > OD_MAX_BODY)
     {
-      g_object_set_data (G_OBJECT (msg), "od-answered", GINT_TO_POINTER (1));
-      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+      reject_connection (user_data, msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
                                             "The body is %" G_GOFFSET_FORMAT
                                             " bytes; the limit is %d.", length, OD_MAX_BODY));
       return;
@@ -1163,7 +1247,7 @@ request_started (SoupServer        *server,
                  SoupServerMessage *msg,
                  OdServer          *self)
 {
-  g_hash_table_insert (self->requests, msg, GINT_TO_POINTER (1));
+  g_hash_table_insert (self->requests, g_object_ref (msg), GINT_TO_POINTER (1));
   g_object_set_data (G_OBJECT (msg), "od-started",
                      GSIZE_TO_POINTER ((gsize) (g_get_monotonic_time () / 1000)));
 }
@@ -1279,7 +1363,7 @@ od_server_init (OdServer *self)
   self->queue = g_async_queue_new ();
   self->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->buckets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  self->requests = g_hash_table_new (NULL, NULL);
+  self->requests = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->ring = g_new0 (RingEntry, RING_CAPACITY);
 }
 
@@ -1322,7 +1406,7 @@ od_server_new (OdStore               *store,
   g_autoptr(GInetAddress) address = NULL;
   g_autoptr(GSocketAddress) socket_address = NULL;
   g_autofree char *host = NULL;
-  GSList *uris;
+  GSList *listeners;
   guint port;
 
   if (!parse_listen (options->listen, &host, &port, error))
@@ -1372,17 +1456,25 @@ od_server_new (OdStore               *store,
   if (!soup_server_listen (self->soup, socket_address,
                            certificate ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
     return NULL;
-  uris = soup_server_get_uris (self->soup);
-  if (uris != NULL)
+  /* The URL comes from the listening socket itself, which also gives the
+   * port chosen for port 0. */
+  listeners = soup_server_get_listeners (self->soup);
+  if (listeners != NULL)
     {
-      g_autofree char *text = g_uri_to_string (uris->data);
+      g_autoptr(GSocketAddress) local = g_socket_get_local_address (listeners->data, error);
+      g_autofree char *ip = NULL;
 
-      /* "http://127.0.0.1:41234/" → without the trailing slash. */
-      if (g_str_has_suffix (text, "/"))
-        text[strlen (text) - 1] = '\0';
-      self->url = g_steal_pointer (&text);
+      if (local == NULL)
+        {
+          g_slist_free (listeners);
+          return NULL;
+        }
+      ip = g_inet_address_to_string (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local)));
+      self->url = g_strdup_printf ("%s://%s%s%s:%u", certificate ? "https" : "http",
+                                   strchr (ip, ':') ? "[" : "", ip, strchr (ip, ':') ? "]" : "",
+                                   g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
     }
-  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  g_slist_free (listeners);
 
   self->writer = g_thread_new ("od-writer", writer_thread, self);
   self->tick_id = g_timeout_add_seconds (1, tick, self);
