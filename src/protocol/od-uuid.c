@@ -38,8 +38,12 @@ od_uuid_v7_fill (char   out[OD_UUID_LEN + 1],
   guint j = 0;
 
   g_mutex_lock (&lock);
-  if (unix_msec == last_msec)
+  /* Within a second behind the newest id, the clock is taken to be the
+   * same millisecond (the counter may have pushed last_msec ahead):
+   * ids made in a burst stay ordered. */
+  if (unix_msec <= last_msec && last_msec - unix_msec < 1000)
     {
+      unix_msec = last_msec;
       counter++;
       if (counter > 0x0fff)
         {

@@ -282,10 +282,9 @@ batch_done (gpointer data)
       od_job_free (job);
     }
   if (self != NULL)
-    {
-      tail_read (self);
-      g_object_unref (self);
-    }
+    tail_read (self);
+  for (guint i = 0; i < batch->len; i++)
+    g_object_unref (self);
   g_ptr_array_unref (batch);
   return G_SOURCE_REMOVE;
 }
@@ -332,6 +331,27 @@ writer_thread (gpointer data)
   return NULL;
 }
 
+static void
+submit (OdServer *self,
+        OdJob    *job,
+        Pending  *pending)
+{
+  pending->server = self;
+  job->user_data = pending;
+  if (self->stopping)
+    {
+      /* The writer is gone or going: answer at once, never queue. */
+      od_job_set_problem (job, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
+      if (pending->done != NULL)
+        pending->done (job, pending->done_data);
+      pending_free (pending);
+      od_job_free (job);
+      return;
+    }
+  g_object_ref (self);
+  g_async_queue_push (self->queue, job);
+}
+
 void
 od_server_submit (OdServer      *self,
                   OdJob         *job,
@@ -340,12 +360,9 @@ od_server_submit (OdServer      *self,
 {
   Pending *pending = g_new0 (Pending, 1);
 
-  pending->server = self;
   pending->done = done;
   pending->done_data = user_data;
-  job->user_data = pending;
-  g_object_ref (self);
-  g_async_queue_push (self->queue, job);
+  submit (self, job, pending);
 }
 
 static void
@@ -426,13 +443,13 @@ handle_command (OdServer          *self,
   g_hash_table_add (self->in_flight, flight_key);
 
   job = od_job_new (command, token->name, key, data ? data : "", len);
-  od_server_submit (self, job, NULL, NULL);
-  pending = job->user_data;
+  pending = g_new0 (Pending, 1);
   pending->flight_key = g_strdup (flight_key);
   pending->msg = g_object_ref (msg);
   pending->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (pending_msg_finished),
                                            pending);
   soup_server_message_pause (msg);
+  submit (self, job, pending);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1101,23 +1118,6 @@ handle_request (SoupServer        *server,
     respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_FOUND, "No route %s.", path));
 }
 
-static void
-request_got_chunk (SoupServerMessage *msg,
-                   GBytes            *chunk,
-                   gpointer           user_data)
-{
-  SoupMessageBody *body = soup_server_message_get_request_body (msg);
-
-  /* A chunked body has no length up front: stop keeping it once it is
-   * too large; the handler then answers 413. */
-  if (body->length > OD_MAX_BODY)
-    {
-      g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
-      soup_message_body_set_accumulate (body, FALSE);
-      soup_message_body_truncate (body);
-    }
-}
-
 /* A request refused from its headers alone (body too large, headers too
  * large) is answered on the raw connection, which is then closed: libsoup
  * would otherwise go on reading a body nobody wants.  The rest of the
@@ -1180,30 +1180,66 @@ rejected_written (GObject      *source,
                              rejected);
 }
 
+/* A whole HTTP/1.1 answer for a connection that closes after it; takes
+ * the problem. */
+static char *
+raw_response (OdProblem *problem)
+{
+  g_autofree char *body = od_problem_to_json (problem);
+  char *text = g_strdup_printf ("HTTP/1.1 %u %s\r\nContent-Type: application/problem+json\r\n"
+                                "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                problem->status, problem->title, strlen (body), body);
+
+  od_problem_free (problem);
+  return text;
+}
+
 static void
 reject_connection (OdServer          *server,
                    SoupServerMessage *msg,
                    OdProblem         *problem)
 {
-  g_autofree char *body = od_problem_to_json (problem);
   Rejected *rejected = g_new0 (Rejected, 1);
-  GString *response = g_string_new (NULL);
-  gsize len;
+  char *response = raw_response (problem);
+  gsize len = strlen (response);
 
-  g_string_append_printf (response,
-                          "HTTP/1.1 %u %s\r\nContent-Type: application/problem+json\r\n"
-                          "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                          problem->status, problem->title, strlen (body),
-                          body);
-  od_problem_free (problem);
   g_hash_table_remove (server->requests, msg);
   rejected->stream = soup_server_message_steal_connection (msg);
-  len = response->len;
-  g_object_set_data_full (G_OBJECT (rejected->stream), "od-response",
-                          g_string_free (response, FALSE), g_free);
+  g_object_set_data_full (G_OBJECT (rejected->stream), "od-response", response, g_free);
   g_output_stream_write_all_async (g_io_stream_get_output_stream (rejected->stream),
                                    g_object_get_data (G_OBJECT (rejected->stream), "od-response"),
                                    len, G_PRIORITY_DEFAULT, NULL, rejected_written, rejected);
+}
+
+static void
+request_got_chunk (SoupServerMessage *msg,
+                   GBytes            *chunk,
+                   gpointer           user_data)
+{
+  SoupMessageBody *body = soup_server_message_get_request_body (msg);
+
+  /* A chunked body has no length up front.  Once it is too large it is no
+   * longer kept, the 413 goes straight to the socket (libsoup has written
+   * nothing for this request yet) and the sending side is closed; the
+   * request timeout ends the connection if the client keeps sending. */
+  if (body->length > OD_MAX_BODY
+      && !GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+    {
+      GSocket *socket = soup_server_message_get_socket (msg);
+
+      g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
+      soup_message_body_set_accumulate (body, FALSE);
+      soup_message_body_truncate (body);
+      if (socket != NULL)
+        {
+          g_autofree char *response = raw_response (
+            od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE, "The body is over %d bytes.",
+                            OD_MAX_BODY));
+
+          g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
+          g_socket_shutdown (socket, FALSE, TRUE, NULL);
+        }
+    }
 }
 
 static void
@@ -1229,6 +1265,36 @@ early_handler (SoupServer        *server,
                                             MAX_HEADER_BYTES));
       return;
     }
+
+  /* Two Content-Length headers, a negative or non-numeric one, or one
+   * together with Transfer-Encoding would let two parsers disagree on
+   * where the body ends (request smuggling): refuse them outright. */
+  {
+    SoupMessageHeadersIter it;
+    const char *hname, *hvalue;
+    guint n_length = 0, n_encoding = 0;
+    gboolean bad_length = FALSE;
+
+    soup_message_headers_iter_init (&it, headers);
+    while (soup_message_headers_iter_next (&it, &hname, &hvalue))
+      {
+        if (g_ascii_strcasecmp (hname, "Content-Length") == 0)
+          {
+            n_length++;
+            bad_length |= *hvalue == '\0' || strspn (hvalue, "0123456789") != strlen (hvalue);
+          }
+        else if (g_ascii_strcasecmp (hname, "Transfer-Encoding") == 0)
+          n_encoding++;
+      }
+    if (n_length > 1 || bad_length || (n_length > 0 && n_encoding > 0) || n_encoding > 1)
+      {
+        reject_connection (user_data, msg,
+                           od_problem_new (OD_PROBLEM_MALFORMED,
+                                           "Content-Length must be one decimal number, and not "
+                                           "given together with Transfer-Encoding."));
+        return;
+      }
+  }
 
   length = soup_message_headers_get_content_length (headers);
   if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH
@@ -1281,9 +1347,21 @@ tick (gpointer data)
         {
           GSocket *socket = soup_server_message_get_socket (msg);
 
+          /* libsoup is still reading this request and has written nothing
+           * for it, so the answer can go straight to the socket; closing
+           * it then lets libsoup clean up as for any dropped client. */
+          if (socket != NULL && !g_socket_is_closed (socket))
+            {
+              OdProblem *problem = od_problem_new (OD_PROBLEM_REQUEST_TIMEOUT,
+                                                   "The request did not arrive within %"
+                                                   G_GINT64_FORMAT " s.",
+                                                   self->request_timeout_usec / G_USEC_PER_SEC);
+              g_autofree char *response = raw_response (problem);
+
+              g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
+              g_socket_shutdown (socket, TRUE, TRUE, NULL);
+            }
           g_hash_table_iter_remove (&iter);
-          if (socket != NULL)
-            g_socket_shutdown (socket, TRUE, TRUE, NULL);
         }
     }
 
