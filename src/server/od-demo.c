@@ -169,6 +169,16 @@ make_cancel (OdDemo     *demo,
   return command;
 }
 
+static void
+seed_done (OdJob    *job,
+           gpointer  user_data)
+{
+  /* Seeding is planned to be valid: a refusal is a bug in the plan. */
+  if (job->status != 200)
+    g_warning ("demo seed: %s for %s refused: %s", od_command_type_name (job->command->type),
+               job->command->order_id, job->response);
+}
+
 typedef struct
 {
   gint64     at_usec;
@@ -224,7 +234,7 @@ od_demo_seed (OdDemo *demo,
       order->status = OD_STATUS_DRAFT;
       for (guint j = 0; j < n_lines; j++)
         {
-          t += g_rand_int_range (demo->rand, 20, 600) * G_USEC_PER_SEC;
+          t += (gint64) g_rand_int_range (demo->rand, 20, 600) * G_USEC_PER_SEC;
           if (t >= now)
             break;
           plan (planned, t, make_add (demo, order->order_id));
@@ -242,7 +252,7 @@ od_demo_seed (OdDemo *demo,
               next = fate < 0.05 ? OD_STATUS_CANCELLED : OD_STATUS_PLACED;
               at += next == OD_STATUS_CANCELLED
                       ? G_TIME_SPAN_HOUR
-                      : g_rand_int_range (demo->rand, 60, 3600) * G_USEC_PER_SEC;
+                      : (gint64) g_rand_int_range (demo->rand, 60, 3600) * G_USEC_PER_SEC;
             }
           else if (order->status == OD_STATUS_PLACED)
             {
@@ -293,7 +303,7 @@ od_demo_seed (OdDemo *demo,
       OdJob *job = od_job_new (p->command, DEMO_ACTOR, NULL, NULL, 0);
 
       job->recorded_at = od_timestamp_format (p->at_usec);
-      od_server_submit (demo->server, job, NULL, NULL);
+      od_server_submit (demo->server, job, seed_done, NULL);
       g_free (p);
     }
   g_message ("demo: seeding %u orders (%u commands)", n_orders, planned->len);
