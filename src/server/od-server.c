@@ -1125,18 +1125,34 @@ handle_request (SoupServer        *server,
  * does not reset the connection before the client has read the answer. */
 typedef struct
 {
-  GIOStream *stream;
-  guint8     buf[16384];
-  gsize      drained;
-  gint64     deadline;
+  GIOStream    *stream;
+  GSocket      *socket;
+  GCancellable *cancellable;
+  guint8        buf[16384];
+  gsize         drained;
+  guint         timeout_id;
 } Rejected;
 
 static void
 rejected_free (Rejected *rejected)
 {
+  g_clear_handle_id (&rejected->timeout_id, g_source_remove);
   g_io_stream_close (rejected->stream, NULL, NULL);
+  g_clear_object (&rejected->socket);
+  g_object_unref (rejected->cancellable);
   g_object_unref (rejected->stream);
   g_free (rejected);
+}
+
+static gboolean
+rejected_timeout (gpointer data)
+{
+  Rejected *rejected = data;
+
+  /* The pending read ends with G_IO_ERROR_CANCELLED and frees it. */
+  rejected->timeout_id = 0;
+  g_cancellable_cancel (rejected->cancellable);
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -1148,15 +1164,14 @@ rejected_drained (GObject      *source,
   gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), res, NULL);
 
   rejected->drained += MAX (n, 0);
-  if (n <= 0 || rejected->drained > 8 * OD_MAX_BODY * 16
-      || g_get_monotonic_time () > rejected->deadline)
+  if (n <= 0 || rejected->drained > 16 * 1024 * 1024)
     {
       rejected_free (rejected);
       return;
     }
   g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
-                             sizeof rejected->buf, G_PRIORITY_LOW, NULL, rejected_drained,
-                             rejected);
+                             sizeof rejected->buf, G_PRIORITY_LOW, rejected->cancellable,
+                             rejected_drained, rejected);
 }
 
 static void
@@ -1171,13 +1186,14 @@ rejected_written (GObject      *source,
       rejected_free (rejected);
       return;
     }
-  if (G_IS_SOCKET_CONNECTION (rejected->stream))
-    g_socket_shutdown (g_socket_connection_get_socket (G_SOCKET_CONNECTION (rejected->stream)),
-                       FALSE, TRUE, NULL);
-  rejected->deadline = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  /* End of the answer for the client; what it still sends is read and
+   * dropped for 2 s at most, then the connection is closed. */
+  if (rejected->socket != NULL)
+    g_socket_shutdown (rejected->socket, FALSE, TRUE, NULL);
+  rejected->timeout_id = g_timeout_add_seconds (2, rejected_timeout, rejected);
   g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
-                             sizeof rejected->buf, G_PRIORITY_LOW, NULL, rejected_drained,
-                             rejected);
+                             sizeof rejected->buf, G_PRIORITY_LOW, rejected->cancellable,
+                             rejected_drained, rejected);
 }
 
 /* A whole HTTP/1.1 answer for a connection that closes after it; takes
@@ -1204,6 +1220,9 @@ reject_connection (OdServer          *server,
   gsize len = strlen (response);
 
   g_hash_table_remove (server->requests, msg);
+  rejected->cancellable = g_cancellable_new ();
+  if (soup_server_message_get_socket (msg) != NULL)
+    rejected->socket = g_object_ref (soup_server_message_get_socket (msg));
   rejected->stream = soup_server_message_steal_connection (msg);
   g_object_set_data_full (G_OBJECT (rejected->stream), "od-response", response, g_free);
   g_output_stream_write_all_async (g_io_stream_get_output_stream (rejected->stream),
