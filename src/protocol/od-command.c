@@ -443,6 +443,25 @@ wrong_type_data:
   return NULL;
 }
 
+/* Whether a string of the (already parsed, so well-formed) JSON text
+ * escapes a NUL.  A plain search for "\u0000" also matched an escaped
+ * backslash followed by "u0000", text an operator may type, and refused
+ * the console's own encoding of it (fuzz/regressions/command/
+ * escaped-backslash-u0000.json). */
+static gboolean
+has_nul_escape (const char *body,
+                gsize       len)
+{
+  for (gsize i = 0; i + 1 < len; i++)
+    if (body[i] == '\\')
+      {
+        if (body[i + 1] == 'u' && i + 5 < len && memcmp (body + i + 2, "0000", 4) == 0)
+          return TRUE;
+        i++;
+      }
+  return FALSE;
+}
+
 OdCommand *
 od_command_parse (const char  *body,
                   gsize        len,
@@ -466,7 +485,7 @@ od_command_parse (const char  *body,
     }
   /* json-glib ends strings at an escaped NUL, which would silently shorten
    * a value; refuse it instead. */
-  if (g_strstr_len (body, len, "\\u0000") != NULL)
+  if (has_nul_escape (body, len))
     {
       *problem = od_problem_new (OD_PROBLEM_INVALID_COMMAND, "strings must not contain NUL");
       od_problem_add_error (*problem, "body", N_("must not contain NUL characters"));

@@ -396,9 +396,16 @@ od_order_apply (OdOrder     *order,
         }
       if (line != NULL)
         {
-          line->quantity += get_int (data, "quantity");
+          /* The console folds what a server sends, which may be any
+           * integer: unbounded, the sum below and the totals overflowed
+           * (undefined behaviour; fuzz/regressions/event/hostile-values.jsonl).
+           * The contract's ranges bound them; a valid log is never clamped. */
+          line->quantity = CLAMP (line->quantity
+                                  + CLAMP (get_int (data, "quantity"), 0, OD_MAX_QUANTITY),
+                                  0, OD_MAX_QUANTITY);
           set_string (&line->name, get_string (data, "name"));
-          line->unit_price_cents = get_int (data, "unit_price_cents");
+          line->unit_price_cents = CLAMP (get_int (data, "unit_price_cents"), 0,
+                                          OD_MAX_UNIT_PRICE_CENTS);
         }
     }
   else if (g_strcmp0 (type, "ItemRemoved") == 0)

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include <adwaita.h>
+#include <math.h>
+#include <string.h>
+
+#include "od-order-item.h"
+#include "od-test-app.h"
+#include "od-test-cache.h"
+#include "od-window.h"
+
+/* The console at a million orders: window ready, page fetch, search,
+ * filter and sort latency, and memory.  Run under Xvfb:
+ *
+ *   xvfb-run -a -s '-screen 0 1280x800x24' build/bench/app/od-bench-app [--orders N] [--cache FILE]
+ *
+ * The cache is made once (build/tests/app/test-cache-N.sqlite) and reused. */
+
+static int
+compare_double (gconstpointer a,
+                gconstpointer b)
+{
+  double x = *(const double *) a;
+  double y = *(const double *) b;
+
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+report (const char *what,
+        GArray     *ms)
+{
+  double sum = 0;
+
+  g_array_sort (ms, compare_double);
+  for (guint i = 0; i < ms->len; i++)
+    sum += g_array_index (ms, double, i);
+  g_print ("%-34s n=%-4u mean %8.3f ms  p50 %8.3f ms  p99 %8.3f ms  max %8.3f ms\n", what, ms->len,
+           sum / ms->len, g_array_index (ms, double, ms->len / 2),
+           g_array_index (ms, double, (ms->len - 1) * 99 / 100),
+           g_array_index (ms, double, ms->len - 1));
+}
+
+static double
+since_ms (gint64 start)
+{
+  return (g_get_monotonic_time () - start) / 1000.0;
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  int orders = 1000000;
+  g_autofree char *cache = NULL;
+  GOptionEntry entries[] = {
+    { "orders", 0, 0, G_OPTION_ARG_INT, &orders, "Orders in the generated cache", "N" },
+    { "cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "Use this cache", "FILE" },
+    { NULL, 0, 0, 0, NULL, NULL, NULL },
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new ("— console benchmark");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdApplication) app = NULL;
+  OdWindow *window;
+  OdOrderList *list;
+  gint64 start;
+  double init_ms;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (7);
+
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return 2;
+    }
+  if (cache == NULL)
+    {
+      start = g_get_monotonic_time ();
+      cache = od_test_shared_cache (orders, &error);
+      if (cache == NULL)
+        {
+          g_printerr ("%s\n", error->message);
+          return 1;
+        }
+      g_print ("cache %s (made or found in %.1f s)\n", cache, since_ms (start) / 1000);
+    }
+
+  start = g_get_monotonic_time ();
+  gtk_init ();
+  adw_init ();
+  init_ms = since_ms (start);
+
+  /* Window ready: from creating the application to the first frame with
+   * rows on screen. */
+  start = g_get_monotonic_time ();
+  app = od_application_new (G_APPLICATION_NON_UNIQUE);
+  g_application_register (G_APPLICATION (app), NULL, NULL);
+  window = od_window_new (app);
+  if (!od_window_open_profile (window, "http://127.0.0.1:9", NULL, cache, TRUE, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return 1;
+    }
+  gtk_window_present (GTK_WINDOW (window));
+  list = od_window_get_order_list (window);
+  od_test_wait_frame (GTK_WIDGET (list));
+  g_print ("gtk_init + adw_init                %8.1f ms\n", init_ms);
+  g_print ("window ready (%u orders)       %8.1f ms\n",
+           g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))), since_ms (start));
+  g_print ("RSS after window ready             %8.1f MiB\n", od_test_rss_kib () / 1024.0);
+
+  /* Page fetch: scrolling down page by page (keyset from the previous
+   * page), then random jumps. */
+  {
+    g_autoptr(GArray) scroll = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) jumps = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) ends = g_array_new (FALSE, FALSE, sizeof (double));
+    guint n = g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list)));
+
+    for (guint page = 1; page < 500; page++)
+      {
+        g_autoptr(OdOrderItem) item = NULL;
+
+        start = g_get_monotonic_time ();
+        item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), page * OD_ORDER_LIST_PAGE_SIZE);
+        g_array_append_vals (scroll, (double[]) { since_ms (start) }, 1);
+      }
+    report ("page fetch, scrolling (100 rows)", scroll);
+
+    for (guint i = 0; i < 20; i++)
+      {
+        g_autoptr(OdOrderItem) item = NULL;
+        guint position = n - 1 - g_rand_int_range (rand, 0, 20000);
+
+        start = g_get_monotonic_time ();
+        item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), position);
+        g_array_append_vals (ends, (double[]) { since_ms (start) }, 1);
+      }
+    report ("page fetch, jump near the end", ends);
+
+    for (guint i = 0; i < 10; i++)
+      {
+        g_autoptr(OdOrderItem) item = NULL;
+        guint position = g_rand_int_range (rand, 0, n);
+
+        /* A fresh query: no anchor from earlier jumps. */
+        od_order_list_set_status (list, OD_STATUS_DRAFT);
+        od_order_list_set_status (list, OD_STATUS_NONE);
+        start = g_get_monotonic_time ();
+        item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), position);
+        g_array_append_vals (jumps, (double[]) { since_ms (start) }, 1);
+      }
+    report ("page fetch, random jump (walk)", jumps);
+    g_print ("RSS after page fetches             %8.1f MiB\n", od_test_rss_kib () / 1024.0);
+  }
+
+  /* The core's queries alone: what a search costs before GTK. */
+  {
+    const char *terms[] = { "Lovelace", "ada", "Müller", "Jürgen Schmidt", "MUG-B", "TEE",
+                            "01a2", "zzz-nothing", "Hopper", "NOTE-A5" };
+    g_autoptr(GArray) query = g_array_new (FALSE, FALSE, sizeof (double));
+    OdCache *c = od_window_get_cache (window);
+
+    for (guint round = 0; round < 3; round++)
+      for (guint i = 0; i < G_N_ELEMENTS (terms); i++)
+        {
+          OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, terms[i] };
+          g_autoptr(GPtrArray) rows = NULL;
+
+          start = g_get_monotonic_time ();
+          od_query_count_orders (c, &q, NULL);
+          rows = od_query_orders (c, &q, NULL, OD_ORDER_LIST_PAGE_SIZE, NULL);
+          g_array_append_vals (query, (double[]) { since_ms (start) }, 1);
+        }
+    report ("search, core query (count + page)", query);
+  }
+
+  /* Search, filter, sort: from the call to the first page in memory. */
+  {
+    const char *terms[] = { "Lovelace", "ada", "Müller", "Jürgen Schmidt", "MUG-B", "TEE",
+                            "01a2", "zzz-nothing", "Hopper", "NOTE-A5" };
+    g_autoptr(GArray) search = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) filter = g_array_new (FALSE, FALSE, sizeof (double));
+    g_autoptr(GArray) sort = g_array_new (FALSE, FALSE, sizeof (double));
+
+    for (guint round = 0; round < 3; round++)
+      for (guint i = 0; i < G_N_ELEMENTS (terms); i++)
+        {
+          g_autoptr(OdOrderItem) item = NULL;
+
+          start = g_get_monotonic_time ();
+          od_order_list_set_search (list, terms[i]);
+          if (g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))) > 0)
+            item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), 0);
+          g_array_append_vals (search, (double[]) { since_ms (start) }, 1);
+          od_order_list_set_search (list, NULL);
+        }
+    report ("search (count + first page)", search);
+
+    {
+      g_autoptr(GArray) frame = g_array_new (FALSE, FALSE, sizeof (double));
+
+      for (guint i = 0; i < G_N_ELEMENTS (terms); i++)
+        {
+          start = g_get_monotonic_time ();
+          od_order_list_set_search (list, terms[i]);
+          od_test_wait_frame (GTK_WIDGET (list));
+          g_array_append_vals (frame, (double[]) { since_ms (start) }, 1);
+        }
+      od_order_list_set_search (list, NULL);
+      report ("search, to the next frame drawn", frame);
+    }
+
+    for (guint round = 0; round < 4; round++)
+      for (OdOrderStatus status = OD_STATUS_DRAFT; status <= OD_STATUS_CANCELLED; status++)
+        {
+          g_autoptr(OdOrderItem) item = NULL;
+
+          start = g_get_monotonic_time ();
+          od_order_list_set_status (list, status);
+          item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), 0);
+          g_array_append_vals (filter, (double[]) { since_ms (start) }, 1);
+        }
+    od_order_list_set_status (list, OD_STATUS_NONE);
+    report ("status filter (count + first page)", filter);
+
+    for (guint round = 0; round < 3; round++)
+      for (OdOrderSort s = OD_ORDER_SORT_UPDATED; s <= OD_ORDER_SORT_CUSTOMER; s++)
+        {
+          g_autoptr(OdOrderItem) item = NULL;
+
+          start = g_get_monotonic_time ();
+          od_order_list_sort_by (list, s, round % 2 == 0);
+          item = g_list_model_get_item (G_LIST_MODEL (od_order_list_get_model (list)), 0);
+          g_array_append_vals (sort, (double[]) { since_ms (start) }, 1);
+        }
+    report ("sort change (first page)", sort);
+  }
+
+  /* Drawing after a change: frames while scrolling the view. */
+  {
+    g_autoptr(GArray) frames = g_array_new (FALSE, FALSE, sizeof (double));
+    GtkColumnView *view = od_order_list_get_column_view (list);
+    GtkWidget *scroller = gtk_widget_get_parent (GTK_WIDGET (view));
+    GtkAdjustment *adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+
+    (void) scroller;
+    for (guint i = 0; i < 40; i++)
+      {
+        start = g_get_monotonic_time ();
+        gtk_adjustment_set_value (adjustment, gtk_adjustment_get_value (adjustment) + 600);
+        od_test_wait_frame (GTK_WIDGET (list));
+        g_array_append_vals (frames, (double[]) { since_ms (start) }, 1);
+      }
+    report ("scroll by a screen, to next frame", frames);
+  }
+  g_print ("RSS at the end                     %8.1f MiB\n", od_test_rss_kib () / 1024.0);
+  gtk_window_destroy (GTK_WINDOW (window));
+  return 0;
+}

@@ -1,0 +1,60 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Builds the libFuzzer targets with clang and runs each for SECONDS
+# (default 60).  Usage: fuzz/run.sh [SECONDS] [TARGET...]
+#
+# Each target starts from its committed seed corpus (fuzz/corpus/<target>)
+# plus its saved crashes (fuzz/regressions/<target>); inputs that find new
+# coverage go to BUILD/fuzz-corpus/<target>, not into the source tree.  A
+# crash is written to fuzz/regressions/<target>/ so that it is kept: the
+# replay test of every ordinary build then runs it.  Exits non-zero when
+# any target crashed.
+#
+# Environment: OD_FUZZ_SRC (source tree, default: this script's parent),
+# OD_FUZZ_BUILD (build directory, default: $OD_FUZZ_SRC/build-fuzz),
+# OD_FUZZ_JOBS (parallel fuzzing processes per target, default 1).
+
+set -eu
+
+seconds=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-command problem event sse}
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=${OD_FUZZ_SRC:-$(dirname "$here")}
+build=${OD_FUZZ_BUILD:-$src/build-fuzz}
+jobs=${OD_FUZZ_JOBS:-1}
+
+if [ ! -f "$build/build.ninja" ]; then
+  CC=clang meson setup "$build" "$src" -Dfuzzing=true \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dgui=disabled
+fi
+for t in $targets; do
+  ninja -C "$build" "fuzz/od-fuzz-$t"
+done
+
+status=0
+for t in $targets; do
+  work="$build/fuzz-corpus/$t"
+  regressions="$here/regressions/$t"
+  mkdir -p "$work" "$regressions"
+  opts=""
+  [ -f "$here/$t.dict" ] && opts="-dict=$here/$t.dict"
+  # -jobs=1 would still fork a child that logs to a file; only ask for
+  # processes when more than one is wanted.
+  [ "$jobs" -gt 1 ] && opts="$opts -jobs=$jobs -workers=$jobs"
+  echo "== $t: ${seconds}s"
+  # shellcheck disable=SC2086
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+       "$build/fuzz/od-fuzz-$t" $opts \
+         -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+         -print_final_stats=1 \
+         -artifact_prefix="$regressions/" \
+         "$work" "$here/corpus/$t" "$regressions"; then
+    echo "== $t: CRASH, input saved in $regressions/"
+    status=1
+  fi
+done
+exit $status

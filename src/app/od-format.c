@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "od-format.h"
+
+char *
+od_format_money (gint64      cents,
+                 const char *currency)
+{
+  gboolean negative = cents < 0;
+  guint64 abs_cents = negative ? (guint64) -cents : (guint64) cents;
+
+  return g_strdup_printf ("%s%'" G_GUINT64_FORMAT "%s%02u %s",
+                          negative ? "−" : "",
+                          abs_cents / 100,
+                          /* TRANSLATORS: the decimal separator of amounts */
+                          C_("decimal separator", "."),
+                          (guint) (abs_cents % 100),
+                          currency ? currency : "");
+}
+
+/* Accepts "12", "12.5", "12.50" and "12,50"; an amount with more than two
+ * decimals is refused rather than rounded. */
+gboolean
+od_parse_money (const char *text,
+                gint64     *cents)
+{
+  gint64 whole = 0;
+  gint64 fraction = 0;
+  int fraction_digits = 0;
+  gboolean seen_separator = FALSE;
+  gboolean seen_digit = FALSE;
+
+  if (text == NULL)
+    return FALSE;
+  while (*text == ' ')
+    text++;
+  for (const char *p = text; *p != '\0'; p++)
+    {
+      if (*p >= '0' && *p <= '9')
+        {
+          seen_digit = TRUE;
+          if (seen_separator)
+            {
+              if (++fraction_digits > 2)
+                return FALSE;
+              fraction = fraction * 10 + (*p - '0');
+            }
+          else
+            {
+              if (whole > G_MAXINT64 / 1000)
+                return FALSE;
+              whole = whole * 10 + (*p - '0');
+            }
+        }
+      else if ((*p == '.' || *p == ',') && !seen_separator)
+        seen_separator = TRUE;
+      else if (*p == ' ' && p[1] == '\0')
+        break;
+      else
+        return FALSE;
+    }
+  if (!seen_digit)
+    return FALSE;
+  if (fraction_digits == 1)
+    fraction *= 10;
+  *cents = whole * 100 + fraction;
+  return TRUE;
+}
+
+char *
+od_format_relative (const char *rfc3339,
+                    gint64      now_usec)
+{
+  g_autoptr(GDateTime) when = NULL;
+  g_autoptr(GDateTime) local = NULL;
+  gint64 seconds;
+
+  if (rfc3339 == NULL || *rfc3339 == '\0')
+    return g_strdup ("");
+  when = g_date_time_new_from_iso8601 (rfc3339, NULL);
+  if (when == NULL)
+    return g_strdup (rfc3339);
+
+  seconds = now_usec / G_USEC_PER_SEC - g_date_time_to_unix (when);
+  if (seconds < 0)
+    seconds = 0;
+  if (seconds < 45)
+    return g_strdup (_("just now"));
+  if (seconds < 3600)
+    return g_strdup_printf (ngettext ("%d minute ago", "%d minutes ago", (int) (seconds / 60)),
+                            MAX (1, (int) (seconds / 60)));
+  if (seconds < 86400)
+    return g_strdup_printf (ngettext ("%d hour ago", "%d hours ago", (int) (seconds / 3600)),
+                            (int) (seconds / 3600));
+  if (seconds < 7 * 86400)
+    return g_strdup_printf (ngettext ("%d day ago", "%d days ago", (int) (seconds / 86400)),
+                            (int) (seconds / 86400));
+  local = g_date_time_to_local (when);
+  return g_date_time_format (local, "%x");
+}
+
+char *
+od_format_timestamp (const char *rfc3339)
+{
+  g_autoptr(GDateTime) when = NULL;
+  g_autoptr(GDateTime) local = NULL;
+
+  if (rfc3339 == NULL)
+    return g_strdup ("");
+  when = g_date_time_new_from_iso8601 (rfc3339, NULL);
+  if (when == NULL)
+    return g_strdup (rfc3339);
+  local = g_date_time_to_local (when);
+  /* TRANSLATORS: a date and time, see g_date_time_format() */
+  return g_date_time_format (local, _("%x %X"));
+}
+
+const char *
+od_format_status (OdOrderStatus status)
+{
+  switch (status)
+    {
+    case OD_STATUS_DRAFT:
+      return C_("order status", "Draft");
+    case OD_STATUS_PLACED:
+      return C_("order status", "Placed");
+    case OD_STATUS_SHIPPED:
+      return C_("order status", "Shipped");
+    case OD_STATUS_DELIVERED:
+      return C_("order status", "Delivered");
+    case OD_STATUS_CANCELLED:
+      return C_("order status", "Cancelled");
+    case OD_STATUS_NONE:
+    case OD_STATUS_N:
+    default:
+      return C_("order status", "Unknown");
+    }
+}
+
+const char *
+od_status_css_class (OdOrderStatus status)
+{
+  switch (status)
+    {
+    case OD_STATUS_DRAFT:
+      return "status-draft";
+    case OD_STATUS_PLACED:
+      return "status-placed";
+    case OD_STATUS_SHIPPED:
+      return "status-shipped";
+    case OD_STATUS_DELIVERED:
+      return "status-delivered";
+    case OD_STATUS_CANCELLED:
+      return "status-cancelled";
+    case OD_STATUS_NONE:
+    case OD_STATUS_N:
+    default:
+      return "status-draft";
+    }
+}
+
+const char *
+od_format_event_type (const char *type)
+{
+  static const struct { const char *type; const char *label; } known[] = {
+    { "OrderCreated", N_("Order created") },
+    { "ItemAdded", N_("Item added") },
+    { "ItemRemoved", N_("Item removed") },
+    { "OrderPlaced", N_("Order placed") },
+    { "OrderShipped", N_("Order shipped") },
+    { "OrderDelivered", N_("Order delivered") },
+    { "OrderCancelled", N_("Order cancelled") },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (known); i++)
+    if (g_strcmp0 (type, known[i].type) == 0)
+      return _(known[i].label);
+  /* Unknown event types are shown by their wire name. */
+  return type;
+}
+
+char *
+od_format_short_id (const char *order_id)
+{
+  if (order_id == NULL)
+    return g_strdup ("");
+  /* UUIDv7 ids begin with the millisecond of creation, so the first 13
+   * characters tell orders apart and are a prefix search can find. */
+  if (strlen (order_id) == 36)
+    return g_strndup (order_id, 13);
+  return g_strdup (order_id);
+}

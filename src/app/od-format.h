@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <glib.h>
+
+#include "od-order.h"
+
+G_BEGIN_DECLS
+
+char       *od_format_money        (gint64         cents,
+                                    const char    *currency);
+gboolean    od_parse_money         (const char    *text,
+                                    gint64        *cents);
+char       *od_format_relative     (const char    *rfc3339,
+                                    gint64         now_usec);
+char       *od_format_timestamp    (const char    *rfc3339);
+const char *od_format_status       (OdOrderStatus  status);
+const char *od_status_css_class    (OdOrderStatus  status);
+const char *od_format_event_type   (const char    *type);
+char       *od_format_short_id     (const char    *order_id);
+
+G_END_DECLS

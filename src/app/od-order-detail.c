@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "od-format.h"
+#include "od-order-detail.h"
+#include "od-query.h"
+
+/* The order detail: header, lines, totals, and the timeline.  Selecting a
+ * timeline entry shows the order as it was right after that event (folded
+ * by the core from the local events); the actions only apply to the
+ * current state. */
+
+struct _OdOrderDetail
+{
+  GtkWidget        parent_instance;
+
+  GtkStack        *stack;
+  GtkLabel        *title_label;
+  GtkLabel        *subtitle_label;
+  GtkLabel        *pending_badge;
+  GtkLabel        *status_pill;
+  GtkRevealer     *past_revealer;
+  GtkLabel        *past_label;
+  GtkFlowBox      *actions_box;
+  GtkListBox      *lines_list;
+  GtkLabel        *totals_label;
+  AdwPreferencesGroup *info_group;
+  GtkListBox      *info_list;
+  GtkListBox      *timeline_list;
+
+  OdCache         *cache;
+  char            *order_id;
+  OdOrder         *current;
+  OdOrder         *past;
+  gint64           past_position; /* -1: showing the current state */
+  GPtrArray       *timeline;      /* OdEvent */
+  GHashTable      *pending;
+  const char      *status_class;
+};
+
+G_DEFINE_FINAL_TYPE (OdOrderDetail, od_order_detail, GTK_TYPE_WIDGET)
+
+enum {
+  COMMAND,
+  REMOVE_ITEM,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void
+clear_list (GtkListBox *list)
+{
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (list))) != NULL)
+    gtk_list_box_remove (list, child);
+}
+
+static void
+clear_flow (GtkFlowBox *box)
+{
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (box))) != NULL)
+    gtk_flow_box_remove (box, child);
+}
+
+static char *
+member_string (JsonObject *data,
+               const char *name)
+{
+  if (data == NULL || !json_object_has_member (data, name))
+    return NULL;
+  return g_strdup (json_object_get_string_member_with_default (data, name, ""));
+}
+
+/* What an event changed, in a few words. */
+static char *
+describe_event (OdEvent *event)
+{
+  JsonObject *data = od_event_get_data (event);
+  g_autofree char *a = NULL;
+  g_autofree char *b = NULL;
+
+  if (data == NULL)
+    return g_strdup ("");
+
+  if (g_strcmp0 (event->type, "OrderCreated") == 0)
+    {
+      a = member_string (data, "customer_name");
+      b = member_string (data, "customer_email");
+      return g_strdup_printf ("%s <%s>, %s", a ? a : "", b ? b : "",
+                              json_object_get_string_member_with_default (data, "currency", ""));
+    }
+  if (g_strcmp0 (event->type, "ItemAdded") == 0)
+    {
+      g_autofree char *price = od_format_money (json_object_get_int_member_with_default (data, "unit_price_cents", 0), "");
+
+      /* TRANSLATORS: an item added: "2 × Blue mug (MUG-BLUE) at 12.99" */
+      return g_strdup_printf (_("%lld × %s (%s) at %s"),
+                              (long long) json_object_get_int_member_with_default (data, "quantity", 0),
+                              json_object_get_string_member_with_default (data, "name", ""),
+                              json_object_get_string_member_with_default (data, "sku", ""),
+                              g_strstrip (price));
+    }
+  if (g_strcmp0 (event->type, "ItemRemoved") == 0)
+    return g_strdup (json_object_get_string_member_with_default (data, "sku", ""));
+  if (g_strcmp0 (event->type, "OrderPlaced") == 0)
+    {
+      g_autofree char *total = od_format_money (json_object_get_int_member_with_default (data, "total_cents", 0), "");
+
+      /* TRANSLATORS: "Total 25.98, 2 items" */
+      return g_strdup_printf (ngettext ("Total %s, %lld item",
+                                        "Total %s, %lld items",
+                                        json_object_get_int_member_with_default (data, "item_count", 0)),
+                              g_strstrip (total),
+                              (long long) json_object_get_int_member_with_default (data, "item_count", 0));
+    }
+  if (g_strcmp0 (event->type, "OrderShipped") == 0)
+    return g_strdup_printf ("%s · %s",
+                            json_object_get_string_member_with_default (data, "carrier", ""),
+                            json_object_get_string_member_with_default (data, "tracking_number", ""));
+  if (g_strcmp0 (event->type, "OrderCancelled") == 0)
+    return g_strdup (json_object_get_string_member_with_default (data, "reason", ""));
+  if (g_strcmp0 (event->type, "OrderDelivered") == 0)
+    return g_strdup ("");
+  /* An event type this version does not know: show its data as is. */
+  return g_strdup (event->data ? event->data : "");
+}
+
+static void
+on_action_clicked (GtkButton     *button,
+                   OdOrderDetail *self)
+{
+  int type = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "od-command"));
+
+  g_signal_emit (self, signals[COMMAND], 0, type);
+}
+
+static void
+on_remove_clicked (GtkButton     *button,
+                   OdOrderDetail *self)
+{
+  const char *sku = g_object_get_data (G_OBJECT (button), "od-sku");
+
+  g_signal_emit (self, signals[REMOVE_ITEM], 0, sku);
+}
+
+static void
+add_info_row (OdOrderDetail *self,
+              const char    *title,
+              const char    *value,
+              gboolean       long_text)
+{
+  GtkWidget *row = adw_action_row_new ();
+  GtkWidget *label = gtk_label_new (value);
+
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
+  gtk_label_set_selectable (GTK_LABEL (label), TRUE);
+  /* Short values (times, codes) stay on one line. */
+  gtk_label_set_wrap (GTK_LABEL (label), long_text);
+  gtk_label_set_xalign (GTK_LABEL (label), 1);
+  adw_action_row_add_suffix (ADW_ACTION_ROW (row), label);
+  gtk_list_box_append (self->info_list, row);
+}
+
+static void
+render_order (OdOrderDetail *self)
+{
+  const OdOrder *order = self->past ? self->past : self->current;
+  gboolean is_current = self->past == NULL;
+  g_autofree char *subtitle = NULL;
+  g_autofree char *total = NULL;
+  g_autofree char *totals = NULL;
+  const char *css;
+  static const struct { OdCommandType type; const char *label; const char *icon; } actions[] = {
+    { OD_COMMAND_ADD_ITEM, N_("_Add Item…"), "list-add-symbolic" },
+    { OD_COMMAND_PLACE_ORDER, N_("_Place Order"), "emblem-ok-symbolic" },
+    { OD_COMMAND_SHIP_ORDER, N_("_Ship…"), "mail-send-symbolic" },
+    { OD_COMMAND_MARK_DELIVERED, N_("Mark _Delivered"), "emblem-default-symbolic" },
+    { OD_COMMAND_CANCEL_ORDER, N_("_Cancel Order…"), "process-stop-symbolic" },
+  };
+
+  if (order == NULL)
+    {
+      gtk_stack_set_visible_child_name (self->stack, "none");
+      return;
+    }
+  gtk_stack_set_visible_child_name (self->stack, "order");
+
+  gtk_label_set_label (self->title_label, order->customer_name ? order->customer_name : "");
+  /* TRANSLATORS: under the customer name: "e-mail · order id · version 3" */
+  subtitle = g_strdup_printf (_("%s · %s · version %lld"),
+                              order->customer_email ? order->customer_email : "",
+                              order->order_id, (long long) order->version);
+  gtk_label_set_label (self->subtitle_label, subtitle);
+
+  css = od_status_css_class (order->status);
+  if (self->status_class != NULL)
+    gtk_widget_remove_css_class (GTK_WIDGET (self->status_pill), self->status_class);
+  gtk_widget_add_css_class (GTK_WIDGET (self->status_pill), css);
+  self->status_class = css;
+  gtk_label_set_label (self->status_pill, od_format_status (order->status));
+  gtk_widget_set_visible (GTK_WIDGET (self->pending_badge),
+                          self->pending != NULL && g_hash_table_contains (self->pending, order->order_id));
+
+  /* Actions: only for the current state. */
+  clear_flow (self->actions_box);
+  gtk_widget_set_visible (GTK_WIDGET (self->actions_box), is_current);
+  if (is_current)
+    for (guint i = 0; i < G_N_ELEMENTS (actions); i++)
+      {
+        GtkWidget *button;
+
+        if (!od_order_allows (order, actions[i].type))
+          continue;
+        button = gtk_button_new_with_mnemonic (_(actions[i].label));
+        g_object_set_data (G_OBJECT (button), "od-command", GINT_TO_POINTER (actions[i].type));
+        if (actions[i].type == OD_COMMAND_CANCEL_ORDER)
+          gtk_widget_add_css_class (button, "destructive-action");
+        else if (actions[i].type != OD_COMMAND_ADD_ITEM)
+          gtk_widget_add_css_class (button, "suggested-action");
+        g_signal_connect (button, "clicked", G_CALLBACK (on_action_clicked), self);
+        gtk_flow_box_append (self->actions_box, button);
+      }
+
+  /* Lines. */
+  clear_list (self->lines_list);
+  for (guint i = 0; order->lines != NULL && i < order->lines->len; i++)
+    {
+      OdLine *line = g_ptr_array_index (order->lines, i);
+      GtkWidget *row = adw_action_row_new ();
+      g_autofree char *sub = NULL;
+      g_autofree char *unit = od_format_money (line->unit_price_cents, order->currency);
+      g_autofree char *amount = od_format_money (line->quantity * line->unit_price_cents, order->currency);
+      GtkWidget *amount_label = gtk_label_new (amount);
+
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), line->name);
+      adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+      /* TRANSLATORS: a line: "MUG-BLUE · 2 × 12.99 EUR" */
+      sub = g_strdup_printf (_("%s · %lld × %s"), line->sku, (long long) line->quantity, unit);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), sub);
+      gtk_widget_add_css_class (amount_label, "numeric");
+      adw_action_row_add_suffix (ADW_ACTION_ROW (row), amount_label);
+      if (is_current && od_order_allows (order, OD_COMMAND_REMOVE_ITEM))
+        {
+          GtkWidget *remove = gtk_button_new_from_icon_name ("user-trash-symbolic");
+
+          gtk_widget_set_valign (remove, GTK_ALIGN_CENTER);
+          gtk_widget_add_css_class (remove, "flat");
+          gtk_widget_set_tooltip_text (remove, _("Remove this item"));
+          g_object_set_data_full (G_OBJECT (remove), "od-sku", g_strdup (line->sku), g_free);
+          g_signal_connect (remove, "clicked", G_CALLBACK (on_remove_clicked), self);
+          adw_action_row_add_suffix (ADW_ACTION_ROW (row), remove);
+        }
+      gtk_list_box_append (self->lines_list, row);
+    }
+  if (order->lines == NULL || order->lines->len == 0)
+    {
+      GtkWidget *row = adw_action_row_new ();
+
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _("No items yet"));
+      gtk_list_box_append (self->lines_list, row);
+    }
+
+  total = od_format_money (od_order_total_cents (order), order->currency);
+  /* TRANSLATORS: "Total 25.98 EUR · 2 items" */
+  totals = g_strdup_printf (ngettext ("Total %s · %lld item",
+                                      "Total %s · %lld items",
+                                      od_order_item_count (order)),
+                            total, (long long) od_order_item_count (order));
+  gtk_label_set_label (self->totals_label, totals);
+
+  clear_list (self->info_list);
+  {
+    g_autofree char *created = od_format_timestamp (order->created_at);
+    g_autofree char *updated = od_format_timestamp (order->updated_at);
+
+    add_info_row (self, _("Created"), created, FALSE);
+    add_info_row (self, _("Updated"), updated, FALSE);
+    if (order->carrier != NULL)
+      add_info_row (self, _("Carrier"), order->carrier, TRUE);
+    if (order->tracking_number != NULL)
+      add_info_row (self, _("Tracking number"), order->tracking_number, FALSE);
+    if (order->cancel_reason != NULL)
+      add_info_row (self, _("Cancelled because"), order->cancel_reason, TRUE);
+  }
+}
+
+static void
+render_timeline (OdOrderDetail *self)
+{
+  clear_list (self->timeline_list);
+  if (self->timeline == NULL)
+    return;
+
+  /* Newest first, as operators read a history. */
+  for (guint i = self->timeline->len; i > 0; i--)
+    {
+      OdEvent *event = g_ptr_array_index (self->timeline, i - 1);
+      GtkWidget *row = adw_action_row_new ();
+      g_autofree char *when = od_format_timestamp (event->recorded_at);
+      g_autofree char *what = describe_event (event);
+      g_autofree char *subtitle = NULL;
+      g_autofree char *title = NULL;
+
+      /* TRANSLATORS: a history entry's title: "Item added · version 2" */
+      title = g_strdup_printf (_("%s · version %lld"),
+                               od_format_event_type (event->type), (long long) event->version);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
+      adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+      /* TRANSLATORS: a history entry: "by alice, 26/11/2026 10:00:01 — 2 × Blue mug" */
+      subtitle = *what != '\0'
+        ? g_strdup_printf (_("by %s, %s — %s"), event->actor ? event->actor : "?", when, what)
+        : g_strdup_printf (_("by %s, %s"), event->actor ? event->actor : "?", when);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
+      gtk_list_box_row_set_activatable (GTK_LIST_BOX_ROW (row), TRUE);
+      g_object_set_data_full (G_OBJECT (row), "od-position64",
+                              g_memdup2 (&event->position, sizeof (gint64)), g_free);
+      gtk_widget_add_css_class (row, "timeline-row");
+      gtk_list_box_append (self->timeline_list, row);
+      if (self->past_position == event->position)
+        gtk_list_box_select_row (self->timeline_list, GTK_LIST_BOX_ROW (row));
+    }
+}
+
+void
+od_order_detail_show_past (OdOrderDetail *self,
+                           gint64         position)
+{
+  g_autoptr(GError) error = NULL;
+  OdEvent *newest;
+
+  g_return_if_fail (OD_IS_ORDER_DETAIL (self));
+
+  g_clear_pointer (&self->past, od_order_free);
+  self->past_position = -1;
+  newest = self->timeline && self->timeline->len > 0
+    ? g_ptr_array_index (self->timeline, self->timeline->len - 1) : NULL;
+
+  if (position >= 0 && self->cache != NULL && self->order_id != NULL
+      && (newest == NULL || position != newest->position))
+    {
+      self->past = od_query_order_at (self->cache, self->order_id, position, &error);
+      if (self->past == NULL && error != NULL)
+        g_warning ("Could not fold the order's history: %s", error->message);
+      if (self->past != NULL)
+        self->past_position = position;
+    }
+
+  if (self->past != NULL)
+    {
+      g_autofree char *when = NULL;
+      g_autofree char *text = NULL;
+
+      for (guint i = 0; i < self->timeline->len; i++)
+        {
+          OdEvent *event = g_ptr_array_index (self->timeline, i);
+
+          if (event->position == position)
+            when = od_format_timestamp (event->recorded_at);
+        }
+      /* TRANSLATORS: banner over a past state of an order */
+      text = g_strdup_printf (_("Showing the order as it was on %s (version %lld)"),
+                              when ? when : "?", (long long) self->past->version);
+      gtk_label_set_label (self->past_label, text);
+    }
+  else
+    gtk_list_box_unselect_all (self->timeline_list);
+  gtk_revealer_set_reveal_child (self->past_revealer, self->past != NULL);
+  render_order (self);
+}
+
+static void
+on_timeline_activated (OdOrderDetail *self,
+                       GtkListBoxRow *row)
+{
+  gint64 *position = g_object_get_data (G_OBJECT (row), "od-position64");
+
+  if (position != NULL)
+    od_order_detail_show_past (self, *position);
+}
+
+static void
+on_show_current (OdOrderDetail *self)
+{
+  od_order_detail_show_past (self, -1);
+}
+
+static void
+load (OdOrderDetail *self,
+      gboolean       force)
+{
+  g_autoptr(GError) error = NULL;
+  OdOrder *order = NULL;
+
+  if (self->cache == NULL || self->order_id == NULL)
+    {
+      g_clear_pointer (&self->current, od_order_free);
+      g_clear_pointer (&self->past, od_order_free);
+      g_clear_pointer (&self->timeline, g_ptr_array_unref);
+      render_order (self);
+      return;
+    }
+
+  order = od_query_order (self->cache, self->order_id, &error);
+  if (order == NULL && error != NULL)
+    g_warning ("Could not read order %s: %s", self->order_id, error->message);
+  if (!force && order != NULL && self->current != NULL
+      && order->version == self->current->version
+      && order->last_position == self->current->last_position)
+    {
+      od_order_free (order);
+      render_order (self); /* the pending badge may have changed */
+      return;
+    }
+  g_clear_pointer (&self->current, od_order_free);
+  self->current = order;
+
+  g_clear_pointer (&self->timeline, g_ptr_array_unref);
+  g_clear_error (&error);
+  self->timeline = od_query_timeline (self->cache, self->order_id, &error);
+  if (self->timeline == NULL && error != NULL)
+    g_warning ("Could not read the history of %s: %s", self->order_id, error->message);
+
+  render_timeline (self);
+  od_order_detail_show_past (self, self->past_position);
+}
+
+void
+od_order_detail_set_cache (OdOrderDetail *self,
+                           OdCache       *cache)
+{
+  g_return_if_fail (OD_IS_ORDER_DETAIL (self));
+
+  g_set_object (&self->cache, cache);
+  if (cache == NULL)
+    g_clear_pointer (&self->order_id, g_free);
+  self->past_position = -1;
+  load (self, TRUE);
+}
+
+void
+od_order_detail_show (OdOrderDetail *self,
+                      const char    *order_id)
+{
+  g_return_if_fail (OD_IS_ORDER_DETAIL (self));
+
+  if (g_strcmp0 (order_id, self->order_id) == 0)
+    return;
+  g_free (self->order_id);
+  self->order_id = g_strdup (order_id);
+  self->past_position = -1;
+  load (self, TRUE);
+}
+
+void
+od_order_detail_reload (OdOrderDetail *self)
+{
+  g_return_if_fail (OD_IS_ORDER_DETAIL (self));
+  load (self, FALSE);
+}
+
+void
+od_order_detail_set_pending_orders (OdOrderDetail *self,
+                                    GHashTable    *pending_ids)
+{
+  g_return_if_fail (OD_IS_ORDER_DETAIL (self));
+
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  if (pending_ids != NULL)
+    self->pending = g_hash_table_ref (pending_ids);
+  if (self->current != NULL)
+    gtk_widget_set_visible (GTK_WIDGET (self->pending_badge),
+                            self->pending != NULL
+                            && g_hash_table_contains (self->pending, self->current->order_id));
+}
+
+const OdOrder *
+od_order_detail_get_order (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), NULL);
+  return self->current;
+}
+
+const OdOrder *
+od_order_detail_get_shown_order (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), NULL);
+  return self->past ? self->past : self->current;
+}
+
+gint64
+od_order_detail_get_past_position (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), -1);
+  return self->past_position;
+}
+
+guint
+od_order_detail_get_timeline_length (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), 0);
+  return self->timeline ? self->timeline->len : 0;
+}
+
+GtkWidget *
+od_order_detail_new (void)
+{
+  return g_object_new (OD_TYPE_ORDER_DETAIL, NULL);
+}
+
+static void
+od_order_detail_dispose (GObject *object)
+{
+  OdOrderDetail *self = OD_ORDER_DETAIL (object);
+
+  g_clear_object (&self->cache);
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_ORDER_DETAIL);
+  {
+    GtkWidget *child;
+
+    /* Children the template does not name are ours to unparent. */
+    while ((child = gtk_widget_get_first_child (GTK_WIDGET (self))) != NULL)
+      gtk_widget_unparent (child);
+  }
+
+  G_OBJECT_CLASS (od_order_detail_parent_class)->dispose (object);
+}
+
+static void
+od_order_detail_finalize (GObject *object)
+{
+  OdOrderDetail *self = OD_ORDER_DETAIL (object);
+
+  g_free (self->order_id);
+  g_clear_pointer (&self->current, od_order_free);
+  g_clear_pointer (&self->past, od_order_free);
+  g_clear_pointer (&self->timeline, g_ptr_array_unref);
+
+  G_OBJECT_CLASS (od_order_detail_parent_class)->finalize (object);
+}
+
+static void
+od_order_detail_class_init (OdOrderDetailClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = od_order_detail_dispose;
+  object_class->finalize = od_order_detail_finalize;
+
+  signals[COMMAND] =
+    g_signal_new ("command", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+  signals[REMOVE_ITEM] =
+    g_signal_new ("remove-item", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/orderdesk/OrderDesk/ui/od-order-detail.ui");
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, stack);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, title_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, subtitle_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, pending_badge);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, status_pill);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, past_revealer);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, past_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, actions_box);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, lines_list);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, totals_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, info_group);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, info_list);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, timeline_list);
+  gtk_widget_class_bind_template_callback (widget_class, on_timeline_activated);
+  gtk_widget_class_bind_template_callback (widget_class, on_show_current);
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+}
+
+static void
+od_order_detail_init (OdOrderDetail *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->past_position = -1;
+}

@@ -1,0 +1,777 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include <string.h>
+
+#include "od-order-item.h"
+#include "od-order-list-model.h"
+
+/* A lazy GListModel over the read cache.  The number of items comes from
+ * the maintained counts; rows are fetched a page at a time with the
+ * core's keyset queries, and only the most recently used pages exist as
+ * objects.  Keyset pagination cannot jump, so the model remembers the
+ * cursor at every page boundary it has walked past ("anchors"): scrolling
+ * costs one query a page, and a jump walks from the nearest anchor in big
+ * steps, recording anchors as it goes. */
+
+#define PAGE_SIZE     OD_ORDER_LIST_PAGE_SIZE
+#define MAX_PAGES     40
+#define WALK_STEP     10000
+#define FRESH_WALK_MAX_PAGES 50
+
+typedef struct
+{
+  guint      index;
+  GPtrArray *items; /* OdOrderItem */
+} Page;
+
+typedef struct
+{
+  guint         offset;
+  OdOrderCursor cursor;
+} RevAnchor;
+
+struct _OdOrderListModel
+{
+  GObject        parent_instance;
+
+  OdCache       *cache;
+  OdOrderQuery   query;
+  char          *search;
+
+  guint          n_items;
+  GHashTable    *pages;   /* page index → Page */
+  GQueue         lru;     /* of Page*, most recent first */
+  GArray        *anchors; /* OdOrderCursor per page index; [0] is the start */
+  GArray        *rev_anchors; /* RevAnchor, by offset from the end, ascending */
+  GHashTable    *pending; /* order ids, owned by the caller */
+  double         last_fetch_ms;
+};
+
+static void od_order_list_model_iface_init (GListModelInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (OdOrderListModel, od_order_list_model, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_LIST_MODEL, od_order_list_model_iface_init))
+
+static void
+page_free (Page *page)
+{
+  g_ptr_array_unref (page->items);
+  g_free (page);
+}
+
+static void clear_rev_anchors (OdOrderListModel *self);
+
+static void
+clear_anchors (OdOrderListModel *self)
+{
+  for (guint i = 0; i < self->anchors->len; i++)
+    od_order_cursor_clear (&g_array_index (self->anchors, OdOrderCursor, i));
+  g_array_set_size (self->anchors, 0);
+  clear_rev_anchors (self);
+}
+
+static void
+clear_rev_anchors (OdOrderListModel *self)
+{
+  for (guint i = 0; i < self->rev_anchors->len; i++)
+    od_order_cursor_clear (&g_array_index (self->rev_anchors, RevAnchor, i).cursor);
+  g_array_set_size (self->rev_anchors, 0);
+}
+
+static void
+clear_pages (OdOrderListModel *self)
+{
+  g_queue_clear (&self->lru);
+  g_hash_table_remove_all (self->pages);
+}
+
+static OdOrderCursor *
+anchor_at (OdOrderListModel *self,
+           guint             page)
+{
+  if (page >= self->anchors->len)
+    return NULL;
+  return &g_array_index (self->anchors, OdOrderCursor, page);
+}
+
+static void
+set_anchor (OdOrderListModel *self,
+            guint             page,
+            const OdOrderRow *last_row_of_previous_page)
+{
+  OdOrderCursor *cursor;
+
+  if (page >= self->anchors->len)
+    g_array_set_size (self->anchors, page + 1);
+  cursor = &g_array_index (self->anchors, OdOrderCursor, page);
+  od_order_cursor_clear (cursor);
+  od_order_cursor_from_row (cursor, &self->query, last_row_of_previous_page);
+}
+
+static gboolean
+anchor_known (OdOrderListModel *self,
+              guint             page)
+{
+  OdOrderCursor *cursor;
+
+  if (page == 0)
+    return TRUE;
+  cursor = anchor_at (self, page);
+  return cursor != NULL && cursor->valid;
+}
+
+static GPtrArray *
+fetch (OdOrderListModel    *self,
+       const OdOrderCursor *cursor,
+       guint                limit)
+{
+  g_autoptr(GError) error = NULL;
+  GPtrArray *rows;
+
+  rows = od_query_orders (self->cache, &self->query,
+                          cursor && cursor->valid ? cursor : NULL,
+                          limit, &error);
+  if (rows == NULL)
+    {
+      g_warning ("Could not read orders: %s", error->message);
+      return g_ptr_array_new ();
+    }
+  return rows;
+}
+
+/* Rows [r0, r0 + len) counted from the end of the list, in list order.
+ * The second half of the list is reached from its end with the opposite
+ * order, so the last rows cost one query, not a walk over the first. */
+static GPtrArray *
+fetch_from_end (OdOrderListModel *self,
+                guint             r0,
+                guint             len)
+{
+  OdOrderQuery reversed = self->query;
+  guint from = 0;
+  const OdOrderCursor *cursor = NULL;
+  GPtrArray *rows;
+
+  reversed.descending = !reversed.descending;
+  for (guint i = 0; i < self->rev_anchors->len; i++)
+    {
+      RevAnchor *anchor = &g_array_index (self->rev_anchors, RevAnchor, i);
+
+      if (anchor->offset > r0)
+        break;
+      from = anchor->offset;
+      cursor = &anchor->cursor;
+    }
+
+  while (from < r0)
+    {
+      guint want = MIN (r0 - from, WALK_STEP);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GPtrArray) step = od_query_orders (self->cache, &reversed, cursor, want, &error);
+      RevAnchor anchor = { 0 };
+      guint at;
+
+      if (step == NULL || step->len < want)
+        return g_ptr_array_new ();
+      from += want;
+      anchor.offset = from;
+      od_order_cursor_from_row (&anchor.cursor, &reversed, g_ptr_array_index (step, step->len - 1));
+      for (at = 0; at < self->rev_anchors->len; at++)
+        if (g_array_index (self->rev_anchors, RevAnchor, at).offset > from)
+          break;
+      g_array_insert_val (self->rev_anchors, at, anchor);
+      cursor = &g_array_index (self->rev_anchors, RevAnchor, at).cursor;
+    }
+
+  {
+    g_autoptr(GError) error = NULL;
+
+    rows = od_query_orders (self->cache, &reversed, cursor, len, &error);
+    if (rows == NULL)
+      {
+        g_warning ("Could not read orders: %s", error->message);
+        return g_ptr_array_new ();
+      }
+  }
+  /* Back into list order. */
+  for (guint i = 0; i < rows->len / 2; i++)
+    {
+      gpointer tmp = rows->pdata[i];
+
+      rows->pdata[i] = rows->pdata[rows->len - 1 - i];
+      rows->pdata[rows->len - 1 - i] = tmp;
+    }
+  return rows;
+}
+
+/* Fetches the rows of `page`, walking from the nearest known anchor. */
+static GPtrArray *
+fetch_page_rows (OdOrderListModel *self,
+                 guint             page)
+{
+  guint from = page;
+
+  while (!anchor_known (self, from))
+    from--;
+
+  /* Far from any anchor and in the second half: come from the end. */
+  if ((gsize) page * PAGE_SIZE >= self->n_items / 2
+      && (page - from) * PAGE_SIZE > self->n_items - (gsize) page * PAGE_SIZE)
+    {
+      guint start = page * PAGE_SIZE;
+      guint len = MIN (PAGE_SIZE, self->n_items - start);
+
+      return fetch_from_end (self, self->n_items - start - len, len);
+    }
+
+  while (from < page)
+    {
+      guint want = MIN ((page - from) * PAGE_SIZE, WALK_STEP);
+      g_autoptr(GPtrArray) rows = fetch (self, anchor_at (self, from), want);
+      guint got_pages = rows->len / PAGE_SIZE;
+
+      for (guint k = 1; k <= got_pages; k++)
+        set_anchor (self, from + k, g_ptr_array_index (rows, k * PAGE_SIZE - 1));
+      /* The list ended before the page: the count is ahead of the rows
+       * (a refresh is on its way); show an empty page meanwhile. */
+      if (rows->len < want)
+        return g_ptr_array_new ();
+      from += got_pages;
+    }
+
+  {
+    GPtrArray *rows = fetch (self, page == 0 ? NULL : anchor_at (self, page), PAGE_SIZE);
+
+    if (rows->len == PAGE_SIZE)
+      set_anchor (self, page + 1, g_ptr_array_index (rows, PAGE_SIZE - 1));
+    return rows;
+  }
+}
+
+/* The view may ask for rows (and so load pages) from inside our own
+ * items-changed emissions; a page loaded that way must not be left in
+ * the LRU when the same index is stored again. */
+static void
+insert_page (OdOrderListModel *self,
+             Page             *page)
+{
+  Page *old = g_hash_table_lookup (self->pages, GUINT_TO_POINTER (page->index));
+
+  if (old != NULL)
+    g_queue_remove (&self->lru, old);
+  g_hash_table_insert (self->pages, GUINT_TO_POINTER (page->index), page);
+  g_queue_push_head (&self->lru, page);
+}
+
+static void
+touch_page (OdOrderListModel *self,
+            Page             *page)
+{
+  GList *link = g_queue_find (&self->lru, page);
+
+  if (link != NULL && link != self->lru.head)
+    {
+      g_queue_unlink (&self->lru, link);
+      g_queue_push_head_link (&self->lru, link);
+    }
+}
+
+static GPtrArray *
+items_from_rows (OdOrderListModel *self,
+                 GPtrArray        *rows,
+                 GHashTable       *reuse)
+{
+  GPtrArray *items = g_ptr_array_new_full (rows->len, g_object_unref);
+
+  /* The rows move into the items; the array must not free them. */
+  g_ptr_array_set_free_func (rows, NULL);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      OdOrderRow *row = g_ptr_array_index (rows, i);
+      OdOrderItem *item = reuse ? g_hash_table_lookup (reuse, row->order_id) : NULL;
+
+      if (item != NULL)
+        {
+          g_object_ref (item);
+          od_order_item_set_row (item, row);
+        }
+      else
+        item = od_order_item_new (row);
+      if (self->pending != NULL)
+        od_order_item_set_pending (item, g_hash_table_contains (self->pending, row->order_id));
+      g_ptr_array_add (items, item);
+    }
+  return items;
+}
+
+static Page *
+load_page (OdOrderListModel *self,
+           guint             index)
+{
+  Page *page = g_hash_table_lookup (self->pages, GUINT_TO_POINTER (index));
+  g_autoptr(GPtrArray) rows = NULL;
+  gint64 start;
+
+  if (page != NULL)
+    {
+      touch_page (self, page);
+      return page;
+    }
+
+  start = g_get_monotonic_time ();
+  rows = fetch_page_rows (self, index);
+  self->last_fetch_ms = (g_get_monotonic_time () - start) / 1000.0;
+
+  page = g_new0 (Page, 1);
+  page->index = index;
+  page->items = items_from_rows (self, rows, NULL);
+  insert_page (self, page);
+
+  while (self->lru.length > MAX_PAGES)
+    {
+      Page *old = g_queue_pop_tail (&self->lru);
+
+      g_hash_table_remove (self->pages, GUINT_TO_POINTER (old->index));
+    }
+  return page;
+}
+
+static GType
+od_order_list_model_get_item_type (GListModel *model)
+{
+  return OD_TYPE_ORDER_ITEM;
+}
+
+static guint
+od_order_list_model_get_n_items (GListModel *model)
+{
+  return OD_ORDER_LIST_MODEL (model)->n_items;
+}
+
+static gpointer
+od_order_list_model_get_item (GListModel *model,
+                              guint       position)
+{
+  OdOrderListModel *self = OD_ORDER_LIST_MODEL (model);
+  Page *page;
+  guint offset;
+
+  if (position >= self->n_items || self->cache == NULL)
+    return NULL;
+
+  page = load_page (self, position / PAGE_SIZE);
+  offset = position % PAGE_SIZE;
+  if (offset >= page->items->len)
+    return NULL;
+  return g_object_ref (g_ptr_array_index (page->items, offset));
+}
+
+static void
+od_order_list_model_iface_init (GListModelInterface *iface)
+{
+  iface->get_item_type = od_order_list_model_get_item_type;
+  iface->get_n_items = od_order_list_model_get_n_items;
+  iface->get_item = od_order_list_model_get_item;
+}
+
+static guint
+count_items (OdOrderListModel *self)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 n;
+
+  if (self->cache == NULL)
+    return 0;
+  n = od_query_count_orders (self->cache, &self->query, &error);
+  if (n < 0)
+    {
+      g_warning ("Could not count orders: %s", error->message);
+      return 0;
+    }
+  return (guint) MIN (n, G_MAXUINT);
+}
+
+/* A new query on the same model.  The item objects of the first pages
+ * stay at their positions and take the new rows, so the view keeps its
+ * row widgets and only redraws their contents: GTK 4.8 rebuilds every
+ * visible row when a model is replaced (100–400 ms here) and, on an
+ * items-changed, asks for every added item (which at a million rows reads
+ * them all).  The view should unselect first and scroll to the top after. */
+void
+od_order_list_model_set_query (OdOrderListModel *self,
+                               OdOrderSort       sort,
+                               gboolean          descending,
+                               OdOrderStatus     status,
+                               const char       *search)
+{
+  g_autoptr(GHashTable) by_position = NULL;
+  g_autoptr(GArray) indices = NULL;
+  g_autoptr(GArray) dropped = NULL;
+  g_autoptr(GArray) changed = g_array_new (FALSE, FALSE, sizeof (guint));
+  guint old_n = self->n_items;
+  guint new_n;
+
+  g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
+
+  if (search != NULL && *search == '\0')
+    search = NULL;
+  if (self->query.sort == sort && self->query.descending == descending
+      && self->query.status == status && g_strcmp0 (self->search, search) == 0)
+    return;
+
+  by_position = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_object_unref);
+  indices = g_array_new (FALSE, FALSE, sizeof (guint));
+  dropped = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    {
+      Page *page = l->data;
+
+      if (page->index < FRESH_WALK_MAX_PAGES)
+        {
+          g_array_append_val (indices, page->index);
+          for (guint i = 0; i < page->items->len; i++)
+            g_hash_table_insert (by_position, GUINT_TO_POINTER (page->index * PAGE_SIZE + i),
+                                 g_object_ref (g_ptr_array_index (page->items, i)));
+        }
+      else
+        g_array_append_val (dropped, page->index);
+    }
+
+  /* Pages and anchors belong to the old query. */
+  clear_pages (self);
+  clear_anchors (self);
+  self->query.sort = sort;
+  self->query.descending = descending;
+  self->query.status = status;
+  g_free (self->search);
+  self->search = g_strdup (search);
+  self->query.search = self->search;
+  gint64 T0 = g_get_monotonic_time ();
+  new_n = count_items (self);
+  gint64 T1 = g_get_monotonic_time ();
+
+  self->n_items = new_n;
+
+  /* The first pages: same objects, new rows. */
+  for (guint k = indices->len; k > 0; k--)
+    {
+      guint index = g_array_index (indices, guint, k - 1);
+      g_autoptr(GPtrArray) rows = NULL;
+      guint first = G_MAXUINT;
+      guint last = 0;
+      Page *page;
+
+      if ((gsize) index * PAGE_SIZE >= MIN (old_n, new_n))
+        continue;
+      rows = fetch_page_rows (self, index);
+      page = g_new0 (Page, 1);
+      page->index = index;
+      page->items = g_ptr_array_new_full (rows->len, g_object_unref);
+      g_ptr_array_set_free_func (rows, NULL);
+      for (guint i = 0; i < rows->len; i++)
+        {
+          guint pos = index * PAGE_SIZE + i;
+          OdOrderRow *row = g_ptr_array_index (rows, i);
+          OdOrderItem *item = g_hash_table_lookup (by_position, GUINT_TO_POINTER (pos));
+
+          if (item != NULL)
+            {
+              g_object_ref (item);
+              od_order_item_set_row (item, row);
+            }
+          else
+            {
+              item = od_order_item_new (row);
+              if (pos < MIN (old_n, new_n))
+                {
+                  first = MIN (first, pos);
+                  last = MAX (last, pos);
+                }
+            }
+          od_order_item_set_pending (item, self->pending != NULL
+                                     && g_hash_table_contains (self->pending, row->order_id));
+          g_ptr_array_add (page->items, item);
+        }
+      insert_page (self, page);
+      if (first != G_MAXUINT)
+        {
+          guint range[2] = { first, last - first + 1 };
+
+          g_array_append_vals (changed, range, 2);
+        }
+    }
+
+  gint64 T2 = g_get_monotonic_time ();
+  /* Every page is in place before the view hears of a change. */
+  if (new_n < old_n)
+    g_list_model_items_changed (G_LIST_MODEL (self), new_n, old_n - new_n, 0);
+  self->n_items = MIN (old_n, new_n);
+  for (guint k = 0; k < changed->len; k += 2)
+    g_list_model_items_changed (G_LIST_MODEL (self), g_array_index (changed, guint, k),
+                                g_array_index (changed, guint, k + 1),
+                                g_array_index (changed, guint, k + 1));
+
+  /* Deep pages the view may hold rows of: read again when asked. */
+  for (guint k = 0; k < dropped->len; k++)
+    {
+      guint index = g_array_index (dropped, guint, k);
+      guint start = index * PAGE_SIZE;
+
+      if (start < self->n_items)
+        {
+          guint len = MIN (PAGE_SIZE, self->n_items - start);
+
+          g_list_model_items_changed (G_LIST_MODEL (self), start, len, len);
+        }
+    }
+
+  if (new_n > old_n)
+    {
+      self->n_items = new_n;
+      g_list_model_items_changed (G_LIST_MODEL (self), old_n, 0, new_n - old_n);
+    }
+  self->n_items = new_n;
+  g_printerr ("set_query: count %.1f, pages %u reload %.1f, emit %.1f (dropped %u)\n", (T1-T0)/1e3, indices->len, (T2-T1)/1e3, (g_get_monotonic_time()-T2)/1e3, dropped->len);
+}
+
+const OdOrderQuery *
+od_order_list_model_get_query (OdOrderListModel *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), NULL);
+  return &self->query;
+}
+
+/* Re-reads the pages in memory after the cache changed and reports only
+ * the positions whose order changed, so the view keeps its scroll
+ * position and the selection follows its item when it moves within the
+ * pages shown.  Items are reused by order id. */
+void
+od_order_list_model_refresh (OdOrderListModel *self)
+{
+  g_autoptr(GHashTable) reuse = NULL;
+  g_autoptr(GArray) indices = NULL;
+  GHashTable *old_items;
+  guint old_n = self->n_items;
+  guint new_n;
+  guint max_page = 0;
+  guint first = G_MAXUINT;
+  guint last = 0;
+
+  g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
+
+  if (self->cache == NULL)
+    return;
+
+  new_n = count_items (self);
+
+  /* Remember which item was where. */
+  reuse = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  old_items = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_object_unref);
+  indices = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    {
+      Page *page = l->data;
+
+      g_array_append_val (indices, page->index);
+      max_page = MAX (max_page, page->index);
+      for (guint i = 0; i < page->items->len; i++)
+        {
+          OdOrderItem *item = g_ptr_array_index (page->items, i);
+
+          g_hash_table_insert (reuse, g_strdup (od_order_item_get_order_id (item)),
+                               g_object_ref (item));
+          g_hash_table_insert (old_items, GUINT_TO_POINTER (page->index * PAGE_SIZE + i),
+                               g_object_ref (item));
+        }
+    }
+
+  /* Near the top every boundary is re-walked so pages stay exact; deep
+   * pages keep their anchors, which still name a place in the order. */
+  if (max_page < FRESH_WALK_MAX_PAGES)
+    clear_anchors (self);
+  /* Offsets from the end move whenever the count does. */
+  clear_rev_anchors (self);
+  clear_pages (self);
+
+  /* Reload the pages that were in memory, most recent last so the LRU
+   * order survives, reusing items by order id.  Fetching needs the true
+   * count (pages near the end are read from the end). */
+  self->n_items = new_n;
+  for (guint k = indices->len; k > 0; k--)
+    {
+      guint index = g_array_index (indices, guint, k - 1);
+      g_autoptr(GPtrArray) rows = NULL;
+      Page *page;
+
+      if ((gsize) index * PAGE_SIZE >= MIN (old_n, new_n))
+        continue;
+      rows = fetch_page_rows (self, index);
+      page = g_new0 (Page, 1);
+      page->index = index;
+      page->items = items_from_rows (self, rows, reuse);
+      insert_page (self, page);
+
+      for (guint i = 0; i < PAGE_SIZE; i++)
+        {
+          guint pos = index * PAGE_SIZE + i;
+          gpointer before = g_hash_table_lookup (old_items, GUINT_TO_POINTER (pos));
+          gpointer after = i < page->items->len ? g_ptr_array_index (page->items, i) : NULL;
+
+          if (pos >= MIN (old_n, new_n))
+            break;
+          if (before != after)
+            {
+              first = MIN (first, pos);
+              last = MAX (last, pos);
+            }
+        }
+    }
+
+  /* Every page is in place before the view hears of a change (it may ask
+   * for rows while it is told).  Shrinking: the tail goes first so no
+   * position it asks about is out of range; growing: it keeps the old
+   * count until the append below. */
+  if (new_n < old_n)
+    {
+      self->n_items = new_n;
+      g_list_model_items_changed (G_LIST_MODEL (self), new_n, old_n - new_n, 0);
+    }
+  self->n_items = MIN (old_n, new_n);
+  if (first != G_MAXUINT)
+    g_list_model_items_changed (G_LIST_MODEL (self), first, last - first + 1, last - first + 1);
+
+  if (new_n > old_n)
+    {
+      self->n_items = new_n;
+      g_list_model_items_changed (G_LIST_MODEL (self), old_n, 0, new_n - old_n);
+    }
+  g_hash_table_unref (old_items);
+}
+
+void
+od_order_list_model_set_pending (OdOrderListModel *self,
+                                 GHashTable       *pending_ids)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
+
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  if (pending_ids != NULL)
+    self->pending = g_hash_table_ref (pending_ids);
+
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    {
+      Page *page = l->data;
+
+      for (guint i = 0; i < page->items->len; i++)
+        {
+          OdOrderItem *item = g_ptr_array_index (page->items, i);
+
+          od_order_item_set_pending (item, self->pending != NULL
+                                     && g_hash_table_contains (self->pending,
+                                                               od_order_item_get_order_id (item)));
+        }
+    }
+}
+
+guint
+od_order_list_model_get_cached_pages (OdOrderListModel *self)
+{
+  return self->lru.length;
+}
+
+double
+od_order_list_model_get_last_fetch_ms (OdOrderListModel *self)
+{
+  return self->last_fetch_ms;
+}
+
+OdCache *
+od_order_list_model_get_cache (OdOrderListModel *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), NULL);
+  return self->cache;
+}
+
+/* A model for a query from the start.  Views should take a new model for
+ * a new query rather than see one model change every row: GTK 4.8's list
+ * item manager asks for every added item of a change, which at a million
+ * rows would read them all. */
+OdOrderListModel *
+od_order_list_model_new_for_query (OdCache       *cache,
+                                   OdOrderSort    sort,
+                                   gboolean       descending,
+                                   OdOrderStatus  status,
+                                   const char    *search)
+{
+  OdOrderListModel *self = g_object_new (OD_TYPE_ORDER_LIST_MODEL, NULL);
+
+  if (search != NULL && *search == '\0')
+    search = NULL;
+  self->cache = cache ? g_object_ref (cache) : NULL;
+  self->query.sort = sort;
+  self->query.descending = descending;
+  self->query.status = status;
+  self->search = g_strdup (search);
+  self->query.search = self->search;
+  self->n_items = count_items (self);
+  return self;
+}
+
+OdOrderListModel *
+od_order_list_model_new (OdCache *cache)
+{
+  OdOrderListModel *self = g_object_new (OD_TYPE_ORDER_LIST_MODEL, NULL);
+
+  self->cache = cache ? g_object_ref (cache) : NULL;
+  self->n_items = count_items (self);
+  return self;
+}
+
+static void
+od_order_list_model_dispose (GObject *object)
+{
+  OdOrderListModel *self = OD_ORDER_LIST_MODEL (object);
+
+  clear_pages (self);
+  g_clear_object (&self->cache);
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+
+  G_OBJECT_CLASS (od_order_list_model_parent_class)->dispose (object);
+}
+
+static void
+od_order_list_model_finalize (GObject *object)
+{
+  OdOrderListModel *self = OD_ORDER_LIST_MODEL (object);
+
+  clear_anchors (self);
+  g_array_unref (self->anchors);
+  g_array_unref (self->rev_anchors);
+  g_hash_table_unref (self->pages);
+  g_free (self->search);
+
+  G_OBJECT_CLASS (od_order_list_model_parent_class)->finalize (object);
+}
+
+static void
+od_order_list_model_class_init (OdOrderListModelClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = od_order_list_model_dispose;
+  object_class->finalize = od_order_list_model_finalize;
+}
+
+static void
+od_order_list_model_init (OdOrderListModel *self)
+{
+  self->pages = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                       (GDestroyNotify) page_free);
+  self->anchors = g_array_new (FALSE, TRUE, sizeof (OdOrderCursor));
+  self->rev_anchors = g_array_new (FALSE, TRUE, sizeof (RevAnchor));
+  g_queue_init (&self->lru);
+  self->query.sort = OD_ORDER_SORT_UPDATED;
+  self->query.descending = TRUE;
+  self->query.status = OD_STATUS_NONE;
+}

@@ -1,0 +1,725 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "od-application.h"
+#include "od-format.h"
+#include "od-order-item.h"
+#include "od-order-list.h"
+
+/* The order list: a GtkColumnView over the lazy OdOrderListModel, with a
+ * status filter (with counts), a search bar and sortable columns.  Sorting
+ * is done by the cache's indexes, never by a GtkSortListModel: the column
+ * view's sorter only tells which column and direction the operator chose. */
+
+typedef enum
+{
+  COL_ORDER,
+  COL_CUSTOMER,
+  COL_STATUS,
+  COL_ITEMS,
+  COL_TOTAL,
+  COL_UPDATED,
+  N_COLUMNS
+} Column;
+
+static const struct
+{
+  const char *name;
+  const char *title;
+  int         sort; /* OdOrderSort, or -1 */
+  gboolean    expand;
+  gboolean    numeric;
+} columns[N_COLUMNS] = {
+  { "order", N_("Order"), -1, FALSE, TRUE },
+  { "customer", N_("Customer"), OD_ORDER_SORT_CUSTOMER, TRUE, FALSE },
+  { "status", N_("Status"), -1, FALSE, FALSE },
+  { "items", N_("Items"), -1, FALSE, TRUE },
+  { "total", N_("Total"), OD_ORDER_SORT_TOTAL, FALSE, TRUE },
+  { "updated", N_("Updated"), OD_ORDER_SORT_UPDATED, FALSE, FALSE },
+};
+
+static const OdOrderStatus filter_statuses[] = {
+  OD_STATUS_NONE, OD_STATUS_DRAFT, OD_STATUS_PLACED, OD_STATUS_SHIPPED,
+  OD_STATUS_DELIVERED, OD_STATUS_CANCELLED,
+};
+
+struct _OdOrderList
+{
+  GtkWidget            parent_instance;
+
+  GtkSearchBar        *search_bar;
+  GtkSearchEntry      *search_entry;
+  GtkBox              *filter_box;
+  GtkLabel            *count_label;
+  GtkStack            *stack;
+  GtkColumnView       *column_view;
+  AdwStatusPage       *empty_page;
+
+  GtkColumnViewColumn *columns[N_COLUMNS];
+  GtkToggleButton     *filter_buttons[G_N_ELEMENTS (filter_statuses)];
+  OdOrderListModel    *model;
+  GtkSingleSelection  *selection;
+  GHashTable          *pending;
+  OdOrderStatus        status;
+  OdOrderSort          sort;
+  gboolean             descending;
+  char                *selected_id;
+  gboolean             applying_sort;
+};
+
+G_DEFINE_FINAL_TYPE (OdOrderList, od_order_list, GTK_TYPE_WIDGET)
+
+enum {
+  SELECTION_CHANGED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void on_selection_changed (OdOrderList *self);
+
+/* Set by the column sorters while the view's sorter is probed; see
+ * read_view_sort(). */
+static int probed_column = -1;
+
+static int
+column_compare (gconstpointer a,
+                gconstpointer b,
+                gpointer      user_data)
+{
+  probed_column = GPOINTER_TO_INT (user_data);
+  return GTK_ORDERING_SMALLER;
+}
+
+/* GTK 4.8 has no public way to ask the column view which column is the
+ * primary sort key.  Every column sorter reports itself and answers
+ * "smaller", so comparing two probe items through the view's sorter
+ * calls exactly the primary column, and the sign tells the direction.
+ * (Two distinct probes: a sorter may answer "equal" for one item with
+ * itself without asking anyone.) */
+static gboolean
+read_view_sort (OdOrderList *self,
+                int         *column,
+                gboolean    *descending)
+{
+  GtkSorter *sorter = gtk_column_view_get_sorter (self->column_view);
+  g_autoptr(GObject) probe_a = g_object_new (G_TYPE_OBJECT, NULL);
+  g_autoptr(GObject) probe_b = g_object_new (G_TYPE_OBJECT, NULL);
+  GtkOrdering order;
+
+  if (sorter == NULL)
+    return FALSE;
+  probed_column = -1;
+  order = gtk_sorter_compare (sorter, probe_a, probe_b);
+  if (probed_column < 0)
+    return FALSE;
+  *column = probed_column;
+  *descending = order == GTK_ORDERING_LARGER;
+  return TRUE;
+}
+
+static void
+update_counts (OdOrderList *self)
+{
+  gint64 counts[6] = { 0 };
+  g_autoptr(GError) error = NULL;
+  OdCache *cache = self->model ? od_order_list_model_get_cache (self->model) : NULL;
+  guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
+  g_autofree char *text = NULL;
+
+  if (cache != NULL && !od_cache_get_status_counts (cache, counts, &error))
+    g_warning ("Could not read the status counts: %s", error->message);
+
+  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
+    {
+      g_autofree char *label = NULL;
+      const char *name = filter_statuses[i] == OD_STATUS_NONE
+        ? C_("status filter", "All") : od_format_status (filter_statuses[i]);
+
+      /* TRANSLATORS: a status filter button: "Placed 1,234" */
+      label = g_strdup_printf (C_("status filter", "%s %'lld"), name,
+                               (long long) counts[filter_statuses[i]]);
+      gtk_button_set_label (GTK_BUTTON (self->filter_buttons[i]), label);
+    }
+
+  text = g_strdup_printf (ngettext ("%'u order", "%'u orders", n), n);
+  gtk_label_set_label (self->count_label, text);
+  if (self->status == OD_STATUS_NONE
+      && *gtk_editable_get_text (GTK_EDITABLE (self->search_entry)) == '\0')
+    {
+      adw_status_page_set_icon_name (self->empty_page, "io.github.orderdesk.OrderDesk-symbolic");
+      adw_status_page_set_title (self->empty_page, _("No Orders Yet"));
+      adw_status_page_set_description (self->empty_page,
+                                       _("Orders appear here as they arrive from the server"));
+    }
+  else
+    {
+      adw_status_page_set_icon_name (self->empty_page, "edit-find-symbolic");
+      adw_status_page_set_title (self->empty_page, _("No Orders Found"));
+      adw_status_page_set_description (self->empty_page, _("Try another search or status"));
+    }
+  gtk_stack_set_visible_child_name (self->stack, n > 0 || cache == NULL ? "list" : "empty");
+}
+
+/* A new cache gets its own model and selection. */
+static void
+set_model (OdOrderList      *self,
+           OdOrderListModel *model)
+{
+  GtkSingleSelection *selection = gtk_single_selection_new (model ? g_object_ref (G_LIST_MODEL (model)) : NULL);
+
+  gtk_single_selection_set_autoselect (selection, FALSE);
+  gtk_single_selection_set_can_unselect (selection, TRUE);
+  gtk_single_selection_set_selected (selection, GTK_INVALID_LIST_POSITION);
+  g_signal_connect_swapped (selection, "notify::selected",
+                            G_CALLBACK (on_selection_changed), self);
+  if (model != NULL && self->pending != NULL)
+    od_order_list_model_set_pending (model, self->pending);
+  gtk_column_view_set_model (self->column_view, GTK_SELECTION_MODEL (selection));
+  if (self->selection != NULL)
+    g_signal_handlers_disconnect_by_data (self->selection, self);
+  g_set_object (&self->model, model);
+  g_clear_object (&self->selection);
+  self->selection = selection;
+}
+
+static void
+apply_query (OdOrderList *self)
+{
+  const char *search;
+  GtkAdjustment *adjustment;
+
+  if (self->model == NULL)
+    return;
+
+  search = gtk_editable_get_text (GTK_EDITABLE (self->search_entry));
+  /* A new query keeps the model (and the row widgets); the selection is
+   * by position, so it would now point at another order: drop it. */
+  gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
+  od_order_list_model_set_query (self->model, self->sort, self->descending,
+                                 self->status, search);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
+  if (adjustment != NULL)
+    gtk_adjustment_set_value (adjustment, 0);
+  update_counts (self);
+}
+
+static void
+on_sorter_changed (GtkSorter       *sorter,
+                   GtkSorterChange  change,
+                   OdOrderList     *self)
+{
+  int column;
+  gboolean descending;
+  GSettings *settings;
+
+  /* Columns going away at dispose also change the sorter. */
+  if (self->column_view == NULL || self->applying_sort
+      || !read_view_sort (self, &column, &descending))
+    return;
+  if (columns[column].sort < 0)
+    return;
+  self->sort = columns[column].sort;
+  self->descending = descending;
+  settings = od_application_get_settings ();
+  if (settings != NULL)
+    {
+      g_settings_set_string (settings, "sort-column", columns[column].name);
+      g_settings_set_boolean (settings, "sort-descending", descending);
+    }
+  apply_query (self);
+}
+
+static void
+on_search_changed (OdOrderList *self)
+{
+  apply_query (self);
+}
+
+static void
+on_stop_search (OdOrderList *self)
+{
+  gtk_editable_set_text (GTK_EDITABLE (self->search_entry), "");
+  gtk_search_bar_set_search_mode (self->search_bar, FALSE);
+}
+
+static void
+on_filter_toggled (GtkToggleButton *button,
+                   OdOrderList     *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  self->status = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "status"));
+  apply_query (self);
+}
+
+static void
+on_activate (OdOrderList *self,
+             guint        position)
+{
+  gtk_single_selection_set_selected (self->selection, position);
+}
+
+static void
+on_selection_changed (OdOrderList *self)
+{
+  OdOrderItem *item = gtk_single_selection_get_selected_item (self->selection);
+  const char *id = item ? od_order_item_get_order_id (item) : NULL;
+
+  /* A live refresh may briefly unselect: keep showing the order. */
+  if (id == NULL || g_strcmp0 (id, self->selected_id) == 0)
+    return;
+  g_free (self->selected_id);
+  self->selected_id = g_strdup (id);
+  g_signal_emit (self, signals[SELECTION_CHANGED], 0, self->selected_id);
+}
+
+/* Cells. */
+
+static void
+update_cell (GtkListItem *list_item)
+{
+  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  GtkWidget *child = gtk_list_item_get_child (list_item);
+  Column column = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (list_item), "od-column"));
+  const OdOrderRow *row;
+  g_autofree char *text = NULL;
+
+  if (item == NULL || child == NULL)
+    return;
+  row = od_order_item_get_row (item);
+
+  switch (column)
+    {
+    case COL_ORDER:
+      {
+        GtkWidget *label = gtk_widget_get_first_child (child);
+        GtkWidget *badge = gtk_widget_get_next_sibling (label);
+
+        text = od_format_short_id (row->order_id);
+        gtk_label_set_label (GTK_LABEL (label), text);
+        gtk_widget_set_tooltip_text (label, row->order_id);
+        gtk_widget_set_visible (badge, od_order_item_get_pending (item));
+      }
+      break;
+    case COL_CUSTOMER:
+      gtk_label_set_label (GTK_LABEL (child), row->customer_name);
+      gtk_widget_set_tooltip_text (child, row->customer_email);
+      break;
+    case COL_STATUS:
+      {
+        GtkWidget *pill = gtk_widget_get_first_child (child);
+        const char *old_class = g_object_get_data (G_OBJECT (pill), "od-status-class");
+        const char *css = od_status_css_class (row->status);
+
+        gtk_label_set_label (GTK_LABEL (pill), od_format_status (row->status));
+        if (old_class != css)
+          {
+            if (old_class != NULL)
+              gtk_widget_remove_css_class (pill, old_class);
+            gtk_widget_add_css_class (pill, css);
+            g_object_set_data (G_OBJECT (pill), "od-status-class", (gpointer) css);
+          }
+      }
+      break;
+    case COL_ITEMS:
+      text = g_strdup_printf ("%'" G_GINT64_FORMAT, row->item_count);
+      gtk_label_set_label (GTK_LABEL (child), text);
+      break;
+    case COL_TOTAL:
+      text = od_format_money (row->total_cents, row->currency);
+      gtk_label_set_label (GTK_LABEL (child), text);
+      break;
+    case COL_UPDATED:
+      {
+        g_autofree char *stamp = od_format_timestamp (row->updated_at);
+
+        text = od_format_relative (row->updated_at, g_get_real_time ());
+        gtk_label_set_label (GTK_LABEL (child), text);
+        gtk_widget_set_tooltip_text (child, stamp);
+      }
+      break;
+    case N_COLUMNS:
+    default:
+      break;
+    }
+}
+
+static void
+on_item_changed (OdOrderItem *item,
+                 GtkListItem *list_item)
+{
+  update_cell (list_item);
+}
+
+static void
+setup_cell (GtkSignalListItemFactory *factory,
+            GtkListItem              *list_item,
+            gpointer                  user_data)
+{
+  Column column = GPOINTER_TO_INT (user_data);
+  GtkWidget *child;
+
+  g_object_set_data (G_OBJECT (list_item), "od-column", user_data);
+  switch (column)
+    {
+    case COL_ORDER:
+      {
+        GtkWidget *label = gtk_label_new (NULL);
+        GtkWidget *badge = gtk_label_new (_("Pending"));
+
+        child = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+        gtk_label_set_xalign (GTK_LABEL (label), 0);
+        gtk_widget_add_css_class (label, "monospace");
+        gtk_widget_add_css_class (badge, "pending-badge");
+        gtk_widget_set_valign (badge, GTK_ALIGN_CENTER);
+        gtk_widget_set_visible (badge, FALSE);
+        gtk_box_append (GTK_BOX (child), label);
+        gtk_box_append (GTK_BOX (child), badge);
+      }
+      break;
+    case COL_STATUS:
+      {
+        GtkWidget *pill = gtk_label_new (NULL);
+
+        child = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 0);
+        gtk_widget_add_css_class (pill, "status-pill");
+        gtk_box_append (GTK_BOX (child), pill);
+      }
+      break;
+    case COL_CUSTOMER:
+    case COL_ITEMS:
+    case COL_TOTAL:
+    case COL_UPDATED:
+    case N_COLUMNS:
+    default:
+      child = gtk_label_new (NULL);
+      gtk_label_set_ellipsize (GTK_LABEL (child), PANGO_ELLIPSIZE_END);
+      gtk_label_set_xalign (GTK_LABEL (child), columns[column].numeric ? 1 : 0);
+      if (columns[column].numeric)
+        gtk_widget_add_css_class (child, "numeric");
+      break;
+    }
+  gtk_list_item_set_child (list_item, child);
+}
+
+static void
+bind_cell (GtkSignalListItemFactory *factory,
+           GtkListItem              *list_item,
+           gpointer                  user_data)
+{
+  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  gulong id;
+
+  if (item == NULL)
+    return;
+  id = g_signal_connect (item, "changed", G_CALLBACK (on_item_changed), list_item);
+  g_object_set_data (G_OBJECT (list_item), "od-changed-id", GSIZE_TO_POINTER (id));
+  update_cell (list_item);
+}
+
+static void
+unbind_cell (GtkSignalListItemFactory *factory,
+             GtkListItem              *list_item,
+             gpointer                  user_data)
+{
+  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  gulong id = GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (list_item), "od-changed-id"));
+
+  if (item != NULL && id != 0)
+    g_signal_handler_disconnect (item, id);
+  g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
+}
+
+static void
+on_column_width (GtkColumnViewColumn *column,
+                 GParamSpec          *pspec,
+                 OdOrderList         *self)
+{
+  GSettings *settings = od_application_get_settings ();
+  g_autoptr(GVariant) widths = NULL;
+  GVariantDict dict;
+  const char *name = g_object_get_data (G_OBJECT (column), "od-name");
+
+  if (settings == NULL || name == NULL)
+    return;
+  widths = g_settings_get_value (settings, "column-widths");
+  g_variant_dict_init (&dict, widths);
+  g_variant_dict_insert (&dict, name, "i", gtk_column_view_column_get_fixed_width (column));
+  g_settings_set_value (settings, "column-widths", g_variant_dict_end (&dict));
+}
+
+static void
+build_columns (OdOrderList *self)
+{
+  GSettings *settings = od_application_get_settings ();
+  g_autoptr(GVariant) widths = settings ? g_settings_get_value (settings, "column-widths") : NULL;
+  g_autofree char *sort_name = settings ? g_settings_get_string (settings, "sort-column") : NULL;
+  gboolean descending = settings ? g_settings_get_boolean (settings, "sort-descending") : TRUE;
+  GtkColumnViewColumn *sort_column = NULL;
+
+  for (guint i = 0; i < N_COLUMNS; i++)
+    {
+      GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+      GtkColumnViewColumn *column;
+      int width;
+
+      g_signal_connect (factory, "setup", G_CALLBACK (setup_cell), GINT_TO_POINTER (i));
+      g_signal_connect (factory, "bind", G_CALLBACK (bind_cell), GINT_TO_POINTER (i));
+      g_signal_connect (factory, "unbind", G_CALLBACK (unbind_cell), GINT_TO_POINTER (i));
+      column = gtk_column_view_column_new (_(columns[i].title), factory);
+      gtk_column_view_column_set_resizable (column, TRUE);
+      gtk_column_view_column_set_expand (column, columns[i].expand);
+      g_object_set_data (G_OBJECT (column), "od-name", (gpointer) columns[i].name);
+      if (widths != NULL && g_variant_lookup (widths, columns[i].name, "i", &width) && width > 0)
+        gtk_column_view_column_set_fixed_width (column, width);
+      if (columns[i].sort >= 0)
+        {
+          g_autoptr(GtkSorter) sorter =
+            GTK_SORTER (gtk_custom_sorter_new (column_compare, GINT_TO_POINTER (i), NULL));
+
+          gtk_column_view_column_set_sorter (column, sorter);
+          if (g_strcmp0 (sort_name, columns[i].name) == 0)
+            {
+              sort_column = column;
+              self->sort = columns[i].sort;
+            }
+        }
+      g_signal_connect (column, "notify::fixed-width", G_CALLBACK (on_column_width), self);
+      gtk_column_view_append_column (self->column_view, column);
+      self->columns[i] = column;
+      g_object_unref (column);
+    }
+
+  if (sort_column == NULL)
+    {
+      sort_column = self->columns[COL_UPDATED];
+      self->sort = OD_ORDER_SORT_UPDATED;
+    }
+  self->descending = descending;
+  self->applying_sort = TRUE;
+  gtk_column_view_sort_by_column (self->column_view, sort_column,
+                                  descending ? GTK_SORT_DESCENDING : GTK_SORT_ASCENDING);
+  self->applying_sort = FALSE;
+  g_signal_connect (gtk_column_view_get_sorter (self->column_view), "changed",
+                    G_CALLBACK (on_sorter_changed), self);
+}
+
+static void
+build_filters (OdOrderList *self)
+{
+  GtkToggleButton *group = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
+    {
+      GtkWidget *button = gtk_toggle_button_new ();
+
+      gtk_widget_add_css_class (button, "flat");
+      gtk_widget_add_css_class (button, "status-filter");
+      g_object_set_data (G_OBJECT (button), "status", GINT_TO_POINTER (filter_statuses[i]));
+      if (group != NULL)
+        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (button), group);
+      else
+        group = GTK_TOGGLE_BUTTON (button);
+      g_signal_connect (button, "toggled", G_CALLBACK (on_filter_toggled), self);
+      gtk_box_append (self->filter_box, button);
+      self->filter_buttons[i] = GTK_TOGGLE_BUTTON (button);
+    }
+  gtk_toggle_button_set_active (group, TRUE);
+}
+
+/* Public API. */
+
+void
+od_order_list_set_cache (OdOrderList *self,
+                         OdCache     *cache)
+{
+  g_autoptr(OdOrderListModel) model = NULL;
+
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+
+  g_clear_pointer (&self->selected_id, g_free);
+  if (cache != NULL)
+    model = od_order_list_model_new_for_query (cache, self->sort, self->descending, self->status,
+                                               gtk_editable_get_text (GTK_EDITABLE (self->search_entry)));
+  set_model (self, model);
+  update_counts (self);
+}
+
+OdOrderListModel *
+od_order_list_get_model (OdOrderList *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST (self), NULL);
+  return self->model;
+}
+
+void
+od_order_list_refresh (OdOrderList *self)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+
+  if (self->model == NULL)
+    return;
+  od_order_list_model_refresh (self->model);
+  update_counts (self);
+}
+
+void
+od_order_list_set_pending (OdOrderList *self,
+                           GHashTable  *pending_ids)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  if (pending_ids != NULL)
+    self->pending = g_hash_table_ref (pending_ids);
+  if (self->model != NULL)
+    od_order_list_model_set_pending (self->model, pending_ids);
+}
+
+void
+od_order_list_focus_search (OdOrderList *self)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  gtk_search_bar_set_search_mode (self->search_bar, TRUE);
+  gtk_widget_grab_focus (GTK_WIDGET (self->search_entry));
+}
+
+void
+od_order_list_set_search (OdOrderList *self,
+                          const char  *text)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  gtk_search_bar_set_search_mode (self->search_bar, text != NULL && *text != '\0');
+  gtk_editable_set_text (GTK_EDITABLE (self->search_entry), text ? text : "");
+  /* Apply at once rather than after the entry's typing delay. */
+  apply_query (self);
+}
+
+void
+od_order_list_set_status (OdOrderList   *self,
+                          OdOrderStatus  status)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
+    if (filter_statuses[i] == status)
+      gtk_toggle_button_set_active (self->filter_buttons[i], TRUE);
+}
+
+void
+od_order_list_sort_by (OdOrderList *self,
+                       OdOrderSort  sort,
+                       gboolean     descending)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  for (guint i = 0; i < N_COLUMNS; i++)
+    if (columns[i].sort == (int) sort)
+      gtk_column_view_sort_by_column (self->column_view, self->columns[i],
+                                      descending ? GTK_SORT_DESCENDING : GTK_SORT_ASCENDING);
+}
+
+const char *
+od_order_list_get_selected_order_id (OdOrderList *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST (self), NULL);
+  return self->selected_id;
+}
+
+void
+od_order_list_select_position (OdOrderList *self,
+                               guint        position)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+  gtk_single_selection_set_selected (self->selection, position);
+}
+
+GtkColumnView *
+od_order_list_get_column_view (OdOrderList *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST (self), NULL);
+  return self->column_view;
+}
+
+GtkWidget *
+od_order_list_new (void)
+{
+  return g_object_new (OD_TYPE_ORDER_LIST, NULL);
+}
+
+static void
+od_order_list_dispose (GObject *object)
+{
+  OdOrderList *self = OD_ORDER_LIST (object);
+
+  if (self->column_view != NULL)
+    gtk_column_view_set_model (self->column_view, NULL);
+  if (self->selection != NULL)
+    g_signal_handlers_disconnect_by_data (self->selection, self);
+  g_clear_object (&self->selection);
+  g_clear_object (&self->model);
+  g_clear_pointer (&self->pending, g_hash_table_unref);
+  gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_ORDER_LIST);
+  {
+    GtkWidget *child;
+
+    /* Children the template does not name are ours to unparent. */
+    while ((child = gtk_widget_get_first_child (GTK_WIDGET (self))) != NULL)
+      gtk_widget_unparent (child);
+  }
+
+  G_OBJECT_CLASS (od_order_list_parent_class)->dispose (object);
+}
+
+static void
+od_order_list_finalize (GObject *object)
+{
+  OdOrderList *self = OD_ORDER_LIST (object);
+
+  g_free (self->selected_id);
+
+  G_OBJECT_CLASS (od_order_list_parent_class)->finalize (object);
+}
+
+static void
+od_order_list_class_init (OdOrderListClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = od_order_list_dispose;
+  object_class->finalize = od_order_list_finalize;
+
+  signals[SELECTION_CHANGED] =
+    g_signal_new ("selection-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/orderdesk/OrderDesk/ui/od-order-list.ui");
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, search_bar);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, search_entry);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, filter_box);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, count_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, stack);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, column_view);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, empty_page);
+  gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
+  gtk_widget_class_bind_template_callback (widget_class, on_stop_search);
+  gtk_widget_class_bind_template_callback (widget_class, on_activate);
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+}
+
+static void
+od_order_list_init (OdOrderList *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  self->status = OD_STATUS_NONE;
+  set_model (self, NULL);
+  gtk_search_bar_connect_entry (self->search_bar, GTK_EDITABLE (self->search_entry));
+  /* Typing while the list has the focus starts a search. */
+  gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->column_view));
+  build_columns (self);
+  build_filters (self);
+  update_counts (self);
+}

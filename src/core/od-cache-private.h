@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "od-cache.h"
+
+G_BEGIN_DECLS
+
+/* A statement prepared once on the read connection and kept; reset and
+ * cleared of bindings before it is returned. */
+sqlite3_stmt *od_cache_prepare_read (OdCache     *self,
+                                     const char  *sql,
+                                     GError     **error);
+
+void          od_cache_set_sqlite_error (GError   **error,
+                                         sqlite3   *db,
+                                         const char *what);
+
+/* Like g_main_context_invoke_full() but always through an idle source:
+ * never runs the function in the calling thread, even when the target
+ * context is free at that moment. */
+void          od_core_invoke (GMainContext   *context,
+                              int             priority,
+                              GSourceFunc     func,
+                              gpointer        data,
+                              GDestroyNotify  notify);
+
+/* od_cache_write_async() with a choice: durable = fsynced commit. */
+void          od_cache_write_async_full (OdCache            *self,
+                                         gboolean            durable,
+                                         OdCacheWriteFunc    func,
+                                         gpointer            data,
+                                         GDestroyNotify      data_free,
+                                         GCancellable       *cancellable,
+                                         GAsyncReadyCallback callback,
+                                         gpointer            user_data);
+
+G_END_DECLS

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <gio/gio.h>
+#include <sqlite3.h>
+
+#include "od-event.h"
+
+G_BEGIN_DECLS
+
+/* The local read cache: one SQLite file per server profile, WAL mode.
+ *
+ * Tables (names and columns are part of the offline/export contract):
+ *   orders(order_id PK, customer_name, customer_email, currency, status,
+ *          item_count, total_cents, version, created_at, updated_at,
+ *          last_position, carrier, tracking_number, cancel_reason)
+ *   order_items(order_id, sku, name, quantity, unit_price_cents, line_no)
+ *   order_events(position PK, prev, order_id, version, type, recorded_at,
+ *                actor, data)  -- every event, known types or not
+ *   sync_state(id = 1, applied_position, known_head, last_contact_at,
+ *              last_event_at, server_url)
+ *   status_counts(status PK, n)  -- maintained by triggers on orders
+ *   pending_commands(...)         -- the outbox, see od-outbox.h
+ *   order_search                  -- FTS5 over customer name and email
+ *
+ * Threads: an OdCache has one connection for reads, used on the thread
+ * that opened it (the main thread in the console), and a writer thread
+ * with its own connection that applies events and runs outbox writes.
+ * Reads never wait for the writer (WAL).  Signals are emitted on the main
+ * context of the thread that called od_cache_open().
+ *
+ * Signals:
+ *   "applied" (gint64 applied_position): after each commit that moved the
+ *       applied position; the views now reflect every event up to it.
+ *   "reset" (): after a rebuild dropped the views (lists must reload).
+ *   "outbox-changed" (): after a commit that changed pending_commands.
+ *   "write-failed" (GError*): the writer could not commit (e.g. disk full);
+ *       nothing of that batch was applied; the sync engine retries later.
+ */
+
+#define OD_CACHE_SCHEMA_VERSION 1
+
+/* Times in the cache are text in RFC 3339 UTC with milliseconds (as the
+ * server sends them) for event times, and integer µs since the epoch for
+ * local times (last_contact_at, outbox times). */
+typedef struct
+{
+  gint64 applied_position;
+  gint64 applied_prev_unused; /* reserved, 0 */
+  gint64 known_head;
+  gint64 last_contact_at;     /* µs, 0 = never */
+  gint64 last_event_at;       /* µs of recorded_at of the newest applied event, 0 = none */
+  char  *server_url;
+} OdSyncState;
+
+void od_sync_state_clear (OdSyncState *state);
+
+#define OD_TYPE_CACHE (od_cache_get_type ())
+G_DECLARE_FINAL_TYPE (OdCache, od_cache, OD, CACHE, GObject)
+
+/* $XDG_DATA_HOME/orderdesk/<profile>.sqlite, the profile being a file-name
+ * safe form of the server URL (e.g. "http_127.0.0.1_8080").  Creates the
+ * directory. */
+char        *od_cache_default_path      (const char  *server_url);
+
+/* Opens (creating and migrating as needed) and starts the writer thread.
+ * A file whose schema cannot be migrated is emptied and rebuilt from the
+ * event log (applied_position goes back to 0). */
+OdCache     *od_cache_open              (const char  *path,
+                                         GError     **error);
+const char  *od_cache_get_path          (OdCache     *self);
+
+/* The read connection; only for the thread that opened the cache. */
+sqlite3     *od_cache_get_db            (OdCache     *self);
+
+/* Thread-safe: what the writer last committed. */
+gint64       od_cache_get_applied_position (OdCache  *self);
+
+/* Reads sync_state with the read connection. */
+gboolean     od_cache_get_sync_state    (OdCache     *self,
+                                         OdSyncState *state,
+                                         GError     **error);
+
+/* Number of orders per status (indexed by OdOrderStatus; [0] is the total),
+ * from the maintained counts table: never a scan. */
+gboolean     od_cache_get_status_counts (OdCache     *self,
+                                         gint64       counts[6],
+                                         GError     **error);
+
+/* Queues events for the writer thread (any thread but the owner's: it
+ * blocks while 50,000 events wait to be applied).  Takes ownership of
+ * the array (of OdEvent*, with a free func).  Events at or below the
+ * applied position are skipped; an event whose prev is not the applied
+ * position stops the batch (nothing after it applied) and is reported to
+ * the gap callback, see od_cache_set_gap_func(). */
+void         od_cache_push_events       (OdCache     *self,
+                                         GPtrArray   *events,
+                                         gint64       known_head);
+
+/* The writer keeps a transaction open while more events are queued, up to
+ * this many events (default 100000); 1 = every batch its own commit. */
+void         od_cache_set_max_transaction (OdCache   *self,
+                                           guint      max_events);
+
+/* A catch-up more than this many events behind (default 300,000) drops
+ * the secondary indexes and the search trigger and builds them once
+ * caught up (or when the cache closes; after a crash, on the next open,
+ * on the writer thread).  Lists stay correct meanwhile, only slower.
+ * G_MAXINT64 turns it off.  Set before events are pushed. */
+void         od_cache_set_bulk_threshold (OdCache   *self,
+                                          gint64     events);
+
+/* Called on the writer thread when an event's prev does not match. */
+typedef void (*OdCacheGapFunc) (gint64   applied_position,
+                                gint64   event_position,
+                                gint64   event_prev,
+                                gpointer user_data);
+void         od_cache_set_gap_func      (OdCache       *self,
+                                         OdCacheGapFunc func,
+                                         gpointer       user_data);
+
+/* Persist contact information (known head, last contact) without events. */
+void         od_cache_note_contact      (OdCache     *self,
+                                         gint64       known_head,
+                                         gint64       contact_usec,
+                                         const char  *server_url);
+
+/* Blocks the caller until everything queued before the call is committed.
+ * For tools and tests, never on a GUI thread. */
+gboolean     od_cache_flush             (OdCache     *self,
+                                         GError     **error);
+
+/* Resolves when applied_position ≥ position (read-your-writes). */
+void         od_cache_wait_position_async  (OdCache            *self,
+                                            gint64              position,
+                                            GCancellable       *cancellable,
+                                            GAsyncReadyCallback callback,
+                                            gpointer            user_data);
+gboolean     od_cache_wait_position_finish (OdCache            *self,
+                                            GAsyncResult       *result,
+                                            GError            **error);
+
+/* Drops every view and sets applied_position to 0 (events are refetched
+ * by the sync engine); runs on the writer thread.  The outbox is kept. */
+void         od_cache_rebuild_async     (OdCache            *self,
+                                         GCancellable       *cancellable,
+                                         GAsyncReadyCallback callback,
+                                         gpointer            user_data);
+gboolean     od_cache_rebuild_finish    (OdCache            *self,
+                                         GAsyncResult       *result,
+                                         GError            **error);
+
+/* Runs func on the writer thread, inside its own transaction (committed
+ * when func returns TRUE, rolled back otherwise); the task completes on
+ * the caller's thread-default context.  For the outbox. */
+typedef gboolean (*OdCacheWriteFunc) (sqlite3   *db,
+                                      gpointer   data,
+                                      gpointer  *result,
+                                      GError   **error);
+void         od_cache_write_async       (OdCache            *self,
+                                         OdCacheWriteFunc    func,
+                                         gpointer            data,
+                                         GDestroyNotify      data_free,
+                                         GCancellable       *cancellable,
+                                         GAsyncReadyCallback callback,
+                                         gpointer            user_data);
+gpointer     od_cache_write_finish      (OdCache            *self,
+                                         GAsyncResult       *result,
+                                         GError            **error);
+
+/* Stops the writer thread after committing what is queued.  Also done by
+ * dispose. */
+void         od_cache_close             (OdCache     *self);
+
+G_END_DECLS

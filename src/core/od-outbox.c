@@ -1,0 +1,1004 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-outbox.h"
+#include "od-cache-private.h"
+#include "od-json.h"
+#include "od-uuid.h"
+
+#include <libsoup/soup.h>
+#include <signal.h>
+#include <string.h>
+
+#define BACKOFF_MAX_SEC 30
+
+struct _OdOutbox
+{
+  GObject       parent_instance;
+
+  OdCache      *cache;
+  char         *server_url;
+  char         *token;
+  SoupSession  *session;
+  GCancellable *cancellable;
+
+  gint64        sending_id;     /* 0 = idle */
+  gboolean      paused;         /* 401/403: until set_server */
+  guint         retry_source;
+  guint         backoff_exp;
+  GHashTable   *discarding;     /* ids with a discard in flight */
+  GHashTable   *accepted;       /* ids known accepted, not yet visible */
+  gulong        outbox_changed_id;
+  guint         writes_in_flight;
+};
+
+G_DEFINE_FINAL_TYPE (OdOutbox, od_outbox, G_TYPE_OBJECT)
+
+enum
+{
+  SIGNAL_COMMAND_CHANGED,
+  SIGNAL_SIGN_IN_NEEDED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static const char *state_names[] = {
+  "queued", "sent", "accepted", "visible", "rejected", "discarded",
+};
+
+GType
+od_command_state_get_type (void)
+{
+  static gsize type_id = 0;
+
+  if (g_once_init_enter (&type_id))
+    {
+      static const GEnumValue values[] = {
+        { OD_COMMAND_STATE_QUEUED, "OD_COMMAND_STATE_QUEUED", "queued" },
+        { OD_COMMAND_STATE_SENT, "OD_COMMAND_STATE_SENT", "sent" },
+        { OD_COMMAND_STATE_ACCEPTED, "OD_COMMAND_STATE_ACCEPTED", "accepted" },
+        { OD_COMMAND_STATE_VISIBLE, "OD_COMMAND_STATE_VISIBLE", "visible" },
+        { OD_COMMAND_STATE_REJECTED, "OD_COMMAND_STATE_REJECTED", "rejected" },
+        { OD_COMMAND_STATE_DISCARDED, "OD_COMMAND_STATE_DISCARDED", "discarded" },
+        { 0, NULL, NULL },
+      };
+      GType type = g_enum_register_static (g_intern_static_string ("OdCommandState"), values);
+
+      g_once_init_leave (&type_id, type);
+    }
+  return type_id;
+}
+
+const char *
+od_command_state_name (OdCommandState state)
+{
+  return state < G_N_ELEMENTS (state_names) ? state_names[state] : "unknown";
+}
+
+void
+od_pending_command_free (OdPendingCommand *c)
+{
+  if (c == NULL)
+    return;
+  g_free (c->idempotency_key);
+  g_free (c->order_id);
+  g_free (c->type);
+  g_free (c->body);
+  g_free (c->code);
+  g_free (c->detail);
+  g_free (c->problem);
+  g_free (c);
+}
+
+double
+od_pending_command_latency_ms (const OdPendingCommand *c)
+{
+  if (c->state != OD_COMMAND_STATE_VISIBLE || c->visible_at == 0)
+    return -1;
+  return (c->visible_at - c->created_at) / 1000.0;
+}
+
+static void kick_later (OdOutbox *self, guint seconds);
+
+/* ------------------------------------------------------------------ */
+/* Writer jobs (run on the cache's writer thread)                      */
+
+static gboolean
+run_stmt (sqlite3       *db,
+          sqlite3_stmt  *st,
+          GError       **error)
+{
+  int rc = sqlite3_step (st);
+
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    {
+      od_cache_set_sqlite_error (error, db, "outbox");
+      sqlite3_finalize (st);
+      return FALSE;
+    }
+  sqlite3_finalize (st);
+  return TRUE;
+}
+
+static sqlite3_stmt *
+prep (sqlite3     *db,
+      const char  *sql,
+      GError     **error)
+{
+  sqlite3_stmt *st = NULL;
+
+  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "outbox");
+      return NULL;
+    }
+  return st;
+}
+
+typedef struct
+{
+  char   *key;
+  char   *order_id;
+  char   *type;
+  char   *body;
+  gint64  created_at;
+} InsertJob;
+
+static void
+insert_job_free (InsertJob *j)
+{
+  g_free (j->key);
+  g_free (j->order_id);
+  g_free (j->type);
+  g_free (j->body);
+  g_free (j);
+}
+
+static gboolean
+insert_job (sqlite3   *db,
+            gpointer   data,
+            gpointer  *result,
+            GError   **error)
+{
+  InsertJob *j = data;
+  sqlite3_stmt *st = prep (db,
+                           "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
+                           " state, created_at) VALUES (?, ?, ?, ?, 0, ?)",
+                           error);
+  gint64 *id;
+
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_text (st, 1, j->key, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, j->order_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 3, j->type, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 4, j->body, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 5, j->created_at);
+  if (!run_stmt (db, st, error))
+    return FALSE;
+  id = g_new (gint64, 1);
+  *id = sqlite3_last_insert_rowid (db);
+  *result = id;
+  return TRUE;
+}
+
+typedef struct
+{
+  gint64  id;
+  int     kind;  /* 0 mark sent, 1 accepted, 2 rejected, 3 transient, 4 discard */
+  guint   http_status;
+  gint64  position;
+  gint64  version;
+  char   *code;
+  char   *detail;
+  char   *problem;
+  gint64  now;
+} UpdateJob;
+
+static void
+update_job_free (UpdateJob *j)
+{
+  g_free (j->code);
+  g_free (j->detail);
+  g_free (j->problem);
+  g_free (j);
+}
+
+static gboolean
+update_job (sqlite3   *db,
+            gpointer   data,
+            gpointer  *result,
+            GError   **error)
+{
+  UpdateJob *j = data;
+  sqlite3_stmt *st = NULL;
+
+  switch (j->kind)
+    {
+    case 0:
+      st = prep (db,
+                 "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
+                 " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
+                 " WHERE id = ?1 AND state IN (0, 1)",
+                 error);
+      break;
+    case 1:
+      /* If the cache already applied the position (the stream was
+       * faster than this answer), the command is visible right away. */
+      st = prep (db,
+                 "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
+                 " answered_at = ?2, detail = NULL,"
+                 " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
+                 "   THEN 3 ELSE 2 END,"
+                 " visible_at = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state"
+                 "   WHERE id = 1) THEN ?2 ELSE 0 END"
+                 " WHERE id = ?1 AND state IN (0, 1)",
+                 error);
+      break;
+    case 2:
+      st = prep (db,
+                 "UPDATE pending_commands SET state = 4, http_status = ?3, answered_at = ?2,"
+                 " code = ?6, detail = ?7, problem = ?8 WHERE id = ?1 AND state IN (0, 1)",
+                 error);
+      break;
+    case 3:
+      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3 WHERE id = ?1",
+                 error);
+      break;
+    case 4:
+      st = prep (db, "UPDATE pending_commands SET state = 5, answered_at = ?2"
+                     " WHERE id = ?1 AND state = 0", error);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (st, 1, j->id);
+  sqlite3_bind_int64 (st, 2, j->now);
+  if (sqlite3_bind_parameter_count (st) >= 3)
+    sqlite3_bind_int (st, 3, j->http_status);
+  if (sqlite3_bind_parameter_count (st) >= 5)
+    {
+      sqlite3_bind_int64 (st, 4, j->position);
+      sqlite3_bind_int64 (st, 5, j->version);
+    }
+  if (sqlite3_bind_parameter_count (st) >= 6)
+    sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
+  if (sqlite3_bind_parameter_count (st) >= 7)
+    sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
+  if (sqlite3_bind_parameter_count (st) >= 8)
+    sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
+  if (!run_stmt (db, st, error))
+    return FALSE;
+  *result = GINT_TO_POINTER (sqlite3_changes (db) > 0 ? 2 : 1);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading                                                             */
+
+#define COMMAND_COLUMNS \
+  "id, idempotency_key, order_id, type, body, state, attempts, http_status, position," \
+  " version, code, detail, problem, created_at, sent_at, answered_at, visible_at"
+
+static OdPendingCommand *
+read_command (sqlite3_stmt *st)
+{
+  OdPendingCommand *c = g_new0 (OdPendingCommand, 1);
+
+  c->id = sqlite3_column_int64 (st, 0);
+  c->idempotency_key = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  c->order_id = g_strdup ((const char *) sqlite3_column_text (st, 2));
+  c->type = g_strdup ((const char *) sqlite3_column_text (st, 3));
+  c->body = g_strdup ((const char *) sqlite3_column_text (st, 4));
+  c->state = sqlite3_column_int (st, 5);
+  c->attempts = sqlite3_column_int (st, 6);
+  c->http_status = sqlite3_column_int (st, 7);
+  c->position = sqlite3_column_int64 (st, 8);
+  c->version = sqlite3_column_int64 (st, 9);
+  c->code = g_strdup ((const char *) sqlite3_column_text (st, 10));
+  c->detail = g_strdup ((const char *) sqlite3_column_text (st, 11));
+  c->problem = g_strdup ((const char *) sqlite3_column_text (st, 12));
+  c->created_at = sqlite3_column_int64 (st, 13);
+  c->sent_at = sqlite3_column_int64 (st, 14);
+  c->answered_at = sqlite3_column_int64 (st, 15);
+  c->visible_at = sqlite3_column_int64 (st, 16);
+  return c;
+}
+
+OdPendingCommand *
+od_outbox_get (OdOutbox  *self,
+               gint64     id,
+               GError   **error)
+{
+  sqlite3_stmt *st = od_cache_prepare_read (self->cache,
+                                            "SELECT " COMMAND_COLUMNS
+                                            " FROM pending_commands WHERE id = ?",
+                                            error);
+  OdPendingCommand *c = NULL;
+
+  if (st == NULL)
+    return NULL;
+  sqlite3_bind_int64 (st, 1, id);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    c = read_command (st);
+  sqlite3_reset (st);
+  return c;
+}
+
+GPtrArray *
+od_outbox_list (OdOutbox  *self,
+                gboolean   include_final,
+                guint      limit,
+                GError   **error)
+{
+  GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) od_pending_command_free);
+  sqlite3_stmt *st;
+
+  st = od_cache_prepare_read (self->cache,
+                              include_final
+                                ? "SELECT " COMMAND_COLUMNS " FROM pending_commands"
+                                  " ORDER BY id DESC LIMIT ?"
+                                : "SELECT " COMMAND_COLUMNS " FROM pending_commands"
+                                  " WHERE state IN (0, 1, 2) ORDER BY id LIMIT ?",
+                              error);
+  if (st == NULL)
+    {
+      g_ptr_array_unref (list);
+      return NULL;
+    }
+  sqlite3_bind_int64 (st, 1, limit ? limit : G_MAXINT64);
+  while (sqlite3_step (st) == SQLITE_ROW)
+    g_ptr_array_add (list, read_command (st));
+  sqlite3_reset (st);
+  return list;
+}
+
+guint
+od_outbox_count_pending (OdOutbox *self)
+{
+  sqlite3_stmt *st = od_cache_prepare_read (self->cache,
+                                            "SELECT count(*) FROM pending_commands"
+                                            " WHERE state IN (0, 1, 2)",
+                                            NULL);
+  guint n = 0;
+
+  if (st == NULL)
+    return 0;
+  if (sqlite3_step (st) == SQLITE_ROW)
+    n = sqlite3_column_int (st, 0);
+  sqlite3_reset (st);
+  return n;
+}
+
+GHashTable *
+od_outbox_pending_orders (OdOutbox *self)
+{
+  GHashTable *set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  sqlite3_stmt *st = od_cache_prepare_read (self->cache,
+                                            "SELECT DISTINCT order_id FROM pending_commands"
+                                            " WHERE state IN (0, 1, 2)",
+                                            NULL);
+
+  if (st == NULL)
+    return set;
+  while (sqlite3_step (st) == SQLITE_ROW)
+    g_hash_table_add (set, g_strdup ((const char *) sqlite3_column_text (st, 0)));
+  sqlite3_reset (st);
+  return set;
+}
+
+gboolean
+od_outbox_is_busy (OdOutbox *self)
+{
+  return self->sending_id != 0 || self->writes_in_flight > 0 || od_outbox_count_pending (self) > 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+
+typedef struct
+{
+  OdOutbox *self;
+  gint64    id;
+} SendData;
+
+static void
+emit_changed (OdOutbox *self,
+              gint64    id)
+{
+  g_autoptr(OdPendingCommand) c = od_outbox_get (self, id, NULL);
+
+  if (c == NULL)
+    return;
+  if (c->state == OD_COMMAND_STATE_ACCEPTED)
+    g_hash_table_add (self->accepted, g_memdup2 (&id, sizeof id));
+  else
+    g_hash_table_remove (self->accepted, &id);
+  g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, id, c->state);
+}
+
+static void
+update_done (GObject      *source,
+             GAsyncResult *result,
+             gpointer      data)
+{
+  SendData *sd = data;
+  OdOutbox *self = sd->self;
+  g_autoptr(GError) error = NULL;
+
+  self->writes_in_flight--;
+  od_cache_write_finish (OD_CACHE (source), result, &error);
+  if (error != NULL)
+    g_warning ("outbox: could not store a command's state: %s", error->message);
+  else if (sd->id > 0)
+    emit_changed (self, sd->id);
+  g_object_unref (self);
+  g_free (sd);
+}
+
+static void
+queue_update (OdOutbox  *self,
+              UpdateJob *job,
+              gboolean   announce)
+{
+  SendData *sd = g_new0 (SendData, 1);
+
+  sd->self = g_object_ref (self);
+  sd->id = announce ? job->id : 0;
+  job->now = g_get_real_time ();
+  self->writes_in_flight++;
+  od_cache_write_async_full (self->cache, FALSE, update_job, job,
+                             (GDestroyNotify) update_job_free, NULL, update_done, sd);
+}
+
+static void kick (OdOutbox *self);
+
+typedef struct
+{
+  OdOutbox *self;
+  gint64    id;
+} AnswerData;
+
+static void
+answer_stored (GObject      *source,
+               GAsyncResult *result,
+               gpointer      data)
+{
+  AnswerData *ad = data;
+  OdOutbox *self = ad->self;
+  g_autoptr(GError) error = NULL;
+
+  self->writes_in_flight--;
+  od_cache_write_finish (OD_CACHE (source), result, &error);
+  if (error != NULL)
+    {
+      /* Not stored: the command stays "sent" and is resent with the same
+       * key, which the server answers from its idempotency store. */
+      g_warning ("outbox: could not store an answer: %s", error->message);
+      self->sending_id = 0;
+      kick_later (self, 1);
+    }
+  else
+    {
+      self->sending_id = 0;
+      emit_changed (self, ad->id);
+      kick (self);
+    }
+  g_object_unref (self);
+  g_free (ad);
+}
+
+static void
+store_answer (OdOutbox  *self,
+              UpdateJob *job)
+{
+  AnswerData *ad = g_new0 (AnswerData, 1);
+
+  ad->self = g_object_ref (self);
+  ad->id = job->id;
+  job->now = g_get_real_time ();
+  self->writes_in_flight++;
+  od_cache_write_async_full (self->cache, FALSE, update_job, job,
+                             (GDestroyNotify) update_job_free, NULL, answer_stored, ad);
+}
+
+static gboolean
+retry_cb (gpointer data)
+{
+  OdOutbox *self = data;
+
+  self->retry_source = 0;
+  kick (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+kick_later (OdOutbox *self,
+            guint     seconds)
+{
+  if (self->retry_source != 0)
+    return;
+  self->retry_source = g_timeout_add_seconds (MAX (seconds, 1), retry_cb, self);
+}
+
+static void
+transient_failure (OdOutbox   *self,
+                   gint64      id,
+                   guint       http_status,
+                   const char *why,
+                   guint       retry_after)
+{
+  UpdateJob *job = g_new0 (UpdateJob, 1);
+  guint delay;
+
+  job->id = id;
+  job->kind = 3;
+  job->http_status = http_status;
+  job->detail = g_strdup (why);
+  queue_update (self, job, TRUE);
+  self->sending_id = 0;
+  delay = MIN (BACKOFF_MAX_SEC, 1u << MIN (self->backoff_exp, 5));
+  self->backoff_exp++;
+  kick_later (self, MAX (delay, retry_after));
+}
+
+static void
+send_done (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  SendData *sd = data;
+  OdOutbox *self = sd->self;
+  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) body = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
+                                                              &error);
+  gint64 id = sd->id;
+  guint status;
+  const char *bytes;
+  gsize len;
+
+  g_free (sd);
+  if (body == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        transient_failure (self, id, 0, error->message, 0);
+      else
+        self->sending_id = 0;
+      g_object_unref (self);
+      return;
+    }
+
+  /* For tests of the outbox's crash safety only: die after the server
+   * answered and before the answer is stored. */
+  if (g_getenv ("OD_TEST_OUTBOX_CRASH_AFTER_SEND") != NULL)
+    raise (SIGKILL);
+
+  status = soup_message_get_status (msg);
+  bytes = g_bytes_get_data (body, &len);
+  if (status == 200)
+    {
+      g_autoptr(JsonNode) root = od_json_parse_object (bytes, len, NULL);
+      JsonObject *o = root ? json_node_get_object (root) : NULL;
+      JsonNode *pos = o ? json_object_get_member (o, "position") : NULL;
+      JsonNode *ver = o ? json_object_get_member (o, "version") : NULL;
+      UpdateJob *job;
+
+      if (!od_json_is_integer (pos))
+        {
+          transient_failure (self, id, status, "the server's answer has no position", 0);
+          g_object_unref (self);
+          return;
+        }
+      self->backoff_exp = 0;
+      job = g_new0 (UpdateJob, 1);
+      job->id = id;
+      job->kind = 1;
+      job->http_status = status;
+      job->position = json_node_get_int (pos);
+      job->version = od_json_is_integer (ver) ? json_node_get_int (ver) : -1;
+      store_answer (self, job);
+    }
+  else
+    {
+      g_autoptr(OdProblem) problem = od_problem_parse (status, bytes, len);
+
+      if (status == 401 || status == 403)
+        {
+          self->paused = TRUE;
+          self->sending_id = 0;
+          {
+            UpdateJob *job = g_new0 (UpdateJob, 1);
+
+            job->id = id;
+            job->kind = 3;
+            job->http_status = status;
+            job->detail = g_strdup (problem->detail);
+            queue_update (self, job, TRUE);
+          }
+          g_signal_emit (self, signals[SIGNAL_SIGN_IN_NEEDED], 0);
+        }
+      else if (status == 429 || status == 408 || status >= 500
+               || problem->code == OD_PROBLEM_IDEMPOTENCY_IN_FLIGHT)
+        {
+          guint retry_after = problem->retry_after;
+          const char *ra = soup_message_headers_get_one (soup_message_get_response_headers (msg),
+                                                         "Retry-After");
+
+          if (ra != NULL)
+            retry_after = MAX (retry_after, (guint) g_ascii_strtoull (ra, NULL, 10));
+          transient_failure (self, id, status, problem->detail, retry_after);
+        }
+      else
+        {
+          /* A refusal is final and shown with the server's detail; the
+           * queue moves on to the next command. */
+          UpdateJob *job = g_new0 (UpdateJob, 1);
+
+          job->id = id;
+          job->kind = 2;
+          job->http_status = status;
+          job->code = g_strdup (problem->code_name);
+          job->detail = g_strdup (problem->detail);
+          job->problem = g_strndup (bytes, MIN (len, 64 * 1024));
+          store_answer (self, job);
+        }
+    }
+  g_object_unref (self);
+}
+
+static void
+kick (OdOutbox *self)
+{
+  sqlite3_stmt *st;
+  g_autoptr(OdPendingCommand) c = NULL;
+  g_autofree char *uri = NULL;
+  g_autoptr(SoupMessage) msg = NULL;
+  g_autoptr(GBytes) body = NULL;
+  SendData *sd;
+  UpdateJob *job;
+
+  if (self->sending_id != 0 || self->paused || self->server_url == NULL
+      || self->retry_source != 0)
+    return;
+  st = od_cache_prepare_read (self->cache,
+                              "SELECT " COMMAND_COLUMNS " FROM pending_commands"
+                              " WHERE state IN (0, 1) ORDER BY id LIMIT 1",
+                              NULL);
+  if (st == NULL)
+    return;
+  if (sqlite3_step (st) == SQLITE_ROW)
+    c = read_command (st);
+  sqlite3_reset (st);
+  if (c == NULL || g_hash_table_contains (self->discarding, &c->id))
+    return;
+
+  uri = g_strconcat (self->server_url, "/v1/commands", NULL);
+  msg = soup_message_new ("POST", uri);
+  if (msg == NULL)
+    return;
+  if (self->token != NULL)
+    {
+      g_autofree char *auth = g_strconcat ("Bearer ", self->token, NULL);
+
+      soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
+                                    auth);
+    }
+  soup_message_headers_replace (soup_message_get_request_headers (msg), "Idempotency-Key",
+                                c->idempotency_key);
+  /* The exact bytes stored: a resend must be byte-identical for the
+   * server to recognize it. */
+  body = g_bytes_new (c->body, strlen (c->body));
+  soup_message_set_request_body_from_bytes (msg, "application/json", body);
+
+  self->sending_id = c->id;
+  job = g_new0 (UpdateJob, 1);
+  job->id = c->id;
+  job->kind = 0;
+  queue_update (self, job, c->state == OD_COMMAND_STATE_QUEUED);
+
+  sd = g_new0 (SendData, 1);
+  sd->self = g_object_ref (self);
+  sd->id = c->id;
+  soup_session_send_and_read_async (self->session, msg, G_PRIORITY_DEFAULT, self->cancellable,
+                                    send_done, sd);
+}
+
+void
+od_outbox_kick (OdOutbox *self)
+{
+  g_clear_handle_id (&self->retry_source, g_source_remove);
+  self->backoff_exp = 0;
+  kick (self);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+on_outbox_changed (OdCache  *cache,
+                   OdOutbox *self)
+{
+  g_autoptr(GList) ids = g_hash_table_get_keys (self->accepted);
+
+  for (GList *l = ids; l != NULL; l = l->next)
+    {
+      gint64 id = *(gint64 *) l->data;
+      g_autoptr(OdPendingCommand) c = od_outbox_get (self, id, NULL);
+
+      if (c != NULL && c->state != OD_COMMAND_STATE_ACCEPTED)
+        emit_changed (self, id);
+    }
+}
+
+static void
+od_outbox_dispose (GObject *object)
+{
+  OdOutbox *self = OD_OUTBOX (object);
+
+  g_cancellable_cancel (self->cancellable);
+  g_clear_handle_id (&self->retry_source, g_source_remove);
+  if (self->cache)
+    g_clear_signal_handler (&self->outbox_changed_id, self->cache);
+  g_clear_object (&self->session);
+  g_clear_object (&self->cache);
+  G_OBJECT_CLASS (od_outbox_parent_class)->dispose (object);
+}
+
+static void
+od_outbox_finalize (GObject *object)
+{
+  OdOutbox *self = OD_OUTBOX (object);
+
+  g_clear_object (&self->cancellable);
+  g_hash_table_unref (self->discarding);
+  g_hash_table_unref (self->accepted);
+  g_free (self->server_url);
+  g_free (self->token);
+  G_OBJECT_CLASS (od_outbox_parent_class)->finalize (object);
+}
+
+static void
+od_outbox_class_init (OdOutboxClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = od_outbox_dispose;
+  object_class->finalize = od_outbox_finalize;
+
+  signals[SIGNAL_COMMAND_CHANGED] = g_signal_new ("command-changed", G_TYPE_FROM_CLASS (klass),
+                                                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                  G_TYPE_NONE, 2, G_TYPE_INT64,
+                                                  OD_TYPE_COMMAND_STATE);
+  signals[SIGNAL_SIGN_IN_NEEDED] = g_signal_new ("sign-in-needed", G_TYPE_FROM_CLASS (klass),
+                                                 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                 G_TYPE_NONE, 0);
+}
+
+static void
+od_outbox_init (OdOutbox *self)
+{
+  self->cancellable = g_cancellable_new ();
+  self->discarding = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  self->accepted = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  self->session = soup_session_new_with_options ("timeout", 30, "user-agent",
+                                                 "orderdesk-core/0.1", NULL);
+}
+
+OdOutbox *
+od_outbox_new (OdCache    *cache,
+               const char *server_url,
+               const char *token)
+{
+  OdOutbox *self = g_object_new (OD_TYPE_OUTBOX, NULL);
+  g_autoptr(GPtrArray) open = NULL;
+
+  self->cache = g_object_ref (cache);
+  self->outbox_changed_id = g_signal_connect (cache, "outbox-changed",
+                                              G_CALLBACK (on_outbox_changed), self);
+  od_outbox_set_server (self, server_url, token);
+  open = od_outbox_list (self, FALSE, 0, NULL);
+  for (guint i = 0; open && i < open->len; i++)
+    {
+      OdPendingCommand *c = g_ptr_array_index (open, i);
+
+      if (c->state == OD_COMMAND_STATE_ACCEPTED)
+        g_hash_table_add (self->accepted, g_memdup2 (&c->id, sizeof c->id));
+    }
+  return self;
+}
+
+void
+od_outbox_set_server (OdOutbox   *self,
+                      const char *server_url,
+                      const char *token)
+{
+  g_free (self->server_url);
+  self->server_url = g_strdup (server_url);
+  while (self->server_url && g_str_has_suffix (self->server_url, "/"))
+    self->server_url[strlen (self->server_url) - 1] = '\0';
+  g_free (self->token);
+  self->token = g_strdup (token);
+  self->paused = FALSE;
+  od_outbox_kick (self);
+}
+
+typedef struct
+{
+  OdOutbox *self;
+  GTask    *task;
+} SubmitData;
+
+static void
+submit_stored (GObject      *source,
+               GAsyncResult *result,
+               gpointer      data)
+{
+  GTask *task = data;
+  OdOutbox *self = g_task_get_source_object (task);
+  GError *error = NULL;
+  gint64 *id = od_cache_write_finish (OD_CACHE (source), result, &error);
+
+  self->writes_in_flight--;
+  if (id == NULL)
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+  g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, *id, OD_COMMAND_STATE_QUEUED);
+  g_task_return_int (task, *id);
+  g_free (id);
+  g_object_unref (task);
+  kick (self);
+}
+
+static void
+submit_body (OdOutbox           *self,
+             char               *body,
+             const OdCommand    *command,
+             GCancellable       *cancellable,
+             GAsyncReadyCallback callback,
+             gpointer            user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  InsertJob *job = g_new0 (InsertJob, 1);
+  g_autofree char *uuid = od_uuid_v7_new ();
+
+  g_task_set_source_tag (task, od_outbox_submit_async);
+  job->created_at = g_get_real_time ();
+  job->key = g_strconcat ("odc-", uuid, NULL);
+  job->order_id = g_strdup (command->order_id);
+  job->type = g_strdup (od_command_type_name (command->type));
+  job->body = body;
+  self->writes_in_flight++;
+  od_cache_write_async (self->cache, insert_job, job, (GDestroyNotify) insert_job_free,
+                        cancellable, submit_stored, task);
+}
+
+void
+od_outbox_submit_async (OdOutbox           *self,
+                        const OdCommand    *command,
+                        GCancellable       *cancellable,
+                        GAsyncReadyCallback callback,
+                        gpointer            user_data)
+{
+  g_autoptr(OdProblem) problem = od_command_validate (command);
+
+  if (problem != NULL)
+    {
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
+                               G_IO_ERROR_INVALID_DATA, "%s", problem->detail);
+      return;
+    }
+  submit_body (self, od_command_to_json (command), command, cancellable, callback, user_data);
+}
+
+void
+od_outbox_submit_json_async (OdOutbox           *self,
+                             const char         *body,
+                             GCancellable       *cancellable,
+                             GAsyncReadyCallback callback,
+                             gpointer            user_data)
+{
+  g_autoptr(OdProblem) problem = NULL;
+  g_autoptr(OdCommand) command = od_command_parse (body, strlen (body), &problem);
+
+  if (command != NULL)
+    problem = od_command_validate (command);
+  if (problem != NULL)
+    {
+      GString *msg = g_string_new (problem->detail);
+
+      for (guint i = 0; problem->errors && i < problem->errors->len; i++)
+        {
+          OdFieldError *fe = g_ptr_array_index (problem->errors, i);
+
+          g_string_append_printf (msg, "\n%s: %s", fe->field, fe->message);
+        }
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
+                               G_IO_ERROR_INVALID_DATA, "%s", msg->str);
+      g_string_free (msg, TRUE);
+      return;
+    }
+  submit_body (self, g_strdup (body), command, cancellable, callback, user_data);
+}
+
+gint64
+od_outbox_submit_finish (OdOutbox      *self,
+                         GAsyncResult  *result,
+                         GError       **error)
+{
+  GError *local = NULL;
+  gint64 id = g_task_propagate_int (G_TASK (result), &local);
+
+  if (local != NULL)
+    {
+      g_propagate_error (error, local);
+      return -1;
+    }
+  return id;
+}
+
+static void
+discard_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      data)
+{
+  GTask *task = data;
+  OdOutbox *self = g_task_get_source_object (task);
+  gint64 id = *(gint64 *) g_task_get_task_data (task);
+  GError *error = NULL;
+  gpointer r = od_cache_write_finish (OD_CACHE (source), result, &error);
+
+  self->writes_in_flight--;
+  g_hash_table_remove (self->discarding, &id);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    {
+      gboolean changed = GPOINTER_TO_INT (r) == 2;
+
+      if (changed)
+        g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, id, OD_COMMAND_STATE_DISCARDED);
+      g_task_return_boolean (task, changed);
+    }
+  g_object_unref (task);
+  kick (self);
+}
+
+void
+od_outbox_discard_async (OdOutbox           *self,
+                         gint64              id,
+                         GCancellable       *cancellable,
+                         GAsyncReadyCallback callback,
+                         gpointer            user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  UpdateJob *job;
+
+  g_task_set_source_tag (task, od_outbox_discard_async);
+  g_task_set_task_data (task, g_memdup2 (&id, sizeof id), g_free);
+  if (id == self->sending_id)
+    {
+      g_task_return_boolean (task, FALSE);
+      g_object_unref (task);
+      return;
+    }
+  g_hash_table_add (self->discarding, g_memdup2 (&id, sizeof id));
+  job = g_new0 (UpdateJob, 1);
+  job->id = id;
+  job->kind = 4;
+  job->now = g_get_real_time ();
+  self->writes_in_flight++;
+  od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
+                        discard_done, task);
+}
+
+gboolean
+od_outbox_discard_finish (OdOutbox      *self,
+                          GAsyncResult  *result,
+                          GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}

@@ -1,0 +1,638 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-query.h"
+#include "od-cache-private.h"
+#include "od-json.h"
+
+#include <string.h>
+
+#define ROW_COLUMNS \
+  "order_id, customer_name, customer_email, currency, status, item_count," \
+  " total_cents, version, created_at, updated_at, last_position"
+
+#define SEARCH_CAP 2000
+
+void
+od_order_row_free (OdOrderRow *row)
+{
+  if (row == NULL)
+    return;
+  g_free (row->customer_name);
+  g_free (row->customer_email);
+  g_free (row->currency);
+  g_free (row->created_at);
+  g_free (row->updated_at);
+  g_free (row);
+}
+
+OdOrderRow *
+od_order_row_copy (const OdOrderRow *row)
+{
+  OdOrderRow *copy = g_memdup2 (row, sizeof *row);
+
+  copy->customer_name = g_strdup (row->customer_name);
+  copy->customer_email = g_strdup (row->customer_email);
+  copy->currency = g_strdup (row->currency);
+  copy->created_at = g_strdup (row->created_at);
+  copy->updated_at = g_strdup (row->updated_at);
+  return copy;
+}
+
+void
+od_order_cursor_clear (OdOrderCursor *cursor)
+{
+  g_clear_pointer (&cursor->text_key, g_free);
+  cursor->valid = FALSE;
+  cursor->int_key = 0;
+  cursor->order_id[0] = '\0';
+}
+
+void
+od_order_cursor_from_row (OdOrderCursor      *cursor,
+                          const OdOrderQuery *query,
+                          const OdOrderRow   *row)
+{
+  od_order_cursor_clear (cursor);
+  cursor->valid = TRUE;
+  g_strlcpy (cursor->order_id, row->order_id, sizeof cursor->order_id);
+  switch (query->sort)
+    {
+    case OD_ORDER_SORT_UPDATED:
+      cursor->text_key = g_strdup (row->updated_at);
+      break;
+    case OD_ORDER_SORT_CREATED:
+      cursor->text_key = g_strdup (row->created_at);
+      break;
+    case OD_ORDER_SORT_TOTAL:
+      cursor->int_key = row->total_cents;
+      break;
+    case OD_ORDER_SORT_CUSTOMER:
+    default:
+      cursor->text_key = g_strdup (row->customer_name);
+      break;
+    }
+}
+
+static const char *
+sort_column (OdOrderSort sort)
+{
+  switch (sort)
+    {
+    case OD_ORDER_SORT_CREATED:
+      return "created_at";
+    case OD_ORDER_SORT_TOTAL:
+      return "total_cents";
+    case OD_ORDER_SORT_CUSTOMER:
+      return "customer_name";
+    case OD_ORDER_SORT_UPDATED:
+    default:
+      return "updated_at";
+    }
+}
+
+/* The search text split into the parts each matcher understands.  The
+ * FTS query is built from word characters only, every word quoted and
+ * prefix-matched, so no text can inject FTS syntax. */
+typedef struct
+{
+  char *fts;        /* NULL when there is no word */
+  char *id_lo, *id_hi;
+  char *sku_lo, *sku_hi;
+} SearchParts;
+
+static void
+search_parts_clear (SearchParts *p)
+{
+  g_free (p->fts);
+  g_free (p->id_lo);
+  g_free (p->id_hi);
+  g_free (p->sku_lo);
+  g_free (p->sku_hi);
+}
+
+static char *
+upper_bound (const char *prefix)
+{
+  char *hi = g_strdup (prefix);
+  gsize len = strlen (hi);
+
+  /* Both alphabets (hex-and-hyphen ids, SKU characters) are ASCII below
+   * 0x7f, so incrementing the last byte gives the first string after
+   * every string with this prefix. */
+  hi[len - 1]++;
+  return hi;
+}
+
+static void
+search_parts_init (SearchParts *p,
+                   const char  *text)
+{
+  g_autofree char *trimmed = g_strstrip (g_strdup (text));
+  GString *fts = g_string_new (NULL);
+  gboolean id_like = trimmed[0] != '\0';
+  gboolean sku_like = trimmed[0] != '\0' && strlen (trimmed) <= 64;
+  const char *p_c;
+
+  memset (p, 0, sizeof *p);
+  for (p_c = trimmed; *p_c; p_c++)
+    {
+      char c = *p_c;
+
+      if (!(g_ascii_isxdigit (c) || c == '-'))
+        id_like = FALSE;
+      if (!(g_ascii_isalnum (c) || c == '.' || c == '_' || c == '-'))
+        sku_like = FALSE;
+    }
+  if (id_like)
+    {
+      p->id_lo = g_ascii_strdown (trimmed, -1);
+      p->id_hi = upper_bound (p->id_lo);
+    }
+  if (sku_like)
+    {
+      p->sku_lo = g_strdup (trimmed);
+      p->sku_hi = upper_bound (p->sku_lo);
+    }
+
+  /* Words: runs of letters and digits (any script).  For an e-mail
+   * address only the part before the @ counts: the domain's words are in
+   * nearly every row and would make the match cost a scan. */
+  {
+    char *at = strchr (trimmed, '@');
+
+    if (at != NULL && at != trimmed)
+      *at = '\0';
+  }
+  for (p_c = trimmed; *p_c;)
+    {
+      const char *start;
+
+      while (*p_c && !g_unichar_isalnum (g_utf8_get_char (p_c)))
+        p_c = g_utf8_next_char (p_c);
+      start = p_c;
+      while (*p_c && g_unichar_isalnum (g_utf8_get_char (p_c)))
+        p_c = g_utf8_next_char (p_c);
+      if (p_c > start)
+        {
+          if (fts->len > 0)
+            g_string_append_c (fts, ' ');
+          g_string_append_c (fts, '"');
+          g_string_append_len (fts, start, p_c - start);
+          g_string_append (fts, "\"*");
+        }
+    }
+  if (fts->len > 0)
+    p->fts = g_string_free (fts, FALSE);
+  else
+    g_string_free (fts, TRUE);
+}
+
+static gboolean
+has_search (const OdOrderQuery *query)
+{
+  return query->search != NULL && query->search[0] != '\0';
+}
+
+/* Builds the SQL from fixed fragments only; every value is bound:
+ * ?1 status, ?2 sort key, ?3 order id of the cursor, ?4 limit, ?5 FTS
+ * query, ?6/?7 id range, ?8/?9 SKU range. */
+static char *
+build_sql (const OdOrderQuery *query,
+           gboolean            with_cursor,
+           gboolean            with_fts,
+           gboolean            count_only)
+{
+  GString *sql = g_string_new (NULL);
+  const char *col = sort_column (query->sort);
+  gboolean search = has_search (query);
+  const char *glue = " WHERE ";
+
+  if (search)
+    {
+      /* Each matcher contributes its newest SEARCH_CAP matches (rowids
+       * and UUIDv7 ids grow with time), so a search costs the same at a
+       * thousand orders as at a million, however common the word. */
+      g_string_append (sql, "WITH m(rid) AS (");
+      if (with_fts)
+        g_string_append (sql, "SELECT * FROM (SELECT rowid FROM order_search"
+                              " WHERE order_search MATCH ?5 ORDER BY rowid DESC"
+                              " LIMIT " G_STRINGIFY (SEARCH_CAP) ") UNION ");
+      g_string_append (sql,
+                       "SELECT * FROM (SELECT rowid FROM orders WHERE order_id >= ?6"
+                       " AND order_id < ?7 ORDER BY order_id DESC"
+                       " LIMIT " G_STRINGIFY (SEARCH_CAP) ")"
+                       " UNION SELECT * FROM (SELECT o.rowid FROM order_items i JOIN orders o"
+                       " ON o.order_id = i.order_id WHERE i.sku >= ?8 AND i.sku < ?9"
+                       " ORDER BY i.sku DESC, i.order_id DESC"
+                       " LIMIT " G_STRINGIFY (SEARCH_CAP) ")) ");
+    }
+  if (count_only)
+    g_string_append (sql, "SELECT count(*) FROM orders");
+  else
+    g_string_append (sql, "SELECT " ROW_COLUMNS " FROM orders");
+  if (search)
+    {
+      g_string_append (sql, " WHERE rowid IN (SELECT rid FROM m)");
+      glue = " AND ";
+    }
+  if (query->status != OD_STATUS_NONE)
+    {
+      g_string_append_printf (sql, "%sstatus = ?1", glue);
+      glue = " AND ";
+    }
+  if (count_only)
+    return g_string_free (sql, FALSE);
+  if (with_cursor)
+    g_string_append_printf (sql, "%s(%s, order_id) %s (?2, ?3)", glue, col,
+                            query->descending ? "<" : ">");
+  g_string_append_printf (sql, " ORDER BY %s %s, order_id %s LIMIT ?4", col,
+                          query->descending ? "DESC" : "ASC",
+                          query->descending ? "DESC" : "ASC");
+  return g_string_free (sql, FALSE);
+}
+
+static void
+bind_search (sqlite3_stmt      *st,
+             const SearchParts *parts,
+             gboolean           with_fts)
+{
+  if (with_fts)
+    sqlite3_bind_text (st, 5, parts->fts, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text (st, 6, parts->id_lo ? parts->id_lo : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text (st, 7, parts->id_hi ? parts->id_hi : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text (st, 8, parts->sku_lo ? parts->sku_lo : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text (st, 9, parts->sku_hi ? parts->sku_hi : "", -1, SQLITE_TRANSIENT);
+}
+
+static OdOrderRow *
+read_row (sqlite3_stmt *st)
+{
+  OdOrderRow *row = g_new0 (OdOrderRow, 1);
+  const char *text;
+
+  g_strlcpy (row->order_id, (const char *) sqlite3_column_text (st, 0) ?: "",
+             sizeof row->order_id);
+  row->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  row->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 2));
+  row->currency = g_strdup ((const char *) sqlite3_column_text (st, 3));
+  text = (const char *) sqlite3_column_text (st, 4);
+  if (text == NULL || !od_order_status_from_name (text, &row->status))
+    row->status = OD_STATUS_NONE;
+  row->item_count = sqlite3_column_int64 (st, 5);
+  row->total_cents = sqlite3_column_int64 (st, 6);
+  row->version = sqlite3_column_int64 (st, 7);
+  row->created_at = g_strdup ((const char *) sqlite3_column_text (st, 8));
+  row->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 9));
+  row->last_position = sqlite3_column_int64 (st, 10);
+  return row;
+}
+
+static sqlite3_stmt *
+prepare_list (OdCache             *cache,
+              const OdOrderQuery  *query,
+              const OdOrderCursor *cursor,
+              gint64               limit,
+              gboolean             count_only,
+              SearchParts         *parts,
+              GError             **error)
+{
+  gboolean with_cursor = !count_only && cursor != NULL && cursor->valid;
+  gboolean with_fts = FALSE;
+  g_autofree char *sql = NULL;
+  sqlite3_stmt *st;
+
+  if (has_search (query))
+    {
+      search_parts_init (parts, query->search);
+      with_fts = parts->fts != NULL;
+    }
+  sql = build_sql (query, with_cursor, with_fts, count_only);
+  st = od_cache_prepare_read (cache, sql, error);
+  if (st == NULL)
+    return NULL;
+  if (query->status != OD_STATUS_NONE)
+    sqlite3_bind_text (st, 1, od_order_status_name (query->status), -1, SQLITE_STATIC);
+  if (with_cursor)
+    {
+      if (query->sort == OD_ORDER_SORT_TOTAL)
+        sqlite3_bind_int64 (st, 2, cursor->int_key);
+      else
+        sqlite3_bind_text (st, 2, cursor->text_key ? cursor->text_key : "", -1,
+                           SQLITE_TRANSIENT);
+      sqlite3_bind_text (st, 3, cursor->order_id, -1, SQLITE_TRANSIENT);
+    }
+  if (!count_only)
+    sqlite3_bind_int64 (st, 4, limit);
+  if (has_search (query))
+    bind_search (st, parts, with_fts);
+  return st;
+}
+
+GPtrArray *
+od_query_orders (OdCache             *cache,
+                 const OdOrderQuery  *query,
+                 const OdOrderCursor *cursor,
+                 guint                limit,
+                 GError             **error)
+{
+  SearchParts parts = { 0 };
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
+  sqlite3_stmt *st;
+  int rc;
+
+  st = prepare_list (cache, query, cursor, limit, FALSE, &parts, error);
+  if (st == NULL)
+    {
+      search_parts_clear (&parts);
+      return NULL;
+    }
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    g_ptr_array_add (rows, read_row (st));
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  search_parts_clear (&parts);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order list");
+      return NULL;
+    }
+  return g_steal_pointer (&rows);
+}
+
+gint64
+od_query_count_orders (OdCache             *cache,
+                       const OdOrderQuery  *query,
+                       GError             **error)
+{
+  SearchParts parts = { 0 };
+  sqlite3_stmt *st;
+  gint64 n = -1;
+
+  if (!has_search (query))
+    {
+      gint64 counts[6];
+
+      if (!od_cache_get_status_counts (cache, counts, error))
+        return -1;
+      return counts[query->status < 6 ? query->status : 0];
+    }
+  st = prepare_list (cache, query, NULL, 0, TRUE, &parts, error);
+  search_parts_clear (&parts);
+  if (st == NULL)
+    return -1;
+  if (sqlite3_step (st) == SQLITE_ROW)
+    n = sqlite3_column_int64 (st, 0);
+  else
+    od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order count");
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  return n;
+}
+
+OdOrder *
+od_query_order (OdCache     *cache,
+                const char  *order_id,
+                GError     **error)
+{
+  g_autoptr(OdOrder) order = NULL;
+  sqlite3_stmt *st;
+  int rc;
+
+  st = od_cache_prepare_read (cache,
+                              "SELECT customer_name, customer_email, currency, status, version,"
+                              " created_at, updated_at, last_position, carrier, tracking_number,"
+                              " cancel_reason FROM orders WHERE order_id = ?",
+                              error);
+  if (st == NULL)
+    return NULL;
+  sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
+  rc = sqlite3_step (st);
+  if (rc == SQLITE_ROW)
+    {
+      order = od_order_new (order_id);
+      order->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 0));
+      order->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 1));
+      order->currency = g_strdup ((const char *) sqlite3_column_text (st, 2));
+      od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
+      order->version = sqlite3_column_int64 (st, 4);
+      order->created_at = g_strdup ((const char *) sqlite3_column_text (st, 5));
+      order->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 6));
+      order->last_position = sqlite3_column_int64 (st, 7);
+      order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
+      order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
+      order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_ROW)
+    {
+      if (rc != SQLITE_DONE)
+        od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order");
+      return NULL;
+    }
+
+  st = od_cache_prepare_read (cache,
+                              "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                              " WHERE order_id = ? ORDER BY line_no",
+                              error);
+  if (st == NULL)
+    return NULL;
+  sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      OdLine *line = g_new0 (OdLine, 1);
+
+      line->sku = g_strdup ((const char *) sqlite3_column_text (st, 0));
+      line->name = g_strdup ((const char *) sqlite3_column_text (st, 1));
+      line->quantity = sqlite3_column_int64 (st, 2);
+      line->unit_price_cents = sqlite3_column_int64 (st, 3);
+      g_ptr_array_add (order->lines, line);
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order lines");
+      return NULL;
+    }
+  return g_steal_pointer (&order);
+}
+
+GPtrArray *
+od_query_timeline (OdCache     *cache,
+                   const char  *order_id,
+                   GError     **error)
+{
+  g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  sqlite3_stmt *st;
+  int rc;
+
+  st = od_cache_prepare_read (cache,
+                              "SELECT position, prev, version, type, recorded_at, actor, data"
+                              " FROM order_events WHERE order_id = ? ORDER BY version, position",
+                              error);
+  if (st == NULL)
+    return NULL;
+  sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      OdEvent *ev = od_event_new ();
+
+      ev->position = sqlite3_column_int64 (st, 0);
+      ev->prev = sqlite3_column_int64 (st, 1);
+      g_strlcpy (ev->order_id, order_id, sizeof ev->order_id);
+      ev->version = sqlite3_column_int64 (st, 2);
+      ev->type = g_strdup ((const char *) sqlite3_column_text (st, 3));
+      ev->recorded_at = g_strdup ((const char *) sqlite3_column_text (st, 4));
+      ev->actor = g_strdup ((const char *) sqlite3_column_text (st, 5));
+      ev->data = g_strdup ((const char *) sqlite3_column_text (st, 6));
+      g_ptr_array_add (events, ev);
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "timeline");
+      return NULL;
+    }
+  return g_steal_pointer (&events);
+}
+
+OdOrder *
+od_query_order_at (OdCache     *cache,
+                   const char  *order_id,
+                   gint64       position,
+                   GError     **error)
+{
+  g_autoptr(GPtrArray) events = od_query_timeline (cache, order_id, error);
+  g_autoptr(OdOrder) order = NULL;
+
+  if (events == NULL)
+    return NULL;
+  order = od_order_new (order_id);
+  for (guint i = 0; i < events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (events, i);
+
+      if (ev->position > position)
+        break;
+      od_order_apply (order, ev->type, od_event_get_data (ev), ev->version, ev->position,
+                      ev->recorded_at);
+    }
+  if (order->version == 0)
+    return NULL;
+  return g_steal_pointer (&order);
+}
+
+static void
+csv_field (GString    *out,
+           const char *value)
+{
+  const char *v = value ? value : "";
+
+  /* A leading =, +, - or @ would be run as a formula by spreadsheets; a
+   * quote in front keeps exported customer text inert. */
+  if (strpbrk (v, ",\"\r\n") != NULL || (v[0] && strchr ("=+-@", v[0]) != NULL))
+    {
+      g_string_append_c (out, '"');
+      if (v[0] && strchr ("=+-@", v[0]) != NULL)
+        g_string_append_c (out, '\'');
+      for (; *v; v++)
+        {
+          if (*v == '"')
+            g_string_append_c (out, '"');
+          g_string_append_c (out, *v);
+        }
+      g_string_append_c (out, '"');
+    }
+  else
+    g_string_append (out, v);
+}
+
+gboolean
+od_query_export_csv (OdCache             *cache,
+                     const OdOrderQuery  *query,
+                     GOutputStream       *stream,
+                     GCancellable        *cancellable,
+                     GError             **error)
+{
+  sqlite3 *db = od_cache_get_db (cache);
+  OdSyncState state = { 0 };
+  g_autoptr(GString) out = g_string_new (NULL);
+  g_autofree char *as_of = NULL;
+  SearchParts parts = { 0 };
+  sqlite3_stmt *st;
+  gboolean ok = FALSE;
+  int rc;
+
+  /* One read transaction: the stamp and the rows are the same snapshot. */
+  if (sqlite3_exec (db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "export");
+      return FALSE;
+    }
+  if (!od_cache_get_sync_state (cache, &state, error))
+    goto out;
+  as_of = state.last_event_at > 0 ? od_timestamp_format (state.last_event_at)
+                                  : g_strdup ("never");
+  g_string_append_printf (out,
+                          "# orderdesk export: data as of position %" G_GINT64_FORMAT
+                          ", last event at %s, exported %s",
+                          state.applied_position, as_of, "");
+  {
+    g_autofree char *now = od_timestamp_now ();
+
+    g_string_append (out, now);
+  }
+  if (state.server_url)
+    g_string_append_printf (out, ", server %s", state.server_url);
+  g_string_append (out,
+                   "\r\norder_id,customer_name,customer_email,currency,status,item_count,"
+                   "total_cents,version,created_at,updated_at,last_position\r\n");
+
+  st = prepare_list (cache, query, NULL, G_MAXINT64, FALSE, &parts, error);
+  if (st == NULL)
+    goto out;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      g_autoptr(OdOrderRow) row = read_row (st);
+
+      csv_field (out, row->order_id);
+      g_string_append_c (out, ',');
+      csv_field (out, row->customer_name);
+      g_string_append_c (out, ',');
+      csv_field (out, row->customer_email);
+      g_string_append_c (out, ',');
+      csv_field (out, row->currency);
+      g_string_append_printf (out, ",%s,%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT
+                              ",%" G_GINT64_FORMAT ",",
+                              od_order_status_name (row->status), row->item_count,
+                              row->total_cents, row->version);
+      csv_field (out, row->created_at);
+      g_string_append_c (out, ',');
+      csv_field (out, row->updated_at);
+      g_string_append_printf (out, ",%" G_GINT64_FORMAT "\r\n", row->last_position);
+      if (out->len > 256 * 1024)
+        {
+          if (!g_output_stream_write_all (stream, out->str, out->len, NULL, cancellable, error))
+            {
+              sqlite3_reset (st);
+              goto out;
+            }
+          g_string_truncate (out, 0);
+        }
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, db, "export");
+      goto out;
+    }
+  ok = g_output_stream_write_all (stream, out->str, out->len, NULL, cancellable, error);
+
+out:
+  search_parts_clear (&parts);
+  od_sync_state_clear (&state);
+  sqlite3_exec (db, "COMMIT", NULL, NULL, NULL);
+  return ok;
+}

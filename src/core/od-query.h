@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "od-cache.h"
+#include "od-order.h"
+
+G_BEGIN_DECLS
+
+/* Queries for the screens.  All run on the cache's read connection, on
+ * the thread that opened the cache; each is an indexed lookup (a page of
+ * 100 at a million orders is well under a millisecond). */
+
+typedef enum
+{
+  OD_ORDER_SORT_UPDATED,  /* updated_at */
+  OD_ORDER_SORT_CREATED,  /* created_at */
+  OD_ORDER_SORT_TOTAL,    /* total_cents */
+  OD_ORDER_SORT_CUSTOMER, /* customer_name */
+} OdOrderSort;
+
+/* One row of the order list. */
+typedef struct
+{
+  char          order_id[37];
+  char         *customer_name;
+  char         *customer_email;
+  char         *currency;
+  OdOrderStatus status;
+  gint64        item_count;
+  gint64        total_cents;
+  gint64        version;
+  char         *created_at;
+  char         *updated_at;
+  gint64        last_position;
+} OdOrderRow;
+
+void        od_order_row_free (OdOrderRow *row);
+OdOrderRow *od_order_row_copy (const OdOrderRow *row);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdOrderRow, od_order_row_free)
+
+typedef struct
+{
+  OdOrderSort   sort;
+  gboolean      descending;   /* default for UPDATED/CREATED/TOTAL in the GUI */
+  OdOrderStatus status;       /* OD_STATUS_NONE = all statuses */
+  const char   *search;       /* NULL/"" = no search; see below */
+} OdOrderQuery;
+
+/* Keyset cursor: the sort key and order id of the last row of the
+ * previous page.  Fill it with od_order_cursor_from_row(). */
+typedef struct
+{
+  gboolean valid;   /* FALSE = start from the top */
+  gint64   int_key; /* total_cents for TOTAL */
+  char    *text_key;/* updated_at / created_at / customer_name */
+  char     order_id[37];
+} OdOrderCursor;
+
+void od_order_cursor_from_row (OdOrderCursor    *cursor,
+                               const OdOrderQuery *query,
+                               const OdOrderRow *row);
+void od_order_cursor_clear    (OdOrderCursor    *cursor);
+
+/* Up to `limit` rows after `cursor` (NULL or !valid = first page), in the
+ * query's order; ties broken by order_id.  Returns a GPtrArray of
+ * OdOrderRow (free func set).
+ *
+ * Search: the text is matched as an order id prefix (hex and hyphens),
+ * as word prefixes of the customer name or e-mail (FTS5, every word must
+ * match), and as a SKU prefix of any line; an order matching any of the
+ * three is returned.  Each matcher contributes its 2,000 newest matches,
+ * which keeps every search fast however common the word (search for
+ * more words to narrow it). */
+GPtrArray  *od_query_orders        (OdCache             *cache,
+                                    const OdOrderQuery  *query,
+                                    const OdOrderCursor *cursor,
+                                    guint                limit,
+                                    GError             **error);
+
+/* Number of rows the query would list: from status_counts without search
+ * (no scan), else counted (bounded by the 10,000 search cap). */
+gint64      od_query_count_orders  (OdCache             *cache,
+                                    const OdOrderQuery  *query,
+                                    GError             **error);
+
+/* One order with its lines (od_order_* from src/protocol), as the cache
+ * has it now; NULL with no error when the order is unknown. */
+OdOrder    *od_query_order         (OdCache             *cache,
+                                    const char          *order_id,
+                                    GError             **error);
+
+/* The order's events, oldest first (OdEvent with data as JSON text). */
+GPtrArray  *od_query_timeline      (OdCache             *cache,
+                                    const char          *order_id,
+                                    GError             **error);
+
+/* The order as it was right after its event at `position`, folded with
+ * od_order_apply() from the local events. */
+OdOrder    *od_query_order_at      (OdCache             *cache,
+                                    const char          *order_id,
+                                    gint64               position,
+                                    GError             **error);
+
+/* Writes the query's rows as CSV (RFC 4180) to `stream`; the first line is
+ * "# orderdesk export as of position P at TIME (server URL)".  All rows,
+ * not only a page. */
+gboolean    od_query_export_csv    (OdCache             *cache,
+                                    const OdOrderQuery  *query,
+                                    GOutputStream       *stream,
+                                    GCancellable        *cancellable,
+                                    GError             **error);
+
+G_END_DECLS

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "od-window.h"
+
+G_BEGIN_DECLS
+
+typedef gboolean (*OdTestCondition) (gpointer data);
+
+/* Prepares GTK for a test program; returns FALSE (and the program should
+ * exit 77) when there is no display. */
+gboolean       od_test_app_init      (int            *argc,
+                                      char         ***argv);
+OdApplication *od_test_app_new       (void);
+/* Iterates the main loop until cond is true or timeout_ms passed. */
+gboolean       od_test_wait          (OdTestCondition cond,
+                                      gpointer        data,
+                                      guint           timeout_ms);
+void           od_test_spin          (guint           ms);
+/* Waits until the window has drawn a frame. */
+void           od_test_wait_frame    (GtkWidget      *widget);
+gsize          od_test_rss_kib       (void);
+guint16        od_test_free_port     (void);
+/* Copies a cache file (and resets nothing): tests that write get their own. */
+char          *od_test_copy_cache    (const char     *path,
+                                      const char     *dir);
+
+G_END_DECLS

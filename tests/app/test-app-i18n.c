@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include <glib/gi18n.h>
+#include <locale.h>
+
+#include "od-test-app.h"
+#include "od-test-cache.h"
+
+/* The window in German, from the catalogue built from po/de.po. */
+
+static char *tmpdir;
+
+/* Debian installs no German locale by default; build one for this test
+ * with localedef when the system lacks it. */
+static gboolean
+ensure_german_locale (void)
+{
+  g_autofree char *command = NULL;
+  g_autofree char *target = NULL;
+  int status = 0;
+
+  if (setlocale (LC_ALL, "de_DE.UTF-8") != NULL)
+    return TRUE;
+  target = g_build_filename (tmpdir, "de_DE.UTF-8", NULL);
+  command = g_strdup_printf ("localedef -i de_DE -f UTF-8 '%s'", target);
+  if (!g_spawn_command_line_sync (command, NULL, NULL, &status, NULL))
+    return FALSE;
+  g_setenv ("LOCPATH", tmpdir, TRUE);
+  return setlocale (LC_ALL, "de_DE.UTF-8") != NULL;
+}
+
+static void
+test_german (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *shared = od_test_shared_cache (5000, &error);
+  g_autofree char *cache = NULL;
+  g_autoptr(OdApplication) app = NULL;
+  OdWindow *window;
+  OdOrderList *list;
+  GListModel *columns;
+  g_autoptr(GtkColumnViewColumn) customer = NULL;
+  const char *text;
+
+  g_assert_no_error (error);
+  cache = od_test_copy_cache (shared, tmpdir);
+  app = od_test_app_new ();
+  window = od_window_new (app);
+  g_assert_true (od_window_open_profile (window, "http://127.0.0.1:9", NULL, cache, TRUE, &error));
+  gtk_window_present (GTK_WINDOW (window));
+  list = od_window_get_order_list (window);
+  od_test_wait_frame (GTK_WIDGET (list));
+
+  columns = gtk_column_view_get_columns (od_order_list_get_column_view (list));
+  customer = g_list_model_get_item (columns, 1);
+  g_assert_cmpstr (gtk_column_view_column_get_title (customer), ==, "Kunde");
+
+  text = od_lag_indicator_get_text (od_window_get_lag_indicator (window));
+  g_test_message ("indicator: %s", text);
+  g_assert_true (g_str_has_prefix (text, "Offline · Datenstand "));
+
+  g_assert_cmpstr (_("Welcome to OrderDesk"), ==, "Willkommen bei OrderDesk");
+  g_assert_cmpstr (_("must not be empty"), ==, "darf nicht leer sein");
+  {
+    OdCommandDialog *dialog = od_window_open_command_dialog (window, OD_COMMAND_CREATE_ORDER);
+
+    g_assert_cmpstr (od_command_dialog_set_field (dialog, "customer_email", "x"), ==,
+                     "muss genau ein @ enthalten");
+    gtk_window_destroy (GTK_WINDOW (dialog));
+  }
+  gtk_window_destroy (GTK_WINDOW (window));
+  od_test_spin (50);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  const char *build = g_getenv ("OD_BUILD_DIR");
+  g_autofree char *localedir = NULL;
+  g_autofree char *command = NULL;
+  int status;
+
+  tmpdir = g_dir_make_tmp ("od-i18n-XXXXXX", NULL);
+  g_setenv ("XDG_DATA_HOME", tmpdir, TRUE);
+  g_unsetenv ("LANGUAGE");
+  if (!ensure_german_locale ())
+    {
+      g_print ("1..0 # SKIP no German locale and no localedef\n");
+      return 77;
+    }
+  /* GTK sets the locale from the environment again. */
+  g_setenv ("LC_ALL", "de_DE.UTF-8", TRUE);
+  localedir = g_build_filename (build ? build : ".", "po", NULL);
+  bindtextdomain (GETTEXT_PACKAGE, localedir);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  if (!od_test_app_init (&argc, &argv))
+    {
+      g_print ("1..0 # SKIP no display\n");
+      return 77;
+    }
+  g_test_add_func ("/app/german", test_german);
+  status = g_test_run ();
+
+  command = g_strdup_printf ("rm -rf '%s'", tmpdir);
+  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
+  return status;
+}

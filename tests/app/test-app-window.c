@@ -1,0 +1,534 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include <glib/gstdio.h>
+
+#include "od-order-item.h"
+#include "od-test-app.h"
+#include "od-test-cache.h"
+#include "od-test-server.h"
+
+/* The console's window on real caches and a real orderdesk-server. */
+
+#define SMALL_CACHE 5000
+
+typedef struct
+{
+  OdApplication *app;
+  OdWindow      *window;
+  char          *tmpdir;
+} Fixture;
+
+static void
+fixture_set_up (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->tmpdir = g_dir_make_tmp ("od-app-XXXXXX", &error);
+  g_assert_no_error (error);
+  /* Profiles' caches and settings stay inside the test. */
+  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
+  f->app = od_test_app_new ();
+}
+
+static void
+close_window (Fixture *f)
+{
+  if (f->window != NULL)
+    {
+      gtk_window_destroy (GTK_WINDOW (f->window));
+      g_clear_object (&f->window);
+      od_test_spin (50);
+    }
+}
+
+static void
+fixture_tear_down (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *command = NULL;
+
+  close_window (f);
+  g_clear_object (&f->app);
+  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
+  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
+  g_free (f->tmpdir);
+}
+
+static void
+open_window (Fixture    *f,
+             const char *url,
+             const char *token,
+             const char *cache,
+             gboolean    offline)
+{
+  g_autoptr(GError) error = NULL;
+
+  close_window (f);
+  f->window = g_object_ref_sink (od_window_new (f->app));
+  g_assert_true (od_window_open_profile (f->window, url, token, cache, offline, &error));
+  g_assert_no_error (error);
+  gtk_window_present (GTK_WINDOW (f->window));
+}
+
+static guint
+n_rows (Fixture *f)
+{
+  OdOrderListModel *model = od_order_list_get_model (od_window_get_order_list (f->window));
+
+  return model ? g_list_model_get_n_items (G_LIST_MODEL (model)) : 0;
+}
+
+static OdOrderItem *
+row_at (Fixture *f,
+        guint    position)
+{
+  OdOrderListModel *model = od_order_list_get_model (od_window_get_order_list (f->window));
+
+  return g_list_model_get_item (G_LIST_MODEL (model), position);
+}
+
+static const char *
+lag_text (Fixture *f)
+{
+  return od_lag_indicator_get_text (od_window_get_lag_indicator (f->window));
+}
+
+/* First run: no profile, the welcome page. */
+
+static void
+test_welcome (Fixture       *f,
+              gconstpointer  data)
+{
+  f->window = g_object_ref_sink (od_window_new (f->app));
+  gtk_window_present (GTK_WINDOW (f->window));
+  od_test_wait_frame (GTK_WIDGET (f->window));
+  g_assert_cmpstr (od_window_get_page (f->window), ==, "welcome");
+  g_assert_null (od_window_get_cache (f->window));
+}
+
+/* The window on a million orders. */
+
+static void
+test_open_million (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cache = od_test_shared_cache (1000000, &error);
+  g_autoptr(OdOrderItem) first = NULL;
+  gint64 start;
+  double seconds;
+  gsize rss;
+
+  g_assert_no_error (error);
+
+  /* Best of three openings: the machine is shared (tests run two at a
+   * time next to other builds), and a time slice lost to another process
+   * says nothing about the window. */
+  for (guint attempt = 0; attempt < 3; attempt++)
+    {
+      double elapsed;
+
+      start = g_get_monotonic_time ();
+      open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+      od_test_wait_frame (GTK_WIDGET (od_window_get_order_list (f->window)));
+      elapsed = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+      rss = od_test_rss_kib ();
+      g_test_message ("window ready on 1,000,000 orders in %.3f s, RSS %" G_GSIZE_FORMAT " KiB",
+                      elapsed, rss);
+      seconds = attempt == 0 ? elapsed : MIN (seconds, elapsed);
+      g_assert_cmpuint (rss, <=, 150 * 1024);
+    }
+
+  g_assert_cmpuint (n_rows (f), ==, 1000000);
+  /* The rows on screen exist; the rest do not. */
+  g_assert_cmpuint (od_order_list_model_get_cached_pages (od_order_list_get_model (od_window_get_order_list (f->window))),
+                    <=, 3);
+  first = row_at (f, 0);
+  g_assert_nonnull (first);
+  g_assert_cmpfloat (seconds, <=, 1.0);
+
+  /* A jump to the far end stays bounded too. */
+  {
+    g_autoptr(OdOrderItem) last = NULL;
+
+    start = g_get_monotonic_time ();
+    last = row_at (f, 999999);
+    g_assert_nonnull (last);
+    g_test_message ("jump to row 999,999: %.1f ms",
+                    (g_get_monotonic_time () - start) / 1000.0);
+    g_assert_cmpuint (od_test_rss_kib (), <=, 150 * 1024);
+  }
+}
+
+/* Search, filter and sort. */
+
+static void
+test_search_filter_sort (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *shared = od_test_shared_cache (SMALL_CACHE, &error);
+  g_autofree char *cache = NULL;
+  OdOrderList *list;
+  gint64 counts[6];
+  g_autofree char *prefix = NULL;
+
+  g_assert_no_error (error);
+  cache = od_test_copy_cache (shared, f->tmpdir);
+  open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+  list = od_window_get_order_list (f->window);
+  od_test_wait_frame (GTK_WIDGET (list));
+  g_assert_cmpuint (n_rows (f), ==, SMALL_CACHE);
+  g_assert_true (od_cache_get_status_counts (od_window_get_cache (f->window), counts, &error));
+
+  /* Status filter. */
+  od_order_list_set_status (list, OD_STATUS_PLACED);
+  g_assert_cmpuint (n_rows (f), ==, counts[OD_STATUS_PLACED]);
+  g_assert_cmpuint (n_rows (f), <, SMALL_CACHE);
+  for (guint i = 0; i < MIN (n_rows (f), 150); i++)
+    {
+      g_autoptr(OdOrderItem) item = row_at (f, i);
+
+      g_assert_cmpint (od_order_item_get_row (item)->status, ==, OD_STATUS_PLACED);
+    }
+  /* CSV export of the current view: the placed orders only, stamped. */
+  {
+    g_autofree char *path = g_build_filename (f->tmpdir, "placed.csv", NULL);
+    g_autoptr(GFile) file = g_file_new_for_path (path);
+    g_autofree char *csv = NULL;
+    g_auto(GStrv) lines = NULL;
+    guint data_lines = 0;
+
+    g_assert_true (od_window_export_csv (f->window, file, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_get_contents (path, &csv, NULL, NULL));
+    g_assert_true (g_str_has_prefix (csv, "# orderdesk export"));
+    g_assert_nonnull (strstr (csv, "as of position 5000"));
+    lines = g_strsplit (csv, "\n", -1);
+    for (guint i = 0; lines[i] != NULL; i++)
+      if (lines[i][0] != '\0' && lines[i][0] != '#' && strstr (lines[i], "placed") != NULL)
+        data_lines++;
+    g_assert_cmpuint (data_lines, ==, counts[OD_STATUS_PLACED]);
+  }
+
+  od_order_list_set_status (list, OD_STATUS_NONE);
+  g_assert_cmpuint (n_rows (f), ==, SMALL_CACHE);
+
+  /* Search by customer. */
+  od_order_list_set_search (list, "Lovelace");
+  g_assert_cmpuint (n_rows (f), >, 0);
+  g_assert_cmpuint (n_rows (f), <, SMALL_CACHE);
+  {
+    g_autoptr(OdOrderItem) item = row_at (f, 0);
+
+    g_assert_nonnull (strstr (od_order_item_get_row (item)->customer_name, "Lovelace"));
+  }
+  /* Search and filter together. */
+  {
+    guint all = n_rows (f);
+
+    od_order_list_set_status (list, OD_STATUS_DELIVERED);
+    g_assert_cmpuint (n_rows (f), <, all);
+    od_order_list_set_status (list, OD_STATUS_NONE);
+  }
+
+  /* By SKU. */
+  od_order_list_set_search (list, "MUG-BLUE");
+  g_assert_cmpuint (n_rows (f), >, 0);
+  g_assert_cmpuint (n_rows (f), <, SMALL_CACHE);
+
+  /* By order id prefix. */
+  od_order_list_set_search (list, "");
+  g_assert_cmpuint (n_rows (f), ==, SMALL_CACHE);
+  {
+    g_autoptr(OdOrderItem) item = row_at (f, 17);
+
+    prefix = g_strndup (od_order_item_get_order_id (item), 13);
+    od_order_list_set_search (list, prefix);
+    g_assert_cmpuint (n_rows (f), >=, 1);
+    for (guint i = 0; i < n_rows (f); i++)
+      {
+        g_autoptr(OdOrderItem) hit = row_at (f, i);
+
+        g_assert_true (g_str_has_prefix (od_order_item_get_order_id (hit), prefix));
+      }
+  }
+  od_order_list_set_search (list, NULL);
+
+  /* Sort by total through the column header's sorter, both ways. */
+  od_order_list_sort_by (list, OD_ORDER_SORT_TOTAL, FALSE);
+  for (guint i = 0; i + 1 < 300; i++)
+    {
+      g_autoptr(OdOrderItem) a = row_at (f, i);
+      g_autoptr(OdOrderItem) b = row_at (f, i + 1);
+
+      g_assert_cmpint (od_order_item_get_row (a)->total_cents, <=, od_order_item_get_row (b)->total_cents);
+    }
+  od_order_list_sort_by (list, OD_ORDER_SORT_TOTAL, TRUE);
+  {
+    g_autoptr(OdOrderItem) a = row_at (f, 0);
+    g_autoptr(OdOrderItem) b = row_at (f, SMALL_CACHE - 1);
+
+    g_assert_cmpint (od_order_item_get_row (a)->total_cents, >, od_order_item_get_row (b)->total_cents);
+  }
+  od_order_list_sort_by (list, OD_ORDER_SORT_CUSTOMER, FALSE);
+  {
+    g_autoptr(OdOrderItem) a = row_at (f, 0);
+    g_autoptr(OdOrderItem) b = row_at (f, 2500);
+
+    g_assert_cmpint (g_utf8_collate (od_order_item_get_row (a)->customer_name,
+                                     od_order_item_get_row (b)->customer_name), <=, 0);
+  }
+  /* Deep rows are reachable (keyset walk) and in order. */
+  {
+    g_autoptr(OdOrderItem) a = row_at (f, 4000);
+    g_autoptr(OdOrderItem) b = row_at (f, 4001);
+
+    g_assert_cmpint (strcmp (od_order_item_get_row (a)->customer_name,
+                             od_order_item_get_row (b)->customer_name), <=, 0);
+  }
+}
+
+/* Live, offline, reconnecting, live again. */
+
+typedef struct
+{
+  Fixture    *f;
+  OdLagState  state;
+} StateWait;
+
+static gboolean
+lag_in_state (gpointer data)
+{
+  StateWait *w = data;
+  OdLagIndicator *indicator = od_window_get_lag_indicator (w->f->window);
+  OdLag *lag = od_lag_indicator_get_lag (indicator);
+
+  return lag != NULL && od_lag_get_state (lag) == w->state;
+}
+
+static void
+wait_state (Fixture    *f,
+            OdLagState  state,
+            guint       timeout_ms)
+{
+  StateWait w = { f, state };
+
+  if (!od_test_wait (lag_in_state, &w, timeout_ms))
+    g_error ("the lag indicator did not reach state %d; it says “%s”", state, lag_text (f));
+}
+
+static gboolean
+reconnecting_or_offline (gpointer data)
+{
+  Fixture *f = data;
+  OdLag *lag = od_lag_indicator_get_lag (od_window_get_lag_indicator (f->window));
+  OdLagState state = lag ? od_lag_get_state (lag) : OD_LAG_STATE_OFFLINE;
+
+  return state == OD_LAG_STATE_RECONNECTING || state == OD_LAG_STATE_OFFLINE;
+}
+
+static void
+test_offline_states (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autofree char *listen = g_strdup_printf ("127.0.0.1:%u", od_test_free_port ());
+  g_autoptr(OdTestServer) server = od_test_server_new ("--listen", listen, "--demo", NULL);
+  g_autofree char *url = g_strdup (od_test_server_url (server));
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  guint orders;
+
+  /* Online: the demo's orders arrive and the indicator says Live. */
+  open_window (f, url, OD_TEST_ALICE, cache, FALSE);
+  wait_state (f, OD_LAG_STATE_LIVE, 30000);
+  od_test_spin (300);
+  orders = n_rows (f);
+  g_assert_cmpuint (orders, >, 100);
+  g_assert_cmpstr (lag_text (f), ==, "Live");
+
+  /* The server goes away: the indicator says so, the orders stay. */
+  od_test_server_stop (server);
+  g_assert_true (od_test_wait (reconnecting_or_offline, f, 20000));
+  g_assert_true (g_str_has_prefix (lag_text (f), "Reconnecting in")
+                 || g_str_has_prefix (lag_text (f), "Offline"));
+  g_assert_cmpuint (n_rows (f), ==, orders);
+
+  /* Offline start: the cache shows at once, with the time of the data. */
+  open_window (f, url, OD_TEST_ALICE, cache, TRUE);
+  od_test_wait_frame (GTK_WIDGET (od_window_get_order_list (f->window)));
+  g_assert_cmpuint (n_rows (f), ==, orders);
+  g_assert_true (g_str_has_prefix (lag_text (f), "Offline · data as of "));
+
+  /* Online start with the server down, then the server comes back. */
+  open_window (f, url, OD_TEST_ALICE, cache, FALSE);
+  g_assert_cmpuint (n_rows (f), ==, orders);
+  wait_state (f, OD_LAG_STATE_RECONNECTING, 20000);
+  g_assert_true (g_str_has_prefix (lag_text (f), "Reconnecting in"));
+  od_test_server_start (server);
+  g_assert_cmpstr (od_test_server_url (server), ==, url);
+  od_sync_engine_reconnect_now (od_window_get_sync_engine (f->window));
+  wait_state (f, OD_LAG_STATE_LIVE, 30000);
+  g_assert_cmpuint (n_rows (f), ==, orders);
+}
+
+/* Commands through the dialogs. */
+
+static gboolean
+has_toast_containing (gpointer data)
+{
+  const char **args = data;
+  const char *toast = od_window_get_last_toast ((OdWindow *) args[0]);
+
+  return toast != NULL && strstr (toast, args[1]) != NULL;
+}
+
+static void
+wait_toast (Fixture    *f,
+            const char *text)
+{
+  const char *args[2] = { (const char *) f->window, text };
+
+  if (!od_test_wait (has_toast_containing, args, 20000))
+    g_error ("no toast with “%s”; the last one was “%s”", text,
+             od_window_get_last_toast (f->window));
+}
+
+typedef struct
+{
+  OdOrderItem *item;
+  gint64       item_count;
+} ItemWait;
+
+static gboolean
+item_has_count (gpointer data)
+{
+  ItemWait *w = data;
+
+  return od_order_item_get_row (w->item)->item_count == w->item_count;
+}
+
+static void
+test_commands (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdCommandDialog *dialog;
+  g_autoptr(OdOrderItem) item = NULL;
+  g_autofree char *order_id = NULL;
+  guint before;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  wait_state (f, OD_LAG_STATE_LIVE, 30000);
+  od_test_spin (300);
+  before = n_rows (f);
+
+  /* New order: the dialog checks fields with the server's rules. */
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_CREATE_ORDER);
+  g_assert_nonnull (dialog);
+  g_assert_cmpstr (od_command_dialog_set_field (dialog, "customer_name", ""), ==, "must not be empty");
+  g_assert_cmpstr (od_command_dialog_set_field (dialog, "customer_email", "no-at-sign"), ==,
+                   "must contain exactly one @");
+  g_assert_cmpstr (od_command_dialog_set_field (dialog, "currency", "eur"), ==,
+                   "must be three upper-case letters");
+  g_assert_false (od_command_dialog_can_send (dialog));
+  g_assert_null (od_command_dialog_set_field (dialog, "customer_name", "Zed Tester"));
+  g_assert_null (od_command_dialog_set_field (dialog, "customer_email", "zed@example.org"));
+  g_assert_null (od_command_dialog_set_field (dialog, "currency", "EUR"));
+  g_assert_true (od_command_dialog_can_send (dialog));
+  od_command_dialog_send (dialog);
+  wait_toast (f, "New order for Zed Tester: done");
+  od_test_spin (200);
+  g_assert_cmpuint (n_rows (f), ==, before + 1);
+
+  /* Found by the customer's name. */
+  od_order_list_set_search (od_window_get_order_list (f->window), "Zed Tester");
+  g_assert_cmpuint (n_rows (f), ==, 1);
+  item = row_at (f, 0);
+  g_assert_cmpstr (od_order_item_get_row (item)->customer_name, ==, "Zed Tester");
+  order_id = g_strdup (od_order_item_get_order_id (item));
+  od_order_list_select_position (od_window_get_order_list (f->window), 0);
+  od_test_spin (50);
+  g_assert_cmpstr (od_order_detail_get_order (od_window_get_order_detail (f->window))->order_id, ==, order_id);
+
+  /* Add an item: the same row updates in place once the event arrives. */
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_ADD_ITEM);
+  g_assert_cmpstr (od_command_dialog_set_field (dialog, "quantity", "0"), ==, "must be between 1 and 10000");
+  g_assert_cmpstr (od_command_dialog_set_field (dialog, "sku", "MUG BLUE"), ==,
+                   "may only contain letters, digits, '.', '_' and '-'");
+  g_assert_null (od_command_dialog_set_field (dialog, "sku", "MUG-BLUE"));
+  g_assert_null (od_command_dialog_set_field (dialog, "name", "Blue mug"));
+  g_assert_null (od_command_dialog_set_field (dialog, "quantity", "2"));
+  g_assert_null (od_command_dialog_set_field (dialog, "unit_price", "12.99"));
+  od_command_dialog_send (dialog);
+  {
+    ItemWait w = { item, 2 };
+
+    g_assert_true (od_test_wait (item_has_count, &w, 20000));
+  }
+  g_assert_cmpint (od_order_item_get_row (item)->total_cents, ==, 2598);
+  {
+    g_autoptr(OdOrderItem) again = row_at (f, 0);
+
+    g_assert_true (again == item);
+  }
+  wait_toast (f, "Add 2 × MUG-BLUE: done");
+  /* The detail followed, with the new line and its history. */
+  od_test_spin (200);
+  {
+    OdOrderDetail *detail = od_window_get_order_detail (f->window);
+
+    g_assert_cmpuint (od_order_detail_get_order (detail)->lines->len, ==, 1);
+    g_assert_cmpuint (od_order_detail_get_timeline_length (detail), ==, 2);
+    /* The order as it was after its first event: no lines yet. */
+    {
+      g_autoptr(GPtrArray) events = od_query_timeline (od_window_get_cache (f->window), order_id, NULL);
+      OdEvent *created = g_ptr_array_index (events, 0);
+
+      od_order_detail_show_past (detail, created->position);
+      g_assert_cmpint (od_order_detail_get_past_position (detail), ==, created->position);
+      g_assert_cmpuint (od_order_detail_get_shown_order (detail)->lines->len, ==, 0);
+      od_order_detail_show_past (detail, -1);
+      g_assert_cmpuint (od_order_detail_get_shown_order (detail)->lines->len, ==, 1);
+    }
+  }
+
+  /* A refused command shows the server's detail. */
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_MARK_DELIVERED);
+  od_command_dialog_send (dialog);
+  wait_toast (f, "Mark delivered refused: ");
+  {
+    g_autoptr(GPtrArray) commands = od_outbox_list (od_window_get_outbox (f->window), TRUE, 10, NULL);
+    OdPendingCommand *refused = NULL;
+
+    for (guint i = 0; i < commands->len; i++)
+      {
+        OdPendingCommand *c = g_ptr_array_index (commands, i);
+
+        if (c->state == OD_COMMAND_STATE_REJECTED)
+          refused = c;
+      }
+    g_assert_nonnull (refused);
+    g_assert_nonnull (refused->detail);
+    g_assert_nonnull (strstr (od_window_get_last_toast (f->window), refused->detail));
+  }
+  od_test_server_stop (server);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  if (!od_test_app_init (&argc, &argv))
+    {
+      g_print ("1..0 # SKIP no display\n");
+      return 77;
+    }
+
+  g_test_add ("/app/open-million", Fixture, NULL, fixture_set_up, test_open_million, fixture_tear_down);
+  g_test_add ("/app/welcome", Fixture, NULL, fixture_set_up, test_welcome, fixture_tear_down);
+  g_test_add ("/app/search-filter-sort", Fixture, NULL, fixture_set_up, test_search_filter_sort, fixture_tear_down);
+  g_test_add ("/app/offline-states", Fixture, NULL, fixture_set_up, test_offline_states, fixture_tear_down);
+  g_test_add ("/app/commands", Fixture, NULL, fixture_set_up, test_commands, fixture_tear_down);
+  return g_test_run ();
+}

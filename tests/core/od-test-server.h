@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "od-core.h"
+
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+/* A real orderdesk-server (OD_SERVER_BIN) on loopback for the core's
+ * tests, with a tokens file of its own: "op-secret" (operator "alice")
+ * and "view-secret" (viewer "victor"). */
+typedef struct
+{
+  char        *dir;
+  char        *store;      /* sqlite file */
+  char        *tokens;
+  char        *ready;
+  char        *url;
+  guint        port;
+  GSubprocess *proc;
+  SoupSession *session;
+  guint        demo_orders;
+} OdTestServer;
+
+#define OD_TEST_OPERATOR_TOKEN "op-secret"
+#define OD_TEST_VIEWER_TOKEN   "view-secret"
+
+/* demo_orders > 0 seeds the store (--demo --demo-orders N) and waits
+ * until the seeding is done. */
+OdTestServer *od_test_server_start    (guint          demo_orders);
+/* Starts the server again on the same store and port. */
+void          od_test_server_restart  (OdTestServer  *server);
+void          od_test_server_kill     (OdTestServer  *server);
+void          od_test_server_signal   (OdTestServer  *server,
+                                       int            signum);
+void          od_test_server_free     (OdTestServer  *server);
+
+/* POST /v1/commands; returns the status, *body (if non-NULL) gets the
+ * answer. */
+guint         od_test_post_command    (OdTestServer  *server,
+                                       const char    *key,
+                                       const char    *body,
+                                       char         **answer);
+gint64        od_test_head            (OdTestServer  *server);
+/* Every event of the log, through GET /v1/events pages. */
+GPtrArray    *od_test_fetch_events    (OdTestServer  *server);
+
+/* Sends n commands (create, add items, place, …) from `threads`
+ * threads; returns the highest position acknowledged. */
+gint64        od_test_load            (OdTestServer  *server,
+                                       guint          n_orders,
+                                       guint          threads);
+
+char         *od_test_ctl_path        (void);
+char         *od_test_tmpdir          (const char    *name);
+void          od_test_rmdir           (const char    *dir);
+
+/* Positions once, versions contiguous per order, integrity ok. */
+void          od_test_assert_cache_sane (OdCache     *cache);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdTestServer, od_test_server_free)
+
+G_END_DECLS

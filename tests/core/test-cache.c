@@ -1,0 +1,710 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The cache, projector, queries and SSE parser, fed with events made by
+ * the test itself (no server needed). */
+#include "od-core.h"
+#include "od-test-events.h"
+#include "od-event-fast.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+typedef struct
+{
+  char    *dir;
+  char    *path;
+  OdCache *cache;
+} Fixture;
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->dir = g_dir_make_tmp ("od-test-cache-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->path = g_build_filename (f->dir, "cache.sqlite", NULL);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (f->cache);
+}
+
+static void
+remove_dir (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_clear_object (&f->cache);
+  remove_dir (f->dir);
+  g_free (f->dir);
+  g_free (f->path);
+}
+
+static void
+push_log (OdCache   *cache,
+          OdTestLog *log,
+          guint32    seed)
+{
+  GRand *rand = g_rand_new_with_seed (seed);
+  guint i = 0;
+
+  while (i < log->events->len)
+    {
+      guint n = g_rand_int_range (rand, 1, 700);
+
+      od_cache_push_events (cache, od_test_log_slice (log, i, i + n), log->head);
+      i += n;
+    }
+  g_rand_free (rand);
+  g_assert_true (od_cache_flush (cache, NULL));
+}
+
+static gint64
+scalar (OdCache    *cache,
+        const char *sql)
+{
+  sqlite3_stmt *st = NULL;
+  gint64 v = -1;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (od_cache_get_db (cache), sql, -1, &st, NULL), ==,
+                   SQLITE_OK);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    v = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  return v;
+}
+
+static char *
+views_digest (OdCache *cache)
+{
+  sqlite3_stmt *st = NULL;
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  const char *queries[] = {
+    "SELECT order_id, status, version, total_cents, item_count, updated_at FROM orders ORDER BY order_id",
+    "SELECT order_id, sku, quantity, unit_price_cents FROM order_items ORDER BY order_id, sku",
+    "SELECT position, order_id, version, type FROM order_events ORDER BY position",
+    "SELECT status, n FROM status_counts ORDER BY status",
+  };
+  char *out;
+
+  for (guint q = 0; q < G_N_ELEMENTS (queries); q++)
+    {
+      sqlite3_prepare_v2 (od_cache_get_db (cache), queries[q], -1, &st, NULL);
+      while (sqlite3_step (st) == SQLITE_ROW)
+        for (int c = 0; c < sqlite3_column_count (st); c++)
+          {
+            const char *t = (const char *) sqlite3_column_text (st, c);
+
+            g_checksum_update (sum, (const guchar *) (t ? t : "NULL"), -1);
+            g_checksum_update (sum, (const guchar *) "|", 1);
+          }
+      sqlite3_finalize (st);
+    }
+  out = g_strdup (g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  return out;
+}
+
+static void
+test_projector_matches_fold (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (3000, 7);
+  g_autoptr(GHashTable) fold = od_test_fold (log->events);
+  g_autofree char *why = NULL;
+  gint64 counts[6];
+  gint64 fold_counts[6] = { 0 };
+  GHashTableIter iter;
+  gpointer value;
+
+  push_log (f->cache, log, 1);
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, log->head);
+  if (!od_test_cache_equals_fold (f->cache, fold, &why))
+    g_error ("%s", why);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM order_events"), ==, log->events->len);
+  /* Unknown event types are kept. */
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM order_events WHERE type = 'SomethingNew'"),
+                   >, 0);
+
+  g_assert_true (od_cache_get_status_counts (f->cache, counts, NULL));
+  g_hash_table_iter_init (&iter, fold);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      OdOrder *o = value;
+
+      fold_counts[o->status]++;
+      fold_counts[0]++;
+    }
+  for (int i = 0; i < 6; i++)
+    g_assert_cmpint (counts[i], ==, fold_counts[i]);
+}
+
+static void
+test_replay_is_noop (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (500, 11);
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+
+  push_log (f->cache, log, 2);
+  before = views_digest (f->cache);
+  /* Replays of everything and of random slices, repeated events. */
+  push_log (f->cache, log, 3);
+  for (guint i = 0; i < 50; i++)
+    {
+      guint from = g_random_int_range (0, log->events->len);
+
+      od_cache_push_events (f->cache, od_test_log_slice (log, from, from + 30), log->head);
+      od_cache_push_events (f->cache, od_test_log_slice (log, from, from + 1), log->head);
+    }
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  after = views_digest (f->cache);
+  g_assert_cmpstr (before, ==, after);
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, log->head);
+}
+
+typedef struct
+{
+  gint64 applied;
+  gint64 position;
+  gint64 prev;
+  guint  calls;
+} GapSeen;
+
+static void
+on_gap (gint64   applied,
+        gint64   position,
+        gint64   prev,
+        gpointer user_data)
+{
+  GapSeen *g = user_data;
+
+  g->applied = applied;
+  g->position = position;
+  g->prev = prev;
+  g->calls++;
+}
+
+static void
+test_gap_stops (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (100, 5);
+  GapSeen seen = { 0 };
+
+  od_cache_set_gap_func (f->cache, on_gap, &seen);
+  od_cache_push_events (f->cache, od_test_log_slice (log, 0, 100), log->head);
+  /* Events 111.. follow 110, which the cache never saw. */
+  od_cache_push_events (f->cache, od_test_log_slice (log, 110, 150), log->head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, 100);
+  g_assert_cmpuint (seen.calls, ==, 1);
+  g_assert_cmpint (seen.applied, ==, 100);
+  g_assert_cmpint (seen.position, ==, 111);
+  g_assert_cmpint (seen.prev, ==, 110);
+  g_assert_cmpint (scalar (f->cache, "SELECT max(position) FROM order_events"), ==, 100);
+  /* Filling the hole goes on where it stopped. */
+  od_cache_push_events (f->cache, od_test_log_slice (log, 100, log->events->len), log->head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, log->head);
+  od_cache_set_gap_func (f->cache, NULL, NULL);
+}
+
+static int
+compare_rows (OdOrderSort       sort,
+              const OdOrderRow *a,
+              const OdOrderRow *b)
+{
+  int c;
+
+  switch (sort)
+    {
+    case OD_ORDER_SORT_TOTAL:
+      c = (a->total_cents > b->total_cents) - (a->total_cents < b->total_cents);
+      break;
+    case OD_ORDER_SORT_CREATED:
+      c = strcmp (a->created_at, b->created_at);
+      break;
+    case OD_ORDER_SORT_CUSTOMER:
+      c = strcmp (a->customer_name, b->customer_name);
+      break;
+    case OD_ORDER_SORT_UPDATED:
+    default:
+      c = strcmp (a->updated_at, b->updated_at);
+      break;
+    }
+  return c ? c : strcmp (a->order_id, b->order_id);
+}
+
+static void
+test_queries (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (1200, 13);
+  gint64 counts[6];
+
+  push_log (f->cache, log, 4);
+  g_assert_true (od_cache_get_status_counts (f->cache, counts, NULL));
+
+  for (int sort = OD_ORDER_SORT_UPDATED; sort <= OD_ORDER_SORT_CUSTOMER; sort++)
+    for (int desc = 0; desc < 2; desc++)
+      for (int status = OD_STATUS_NONE; status < OD_STATUS_N; status++)
+        {
+          OdOrderQuery q = { sort, desc, status, NULL };
+          OdOrderCursor cursor = { 0 };
+          g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+          g_autoptr(OdOrderRow) last = NULL;
+          guint total = 0;
+
+          for (;;)
+            {
+              g_autoptr(GError) error = NULL;
+              g_autoptr(GPtrArray) rows = od_query_orders (f->cache, &q, &cursor, 37, &error);
+
+              g_assert_no_error (error);
+              for (guint i = 0; i < rows->len; i++)
+                {
+                  OdOrderRow *r = g_ptr_array_index (rows, i);
+
+                  g_assert_true (g_hash_table_add (seen, g_strdup (r->order_id)));
+                  if (status != OD_STATUS_NONE)
+                    g_assert_cmpint (r->status, ==, status);
+                  if (last != NULL)
+                    {
+                      int c = compare_rows (sort, last, r);
+
+                      g_assert_cmpint (desc ? -c : c, <, 0);
+                    }
+                  g_clear_pointer (&last, od_order_row_free);
+                  last = od_order_row_copy (r);
+                  total++;
+                }
+              if (rows->len < 37)
+                break;
+              od_order_cursor_from_row (&cursor, &q, g_ptr_array_index (rows, rows->len - 1));
+            }
+          od_order_cursor_clear (&cursor);
+          g_assert_cmpint (total, ==, counts[status]);
+          g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==, counts[status]);
+        }
+
+  /* Search: id prefix, customer words, e-mail, SKU. */
+  {
+    OdEvent *first = g_ptr_array_index (log->events, 0);
+    char prefix[20];
+    OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, prefix };
+    g_autoptr(GPtrArray) rows = NULL;
+    gboolean found = FALSE;
+
+    g_strlcpy (prefix, first->order_id, 14);
+    rows = od_query_orders (f->cache, &q, NULL, 100, NULL);
+    for (guint i = 0; i < rows->len; i++)
+      {
+        OdOrderRow *r = g_ptr_array_index (rows, i);
+
+        g_assert_true (g_str_has_prefix (r->order_id, prefix));
+        found |= g_str_equal (r->order_id, first->order_id);
+      }
+    g_assert_true (found);
+
+    q.search = "grace hop";
+    g_clear_pointer (&rows, g_ptr_array_unref);
+    rows = od_query_orders (f->cache, &q, NULL, 1000, NULL);
+    g_assert_cmpuint (rows->len, >, 0);
+    for (guint i = 0; i < rows->len; i++)
+      g_assert_true (g_str_has_prefix (((OdOrderRow *) rows->pdata[i])->customer_name,
+                                       "Grace Hopper"));
+
+    q.search = "c17@example.com";
+    g_clear_pointer (&rows, g_ptr_array_unref);
+    rows = od_query_orders (f->cache, &q, NULL, 1000, NULL);
+    g_assert_cmpuint (rows->len, >=, 1);
+    found = FALSE;
+    for (guint i = 0; i < rows->len; i++)
+      found |= g_str_equal (((OdOrderRow *) rows->pdata[i])->customer_email, "c17@example.com");
+    g_assert_true (found);
+
+    q.search = "SKU-2";
+    g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), >, 0);
+    g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==,
+                     scalar (f->cache, "SELECT count(DISTINCT order_id) FROM order_items WHERE sku = 'SKU-2'"));
+
+    /* FTS syntax in the text is only text. */
+    q.search = "\"OR* NEAR( -";
+    g_clear_pointer (&rows, g_ptr_array_unref);
+    rows = od_query_orders (f->cache, &q, NULL, 10, NULL);
+    g_assert_nonnull (rows);
+  }
+}
+
+static void
+test_order_at (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (50, 17);
+  OdEvent *pick = NULL;
+
+  push_log (f->cache, log, 5);
+  for (guint i = 0; i < log->events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (log->events, i);
+
+      if (ev->version == 3)
+        {
+          pick = ev;
+          break;
+        }
+    }
+  g_assert_nonnull (pick);
+  {
+    g_autoptr(GPtrArray) timeline = od_query_timeline (f->cache, pick->order_id, NULL);
+    g_autoptr(GPtrArray) upto = g_ptr_array_new ();
+    g_autoptr(GHashTable) fold = NULL;
+    g_autoptr(OdOrder) at = od_query_order_at (f->cache, pick->order_id, pick->position, NULL);
+    OdOrder *expect;
+
+    g_assert_cmpuint (timeline->len, >=, 3);
+    for (guint i = 0; i < log->events->len; i++)
+      {
+        OdEvent *ev = g_ptr_array_index (log->events, i);
+
+        if (ev->position <= pick->position && g_str_equal (ev->order_id, pick->order_id))
+          g_ptr_array_add (upto, ev);
+      }
+    fold = od_test_fold (upto);
+    expect = g_hash_table_lookup (fold, pick->order_id);
+    g_assert_nonnull (at);
+    g_assert_cmpint (at->version, ==, 3);
+    g_assert_cmpint (at->status, ==, expect->status);
+    g_assert_cmpint (od_order_total_cents (at), ==, od_order_total_cents (expect));
+    g_assert_cmpuint (at->lines->len, ==, expect->lines->len);
+  }
+}
+
+static void
+test_bulk_catch_up (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (1500, 29);
+  g_autoptr(GHashTable) fold = od_test_fold (log->events);
+  g_autofree char *why = NULL;
+  OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "grace" };
+
+  od_cache_set_bulk_threshold (f->cache, 1000);
+  od_cache_set_max_transaction (f->cache, 2000);
+  push_log (f->cache, log, 8);
+  if (!od_test_cache_equals_fold (f->cache, fold, &why))
+    g_error ("%s", why);
+  /* Caught up: every index and the search index are back. */
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"), ==, 11);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE name = 'orders_count_insert_bulk'"), ==, 0);
+  g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==,
+                   scalar (f->cache, "SELECT count(*) FROM orders WHERE customer_name LIKE 'Grace%'"));
+  g_clear_object (&f->cache);
+
+  /* Interrupted bulk mode (as a kill leaves it): repaired on open. */
+  {
+    sqlite3 *db = NULL;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_exec (db,
+                                   "DROP INDEX orders_updated; DROP INDEX order_items_sku;"
+                                   "DROP TRIGGER orders_count_insert;"
+                                   "CREATE TRIGGER orders_count_insert_bulk AFTER INSERT ON orders BEGIN"
+                                   "  UPDATE status_counts SET n = n + 1 WHERE status = NEW.status; END;",
+                                   NULL, NULL, NULL), ==, SQLITE_OK);
+    sqlite3_close (db);
+    f->cache = od_cache_open (f->path, &error);
+    g_assert_no_error (error);
+    g_assert_true (od_cache_flush (f->cache, NULL));
+    g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"), ==, 11);
+    g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==,
+                     scalar (f->cache, "SELECT count(*) FROM orders WHERE customer_name LIKE 'Grace%'"));
+  }
+}
+
+static void
+test_migration_rebuilds (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("od-test-mig-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "c.sqlite", NULL);
+  sqlite3 *db = NULL;
+  g_autoptr(OdCache) cache = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db,
+                                 "CREATE TABLE orders (x);"
+                                 "INSERT INTO orders VALUES (1);"
+                                 "CREATE TABLE pending_commands (id INTEGER PRIMARY KEY, idempotency_key TEXT);"
+                                 "PRAGMA user_version = 99;",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, 0);
+  g_assert_cmpint (scalar (cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM orders"), ==, 0);
+  /* The future outbox was kept aside, not dropped. */
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM sqlite_master WHERE name = 'pending_commands_future'"), ==, 1);
+  g_clear_object (&cache);
+
+  /* A file that is not a database is started again. */
+  g_assert_true (g_file_set_contents (path, "this is not sqlite at all, not at all........", -1, NULL));
+  {
+    g_autofree char *wal = g_strconcat (path, "-wal", NULL);
+    g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+
+    g_unlink (wal);
+    g_unlink (shm);
+  }
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM orders"), ==, 0);
+  g_clear_object (&cache);
+  remove_dir (dir);
+}
+
+static void
+rebuild_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      data)
+{
+  gboolean *done = data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (od_cache_rebuild_finish (OD_CACHE (source), result, &error));
+  g_assert_no_error (error);
+  *done = TRUE;
+}
+
+static void
+test_rebuild (Fixture       *f,
+              gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (200, 19);
+  g_autoptr(GHashTable) fold = od_test_fold (log->events);
+  g_autofree char *why = NULL;
+  gboolean done = FALSE;
+
+  push_log (f->cache, log, 6);
+  od_cache_rebuild_async (f->cache, NULL, rebuild_done, &done);
+  while (!done)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, 0);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM orders"), ==, 0);
+  g_assert_cmpint (scalar (f->cache, "SELECT n FROM status_counts WHERE status = 'draft'"), ==, 0);
+  push_log (f->cache, log, 7);
+  if (!od_test_cache_equals_fold (f->cache, fold, &why))
+    g_error ("%s", why);
+}
+
+static void
+wait_done (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  int *state = data;
+  g_autoptr(GError) error = NULL;
+
+  if (od_cache_wait_position_finish (OD_CACHE (source), result, &error))
+    *state = 1;
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    *state = 2;
+  else
+    *state = 3;
+}
+
+static void
+test_wait_position (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (20, 23);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  int a = 0, b = 0;
+
+  od_cache_wait_position_async (f->cache, 10, NULL, wait_done, &a);
+  od_cache_wait_position_async (f->cache, log->head + 100, cancellable, wait_done, &b);
+  g_assert_cmpint (a, ==, 0);
+  od_cache_push_events (f->cache, od_test_log_slice (log, 0, 20), log->head);
+  while (a == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (a, ==, 1);
+  g_assert_cmpint (b, ==, 0);
+  g_cancellable_cancel (cancellable);
+  while (b == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (b, ==, 2);
+}
+
+/* SSE parsing: every line ending, every split point. */
+typedef struct
+{
+  GString *log;
+  guint    retry;
+} SseSeen;
+
+static void
+sse_frame (const char *event,
+           const char *id,
+           const char *data,
+           gsize       len,
+           gpointer    user_data)
+{
+  SseSeen *s = user_data;
+
+  g_string_append_printf (s->log, "[%s|%s|%.*s]", event, id ? id : "-", (int) len, data);
+}
+
+static void
+sse_retry (guint    ms,
+           gpointer user_data)
+{
+  ((SseSeen *) user_data)->retry = ms;
+}
+
+static void
+test_sse_parser (void)
+{
+  const char *frames[] = {
+    "retry: 2000\n\nid: 1\nevent: ItemAdded\ndata: {\"a\":1}\n\n: comment\nevent: head\ndata: {\"head\":1}\n\ndata: x\ndata: y\n\n",
+    "retry: 2000\r\n\r\nid: 1\r\nevent: ItemAdded\r\ndata: {\"a\":1}\r\n\r\n: comment\r\nevent: head\r\ndata: {\"head\":1}\r\n\r\ndata: x\r\ndata: y\r\n\r\n",
+    "retry: 2000\r\rid: 1\revent: ItemAdded\rdata: {\"a\":1}\r\r: comment\revent: head\rdata: {\"head\":1}\r\rdata: x\rdata: y\r\r",
+  };
+  const char *expect = "[ItemAdded|1|{\"a\":1}][head|-|{\"head\":1}][message|-|x\ny]";
+
+  for (guint f = 0; f < G_N_ELEMENTS (frames); f++)
+    {
+      gsize len = strlen (frames[f]);
+
+      for (gsize split = 0; split <= len; split++)
+        {
+          SseSeen seen = { g_string_new (NULL), 0 };
+          OdSseParser *p = od_sse_parser_new (sse_frame, sse_retry, &seen);
+
+          od_sse_parser_feed (p, frames[f], split);
+          od_sse_parser_feed (p, frames[f] + split, len - split);
+          g_assert_cmpstr (seen.log->str, ==, expect);
+          g_assert_cmpuint (seen.retry, ==, 2000);
+          od_sse_parser_free (p);
+          g_string_free (seen.log, TRUE);
+        }
+      /* Byte by byte. */
+      {
+        SseSeen seen = { g_string_new (NULL), 0 };
+        OdSseParser *p = od_sse_parser_new (sse_frame, sse_retry, &seen);
+
+        for (gsize i = 0; i < len; i++)
+          od_sse_parser_feed (p, frames[f] + i, 1);
+        g_assert_cmpstr (seen.log->str, ==, expect);
+        od_sse_parser_free (p);
+        g_string_free (seen.log, TRUE);
+      }
+    }
+}
+
+static void
+test_fast_event_parser (void)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (100, 31);
+  const char *fallback[] = {
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\\\"b\",\"data\":{}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{\"n\":1.5}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{\"n\":{\"m\":1}}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{},\"extra\":1}",
+    "{\"position\":2,\"prev\":2,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193A1C2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\"}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{}} x",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"\xff\",\"data\":{}}",
+    "{\"position\":2,\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"a\",\"data\":{",
+    "",
+    "{",
+  };
+
+  for (guint i = 0; i < log->events->len; i++)
+    {
+      g_autoptr(GString) line = g_string_new (NULL);
+      g_autoptr(OdEvent) slow = NULL;
+      g_autoptr(OdEvent) fast = NULL;
+      g_autofree char *a = NULL;
+      g_autofree char *b = NULL;
+
+      od_event_append_json (line, g_ptr_array_index (log->events, i));
+      slow = od_event_parse (line->str, line->len, NULL);
+      fast = od_event_parse_fast (line->str, line->len);
+      g_assert_nonnull (slow);
+      if (fast == NULL)
+        {
+          /* Only the unknown type's nested data needs json-glib. */
+          g_assert_cmpstr (slow->type, ==, "SomethingNew");
+          continue;
+        }
+      g_assert_cmpint (fast->position, ==, slow->position);
+      g_assert_cmpint (fast->prev, ==, slow->prev);
+      g_assert_cmpint (fast->version, ==, slow->version);
+      g_assert_cmpstr (fast->order_id, ==, slow->order_id);
+      g_assert_cmpstr (fast->type, ==, slow->type);
+      g_assert_cmpstr (fast->recorded_at, ==, slow->recorded_at);
+      g_assert_cmpstr (fast->actor, ==, slow->actor);
+      a = json_to_string (fast->data_node, FALSE);
+      b = json_to_string (slow->data_node, FALSE);
+      g_assert_cmpstr (a, ==, b);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (fallback); i++)
+    g_assert_null (od_event_parse_fast (fallback[i], strlen (fallback[i])));
+  /* Some of those are valid events: json-glib takes them. */
+  g_assert_nonnull (od_event_parse (fallback[0], -1, NULL));
+  g_assert_nonnull (od_event_parse (fallback[2], -1, NULL));
+}
+
+static void
+test_default_path (void)
+{
+  g_autofree char *p = od_cache_default_path ("http://127.0.0.1:8080/");
+
+  g_assert_true (g_str_has_suffix (p, "/orderdesk/http_127.0.0.1_8080.sqlite"));
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autofree char *xdg = g_dir_make_tmp ("od-test-xdg-XXXXXX", NULL);
+
+  g_setenv ("XDG_DATA_HOME", xdg, TRUE);
+  g_test_init (&argc, &argv, NULL);
+  g_test_add ("/cache/projector-matches-fold", Fixture, NULL, fixture_setup,
+              test_projector_matches_fold, fixture_teardown);
+  g_test_add ("/cache/replay-is-noop", Fixture, NULL, fixture_setup, test_replay_is_noop,
+              fixture_teardown);
+  g_test_add ("/cache/gap-stops", Fixture, NULL, fixture_setup, test_gap_stops, fixture_teardown);
+  g_test_add ("/cache/queries", Fixture, NULL, fixture_setup, test_queries, fixture_teardown);
+  g_test_add ("/cache/order-at", Fixture, NULL, fixture_setup, test_order_at, fixture_teardown);
+  g_test_add ("/cache/rebuild", Fixture, NULL, fixture_setup, test_rebuild, fixture_teardown);
+  g_test_add ("/cache/wait-position", Fixture, NULL, fixture_setup, test_wait_position,
+              fixture_teardown);
+  g_test_add ("/cache/bulk-catch-up", Fixture, NULL, fixture_setup, test_bulk_catch_up,
+              fixture_teardown);
+  g_test_add_func ("/cache/migration-rebuilds", test_migration_rebuilds);
+  g_test_add_func ("/cache/default-path", test_default_path);
+  g_test_add_func ("/sync/fast-event-parser", test_fast_event_parser);
+  g_test_add_func ("/sse/parser", test_sse_parser);
+  return g_test_run ();
+}

@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The sync engine against a test stream server of our own (libsoup, in
+ * this process) that repeats, replays and reorders events and leaves a
+ * real gap: repeats and replays change nothing, and a gap is filled from
+ * the page endpoint, never skipped. */
+#include "od-core.h"
+#include "od-test-events.h"
+
+#include <libsoup/soup.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef enum
+{
+  PLAN_DUPLICATES, /* first stream: events, repeats, replays, then a head frame */
+  PLAN_GAP,        /* first stream: events, then events after a hole */
+  PLAN_REORDER,    /* first stream: events, then n+2 before n+1 */
+  PLAN_STUCK,      /* first stream: events, then only heartbeats below the head */
+} Plan;
+
+typedef struct
+{
+  SoupServer *server;
+  char       *url;
+  OdTestLog  *log;
+  gint64      served_head;  /* what the log holds (head of /v1/head) */
+  Plan        plan;
+  guint       streams;
+  guint       pages;
+  GPtrArray  *open_msgs;
+} StreamServer;
+
+static void
+append_range (GString   *out,
+              OdTestLog *log,
+              gint64     from,
+              gint64     to)
+{
+  /* Positions are contiguous from 1 in a test log. */
+  for (gint64 p = from; p <= to && p <= (gint64) log->events->len; p++)
+    od_event_append_sse (out, g_ptr_array_index (log->events, p - 1));
+}
+
+static void
+append_head (GString *out,
+             gint64   head)
+{
+  g_autofree char *now = od_timestamp_now ();
+
+  g_string_append_printf (out, "event: head\ndata: {\"head\":%" G_GINT64_FORMAT ",\"server_time\":\"%s\"}\n\n",
+                          head, now);
+}
+
+static void
+handle_stream (StreamServer      *s,
+               SoupServerMessage *msg,
+               gint64             after)
+{
+  GString *out = g_string_new ("retry: 2000\r\n\r\n");
+  SoupMessageBody *body;
+
+  s->streams++;
+  if (s->streams == 1)
+    {
+      switch (s->plan)
+        {
+        case PLAN_DUPLICATES:
+          append_range (out, s->log, 1, 100);
+          append_range (out, s->log, 50, 100);  /* repeated */
+          append_range (out, s->log, 1, 20);    /* replayed from the start */
+          append_range (out, s->log, 100, 100); /* the last one again */
+          append_head (out, 100);
+          break;
+        case PLAN_GAP:
+          append_range (out, s->log, 1, 50);
+          append_range (out, s->log, 61, 80);   /* 51..60 never sent */
+          break;
+        case PLAN_STUCK:
+          append_range (out, s->log, 1, 30);
+          append_head (out, s->served_head);
+          append_head (out, s->served_head);
+          break;
+        case PLAN_REORDER:
+          append_range (out, s->log, 1, 40);
+          append_range (out, s->log, 42, 42);
+          append_range (out, s->log, 41, 41);
+          append_range (out, s->log, 43, 60);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+  else
+    {
+      /* Later connections are honest: resume after Last-Event-ID. */
+      append_range (out, s->log, after + 1, s->served_head);
+      append_head (out, s->served_head);
+    }
+
+  soup_server_message_set_status (msg, 200, NULL);
+  soup_message_headers_set_content_type (soup_server_message_get_response_headers (msg),
+                                         "text/event-stream", NULL);
+  soup_message_headers_set_encoding (soup_server_message_get_response_headers (msg),
+                                     SOUP_ENCODING_CHUNKED);
+  body = soup_server_message_get_response_body (msg);
+  soup_message_body_set_accumulate (body, FALSE);
+  /* Mixed line ends are legal SSE: send this stream with CRLF. */
+  {
+    GString *crlf = g_string_sized_new (out->len * 11 / 10);
+
+    for (gsize i = 0; i < out->len; i++)
+      {
+        if (out->str[i] == '\n' && (i == 0 || out->str[i - 1] != '\r'))
+          g_string_append_c (crlf, '\r');
+        g_string_append_c (crlf, out->str[i]);
+      }
+    g_string_free (out, TRUE);
+    out = crlf;
+  }
+  {
+    gsize len = out->len;
+
+    soup_message_body_append_take (body, (guchar *) g_string_free (out, FALSE), len);
+  }
+  /* The body is never completed: the stream stays open. */
+  g_ptr_array_add (s->open_msgs, g_object_ref (msg));
+}
+
+static void
+handle_events (StreamServer      *s,
+               SoupServerMessage *msg,
+               gint64             after,
+               gint64             limit)
+{
+  GString *out = g_string_new ("{\"events\":[");
+  gint64 n = 0;
+
+  s->pages++;
+  for (gint64 p = after + 1; p <= s->served_head && n < limit; p++, n++)
+    {
+      if (n > 0)
+        g_string_append_c (out, ',');
+      od_event_append_json (out, g_ptr_array_index (s->log->events, p - 1));
+    }
+  g_string_append_printf (out, "],\"head\":%" G_GINT64_FORMAT "}", s->served_head);
+  soup_server_message_set_status (msg, 200, NULL);
+  {
+    gsize len = out->len;
+
+    soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE,
+                                      g_string_free (out, FALSE), len);
+  }
+}
+
+static gint64
+query_int (GHashTable *query,
+           const char *name,
+           gint64      def)
+{
+  const char *v = query ? g_hash_table_lookup (query, name) : NULL;
+
+  return v ? g_ascii_strtoll (v, NULL, 10) : def;
+}
+
+static void
+handler (SoupServer        *server,
+         SoupServerMessage *msg,
+         const char        *path,
+         GHashTable        *query,
+         gpointer           data)
+{
+  StreamServer *s = data;
+
+  if (g_str_equal (path, "/v1/head"))
+    {
+      g_autofree char *body = g_strdup_printf ("{\"head\":%" G_GINT64_FORMAT ",\"server_time\":\"2026-11-26T00:00:00.000Z\"}",
+                                               s->served_head);
+
+      soup_server_message_set_status (msg, 200, NULL);
+      soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, body,
+                                        strlen (body));
+    }
+  else if (g_str_equal (path, "/v1/events/stream"))
+    {
+      const char *last = soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
+                                                       "Last-Event-ID");
+
+      handle_stream (s, msg, last ? g_ascii_strtoll (last, NULL, 10)
+                                  : query_int (query, "after", 0));
+    }
+  else if (g_str_equal (path, "/v1/events"))
+    handle_events (s, msg, query_int (query, "after", 0), MIN (query_int (query, "limit", 1000), 10000));
+  else
+    soup_server_message_set_status (msg, 404, NULL);
+}
+
+static StreamServer *
+stream_server_new (Plan plan)
+{
+  StreamServer *s = g_new0 (StreamServer, 1);
+  g_autoptr(GError) error = NULL;
+  GSList *uris;
+
+  s->plan = plan;
+  s->log = od_test_log_new (60, 99);
+  s->served_head = plan == PLAN_DUPLICATES ? 100 : s->log->head;
+  s->open_msgs = g_ptr_array_new_with_free_func (g_object_unref);
+  s->server = soup_server_new (NULL, NULL);
+  soup_server_add_handler (s->server, NULL, handler, s, NULL);
+  g_assert_true (soup_server_listen_local (s->server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error));
+  g_assert_no_error (error);
+  uris = soup_server_get_uris (s->server);
+  s->url = g_uri_to_string (uris->data);
+  while (g_str_has_suffix (s->url, "/"))
+    s->url[strlen (s->url) - 1] = '\0';
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  return s;
+}
+
+static void
+stream_server_free (StreamServer *s)
+{
+  soup_server_disconnect (s->server);
+  g_ptr_array_unref (s->open_msgs);
+  g_object_unref (s->server);
+  od_test_log_free (s->log);
+  g_free (s->url);
+  g_free (s);
+}
+
+static gboolean
+timeout_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+settle (OdCache *cache,
+        gint64   target,
+        guint    seconds)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add_seconds (seconds, timeout_cb, &timed_out);
+
+  while (od_cache_get_applied_position (cache) < target && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  /* And a little more, for anything wrong that would still arrive. */
+  if (!timed_out)
+    {
+      gboolean done = FALSE;
+
+      g_source_remove (id);
+      g_timeout_add (300, timeout_cb, &done);
+      while (!done)
+        g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+static void
+assert_cache_is_prefix (OdCache   *cache,
+                        OdTestLog *log,
+                        gint64     upto)
+{
+  g_autoptr(GPtrArray) prefix = g_ptr_array_new ();
+  g_autoptr(GHashTable) fold = NULL;
+  g_autofree char *why = NULL;
+
+  for (gint64 i = 0; i < upto; i++)
+    g_ptr_array_add (prefix, g_ptr_array_index (log->events, i));
+  fold = od_test_fold (prefix);
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, upto);
+  if (!od_test_cache_equals_fold (cache, fold, &why))
+    g_error ("%s", why);
+}
+
+static OdCache *
+new_cache (char **dir)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+  OdCache *cache;
+
+  *dir = g_dir_make_tmp ("od-test-stream-XXXXXX", NULL);
+  path = g_build_filename (*dir, "c.sqlite", NULL);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  return cache;
+}
+
+static void
+rm_cache (OdCache *cache,
+          char    *dir)
+{
+  g_autofree char *path = g_strdup (od_cache_get_path (cache));
+  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
+  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+
+  g_object_unref (cache);
+  remove (path);
+  remove (wal);
+  remove (shm);
+  remove (dir);
+  g_free (dir);
+}
+
+static void
+test_duplicates_have_no_effect (void)
+{
+  StreamServer *s = stream_server_new (PLAN_DUPLICATES);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  OdSyncStats stats;
+
+  od_sync_engine_start (sync);
+  settle (cache, 100, 10);
+  od_sync_engine_get_stats (sync, &stats);
+  assert_cache_is_prefix (cache, s->log, 100);
+  g_assert_cmpuint (stats.duplicates_skipped, ==, 51 + 20 + 1);
+  g_assert_cmpuint (stats.gaps, ==, 0);
+  g_assert_cmpuint (s->pages, ==, 0);
+  g_assert_cmpuint (s->streams, ==, 1);
+  g_assert_cmpint (od_lag_get_state (od_sync_engine_get_lag (sync)), ==, OD_LAG_STATE_LIVE);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
+static void
+test_gap_uses_pages (Plan plan)
+{
+  StreamServer *s = stream_server_new (plan);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  OdSyncStats stats;
+
+  od_sync_engine_start (sync);
+  settle (cache, s->log->head, 10);
+  od_sync_engine_get_stats (sync, &stats);
+  assert_cache_is_prefix (cache, s->log, s->log->head);
+  g_assert_cmpuint (stats.gaps, >=, 1);
+  g_assert_cmpuint (s->pages, >=, 1);
+  g_assert_cmpuint (s->streams, >=, 2);
+  {
+    sqlite3_stmt *st = NULL;
+
+    /* Nothing after the hole was applied before the hole was filled:
+     * positions are exactly 1..head. */
+    sqlite3_prepare_v2 (od_cache_get_db (cache),
+                        "SELECT count(*), min(position), max(position) FROM order_events", -1, &st,
+                        NULL);
+    g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+    g_assert_cmpint (sqlite3_column_int64 (st, 0), ==, s->log->head);
+    g_assert_cmpint (sqlite3_column_int64 (st, 1), ==, 1);
+    g_assert_cmpint (sqlite3_column_int64 (st, 2), ==, s->log->head);
+    sqlite3_finalize (st);
+  }
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
+static void
+test_real_gap (void)
+{
+  test_gap_uses_pages (PLAN_GAP);
+}
+
+static void
+test_reordered (void)
+{
+  test_gap_uses_pages (PLAN_REORDER);
+}
+
+static void
+test_stuck (void)
+{
+  test_gap_uses_pages (PLAN_STUCK);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/stream/duplicates-have-no-effect", test_duplicates_have_no_effect);
+  g_test_add_func ("/stream/real-gap-uses-pages", test_real_gap);
+  g_test_add_func ("/stream/reordered-uses-pages", test_reordered);
+  g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
+  return g_test_run ();
+}

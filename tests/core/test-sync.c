@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The sync engine, outbox and lag against a real orderdesk-server. */
+#include "od-core.h"
+#include "od-test-events.h"
+#include "od-test-server.h"
+
+#include <signal.h>
+#include <string.h>
+
+static gboolean
+timeout_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Iterates the main context until *flag or the timeout. */
+static gboolean
+run_until (gboolean *flag,
+           guint     seconds)
+{
+  gboolean timed_out = FALSE;
+  guint id = g_timeout_add_seconds (seconds, timeout_cb, &timed_out);
+
+  while (!*flag && !timed_out)
+    g_main_context_iteration (NULL, TRUE);
+  if (!timed_out)
+    g_source_remove (id);
+  return *flag;
+}
+
+static void
+sleep_loop (guint ms)
+{
+  gboolean done = FALSE;
+
+  g_timeout_add (ms, timeout_cb, &done);
+  while (!done)
+    g_main_context_iteration (NULL, TRUE);
+}
+
+typedef struct
+{
+  OdCache *cache;
+  gint64   target;
+  gboolean reached;
+} Reach;
+
+static void
+on_applied (OdCache *cache,
+            gint64   position,
+            Reach   *r)
+{
+  if (position >= r->target)
+    r->reached = TRUE;
+}
+
+static gboolean
+wait_applied (OdCache *cache,
+              gint64   target,
+              guint    seconds)
+{
+  Reach r = { cache, target, od_cache_get_applied_position (cache) >= target };
+  gulong id = g_signal_connect (cache, "applied", G_CALLBACK (on_applied), &r);
+  gboolean ok = run_until (&r.reached, seconds);
+
+  g_signal_handler_disconnect (cache, id);
+  return ok;
+}
+
+static void
+assert_equals_server (OdCache      *cache,
+                      OdTestServer *server)
+{
+  g_autoptr(GPtrArray) events = od_test_fetch_events (server);
+  g_autoptr(GHashTable) fold = od_test_fold (events);
+  g_autofree char *why = NULL;
+
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==,
+                   ((OdEvent *) events->pdata[events->len - 1])->position);
+  if (!od_test_cache_equals_fold (cache, fold, &why))
+    g_error ("cache differs from the fold of GET /v1/events: %s", why);
+  od_test_assert_cache_sane (cache);
+}
+
+static OdCache *
+new_cache (const char *dir)
+{
+  g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autoptr(GError) error = NULL;
+  OdCache *cache = od_cache_open (path, &error);
+
+  g_assert_no_error (error);
+  return cache;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_sync_equals_fold (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (1500);
+  g_autofree char *dir = od_test_tmpdir ("fold");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = NULL;
+  gint64 head = od_test_head (server);
+  gint64 last;
+
+  g_assert_cmpint (head, >, 5000);
+  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  od_sync_engine_start (sync);
+  g_assert_true (wait_applied (cache, head, 30));
+  /* Live: more commands while following. */
+  last = od_test_load (server, 200, 4);
+  g_assert_true (wait_applied (cache, last, 30));
+  assert_equals_server (cache, server);
+  g_assert_cmpint (od_lag_get_events_behind (od_sync_engine_get_lag (sync)), ==, 0);
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
+static gpointer
+background_load (gpointer data)
+{
+  od_test_load (data, 400, 2);
+  return NULL;
+}
+
+static void
+test_server_restart (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("restart");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  OdSyncStats stats;
+  gint64 last;
+
+  od_sync_engine_start (sync);
+  last = od_test_load (server, 300, 4);
+  g_assert_true (wait_applied (cache, last, 30));
+
+  /* Kill -9 mid-stream (a load is running), start it again on the same
+   * port and store: the client resumes from its checkpoint. */
+  for (guint round = 0; round < 3; round++)
+    {
+      GThread *t = g_thread_new ("load", background_load, server);
+
+      sleep_loop (150 + g_random_int_range (0, 300));
+      od_test_server_kill (server);
+      g_thread_join (t);
+      sleep_loop (300);
+      od_test_server_restart (server);
+      last = od_test_load (server, 100, 4);
+      g_assert_true (wait_applied (cache, last, 40));
+    }
+  assert_equals_server (cache, server);
+  od_sync_engine_get_stats (sync, &stats);
+  g_assert_cmpuint (stats.connections, >=, 4);
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
+static void
+test_auth_stops (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("auth");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, "wrong-token");
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  OdSyncStats stats;
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  od_sync_engine_start (sync);
+  while (od_lag_get_state (lag) != OD_LAG_STATE_SIGN_IN_NEEDED
+         && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_SIGN_IN_NEEDED);
+  sleep_loop (2500);
+  /* No retry while the token is wrong. */
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_SIGN_IN_NEEDED);
+  od_sync_engine_get_stats (sync, &stats);
+  g_assert_cmpuint (stats.connections, ==, 0);
+  /* A new token resumes. */
+  od_sync_engine_set_server (sync, server->url, OD_TEST_VIEWER_TOKEN);
+  {
+    gint64 last = od_test_load (server, 5, 1);
+
+    g_assert_true (wait_applied (cache, last, 20));
+  }
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
+/* The lag never says less than what is known to be true: positions the
+ * server acknowledged are at most the real head, and an acknowledged
+ * event is at least as old as its acknowledgement. */
+typedef struct
+{
+  OdTestServer *server;
+  gint64        max_position;
+  gint64        ack_time[4096];  /* real time of the ack for position % 4096 */
+  gint64        positions[4096];
+  guint         n;
+  gboolean      stop;
+  GMutex        lock;
+} Acks;
+
+static gpointer
+ack_thread (gpointer data)
+{
+  Acks *a = data;
+  OdTestServer local = *a->server;
+
+  local.session = soup_session_new_with_options ("timeout", 3, NULL);
+  while (!g_atomic_int_get (&a->stop))
+    {
+      g_autofree char *id = od_uuid_v7_new ();
+      g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Lag\",\"customer_email\":\"lag@example.com\",\"currency\":\"EUR\"}}", id);
+      g_autofree char *answer = NULL;
+      guint status = od_test_post_command (&local, id, body, &answer);
+
+      if (status == 200)
+        {
+          g_autoptr(JsonNode) root = od_json_parse_object (answer, -1, NULL);
+          gint64 pos = json_object_get_int_member (json_node_get_object (root), "position");
+
+          g_mutex_lock (&a->lock);
+          a->max_position = MAX (a->max_position, pos);
+          if (a->n < G_N_ELEMENTS (a->positions))
+            {
+              a->positions[a->n] = pos;
+              a->ack_time[a->n] = g_get_real_time ();
+              a->n++;
+            }
+          g_mutex_unlock (&a->lock);
+        }
+      else
+        g_usleep (20000);
+    }
+  g_object_unref (local.session);
+  return NULL;
+}
+
+static void
+check_lag_truth (OdCache *cache,
+                 OdLag   *lag,
+                 Acks    *a)
+{
+  gint64 applied = od_cache_get_applied_position (cache);
+  gint64 now = g_get_real_time ();
+  gint64 oldest_unapplied_ack = 0;
+  gint64 max_pos;
+
+  g_mutex_lock (&a->lock);
+  max_pos = a->max_position;
+  for (guint i = 0; i < a->n; i++)
+    if (a->positions[i] > applied && (oldest_unapplied_ack == 0 || a->ack_time[i] < oldest_unapplied_ack))
+      oldest_unapplied_ack = a->ack_time[i];
+  g_mutex_unlock (&a->lock);
+
+  /* The lag object is refreshed on the main loop; give it the same
+   * applied position the check uses. */
+  g_assert_cmpint (od_lag_get_events_behind (lag) + od_lag_get_applied_position (lag), >=,
+                   max_pos);
+  if (oldest_unapplied_ack > 0)
+    g_assert_cmpfloat (od_lag_get_seconds_behind (lag) + 0.11, >=,
+                       (now - oldest_unapplied_ack) / 1e6 - 1.1);
+}
+
+static void
+test_lag_paused_and_stopped (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("lag");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  Acks *a = g_new0 (Acks, 1);
+  GThread *t;
+  gint64 end;
+  guint checks = 0;
+
+  g_mutex_init (&a->lock);
+  a->server = server;
+  od_sync_engine_start (sync);
+  t = g_thread_new ("acks", ack_thread, a);
+  sleep_loop (1500);
+  g_assert_true (wait_applied (cache, a->max_position, 10));
+
+  /* Paused: the connection stays open but nothing arrives. */
+  od_test_server_signal (server, SIGSTOP);
+  end = g_get_monotonic_time () + 4 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < end)
+    {
+      sleep_loop (200);
+      od_lag_tick (lag);
+      check_lag_truth (cache, lag, a);
+      checks++;
+    }
+  g_assert_cmpfloat (od_lag_get_freshness (lag), >=, 3);
+  od_test_server_signal (server, SIGCONT);
+  sleep_loop (1000);
+  g_assert_true (wait_applied (cache, a->max_position, 20));
+
+  /* Stopped: the indicator must not claim to be current. */
+  od_test_server_kill (server);
+  end = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < end)
+    {
+      sleep_loop (200);
+      od_lag_tick (lag);
+      check_lag_truth (cache, lag, a);
+    }
+  g_assert_cmpint (od_lag_get_state (lag), !=, OD_LAG_STATE_LIVE);
+  g_assert_cmpfloat (od_lag_get_seconds_behind (lag), >=, 2);
+
+  g_atomic_int_set (&a->stop, TRUE);
+  g_thread_join (t);
+  od_test_server_restart (server);
+  g_assert_true (wait_applied (cache, od_test_head (server), 40));
+  g_assert_cmpuint (checks, >=, 10);
+  od_sync_engine_stop (sync);
+  g_mutex_clear (&a->lock);
+  g_free (a);
+  od_test_rmdir (dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Outbox                                                              */
+
+typedef struct
+{
+  gint64   id;
+  gboolean done;
+  GError  *error;
+} Submit;
+
+static void
+submitted (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  Submit *s = data;
+
+  s->id = od_outbox_submit_finish (OD_OUTBOX (source), result, &s->error);
+  s->done = TRUE;
+}
+
+static gint64
+submit (OdOutbox   *outbox,
+        const char *body)
+{
+  Submit s = { 0 };
+
+  od_outbox_submit_json_async (outbox, body, NULL, submitted, &s);
+  g_assert_true (run_until (&s.done, 10));
+  g_assert_no_error (s.error);
+  return s.id;
+}
+
+static OdCommandState
+wait_state (OdOutbox       *outbox,
+            gint64          id,
+            OdCommandState  want,
+            guint           seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  for (;;)
+    {
+      g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, id, NULL);
+
+      g_assert_nonnull (c);
+      if (c->state == want || c->state == OD_COMMAND_STATE_REJECTED
+          || g_get_monotonic_time () > deadline)
+        return c->state;
+      sleep_loop (20);
+    }
+}
+
+static void
+discard_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (od_outbox_discard_finish (OD_OUTBOX (source), result, &error));
+  g_assert_no_error (error);
+  *(gboolean *) data = TRUE;
+}
+
+static void
+test_outbox_rejected_then_next (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("outbox");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, server->url, OD_TEST_OPERATOR_TOKEN);
+  g_autofree char *id = od_uuid_v7_new ();
+  g_autofree char *bad = g_strdup_printf ("{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"A\",\"name\":\"x\",\"quantity\":1,\"unit_price_cents\":1}}", id);
+  g_autofree char *good = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Next\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}}", id);
+  gint64 bad_id, good_id;
+
+  od_sync_engine_start (sync);
+  /* Both queued at once: the first is refused (no such order), the
+   * second must still go. */
+  bad_id = submit (outbox, bad);
+  good_id = submit (outbox, good);
+  g_assert_cmpint (wait_state (outbox, bad_id, OD_COMMAND_STATE_REJECTED, 10), ==,
+                   OD_COMMAND_STATE_REJECTED);
+  g_assert_cmpint (wait_state (outbox, good_id, OD_COMMAND_STATE_VISIBLE, 10), ==,
+                   OD_COMMAND_STATE_VISIBLE);
+  {
+    g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, bad_id, NULL);
+    g_autoptr(OdPendingCommand) g = od_outbox_get (outbox, good_id, NULL);
+    g_autoptr(OdOrder) order = od_query_order (cache, id, NULL);
+
+    g_assert_cmpstr (c->code, ==, "not_found");
+    g_assert_nonnull (c->detail);
+    g_assert_nonnull (strstr (c->detail, id));
+    g_assert_cmpuint (c->http_status, ==, 404);
+    g_assert_cmpint (g->position, >, 0);
+    g_assert_cmpfloat (od_pending_command_latency_ms (g), >, 0);
+    g_assert_nonnull (order);
+    g_assert_cmpstr (order->customer_name, ==, "Next");
+  }
+
+  /* Invalid before sending: never stored. */
+  {
+    Submit s = { 0 };
+
+    od_outbox_submit_json_async (outbox, "{\"type\":\"CreateOrder\",\"order_id\":\"nope\"}", NULL,
+                                 submitted, &s);
+    g_assert_true (run_until (&s.done, 5));
+    g_assert_error (s.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    g_clear_error (&s.error);
+  }
+
+  /* Discard: queued while the server is unreachable. */
+  od_test_server_kill (server);
+  {
+    g_autofree char *id2 = od_uuid_v7_new ();
+    g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Gone\",\"customer_email\":\"g@example.com\",\"currency\":\"EUR\"}}", id2);
+    g_autofree char *id3 = od_uuid_v7_new ();
+    g_autofree char *body3 = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Kept\",\"customer_email\":\"k@example.com\",\"currency\":\"EUR\"}}", id3);
+    gint64 first = submit (outbox, body);
+    gint64 queued = submit (outbox, body3);
+    gboolean discarded = FALSE;
+
+    /* The first was tried (and failed): it is "sent"; the second never
+     * left: it can be discarded. */
+    sleep_loop (300);
+    od_outbox_discard_async (outbox, queued, NULL, discard_done, &discarded);
+    g_assert_true (run_until (&discarded, 5));
+    {
+      g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, queued, NULL);
+
+      g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_DISCARDED);
+    }
+    od_test_server_restart (server);
+    od_sync_engine_set_server (sync, server->url, OD_TEST_VIEWER_TOKEN);
+    od_outbox_set_server (outbox, server->url, OD_TEST_OPERATOR_TOKEN);
+    g_assert_cmpint (wait_state (outbox, first, OD_COMMAND_STATE_VISIBLE, 20), ==,
+                     OD_COMMAND_STATE_VISIBLE);
+    {
+      g_autoptr(OdOrder) gone = od_query_order (cache, id3, NULL);
+
+      g_assert_null (gone);
+    }
+  }
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
+static int
+run_ctl (const char   *cache_path,
+         OdTestServer *server,
+         const char   *token,
+         gboolean      crash_after_send,
+         const char   *const *args)
+{
+  g_autofree char *ctl = od_test_ctl_path ();
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_autoptr(GSubprocess) p = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_ptr_array_add (argv, ctl);
+  g_ptr_array_add (argv, "-q");
+  g_ptr_array_add (argv, "--server");
+  g_ptr_array_add (argv, server->url);
+  g_ptr_array_add (argv, "--cache");
+  g_ptr_array_add (argv, (char *) cache_path);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_subprocess_launcher_setenv (l, "ORDERDESK_TOKEN", token, TRUE);
+  if (crash_after_send)
+    g_subprocess_launcher_setenv (l, "OD_TEST_OUTBOX_CRASH_AFTER_SEND", "1", TRUE);
+  p = g_subprocess_launcher_spawnv (l, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_wait (p, NULL, NULL));
+  if (g_subprocess_get_if_signaled (p))
+    return -g_subprocess_get_term_sig (p);
+  return g_subprocess_get_exit_status (p);
+}
+
+static void
+test_outbox_crash_after_send (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("crash");
+  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
+  g_autofree char *id = od_uuid_v7_new ();
+  g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Once\",\"customer_email\":\"o@example.com\",\"currency\":\"EUR\"}}", id);
+  const char *submit_args[] = { "submit", cmd_path, NULL };
+  const char *sync_args[] = { "sync", NULL };
+  g_autoptr(GPtrArray) events = NULL;
+  guint n_for_order = 0;
+  gint64 position = 0;
+
+  g_assert_true (g_file_set_contents (cmd_path, body, -1, NULL));
+  /* Killed after the server answered, before the answer was stored. */
+  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_OPERATOR_TOKEN, TRUE, submit_args), ==,
+                   -SIGKILL);
+  /* Restart: the stored command goes again with the same key. */
+  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_OPERATOR_TOKEN, FALSE, sync_args), ==, 0);
+
+  events = od_test_fetch_events (server);
+  for (guint i = 0; i < events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (events, i);
+
+      if (g_str_equal (ev->order_id, id))
+        {
+          n_for_order++;
+          position = ev->position;
+        }
+    }
+  g_assert_cmpuint (n_for_order, ==, 1);
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(OdCache) cache = od_cache_open (cache_path, &error);
+    g_autoptr(OdOutbox) outbox = od_outbox_new (cache, NULL, NULL);
+    g_autoptr(GPtrArray) all = od_outbox_list (outbox, TRUE, 10, NULL);
+    OdPendingCommand *c;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (all->len, ==, 1);
+    c = g_ptr_array_index (all, 0);
+    g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_VISIBLE);
+    g_assert_cmpint (c->position, ==, position);
+    g_assert_cmpuint (c->attempts, ==, 2);
+    assert_equals_server (cache, server);
+  }
+  od_test_rmdir (dir);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autofree char *xdg = od_test_tmpdir ("xdg");
+
+  g_setenv ("XDG_DATA_HOME", xdg, TRUE);
+  g_test_init (&argc, &argv, NULL);
+  if (g_getenv ("OD_SERVER_BIN") == NULL)
+    {
+      g_test_skip ("OD_SERVER_BIN is not set");
+      return 77;
+    }
+  g_test_add_func ("/sync/equals-fold", test_sync_equals_fold);
+  g_test_add_func ("/sync/server-restart", test_server_restart);
+  g_test_add_func ("/sync/auth-stops", test_auth_stops);
+  g_test_add_func ("/lag/paused-and-stopped", test_lag_paused_and_stopped);
+  g_test_add_func ("/outbox/rejected-then-next", test_outbox_rejected_then_next);
+  g_test_add_func ("/outbox/crash-after-send", test_outbox_crash_after_send);
+  {
+    int rc = g_test_run ();
+
+    od_test_rmdir (xdg);
+    return rc;
+  }
+}
