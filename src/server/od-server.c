@@ -1502,6 +1502,7 @@ od_server_new (OdStore               *store,
   g_autoptr(GTlsCertificate) certificate = NULL;
   g_autoptr(GInetAddress) address = NULL;
   g_autoptr(GSocketAddress) socket_address = NULL;
+  g_autoptr(GSocket) listener = NULL;
   g_autofree char *host = NULL;
   GSList *listeners;
   guint port;
@@ -1549,9 +1550,19 @@ od_server_new (OdStore               *store,
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
   self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);
 
+  /* Our own socket, for a listen backlog that absorbs bursts of new
+   * connections (GSocket's default of 10 overflows, and clients then see
+   * resets). */
   socket_address = g_inet_socket_address_new (address, port);
-  if (!soup_server_listen (self->soup, socket_address,
-                           certificate ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
+  listener = g_socket_new (g_inet_address_get_family (address), G_SOCKET_TYPE_STREAM,
+                           G_SOCKET_PROTOCOL_TCP, error);
+  if (listener == NULL)
+    return NULL;
+  g_socket_set_listen_backlog (listener, 1024);
+  if (!g_socket_bind (listener, socket_address, TRUE, error)
+      || !g_socket_listen (listener, error)
+      || !soup_server_listen_socket (self->soup, listener,
+                                     certificate ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
     return NULL;
   /* The URL comes from the listening socket itself, which also gives the
    * port chosen for port 0. */
