@@ -447,9 +447,7 @@ od_order_list_model_set_query (OdOrderListModel *self,
   g_free (self->search);
   self->search = g_strdup (search);
   self->query.search = self->search;
-  gint64 T0 = g_get_monotonic_time ();
   new_n = count_items (self);
-  gint64 T1 = g_get_monotonic_time ();
 
   self->n_items = new_n;
 
@@ -502,7 +500,6 @@ od_order_list_model_set_query (OdOrderListModel *self,
         }
     }
 
-  gint64 T2 = g_get_monotonic_time ();
   /* Every page is in place before the view hears of a change. */
   if (new_n < old_n)
     g_list_model_items_changed (G_LIST_MODEL (self), new_n, old_n - new_n, 0);
@@ -532,7 +529,6 @@ od_order_list_model_set_query (OdOrderListModel *self,
       g_list_model_items_changed (G_LIST_MODEL (self), old_n, 0, new_n - old_n);
     }
   self->n_items = new_n;
-  g_printerr ("set_query: count %.1f, pages %u reload %.1f, emit %.1f (dropped %u)\n", (T1-T0)/1e3, indices->len, (T2-T1)/1e3, (g_get_monotonic_time()-T2)/1e3, dropped->len);
 }
 
 const OdOrderQuery *

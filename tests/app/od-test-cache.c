@@ -2,6 +2,7 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <errno.h>
 #include <string.h>
 
@@ -256,14 +257,15 @@ od_test_shared_cache (guint    n_orders,
   g_autofree char *name = g_strdup_printf ("test-cache-%u.sqlite", n_orders);
   g_autofree char *path = g_build_filename (dir ? dir : g_get_tmp_dir (), "tests", "app", name, NULL);
   g_autofree char *done = g_strconcat (path, ".done", NULL);
-  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
+  g_autofree char *tmp = g_strdup_printf ("%s.%d.tmp", path, (int) getpid ());
   g_autofree char *dirname = g_path_get_dirname (path);
 
   if (g_file_test (done, G_FILE_TEST_EXISTS) && g_file_test (path, G_FILE_TEST_EXISTS))
     return g_steal_pointer (&path);
   g_mkdir_with_parents (dirname, 0755);
-  /* Made under another name and renamed, so a test run killed midway
-   * never leaves a half-made cache that looks finished. */
+  /* Made under a name of this process and renamed, so a test run killed
+   * midway never leaves a half-made cache that looks finished, and two
+   * tests making it at once do not write into the same file. */
   if (!od_test_make_cache (tmp, n_orders, error))
     return NULL;
   if (g_rename (tmp, path) != 0)
