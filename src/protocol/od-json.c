@@ -317,10 +317,13 @@ scan_value (Scan *s)
     }
 }
 
-static gboolean
-check_text (const char  *text,
-            gsize        len,
-            GError     **error)
+/* Whether text is one strict RFC 8259 value (see Scan), nested at most
+ * OD_JSON_MAX_DEPTH deep: the gate before json-glib for any text that
+ * comes from outside. */
+gboolean
+od_json_check (const char  *text,
+               gsize        len,
+               GError     **error)
 {
   Scan s = { text, text, text + len, 0, NULL };
 
@@ -360,7 +363,7 @@ od_json_parse_object (const char  *text,
                            "body contains a NUL byte");
       return NULL;
     }
-  if (!check_text (text, len, error))
+  if (!od_json_check (text, len, error))
     return NULL;
   if (!json_parser_load_from_data (parser, text, len, error))
     return NULL;

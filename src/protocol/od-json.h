@@ -12,6 +12,9 @@ void         od_json_append_string   (GString     *out,
 void         od_json_append_member   (GString     *out,
                                       const char  *name,
                                       const char  *value);
+gboolean     od_json_check           (const char  *text,
+                                      gsize        len,
+                                      GError     **error);
 JsonNode    *od_json_parse_object    (const char  *text,
                                       gssize       len,
                                       GError     **error);
