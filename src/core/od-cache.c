@@ -347,9 +347,12 @@ open_connection (const char  *path,
                       "PRAGMA wal_autocheckpoint=100000;"
                       "PRAGMA temp_store=MEMORY;"
                       "PRAGMA foreign_keys=OFF;"
+                    /* No mmap for reads: mapped pages count in the
+                     * console's resident memory (268 MiB at a million
+                     * orders against 41 MiB without, at equal page and
+                     * search latencies within noise). */
                     : "PRAGMA cache_size=-65536;"
-                      "PRAGMA temp_store=MEMORY;"
-                      "PRAGMA mmap_size=268435456;",
+                      "PRAGMA temp_store=MEMORY;",
              error))
     {
       sqlite3_close (db);
@@ -908,6 +911,9 @@ commit_tx (OdCache  *self,
    * browsing, not for catching up). */
   if (applied >= self->tx_known_head && self->tx_events >= 10000)
     {
+      /* The catch-up's WAL (up to 400 MB with the large autocheckpoint)
+       * is folded back now, not by the operator's first command. */
+      sqlite3_wal_checkpoint_v2 (self->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
       sqlite3_db_release_memory (self->wdb);
       malloc_trim (0);
     }

@@ -2,9 +2,13 @@
 #include "od-lag.h"
 #include "od-json.h"
 
-/* Heartbeats come at least every 5 s; silence longer than this means
- * the freshness of the data can no longer be vouched for. */
-#define STALE_AFTER_SEC 12.0
+/* Heartbeats come at least every 5 s.  An event the console has not
+ * heard of was committed after its last message from the server (the
+ * stream sends events as they commit and heads while idle), so the time
+ * since that message bounds the true lag from above.  Once a heartbeat
+ * is overdue that bound is what the indicator shows: it may over-state
+ * the lag of a stalled feed, never under-state it. */
+#define HEARTBEAT_OVERDUE_SEC 6.0
 
 struct _OdLag
 {
@@ -221,7 +225,7 @@ recompute (OdLag *self)
   if (self->state != OD_LAG_STATE_LIVE && self->state != OD_LAG_STATE_CATCHING_UP
       && freshness > 0)
     seconds = MAX (seconds, freshness);
-  else if (freshness > STALE_AFTER_SEC)
+  else if (freshness > HEARTBEAT_OVERDUE_SEC)
     seconds = MAX (seconds, freshness);
   /* Round to 0.1 s so that notifications stay rare. */
   seconds = (gint64) (seconds * 10) / 10.0;

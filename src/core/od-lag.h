@@ -40,9 +40,10 @@ G_DECLARE_FINAL_TYPE (OdLag, od_lag, OD, LAG, GObject)
  *   seconds-behind   double   0 when caught up; else the age of the oldest
  *                             event not yet applied, or of the moment the head
  *                             first moved past the cache, whichever is older;
- *                             while no message arrived for longer than the
- *                             heartbeat allows, at least the time since the
- *                             last contact (never under-reported)
+ *                             once a heartbeat is overdue (no message for
+ *                             6 s; they come every ≤ 5 s) or the connection
+ *                             is down, at least the time since the last
+ *                             contact, which bounds the truth from above
  *   freshness        double   seconds since the last byte from the server
  *                             (-1 when never in contact)
  *   last-contact     gint64   real time (µs) of the last message, 0 = never;

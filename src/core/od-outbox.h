@@ -100,8 +100,10 @@ gint64            od_outbox_submit_finish (OdOutbox         *self,
                                            GAsyncResult     *result,
                                            GError          **error);
 
-/* Sends what is stored and unanswered (done on creation and after every
- * submit; call it after a network change). */
+/* Sends what is stored and unanswered now, skipping a backoff wait (done
+ * on creation; call it when the sync engine's lag state becomes
+ * CATCHING_UP or LIVE again, i.e. the server is back, as orderdeskctl
+ * does). */
 void              od_outbox_kick          (OdOutbox         *self);
 
 /* Discards a QUEUED command (one never sent).  FALSE if it was sent in

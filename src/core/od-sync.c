@@ -818,6 +818,10 @@ resync_from_cache (Worker *w)
   w->last = od_cache_get_applied_position (w->cache);
   g_mutex_lock (&s->lock);
   s->last_received = w->last;
+  /* After a rebuild the old head means nothing (a server that lost its
+   * history has a lower one); the next /v1/head says what is true. */
+  s->known_head = w->last;
+  s->head_learned_at = 0;
   g_mutex_unlock (&s->lock);
 }
 

@@ -200,6 +200,14 @@ on_lag_state (OdLag      *lag,
       ctl->exit_code = EXIT_SIGN_IN;
       g_main_loop_quit (ctl->loop);
     }
+  else if (od_lag_get_state (lag) == OD_LAG_STATE_CATCHING_UP
+           || od_lag_get_state (lag) == OD_LAG_STATE_LIVE)
+    {
+      /* The server is back: what waits in the outbox goes now rather than
+       * at the end of its backoff. */
+      if (ctl->outbox != NULL)
+        od_outbox_kick (ctl->outbox);
+    }
   else if (!ctl->quiet && od_lag_get_state (lag) == OD_LAG_STATE_RECONNECTING)
     g_printerr ("orderdeskctl: %s (%s)\n", od_lag_describe (lag),
                 od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "");

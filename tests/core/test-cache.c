@@ -670,8 +670,13 @@ test_fast_event_parser (void)
   for (guint i = 0; i < G_N_ELEMENTS (fallback); i++)
     g_assert_null (od_event_parse_fast (fallback[i], strlen (fallback[i])));
   /* Some of those are valid events: json-glib takes them. */
-  g_assert_nonnull (od_event_parse (fallback[0], -1, NULL));
-  g_assert_nonnull (od_event_parse (fallback[2], -1, NULL));
+  {
+    g_autoptr(OdEvent) a = od_event_parse (fallback[0], -1, NULL);
+    g_autoptr(OdEvent) b = od_event_parse (fallback[2], -1, NULL);
+
+    g_assert_nonnull (a);
+    g_assert_nonnull (b);
+  }
 }
 
 static void

@@ -80,7 +80,7 @@ test_kill_during_catch_up (void)
       g_autoptr(GSubprocess) p = spawn_sync (server, cache_path, TRUE);
       gint64 applied;
 
-      g_usleep (g_random_int_range (30, 400) * 1000);
+      g_usleep (g_random_int_range (20, 300) * 1000);
       if (g_subprocess_get_identifier (p) != NULL)
         killed_running++;
       g_subprocess_send_signal (p, SIGKILL);
