@@ -194,3 +194,57 @@ od_format_short_id (const char *order_id)
     return g_strndup (order_id, 13);
   return g_strdup (order_id);
 }
+
+/* Why the server's certificate was refused, in the operator's language:
+ * one sentence per reason. */
+char *
+od_format_tls_errors (GTlsCertificateFlags flags,
+                      const char          *host)
+{
+  g_autoptr(GString) out = g_string_new (_("The server’s certificate was refused."));
+
+  if (flags & G_TLS_CERTIFICATE_UNKNOWN_CA)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It is not signed by an authority this computer trusts. For a "
+                              "private server, choose its certificate authority file in "
+                              "Preferences."));
+    }
+  if (flags & G_TLS_CERTIFICATE_BAD_IDENTITY)
+    {
+      g_string_append_c (out, ' ');
+      if (host != NULL)
+        /* TRANSLATORS: %s is the server's host name or address */
+        g_string_append_printf (out, _("It was issued for another host than %s."), host);
+      else
+        g_string_append (out, _("It was issued for another host."));
+    }
+  if (flags & G_TLS_CERTIFICATE_NOT_ACTIVATED)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It is not valid yet: check the computer’s clock."));
+    }
+  if (flags & G_TLS_CERTIFICATE_EXPIRED)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It has expired."));
+    }
+  if (flags & G_TLS_CERTIFICATE_REVOKED)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It has been revoked."));
+    }
+  if (flags & G_TLS_CERTIFICATE_INSECURE)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It uses an insecure algorithm."));
+    }
+  if ((flags & (G_TLS_CERTIFICATE_UNKNOWN_CA | G_TLS_CERTIFICATE_BAD_IDENTITY
+                | G_TLS_CERTIFICATE_NOT_ACTIVATED | G_TLS_CERTIFICATE_EXPIRED
+                | G_TLS_CERTIFICATE_REVOKED | G_TLS_CERTIFICATE_INSECURE)) == 0)
+    {
+      g_string_append_c (out, ' ');
+      g_string_append (out, _("It could not be verified."));
+    }
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "od-order.h"
 
@@ -18,5 +18,7 @@ const char *od_format_status       (OdOrderStatus  status);
 const char *od_status_css_class    (OdOrderStatus  status);
 const char *od_format_event_type   (const char    *type);
 char       *od_format_short_id     (const char    *order_id);
+char       *od_format_tls_errors   (GTlsCertificateFlags flags,
+                                    const char    *host);
 
 G_END_DECLS

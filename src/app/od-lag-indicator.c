@@ -3,6 +3,7 @@
 
 #include <glib/gi18n.h>
 
+#include "od-format.h"
 #include "od-lag-indicator.h"
 #include "od-lag-plot.h"
 
@@ -193,6 +194,16 @@ od_lag_indicator_update (OdLagIndicator *self)
       break;
     }
 
+  /* A refused certificate is the one failure the operator must act on:
+   * say it in the header, not only in the details. */
+  if (self->lag != NULL && od_lag_get_tls_errors (self->lag) != 0
+      && (state == OD_LAG_STATE_CONNECTING || state == OD_LAG_STATE_RECONNECTING))
+    {
+      icon = "security-low-symbolic";
+      g_free (text);
+      text = g_strdup (_("Certificate refused"));
+    }
+
   for (guint i = 0; i < G_N_ELEMENTS (state_classes); i++)
     gtk_widget_remove_css_class (self->button, state_classes[i]);
   if ((guint) state < G_N_ELEMENTS (state_classes))
@@ -239,7 +250,18 @@ od_lag_indicator_update (OdLagIndicator *self)
       g_free (tmp);
       tmp = g_strdup_printf ("%u", od_lag_get_reconnect_attempts (self->lag));
       set_row (self, ROW_ATTEMPTS, tmp);
-      set_row (self, ROW_ERROR, od_lag_get_last_error (self->lag));
+      if (od_lag_get_tls_errors (self->lag) != 0)
+        {
+          g_autoptr(GUri) uri = g_uri_parse (od_lag_get_server_url (self->lag)
+                                             ? od_lag_get_server_url (self->lag) : "",
+                                             G_URI_FLAGS_NONE, NULL);
+          g_autofree char *why = od_format_tls_errors (od_lag_get_tls_errors (self->lag),
+                                                       uri ? g_uri_get_host (uri) : NULL);
+
+          set_row (self, ROW_ERROR, why);
+        }
+      else
+        set_row (self, ROW_ERROR, od_lag_get_last_error (self->lag));
     }
   else
     {

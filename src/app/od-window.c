@@ -266,6 +266,10 @@ on_lag_notify (OdLag      *lag,
   if (g_strcmp0 (pspec->name, "state") == 0 && state == OD_LAG_STATE_SIGN_IN_NEEDED)
     toast_with_action (self, _("The server refused the token: sign in again"),
                        _("Sign In"), "app.preferences");
+  if (g_strcmp0 (pspec->name, "tls-errors") == 0 && od_lag_get_tls_errors (lag) != 0)
+    /* The reasons are in the indicator's details; a toast is one line. */
+    toast_with_action (self, _("The server’s certificate was refused: see the connection details"),
+                       _("Preferences"), "app.preferences");
 
   if (state == OD_LAG_STATE_CATCHING_UP && behind >= PROGRESS_THRESHOLD)
     {
@@ -332,6 +336,45 @@ close_session (OdWindow *self)
   g_clear_object (&self->cache);
   g_clear_pointer (&self->server_url, g_free);
   g_clear_pointer (&self->token, g_free);
+}
+
+/* Trusts the CA file chosen in Preferences, on top of nothing else: the
+ * server's certificate must chain to it (or, without one, to the
+ * system's store).  A file that cannot be read is said, and the system's
+ * trust is kept: that refuses more, never less. */
+static void
+apply_tls_trust (OdWindow *self)
+{
+  GSettings *settings = od_application_get_settings ();
+  g_autofree char *path = settings ? g_settings_get_string (settings, "ca-file") : NULL;
+  g_autoptr(GTlsDatabase) database = NULL;
+
+  if (self->sync == NULL)
+    return;
+  if (path != NULL && *path != '\0')
+    {
+      g_autoptr(GError) error = NULL;
+
+      database = g_tls_file_database_new (path, &error);
+      if (database == NULL)
+        {
+          /* TRANSLATORS: %s says why the file could not be read */
+          g_autofree char *message = g_strdup_printf (_("The trusted certificate file cannot be used: %s"),
+                                                      error->message);
+
+          toast_with_action (self, message, _("Preferences"), "app.preferences");
+        }
+    }
+  od_sync_engine_set_tls_database (self->sync, database);
+  od_outbox_set_tls_database (self->outbox, database);
+}
+
+static void
+on_ca_file_changed (GSettings  *settings,
+                    const char *key,
+                    OdWindow   *self)
+{
+  apply_tls_trust (self);
 }
 
 static void
@@ -407,6 +450,7 @@ od_window_open_profile (OdWindow    *self,
   self->cache = g_steal_pointer (&cache);
   self->sync = od_sync_engine_new (self->cache, server_url, token);
   self->outbox = od_outbox_new (self->cache, server_url, token);
+  apply_tls_trust (self);
 
   g_signal_connect (self->cache, "applied", G_CALLBACK (on_cache_applied), self);
   g_signal_connect (self->cache, "reset", G_CALLBACK (on_cache_reset), self);
@@ -827,23 +871,82 @@ od_window_export_csv (OdWindow  *self,
       && g_output_stream_close (G_OUTPUT_STREAM (stream), NULL, error);
 }
 
+typedef struct
+{
+  OdWindow         *self;
+  GFile            *file;
+  GFileOutputStream *stream;
+} ExportJob;
+
+static void
+export_done (GObject      *source,
+             GAsyncResult *result,
+             gpointer      data)
+{
+  ExportJob *job = data;
+  g_autoptr(GError) error = NULL;
+  gboolean ok = od_query_export_csv_finish (OD_CACHE (source), result, &error);
+
+  if (ok)
+    ok = g_output_stream_close (G_OUTPUT_STREAM (job->stream), NULL, &error);
+  else
+    {
+      /* Closing a replacing stream with a cancelled cancellable keeps
+       * the file that was there: a failed export leaves no half file. */
+      g_autoptr(GCancellable) abort = g_cancellable_new ();
+
+      g_cancellable_cancel (abort);
+      g_output_stream_close (G_OUTPUT_STREAM (job->stream), abort, NULL);
+    }
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    ;
+  else if (ok)
+    {
+      g_autofree char *name = g_file_get_basename (job->file);
+      g_autofree char *message = g_strdup_printf (_("Exported to %s"), name);
+
+      od_window_toast (job->self, message);
+    }
+  else
+    {
+      g_autofree char *message = g_strdup_printf (_("Could not export: %s"), error->message);
+
+      od_window_toast (job->self, message);
+    }
+  g_object_unref (job->self);
+  g_object_unref (job->file);
+  g_object_unref (job->stream);
+  g_free (job);
+}
+
 static void
 on_export_response (GtkNativeDialog *dialog,
                     int              response,
                     OdWindow        *self)
 {
   g_autoptr(GError) error = NULL;
+  OdOrderListModel *model = od_order_list_get_model (self->order_list);
 
-  if (response == GTK_RESPONSE_ACCEPT)
+  if (response == GTK_RESPONSE_ACCEPT && model != NULL && self->cache != NULL)
     {
       g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autoptr(GFileOutputStream) stream = g_file_replace (file, NULL, FALSE,
+                                                            G_FILE_CREATE_REPLACE_DESTINATION,
+                                                            NULL, &error);
 
-      if (od_window_export_csv (self, file, &error))
+      /* A million rows take seconds: written by a worker thread with its
+       * own read connection while the window goes on. */
+      if (stream != NULL)
         {
-          g_autofree char *name = g_file_get_basename (file);
-          g_autofree char *message = g_strdup_printf (_("Exported to %s"), name);
+          ExportJob *job = g_new0 (ExportJob, 1);
 
-          od_window_toast (self, message);
+          job->self = g_object_ref (self);
+          job->file = g_object_ref (file);
+          job->stream = g_steal_pointer (&stream);
+          od_window_toast (self, _("Exporting…"));
+          od_query_export_csv_async (self->cache, od_order_list_model_get_query (model),
+                                     G_OUTPUT_STREAM (job->stream), self->cancellable,
+                                     export_done, job);
         }
       else
         {
@@ -1074,6 +1177,9 @@ static void
 od_window_init (OdWindow *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  if (od_application_get_settings () != NULL)
+    g_signal_connect_object (od_application_get_settings (), "changed::ca-file",
+                             G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   self->latencies = g_array_new (FALSE, FALSE, sizeof (double));
 }

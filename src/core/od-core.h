@@ -23,3 +23,4 @@
 #include "od-query.h"
 #include "od-sse.h"
 #include "od-sync.h"
+#include "od-tls.h"

@@ -10,7 +10,10 @@
  * strings, and a `data` object of the same.  This scanner reads exactly
  * that shape and builds the OdEvent directly; anything else (escapes,
  * floats, nesting, odd members) returns NULL and the caller parses the
- * line with json-glib, so no valid input is ever refused here. */
+ * line on the strict path (od_json_parse_object), so no valid input is
+ * ever refused here, and nothing the strict check refuses (escapes such
+ * as lone surrogates, raw control characters, integers beyond 64 bits,
+ * leading zeros, invalid UTF-8 or NUL bytes) is ever accepted here. */
 
 typedef struct
 {
@@ -78,6 +81,9 @@ integer (Scan   *s,
       neg = TRUE;
       s->p++;
     }
+  /* "01" is not JSON: the strict path refuses it. */
+  if (s->end - s->p >= 2 && s->p[0] == '0' && g_ascii_isdigit (s->p[1]))
+    return FALSE;
   while (s->p < s->end && g_ascii_isdigit (*s->p))
     {
       if (++digits > 18)

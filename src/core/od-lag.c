@@ -10,11 +10,20 @@
  * the lag of a stalled feed, never under-state it. */
 #define HEARTBEAT_OVERDUE_SEC 6.0
 
+/* A live feed is always a moment behind: an event is received, then
+ * parsed and committed a few milliseconds later.  Calling that
+ * "catching up" would flip the indicator on every event, so once the
+ * engine has been caught up, a cache less than this far behind (and
+ * still connected) is shown as live.  The counts stay exact. */
+#define LIVE_TOLERANCE_SEC 2.0
+
 struct _OdLag
 {
   GObject     parent_instance;
 
-  OdLagState  state;
+  OdLagState  state;          /* what is shown */
+  OdLagState  engine_state;   /* what the sync engine reported */
+  gboolean    was_live;       /* caught up since the connection was made */
   gint64      applied_position;
   gint64      known_head;
   gint64      behind_since;   /* µs real time, 0 = caught up */
@@ -24,6 +33,7 @@ struct _OdLag
   gint64      last_event_time;
   char       *last_error;
   char       *server_url;
+  GTlsCertificateFlags tls_errors;
 
   gint64      events_behind;
   double      seconds_behind;
@@ -51,6 +61,7 @@ enum
   PROP_LAST_EVENT_TIME,
   PROP_LAST_ERROR,
   PROP_SERVER_URL,
+  PROP_TLS_ERRORS,
   N_PROPS
 };
 
@@ -133,6 +144,9 @@ od_lag_get_property (GObject    *object,
     case PROP_SERVER_URL:
       g_value_set_string (value, self->server_url);
       break;
+    case PROP_TLS_ERRORS:
+      g_value_set_flags (value, self->tls_errors);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -179,6 +193,8 @@ od_lag_class_init (OdLagClass *klass)
                                                          G_MAXINT64, 0, flags);
   properties[PROP_LAST_ERROR] = g_param_spec_string ("last-error", NULL, NULL, NULL, flags);
   properties[PROP_SERVER_URL] = g_param_spec_string ("server-url", NULL, NULL, NULL, flags);
+  properties[PROP_TLS_ERRORS] = g_param_spec_flags ("tls-errors", NULL, NULL,
+                                                    G_TYPE_TLS_CERTIFICATE_FLAGS, 0, flags);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SIGNAL_SAMPLED] = g_signal_new ("sampled", G_TYPE_FROM_CLASS (klass),
@@ -206,6 +222,35 @@ od_lag_new (void)
       }                                                        \
   } G_STMT_END
 
+/* The state to show for the engine's state and the current lag.  The
+ * replay after a connection is "catching up" until the engine is first
+ * caught up; after that only a lag of LIVE_TOLERANCE_SEC or more (or an
+ * overdue heartbeat, which raises seconds_behind) is, and the indicator
+ * stays there until the engine is caught up again, so it does not
+ * flicker around the threshold. */
+static OdLagState
+shown_state (OdLag *self)
+{
+  switch (self->engine_state)
+    {
+    case OD_LAG_STATE_LIVE:
+      self->was_live = TRUE;
+      return OD_LAG_STATE_LIVE;
+    case OD_LAG_STATE_CATCHING_UP:
+      if (self->was_live && self->seconds_behind < LIVE_TOLERANCE_SEC)
+        return OD_LAG_STATE_LIVE;
+      self->was_live = FALSE;
+      return OD_LAG_STATE_CATCHING_UP;
+    case OD_LAG_STATE_OFFLINE:
+    case OD_LAG_STATE_CONNECTING:
+    case OD_LAG_STATE_RECONNECTING:
+    case OD_LAG_STATE_SIGN_IN_NEEDED:
+    default:
+      self->was_live = FALSE;
+      return self->engine_state;
+    }
+}
+
 static void
 recompute (OdLag *self)
 {
@@ -222,7 +267,8 @@ recompute (OdLag *self)
   /* Without a recent message nobody can say the data is current: while
    * the connection is down or silent past the heartbeat, the lag is at
    * least the time since the last contact. */
-  if (self->state != OD_LAG_STATE_LIVE && self->state != OD_LAG_STATE_CATCHING_UP
+  if (self->engine_state != OD_LAG_STATE_LIVE
+      && self->engine_state != OD_LAG_STATE_CATCHING_UP
       && freshness > 0)
     seconds = MAX (seconds, freshness);
   else if (freshness > HEARTBEAT_OVERDUE_SEC)
@@ -234,6 +280,7 @@ recompute (OdLag *self)
   SET (events_behind, behind, PROP_EVENTS_BEHIND);
   SET (seconds_behind, seconds, PROP_SECONDS_BEHIND);
   SET (freshness, freshness, PROP_FRESHNESS);
+  SET (state, shown_state (self), PROP_STATE);
 }
 
 void
@@ -249,7 +296,7 @@ od_lag_update (OdLag      *self,
                const char *last_error)
 {
   g_object_freeze_notify (G_OBJECT (self));
-  SET (state, state, PROP_STATE);
+  self->engine_state = state;
   SET (applied_position, applied_position, PROP_APPLIED_POSITION);
   SET (known_head, MAX (known_head, applied_position), PROP_KNOWN_HEAD);
   self->behind_since = behind_since_usec;
@@ -276,6 +323,22 @@ od_lag_set_server_url (OdLag      *self,
   g_free (self->server_url);
   self->server_url = g_strdup (url);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SERVER_URL]);
+}
+
+void
+od_lag_set_tls_errors (OdLag               *self,
+                       GTlsCertificateFlags errors)
+{
+  if (self->tls_errors == errors)
+    return;
+  self->tls_errors = errors;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TLS_ERRORS]);
+}
+
+GTlsCertificateFlags
+od_lag_get_tls_errors (OdLag *self)
+{
+  return self->tls_errors;
 }
 
 void

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
-#include <glib-object.h>
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -11,8 +11,11 @@ typedef enum
 {
   OD_LAG_STATE_OFFLINE,        /* no server configured, engine stopped, or no network */
   OD_LAG_STATE_CONNECTING,     /* a connection attempt is in progress */
-  OD_LAG_STATE_CATCHING_UP,    /* connected, applied < known head */
-  OD_LAG_STATE_LIVE,           /* connected and caught up */
+  OD_LAG_STATE_CATCHING_UP,    /* connected, applied < known head: the replay after
+                                * connecting, or 2 s or more behind since */
+  OD_LAG_STATE_LIVE,           /* connected and caught up since connecting, and now
+                                * less than 2 s behind (events_behind may be > 0
+                                * while the last events are applied) */
   OD_LAG_STATE_RECONNECTING,   /* waiting `reconnect-in` seconds before the next attempt */
   OD_LAG_STATE_SIGN_IN_NEEDED, /* the server answered 401/403: retrying stopped */
 } OdLagState;
@@ -55,6 +58,9 @@ G_DECLARE_FINAL_TYPE (OdLag, od_lag, OD, LAG, GObject)
  *   last-event-time  gint64   recorded_at (µs) of the newest applied event
  *   last-error       char*    human-readable reason of the last failure
  *   server-url       char*
+ *   tls-errors       GTlsCertificateFlags  why the server's certificate
+ *                             was last refused (0 = it was not); the GUI
+ *                             explains it in the operator's language
  */
 OdLagState         od_lag_get_state              (OdLag     *self);
 gint64             od_lag_get_events_behind      (OdLag     *self);
@@ -68,6 +74,7 @@ guint              od_lag_get_reconnect_attempts (OdLag     *self);
 gint64             od_lag_get_last_event_time    (OdLag     *self);
 const char        *od_lag_get_last_error         (OdLag     *self);
 const char        *od_lag_get_server_url         (OdLag     *self);
+GTlsCertificateFlags od_lag_get_tls_errors       (OdLag     *self);
 
 /* The ring of samples, oldest first, one a second; *n_samples ≤
  * OD_LAG_RING_SIZE.  Returns a new array (g_free it).  The signal
@@ -95,6 +102,8 @@ void               od_lag_update                 (OdLag     *self,
                                                   const char *last_error);
 void               od_lag_set_server_url         (OdLag     *self,
                                                   const char *url);
+void               od_lag_set_tls_errors         (OdLag     *self,
+                                                  GTlsCertificateFlags errors);
 void               od_lag_tick                   (OdLag     *self);
 
 G_END_DECLS

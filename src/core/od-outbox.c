@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-outbox.h"
+#include "od-tls.h"
 #include "od-cache-private.h"
 #include "od-json.h"
 #include "od-uuid.h"
@@ -401,6 +402,7 @@ typedef struct
 {
   OdOutbox *self;
   gint64    id;
+  GTlsCertificateFlags tls_errors; /* of a refused server certificate */
 } SendData;
 
 static void
@@ -555,6 +557,7 @@ send_done (GObject      *source,
   g_autoptr(GBytes) body = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
                                                               &error);
   gint64 id = sd->id;
+  GTlsCertificateFlags tls_errors = sd->tls_errors;
   guint status;
   const char *bytes;
   gsize len;
@@ -563,7 +566,13 @@ send_done (GObject      *source,
   if (body == NULL)
     {
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        transient_failure (self, id, 0, error->message, 0);
+        {
+          /* A refused certificate is said in words; the command stays
+           * queued and is resent once the operator trusts the server. */
+          g_autofree char *why = od_tls_describe_failure (msg, tls_errors, error);
+
+          transient_failure (self, id, 0, why, 0);
+        }
       else
         self->sending_id = 0;
       g_object_unref (self);
@@ -701,6 +710,7 @@ kick (OdOutbox *self)
   sd = g_new0 (SendData, 1);
   sd->self = g_object_ref (self);
   sd->id = c->id;
+  od_tls_watch_message (msg, &sd->tls_errors);
   soup_session_send_and_read_async (self->session, msg, G_PRIORITY_DEFAULT, self->cancellable,
                                     send_done, sd);
 }
@@ -806,6 +816,25 @@ od_outbox_new (OdCache    *cache,
         g_hash_table_add (self->accepted, g_memdup2 (&c->id, sizeof c->id));
     }
   return self;
+}
+
+void
+od_outbox_set_tls_database (OdOutbox     *self,
+                            GTlsDatabase *database)
+{
+  g_autoptr(GTlsDatabase) system = NULL;
+
+  g_return_if_fail (OD_IS_OUTBOX (self));
+  g_return_if_fail (database == NULL || G_IS_TLS_DATABASE (database));
+
+  /* The session may have had another database: go back to the system's
+   * explicitly rather than rely on what NULL means to libsoup. */
+  if (database == NULL)
+    database = system = g_tls_backend_get_default_database (g_tls_backend_get_default ());
+  soup_session_set_tls_database (self->session, database);
+  /* A command that failed on the old trust may go now. */
+  self->paused = FALSE;
+  od_outbox_kick (self);
 }
 
 void

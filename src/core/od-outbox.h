@@ -80,6 +80,12 @@ void              od_outbox_set_server    (OdOutbox         *self,
                                            const char       *server_url,
                                            const char       *token);
 
+/* The certificates to trust for an HTTPS server; NULL = the system's
+ * trust store.  A refused certificate is never accepted: the command
+ * stays queued with the reason in words in its detail. */
+void              od_outbox_set_tls_database (OdOutbox      *self,
+                                              GTlsDatabase  *database);
+
 /* Validates the command (od_command_validate), stores it and starts
  * sending.  Resolves with the new id once stored (not once answered).
  * created_at is the time of this call. */

@@ -194,40 +194,80 @@ has_search (const OdOrderQuery *query)
 
 /* Builds the SQL from fixed fragments only; every value is bound:
  * ?1 status, ?2 sort key, ?3 order id of the cursor, ?4 limit, ?5 FTS
- * query, ?6/?7 id range, ?8/?9 SKU range. */
+ * query, ?6/?7 id range, ?8/?9 SKU range, ?10 offset.
+ *
+ * With an offset, the rows to skip are counted on the sort index alone
+ * (the inner SELECT of rowids is covered by the (key, order_id) index,
+ * with status in front when filtered), and only the page's rows are read
+ * from the table. */
+static void
+append_matches (GString  *sql,
+                gboolean  with_fts)
+{
+  /* Each matcher contributes its newest SEARCH_CAP matches (rowids and
+   * UUIDv7 ids grow with time), so a search costs the same at a thousand
+   * orders as at a million, however common the word. */
+  g_string_append (sql, "WITH m(rid) AS (");
+  if (with_fts)
+    g_string_append (sql, "SELECT * FROM (SELECT rowid FROM order_search"
+                          " WHERE order_search MATCH ?5 ORDER BY rowid DESC"
+                          " LIMIT " G_STRINGIFY (SEARCH_CAP) ") UNION ");
+  g_string_append (sql,
+                   "SELECT * FROM (SELECT rowid FROM orders WHERE order_id >= ?6"
+                   " AND order_id < ?7 ORDER BY order_id DESC"
+                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")"
+                   " UNION SELECT * FROM (SELECT o.rowid FROM order_items i JOIN orders o"
+                   " ON o.order_id = i.order_id WHERE i.sku >= ?8 AND i.sku < ?9"
+                   " ORDER BY i.sku DESC, i.order_id DESC"
+                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")) ");
+}
+
+/* With use_memo, the search's matches are read from temp.od_search_hits
+ * (see ensure_search_memo) instead of being searched again. */
 static char *
 build_sql (const OdOrderQuery *query,
            gboolean            with_cursor,
            gboolean            with_fts,
-           gboolean            count_only)
+           gboolean            count_only,
+           gboolean            with_offset,
+           gboolean            use_memo)
 {
   GString *sql = g_string_new (NULL);
   const char *col = sort_column (query->sort);
   gboolean search = has_search (query);
   const char *glue = " WHERE ";
 
-  if (search)
+  if (search && use_memo)
     {
-      /* Each matcher contributes its newest SEARCH_CAP matches (rowids
-       * and UUIDv7 ids grow with time), so a search costs the same at a
-       * thousand orders as at a million, however common the word. */
-      g_string_append (sql, "WITH m(rid) AS (");
-      if (with_fts)
-        g_string_append (sql, "SELECT * FROM (SELECT rowid FROM order_search"
-                              " WHERE order_search MATCH ?5 ORDER BY rowid DESC"
-                              " LIMIT " G_STRINGIFY (SEARCH_CAP) ") UNION ");
-      g_string_append (sql,
-                       "SELECT * FROM (SELECT rowid FROM orders WHERE order_id >= ?6"
-                       " AND order_id < ?7 ORDER BY order_id DESC"
-                       " LIMIT " G_STRINGIFY (SEARCH_CAP) ")"
-                       " UNION SELECT * FROM (SELECT o.rowid FROM order_items i JOIN orders o"
-                       " ON o.order_id = i.order_id WHERE i.sku >= ?8 AND i.sku < ?9"
-                       " ORDER BY i.sku DESC, i.order_id DESC"
-                       " LIMIT " G_STRINGIFY (SEARCH_CAP) ")) ");
+      const char *dir = query->descending ? "DESC" : "ASC";
+
+      if (count_only)
+        g_string_append (sql, "SELECT count(*) FROM temp.od_search_hits");
+      else
+        g_string_append (sql, "SELECT " ROW_COLUMNS " FROM orders WHERE rowid IN"
+                              " (SELECT rid FROM temp.od_search_hits");
+      if (query->status != OD_STATUS_NONE)
+        {
+          g_string_append_printf (sql, "%sstatus = ?1", glue);
+          glue = " AND ";
+        }
+      if (count_only)
+        return g_string_free (sql, FALSE);
+      if (with_cursor)
+        g_string_append_printf (sql, "%s(%s, order_id) %s (?2, ?3)", glue, col,
+                                query->descending ? "<" : ">");
+      g_string_append_printf (sql, " ORDER BY %s %s, order_id %s LIMIT ?4%s)"
+                              " ORDER BY %s %s, order_id %s", col, dir, dir,
+                              with_offset ? " OFFSET ?10" : "", col, dir, dir);
+      return g_string_free (sql, FALSE);
     }
+  if (search)
+    append_matches (sql, with_fts);
+  if (with_offset)
+    g_string_append (sql, "SELECT " ROW_COLUMNS " FROM orders WHERE rowid IN (SELECT rowid FROM orders");
   if (count_only)
     g_string_append (sql, "SELECT count(*) FROM orders");
-  else
+  else if (!with_offset)
     g_string_append (sql, "SELECT " ROW_COLUMNS " FROM orders");
   if (search)
     {
@@ -247,6 +287,10 @@ build_sql (const OdOrderQuery *query,
   g_string_append_printf (sql, " ORDER BY %s %s, order_id %s LIMIT ?4", col,
                           query->descending ? "DESC" : "ASC",
                           query->descending ? "DESC" : "ASC");
+  if (with_offset)
+    g_string_append_printf (sql, " OFFSET ?10) ORDER BY %s %s, order_id %s", col,
+                            query->descending ? "DESC" : "ASC",
+                            query->descending ? "DESC" : "ASC");
   return g_string_free (sql, FALSE);
 }
 
@@ -286,17 +330,118 @@ read_row (sqlite3_stmt *st)
   return row;
 }
 
+/* The matches of the last search on the cache's read connection, kept in
+ * a temporary table while the cache's data stays the same.  A search is
+ * one count and a page or more, each of which would otherwise search the
+ * full-text index again (about 10 ms at a million orders); and a live
+ * update refreshes every page on screen.  PRAGMA data_version changes
+ * whenever another connection (the cache's writer) commits. */
+typedef struct
+{
+  char   *search;
+  gint64  data_version;
+} SearchMemo;
+
+static void
+search_memo_free (SearchMemo *memo)
+{
+  g_free (memo->search);
+  g_free (memo);
+}
+
+static gint64
+data_version (sqlite3 *db)
+{
+  sqlite3_stmt *st = NULL;
+  gint64 v = -1;
+
+  if (sqlite3_prepare_v2 (db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK
+      && sqlite3_step (st) == SQLITE_ROW)
+    v = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  return v;
+}
+
+static gboolean
+ensure_search_memo (OdCache            *cache,
+                    const OdOrderQuery *query,
+                    const SearchParts  *parts,
+                    gboolean            with_fts,
+                    GError            **error)
+{
+  sqlite3 *db = od_cache_get_db (cache);
+  SearchMemo *memo = g_object_get_data (G_OBJECT (cache), "od-search-memo");
+  gint64 version = data_version (db);
+  g_autoptr(GString) sql = NULL;
+  sqlite3_stmt *st;
+  int rc;
+
+  if (memo != NULL && version >= 0 && memo->data_version == version
+      && g_strcmp0 (memo->search, query->search) == 0)
+    return TRUE;
+  if (memo == NULL)
+    {
+      if (sqlite3_exec (db, "CREATE TEMP TABLE IF NOT EXISTS od_search_hits"
+                            " (rid INTEGER PRIMARY KEY, status TEXT, updated_at TEXT,"
+                            " created_at TEXT, total_cents INTEGER, customer_name TEXT,"
+                            " order_id TEXT)", NULL, NULL, NULL) != SQLITE_OK)
+        {
+          od_cache_set_sqlite_error (error, db, "search");
+          return FALSE;
+        }
+      memo = g_new0 (SearchMemo, 1);
+      g_object_set_data_full (G_OBJECT (cache), "od-search-memo", memo,
+                              (GDestroyNotify) search_memo_free);
+    }
+  g_clear_pointer (&memo->search, g_free);
+  if (sqlite3_exec (db, "DELETE FROM temp.od_search_hits", NULL, NULL, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "search");
+      return FALSE;
+    }
+  sql = g_string_new (NULL);
+  append_matches (sql, with_fts);
+  /* The sort keys come along: a page then sorts a few thousand short
+   * rows here and reads only its own rows from the table. */
+  g_string_append (sql, "INSERT INTO temp.od_search_hits SELECT rowid, status, updated_at,"
+                        " created_at, total_cents, customer_name, order_id FROM orders"
+                        " WHERE rowid IN (SELECT rid FROM m)");
+  st = od_cache_prepare_read (cache, sql->str, error);
+  if (st == NULL)
+    return FALSE;
+  bind_search (st, parts, with_fts);
+  rc = sqlite3_step (st);
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, db, "search");
+      return FALSE;
+    }
+  memo->search = g_strdup (query->search);
+  /* The temporary table is this connection's own: writing it does not
+   * change data_version. */
+  memo->data_version = version;
+  return TRUE;
+}
+
+/* On the cache's read connection (db NULL: the statement is kept there,
+ * do not finalize it) or on a connection of the caller's (a new
+ * statement, to be finalized). */
 static sqlite3_stmt *
 prepare_list (OdCache             *cache,
+              sqlite3             *db,
               const OdOrderQuery  *query,
               const OdOrderCursor *cursor,
               gint64               limit,
               gboolean             count_only,
+              gint64               offset,
               SearchParts         *parts,
               GError             **error)
 {
   gboolean with_cursor = !count_only && cursor != NULL && cursor->valid;
   gboolean with_fts = FALSE;
+  gboolean use_memo = FALSE;
   g_autofree char *sql = NULL;
   sqlite3_stmt *st;
 
@@ -304,9 +449,23 @@ prepare_list (OdCache             *cache,
     {
       search_parts_init (parts, query->search);
       with_fts = parts->fts != NULL;
+      /* Only on the cache's own read connection: a worker's connection
+       * cannot see that connection's temporary table. */
+      if (db == NULL)
+        {
+          if (!ensure_search_memo (cache, query, parts, with_fts, error))
+            return NULL;
+          use_memo = TRUE;
+        }
     }
-  sql = build_sql (query, with_cursor, with_fts, count_only);
-  st = od_cache_prepare_read (cache, sql, error);
+  sql = build_sql (query, with_cursor, with_fts, count_only, offset >= 0, use_memo);
+  if (db == NULL)
+    st = od_cache_prepare_read (cache, sql, error);
+  else if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "query");
+      st = NULL;
+    }
   if (st == NULL)
     return NULL;
   if (query->status != OD_STATUS_NONE)
@@ -322,7 +481,9 @@ prepare_list (OdCache             *cache,
     }
   if (!count_only)
     sqlite3_bind_int64 (st, 4, limit);
-  if (has_search (query))
+  if (offset >= 0)
+    sqlite3_bind_int64 (st, 10, offset);
+  if (has_search (query) && !use_memo)
     bind_search (st, parts, with_fts);
   return st;
 }
@@ -339,7 +500,39 @@ od_query_orders (OdCache             *cache,
   sqlite3_stmt *st;
   int rc;
 
-  st = prepare_list (cache, query, cursor, limit, FALSE, &parts, error);
+  st = prepare_list (cache, NULL, query, cursor, limit, FALSE, -1, &parts, error);
+  if (st == NULL)
+    {
+      search_parts_clear (&parts);
+      return NULL;
+    }
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    g_ptr_array_add (rows, read_row (st));
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  search_parts_clear (&parts);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order list");
+      return NULL;
+    }
+  return g_steal_pointer (&rows);
+}
+
+GPtrArray *
+od_query_orders_at (OdCache            *cache,
+                    const OdOrderQuery *query,
+                    guint64             offset,
+                    guint               limit,
+                    GError            **error)
+{
+  SearchParts parts = { 0 };
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
+  sqlite3_stmt *st;
+  int rc;
+
+  st = prepare_list (cache, NULL, query, NULL, limit, FALSE, (gint64) MIN (offset, (guint64) G_MAXINT64),
+                     &parts, error);
   if (st == NULL)
     {
       search_parts_clear (&parts);
@@ -375,7 +568,7 @@ od_query_count_orders (OdCache             *cache,
         return -1;
       return counts[query->status < 6 ? query->status : 0];
     }
-  st = prepare_list (cache, query, NULL, 0, TRUE, &parts, error);
+  st = prepare_list (cache, NULL, query, NULL, 0, TRUE, -1, &parts, error);
   search_parts_clear (&parts);
   if (st == NULL)
     return -1;
@@ -548,14 +741,49 @@ csv_field (GString    *out,
     g_string_append (out, v);
 }
 
-gboolean
-od_query_export_csv (OdCache             *cache,
-                     const OdOrderQuery  *query,
-                     GOutputStream       *stream,
-                     GCancellable        *cancellable,
-                     GError             **error)
+/* The sync state as `db` sees it (within the caller's transaction). */
+static gboolean
+read_sync_state (sqlite3     *db,
+                 OdSyncState *state,
+                 GError     **error)
 {
-  sqlite3 *db = od_cache_get_db (cache);
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  memset (state, 0, sizeof *state);
+  if (sqlite3_prepare_v2 (db, "SELECT applied_position, last_event_at, server_url"
+                              " FROM sync_state WHERE id = 1", -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "sync state");
+      return FALSE;
+    }
+  rc = sqlite3_step (st);
+  if (rc == SQLITE_ROW)
+    {
+      state->applied_position = sqlite3_column_int64 (st, 0);
+      state->last_event_at = sqlite3_column_int64 (st, 1);
+      state->server_url = g_strdup ((const char *) sqlite3_column_text (st, 2));
+    }
+  sqlite3_finalize (st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, db, "sync state");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The export on `db`: the cache's read connection (own_db FALSE, main
+ * thread) or one the caller opened for a worker thread. */
+static gboolean
+export_csv (OdCache            *cache,
+            sqlite3            *db,
+            gboolean            own_db,
+            const OdOrderQuery *query,
+            GOutputStream      *stream,
+            GCancellable       *cancellable,
+            GError            **error)
+{
   OdSyncState state = { 0 };
   g_autoptr(GString) out = g_string_new (NULL);
   g_autofree char *as_of = NULL;
@@ -570,7 +798,7 @@ od_query_export_csv (OdCache             *cache,
       od_cache_set_sqlite_error (error, db, "export");
       return FALSE;
     }
-  if (!od_cache_get_sync_state (cache, &state, error))
+  if (!read_sync_state (db, &state, error))
     goto out;
   as_of = state.last_event_at > 0 ? od_timestamp_format (state.last_event_at)
                                   : g_strdup ("never");
@@ -589,7 +817,8 @@ od_query_export_csv (OdCache             *cache,
                    "\r\norder_id,customer_name,customer_email,currency,status,item_count,"
                    "total_cents,version,created_at,updated_at,last_position\r\n");
 
-  st = prepare_list (cache, query, NULL, G_MAXINT64, FALSE, &parts, error);
+  st = prepare_list (cache, own_db ? db : NULL, query, NULL, G_MAXINT64, FALSE, -1, &parts,
+                     error);
   if (st == NULL)
     goto out;
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
@@ -615,14 +844,21 @@ od_query_export_csv (OdCache             *cache,
         {
           if (!g_output_stream_write_all (stream, out->str, out->len, NULL, cancellable, error))
             {
-              sqlite3_reset (st);
-              goto out;
+              rc = SQLITE_ABORT;
+              break;
             }
           g_string_truncate (out, 0);
         }
     }
-  sqlite3_reset (st);
-  sqlite3_clear_bindings (st);
+  if (own_db)
+    sqlite3_finalize (st);
+  else
+    {
+      sqlite3_reset (st);
+      sqlite3_clear_bindings (st);
+    }
+  if (rc == SQLITE_ABORT)
+    goto out;
   if (rc != SQLITE_DONE)
     {
       od_cache_set_sqlite_error (error, db, "export");
@@ -635,4 +871,91 @@ out:
   od_sync_state_clear (&state);
   sqlite3_exec (db, "COMMIT", NULL, NULL, NULL);
   return ok;
+}
+
+gboolean
+od_query_export_csv (OdCache             *cache,
+                     const OdOrderQuery  *query,
+                     GOutputStream       *stream,
+                     GCancellable        *cancellable,
+                     GError             **error)
+{
+  return export_csv (cache, od_cache_get_db (cache), FALSE, query, stream, cancellable, error);
+}
+
+typedef struct
+{
+  char          *path;
+  OdOrderQuery   query;
+  char          *search;
+  GOutputStream *stream;
+} ExportData;
+
+static void
+export_data_free (ExportData *d)
+{
+  g_free (d->path);
+  g_free (d->search);
+  g_clear_object (&d->stream);
+  g_free (d);
+}
+
+static void
+export_thread (GTask        *task,
+               gpointer      source,
+               gpointer      task_data,
+               GCancellable *cancellable)
+{
+  ExportData *d = task_data;
+  GError *error = NULL;
+  sqlite3 *db = NULL;
+
+  /* A connection of its own: the cache's read connection belongs to the
+   * main thread, and in WAL mode this reader neither waits for the
+   * writer nor holds it up. */
+  if (sqlite3_open_v2 (d->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL)
+      != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (&error, db, "export");
+      sqlite3_close (db);
+      g_task_return_error (task, error);
+      return;
+    }
+  sqlite3_busy_timeout (db, 5000);
+  if (export_csv (NULL, db, TRUE, &d->query, d->stream, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+  sqlite3_close (db);
+}
+
+void
+od_query_export_csv_async (OdCache             *cache,
+                           const OdOrderQuery  *query,
+                           GOutputStream       *stream,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (cache, cancellable, callback, user_data);
+  ExportData *d = g_new0 (ExportData, 1);
+
+  g_task_set_source_tag (task, od_query_export_csv_async);
+  d->path = g_strdup (od_cache_get_path (cache));
+  d->query = *query;
+  d->search = g_strdup (query->search);
+  d->query.search = d->search;
+  d->stream = g_object_ref (stream);
+  g_task_set_task_data (task, d, (GDestroyNotify) export_data_free);
+  g_task_run_in_thread (task, export_thread);
+}
+
+gboolean
+od_query_export_csv_finish (OdCache       *cache,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, cache), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -77,6 +77,17 @@ GPtrArray  *od_query_orders        (OdCache             *cache,
                                     guint                limit,
                                     GError             **error);
 
+/* Up to `limit` rows starting at row `offset` (0-based) of the query's
+ * order: the rows od_query_orders() would give after walking `offset`
+ * rows, without the walk.  The skipped rows are counted on the sort
+ * index only (see docs/benchmarks-core.md for the cost at 1M orders);
+ * use it to jump, and keyset cursors to page on from there. */
+GPtrArray  *od_query_orders_at     (OdCache             *cache,
+                                    const OdOrderQuery  *query,
+                                    guint64              offset,
+                                    guint                limit,
+                                    GError             **error);
+
 /* Number of rows the query would list: from status_counts without search
  * (no scan), else counted (bounded by the 10,000 search cap). */
 gint64      od_query_count_orders  (OdCache             *cache,
@@ -101,13 +112,37 @@ OdOrder    *od_query_order_at      (OdCache             *cache,
                                     gint64               position,
                                     GError             **error);
 
-/* Writes the query's rows as CSV (RFC 4180) to `stream`; the first line is
- * "# orderdesk export as of position P at TIME (server URL)".  All rows,
- * not only a page. */
+/* Writes the query's rows as CSV (RFC 4180, CRLF line ends) to `stream`,
+ * all rows, not only a page, from one read snapshot.  The first line is
+ * a comment stamping what the data is as of:
+ *
+ *   # orderdesk export: data as of position P, last event at T, exported NOW, server URL
+ *
+ * (T is "never" for an empty cache; ", server URL" only when the cache
+ * knows its server), then the header line
+ * "order_id,customer_name,customer_email,currency,status,item_count,
+ * total_cents,version,created_at,updated_at,last_position" and a line per
+ * order.  Text starting with = + - @ is quoted with a leading ' so that
+ * spreadsheets do not run it.  Runs on the cache's read connection. */
 gboolean    od_query_export_csv    (OdCache             *cache,
                                     const OdOrderQuery  *query,
                                     GOutputStream       *stream,
                                     GCancellable        *cancellable,
                                     GError             **error);
+
+/* The same on a worker thread with a read connection of its own, so a
+ * million-row export never blocks the caller's main loop.  The query is
+ * copied; `stream` is written from the worker and must not be used until
+ * the callback (which runs in the caller's thread-default main context).
+ * The stream is not closed. */
+void        od_query_export_csv_async  (OdCache             *cache,
+                                        const OdOrderQuery  *query,
+                                        GOutputStream       *stream,
+                                        GCancellable        *cancellable,
+                                        GAsyncReadyCallback  callback,
+                                        gpointer             user_data);
+gboolean    od_query_export_csv_finish (OdCache             *cache,
+                                        GAsyncResult        *result,
+                                        GError             **error);
 
 G_END_DECLS

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-sync.h"
+#include "od-tls.h"
 #include "od-cache-private.h"
 #include "od-event-fast.h"
 #include "od-json.h"
@@ -48,6 +49,7 @@ typedef struct
   gint64        reconnect_at;    /* µs monotonic */
   guint         attempts;
   char         *last_error;
+  GTlsCertificateFlags tls_errors; /* of the last refused certificate, 0 = none */
   GQueue        pending;         /* PendingBatch: handed to the cache, not yet known applied */
   OdSyncStats   stats;
   gboolean      update_posted;
@@ -77,6 +79,7 @@ struct _OdSyncEngine
   gint64        caught_up_target;
   Shared       *shared;          /* owned; also referenced by the thread */
   gint          shared_refs;
+  GTlsDatabase *tls_database;    /* NULL = the system's trust */
 };
 
 G_DEFINE_FINAL_TYPE (OdSyncEngine, od_sync_engine, G_TYPE_OBJECT)
@@ -118,7 +121,10 @@ typedef struct
   /* Sync-thread only. */
   SoupSession  *stream_session;
   SoupSession  *page_session;
-  JsonParser   *parser;
+  GTlsDatabase *tls_database;
+  GTlsCertificateFlags tls_errors; /* of the request in progress */
+  JsonNode     *root;      /* the last text parse_json() read */
+  char         *refused;   /* why parse_json() last refused a text */
   GPtrArray    *batch;
   gint64        last;        /* position of the last event handed to the cache */
   RunResult     frame_result;/* set by the frame callback to stop the read loop */
@@ -256,50 +262,25 @@ flush_batch (Worker *w)
   post_update (w);
 }
 
-static gboolean
-depth_ok (const char *text,
-          gsize       len)
-{
-  guint depth = 0;
-  gboolean in_string = FALSE;
-
-  for (gsize i = 0; i < len; i++)
-    {
-      char c = text[i];
-
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if (c == '{' || c == '[')
-        {
-          if (++depth > OD_JSON_MAX_DEPTH)
-            return FALSE;
-        }
-      else if (c == '}' || c == ']')
-        depth--;
-    }
-  return TRUE;
-}
-
+/* Every text from the server goes through the strict RFC 8259 gate
+ * (od_json_parse_object runs od_json_check first): json-glib alone takes
+ * lone surrogates, wraps big integers around and more.  The document
+ * stays the worker's until the next one is parsed. */
 static JsonNode *
 parse_json (Worker     *w,
             const char *text,
             gsize       len)
 {
-  JsonNode *root;
+  g_autoptr(GError) error = NULL;
 
-  if (!depth_ok (text, len) || !json_parser_load_from_data (w->parser, text, len, NULL))
-    return NULL;
-  root = json_parser_get_root (w->parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return NULL;
-  return root;
+  g_clear_pointer (&w->root, json_node_unref);
+  w->root = od_json_parse_object (text, len, &error);
+  if (w->root == NULL)
+    {
+      g_free (w->refused);
+      w->refused = g_strdup (error->message);
+    }
+  return w->root;
 }
 
 /* The dedupe and gap rule shared by stream and pages.  Returns FALSE
@@ -415,8 +396,10 @@ on_frame (const char *event,
 
   if (root == NULL)
     {
-      g_warning ("sync: ignoring a frame that is not a JSON object (event %s, id %s)", event,
-                 id ? id : "-");
+      /* The event it may have carried is not skipped: the next one
+       * shows a gap, which the pages fill in. */
+      g_message ("sync: refusing a frame that is not a strict JSON object (event %s, id %s): %s",
+                 event, id ? id : "-", w->refused ? w->refused : "no object");
       return;
     }
   {
@@ -442,6 +425,25 @@ on_retry (guint    retry_ms,
    * first attempt, so it is only recorded. */
 }
 
+/* A request failed: say why, and a refused certificate in words the
+ * operator can act on (the GUI words it from OdLag:tls-errors). */
+static void
+set_failure (Worker       *w,
+             SoupMessage  *msg,
+             const GError *error)
+{
+  g_autofree char *why = od_tls_describe_failure (msg, w->tls_errors, error);
+  gboolean refused = w->tls_errors != 0
+                     || g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+
+  g_mutex_lock (&w->shared->lock);
+  w->shared->tls_errors = refused ? (w->tls_errors ? w->tls_errors
+                                                   : G_TLS_CERTIFICATE_GENERIC_ERROR)
+                                  : 0;
+  g_mutex_unlock (&w->shared->lock);
+  set_state (w, OD_LAG_STATE_CONNECTING, why);
+}
+
 static SoupMessage *
 new_request (Worker     *w,
              const char *path_and_query)
@@ -451,6 +453,7 @@ new_request (Worker     *w,
 
   if (msg == NULL)
     return NULL;
+  od_tls_watch_message (msg, &w->tls_errors);
   if (w->token != NULL)
     {
       g_autofree char *auth = g_strconcat ("Bearer ", w->token, NULL);
@@ -546,7 +549,7 @@ catch_up_pages (Worker *w)
       end_op (w);
       if (body == NULL)
         {
-          set_state (w, OD_LAG_STATE_CONNECTING, error->message);
+          set_failure (w, msg, error);
           return stopped_or (w, RESULT_DROPPED);
         }
       g_mutex_lock (&w->shared->lock);
@@ -635,7 +638,7 @@ fetch_head (Worker *w)
   end_op (w);
   if (body == NULL)
     {
-      set_state (w, OD_LAG_STATE_CONNECTING, error->message);
+      set_failure (w, msg, error);
       return stopped_or (w, RESULT_DROPPED);
     }
   status = soup_message_get_status (msg);
@@ -703,7 +706,7 @@ run_stream (Worker *w)
   if (in == NULL)
     {
       end_op (w);
-      set_state (w, OD_LAG_STATE_CONNECTING, error->message);
+      set_failure (w, msg, error);
       return stopped_or (w, RESULT_DROPPED);
     }
   if (soup_message_get_status (msg) != 200)
@@ -719,6 +722,7 @@ run_stream (Worker *w)
   set_state (w, OD_LAG_STATE_CATCHING_UP, NULL);
   g_mutex_lock (&s->lock);
   g_clear_pointer (&s->last_error, g_free);
+  s->tls_errors = 0;
   s->attempts = 0;
   g_mutex_unlock (&s->lock);
 
@@ -830,7 +834,9 @@ worker_free (Worker *w)
 {
   g_clear_object (&w->stream_session);
   g_clear_object (&w->page_session);
-  g_clear_object (&w->parser);
+  g_clear_pointer (&w->root, json_node_unref);
+  g_free (w->refused);
+  g_clear_object (&w->tls_database);
   g_clear_pointer (&w->batch, g_ptr_array_unref);
   g_object_unref (w->cache);
   g_weak_ref_clear (&w->engine_ref);
@@ -850,7 +856,11 @@ sync_thread_main (gpointer data)
                                                      "user-agent", "orderdesk-core/0.1", NULL);
   w->page_session = soup_session_new_with_options ("timeout", 30, "user-agent",
                                                    "orderdesk-core/0.1", NULL);
-  w->parser = json_parser_new_immutable ();
+  if (w->tls_database != NULL)
+    {
+      soup_session_set_tls_database (w->stream_session, w->tls_database);
+      soup_session_set_tls_database (w->page_session, w->tls_database);
+    }
   w->batch = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
   resync_from_cache (w);
 
@@ -960,12 +970,14 @@ refresh_lag (OdSyncEngine *self)
   gint64 known_head, last_contact, reconnect_at, last_event = 0;
   guint attempts, reconnect_in = 0;
   g_autofree char *last_error = NULL;
+  GTlsCertificateFlags tls_errors;
   gboolean got_head;
   gint64 replay_head;
   OdSyncState st = { 0 };
 
   if (s == NULL)
     {
+      od_lag_set_tls_errors (self->lag, 0);
       if (od_cache_get_sync_state (self->cache, &st, NULL))
         od_lag_update (self->lag, OD_LAG_STATE_OFFLINE, applied,
                        MAX (st.known_head, applied),
@@ -989,6 +1001,7 @@ refresh_lag (OdSyncEngine *self)
   reconnect_at = s->reconnect_at;
   attempts = s->attempts;
   last_error = g_strdup (s->last_error);
+  tls_errors = s->tls_errors;
   got_head = s->got_head;
   replay_head = s->replay_head;
   g_mutex_unlock (&s->lock);
@@ -1025,6 +1038,7 @@ refresh_lag (OdSyncEngine *self)
   if (applied < known_head && behind_since == 0)
     behind_since = last_contact ? last_contact : now;
 
+  od_lag_set_tls_errors (self->lag, tls_errors);
   od_lag_update (self->lag, state, applied, known_head, behind_since, last_contact,
                  reconnect_in, attempts, last_event, last_error);
 
@@ -1142,6 +1156,7 @@ od_sync_engine_dispose (GObject *object)
     }
   g_clear_object (&self->cache);
   g_clear_object (&self->lag);
+  g_clear_object (&self->tls_database);
   G_OBJECT_CLASS (od_sync_engine_parent_class)->dispose (object);
 }
 
@@ -1317,6 +1332,24 @@ od_sync_engine_set_server (OdSyncEngine *self,
 }
 
 void
+od_sync_engine_set_tls_database (OdSyncEngine *self,
+                                 GTlsDatabase *database)
+{
+  gboolean was_running = self->thread != NULL;
+
+  g_return_if_fail (OD_IS_SYNC_ENGINE (self));
+  g_return_if_fail (database == NULL || G_IS_TLS_DATABASE (database));
+
+  if (self->tls_database == database)
+    return;
+  if (was_running)
+    od_sync_engine_stop (self);
+  g_set_object (&self->tls_database, database);
+  if (was_running)
+    od_sync_engine_start (self);
+}
+
+void
 od_sync_engine_start (OdSyncEngine *self)
 {
   Worker *w;
@@ -1340,6 +1373,7 @@ od_sync_engine_start (OdSyncEngine *self)
   while (g_str_has_suffix (w->server_url, "/"))
     w->server_url[strlen (w->server_url) - 1] = '\0';
   w->token = g_strdup (self->token);
+  w->tls_database = self->tls_database ? g_object_ref (self->tls_database) : NULL;
   w->batch_size = self->batch_size;
   w->main_context = g_main_context_ref (self->main_context);
   g_weak_ref_init (&w->engine_ref, self);

@@ -39,6 +39,13 @@ const char   *od_sync_engine_get_server_url (OdSyncEngine *self);
 void          od_sync_engine_set_server    (OdSyncEngine *self,
                                             const char   *server_url,
                                             const char   *token);
+/* The certificates to trust for an HTTPS server (e.g. from
+ * g_tls_file_database_new() on a private CA file); NULL = the system's
+ * trust store.  Nothing else is ever accepted: a refused certificate is
+ * reported in OdLag:last-error (in words) and OdLag:tls-errors (the
+ * flags).  Restarts a running engine. */
+void          od_sync_engine_set_tls_database (OdSyncEngine *self,
+                                               GTlsDatabase *database);
 void          od_sync_engine_start         (OdSyncEngine *self);
 void          od_sync_engine_stop          (OdSyncEngine *self);
 gboolean      od_sync_engine_get_running   (OdSyncEngine *self);

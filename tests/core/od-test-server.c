@@ -89,6 +89,8 @@ spawn (OdTestServer *s)
       g_ptr_array_add (argv, g_strdup ("--demo-orders"));
       g_ptr_array_add (argv, g_strdup_printf ("%u", s->demo_orders));
     }
+  for (guint i = 0; s->extra_args != NULL && s->extra_args[i] != NULL; i++)
+    g_ptr_array_add (argv, g_strdup (s->extra_args[i]));
   g_ptr_array_add (argv, NULL);
 
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
@@ -119,6 +121,13 @@ spawn (OdTestServer *s)
 OdTestServer *
 od_test_server_start (guint demo_orders)
 {
+  return od_test_server_start_with (demo_orders, NULL);
+}
+
+OdTestServer *
+od_test_server_start_with (guint              demo_orders,
+                           const char * const *extra_args)
+{
   OdTestServer *s = g_new0 (OdTestServer, 1);
   g_autofree char *op = sha256_hex (OD_TEST_OPERATOR_TOKEN);
   g_autofree char *view = sha256_hex (OD_TEST_VIEWER_TOKEN);
@@ -131,6 +140,7 @@ od_test_server_start (guint demo_orders)
   s->tokens = g_build_filename (s->dir, "tokens.json", NULL);
   s->ready = g_build_filename (s->dir, "ready", NULL);
   s->demo_orders = demo_orders;
+  s->extra_args = g_strdupv ((char **) extra_args);
   g_assert_true (g_file_set_contents (s->tokens, tokens, -1, NULL));
   s->session = soup_session_new_with_options ("timeout", 30, "max-conns", 64, "max-conns-per-host",
                                               64, NULL);
@@ -196,6 +206,7 @@ od_test_server_free (OdTestServer *s)
   g_free (s->tokens);
   g_free (s->ready);
   g_free (s->url);
+  g_strfreev (s->extra_args);
   g_free (s);
 }
 

@@ -21,6 +21,7 @@ typedef struct
   GSubprocess *proc;
   SoupSession *session;
   guint        demo_orders;
+  char       **extra_args; /* more server options, e.g. --tls-cert=FILE */
 } OdTestServer;
 
 #define OD_TEST_OPERATOR_TOKEN "op-secret"
@@ -29,6 +30,9 @@ typedef struct
 /* demo_orders > 0 seeds the store (--demo --demo-orders N) and waits
  * until the seeding is done. */
 OdTestServer *od_test_server_start    (guint          demo_orders);
+/* The same with more server options (NULL-terminated). */
+OdTestServer *od_test_server_start_with (guint              demo_orders,
+                                         const char * const *extra_args);
 /* Starts the server again on the same store and port. */
 void          od_test_server_restart  (OdTestServer  *server);
 void          od_test_server_kill     (OdTestServer  *server);

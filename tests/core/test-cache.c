@@ -352,6 +352,202 @@ test_queries (Fixture       *f,
   }
 }
 
+/* A jump to row N gives exactly the rows a walk from the top reaches
+ * there, for every sort, direction, status filter and a search. */
+static void
+test_orders_at (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (700, 17);
+  const char *searches[] = { NULL, "a", "0" };
+
+  push_log (f->cache, log, 4);
+  for (guint s = 0; s < G_N_ELEMENTS (searches); s++)
+    for (int sort = OD_ORDER_SORT_UPDATED; sort <= OD_ORDER_SORT_CUSTOMER; sort++)
+      for (int desc = 0; desc < 2; desc++)
+        for (int status = OD_STATUS_NONE; status < OD_STATUS_N; status++)
+          {
+            OdOrderQuery q = { sort, desc, status, searches[s] };
+            OdOrderCursor cursor = { 0 };
+            g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+            guint64 offsets[8];
+
+            for (;;)
+              {
+                g_autoptr(GPtrArray) rows = od_query_orders (f->cache, &q, &cursor, 50, NULL);
+
+                g_assert_nonnull (rows);
+                for (guint i = 0; i < rows->len; i++)
+                  g_ptr_array_add (ids, g_strdup (((OdOrderRow *) rows->pdata[i])->order_id));
+                if (rows->len < 50)
+                  break;
+                od_order_cursor_from_row (&cursor, &q, rows->pdata[rows->len - 1]);
+              }
+            od_order_cursor_clear (&cursor);
+            offsets[0] = 0;
+            offsets[1] = 1;
+            offsets[2] = 36;
+            offsets[3] = ids->len / 2;
+            offsets[4] = ids->len > 5 ? ids->len - 5 : 0;
+            offsets[5] = ids->len;
+            offsets[6] = ids->len + 10;
+            offsets[7] = ids->len / 3 + 7;
+            for (guint k = 0; k < G_N_ELEMENTS (offsets); k++)
+              {
+                g_autoptr(GError) error = NULL;
+                g_autoptr(GPtrArray) rows = od_query_orders_at (f->cache, &q, offsets[k], 37,
+                                                                &error);
+                guint want = offsets[k] >= ids->len ? 0 : MIN (37, ids->len - offsets[k]);
+
+                g_assert_no_error (error);
+                g_assert_cmpuint (rows->len, ==, want);
+                for (guint i = 0; i < rows->len; i++)
+                  g_assert_cmpstr (((OdOrderRow *) rows->pdata[i])->order_id, ==,
+                                   ids->pdata[offsets[k] + i]);
+              }
+          }
+}
+
+typedef struct
+{
+  gboolean done;
+  gboolean ok;
+  GError  *error;
+} ExportWait;
+
+static void
+exported (GObject      *source,
+          GAsyncResult *result,
+          gpointer      data)
+{
+  ExportWait *w = data;
+
+  w->ok = od_query_export_csv_finish (OD_CACHE (source), result, &w->error);
+  w->done = TRUE;
+}
+
+/* Drops the first line's "exported NOW" part, which differs by design. */
+static char *
+without_export_time (const char *csv)
+{
+  const char *exported = strstr (csv, ", exported ");
+  const char *end = exported ? strpbrk (exported + 11, ",\r") : NULL;
+  g_autofree char *head = NULL;
+
+  g_assert_nonnull (end);
+  head = g_strndup (csv, exported - csv);
+  return g_strconcat (head, end, NULL);
+}
+
+/* The export on a worker thread writes what the synchronous one does;
+ * a cancelled one says so. */
+static void
+test_export_async (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (1500, 23);
+  OdOrderQuery queries[] = {
+    { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL },
+    { OD_ORDER_SORT_CUSTOMER, FALSE, OD_STATUS_PLACED, NULL },
+    { OD_ORDER_SORT_TOTAL, TRUE, OD_STATUS_NONE, "a" },
+  };
+
+  push_log (f->cache, log, 4);
+  for (guint i = 0; i < G_N_ELEMENTS (queries); i++)
+    {
+      g_autoptr(GOutputStream) sync_out = g_memory_output_stream_new_resizable ();
+      g_autoptr(GOutputStream) async_out = g_memory_output_stream_new_resizable ();
+      g_autoptr(GError) error = NULL;
+      g_autofree char *search = g_strdup (queries[i].search);
+      OdOrderQuery q = queries[i];
+      ExportWait w = { 0 };
+      g_autofree char *a = NULL;
+      g_autofree char *b = NULL;
+      char **lines;
+
+      g_assert_true (od_query_export_csv (f->cache, &q, sync_out, NULL, &error));
+      g_assert_no_error (error);
+      q.search = search;
+      od_query_export_csv_async (f->cache, &q, async_out, NULL, exported, &w);
+      /* The query was copied: the caller's may go away at once. */
+      g_clear_pointer (&search, g_free);
+      q.search = NULL;
+      while (!w.done)
+        g_main_context_iteration (NULL, TRUE);
+      g_assert_no_error (w.error);
+      g_assert_true (w.ok);
+      g_assert_true (g_output_stream_write_all (sync_out, "", 1, NULL, NULL, NULL));
+      g_assert_true (g_output_stream_write_all (async_out, "", 1, NULL, NULL, NULL));
+      a = without_export_time (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (sync_out)));
+      b = without_export_time (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (async_out)));
+      g_assert_cmpstr (a, ==, b);
+      lines = g_strsplit (b, "\r\n", 3);
+      g_assert_true (g_str_has_prefix (lines[0], "# orderdesk export: data as of position "));
+      g_assert_cmpstr (lines[1], ==, "order_id,customer_name,customer_email,currency,status,"
+                                     "item_count,total_cents,version,created_at,updated_at,"
+                                     "last_position");
+      g_strfreev (lines);
+    }
+
+  {
+    g_autoptr(GOutputStream) out = g_memory_output_stream_new_resizable ();
+    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+    ExportWait w = { 0 };
+
+    g_cancellable_cancel (cancellable);
+    od_query_export_csv_async (f->cache, &queries[0], out, cancellable, exported, &w);
+    while (!w.done)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_false (w.ok);
+    g_assert_error (w.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&w.error);
+  }
+}
+
+/* Pages of a search read from the search's memo on the read connection:
+ * once the writer commits more events, the memo is not used any more.
+ * Checked against a walk with no memo (a fresh connection). */
+static void
+test_search_memo_follows_writes (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (900, 29);
+  guint half = log->events->len / 2;
+  OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "a" };
+
+  for (guint round = 0; round < 2; round++)
+    {
+      guint upto = round == 0 ? half : log->events->len;
+      g_autoptr(GPtrArray) rows = NULL;
+      gint64 n;
+
+      od_cache_push_events (f->cache, od_test_log_slice (log, round == 0 ? 0 : half, upto),
+                            log->head);
+      g_assert_true (od_cache_flush (f->cache, NULL));
+      n = od_query_count_orders (f->cache, &q, NULL);
+      rows = od_query_orders (f->cache, &q, NULL, 10000, NULL);
+      g_assert_cmpint (n, ==, rows->len);
+      {
+        g_autoptr(OdCache) other = od_cache_open (f->path, NULL);
+        g_autoptr(GPtrArray) fresh = NULL;
+
+        g_assert_nonnull (other);
+        fresh = od_query_orders (other, &q, NULL, 10000, NULL);
+        g_assert_cmpuint (fresh->len, ==, rows->len);
+        for (guint i = 0; i < rows->len; i++)
+          {
+            OdOrderRow *a = rows->pdata[i];
+            OdOrderRow *b = fresh->pdata[i];
+
+            g_assert_cmpstr (a->order_id, ==, b->order_id);
+            g_assert_cmpstr (a->updated_at, ==, b->updated_at);
+            g_assert_cmpint (a->status, ==, b->status);
+          }
+        g_assert_cmpuint (rows->len, >, 0);
+      }
+    }
+}
+
 static void
 test_order_at (Fixture       *f,
                gconstpointer  data)
@@ -679,6 +875,94 @@ test_fast_event_parser (void)
   }
 }
 
+/* The fast parser never takes what the strict RFC 8259 check refuses:
+ * hand-picked cases, then random byte changes of real event lines. */
+static void
+test_fast_event_parser_strict (void)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (100, 7);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (4242);
+#define EV(pos, actor, data) "{\"position\":" pos ",\"prev\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-0123456789ab\",\"version\":1,\"type\":\"X\",\"recorded_at\":\"t\",\"actor\":\"" actor "\",\"data\":" data "}"
+  static const struct { const char *text; gsize len; } refused[] = {
+    { EV ("2", "\\udc00", "{}"), 0 },
+    { EV ("2", "\\ud800x", "{}"), 0 },
+    { EV ("2", "a\\qb", "{}"), 0 },
+    { EV ("2", "a\\u12", "{}"), 0 },
+    { EV ("2", "a\001b", "{}"), 0 },
+    { EV ("2", "a", "{\"s\":\"tab\there\"}"), 0 },
+    { EV ("2", "a", "{\"s\":\"\\udfff\"}"), 0 },
+    { EV ("2", "a", "{\"n\":9223372036854775808}"), 0 },
+    { EV ("2", "a", "{\"n\":-9223372036854775809}"), 0 },
+    { EV ("2", "a", "{\"n\":18446744073709551617}"), 0 },
+    { EV ("99999999999999999999", "a", "{}"), 0 },
+    { EV ("02", "a", "{}"), 0 },
+    { EV ("2", "a", "{\"n\":0123}"), 0 },
+    { EV ("2", "a", "{\"n\":-01}"), 0 },
+    { EV ("2", "a", "{\"n\":+1}"), 0 },
+    { EV ("2", "a", "{\"n\":tru}"), 0 },
+    { EV ("2", "a", "{\"n\":1,}"), 0 },
+    { EV ("2", "a\0b", "{}"), sizeof (EV ("2", "a\0b", "{}")) - 1 },
+  };
+#undef EV
+
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      gsize len = refused[i].len ? refused[i].len : strlen (refused[i].text);
+      g_autoptr(OdEvent) fast = od_event_parse_fast (refused[i].text, len);
+      g_autoptr(OdEvent) slow = od_event_parse (refused[i].text, len, NULL);
+
+      g_test_message ("case %u: %s", i, refused[i].text);
+      g_assert_false (od_json_check (refused[i].text, len, NULL));
+      g_assert_null (fast);
+      g_assert_null (slow);
+    }
+
+  /* Random changes: whatever the fast path takes, the strict check
+   * takes too, and both read the same event. */
+  for (guint n = 0; n < 20000; n++)
+    {
+      g_autoptr(GString) line = g_string_new (NULL);
+      g_autoptr(OdEvent) fast = NULL;
+      static const char bytes[] = "\\\"u0123456789abcdefABCDEF{}[],:-+.eE \t\r\n\001\177\xc3\xa9\xff";
+      guint changes = g_rand_int_range (rand, 1, 4);
+
+      od_event_append_json (line, g_ptr_array_index (log->events,
+                                                     g_rand_int_range (rand, 0, log->events->len)));
+      for (guint c = 0; c < changes; c++)
+        {
+          gsize at = g_rand_int_range (rand, 0, line->len);
+          char b = bytes[g_rand_int_range (rand, 0, sizeof bytes - 1)];
+
+          switch (g_rand_int_range (rand, 0, 3))
+            {
+            case 0:
+              line->str[at] = b;
+              break;
+            case 1:
+              g_string_insert_c (line, at, b);
+              break;
+            default:
+              g_string_erase (line, at, 1);
+              break;
+            }
+        }
+      fast = od_event_parse_fast (line->str, line->len);
+      if (fast != NULL)
+        {
+          g_autoptr(GError) error = NULL;
+          g_autoptr(OdEvent) slow = NULL;
+
+          if (!od_json_check (line->str, line->len, &error))
+            g_error ("the fast parser took what the strict check refuses (%s): %s",
+                     error->message, line->str);
+          slow = od_event_parse (line->str, line->len, NULL);
+          g_assert_nonnull (slow);
+          g_assert_cmpint (fast->position, ==, slow->position);
+          g_assert_cmpstr (fast->actor, ==, slow->actor);
+        }
+    }
+}
+
 static void
 test_default_path (void)
 {
@@ -701,6 +985,12 @@ main (int    argc,
               fixture_teardown);
   g_test_add ("/cache/gap-stops", Fixture, NULL, fixture_setup, test_gap_stops, fixture_teardown);
   g_test_add ("/cache/queries", Fixture, NULL, fixture_setup, test_queries, fixture_teardown);
+  g_test_add ("/cache/orders-at-offset", Fixture, NULL, fixture_setup, test_orders_at,
+              fixture_teardown);
+  g_test_add ("/cache/export-async", Fixture, NULL, fixture_setup, test_export_async,
+              fixture_teardown);
+  g_test_add ("/cache/search-memo-follows-writes", Fixture, NULL, fixture_setup,
+              test_search_memo_follows_writes, fixture_teardown);
   g_test_add ("/cache/order-at", Fixture, NULL, fixture_setup, test_order_at, fixture_teardown);
   g_test_add ("/cache/rebuild", Fixture, NULL, fixture_setup, test_rebuild, fixture_teardown);
   g_test_add ("/cache/wait-position", Fixture, NULL, fixture_setup, test_wait_position,
@@ -710,6 +1000,7 @@ main (int    argc,
   g_test_add_func ("/cache/migration-rebuilds", test_migration_rebuilds);
   g_test_add_func ("/cache/default-path", test_default_path);
   g_test_add_func ("/sync/fast-event-parser", test_fast_event_parser);
+  g_test_add_func ("/sync/fast-event-parser-strict", test_fast_event_parser_strict);
   g_test_add_func ("/sse/parser", test_sse_parser);
   return g_test_run ();
 }

@@ -16,6 +16,7 @@ typedef enum
   PLAN_GAP,        /* first stream: events, then events after a hole */
   PLAN_REORDER,    /* first stream: events, then n+2 before n+1 */
   PLAN_STUCK,      /* first stream: events, then only heartbeats below the head */
+  PLAN_NOT_STRICT, /* first stream: one event is JSON only a lenient parser takes */
 } Plan;
 
 typedef struct
@@ -85,6 +86,20 @@ handle_stream (StreamServer      *s,
           append_range (out, s->log, 42, 42);
           append_range (out, s->log, 41, 41);
           append_range (out, s->log, 43, 60);
+          break;
+        case PLAN_NOT_STRICT:
+          {
+            g_autoptr(GString) bad = g_string_new (NULL);
+
+            append_range (out, s->log, 1, 30);
+            /* A lone surrogate: json-glib takes it and makes a string
+             * that is not UTF-8; the strict check refuses the frame. */
+            append_range (bad, s->log, 31, 31);
+            g_assert_cmpint (g_string_replace (bad, "\"actor\":\"test\"",
+                                               "\"actor\":\"te\\udc00st\"", 1), ==, 1);
+            g_string_append (out, bad->str);
+            append_range (out, s->log, 32, s->served_head);
+          }
           break;
         default:
           g_assert_not_reached ();
@@ -382,6 +397,35 @@ test_stuck (void)
   test_gap_uses_pages (PLAN_STUCK);
 }
 
+/* Frames are read strictly (RFC 8259): a lenient-only event is refused,
+ * not applied; the hole it leaves is filled from the pages. */
+static void
+test_not_strict_refused (void)
+{
+  StreamServer *s = stream_server_new (PLAN_NOT_STRICT);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  sqlite3_stmt *st = NULL;
+  OdSyncStats stats;
+
+  od_sync_engine_start (sync);
+  settle (cache, s->log->head, 10);
+  od_sync_engine_get_stats (sync, &stats);
+  assert_cache_is_prefix (cache, s->log, s->log->head);
+  g_assert_cmpuint (stats.gaps, >=, 1);
+  g_assert_cmpuint (s->pages, >=, 1);
+  sqlite3_prepare_v2 (od_cache_get_db (cache),
+                      "SELECT count(*) FROM order_events WHERE actor <> 'test'", -1, &st, NULL);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  g_assert_cmpint (sqlite3_column_int64 (st, 0), ==, 0);
+  sqlite3_finalize (st);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -391,5 +435,6 @@ main (int    argc,
   g_test_add_func ("/stream/real-gap-uses-pages", test_real_gap);
   g_test_add_func ("/stream/reordered-uses-pages", test_reordered);
   g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
+  g_test_add_func ("/stream/not-strict-json-refused", test_not_strict_refused);
   return g_test_run ();
 }

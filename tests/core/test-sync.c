@@ -278,6 +278,117 @@ check_lag_truth (OdCache *cache,
                        (now - oldest_unapplied_ack) / 1e6);
 }
 
+/* The state rule on its own: a cache a moment behind a live feed is
+ * live, one really behind is catching up, and the counts stay exact. */
+static void
+test_lag_live_tolerance (void)
+{
+  g_autoptr(OdLag) lag = od_lag_new ();
+  gint64 now = g_get_real_time ();
+
+  /* The replay after connecting is catching up, however young. */
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 0, 1000000, now - G_USEC_PER_SEC / 10, now,
+                 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CATCHING_UP);
+  g_assert_cmpint (od_lag_get_events_behind (lag), ==, 1000000);
+
+  od_lag_update (lag, OD_LAG_STATE_LIVE, 1000000, 1000000, 0, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+
+  /* One event received and not yet applied: still live, counted. */
+  now = g_get_real_time ();
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 1000000, 1000001,
+                 now - G_USEC_PER_SEC / 5, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+  g_assert_cmpint (od_lag_get_events_behind (lag), ==, 1);
+  g_assert_cmpfloat (od_lag_get_seconds_behind (lag), >=, 0.2);
+
+  /* The same event unapplied past the tolerance: the tick says so. */
+  now = g_get_real_time ();
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 1000000, 1000001,
+                 now - 19 * G_USEC_PER_SEC / 10, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+  g_usleep (G_USEC_PER_SEC / 5);
+  od_lag_tick (lag);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CATCHING_UP);
+  g_assert_cmpfloat (od_lag_get_seconds_behind (lag), >=, 2.0);
+  g_assert_cmpint (od_lag_get_events_behind (lag), ==, 1);
+
+  /* Once really behind, a younger event does not make it live again:
+   * only being caught up does. */
+  now = g_get_real_time ();
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 1000001, 1000002,
+                 now - G_USEC_PER_SEC / 10, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CATCHING_UP);
+  od_lag_update (lag, OD_LAG_STATE_LIVE, 1000002, 1000002, 0, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+
+  /* A silent feed (heartbeat overdue) is not live, even one event behind. */
+  now = g_get_real_time ();
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 1000002, 1000003,
+                 now - G_USEC_PER_SEC / 10, now - 7 * G_USEC_PER_SEC, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CATCHING_UP);
+  g_assert_cmpfloat (od_lag_get_seconds_behind (lag), >=, 7.0);
+
+  /* A reconnection starts over: its replay is catching up again. */
+  od_lag_update (lag, OD_LAG_STATE_LIVE, 1000003, 1000003, 0, now, 0, 0, 0, NULL);
+  od_lag_update (lag, OD_LAG_STATE_CONNECTING, 1000003, 1000003, 0, now, 0, 1, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CONNECTING);
+  now = g_get_real_time ();
+  od_lag_update (lag, OD_LAG_STATE_CATCHING_UP, 1000003, 1000010, now, now, 0, 0, 0, NULL);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_CATCHING_UP);
+}
+
+static void
+on_state_seen (OdLag      *lag,
+               GParamSpec *pspec,
+               guint      *not_live)
+{
+  if (od_lag_get_state (lag) != OD_LAG_STATE_LIVE)
+    (*not_live)++;
+}
+
+/* A server trickling events: the indicator stays live throughout. */
+static void
+test_lag_trickle_stays_live (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("trickle");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  guint not_live = 0;
+  gint64 last = 0;
+  gulong id;
+
+  od_sync_engine_start (sync);
+  for (guint i = 0; i < 100 && od_lag_get_state (lag) != OD_LAG_STATE_LIVE; i++)
+    sleep_loop (100);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+
+  id = g_signal_connect (lag, "notify::state", G_CALLBACK (on_state_seen), &not_live);
+  for (guint i = 0; i < 15; i++)
+    {
+      g_autofree char *oid = od_uuid_v7_new ();
+      g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Trickle\",\"customer_email\":\"t@example.com\",\"currency\":\"EUR\"}}", oid);
+      g_autofree char *answer = NULL;
+      g_autoptr(JsonNode) root = NULL;
+
+      g_assert_cmpuint (od_test_post_command (server, oid, body, &answer), ==, 200);
+      root = od_json_parse_object (answer, -1, NULL);
+      last = json_object_get_int_member (json_node_get_object (root), "position");
+      sleep_loop (200);
+    }
+  g_assert_true (wait_applied (cache, last, 10));
+  sleep_loop (300);
+  g_signal_handler_disconnect (lag, id);
+  g_assert_cmpuint (not_live, ==, 0);
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_LIVE);
+  g_assert_cmpint (od_lag_get_events_behind (lag), ==, 0);
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
 static void
 test_lag_paused_and_stopped (void)
 {
@@ -681,6 +792,8 @@ main (int    argc,
   g_test_add_func ("/sync/equals-fold", test_sync_equals_fold);
   g_test_add_func ("/sync/server-restart", test_server_restart);
   g_test_add_func ("/sync/auth-stops", test_auth_stops);
+  g_test_add_func ("/lag/live-tolerance", test_lag_live_tolerance);
+  g_test_add_func ("/lag/trickle-stays-live", test_lag_trickle_stays_live);
   g_test_add_func ("/lag/paused-and-stopped", test_lag_paused_and_stopped);
   g_test_add_func ("/outbox/rejected-then-next", test_outbox_rejected_then_next);
   g_test_add_func ("/outbox/crash-after-send", test_outbox_crash_after_send);

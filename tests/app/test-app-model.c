@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The order list model on its own: whatever order rows are asked in
+ * (jumps far into the list from either end, then scrolling both ways),
+ * row i is the i-th row of a keyset walk of the core's query. */
+#include "od-core.h"
+#include "od-order-item.h"
+#include "od-order-list-model.h"
+#include "od-test-cache.h"
+
+static GPtrArray *
+walk (OdCache            *cache,
+      const OdOrderQuery *q)
+{
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  OdOrderCursor cursor = { 0 };
+
+  for (;;)
+    {
+      g_autoptr(GPtrArray) rows = od_query_orders (cache, q, &cursor, 500, NULL);
+
+      g_assert_nonnull (rows);
+      for (guint i = 0; i < rows->len; i++)
+        g_ptr_array_add (ids, g_strdup (((OdOrderRow *) rows->pdata[i])->order_id));
+      if (rows->len < 500)
+        break;
+      od_order_cursor_from_row (&cursor, q, rows->pdata[rows->len - 1]);
+    }
+  od_order_cursor_clear (&cursor);
+  return ids;
+}
+
+static void
+check (OdOrderListModel *model,
+       GPtrArray        *ids,
+       guint             position)
+{
+  g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (model), position);
+
+  g_assert_nonnull (item);
+  g_assert_cmpstr (od_order_item_get_order_id (item), ==, ids->pdata[position]);
+}
+
+static void
+test_jumps (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = od_test_shared_cache (5000, &error);
+  g_autoptr(OdCache) cache = NULL;
+  const char *searches[] = { NULL, "a" };
+
+  g_assert_no_error (error);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  for (guint s = 0; s < G_N_ELEMENTS (searches); s++)
+    for (int sort = OD_ORDER_SORT_UPDATED; sort <= OD_ORDER_SORT_CUSTOMER; sort++)
+      for (int status = OD_STATUS_NONE; status < OD_STATUS_N; status += 2)
+        {
+          g_autoptr(OdOrderListModel) model = od_order_list_model_new_for_query (cache, sort,
+                                                                                 sort != OD_ORDER_SORT_CUSTOMER,
+                                                                                 status,
+                                                                                 searches[s]);
+          g_autoptr(GPtrArray) ids = walk (cache, od_order_list_model_get_query (model));
+          guint n = g_list_model_get_n_items (G_LIST_MODEL (model));
+          guint probes[] = { n * 3 / 4, n - 1, n / 3, 1, n / 2, 0, n / 2 + 1, n * 3 / 4 - 1 };
+
+          g_assert_cmpuint (n, ==, ids->len);
+          if (n == 0)
+            continue;
+          for (guint k = 0; k < G_N_ELEMENTS (probes); k++)
+            {
+              guint p = MIN (probes[k], n - 1);
+
+              check (model, ids, p);
+              /* Scrolling on from a jump, both ways, across page ends. */
+              for (guint d = 1; d < 130 && p + d < n; d += 7)
+                check (model, ids, p + d);
+              for (guint d = 1; d < 130 && d <= p; d += 7)
+                check (model, ids, p - d);
+            }
+          g_assert_null (g_list_model_get_item (G_LIST_MODEL (model), n));
+        }
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/model/jumps", test_jumps);
+  return g_test_run ();
+}
