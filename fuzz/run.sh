@@ -13,13 +13,19 @@
 #
 # Environment: OD_FUZZ_SRC (source tree, default: this script's parent),
 # OD_FUZZ_BUILD (build directory, default: $OD_FUZZ_SRC/build-fuzz),
-# OD_FUZZ_JOBS (parallel fuzzing processes per target, default 1).
+# OD_FUZZ_JOBS (parallel fuzzing processes per target, default 1),
+# OD_FUZZ_ARGS (more libFuzzer options), ASAN_OPTIONS (replaces the default
+# below).  To go on fuzzing past a leak that is already known:
+#   ASAN_OPTIONS=detect_leaks=0 OD_FUZZ_ARGS=-detect_leaks=0 fuzz/run.sh ...
+# An input whose fix has not landed yet is moved by hand from
+# fuzz/regressions/<target>/ to fuzz/pending/<target>/, which nothing
+# replays, and back when it is fixed.
 
 set -eu
 
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-command problem event sse}
+targets=${*:-command problem event sse event-fast}
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=${OD_FUZZ_SRC:-$(dirname "$here")}
@@ -44,9 +50,10 @@ for t in $targets; do
   # -jobs=1 would still fork a child that logs to a file; only ask for
   # processes when more than one is wanted.
   [ "$jobs" -gt 1 ] && opts="$opts -jobs=$jobs -workers=$jobs"
+  opts="$opts ${OD_FUZZ_ARGS:-}"
   echo "== $t: ${seconds}s"
   # shellcheck disable=SC2086
-  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  if ! ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
        "$build/fuzz/od-fuzz-$t" $opts \
          -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
