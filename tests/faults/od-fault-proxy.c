@@ -150,7 +150,9 @@ forward (Conn             *c,
 
       while (done < pass)
         {
-          gsize piece = MIN (pass - done, (gsize) g_random_int_range (1, max_piece + 1));
+          /* Not inside MIN (): it would draw twice. */
+          gsize want = (gsize) g_random_int_range (1, max_piece + 1);
+          gsize piece = MIN (pass - done, want);
 
           if (max_delay > 0)
             g_usleep (g_random_int_range (0, max_delay + 1) * 1000);
@@ -247,8 +249,6 @@ conn_main (gpointer data)
         {
           ssize_t r;
 
-          if (c->dump)
-            memset (buf, 0xAB, 64 * 1024);
           r = recv (c->server_fd, buf, 64 * 1024, 0);
 
           if (r <= 0 || !forward (c, OD_FAULT_TO_CLIENT, buf, r))

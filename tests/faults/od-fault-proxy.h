@@ -8,7 +8,9 @@ G_BEGIN_DECLS
 /* A TCP proxy on loopback that injects faults between a client and a
  * server: cuts at a chosen byte offset (FIN or RST), refused (reset)
  * connections, delays with fragmentation, and stalls.  It runs on threads
- * of its own (one per connection), so the test's main loop stays free. */
+ * of its own (one per connection), so the test's main loop stays free.
+ * With OD_FAULT_DUMP=DIR set, the bytes each connection passed to the
+ * client are written to DIR/conn-NNNNN (for looking into a failure). */
 
 typedef enum
 {

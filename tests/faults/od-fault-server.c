@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 char *
 od_fault_tmpdir (const char *name)
@@ -36,6 +37,14 @@ od_fault_rmdir (const char *dir)
   g_rmdir (dir);
 }
 
+/* In the child before exec: a test that aborts (a failed check) must not
+ * leave its server running. */
+static void
+die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
 static void
 spawn (OdFaultServer *s)
 {
@@ -51,6 +60,7 @@ spawn (OdFaultServer *s)
   g_assert_nonnull (bin);
   g_unlink (s->ready);
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
   /* Appends, so that the log of every run of the server is kept. */
   {
     int fd = g_open (s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);

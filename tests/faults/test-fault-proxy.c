@@ -6,7 +6,11 @@
  * limit.  In the end the cache must hold exactly the server's log, each
  * event applied once, and views equal to the fold of the log.  The time
  * from each cut until the cache has everything acknowledged at the cut
- * is reported as "# resume p50=… p99=…". */
+ * is reported as "# resume p50=… p99=…".
+ *
+ * A second case sends the outbox's commands through the proxy, with a
+ * cut in the request or in the response of each: every command must be
+ * accepted exactly once. */
 #include "od-fault-proxy.h"
 #include "od-fault-server.h"
 
@@ -18,6 +22,9 @@
 /* A warning of the core is a finding: it is recorded and fails the test
  * at the end, after the end state was checked. */
 static GPtrArray *warnings;
+
+/* Whether run_until() plays the operator's "Retry now". */
+static gboolean retry_now = TRUE;
 
 typedef struct
 {
@@ -127,9 +134,8 @@ traffic_max_acked (Traffic *t)
   return v;
 }
 
-/* At a cut: what the server had acknowledged, and how many stream
- * connections the engine had opened (16 bits each would not do: pack the
- * connection count in the high bits). */
+/* At a cut: what the server had acknowledged (low 40 bits) and how many
+ * stream connections the engine had opened (the bits above). */
 static gint64
 probe_at_cut (gpointer data)
 {
@@ -159,7 +165,7 @@ run_until (OdSyncEngine *sync,
         return FALSE;
       if (!g_main_context_iteration (NULL, FALSE))
         g_usleep (300);
-      if (sync && od_lag_get_state (od_sync_engine_get_lag (sync)) == OD_LAG_STATE_RECONNECTING)
+      if (sync && retry_now && od_lag_get_state (od_sync_engine_get_lag (sync)) == OD_LAG_STATE_RECONNECTING)
         od_sync_engine_reconnect_now (sync);
     }
   return TRUE;
@@ -269,8 +275,6 @@ cut_and_resume (Wait             *w,
                       (g_get_monotonic_time () - t) / 1000.0,
                       od_fault_proxy_get_connections (w->proxy),
                       g_subprocess_get_identifier (w->traffic->server->proc));
-      if (g_getenv ("OD_FAULT_HOLD"))
-        g_usleep (60 * G_USEC_PER_SEC);
     g_error ("an armed cut (#%u, %s, offset %" G_GUINT64_FORMAT ") did not happen within %d s"
              " (state %d, applied %" G_GINT64_FORMAT ", acked %" G_GINT64_FORMAT ", traffic: %s)",
              w->cuts_before, dir == OD_FAULT_TO_CLIENT ? "to client" : "to server", offset,
@@ -314,6 +318,7 @@ test_proxy_cuts (void)
   double stall_short_ms, stall_long_ms, drop_ms, p50, p99, max;
   double silent_ms = 0, seconds_behind_at_drop = 0;
   gint64 t_drop;
+  double natural[3];
   gint64 t0 = g_get_monotonic_time (), head;
 
   /* Every insert into the history is recorded by a trigger of the
@@ -378,6 +383,17 @@ test_proxy_cuts (void)
       if (g_random_boolean ())
         run_until (NULL, never, NULL, g_random_int_range (0, 30));
     }
+
+  /* A few cuts with the engine's own backoff (1 s ± 20 % after a
+   * connection that worked), as an operator who does nothing sees it. */
+  retry_now = FALSE;
+  for (guint i = 0; i < 3; i++)
+    {
+      double ms = cut_and_resume (&w, OD_FAULT_TO_CLIENT, g_random_int_range (0, 8192), FALSE, kinds);
+
+      natural[i] = ms;
+    }
+  retry_now = TRUE;
 
   /* Delays and fragmentation: pieces of 1..1400 bytes, each up to 4 ms
    * late, with 10 more cuts meanwhile. */
@@ -448,11 +464,14 @@ test_proxy_cuts (void)
     silent_ms = (g_get_monotonic_time () - start) / 1000.0;
     seconds_behind_at_drop = od_lag_get_seconds_behind (lag);
     g_assert_cmpfloat (silent_ms, >=, 11000);
+    /* The network comes back.  (Left stalled, the old keep-alive
+     * connection the engine sends its GET /v1/head on stays silent too,
+     * and the resume takes about 13 s more.) */
+    od_fault_proxy_stall (proxy, FALSE);
     w.connections = conns;
     w.target = traffic_max_acked (&traffic);
     g_assert_true (run_until (sync, resumed, &w, 15000));
     stall_long_ms = (g_get_monotonic_time () - start) / 1000.0;
-    od_fault_proxy_stall (proxy, FALSE);
   }
 
   /* The end: traffic stops, the cache catches up with the head. */
@@ -491,6 +510,8 @@ test_proxy_cuts (void)
   max = od_fault_percentile ((double *) resume->data, resume->len, 100);
   g_test_message ("resume p50=%.1fms p99=%.1fms max=%.1fms over %u cuts (retry at once)",
                   p50, p99, max, resume->len);
+  g_test_message ("resume with the engine's own backoff (no retry now): %.0f, %.0f, %.0f ms",
+                  natural[0], natural[1], natural[2]);
   g_test_message ("cuts: %u (%u with RST, %u on the way to the server); by connection: stream %u,"
                   " head %u, events %u, unknown %u, other %u",
                   n_cuts, resets, to_server, kinds[OD_FAULT_CONN_STREAM], kinds[OD_FAULT_CONN_HEAD],
@@ -522,6 +543,217 @@ test_proxy_cuts (void)
 }
 
 
+/* The outbox through the proxy: commands cut in the request (not
+ * executed) and in the response (executed, but the outbox cannot know)
+ * are sent again with the same key and body; each is accepted exactly
+ * once. */
+typedef struct
+{
+  guint submitted;
+  guint failed;
+} Submits;
+
+static void
+submitted_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      data)
+{
+  Submits *s = data;
+  g_autoptr(GError) error = NULL;
+
+  if (od_outbox_submit_finish (OD_OUTBOX (source), result, &error) < 0)
+    {
+      g_test_message ("submit failed: %s", error->message);
+      s->failed++;
+    }
+  s->submitted++;
+}
+
+typedef struct
+{
+  OdOutbox     *outbox;
+  OdFaultProxy *proxy;
+  guint         cuts_before;
+  Submits      *submits;
+  guint         total;
+  guint         submitted_target;
+} OutboxWait;
+
+/* Also plays the console's "network is back" every 5 ms: a kick while
+ * the failed attempt is still being noted would be lost, and the
+ * outbox's own backoff (1 s) would make this test slow. */
+static gboolean
+outbox_progress (gpointer data)
+{
+  OutboxWait *w = data;
+  static gint64 last_kick;
+
+  if (g_get_monotonic_time () - last_kick > 5000)
+    {
+      last_kick = g_get_monotonic_time ();
+      od_outbox_kick (w->outbox);
+    }
+  return w->submits->submitted == w->submitted_target && od_outbox_count_pending (w->outbox) == 0;
+}
+
+static gboolean
+outbox_done (gpointer data)
+{
+  OutboxWait *w = data;
+
+  return w->submits->submitted == w->total && od_outbox_count_pending (w->outbox) == 0;
+}
+
+#define OUTBOX_ORDERS 40
+
+static void
+test_outbox_cuts (void)
+{
+  g_autoptr(OdFaultServer) server = od_fault_server_start ();
+  g_autoptr(SoupSession) session = od_fault_session_new ();
+  g_autofree char *dir = od_fault_tmpdir ("outbox-cache");
+  g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *url = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(OdOutbox) outbox = NULL;
+  g_autoptr(OdSyncEngine) sync = NULL;
+  g_autoptr(GPtrArray) events = NULL;
+  g_autoptr(GPtrArray) commands = NULL;
+  g_autoptr(GHashTable) by_position = g_hash_table_new (g_int64_hash, g_int64_equal);
+  OdFaultProxy *proxy;
+  Submits submits = { 0 };
+  OutboxWait w = { 0 };
+  guint cuts_request = 0, cuts_response = 0, resent = 0, total = 0, arms = 0;
+  gint64 t0 = g_get_monotonic_time ();
+
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  proxy = od_fault_proxy_new (server->port);
+  url = od_fault_proxy_get_url (proxy);
+  outbox = od_outbox_new (cache, url, OD_FAULT_OPERATOR_TOKEN);
+  /* The events come straight from the server: accepted commands become
+   * visible, which is when the outbox counts them done. */
+  sync = od_sync_engine_new (cache, server->url, OD_FAULT_VIEWER_TOKEN);
+  od_sync_engine_start (sync);
+
+  w.outbox = outbox;
+  w.proxy = proxy;
+  w.submits = &submits;
+  w.total = OUTBOX_ORDERS * 5;
+
+  /* One command at a time, with a cut armed for it (in its request: not
+   * executed; or in the response: executed, the outbox cannot know); an
+   * armed cut that the command was too short for waits for the next. */
+  for (guint n = 0; n < OUTBOX_ORDERS; n++)
+    {
+      g_autofree char *id = od_uuid_v7_new ();
+      char *bodies[] = {
+        g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":"
+                         "\"Outbox %u\",\"customer_email\":\"o%u@example.com\",\"currency\":\"EUR\"}}",
+                         id, n, n),
+        g_strdup_printf ("{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"O-1\","
+                         "\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":700}}", id),
+        g_strdup_printf ("{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"O-1\","
+                         "\"name\":\"Mug\",\"quantity\":1,\"unit_price_cents\":700}}", id),
+        g_strdup_printf ("{\"type\":\"PlaceOrder\",\"order_id\":\"%s\",\"expected_version\":3}", id),
+        g_strdup_printf ("{\"type\":\"ShipOrder\",\"order_id\":\"%s\",\"data\":{\"carrier\":\"GLS\","
+                         "\"tracking_number\":\"G%u\"}}", id, n),
+      };
+
+      for (guint k = 0; k < G_N_ELEMENTS (bodies); k++)
+        {
+          guint cuts = od_fault_proxy_get_cuts (proxy, NULL);
+
+          if (cuts >= arms)
+            {
+              gboolean in_response = g_random_boolean ();
+
+              od_fault_proxy_arm_cut (proxy, in_response ? OD_FAULT_TO_CLIENT : OD_FAULT_TO_SERVER,
+                                      g_random_int_range (0, in_response ? 250 : 450),
+                                      g_random_boolean ());
+              arms = cuts + 1;
+            }
+          w.submitted_target = total + 1;
+          od_outbox_submit_json_async (outbox, bodies[k], NULL, submitted_cb, &submits);
+          g_free (bodies[k]);
+          total++;
+          if (!run_until (NULL, outbox_progress, &w, 20000))
+            g_error ("command %u not visible within 20 s (%u pending)", total,
+                     od_outbox_count_pending (outbox));
+          if (od_fault_proxy_get_cuts (proxy, NULL) > cuts)
+            {
+              OdFaultCut cut;
+
+              od_fault_proxy_get_cuts (proxy, &cut);
+              if (cut.direction == OD_FAULT_TO_CLIENT)
+                cuts_response++;
+              else
+                cuts_request++;
+            }
+        }
+    }
+  /* Everything visible: the outbox is empty. */
+  if (!run_until (NULL, outbox_done, &w, 20000))
+    g_error ("%u commands still pending", od_outbox_count_pending (outbox));
+  g_assert_cmpuint (submits.failed, ==, 0);
+  g_assert_cmpuint (cuts_request + cuts_response, >=, 100);
+
+  /* Every command accepted, none refused (a retried CreateOrder that the
+   * server ran twice would come back 409 order_exists). */
+  commands = od_outbox_list (outbox, TRUE, 10000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (commands->len, ==, total);
+  events = od_fault_fetch_events (session, server->url);
+  for (guint i = 0; i < events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (events, i);
+
+      g_hash_table_insert (by_position, &ev->position, ev);
+    }
+  for (guint i = 0; i < commands->len; i++)
+    {
+      OdPendingCommand *c = g_ptr_array_index (commands, i);
+      OdEvent *ev;
+
+      if (c->state != OD_COMMAND_STATE_VISIBLE)
+        g_error ("command %s (%s) ended %s: %s", c->idempotency_key, c->type,
+                 od_command_state_name (c->state), c->detail ? c->detail : "");
+      ev = g_hash_table_lookup (by_position, &c->position);
+      g_assert_nonnull (ev);
+      g_assert_cmpstr (ev->order_id, ==, c->order_id);
+      g_assert_cmpint (ev->version, ==, c->version);
+      g_hash_table_remove (by_position, &c->position);
+      if (c->attempts > 1)
+        resent++;
+    }
+  /* Nothing in the log that no command accounts for: nothing ran twice. */
+  g_assert_cmpuint (events->len, ==, total);
+  g_assert_cmpuint (g_hash_table_size (by_position), ==, 0);
+  g_test_message ("outbox: %u commands through %u cuts (%u in the request, %u in the response);"
+                  " %u commands sent more than once; %u events in the log: each command"
+                  " exactly once; %.1f s", total, cuts_request + cuts_response, cuts_request,
+                  cuts_response, resent, events->len, (g_get_monotonic_time () - t0) / 1e6);
+
+  for (guint i = 0; i < warnings->len; i++)
+    g_test_message ("FAILED CHECK: the core warned: %s", (char *) warnings->pdata[i]);
+  g_assert_cmpuint (warnings->len, ==, 0);
+  {
+    g_autofree char *why = NULL;
+
+    g_assert_true (od_cache_flush (cache, NULL));
+    if (!od_fault_cache_matches_log (od_cache_get_db (cache), events, &why))
+      g_error ("the cache is not the server's log: %s", why);
+  }
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  g_clear_object (&outbox);
+  od_cache_close (cache);
+  g_clear_object (&cache);
+  od_fault_proxy_free (proxy);
+  od_fault_rmdir (dir);
+}
+
 static GLogWriterOutput
 record_warnings (GLogLevelFlags   level,
                  const GLogField *fields,
@@ -544,5 +776,6 @@ main (int    argc,
   g_log_set_always_fatal (G_LOG_FATAL_MASK);
   g_log_set_writer_func (record_warnings, NULL, NULL);
   g_test_add_func ("/faults/proxy/cuts-drops-delays-stalls", test_proxy_cuts);
+  g_test_add_func ("/faults/proxy/outbox-cuts", test_outbox_cuts);
   return g_test_run ();
 }
