@@ -1001,7 +1001,8 @@ fail_write (OdCache *self,
   /* The events of the lost transaction must be fetched again: tell the
    * sync engine, as for a gap. */
   if (self->gap_func)
-    self->gap_func (od_cache_get_applied_position (self), -1, -1, self->gap_data);
+    self->gap_func (od_cache_get_applied_position (self), OD_CACHE_WRITE_FAILED, -1,
+                    self->gap_data);
   post_notify (self, -1, FALSE, FALSE, error);
 }
 

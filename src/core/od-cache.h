@@ -110,7 +110,12 @@ void         od_cache_set_max_transaction (OdCache   *self,
 void         od_cache_set_bulk_threshold (OdCache   *self,
                                           gint64     events);
 
-/* Called on the writer thread when an event's prev does not match. */
+/* Called on the writer thread when an event's prev does not match, with
+ * event_position -1 after a rebuild reset the checkpoint, and with
+ * OD_CACHE_WRITE_FAILED after a commit failed (disk full, I/O error):
+ * then the events of the lost transaction must be fetched again, but
+ * only after a pause, since the next write may well fail too. */
+#define OD_CACHE_WRITE_FAILED (-2)
 typedef void (*OdCacheGapFunc) (gint64   applied_position,
                                 gint64   event_position,
                                 gint64   event_prev,

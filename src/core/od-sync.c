@@ -14,6 +14,7 @@
 #define PAGE_LIMIT       10000
 #define SILENCE_LIMIT_US (12 * G_USEC_PER_SEC)
 #define BACKOFF_MAX_SEC  30
+#define WRITE_BACKOFF_MAX_SEC 5
 #define CONTACT_EVERY_US G_USEC_PER_SEC
 
 typedef enum
@@ -34,6 +35,7 @@ typedef struct
   gboolean      stop;
   gboolean      reconnect_now;
   gboolean      resync;
+  gboolean      write_failed;    /* the cache could not commit: pause first */
   GCancellable *op_cancellable;  /* the HTTP operation in progress */
   gint64        watch_since;     /* µs monotonic: op start or last bytes */
 
@@ -851,6 +853,8 @@ sync_thread_main (gpointer data)
 {
   Worker *w = data;
   guint backoff_exp = 0;
+  guint write_backoff_exp = 0;
+  gint64 write_failed_at = -1;
 
   w->stream_session = soup_session_new_with_options ("timeout", 0, "idle-timeout", 0,
                                                      "user-agent", "orderdesk-core/0.1", NULL);
@@ -898,6 +902,37 @@ sync_thread_main (gpointer data)
         }
       if (r == RESULT_RESYNC)
         {
+          gboolean write_failed;
+
+          g_mutex_lock (&w->shared->lock);
+          write_failed = w->shared->write_failed;
+          w->shared->write_failed = FALSE;
+          if (write_failed)
+            w->shared->resync = FALSE;
+          g_mutex_unlock (&w->shared->lock);
+          /* A full disk stays full for a while: refetching at once would
+           * download the backlog again and again.  Back off (1, 2, 4, then
+           * every 5 s: space may come back any moment and the operator
+           * should not wait 30 s for it); the wait restarts from 1 s once
+           * a write has gone through. */
+          if (write_failed)
+            {
+              gint64 applied = od_cache_get_applied_position (w->cache);
+              guint base;
+
+              if (applied > write_failed_at)
+                write_backoff_exp = 0;
+              write_failed_at = applied;
+              base = MIN (WRITE_BACKOFF_MAX_SEC, 1u << MIN (write_backoff_exp, 5));
+              write_backoff_exp++;
+              set_state (w, OD_LAG_STATE_RECONNECTING,
+                         "the cache could not be written (is the disk full?); "
+                         "the events will be fetched again");
+              wait_backoff (w, (gint64) (base * g_random_double_range (0.8, 1.2)
+                                         * G_USEC_PER_SEC));
+              if (should_stop (w))
+                break;
+            }
           resync_from_cache (w);
           continue;
         }
@@ -950,6 +985,8 @@ on_cache_gap (gint64   applied,
 
   g_mutex_lock (&s->lock);
   s->resync = TRUE;
+  if (position == OD_CACHE_WRITE_FAILED)
+    s->write_failed = TRUE;
   if (s->op_cancellable)
     g_cancellable_cancel (s->op_cancellable);
   g_cond_broadcast (&s->cond);

@@ -262,6 +262,21 @@ on_signal_quit (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* The cache could not commit (disk full, I/O error).  A one-shot sync
+ * fails at once with the cause; --follow keeps going, as the sync engine
+ * retries after a pause. */
+static void
+on_write_failed (OdCache *cache,
+                 GError  *error,
+                 Ctl     *ctl)
+{
+  g_printerr ("orderdeskctl: cache: %s\n", error ? error->message : "write failed");
+  if (ctl->follow)
+    return;
+  ctl->exit_code = EXIT_FAILURE_;
+  g_main_loop_quit (ctl->loop);
+}
+
 static void
 start_online (Ctl *ctl)
 {
@@ -271,6 +286,7 @@ start_online (Ctl *ctl)
   g_signal_connect (od_sync_engine_get_lag (ctl->sync), "notify::state",
                     G_CALLBACK (on_lag_state), ctl);
   g_signal_connect (ctl->cache, "applied", G_CALLBACK (on_applied), ctl);
+  g_signal_connect (ctl->cache, "write-failed", G_CALLBACK (on_write_failed), ctl);
   g_signal_connect (ctl->outbox, "command-changed", G_CALLBACK (on_command_changed), ctl);
   if (ctl->timeout > 0 && !ctl->follow)
     g_timeout_add_seconds (ctl->timeout, on_timeout, ctl);

@@ -133,20 +133,14 @@ post_orders (Fixture *f,
   return last;
 }
 
-/* A check that fails today because of a bug reported in
- * docs/reliability-faults.md: marked TODO (an expected failure in TAP)
- * so that the suite stays usable, or a hard failure with
- * OD_FAULT_STRICT=1.  Once fixed, it passes like any other check. */
+/* The checks of the two bugs this test found (docs/reliability-faults.md),
+ * named by what they check. */
 static void
-known_bug (gboolean    ok,
-           const char *what)
+check (gboolean    ok,
+       const char *what)
 {
-  if (ok)
-    return;
-  if (g_getenv ("OD_FAULT_STRICT"))
+  if (!ok)
     g_error ("FAILED CHECK: %s", what);
-  g_test_message ("FAILED CHECK (known bug): %s", what);
-  g_test_incomplete (what);
 }
 
 static void
@@ -351,7 +345,7 @@ check_fault_and_recovery (Fixture    *f,
   /* A failing disk is no reason to download the backlog again and
    * again: the engine's backoff (1 s, doubling) would allow about two
    * attempts in these 2 s. */
-  known_bug (after.connections - before.connections <= 5,
+  check (after.connections - before.connections <= 5,
              "while cache writes fail, the sync engine reconnects without backoff"
              " (dozens of full replays a second)");
   {
@@ -545,7 +539,7 @@ test_ctl_full_disk (Fixture       *f,
     /* ...and the exit status is "error" (1) at once, not "unreachable"
      * (4) after the timeout. */
     g_assert_true (WIFEXITED (status));
-    known_bug (WEXITSTATUS (status) == 1 && secs < 5,
+    check (WEXITSTATUS (status) == 1 && secs < 5,
                "orderdeskctl sync on a full disk exits 1 with the disk error (it retried until"
                " --timeout and exited 4, 'server unreachable')");
   }
