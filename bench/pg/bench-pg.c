@@ -7,7 +7,7 @@
  *   OD_SERVER_BIN=build-pg/src/server/orderdesk-server \
  *     build-pg/bench/pg/bench-pg --instances 2 --clients 64 --seconds 10
  *
- * See docs/benchmarks-pg.md. */
+ * See docs/benchmarks.md. */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# PostgreSQL store benchmarks of docs/benchmarks-pg.md.
+# PostgreSQL store benchmarks of docs/benchmarks.md.
 # Usage: bench/pg/run.sh BUILD_DIR
 # Starts a throwaway PostgreSQL cluster (tests/pg-cluster.sh) unless
 # OD_TEST_PGHOST is set, then:

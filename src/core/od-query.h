@@ -80,7 +80,7 @@ GPtrArray  *od_query_orders        (OdCache             *cache,
 /* Up to `limit` rows starting at row `offset` (0-based) of the query's
  * order: the rows od_query_orders() would give after walking `offset`
  * rows, without the walk.  The skipped rows are counted on the sort
- * index only (see docs/benchmarks-core.md for the cost at 1M orders);
+ * index only (see docs/benchmarks.md for the cost at 1M orders);
  * use it to jump, and keyset cursors to page on from there. */
 GPtrArray  *od_query_orders_at     (OdCache             *cache,
                                     const OdOrderQuery  *query,

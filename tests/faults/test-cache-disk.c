@@ -133,7 +133,7 @@ post_orders (Fixture *f,
   return last;
 }
 
-/* The checks of the two bugs this test found (docs/reliability-faults.md),
+/* The checks of the two bugs this test found (docs/reliability.md),
  * named by what they check. */
 static void
 check (gboolean    ok,
