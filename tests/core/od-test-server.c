@@ -3,15 +3,13 @@
 
 #include <glib/gstdio.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *
-sha256_hex (const char *s)
-{
-  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, s, -1);
-}
+static const OdTestToken test_tokens[] = {
+  { "alice", "operator", OD_TEST_OPERATOR_TOKEN },
+  { "victor", "viewer", OD_TEST_VIEWER_TOKEN },
+};
 
 char *
 od_test_tmpdir (const char *name)
@@ -27,19 +25,7 @@ od_test_tmpdir (const char *name)
 void
 od_test_rmdir (const char *dir)
 {
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)))
-    {
-      g_autofree char *p = g_build_filename (dir, name, NULL);
-
-      if (g_file_test (p, G_FILE_TEST_IS_DIR))
-        od_test_rmdir (p);
-      else
-        g_unlink (p);
-    }
-  g_rmdir (dir);
+  od_test_process_rmdir (dir);
 }
 
 char *
@@ -51,71 +37,30 @@ od_test_ctl_path (void)
   return g_build_filename (build, "src", "ctl", "orderdeskctl", NULL);
 }
 
-/* A test that aborts must not leave its server running. */
-static void
-die_with_parent (gpointer data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
-
+/* Starts the server on the port of the last run (any port the first
+ * time), so that a restart keeps the URL the tests' clients use. */
 static void
 spawn (OdTestServer *s)
 {
-  const char *bin = g_getenv ("OD_SERVER_BIN");
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autofree char *listen = g_strdup_printf ("127.0.0.1:%u", s->port);
-  g_autofree char *store = g_strconcat ("sqlite:", s->store, NULL);
-  g_autofree char *log = g_build_filename (s->dir, "server.log", NULL);
-  gint64 deadline;
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
 
-  g_assert_nonnull (bin);
-  g_unlink (s->ready);
-  g_ptr_array_add (argv, g_strdup (bin));
-  g_ptr_array_add (argv, g_strdup ("--listen"));
-  g_ptr_array_add (argv, g_strdup (listen));
-  g_ptr_array_add (argv, g_strdup ("--store"));
-  g_ptr_array_add (argv, g_strdup (store));
-  g_ptr_array_add (argv, g_strdup ("--tokens"));
-  g_ptr_array_add (argv, g_strdup (s->tokens));
-  g_ptr_array_add (argv, g_strdup ("--ready-file"));
-  g_ptr_array_add (argv, g_strdup (s->ready));
-  g_ptr_array_add (argv, g_strdup ("--rate-limit"));
-  g_ptr_array_add (argv, g_strdup ("0"));
+  g_ptr_array_add (args, g_strconcat ("--store=sqlite:", s->store, NULL));
+  g_ptr_array_add (args, g_strdup ("--rate-limit"));
+  g_ptr_array_add (args, g_strdup ("0"));
   if (s->demo_orders > 0)
     {
-      g_ptr_array_add (argv, g_strdup ("--demo"));
-      g_ptr_array_add (argv, g_strdup ("--demo-orders"));
-      g_ptr_array_add (argv, g_strdup_printf ("%u", s->demo_orders));
+      g_ptr_array_add (args, g_strdup ("--demo"));
+      g_ptr_array_add (args, g_strdup ("--demo-orders"));
+      g_ptr_array_add (args, g_strdup_printf ("%u", s->demo_orders));
     }
   for (guint i = 0; s->extra_args != NULL && s->extra_args[i] != NULL; i++)
-    g_ptr_array_add (argv, g_strdup (s->extra_args[i]));
-  g_ptr_array_add (argv, NULL);
+    g_ptr_array_add (args, g_strdup (s->extra_args[i]));
+  g_ptr_array_add (args, NULL);
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
-  g_subprocess_launcher_set_stderr_file_path (launcher, log);
-  s->proc = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-
-  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-  while (!g_file_test (s->ready, G_FILE_TEST_EXISTS))
-    {
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      g_usleep (10000);
-    }
-  {
-    g_autofree char *url = NULL;
-    const char *colon;
-
-    g_assert_true (g_file_get_contents (s->ready, &url, NULL, NULL));
-    g_strstrip (url);
-    g_free (s->url);
-    s->url = g_steal_pointer (&url);
-    colon = strrchr (s->url, ':');
-    s->port = atoi (colon + 1);
-  }
+  od_test_process_start (s->process, s->port, (const char * const *) args->pdata);
+  g_free (s->url);
+  s->url = g_strdup (od_test_process_url (s->process));
+  s->port = od_test_process_port (s->process);
 }
 
 OdTestServer *
@@ -129,19 +74,13 @@ od_test_server_start_with (guint              demo_orders,
                            const char * const *extra_args)
 {
   OdTestServer *s = g_new0 (OdTestServer, 1);
-  g_autofree char *op = sha256_hex (OD_TEST_OPERATOR_TOKEN);
-  g_autofree char *view = sha256_hex (OD_TEST_VIEWER_TOKEN);
-  g_autofree char *tokens = g_strdup_printf (
-    "[{\"name\":\"alice\",\"role\":\"operator\",\"token_sha256\":\"%s\"},"
-    "{\"name\":\"victor\",\"role\":\"viewer\",\"token_sha256\":\"%s\"}]", op, view);
 
-  s->dir = od_test_tmpdir ("server");
+  s->process = od_test_process_new ("od-core-server", "under test", test_tokens,
+                                    G_N_ELEMENTS (test_tokens));
+  s->dir = od_test_process_dir (s->process);
   s->store = g_build_filename (s->dir, "store.sqlite", NULL);
-  s->tokens = g_build_filename (s->dir, "tokens.json", NULL);
-  s->ready = g_build_filename (s->dir, "ready", NULL);
   s->demo_orders = demo_orders;
   s->extra_args = g_strdupv ((char **) extra_args);
-  g_assert_true (g_file_set_contents (s->tokens, tokens, -1, NULL));
   s->session = soup_session_new_with_options ("timeout", 30, "max-conns", 64, "max-conns-per-host",
                                               64, NULL);
   spawn (s);
@@ -166,7 +105,7 @@ od_test_server_start_with (guint              demo_orders,
 void
 od_test_server_restart (OdTestServer *s)
 {
-  g_clear_object (&s->proc);
+  od_test_process_kill (s->process);
   /* The seed is in the store already. */
   s->demo_orders = 0;
   spawn (s);
@@ -176,35 +115,22 @@ void
 od_test_server_signal (OdTestServer *s,
                        int           signum)
 {
-  g_subprocess_send_signal (s->proc, signum);
+  od_test_process_signal (s->process, signum);
 }
 
 void
 od_test_server_kill (OdTestServer *s)
 {
-  if (s->proc == NULL)
-    return;
-  g_subprocess_force_exit (s->proc);
-  g_subprocess_wait (s->proc, NULL, NULL);
-  g_clear_object (&s->proc);
+  od_test_process_kill (s->process);
 }
 
 void
 od_test_server_free (OdTestServer *s)
 {
-  if (s->proc)
-    {
-      g_subprocess_send_signal (s->proc, SIGCONT);
-      g_subprocess_send_signal (s->proc, SIGTERM);
-      g_subprocess_wait (s->proc, NULL, NULL);
-      g_clear_object (&s->proc);
-    }
+  od_test_process_terminate (s->process);
   g_clear_object (&s->session);
-  od_test_rmdir (s->dir);
-  g_free (s->dir);
+  od_test_process_free (s->process, FALSE);
   g_free (s->store);
-  g_free (s->tokens);
-  g_free (s->ready);
   g_free (s->url);
   g_strfreev (s->extra_args);
   g_free (s);

@@ -5,6 +5,8 @@
 
 #include <libsoup/soup.h>
 
+#include "od-test-process.h"
+
 G_BEGIN_DECLS
 
 /* A real orderdesk-server (OD_SERVER_BIN) on loopback for the core's
@@ -12,16 +14,14 @@ G_BEGIN_DECLS
  * and "view-secret" (viewer "victor"). */
 typedef struct
 {
-  char        *dir;
-  char        *store;      /* sqlite file */
-  char        *tokens;
-  char        *ready;
-  char        *url;
-  guint        port;
-  GSubprocess *proc;
-  SoupSession *session;
-  guint        demo_orders;
-  char       **extra_args; /* more server options, e.g. --tls-cert=FILE */
+  OdTestProcess *process;
+  const char    *dir;        /* the process's directory */
+  char          *store;      /* sqlite file */
+  char          *url;
+  guint16        port;       /* kept across restarts */
+  SoupSession   *session;
+  guint          demo_orders;
+  char         **extra_args; /* more server options, e.g. --tls-cert=FILE */
 } OdTestServer;
 
 #define OD_TEST_OPERATOR_TOKEN "op-secret"

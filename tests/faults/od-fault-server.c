@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-fault-server.h"
 
-#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 char *
 od_fault_tmpdir (const char *name)
@@ -22,101 +20,39 @@ od_fault_tmpdir (const char *name)
 void
 od_fault_rmdir (const char *dir)
 {
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)))
-    {
-      g_autofree char *p = g_build_filename (dir, name, NULL);
-
-      if (g_file_test (p, G_FILE_TEST_IS_DIR) && !g_file_test (p, G_FILE_TEST_IS_SYMLINK))
-        od_fault_rmdir (p);
-      else
-        g_unlink (p);
-    }
-  g_rmdir (dir);
+  od_test_process_rmdir (dir);
 }
 
-/* In the child before exec: a test that aborts (a failed check) must not
- * leave its server running. */
-static void
-die_with_parent (gpointer data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGTERM);
-}
+static const OdTestToken fault_tokens[] = {
+  { "olga", "operator", OD_FAULT_OPERATOR_TOKEN },
+  { "vera", "viewer", OD_FAULT_VIEWER_TOKEN },
+};
 
+/* Starts the server on the port of the last run (any port the first
+ * time): the clients and the proxy keep the URL across a restart. */
 static void
 spawn (OdFaultServer *s)
 {
-  const char *bin = g_getenv ("OD_SERVER_BIN");
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autofree char *listen = g_strdup_printf ("127.0.0.1:%u", s->port);
-  g_autofree char *store = g_strconcat ("sqlite:", s->store, NULL);
-  const char *argv[] = { bin, "--listen", listen, "--store", store, "--tokens", s->tokens,
-                         "--ready-file", s->ready, "--rate-limit", "0", NULL };
-  gint64 deadline;
+  g_autofree char *store = g_strconcat ("--store=sqlite:", s->store, NULL);
+  const char *args[] = { store, "--rate-limit", "0", NULL };
 
-  g_assert_nonnull (bin);
-  g_unlink (s->ready);
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
-  /* Appends, so that the log of every run of the server is kept. */
-  {
-    int fd = g_open (s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-    g_assert_cmpint (fd, >=, 0);
-    g_subprocess_launcher_take_stderr_fd (launcher, fd);
-  }
-  /* A restart right after a kill -9 may find the port still held for a
-   * moment; the server's own bind error makes it exit, so try again. */
-  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-  for (;;)
-    {
-      s->proc = g_subprocess_launcher_spawnv (launcher, argv, &error);
-      g_assert_no_error (error);
-      /* The identifier is gone once the child has exited and was reaped. */
-      while (!g_file_test (s->ready, G_FILE_TEST_EXISTS)
-             && g_subprocess_get_identifier (s->proc) != NULL
-             && g_get_monotonic_time () < deadline)
-        g_usleep (5000);
-      if (g_file_test (s->ready, G_FILE_TEST_EXISTS))
-        break;
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      g_clear_object (&s->proc);
-      g_usleep (100000);
-    }
-  {
-    g_autofree char *url = NULL;
-    const char *colon;
-
-    g_assert_true (g_file_get_contents (s->ready, &url, NULL, NULL));
-    g_strstrip (url);
-    g_free (s->url);
-    s->url = g_steal_pointer (&url);
-    colon = strrchr (s->url, ':');
-    s->port = atoi (colon + 1);
-  }
+  od_test_process_start (s->process, s->port, args);
+  s->proc = od_test_process_subprocess (s->process);
+  g_free (s->url);
+  s->url = g_strdup (od_test_process_url (s->process));
+  s->port = od_test_process_port (s->process);
 }
 
 OdFaultServer *
 od_fault_server_start (void)
 {
   OdFaultServer *s = g_new0 (OdFaultServer, 1);
-  g_autofree char *op = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
-                                                       OD_FAULT_OPERATOR_TOKEN, -1);
-  g_autofree char *view = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
-                                                         OD_FAULT_VIEWER_TOKEN, -1);
-  g_autofree char *tokens = g_strdup_printf (
-    "[{\"name\":\"olga\",\"role\":\"operator\",\"token_sha256\":\"%s\"},"
-    "{\"name\":\"vera\",\"role\":\"viewer\",\"token_sha256\":\"%s\"}]", op, view);
 
-  s->dir = od_fault_tmpdir ("server");
+  s->process = od_test_process_new ("od-fault-server", "under test", fault_tokens,
+                                    G_N_ELEMENTS (fault_tokens));
+  s->dir = od_test_process_dir (s->process);
+  s->log = od_test_process_log_path (s->process);
   s->store = g_build_filename (s->dir, "store.sqlite", NULL);
-  s->tokens = g_build_filename (s->dir, "tokens.json", NULL);
-  s->ready = g_build_filename (s->dir, "ready", NULL);
-  s->log = g_build_filename (s->dir, "server.log", NULL);
-  g_assert_true (g_file_set_contents (s->tokens, tokens, -1, NULL));
   spawn (s);
   return s;
 }
@@ -124,11 +60,8 @@ od_fault_server_start (void)
 void
 od_fault_server_kill (OdFaultServer *s)
 {
-  if (s->proc == NULL)
-    return;
-  g_subprocess_send_signal (s->proc, SIGKILL);
-  g_subprocess_wait (s->proc, NULL, NULL);
-  g_clear_object (&s->proc);
+  od_test_process_kill (s->process);
+  s->proc = NULL;
 }
 
 void
@@ -141,22 +74,10 @@ od_fault_server_restart (OdFaultServer *s)
 void
 od_fault_server_free (OdFaultServer *s)
 {
-  if (s->proc)
-    {
-      g_subprocess_send_signal (s->proc, SIGCONT);
-      g_subprocess_send_signal (s->proc, SIGTERM);
-      g_subprocess_wait (s->proc, NULL, NULL);
-      g_clear_object (&s->proc);
-    }
-  if (g_getenv ("OD_FAULT_KEEP") == NULL)
-    od_fault_rmdir (s->dir);
-  else
-    g_printerr ("# kept %s\n", s->dir);
-  g_free (s->dir);
+  od_test_process_terminate (s->process);
+  s->proc = NULL;
+  od_test_process_free (s->process, g_getenv ("OD_FAULT_KEEP") != NULL);
   g_free (s->store);
-  g_free (s->tokens);
-  g_free (s->ready);
-  g_free (s->log);
   g_free (s->url);
   g_free (s);
 }

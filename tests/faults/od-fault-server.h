@@ -5,6 +5,8 @@
 
 #include <libsoup/soup.h>
 
+#include "od-test-process.h"
+
 G_BEGIN_DECLS
 
 /* A real orderdesk-server (OD_SERVER_BIN) on loopback for the fault
@@ -12,14 +14,13 @@ G_BEGIN_DECLS
  * "fault-op" (operator "olga") and "fault-view" (viewer "vera"). */
 typedef struct
 {
-  char        *dir;
-  char        *store;
-  char        *tokens;
-  char        *ready;
-  char        *log;
-  char        *url;
-  guint        port;
-  GSubprocess *proc;
+  OdTestProcess *process;
+  const char    *dir;    /* the process's directory */
+  char          *store;
+  const char    *log;    /* stdout and stderr of every run */
+  char          *url;
+  guint16        port;   /* kept across restarts */
+  GSubprocess   *proc;   /* the process's; NULL while it does not run */
 } OdFaultServer;
 
 #define OD_FAULT_OPERATOR_TOKEN "fault-op"

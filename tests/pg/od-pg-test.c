@@ -143,110 +143,43 @@ od_pg_test_drop_db (const char *dbname)
 
 /* orderdesk-server processes ------------------------------------------ */
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
+#include "od-test-process.h"
 
 struct _OdPgServer
 {
-  char        *name;
-  char        *tmpdir;
-  char        *log_path;
-  char        *url;
-  GSubprocess *process;
-  gint         killed;
+  char          *name;
+  OdTestProcess *test_process;
+  char          *url;
+  /* A reference of our own: the client threads look at it while
+   * od_pg_server_kill () runs. */
+  GSubprocess   *process;
+  gint           killed;
 };
 
-static void
-write_tokens (const char *path)
-{
-  g_autofree char *op = g_compute_checksum_for_string (G_CHECKSUM_SHA256, OD_PG_TEST_OPERATOR, -1);
-  g_autofree char *view = g_compute_checksum_for_string (G_CHECKSUM_SHA256, OD_PG_TEST_VIEWER, -1);
-  g_autofree char *json = g_strdup_printf ("[{\"name\": \"alice\", \"role\": \"operator\", \"token_sha256\": \"%s\"},"
-                                           " {\"name\": \"victor\", \"role\": \"viewer\", \"token_sha256\": \"%s\"}]\n",
-                                           op, view);
-  g_autoptr(GError) error = NULL;
-
-  if (!g_file_set_contents (path, json, -1, &error))
-    g_error ("%s", error->message);
-}
-
-/* A test that fails aborts; its servers must not outlive it. */
-static void
-die_with_parent (gpointer data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
+static const OdTestToken pg_tokens[] = {
+  { "alice", "operator", OD_PG_TEST_OPERATOR },
+  { "victor", "viewer", OD_PG_TEST_VIEWER },
+};
 
 OdPgServer *
 od_pg_server_start (const char *store_uri,
                     const char *name)
 {
   OdPgServer *server = g_new0 (OdPgServer, 1);
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GError) error = NULL;
-  g_autofree char *tokens = NULL;
-  g_autofree char *ready = NULL;
-  const char *bin = g_getenv ("OD_SERVER_BIN");
-  gint64 deadline;
-  int fd;
+  const char *args[] = { "--store", store_uri, "--rate-limit", "0", NULL };
 
-  if (bin == NULL || *bin == '\0')
-    g_error ("OD_SERVER_BIN is not set (run the tests with meson test)");
   server->name = g_strdup (name);
-  server->tmpdir = g_dir_make_tmp ("od-pg-XXXXXX", &error);
-  g_assert_no_error (error);
-  tokens = g_build_filename (server->tmpdir, "tokens.json", NULL);
-  ready = g_build_filename (server->tmpdir, "ready", NULL);
-  server->log_path = g_build_filename (server->tmpdir, "server.log", NULL);
-  write_tokens (tokens);
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
-  fd = open (server->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  g_assert_cmpint (fd, >=, 0);
-  g_subprocess_launcher_take_stdout_fd (launcher, fd);
-  server->process = g_subprocess_launcher_spawn (launcher, &error, bin,
-                                                 "--listen", "127.0.0.1:0",
-                                                 "--store", store_uri,
-                                                 "--tokens", tokens,
-                                                 "--ready-file", ready,
-                                                 "--rate-limit", "0",
-                                                 NULL);
-  g_assert_no_error (error);
-
-  deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-  while (server->url == NULL)
-    {
-      g_autofree char *text = NULL;
-
-      if (g_file_get_contents (ready, &text, NULL, NULL) && g_str_has_prefix (g_strstrip (text), "http://"))
-        server->url = g_steal_pointer (&text);
-      else if (g_subprocess_get_identifier (server->process) == NULL)
-        {
-          od_pg_server_dump_log (server);
-          g_error ("orderdesk-server %s exited before it was ready", name);
-        }
-      else if (g_get_monotonic_time () > deadline)
-        {
-          od_pg_server_dump_log (server);
-          g_error ("orderdesk-server %s was not ready within 30 s", name);
-        }
-      else
-        g_usleep (10000);
-    }
+  server->test_process = od_test_process_new ("od-pg", name, pg_tokens, G_N_ELEMENTS (pg_tokens));
+  od_test_process_start (server->test_process, 0, args);
+  server->url = g_strdup (od_test_process_url (server->test_process));
+  server->process = g_object_ref (od_test_process_subprocess (server->test_process));
   return server;
 }
 
 void
 od_pg_server_dump_log (OdPgServer *server)
 {
-  g_autofree char *log = NULL;
-  gsize len = 0;
-
-  if (g_file_get_contents (server->log_path, &log, &len, NULL))
-    g_printerr ("---- log of server %s ----\n%s\n----\n", server->name,
-                len > 16384 ? log + len - 16384 : log);
+  od_test_process_dump_log (server->test_process);
 }
 
 const char *
@@ -261,57 +194,18 @@ void
 od_pg_server_kill (OdPgServer *server)
 {
   g_atomic_int_set (&server->killed, 1);
-  g_subprocess_force_exit (server->process);
-  g_subprocess_wait (server->process, NULL, NULL);
+  od_test_process_kill (server->test_process);
 }
 
+/* SIGTERM and a clean exit (status 0), unless it was killed. */
 void
 od_pg_server_stop (OdPgServer *server)
 {
-  g_autoptr(GError) error = NULL;
-  g_autofree char *log = g_strdup (server->log_path);
-  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-
-  if (g_atomic_int_get (&server->killed))
-    goto out_killed;
-  g_subprocess_send_signal (server->process, SIGTERM);
-  while (g_subprocess_get_identifier (server->process) != NULL)
-    {
-      if (g_get_monotonic_time () > deadline)
-        {
-          g_subprocess_force_exit (server->process);
-          od_pg_server_dump_log (server);
-          g_error ("orderdesk-server %s did not stop within 30 s of SIGTERM", server->name);
-        }
-      g_usleep (10000);
-    }
-  g_subprocess_wait (server->process, NULL, NULL);
-  if (!g_subprocess_get_if_exited (server->process)
-      || g_subprocess_get_exit_status (server->process) != 0)
-    {
-      od_pg_server_dump_log (server);
-      g_error ("orderdesk-server %s did not exit cleanly on SIGTERM", server->name);
-    }
-out_killed:
+  if (!g_atomic_int_get (&server->killed))
+    od_test_process_stop (server->test_process);
+  od_test_process_free (server->test_process, g_getenv ("OD_TEST_KEEP_LOGS") != NULL);
   g_object_unref (server->process);
-  if (g_getenv ("OD_TEST_KEEP_LOGS") != NULL)
-    {
-      g_printerr ("log of server %s kept in %s\n", server->name, log);
-      goto out;
-    }
-  unlink (log);
-  {
-    g_autofree char *tokens = g_build_filename (server->tmpdir, "tokens.json", NULL);
-    g_autofree char *ready = g_build_filename (server->tmpdir, "ready", NULL);
-
-    unlink (tokens);
-    unlink (ready);
-    rmdir (server->tmpdir);
-  }
-out:
   g_free (server->name);
-  g_free (server->tmpdir);
-  g_free (server->log_path);
   g_free (server->url);
   g_free (server);
 }

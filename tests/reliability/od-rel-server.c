@@ -1,204 +1,84 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-rel-server.h"
 
-#include <fcntl.h>
-#include <signal.h>
+#include "od-test-process.h"
+
 #include <stdarg.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 struct _OdRelServer
 {
-  char        *dir;
-  char        *log_path;
-  char        *url;
-  guint16      port;
-  GSubprocess *process;
+  OdTestProcess *process;
 };
 
-static void
-write_tokens (const char *path)
-{
-  g_autofree char *op = g_compute_checksum_for_string (G_CHECKSUM_SHA256, OD_REL_OPERATOR, -1);
-  g_autofree char *view = g_compute_checksum_for_string (G_CHECKSUM_SHA256, OD_REL_VIEWER, -1);
-  g_autofree char *json = g_strdup_printf ("[{\"name\": \"olga\", \"role\": \"operator\", \"token_sha256\": \"%s\"},\n"
-                                           " {\"name\": \"vera\", \"role\": \"viewer\", \"token_sha256\": \"%s\"}]\n",
-                                           op, view);
-  g_autoptr(GError) error = NULL;
-
-  g_file_set_contents (path, json, -1, &error);
-  g_assert_no_error (error);
-}
-
-/* A test that aborts must not leave servers behind. */
-static void
-die_with_parent (gpointer data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
+static const OdTestToken rel_tokens[] = {
+  { "olga", "operator", OD_REL_OPERATOR },
+  { "vera", "viewer", OD_REL_VIEWER },
+};
 
 OdRelServer *
 od_rel_server_new (const char *first_arg,
                    ...)
 {
   OdRelServer *server = g_new0 (OdRelServer, 1);
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
-  g_autofree char *tokens = NULL;
-  g_autofree char *ready = NULL;
-  const char *bin = g_getenv ("OD_SERVER_BIN");
-  gint64 deadline;
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   va_list ap;
-  int fd;
 
-  if (bin == NULL)
-    g_error ("OD_SERVER_BIN is not set (run the tests with meson test)");
-  server->dir = g_dir_make_tmp ("od-rel-XXXXXX", &error);
-  g_assert_no_error (error);
-  server->log_path = g_build_filename (server->dir, "server.log", NULL);
-  tokens = g_build_filename (server->dir, "tokens.json", NULL);
-  ready = g_build_filename (server->dir, "ready", NULL);
-  write_tokens (tokens);
-
-  g_ptr_array_add (argv, g_strdup (bin));
-  g_ptr_array_add (argv, g_strdup ("--listen"));
-  g_ptr_array_add (argv, g_strdup ("127.0.0.1:0"));
-  g_ptr_array_add (argv, g_strdup ("--ready-file"));
-  g_ptr_array_add (argv, g_strdup (ready));
-  g_ptr_array_add (argv, g_strdup ("--tokens"));
-  g_ptr_array_add (argv, g_strdup (tokens));
-  g_ptr_array_add (argv, g_strdup_printf ("--store=sqlite:%s/events.sqlite", server->dir));
+  server->process = od_test_process_new ("od-rel", "under test", rel_tokens,
+                                         G_N_ELEMENTS (rel_tokens));
+  g_ptr_array_add (args, g_strdup_printf ("--store=sqlite:%s/events.sqlite",
+                                          od_test_process_dir (server->process)));
   va_start (ap, first_arg);
   for (const char *arg = first_arg; arg != NULL; arg = va_arg (ap, const char *))
-    g_ptr_array_add (argv, g_strdup (arg));
+    g_ptr_array_add (args, g_strdup (arg));
   va_end (ap);
-  g_ptr_array_add (argv, NULL);
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT
-                                        | G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_set_cwd (launcher, server->dir);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
-  g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", server->dir, TRUE);
-  fd = open (server->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  g_assert_cmpint (fd, >=, 0);
-  g_subprocess_launcher_take_stdout_fd (launcher, fd);
-  server->process = g_subprocess_launcher_spawnv (launcher,
-                                                  (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-
-  deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-  for (;;)
-    {
-      g_autofree char *text = NULL;
-
-      if (g_file_get_contents (ready, &text, NULL, NULL) && strchr (text, '\n') != NULL)
-        {
-          const char *colon;
-
-          g_strstrip (text);
-          colon = strrchr (text, ':');
-          g_assert_nonnull (colon);
-          server->port = (guint16) g_ascii_strtoull (colon + 1, NULL, 10);
-          g_assert_cmpuint (server->port, >, 0);
-          server->url = g_steal_pointer (&text);
-          break;
-        }
-      if (g_subprocess_get_identifier (server->process) == NULL)
-        {
-          g_autofree char *log = od_rel_server_log (server);
-
-          g_error ("orderdesk-server exited before it was ready:\n%s", log);
-        }
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-      g_usleep (10 * 1000);
-    }
+  g_ptr_array_add (args, NULL);
+  od_test_process_start (server->process, 0, (const char * const *) args->pdata);
   return server;
 }
 
 const char *
 od_rel_server_url (OdRelServer *server)
 {
-  return server->url;
+  return od_test_process_url (server->process);
 }
 
 guint16
 od_rel_server_port (OdRelServer *server)
 {
-  return server->port;
+  return od_test_process_port (server->process);
 }
 
 const char *
 od_rel_server_dir (OdRelServer *server)
 {
-  return server->dir;
+  return od_test_process_dir (server->process);
 }
 
 gboolean
 od_rel_server_alive (OdRelServer *server)
 {
-  return server->process != NULL && g_subprocess_get_identifier (server->process) != NULL;
+  return od_test_process_alive (server->process);
 }
 
 char *
 od_rel_server_log (OdRelServer *server)
 {
-  char *log = NULL;
-
-  if (!g_file_get_contents (server->log_path, &log, NULL, NULL))
-    return g_strdup ("");
-  return log;
+  return od_test_process_read_log (server->process);
 }
 
 void
 od_rel_server_stop (OdRelServer *server)
 {
-  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-
-  g_assert_nonnull (server->process);
-  g_subprocess_send_signal (server->process, SIGTERM);
-  while (g_subprocess_get_identifier (server->process) != NULL)
-    {
-      if (g_get_monotonic_time () > deadline)
-        {
-          g_subprocess_force_exit (server->process);
-          g_error ("orderdesk-server did not stop within 30 s of SIGTERM");
-        }
-      g_usleep (10 * 1000);
-    }
-  g_subprocess_wait (server->process, NULL, NULL);
-  if (!g_subprocess_get_if_exited (server->process)
-      || g_subprocess_get_exit_status (server->process) != 0)
-    {
-      g_autofree char *log = od_rel_server_log (server);
-
-      g_error ("orderdesk-server did not exit cleanly on SIGTERM:\n%s", log);
-    }
-  g_clear_object (&server->process);
+  od_test_process_stop (server->process);
 }
 
 void
 od_rel_server_free (OdRelServer *server)
 {
-  g_autoptr(GDir) dir = NULL;
-  const char *name;
-
   if (server == NULL)
     return;
-  if (server->process != NULL)
-    od_rel_server_stop (server);
-  dir = g_dir_open (server->dir, 0, NULL);
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = g_build_filename (server->dir, name, NULL);
-
-      unlink (path);
-    }
-  rmdir (server->dir);
-  g_free (server->dir);
-  g_free (server->log_path);
-  g_free (server->url);
+  od_test_process_free (server->process, FALSE);
   g_free (server);
 }
 

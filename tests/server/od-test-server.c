@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-test-server.h"
 
+#include "od-test-process.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,26 +13,17 @@
 
 struct _OdTestServer
 {
-  char        *tmpdir;
-  char        *tokens_path;
-  char        *ready_path;
-  char        *log_path;
-  char        *store;
-  char        *pg_database;  /* NULL on SQLite */
-  GStrv        extra_args;
-  GSubprocess *process;
-  char        *url;
-  char        *host;
-  guint16      port;
-  SoupSession *session;
+  OdTestProcess *process;
+  char          *store;
+  char          *pg_database;  /* NULL on SQLite */
+  GStrv          extra_args;   /* --store and the test's own options */
+  char          *url;
+  char          *host;
+  guint16        port;
+  SoupSession   *session;
 };
 
-static const struct
-{
-  const char *name;
-  const char *role;
-  const char *token;
-} test_tokens[] = {
+static const OdTestToken test_tokens[] = {
   { "alice", "operator", OD_TEST_ALICE },
   { "bob", "operator", OD_TEST_BOB },
   { "victor", "viewer", OD_TEST_VICTOR },
@@ -53,17 +44,13 @@ od_test_store_kind (void)
 gboolean
 od_test_server_wrapped (void)
 {
-  const char *wrapper = g_getenv ("OD_TEST_SERVER_WRAPPER");
-
-  return wrapper != NULL && *wrapper != '\0';
+  return od_test_process_wrapped ();
 }
 
-/* Everything waits longer under valgrind, which runs the server about
- * twenty times slower. */
 static guint
 slowdown (void)
 {
-  return od_test_server_wrapped () ? 20 : 1;
+  return od_test_process_slowdown ();
 }
 
 static PGconn *
@@ -97,25 +84,6 @@ pg_exec (const char *sql)
   PQfinish (conn);
 }
 
-static void
-write_tokens (OdTestServer *server)
-{
-  g_autoptr(GString) json = g_string_new ("[");
-  g_autoptr(GError) error = NULL;
-
-  for (guint i = 0; i < G_N_ELEMENTS (test_tokens); i++)
-    {
-      g_autofree char *hash = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
-                                                             test_tokens[i].token, -1);
-
-      g_string_append_printf (json, "%s{\"name\": \"%s\", \"role\": \"%s\", \"token_sha256\": \"%s\"}",
-                              i ? ",\n " : "", test_tokens[i].name, test_tokens[i].role, hash);
-    }
-  g_string_append (json, "]\n");
-  if (!g_file_set_contents (server->tokens_path, json->str, json->len, &error))
-    g_error ("%s", error->message);
-}
-
 /* No proxy: a CI machine's http_proxy must not route loopback requests. */
 SoupSession *
 od_test_session_new (void)
@@ -134,22 +102,12 @@ od_test_server_new (const char *first_arg,
 {
   OdTestServer *server = g_new0 (OdTestServer, 1);
   g_autoptr(GStrvBuilder) args = g_strv_builder_new ();
-  g_autoptr(GError) error = NULL;
+  const char *dir;
   va_list ap;
 
-  va_start (ap, first_arg);
-  for (const char *arg = first_arg; arg != NULL; arg = va_arg (ap, const char *))
-    g_strv_builder_add (args, arg);
-  va_end (ap);
-  server->extra_args = g_strv_builder_end (args);
-
-  server->tmpdir = g_dir_make_tmp ("od-test-XXXXXX", &error);
-  g_assert_no_error (error);
-  server->tokens_path = g_build_filename (server->tmpdir, "tokens.json", NULL);
-  server->ready_path = g_build_filename (server->tmpdir, "ready", NULL);
-  server->log_path = g_build_filename (server->tmpdir, "server.log", NULL);
-  write_tokens (server);
-
+  server->process = od_test_process_new ("od-test", "under test", test_tokens,
+                                         G_N_ELEMENTS (test_tokens));
+  dir = od_test_process_dir (server->process);
   if (strcmp (od_test_store_kind (), "postgresql") == 0)
     {
       const char *host = g_getenv ("OD_TEST_PGHOST");
@@ -162,182 +120,45 @@ od_test_server_new (const char *first_arg,
                                        server->pg_database, host);
     }
   else
-    server->store = g_strdup_printf ("sqlite:%s/events.sqlite", server->tmpdir);
+    server->store = g_strdup_printf ("sqlite:%s/events.sqlite", dir);
+
+  g_strv_builder_add (args, "--store");
+  g_strv_builder_add (args, server->store);
+  va_start (ap, first_arg);
+  for (const char *arg = first_arg; arg != NULL; arg = va_arg (ap, const char *))
+    g_strv_builder_add (args, arg);
+  va_end (ap);
+  server->extra_args = g_strv_builder_end (args);
 
   server->session = od_test_session_new ();
   od_test_server_start (server);
   return server;
 }
 
-static void
-dump_log (OdTestServer *server)
-{
-  g_autofree char *log = NULL;
-  gsize len = 0;
-
-  if (g_file_get_contents (server->log_path, &log, &len, NULL))
-    {
-      const char *start = len > 16384 ? log + len - 16384 : log;
-
-      g_printerr ("---- server log (%s), last %" G_GSIZE_FORMAT " bytes ----\n%s\n----\n",
-                  server->log_path, len - (start - log), start);
-    }
-}
-
-/* A test that aborts must not leave servers behind. */
-static void
-die_with_parent (gpointer data)
-{
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-}
-
 void
 od_test_server_start (OdTestServer *server)
 {
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
-  g_auto(GStrv) wrapper = NULL;
-  const char *bin = g_getenv ("OD_SERVER_BIN");
-  const char *wrapper_text = g_getenv ("OD_TEST_SERVER_WRAPPER");
-  g_autofree char *port_text = NULL;
-  gint64 deadline;
-
-  g_assert_null (server->process);
-  if (bin == NULL)
-    g_error ("OD_SERVER_BIN is not set (run the tests with meson test)");
-  if (wrapper_text != NULL && *wrapper_text != '\0')
-    {
-      if (!g_shell_parse_argv (wrapper_text, NULL, &wrapper, &error))
-        g_error ("OD_TEST_SERVER_WRAPPER: %s", error->message);
-      for (guint i = 0; wrapper[i]; i++)
-        g_ptr_array_add (argv, g_strdup (wrapper[i]));
-    }
-  g_ptr_array_add (argv, g_strdup (bin));
-  g_ptr_array_add (argv, g_strdup ("--listen"));
-  g_ptr_array_add (argv, g_strdup ("127.0.0.1:0"));
-  g_ptr_array_add (argv, g_strdup ("--ready-file"));
-  g_ptr_array_add (argv, g_strdup (server->ready_path));
-  g_ptr_array_add (argv, g_strdup ("--tokens"));
-  g_ptr_array_add (argv, g_strdup (server->tokens_path));
-  g_ptr_array_add (argv, g_strdup ("--store"));
-  g_ptr_array_add (argv, g_strdup (server->store));
-  for (guint i = 0; server->extra_args[i]; i++)
-    g_ptr_array_add (argv, g_strdup (server->extra_args[i]));
-  g_ptr_array_add (argv, NULL);
-
-  unlink (server->ready_path);
-  g_clear_pointer (&server->url, g_free);
-  g_clear_pointer (&server->host, g_free);
-
-  /* The log is kept in a file (appended across restarts) and shown when a
-   * check fails, so that a passing run stays quiet. */
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT
-                                        | G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_set_cwd (launcher, server->tmpdir);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
-  g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", server->tmpdir, TRUE);
-  {
-    int fd = open (server->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-    g_assert_cmpint (fd, >=, 0);
-    g_subprocess_launcher_take_stdout_fd (launcher, fd);
-  }
-  server->process = g_subprocess_launcher_spawnv (launcher,
-                                                  (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-
-  deadline = g_get_monotonic_time () + 30 * slowdown () * G_USEC_PER_SEC;
-  for (;;)
-    {
-      g_autofree char *text = NULL;
-
-      if (g_file_get_contents (server->ready_path, &text, NULL, NULL))
-        {
-          g_strstrip (text);
-          if (g_str_has_prefix (text, "http://") && strlen (text) > 7)
-            {
-              server->url = g_steal_pointer (&text);
-              break;
-            }
-        }
-      if (g_subprocess_get_identifier (server->process) == NULL)
-        {
-          dump_log (server);
-          g_error ("orderdesk-server exited before it was ready");
-        }
-      if (g_get_monotonic_time () > deadline)
-        {
-          dump_log (server);
-          g_error ("orderdesk-server was not ready within %u s", 30 * slowdown ());
-        }
-      g_usleep (10 * 1000);
-    }
-
-  {
-    const char *hostport = server->url + strlen ("http://");
-    const char *colon = strrchr (hostport, ':');
-
-    g_assert_nonnull (colon);
-    server->host = g_strndup (hostport, colon - hostport);
-    port_text = g_strdup (colon + 1);
-    server->port = (guint16) g_ascii_strtoull (port_text, NULL, 10);
-    g_assert_cmpuint (server->port, >, 0);
-  }
-}
-
-static gboolean
-wait_exit (OdTestServer *server,
-           guint         timeout_s)
-{
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
-
-  while (g_subprocess_get_identifier (server->process) != NULL)
-    {
-      if (g_get_monotonic_time () > deadline)
-        return FALSE;
-      g_usleep (10 * 1000);
-    }
-  g_subprocess_wait (server->process, NULL, NULL);
-  return TRUE;
+  od_test_process_start (server->process, 0, (const char * const *) server->extra_args);
+  g_free (server->url);
+  g_free (server->host);
+  server->url = g_strdup (od_test_process_url (server->process));
+  server->host = g_strdup (od_test_process_host (server->process));
+  server->port = od_test_process_port (server->process);
 }
 
 /* A clean stop: SIGTERM, the server finishes what it was doing and must
- * exit with status 0 (under valgrind that also means no error and no
- * definite leak, with --error-exitcode). */
+ * exit with status 0. */
 void
 od_test_server_stop (OdTestServer *server)
 {
-  g_assert_nonnull (server->process);
-  g_subprocess_send_signal (server->process, SIGTERM);
-  if (!wait_exit (server, 30 * slowdown ()))
-    {
-      g_subprocess_force_exit (server->process);
-      wait_exit (server, 10);
-      dump_log (server);
-      g_error ("orderdesk-server did not stop within %u s of SIGTERM", 30 * slowdown ());
-    }
-  if (!g_subprocess_get_if_exited (server->process)
-      || g_subprocess_get_exit_status (server->process) != 0)
-    {
-      dump_log (server);
-      if (g_subprocess_get_if_signaled (server->process))
-        g_error ("orderdesk-server died of signal %d on SIGTERM",
-                 g_subprocess_get_term_sig (server->process));
-      else
-        g_error ("orderdesk-server exited with status %d on SIGTERM",
-                 g_subprocess_get_exit_status (server->process));
-    }
-  g_clear_object (&server->process);
+  od_test_process_stop (server->process);
 }
 
 void
 od_test_server_kill (OdTestServer *server)
 {
-  g_assert_nonnull (server->process);
-  g_subprocess_force_exit (server->process);
-  g_assert_true (wait_exit (server, 30));
-  g_clear_object (&server->process);
+  g_assert_nonnull (od_test_process_subprocess (server->process));
+  od_test_process_kill (server->process);
   /* Connections to the dead server must not be reused. */
   g_clear_object (&server->session);
   server->session = od_test_session_new ();
@@ -348,8 +169,8 @@ od_test_server_free (OdTestServer *server)
 {
   if (server == NULL)
     return;
-  if (server->process != NULL)
-    od_test_server_stop (server);
+  if (od_test_process_subprocess (server->process) != NULL)
+    od_test_process_stop (server->process);
   g_clear_object (&server->session);
   if (server->pg_database != NULL)
     {
@@ -358,28 +179,8 @@ od_test_server_free (OdTestServer *server)
 
       pg_exec (sql);
     }
-  if (server->tmpdir != NULL)
-    {
-      g_autoptr(GFile) dir = g_file_new_for_path (server->tmpdir);
-      g_autoptr(GFileEnumerator) children = g_file_enumerate_children (dir, G_FILE_ATTRIBUTE_STANDARD_NAME,
-                                                                       G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS,
-                                                                       NULL, NULL);
-      GFileInfo *info;
-
-      while (children && (info = g_file_enumerator_next_file (children, NULL, NULL)))
-        {
-          g_autoptr(GFile) child = g_file_get_child (dir, g_file_info_get_name (info));
-
-          g_file_delete (child, NULL, NULL);
-          g_object_unref (info);
-        }
-      g_file_delete (dir, NULL, NULL);
-    }
+  od_test_process_free (server->process, FALSE);
   g_strfreev (server->extra_args);
-  g_free (server->tmpdir);
-  g_free (server->tokens_path);
-  g_free (server->ready_path);
-  g_free (server->log_path);
   g_free (server->store);
   g_free (server->pg_database);
   g_free (server->url);
@@ -402,15 +203,13 @@ od_test_server_store (OdTestServer *server)
 GPid
 od_test_server_pid (OdTestServer *server)
 {
-  const char *id = server->process ? g_subprocess_get_identifier (server->process) : NULL;
-
-  return id ? (GPid) g_ascii_strtoll (id, NULL, 10) : 0;
+  return od_test_process_pid (server->process);
 }
 
 gboolean
 od_test_server_alive (OdTestServer *server)
 {
-  return server->process != NULL && g_subprocess_get_identifier (server->process) != NULL;
+  return od_test_process_alive (server->process);
 }
 
 gsize

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-test-process.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+struct _OdTestProcess
+{
+  char        *label;
+  char        *dir;
+  char        *tokens_path;
+  char        *ready_path;
+  char        *log_path;
+  char        *url;
+  char        *host;
+  guint16      port;
+  GSubprocess *subprocess;
+};
+
+gboolean
+od_test_process_wrapped (void)
+{
+  const char *wrapper = g_getenv ("OD_TEST_SERVER_WRAPPER");
+
+  return wrapper != NULL && *wrapper != '\0';
+}
+
+/* valgrind runs the server about twenty times slower. */
+guint
+od_test_process_slowdown (void)
+{
+  return od_test_process_wrapped () ? 20 : 1;
+}
+
+void
+od_test_process_rmdir (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+
+      if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
+        od_test_process_rmdir (path);
+      else
+        g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
+OdTestProcess *
+od_test_process_new (const char        *prefix,
+                     const char        *label,
+                     const OdTestToken *tokens,
+                     guint              n_tokens)
+{
+  OdTestProcess *process = g_new0 (OdTestProcess, 1);
+  g_autofree char *tmpl = g_strconcat (prefix, "-XXXXXX", NULL);
+  g_autoptr(GString) json = g_string_new ("[");
+  g_autoptr(GError) error = NULL;
+
+  process->label = g_strdup (label);
+  process->dir = g_dir_make_tmp (tmpl, &error);
+  g_assert_no_error (error);
+  process->tokens_path = g_build_filename (process->dir, "tokens.json", NULL);
+  process->ready_path = g_build_filename (process->dir, "ready", NULL);
+  process->log_path = g_build_filename (process->dir, "server.log", NULL);
+
+  for (guint i = 0; i < n_tokens; i++)
+    {
+      g_autofree char *hash = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
+                                                             tokens[i].token, -1);
+
+      g_string_append_printf (json, "%s{\"name\": \"%s\", \"role\": \"%s\", \"token_sha256\": \"%s\"}",
+                              i ? ",\n " : "", tokens[i].name, tokens[i].role, hash);
+    }
+  g_string_append (json, "]\n");
+  if (!g_file_set_contents (process->tokens_path, json->str, json->len, &error))
+    g_error ("%s", error->message);
+  return process;
+}
+
+char *
+od_test_process_read_log (OdTestProcess *process)
+{
+  char *log = NULL;
+
+  if (!g_file_get_contents (process->log_path, &log, NULL, NULL))
+    return g_strdup ("");
+  return log;
+}
+
+void
+od_test_process_dump_log (OdTestProcess *process)
+{
+  g_autofree char *log = NULL;
+  gsize len = 0;
+
+  if (g_file_get_contents (process->log_path, &log, &len, NULL))
+    {
+      const char *start = len > 16384 ? log + len - 16384 : log;
+
+      g_printerr ("---- log of server %s (%s), last %" G_GSIZE_FORMAT " bytes ----\n%s\n----\n",
+                  process->label, process->log_path, len - (start - log), start);
+    }
+}
+
+/* In the child before exec: a test that aborts (a failed check) must not
+ * leave its servers behind. */
+static void
+die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* The ready file is written atomically (renamed into place), so whatever
+ * is read is the whole URL. */
+static gboolean
+read_ready (OdTestProcess *process)
+{
+  g_autofree char *text = NULL;
+  const char *hostport;
+  const char *colon;
+
+  if (!g_file_get_contents (process->ready_path, &text, NULL, NULL))
+    return FALSE;
+  g_strstrip (text);
+  hostport = strstr (text, "://");
+  if (hostport == NULL)
+    return FALSE;
+  hostport += 3;
+  colon = strrchr (hostport, ':');
+  if (colon == NULL)
+    return FALSE;
+  process->host = g_strndup (hostport, colon - hostport);
+  process->port = (guint16) g_ascii_strtoull (colon + 1, NULL, 10);
+  g_assert_cmpuint (process->port, >, 0);
+  process->url = g_steal_pointer (&text);
+  return TRUE;
+}
+
+void
+od_test_process_start (OdTestProcess      *process,
+                       guint16             port,
+                       const char * const *args)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) wrapper = NULL;
+  const char *bin = g_getenv ("OD_SERVER_BIN");
+  const char *wrapper_text = g_getenv ("OD_TEST_SERVER_WRAPPER");
+  guint timeout_s = 30 * od_test_process_slowdown ();
+  gint64 deadline;
+  int fd;
+
+  g_assert_null (process->subprocess);
+  if (bin == NULL || *bin == '\0')
+    g_error ("OD_SERVER_BIN is not set (run the tests with meson test)");
+  if (od_test_process_wrapped ())
+    {
+      if (!g_shell_parse_argv (wrapper_text, NULL, &wrapper, &error))
+        g_error ("OD_TEST_SERVER_WRAPPER: %s", error->message);
+      for (guint i = 0; wrapper[i] != NULL; i++)
+        g_ptr_array_add (argv, g_strdup (wrapper[i]));
+    }
+  g_ptr_array_add (argv, g_strdup (bin));
+  g_ptr_array_add (argv, g_strdup ("--listen"));
+  g_ptr_array_add (argv, g_strdup_printf ("127.0.0.1:%u", port));
+  g_ptr_array_add (argv, g_strdup ("--ready-file"));
+  g_ptr_array_add (argv, g_strdup (process->ready_path));
+  g_ptr_array_add (argv, g_strdup ("--tokens"));
+  g_ptr_array_add (argv, g_strdup (process->tokens_path));
+  for (guint i = 0; args != NULL && args[i] != NULL; i++)
+    g_ptr_array_add (argv, g_strdup (args[i]));
+  g_ptr_array_add (argv, NULL);
+
+  g_clear_pointer (&process->url, g_free);
+  g_clear_pointer (&process->host, g_free);
+  process->port = 0;
+
+  /* The log is kept in a file (appended across restarts) and shown when a
+   * check fails, so that a passing run stays quiet. */
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT
+                                        | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_set_cwd (launcher, process->dir);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", process->dir, TRUE);
+  fd = open (process->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_subprocess_launcher_take_stdout_fd (launcher, fd);
+
+  deadline = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_unlink (process->ready_path);
+      process->subprocess = g_subprocess_launcher_spawnv (launcher,
+                                                          (const char * const *) argv->pdata,
+                                                          &error);
+      g_assert_no_error (error);
+      for (;;)
+        {
+          if (read_ready (process))
+            return;
+          /* The identifier is gone once the child has exited and was
+           * reaped. */
+          if (g_subprocess_get_identifier (process->subprocess) == NULL)
+            break;
+          if (g_get_monotonic_time () > deadline)
+            {
+              od_test_process_dump_log (process);
+              g_error ("orderdesk-server %s was not ready within %u s", process->label, timeout_s);
+            }
+          g_usleep (10 * 1000);
+        }
+      g_subprocess_wait (process->subprocess, NULL, NULL);
+      g_clear_object (&process->subprocess);
+      /* A restart on the same port right after a kill -9 may find the
+       * port still held for a moment; the server's bind error makes it
+       * exit, so it is started again. */
+      if (port == 0 || g_get_monotonic_time () > deadline)
+        {
+          od_test_process_dump_log (process);
+          g_error ("orderdesk-server %s exited before it was ready", process->label);
+        }
+      g_usleep (100 * 1000);
+    }
+}
+
+static gboolean
+wait_exit (OdTestProcess *process,
+           guint          timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
+
+  while (g_subprocess_get_identifier (process->subprocess) != NULL)
+    {
+      if (g_get_monotonic_time () > deadline)
+        return FALSE;
+      g_usleep (10 * 1000);
+    }
+  g_subprocess_wait (process->subprocess, NULL, NULL);
+  return TRUE;
+}
+
+void
+od_test_process_stop (OdTestProcess *process)
+{
+  guint timeout_s = 30 * od_test_process_slowdown ();
+
+  g_assert_nonnull (process->subprocess);
+  g_subprocess_send_signal (process->subprocess, SIGTERM);
+  if (!wait_exit (process, timeout_s))
+    {
+      g_subprocess_force_exit (process->subprocess);
+      wait_exit (process, 10);
+      od_test_process_dump_log (process);
+      g_error ("orderdesk-server %s did not stop within %u s of SIGTERM", process->label, timeout_s);
+    }
+  if (!g_subprocess_get_if_exited (process->subprocess)
+      || g_subprocess_get_exit_status (process->subprocess) != 0)
+    {
+      od_test_process_dump_log (process);
+      if (g_subprocess_get_if_signaled (process->subprocess))
+        g_error ("orderdesk-server %s died of signal %d on SIGTERM", process->label,
+                 g_subprocess_get_term_sig (process->subprocess));
+      else
+        g_error ("orderdesk-server %s exited with status %d on SIGTERM", process->label,
+                 g_subprocess_get_exit_status (process->subprocess));
+    }
+  g_clear_object (&process->subprocess);
+}
+
+void
+od_test_process_terminate (OdTestProcess *process)
+{
+  if (process->subprocess == NULL)
+    return;
+  g_subprocess_send_signal (process->subprocess, SIGCONT);
+  g_subprocess_send_signal (process->subprocess, SIGTERM);
+  g_subprocess_wait (process->subprocess, NULL, NULL);
+  g_clear_object (&process->subprocess);
+}
+
+void
+od_test_process_kill (OdTestProcess *process)
+{
+  if (process->subprocess == NULL)
+    return;
+  g_subprocess_force_exit (process->subprocess);
+  g_assert_true (wait_exit (process, 30));
+  g_clear_object (&process->subprocess);
+}
+
+void
+od_test_process_signal (OdTestProcess *process,
+                        int            signum)
+{
+  g_assert_nonnull (process->subprocess);
+  g_subprocess_send_signal (process->subprocess, signum);
+}
+
+void
+od_test_process_free (OdTestProcess *process,
+                      gboolean       keep)
+{
+  if (process == NULL)
+    return;
+  if (process->subprocess != NULL)
+    od_test_process_stop (process);
+  if (keep)
+    g_printerr ("# kept %s\n", process->dir);
+  else
+    od_test_process_rmdir (process->dir);
+  g_free (process->label);
+  g_free (process->dir);
+  g_free (process->tokens_path);
+  g_free (process->ready_path);
+  g_free (process->log_path);
+  g_free (process->url);
+  g_free (process->host);
+  g_free (process);
+}
+
+const char *
+od_test_process_dir (OdTestProcess *process)
+{
+  return process->dir;
+}
+
+const char *
+od_test_process_tokens_path (OdTestProcess *process)
+{
+  return process->tokens_path;
+}
+
+const char *
+od_test_process_log_path (OdTestProcess *process)
+{
+  return process->log_path;
+}
+
+const char *
+od_test_process_url (OdTestProcess *process)
+{
+  return process->url;
+}
+
+const char *
+od_test_process_host (OdTestProcess *process)
+{
+  return process->host;
+}
+
+guint16
+od_test_process_port (OdTestProcess *process)
+{
+  return process->port;
+}
+
+GSubprocess *
+od_test_process_subprocess (OdTestProcess *process)
+{
+  return process->subprocess;
+}
+
+GPid
+od_test_process_pid (OdTestProcess *process)
+{
+  const char *id = process->subprocess ? g_subprocess_get_identifier (process->subprocess) : NULL;
+
+  return id ? (GPid) g_ascii_strtoll (id, NULL, 10) : 0;
+}
+
+gboolean
+od_test_process_alive (OdTestProcess *process)
+{
+  return process->subprocess != NULL && g_subprocess_get_identifier (process->subprocess) != NULL;
+}
