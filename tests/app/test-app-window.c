@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <glib/gstdio.h>
 
+#include "od-format.h"
 #include "od-order-item.h"
 #include "od-test-app.h"
 #include "od-test-cache.h"
@@ -515,6 +516,168 @@ test_commands (Fixture       *f,
   od_test_server_stop (server);
 }
 
+/* Live updates while the operator looks at rows further down: the same
+ * order stays selected and the rows on screen stay on screen, moved only
+ * by the orders inserted above them. */
+
+static guint
+position_of (Fixture    *f,
+             const char *order_id)
+{
+  guint n = n_rows (f);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(OdOrderItem) item = row_at (f, i);
+
+      if (item != NULL && g_strcmp0 (od_order_item_get_order_id (item), order_id) == 0)
+        return i;
+    }
+  return G_MAXUINT;
+}
+
+typedef struct
+{
+  Fixture    *f;
+  const char *order_id;
+  guint       position;
+} MoveWait;
+
+static gboolean
+order_moved_down (gpointer data)
+{
+  MoveWait *w = data;
+  guint position = position_of (w->f, w->order_id);
+
+  return position != G_MAXUINT && position >= w->position + 2;
+}
+
+static guint
+top_visible (GtkAdjustment *adjustment,
+             guint          n)
+{
+  double row_height = gtk_adjustment_get_upper (adjustment) / n;
+
+  return (guint) (gtk_adjustment_get_value (adjustment) / row_height + 0.5);
+}
+
+static gboolean
+view_has_height (gpointer data)
+{
+  return gtk_adjustment_get_upper (data) > 0;
+}
+
+/* The text of the first label in the row at the top of the view, as an
+ * operator sees it (the order column's short id). */
+static char *
+top_row_text (GtkColumnView *view)
+{
+  GtkWidget *header = gtk_widget_get_first_child (GTK_WIDGET (view));
+  GtkWidget *widget;
+
+  widget = gtk_widget_pick (GTK_WIDGET (view), 12, gtk_widget_get_height (header) + 4,
+                            GTK_PICK_DEFAULT);
+  while (widget != NULL && !GTK_IS_LABEL (widget))
+    widget = gtk_widget_get_first_child (widget);
+  return widget ? g_strdup (gtk_label_get_label (GTK_LABEL (widget))) : NULL;
+}
+
+static void
+test_live_keeps_position (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+  GtkSingleSelection *selection;
+  g_autofree char *top_id = NULL;
+  g_autofree char *selected_id = NULL;
+  g_autofree char *shown = NULL;
+  g_autofree char *shown_after = NULL;
+  MoveWait w;
+  guint top;
+  guint selected;
+  guint top_after;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  wait_state (f, OD_LAG_STATE_LIVE, 30000);
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  selection = GTK_SINGLE_SELECTION (gtk_column_view_get_model (view));
+  /* By customer: the new orders below sort first, above the rows on
+   * screen. */
+  od_order_list_sort_by (list, OD_ORDER_SORT_CUSTOMER, FALSE);
+  g_assert_cmpint (od_order_list_model_get_query (od_order_list_get_model (list))->sort, ==,
+                   OD_ORDER_SORT_CUSTOMER);
+  od_test_spin (300);
+  g_assert_cmpuint (n_rows (f), >, 500);
+
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  g_assert_true (od_test_wait (view_has_height, adjustment, 10000));
+  gtk_adjustment_set_value (adjustment, 300 * gtk_adjustment_get_upper (adjustment) / n_rows (f));
+  od_test_spin (300);
+  top = top_visible (adjustment, n_rows (f));
+  g_assert_cmpuint (top, >=, 250);
+  selected = top + 5;
+  od_order_list_select_position (list, selected);
+  g_assert_cmpuint (gtk_single_selection_get_selected (selection), ==, selected);
+  shown = top_row_text (view);
+  g_assert_nonnull (shown);
+  /* The estimate from the adjustment may be a row off: find the row shown. */
+  for (guint i = top - 2; i <= top + 2 && top_id == NULL; i++)
+    {
+      g_autoptr(OdOrderItem) a = row_at (f, i);
+      g_autofree char *short_id = od_format_short_id (od_order_item_get_order_id (a));
+
+      if (g_strcmp0 (short_id, shown) == 0)
+        {
+          top = i;
+          top_id = g_strdup (od_order_item_get_order_id (a));
+        }
+    }
+  g_assert_nonnull (top_id);
+  {
+    g_autoptr(OdOrderItem) b = row_at (f, selected);
+
+    selected_id = g_strdup (od_order_item_get_order_id (b));
+  }
+  g_assert_cmpstr (od_order_list_get_selected_order_id (list), ==, selected_id);
+
+  /* Live events: new orders, each applied when its event arrives. */
+  for (guint i = 0; i < 3; i++)
+    {
+      OdCommandDialog *dialog = od_window_open_command_dialog (f->window, OD_COMMAND_CREATE_ORDER);
+      g_autofree char *name = g_strdup_printf ("Aaron Early %u", i);
+      g_autofree char *toast = g_strdup_printf ("New order for %s: done", name);
+
+      g_assert_null (od_command_dialog_set_field (dialog, "customer_name", name));
+      g_assert_null (od_command_dialog_set_field (dialog, "customer_email", "aaron@example.org"));
+      g_assert_null (od_command_dialog_set_field (dialog, "currency", "EUR"));
+      od_command_dialog_send (dialog);
+      wait_toast (f, toast);
+    }
+  w = (MoveWait) { f, top_id, top + 1 };
+  g_assert_true (od_test_wait (order_moved_down, &w, 20000));
+  od_test_spin (500);
+
+  /* The same order is selected, at its new position. */
+  g_assert_cmpstr (od_order_list_get_selected_order_id (list), ==, selected_id);
+  g_assert_nonnull (gtk_single_selection_get_selected_item (selection));
+  g_assert_cmpstr (od_order_item_get_order_id (gtk_single_selection_get_selected_item (selection)), ==,
+                   selected_id);
+  g_assert_cmpuint (gtk_single_selection_get_selected (selection), ==, position_of (f, selected_id));
+
+  /* The rows on screen did not move under the operator: the view
+   * scrolled by exactly the rows inserted above. */
+  top_after = position_of (f, top_id);
+  g_test_message ("top row %u → %u, view at %u", top, top_after, top_visible (adjustment, n_rows (f)));
+  g_assert_cmpuint (top_after, ==, top + 3);
+  shown_after = top_row_text (view);
+  g_assert_cmpstr (shown_after, ==, shown);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -529,6 +692,7 @@ main (int   argc,
   g_test_add ("/app/welcome", Fixture, NULL, fixture_set_up, test_welcome, fixture_tear_down);
   g_test_add ("/app/search-filter-sort", Fixture, NULL, fixture_set_up, test_search_filter_sort, fixture_tear_down);
   g_test_add ("/app/offline-states", Fixture, NULL, fixture_set_up, test_offline_states, fixture_tear_down);
+  g_test_add ("/app/live-keeps-position", Fixture, NULL, fixture_set_up, test_live_keeps_position, fixture_tear_down);
   g_test_add ("/app/commands", Fixture, NULL, fixture_set_up, test_commands, fixture_tear_down);
   return g_test_run ();
 }
