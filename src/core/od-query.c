@@ -488,19 +488,21 @@ prepare_list (OdCache             *cache,
   return st;
 }
 
-GPtrArray *
-od_query_orders (OdCache             *cache,
-                 const OdOrderQuery  *query,
-                 const OdOrderCursor *cursor,
-                 guint                limit,
-                 GError             **error)
+/* One page of rows, after a keyset cursor or at an offset (-1: none). */
+static GPtrArray *
+list_rows (OdCache             *cache,
+           const OdOrderQuery  *query,
+           const OdOrderCursor *cursor,
+           guint                limit,
+           gint64               offset,
+           GError             **error)
 {
   SearchParts parts = { 0 };
   g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
   sqlite3_stmt *st;
   int rc;
 
-  st = prepare_list (cache, NULL, query, cursor, limit, FALSE, -1, &parts, error);
+  st = prepare_list (cache, NULL, query, cursor, limit, FALSE, offset, &parts, error);
   if (st == NULL)
     {
       search_parts_clear (&parts);
@@ -520,35 +522,23 @@ od_query_orders (OdCache             *cache,
 }
 
 GPtrArray *
+od_query_orders (OdCache             *cache,
+                 const OdOrderQuery  *query,
+                 const OdOrderCursor *cursor,
+                 guint                limit,
+                 GError             **error)
+{
+  return list_rows (cache, query, cursor, limit, -1, error);
+}
+
+GPtrArray *
 od_query_orders_at (OdCache            *cache,
                     const OdOrderQuery *query,
                     guint64             offset,
                     guint               limit,
                     GError            **error)
 {
-  SearchParts parts = { 0 };
-  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
-  sqlite3_stmt *st;
-  int rc;
-
-  st = prepare_list (cache, NULL, query, NULL, limit, FALSE, (gint64) MIN (offset, (guint64) G_MAXINT64),
-                     &parts, error);
-  if (st == NULL)
-    {
-      search_parts_clear (&parts);
-      return NULL;
-    }
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    g_ptr_array_add (rows, read_row (st));
-  sqlite3_reset (st);
-  sqlite3_clear_bindings (st);
-  search_parts_clear (&parts);
-  if (rc != SQLITE_DONE)
-    {
-      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order list");
-      return NULL;
-    }
-  return g_steal_pointer (&rows);
+  return list_rows (cache, query, NULL, limit, (gint64) MIN (offset, (guint64) G_MAXINT64), error);
 }
 
 gint64
