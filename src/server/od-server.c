@@ -86,6 +86,7 @@ struct _Subscriber
   SoupServerMessage *msg;
   gint64             cursor;
   gint64             connect_head;
+  gboolean           head_known;   /* connect_head read from the store */
   gboolean           head_sent;
   gboolean           chunk_pending;
   gboolean           reading;
@@ -918,9 +919,9 @@ replay_done (GObject      *source,
     }
   else
     sub->cursor = result->last_position;
-  if (!sub->head_sent && sub->cursor >= sub->connect_head)
+  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
     {
-      append_head_frame (result->text, sub->server->head);
+      append_head_frame (result->text, MAX (sub->server->head, sub->connect_head));
       sub->head_sent = TRUE;
     }
   if (result->text->len > 0)
@@ -966,11 +967,11 @@ subscriber_pump (Subscriber *sub)
         }
     }
 
-  if (!sub->head_sent && sub->cursor >= sub->connect_head)
+  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
     {
       if (out == NULL)
         out = g_string_new (NULL);
-      append_head_frame (out, self->head);
+      append_head_frame (out, MAX (self->head, sub->connect_head));
       sub->head_sent = TRUE;
     }
 
@@ -999,6 +1000,33 @@ subscriber_finished (SoupServerMessage *msg,
   g_signal_handler_disconnect (msg, sub->finished_id);
   self->subscribers = g_list_remove (self->subscribers, sub);
   self->n_subscribers--;
+  subscriber_unref (sub);
+}
+
+/* The head "current when the client connected" is the store's: the ring's
+ * tail may still be reading the newest commit.  Until it is known the
+ * stream only replays up to the tail's head, and sends no head frame. */
+static void
+stream_head_done (GObject      *source,
+                  GAsyncResult *res,
+                  gpointer      user_data)
+{
+  Subscriber *sub = user_data;
+  OdServer *self = OD_SERVER (source);
+  g_autoptr(GError) error = NULL;
+  gssize head = g_task_propagate_int (G_TASK (res), &error);
+
+  if (error != NULL)
+    g_warning ("reading the head for a new stream failed: %s", error->message);
+  else
+    sub->connect_head = MAX (sub->connect_head, head);
+  sub->head_known = TRUE;
+  if (!sub->closed)
+    {
+      if (sub->connect_head > self->tail_position)
+        tail_read (self);
+      subscriber_pump (sub);
+    }
   subscriber_unref (sub);
 }
 
@@ -1051,6 +1079,12 @@ handle_stream (OdServer          *self,
   sub->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (subscriber_finished), sub);
 
   subscriber_write (sub, g_string_new ("retry: 2000\n\n"));
+
+  {
+    g_autoptr(GTask) task = g_task_new (self, NULL, stream_head_done, subscriber_ref (sub));
+
+    g_task_run_in_thread (task, head_in_thread);
+  }
 }
 
 /* ------------------------------------------------------------------ */
