@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-fault-server.h"
+#include "od-test-log.h"
 
 #include <glib/gstdio.h>
 #include <signal.h>
@@ -160,39 +161,7 @@ GPtrArray *
 od_fault_fetch_events (SoupSession *session,
                        const char  *url)
 {
-  GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
-  gint64 after = 0;
-
-  for (;;)
-    {
-      g_autofree char *path = g_strdup_printf ("/v1/events?after=%" G_GINT64_FORMAT "&limit=10000",
-                                               after);
-      guint status;
-      g_autoptr(GBytes) body = get (session, url, path, &status);
-      g_autoptr(JsonNode) root = NULL;
-      JsonArray *array;
-      guint n;
-
-      g_assert_nonnull (body);
-      g_assert_cmpuint (status, ==, 200);
-      root = od_json_parse_object (g_bytes_get_data (body, NULL), g_bytes_get_size (body), NULL);
-      g_assert_nonnull (root);
-      array = json_object_get_array_member (json_node_get_object (root), "events");
-      n = json_array_get_length (array);
-      if (n == 0)
-        break;
-      for (guint i = 0; i < n; i++)
-        {
-          g_autoptr(GError) error = NULL;
-          OdEvent *ev = od_event_from_object (json_array_get_object_element (array, i), &error);
-
-          g_assert_no_error (error);
-          g_assert_cmpint (ev->prev, ==, after);
-          after = ev->position;
-          g_ptr_array_add (events, ev);
-        }
-    }
-  return events;
+  return od_test_read_log (session, url, OD_FAULT_VIEWER_TOKEN);
 }
 
 gboolean
