@@ -11,7 +11,7 @@
 /* The console at a million orders: window ready, page fetch, search,
  * filter and sort latency, and memory.  Run under Xvfb:
  *
- *   xvfb-run -a -s '-screen 0 1280x800x24' build/bench/app/od-bench-app [--orders N] [--cache FILE]
+ *   xvfb-run -a -s '-screen 0 1280x800x24' build/bench/app/od-bench-app [--orders N] [--cache FILE] [-v]
  *
  * The cache is made once (build/tests/app/test-cache-N.sqlite) and reused. */
 
@@ -61,9 +61,11 @@ main (int   argc,
 {
   int orders = 1000000;
   g_autofree char *cache = NULL;
+  gboolean verbose = FALSE;
   GOptionEntry entries[] = {
     { "orders", 0, 0, G_OPTION_ARG_INT, &orders, "Orders in the generated cache", "N" },
     { "cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "Use this cache", "FILE" },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print each search of the frame loop", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new ("— console benchmark");
@@ -227,6 +229,11 @@ main (int   argc,
           g_array_append_vals (frame, (double[]) { since_ms (start) }, 1);
           g_array_append_vals (call, (double[]) { (returned - start) / 1000.0 }, 1);
           g_array_append_vals (call_cpu, (double[]) { cpu }, 1);
+          if (verbose)
+            g_print ("  %-16s %7u rows  call %6.1f ms  to frame %6.1f ms\n", terms[i],
+                     g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))),
+                     (returned - start) / 1000.0, since_ms (start));
+          if (g_getenv ("OD_BENCH_VERBOSE")) g_print ("  %-16s %6u rows  call %6.1f ms  frame %6.1f ms\n", terms[i], g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))), (returned - start) / 1000.0, since_ms (start));
         }
       od_order_list_set_search (list, NULL);
       report ("search, to the next frame drawn", frame);

@@ -17,9 +17,11 @@
 #define PAGE_SIZE     OD_ORDER_LIST_PAGE_SIZE
 #define MAX_PAGES     40
 #define FRESH_WALK_MAX_PAGES 50
-/* A new query shows its top (the list scrolls there): the first two pages
- * cover any window; other pages are only read again if the view asks. */
-#define NEW_QUERY_PAGES 2
+/* A new query shows its top (the list scrolls there).  GTK 4.8 keeps about
+ * 200 rows bound, so the first three pages take their new rows in place
+ * and GTK creates no row widgets; other pages are only read again if the
+ * view asks. */
+#define NEW_QUERY_PAGES 3
 
 typedef struct
 {
@@ -280,6 +282,22 @@ load_page (OdOrderListModel *self,
   return page;
 }
 
+/* Moves rows [start, start + len) of `rows` into a new array. */
+static GPtrArray *
+take_rows (GPtrArray *rows,
+           guint      start,
+           guint      len)
+{
+  GPtrArray *taken = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
+
+  for (guint i = start; i < rows->len && i < start + len; i++)
+    {
+      g_ptr_array_add (taken, rows->pdata[i]);
+      rows->pdata[i] = NULL;
+    }
+  return taken;
+}
+
 static GType
 od_order_list_model_get_item_type (GListModel *model)
 {
@@ -352,6 +370,8 @@ od_order_list_model_set_query (OdOrderListModel *self,
   g_autoptr(GArray) indices = NULL;
   g_autoptr(GArray) dropped = NULL;
   g_autoptr(GArray) changed = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autoptr(GPtrArray) head = NULL;
+  guint span = 0;
   guint old_n = self->n_items;
   guint new_n;
 
@@ -394,6 +414,18 @@ od_order_list_model_set_query (OdOrderListModel *self,
 
   self->n_items = new_n;
 
+  /* The first pages' rows in one query: a search sorts its matches once
+   * rather than once a page. */
+  for (guint k = 0; k < indices->len; k++)
+    if ((gsize) g_array_index (indices, guint, k) * PAGE_SIZE < MIN (old_n, new_n))
+      span = MAX (span, (g_array_index (indices, guint, k) + 1) * PAGE_SIZE);
+  if (span > 0)
+    {
+      head = fetch (self, NULL, span);
+      for (guint p = 1; (gsize) p * PAGE_SIZE <= head->len; p++)
+        set_anchor (self, p, g_ptr_array_index (head, p * PAGE_SIZE - 1));
+    }
+
   /* The first pages: same objects, new rows. */
   for (guint k = indices->len; k > 0; k--)
     {
@@ -405,7 +437,7 @@ od_order_list_model_set_query (OdOrderListModel *self,
 
       if ((gsize) index * PAGE_SIZE >= MIN (old_n, new_n))
         continue;
-      rows = fetch_page_rows (self, index);
+      rows = take_rows (head, index * PAGE_SIZE, PAGE_SIZE);
       page = g_new0 (Page, 1);
       page->index = index;
       page->items = g_ptr_array_new_full (rows->len, g_object_unref);

@@ -67,6 +67,14 @@ struct _OdOrderList
   gboolean             descending;
   char                *selected_id;
   gboolean             applying_sort;
+  GHashTable          *stale_cells; /* GtkListItem → itself, ref held */
+  guint                stale_tick_id;
+  gint64               stale_frame;
+  GtkAdjustment       *vadjustment;
+  double               row_height;
+  GdkFrameClock       *frame_clock;
+  gboolean             in_layout;
+  gboolean             setting_search;
 };
 
 G_DEFINE_FINAL_TYPE (OdOrderList, od_order_list, GTK_TYPE_WIDGET)
@@ -79,6 +87,8 @@ enum {
 static guint signals[N_SIGNALS];
 
 static void on_selection_changed (OdOrderList *self);
+static void update_cell (GtkListItem *list_item);
+static void update_stale_in_view (OdOrderList *self);
 
 /* Set by the column sorters while the view's sorter is probed; see
  * read_view_sort(). */
@@ -203,6 +213,9 @@ apply_query (OdOrderList *self)
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
   if (adjustment != NULL)
     gtk_adjustment_set_value (adjustment, 0);
+  /* The view was at the top already: nothing scrolled, yet new rows may
+   * have been bound there. */
+  update_stale_in_view (self);
   update_counts (self);
 }
 
@@ -235,7 +248,8 @@ on_sorter_changed (GtkSorter       *sorter,
 static void
 on_search_changed (OdOrderList *self)
 {
-  apply_query (self);
+  if (!self->setting_search)
+    apply_query (self);
 }
 
 static void
@@ -279,6 +293,18 @@ on_selection_changed (OdOrderList *self)
 /* Cells. */
 
 static void
+forget_stale_cell (GtkListItem *list_item)
+{
+  OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+  GtkWidget *child = gtk_list_item_get_child (list_item);
+
+  if (self != NULL && self->stale_cells != NULL)
+    g_hash_table_remove (self->stale_cells, list_item);
+  if (child != NULL && gtk_widget_get_opacity (child) < 1)
+    gtk_widget_set_opacity (child, 1);
+}
+
+static void
 update_cell (GtkListItem *list_item)
 {
   OdOrderItem *item = gtk_list_item_get_item (list_item);
@@ -289,6 +315,7 @@ update_cell (GtkListItem *list_item)
 
   if (item == NULL || child == NULL)
     return;
+  forget_stale_cell (list_item);
   row = od_order_item_get_row (item);
 
   switch (column)
@@ -300,13 +327,11 @@ update_cell (GtkListItem *list_item)
 
         text = od_format_short_id (row->order_id);
         gtk_label_set_label (GTK_LABEL (label), text);
-        gtk_widget_set_tooltip_text (label, row->order_id);
         gtk_widget_set_visible (badge, od_order_item_get_pending (item));
       }
       break;
     case COL_CUSTOMER:
       gtk_label_set_label (GTK_LABEL (child), row->customer_name);
-      gtk_widget_set_tooltip_text (child, row->customer_email);
       break;
     case COL_STATUS:
       {
@@ -333,13 +358,8 @@ update_cell (GtkListItem *list_item)
       gtk_label_set_label (GTK_LABEL (child), text);
       break;
     case COL_UPDATED:
-      {
-        g_autofree char *stamp = od_format_timestamp (row->updated_at);
-
-        text = od_format_relative (row->updated_at, g_get_real_time ());
-        gtk_label_set_label (GTK_LABEL (child), text);
-        gtk_widget_set_tooltip_text (child, stamp);
-      }
+      text = od_format_relative (row->updated_at, g_get_real_time ());
+      gtk_label_set_label (GTK_LABEL (child), text);
       break;
     case N_COLUMNS:
     default:
@@ -347,11 +367,272 @@ update_cell (GtkListItem *list_item)
     }
 }
 
+/* Tooltips are computed when asked.  Setting one on every rebind costs
+ * GTK 4.8 two X round trips a cell (it looks for the pointer to update
+ * a tooltip that may be showing), which made a search's rebinding of
+ * the visible rows take most of its 100–200 ms. */
+static gboolean
+on_query_tooltip (GtkWidget   *widget,
+                  int          x,
+                  int          y,
+                  gboolean     keyboard_mode,
+                  GtkTooltip  *tooltip,
+                  GtkListItem *list_item)
+{
+  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  Column column = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (list_item), "od-column"));
+  const OdOrderRow *row;
+  g_autofree char *stamp = NULL;
+
+  if (item == NULL)
+    return FALSE;
+  row = od_order_item_get_row (item);
+  switch (column)
+    {
+    case COL_ORDER:
+      gtk_tooltip_set_text (tooltip, row->order_id);
+      return TRUE;
+    case COL_CUSTOMER:
+      if (row->customer_email == NULL || *row->customer_email == '\0')
+        return FALSE;
+      gtk_tooltip_set_text (tooltip, row->customer_email);
+      return TRUE;
+    case COL_UPDATED:
+      stamp = od_format_timestamp (row->updated_at);
+      gtk_tooltip_set_text (tooltip, stamp);
+      return TRUE;
+    case COL_STATUS:
+    case COL_ITEMS:
+    case COL_TOTAL:
+    case N_COLUMNS:
+    default:
+      return FALSE;
+    }
+}
+
+/* GTK 4.8 keeps about 200 rows bound while 20–40 are on screen, and a
+ * changed cell costs, in the next layout, the measuring of its new text:
+ * a new search changed every bound row and spent about 18 ms of its
+ * first frame measuring them.  So only cells on screen are updated at
+ * once.  The others become transparent (which costs no layout, unlike
+ * new text) and are updated 16 rows a frame, nearest to the view first,
+ * from the frame after the change on.  A row scrolled into view before
+ * its turn is blank for a frame, never showing another order's data; it
+ * cannot be updated as it is mapped, because that happens inside the
+ * list's size allocation. */
+#define STALE_CELLS_PER_FRAME (N_COLUMNS * 16)
+
+static guint
+cell_distance (GtkListItem *list_item,
+               guint        center)
+{
+  guint position = gtk_list_item_get_position (list_item);
+
+  return position > center ? position - center : center - position;
+}
+
+static int
+compare_cells (gconstpointer a,
+               gconstpointer b,
+               gpointer      user_data)
+{
+  guint center = GPOINTER_TO_UINT (user_data);
+  guint da = cell_distance (*(GtkListItem **) a, center);
+  guint db = cell_distance (*(GtkListItem **) b, center);
+
+  return da < db ? -1 : da > db ? 1 : 0;
+}
+
+/* Rows are of one height.  The list sets its adjustment's range (that
+ * height times the number of rows) when it lays them out, which is when
+ * the range and the model's count agree. */
+static void
+remember_row_height (OdOrderList *self)
+{
+  guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
+
+  if (self->vadjustment != NULL && n > 0 && gtk_adjustment_get_upper (self->vadjustment) > 0)
+    self->row_height = gtk_adjustment_get_upper (self->vadjustment) / n;
+}
+
+/* Whether the row at `position` is on screen, or will be at the next
+ * layout, from the adjustment (a row or two either way).  Before the
+ * first layout every row counts as shown. */
+static gboolean
+position_in_view (OdOrderList *self,
+                  guint        position)
+{
+  double value;
+
+  if (self->vadjustment == NULL || self->row_height <= 0)
+    return TRUE;
+  value = gtk_adjustment_get_value (self->vadjustment);
+  return position + 2 >= value / self->row_height
+         && position <= (value + gtk_adjustment_get_page_size (self->vadjustment))
+                        / self->row_height + 2;
+}
+
+/* Rows about to be shown: a scroll (by the operator, or to the top for a
+ * new query) updates the stale cells it brings into view before the
+ * next layout maps them. */
+static void
+update_stale_in_view (OdOrderList *self)
+{
+  g_autoptr(GPtrArray) cells = NULL;
+  GHashTableIter iter;
+  gpointer key;
+
+  /* The list moves its adjustment while it lays rows out; new text then
+   * would leave them unallocated for this frame.  The next frame's tick
+   * updates them instead. */
+  if (g_hash_table_size (self->stale_cells) == 0 || self->in_layout)
+    return;
+  cells = g_ptr_array_new_with_free_func (g_object_unref);
+  g_hash_table_iter_init (&iter, self->stale_cells);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (position_in_view (self, gtk_list_item_get_position (key)))
+      g_ptr_array_add (cells, g_object_ref (key));
+  for (guint i = 0; i < cells->len; i++)
+    update_cell (g_ptr_array_index (cells, i));
+}
+
+static void
+on_layout_begins (OdOrderList *self)
+{
+  self->in_layout = TRUE;
+}
+
+static void
+on_layout_ends (OdOrderList *self)
+{
+  self->in_layout = FALSE;
+}
+
+static void
+od_order_list_realize (GtkWidget *widget)
+{
+  OdOrderList *self = OD_ORDER_LIST (widget);
+
+  GTK_WIDGET_CLASS (od_order_list_parent_class)->realize (widget);
+  /* Layout follows the update phase, where ticks (ours, kinetic
+   * scrolling) run. */
+  self->frame_clock = g_object_ref (gtk_widget_get_frame_clock (widget));
+  g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
+                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
+                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+}
+
+static void
+od_order_list_unrealize (GtkWidget *widget)
+{
+  OdOrderList *self = OD_ORDER_LIST (widget);
+
+  if (self->frame_clock != NULL)
+    g_signal_handlers_disconnect_by_data (self->frame_clock, self);
+  g_clear_object (&self->frame_clock);
+  self->in_layout = FALSE;
+  GTK_WIDGET_CLASS (od_order_list_parent_class)->unrealize (widget);
+}
+
+static void
+on_vadjustment_changed (OdOrderList *self)
+{
+  GtkAdjustment *adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
+
+  if (adjustment == self->vadjustment)
+    return;
+  if (self->vadjustment != NULL)
+    g_signal_handlers_disconnect_by_data (self->vadjustment, self);
+  g_set_object (&self->vadjustment, adjustment);
+  if (adjustment != NULL)
+    {
+      g_signal_connect_swapped (adjustment, "value-changed", G_CALLBACK (update_stale_in_view),
+                                self);
+      g_signal_connect_swapped (adjustment, "changed", G_CALLBACK (remember_row_height), self);
+    }
+}
+
+static gboolean
+drain_stale_cells (GtkWidget     *widget,
+                   GdkFrameClock *clock,
+                   gpointer       user_data)
+{
+  OdOrderList *self = OD_ORDER_LIST (widget);
+  g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func (g_object_unref);
+  GtkAdjustment *adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
+  guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
+  double upper = adjustment ? gtk_adjustment_get_upper (adjustment) : 0;
+  guint center = 0;
+  /* The frame that shows a change updates only its visible rows. */
+  guint budget = gdk_frame_clock_get_frame_counter (clock) > self->stale_frame + 1
+                 ? STALE_CELLS_PER_FRAME : 0;
+  GHashTableIter iter;
+  gpointer key;
+
+  /* The position at the middle of the view, from the adjustment: rows
+   * are of one height. */
+  if (adjustment != NULL && upper > 0 && n > 0)
+    center = (guint) MIN ((gtk_adjustment_get_value (adjustment)
+                           + gtk_adjustment_get_page_size (adjustment) / 2) / upper * n,
+                          (double) n - 1);
+
+  g_hash_table_iter_init (&iter, self->stale_cells);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (cells, g_object_ref (key));
+  g_ptr_array_sort_with_data (cells, compare_cells, GUINT_TO_POINTER (center));
+
+  for (guint i = 0; i < cells->len; i++)
+    {
+      GtkListItem *list_item = g_ptr_array_index (cells, i);
+      GtkWidget *child = gtk_list_item_get_child (list_item);
+      gboolean shown = child != NULL && gtk_widget_get_mapped (child);
+
+      if (!shown)
+        {
+          if (budget == 0)
+            continue;
+          budget--;
+        }
+      update_cell (list_item);
+    }
+
+  if (g_hash_table_size (self->stale_cells) > 0)
+    return G_SOURCE_CONTINUE;
+  self->stale_tick_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+mark_stale_cell (OdOrderList *self,
+                 GtkListItem *list_item)
+{
+  GtkWidget *child = gtk_list_item_get_child (list_item);
+  GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (self));
+
+  if (child != NULL)
+    gtk_widget_set_opacity (child, 0);
+  if (clock != NULL)
+    self->stale_frame = gdk_frame_clock_get_frame_counter (clock);
+  if (!g_hash_table_contains (self->stale_cells, list_item))
+    g_hash_table_add (self->stale_cells, g_object_ref (list_item));
+  if (self->stale_tick_id == 0)
+    self->stale_tick_id = gtk_widget_add_tick_callback (GTK_WIDGET (self), drain_stale_cells,
+                                                        NULL, NULL);
+}
+
 static void
 on_item_changed (OdOrderItem *item,
                  GtkListItem *list_item)
 {
-  update_cell (list_item);
+  GtkWidget *child = gtk_list_item_get_child (list_item);
+  OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+
+  if (self == NULL || (child != NULL && gtk_widget_get_mapped (child))
+      || position_in_view (self, gtk_list_item_get_position (list_item)))
+    update_cell (list_item);
+  else
+    mark_stale_cell (self, list_item);
 }
 
 static void
@@ -363,6 +644,7 @@ setup_cell (GtkSignalListItemFactory *factory,
   GtkWidget *child;
 
   g_object_set_data (G_OBJECT (list_item), "od-column", user_data);
+  g_object_set_data (G_OBJECT (list_item), "od-list", g_object_get_data (G_OBJECT (factory), "od-list"));
   switch (column)
     {
     case COL_ORDER:
@@ -402,6 +684,14 @@ setup_cell (GtkSignalListItemFactory *factory,
         gtk_widget_add_css_class (child, "numeric");
       break;
     }
+  if (column == COL_ORDER || column == COL_CUSTOMER || column == COL_UPDATED)
+    {
+      GtkWidget *target = column == COL_ORDER ? gtk_widget_get_first_child (child) : child;
+
+      gtk_widget_set_has_tooltip (target, TRUE);
+      g_signal_connect_object (target, "query-tooltip", G_CALLBACK (on_query_tooltip),
+                               list_item, 0);
+    }
   gtk_list_item_set_child (list_item, child);
 }
 
@@ -431,6 +721,7 @@ unbind_cell (GtkSignalListItemFactory *factory,
   if (item != NULL && id != 0)
     g_signal_handler_disconnect (item, id);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
+  forget_stale_cell (list_item);
 }
 
 static void
@@ -466,6 +757,8 @@ build_columns (OdOrderList *self)
       GtkColumnViewColumn *column;
       int width;
 
+      /* Not a reference: the factories live in the list's own columns. */
+      g_object_set_data (G_OBJECT (factory), "od-list", self);
       g_signal_connect (factory, "setup", G_CALLBACK (setup_cell), GINT_TO_POINTER (i));
       g_signal_connect (factory, "bind", G_CALLBACK (bind_cell), GINT_TO_POINTER (i));
       g_signal_connect (factory, "unbind", G_CALLBACK (unbind_cell), GINT_TO_POINTER (i));
@@ -592,7 +885,12 @@ od_order_list_set_search (OdOrderList *self,
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
   gtk_search_bar_set_search_mode (self->search_bar, text != NULL && *text != '\0');
+  /* Replacing the text empties the entry first, and the entry reports an
+   * empty text at once: that would show the whole list before the new
+   * search. */
+  self->setting_search = TRUE;
   gtk_editable_set_text (GTK_EDITABLE (self->search_entry), text ? text : "");
+  self->setting_search = FALSE;
   /* Apply at once rather than after the entry's typing delay. */
   apply_query (self);
 }
@@ -659,6 +957,17 @@ od_order_list_dispose (GObject *object)
   g_clear_object (&self->selection);
   g_clear_object (&self->model);
   g_clear_pointer (&self->pending, g_hash_table_unref);
+  if (self->stale_tick_id != 0)
+    {
+      gtk_widget_remove_tick_callback (GTK_WIDGET (self), self->stale_tick_id);
+      self->stale_tick_id = 0;
+    }
+  g_clear_pointer (&self->stale_cells, g_hash_table_unref);
+  if (self->column_view != NULL)
+    g_signal_handlers_disconnect_by_data (self->column_view, self);
+  if (self->vadjustment != NULL)
+    g_signal_handlers_disconnect_by_data (self->vadjustment, self);
+  g_clear_object (&self->vadjustment);
   gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_ORDER_LIST);
   {
     GtkWidget *child;
@@ -689,6 +998,8 @@ od_order_list_class_init (OdOrderListClass *klass)
 
   object_class->dispose = od_order_list_dispose;
   object_class->finalize = od_order_list_finalize;
+  widget_class->realize = od_order_list_realize;
+  widget_class->unrealize = od_order_list_unrealize;
 
   signals[SELECTION_CHANGED] =
     g_signal_new ("selection-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -714,6 +1025,10 @@ od_order_list_init (OdOrderList *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
 
+  self->stale_cells = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref, NULL);
+  g_signal_connect_swapped (self->column_view, "notify::vadjustment",
+                            G_CALLBACK (on_vadjustment_changed), self);
+  on_vadjustment_changed (self);
   self->status = OD_STATUS_NONE;
   set_model (self, NULL);
   gtk_search_bar_connect_entry (self->search_bar, GTK_EDITABLE (self->search_entry));

@@ -61,7 +61,8 @@ static const char bulk_end_sql[] =
   "  SELECT rowid, customer_name, customer_email FROM orders;"
   INDEXES_SQL;
 
-/* The schema of version 1.  Every list query of od-query.c has a
+/* The schema of version 2 (version 1 indexed only the prefixes of two
+ * and three characters).  Every list query of od-query.c has a
  * composite index that matches it, so a page is a short index walk. */
 static const char schema_sql[] =
   "CREATE TABLE IF NOT EXISTS orders ("
@@ -119,9 +120,15 @@ static const char schema_sql[] =
   "END;"
   /* Name and e-mail never change after OrderCreated, so the search
    * index is written once per order (by the insert trigger above), not
-   * on every update: FTS5 triggers on every write measured 2.5× slower. */
+   * on every update: FTS5 triggers on every write measured 2.5× slower.
+   * Every prefix length up to 8 has its own index: a search is a prefix
+   * search, and FTS5 answers one without such an index by merging the
+   * lists of every word with that prefix ("hopper" matched 42,000
+   * orders in 1,000 words at a million orders, 8 ms), where an indexed
+   * prefix is one list read newest first (0.3 ms).  It costs the cache
+   * about 60 MB at a million orders and 2 s more in a full rebuild. */
   "CREATE VIRTUAL TABLE IF NOT EXISTS order_search USING fts5 ("
-  "  customer_name, customer_email, content='', prefix='2 3',"
+  "  customer_name, customer_email, content='', prefix='2 3 4 5 6 7 8',"
   "  tokenize='unicode61 remove_diacritics 2');"
   "CREATE TABLE IF NOT EXISTS pending_commands ("
   "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -404,7 +411,14 @@ migrate (sqlite3  *db,
     return TRUE;
   if (!exec (db, "BEGIN IMMEDIATE", error))
     return FALSE;
-  if (version != 0 || has_table (db, "orders"))
+  if (version == 1)
+    {
+      /* Only the search index changed: it is built again from the orders
+       * below. */
+      if (!exec (db, "DROP TABLE IF EXISTS order_search;", error))
+        goto fail;
+    }
+  else if (version != 0 || has_table (db, "orders"))
     {
       g_message ("cache schema version %d cannot be migrated to %d: rebuilding from the log",
                  version, OD_CACHE_SCHEMA_VERSION);
@@ -421,7 +435,11 @@ migrate (sqlite3  *db,
     }
   if (!exec (db, schema_sql, error))
     goto fail;
-  if (!exec (db, "PRAGMA user_version = 1", error))
+  if (version == 1
+      && !exec (db, "INSERT INTO order_search (rowid, customer_name, customer_email)"
+                    " SELECT rowid, customer_name, customer_email FROM orders;", error))
+    goto fail;
+  if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
     goto fail;
   return exec (db, "COMMIT", error);
 
