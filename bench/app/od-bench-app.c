@@ -245,6 +245,25 @@ main (int   argc,
       report ("  set_search call, CPU time", call_cpu);
     }
 
+    /* Clearing a search: back to every order (hiding the search bar). */
+    {
+      g_autoptr(GArray) clear = g_array_new (FALSE, FALSE, sizeof (double));
+
+      for (guint i = 0; i < G_N_ELEMENTS (terms); i++)
+        {
+          if (strcmp (terms[i], "zzz-nothing") == 0)
+            continue;
+          od_order_list_set_search (list, terms[i]);
+          od_test_wait_frame (GTK_WIDGET (list));
+          od_test_spin (200);
+          start = g_get_monotonic_time ();
+          od_order_list_set_search (list, NULL);
+          od_test_wait_frame (GTK_WIDGET (list));
+          g_array_append_vals (clear, (double[]) { since_ms (start) }, 1);
+        }
+      report ("clear search, to the next frame", clear);
+    }
+
     for (guint round = 0; round < 4; round++)
       for (OdOrderStatus status = OD_STATUS_DRAFT; status <= OD_STATUS_CANCELLED; status++)
         {
@@ -269,6 +288,37 @@ main (int   argc,
           g_array_append_vals (sort, (double[]) { since_ms (start) }, 1);
         }
     report ("sort change (first page)", sort);
+
+    /* The same, to the next frame drawn. */
+    {
+      g_autoptr(GArray) filter_frame = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) sort_frame = g_array_new (FALSE, FALSE, sizeof (double));
+
+      for (guint round = 0; round < 2; round++)
+        for (OdOrderStatus status = OD_STATUS_DRAFT; status <= OD_STATUS_CANCELLED + 1; status++)
+          {
+            od_test_wait_frame (GTK_WIDGET (list));
+            od_test_spin (100);
+            start = g_get_monotonic_time ();
+            /* One past the last status: back to every order. */
+            od_order_list_set_status (list, status > OD_STATUS_CANCELLED ? OD_STATUS_NONE : status);
+            od_test_wait_frame (GTK_WIDGET (list));
+            g_array_append_vals (filter_frame, (double[]) { since_ms (start) }, 1);
+          }
+      report ("status filter, to the next frame", filter_frame);
+
+      for (guint round = 0; round < 2; round++)
+        for (OdOrderSort s = OD_ORDER_SORT_UPDATED; s <= OD_ORDER_SORT_CUSTOMER; s++)
+          {
+            od_test_wait_frame (GTK_WIDGET (list));
+            od_test_spin (100);
+            start = g_get_monotonic_time ();
+            od_order_list_sort_by (list, s, round % 2 == 0);
+            od_test_wait_frame (GTK_WIDGET (list));
+            g_array_append_vals (sort_frame, (double[]) { since_ms (start) }, 1);
+          }
+      report ("sort change, to the next frame", sort_frame);
+    }
   }
 
   /* Drawing after a change: frames while scrolling the view. */

@@ -413,13 +413,15 @@ on_query_tooltip (GtkWidget   *widget,
 /* GTK 4.8 keeps about 200 rows bound while 20–40 are on screen, and a
  * changed cell costs, in the next layout, the measuring of its new text:
  * a new search changed every bound row and spent about 18 ms of its
- * first frame measuring them.  So only cells on screen are updated at
- * once.  The others become transparent (which costs no layout, unlike
- * new text) and are updated 16 rows a frame, nearest to the view first,
- * from the frame after the change on.  A row scrolled into view before
- * its turn is blank for a frame, never showing another order's data; it
- * cannot be updated as it is mapped, because that happens inside the
- * list's size allocation. */
+ * first frame measuring them.  So only cells on screen (or about to be)
+ * are updated at once.  The others become transparent (which costs no
+ * layout, unlike new text) and are updated 16 rows a frame, nearest to
+ * the view first, from the frame after the change on; a scroll updates
+ * those it brings into view before they are laid out.  Should one still
+ * be mapped before its turn (GTK moved the view while laying it out), it
+ * is blank for a frame, never showing another order's data: it cannot be
+ * updated as it is mapped, because that happens inside the list's size
+ * allocation. */
 #define STALE_CELLS_PER_FRAME (N_COLUMNS * 16)
 
 static guint
@@ -515,7 +517,8 @@ od_order_list_realize (GtkWidget *widget)
 
   GTK_WIDGET_CLASS (od_order_list_parent_class)->realize (widget);
   /* Layout follows the update phase, where ticks (ours, kinetic
-   * scrolling) run. */
+   * scrolling) run.  While cells are stale our tick runs, so the update
+   * phase happens in every frame that lays the list out. */
   self->frame_clock = g_object_ref (gtk_widget_get_frame_clock (widget));
   g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
@@ -560,9 +563,6 @@ drain_stale_cells (GtkWidget     *widget,
 {
   OdOrderList *self = OD_ORDER_LIST (widget);
   g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func (g_object_unref);
-  GtkAdjustment *adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
-  guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
-  double upper = adjustment ? gtk_adjustment_get_upper (adjustment) : 0;
   guint center = 0;
   /* The frame that shows a change updates only its visible rows. */
   guint budget = gdk_frame_clock_get_frame_counter (clock) > self->stale_frame + 1
@@ -570,12 +570,9 @@ drain_stale_cells (GtkWidget     *widget,
   GHashTableIter iter;
   gpointer key;
 
-  /* The position at the middle of the view, from the adjustment: rows
-   * are of one height. */
-  if (adjustment != NULL && upper > 0 && n > 0)
-    center = (guint) MIN ((gtk_adjustment_get_value (adjustment)
-                           + gtk_adjustment_get_page_size (adjustment) / 2) / upper * n,
-                          (double) n - 1);
+  if (self->vadjustment != NULL && self->row_height > 0)
+    center = (gtk_adjustment_get_value (self->vadjustment)
+              + gtk_adjustment_get_page_size (self->vadjustment) / 2) / self->row_height;
 
   g_hash_table_iter_init (&iter, self->stale_cells);
   while (g_hash_table_iter_next (&iter, &key, NULL))
