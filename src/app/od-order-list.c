@@ -74,6 +74,9 @@ struct _OdOrderList
   double               row_height;
   GdkFrameClock       *frame_clock;
   gboolean             in_layout;
+  GHashTable          *time_cells;  /* bound "Updated" GtkListItems, no refs */
+  gint64               now_usec;    /* what relative times count from */
+  guint                times_source;
   gboolean             setting_search;
 };
 
@@ -358,8 +361,13 @@ update_cell (GtkListItem *list_item)
       gtk_label_set_label (GTK_LABEL (child), text);
       break;
     case COL_UPDATED:
-      text = od_format_relative (row->updated_at, g_get_real_time ());
-      gtk_label_set_label (GTK_LABEL (child), text);
+      {
+        OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+
+        text = od_format_relative (row->updated_at, self && self->now_usec > 0
+                                                    ? self->now_usec : g_get_real_time ());
+        gtk_label_set_label (GTK_LABEL (child), text);
+      }
       break;
     case N_COLUMNS:
     default:
@@ -704,6 +712,13 @@ bind_cell (GtkSignalListItemFactory *factory,
     return;
   id = g_signal_connect (item, "changed", G_CALLBACK (on_item_changed), list_item);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", GSIZE_TO_POINTER (id));
+  if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
+    {
+      OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+
+      if (self != NULL && self->time_cells != NULL)
+        g_hash_table_add (self->time_cells, list_item);
+    }
   update_cell (list_item);
 }
 
@@ -719,6 +734,13 @@ unbind_cell (GtkSignalListItemFactory *factory,
     g_signal_handler_disconnect (item, id);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
   forget_stale_cell (list_item);
+  if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
+    {
+      OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+
+      if (self != NULL && self->time_cells != NULL)
+        g_hash_table_remove (self->time_cells, list_item);
+    }
 }
 
 static void
@@ -929,6 +951,48 @@ od_order_list_select_position (OdOrderList *self,
   gtk_single_selection_set_selected (self->selection, position);
 }
 
+/* "5 minutes ago" must not stay that while the window is open: the
+ * "Updated" cells are formatted again from `now_usec` (on screen at
+ * once, the others as any changed cell). */
+void
+od_order_list_refresh_times (OdOrderList *self,
+                             gint64       now_usec)
+{
+  g_autoptr(GPtrArray) cells = NULL;
+  GHashTableIter iter;
+  gpointer key;
+
+  g_return_if_fail (OD_IS_ORDER_LIST (self));
+
+  self->now_usec = now_usec;
+  cells = g_ptr_array_new_with_free_func (g_object_unref);
+  g_hash_table_iter_init (&iter, self->time_cells);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (cells, g_object_ref (key));
+  for (guint i = 0; i < cells->len; i++)
+    {
+      GtkListItem *list_item = g_ptr_array_index (cells, i);
+      OdOrderItem *item = gtk_list_item_get_item (list_item);
+      GtkWidget *label = gtk_list_item_get_child (list_item);
+      g_autofree char *text = NULL;
+
+      if (item == NULL || label == NULL)
+        continue;
+      text = od_format_relative (od_order_item_get_row (item)->updated_at, now_usec);
+      if (g_strcmp0 (text, gtk_label_get_label (GTK_LABEL (label))) != 0)
+        on_item_changed (item, list_item);
+    }
+}
+
+static gboolean
+refresh_times_timeout (gpointer user_data)
+{
+  OdOrderList *self = user_data;
+
+  od_order_list_refresh_times (self, g_get_real_time ());
+  return G_SOURCE_CONTINUE;
+}
+
 GtkColumnView *
 od_order_list_get_column_view (OdOrderList *self)
 {
@@ -960,6 +1024,8 @@ od_order_list_dispose (GObject *object)
       self->stale_tick_id = 0;
     }
   g_clear_pointer (&self->stale_cells, g_hash_table_unref);
+  g_clear_handle_id (&self->times_source, g_source_remove);
+  g_clear_pointer (&self->time_cells, g_hash_table_unref);
   if (self->column_view != NULL)
     g_signal_handlers_disconnect_by_data (self->column_view, self);
   if (self->vadjustment != NULL)
@@ -1023,6 +1089,9 @@ od_order_list_init (OdOrderList *self)
   gtk_widget_init_template (GTK_WIDGET (self));
 
   self->stale_cells = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref, NULL);
+  self->time_cells = g_hash_table_new (g_direct_hash, g_direct_equal);
+  /* Relative times change at most once a minute. */
+  self->times_source = g_timeout_add_seconds (30, refresh_times_timeout, self);
   g_signal_connect_swapped (self->column_view, "notify::vadjustment",
                             G_CALLBACK (on_vadjustment_changed), self);
   on_vadjustment_changed (self);

@@ -29,5 +29,7 @@ const char       *od_order_list_get_selected_order_id (OdOrderList *self);
 void              od_order_list_select_position    (OdOrderList   *self,
                                                     guint          position);
 GtkColumnView    *od_order_list_get_column_view    (OdOrderList   *self);
+void              od_order_list_refresh_times      (OdOrderList   *self,
+                                                    gint64         now_usec);
 
 G_END_DECLS

@@ -300,6 +300,7 @@ typedef struct
   double     y;
   char      *short_id;
   char      *customer;
+  char      *updated;
   gboolean   blank;
 } ShownRow;
 
@@ -308,6 +309,7 @@ shown_row_free (ShownRow *row)
 {
   g_free (row->short_id);
   g_free (row->customer);
+  g_free (row->updated);
   g_free (row);
 }
 
@@ -347,6 +349,13 @@ shown_rows (GtkColumnView *view)
       shown->y = bounds.origin.y;
       shown->short_id = g_strdup (gtk_label_get_label (GTK_LABEL (gtk_widget_get_first_child (order))));
       shown->customer = g_strdup (gtk_label_get_label (GTK_LABEL (customer)));
+      {
+        GtkWidget *cell = gtk_widget_get_last_child (row);
+        GtkWidget *updated = cell ? gtk_widget_get_first_child (cell) : NULL;
+
+        if (updated != NULL && GTK_IS_LABEL (updated))
+          shown->updated = g_strdup (gtk_label_get_label (GTK_LABEL (updated)));
+      }
       shown->blank = gtk_widget_get_opacity (order) < 1 || gtk_widget_get_opacity (customer) < 1;
       g_ptr_array_add (rows, shown);
     }
@@ -456,6 +465,51 @@ test_search_rows_shown (Fixture       *f,
     }
   g_test_message ("rows blank for a frame after scrolling at once: %u", blank_seen);
   od_order_list_set_search (list, NULL);
+}
+
+/* Relative times age while the window is open. */
+static void
+test_updated_ages (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *shared = od_test_shared_cache (SMALL_CACHE, &error);
+  g_autofree char *cache = NULL;
+  g_autoptr(OdOrderItem) top = NULL;
+  g_autoptr(GDateTime) updated = NULL;
+  OdOrderList *list;
+  GtkColumnView *view;
+  const struct { gint64 later_s; const char *text; } steps[] = {
+    { 10, "just now" }, { 30 * 60, "30 minutes ago" }, { 3 * 3600 + 60, "3 hours ago" },
+    { 2 * 86400 + 5, "2 days ago" },
+  };
+
+  g_assert_no_error (error);
+  cache = od_test_copy_cache (shared, f->tmpdir);
+  open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  od_order_list_sort_by (list, OD_ORDER_SORT_UPDATED, TRUE);
+  od_test_wait_frame (GTK_WIDGET (list));
+  top = row_at (f, 0);
+  updated = g_date_time_new_from_iso8601 (od_order_item_get_row (top)->updated_at, NULL);
+  g_assert_nonnull (updated);
+
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    {
+      g_autoptr(GPtrArray) rows = NULL;
+      g_autofree char *short_id = od_format_short_id (od_order_item_get_order_id (top));
+      ShownRow *first;
+
+      od_order_list_refresh_times (list, g_date_time_to_unix (updated) * G_USEC_PER_SEC
+                                         + steps[i].later_s * G_USEC_PER_SEC);
+      od_test_wait_frame (GTK_WIDGET (list));
+      rows = shown_rows (view);
+      g_assert_cmpuint (rows->len, >, 0);
+      first = g_ptr_array_index (rows, 0);
+      g_assert_cmpstr (first->short_id, ==, short_id);
+      g_assert_cmpstr (first->updated, ==, steps[i].text);
+    }
 }
 
 /* Live, offline, reconnecting, live again. */
@@ -860,6 +914,7 @@ main (int   argc,
   g_test_add ("/app/welcome", Fixture, NULL, fixture_set_up, test_welcome, fixture_tear_down);
   g_test_add ("/app/search-filter-sort", Fixture, NULL, fixture_set_up, test_search_filter_sort, fixture_tear_down);
   g_test_add ("/app/search-rows-shown", Fixture, NULL, fixture_set_up, test_search_rows_shown, fixture_tear_down);
+  g_test_add ("/app/updated-ages", Fixture, NULL, fixture_set_up, test_updated_ages, fixture_tear_down);
   g_test_add ("/app/offline-states", Fixture, NULL, fixture_set_up, test_offline_states, fixture_tear_down);
   g_test_add ("/app/live-keeps-position", Fixture, NULL, fixture_set_up, test_live_keeps_position, fixture_tear_down);
   g_test_add ("/app/commands", Fixture, NULL, fixture_set_up, test_commands, fixture_tear_down);
