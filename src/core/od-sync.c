@@ -82,6 +82,10 @@ struct _OdSyncEngine
   Shared       *shared;          /* owned; also referenced by the thread */
   gint          shared_refs;
   GTlsDatabase *tls_database;    /* NULL = the system's trust */
+  GNetworkMonitor *network;      /* NULL until started: the default one */
+  gulong        network_changed_id;
+  GCancellable *reach_cancellable;
+  gboolean      unreachable;     /* the network cannot reach the server */
 };
 
 G_DEFINE_FINAL_TYPE (OdSyncEngine, od_sync_engine, G_TYPE_OBJECT)
@@ -1047,6 +1051,12 @@ refresh_lag (OdSyncEngine *self)
     state = OD_LAG_STATE_OFFLINE;
   else if (state == OD_LAG_STATE_CATCHING_UP && got_head && applied >= known_head)
     state = OD_LAG_STATE_LIVE;
+  /* Not connected, and the network says the server is out of reach: that
+   * is being offline, not a server that fails to answer.  The engine
+   * keeps trying, and tries at once when the network changes. */
+  else if (self->unreachable
+           && (state == OD_LAG_STATE_RECONNECTING || state == OD_LAG_STATE_CONNECTING))
+    state = OD_LAG_STATE_OFFLINE;
   if (state == OD_LAG_STATE_RECONNECTING && reconnect_at > 0)
     reconnect_in = (guint) MAX (0, (reconnect_at - g_get_monotonic_time () + G_USEC_PER_SEC - 1)
                                      / G_USEC_PER_SEC);
@@ -1194,6 +1204,7 @@ od_sync_engine_dispose (GObject *object)
   g_clear_object (&self->cache);
   g_clear_object (&self->lag);
   g_clear_object (&self->tls_database);
+  g_clear_object (&self->network);
   G_OBJECT_CLASS (od_sync_engine_parent_class)->dispose (object);
 }
 
@@ -1386,6 +1397,86 @@ od_sync_engine_set_tls_database (OdSyncEngine *self,
     od_sync_engine_start (self);
 }
 
+static void
+reach_done (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  g_autoptr(OdSyncEngine) self = user_data;
+  g_autoptr(GError) error = NULL;
+  gboolean reachable;
+  gboolean was_unreachable = self->unreachable;
+  Shared *s = self->shared;
+
+  reachable = g_network_monitor_can_reach_finish (G_NETWORK_MONITOR (source), result, &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  /* A name that does not resolve on a working network is the server's
+   * problem (the lag details say which), not being offline. */
+  self->unreachable = !reachable
+                      && (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NETWORK_UNREACHABLE)
+                          || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_HOST_UNREACHABLE)
+                          || !g_network_monitor_get_network_available (G_NETWORK_MONITOR (source)));
+  if (s != NULL && !self->unreachable)
+    {
+      gboolean waiting;
+
+      g_mutex_lock (&s->lock);
+      waiting = s->state == OD_LAG_STATE_RECONNECTING;
+      g_mutex_unlock (&s->lock);
+      /* The network came back or changed (a VPN, another Wi-Fi): no
+       * reason to wait out the backoff. */
+      if (waiting)
+        od_sync_engine_reconnect_now (self);
+    }
+  if (was_unreachable != self->unreachable)
+    g_debug ("sync: server %s", self->unreachable ? "out of the network's reach" : "reachable");
+  refresh_lag (self);
+}
+
+static void
+check_reachable (OdSyncEngine *self)
+{
+  g_autoptr(GSocketConnectable) address = NULL;
+
+  if (self->reach_cancellable != NULL)
+    g_cancellable_cancel (self->reach_cancellable);
+  g_clear_object (&self->reach_cancellable);
+  if (self->network == NULL || self->server_url == NULL)
+    return;
+  address = g_network_address_parse_uri (self->server_url, 443, NULL);
+  if (address == NULL)
+    return;
+  self->reach_cancellable = g_cancellable_new ();
+  g_network_monitor_can_reach_async (self->network, address, self->reach_cancellable,
+                                     reach_done, g_object_ref (self));
+}
+
+static void
+on_network_changed (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    OdSyncEngine    *self)
+{
+  check_reachable (self);
+}
+
+void
+od_sync_engine_set_network_monitor (OdSyncEngine    *self,
+                                    GNetworkMonitor *monitor)
+{
+  gboolean was_running;
+
+  g_return_if_fail (OD_IS_SYNC_ENGINE (self));
+
+  was_running = self->thread != NULL;
+  od_sync_engine_stop (self);
+  if (self->network != NULL)
+    g_clear_signal_handler (&self->network_changed_id, self->network);
+  g_set_object (&self->network, monitor);
+  if (was_running)
+    od_sync_engine_start (self);
+}
+
 void
 od_sync_engine_start (OdSyncEngine *self)
 {
@@ -1416,6 +1507,13 @@ od_sync_engine_start (OdSyncEngine *self)
   g_weak_ref_init (&w->engine_ref, self);
 
   od_cache_set_gap_func (self->cache, on_cache_gap, s);
+  if (self->network == NULL)
+    self->network = g_object_ref (g_network_monitor_get_default ());
+  if (self->network_changed_id == 0)
+    self->network_changed_id = g_signal_connect (self->network, "network-changed",
+                                                  G_CALLBACK (on_network_changed), self);
+  self->unreachable = FALSE;
+  check_reachable (self);
   self->thread = g_thread_new ("od-sync", sync_thread_main, w);
   self->tick_id = g_timeout_add_seconds (1, tick, self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
@@ -1438,6 +1536,12 @@ od_sync_engine_stop (OdSyncEngine *self)
   g_thread_join (self->thread);
   self->thread = NULL;
   od_cache_set_gap_func (self->cache, NULL, NULL);
+  if (self->reach_cancellable != NULL)
+    g_cancellable_cancel (self->reach_cancellable);
+  g_clear_object (&self->reach_cancellable);
+  if (self->network != NULL)
+    g_clear_signal_handler (&self->network_changed_id, self->network);
+  self->unreachable = FALSE;
   g_clear_handle_id (&self->tick_id, g_source_remove);
   /* Pending update callbacks compare their Shared with ours before using
    * it; keep the last one alive until the engine goes (small, bounded). */

@@ -50,6 +50,13 @@ void          od_sync_engine_start         (OdSyncEngine *self);
 void          od_sync_engine_stop          (OdSyncEngine *self);
 gboolean      od_sync_engine_get_running   (OdSyncEngine *self);
 
+/* Where the engine learns whether the network can reach the server
+ * (default: g_network_monitor_get_default(), taken at start).  While it
+ * cannot and the engine is not connected, the lag state is OFFLINE; when
+ * the network changes the engine tries again at once.  Restarts a
+ * running engine. */
+void          od_sync_engine_set_network_monitor (OdSyncEngine    *self,
+                                                  GNetworkMonitor *monitor);
 /* Skips the backoff wait and tries now (the GUI's "Retry now"). */
 void          od_sync_engine_reconnect_now (OdSyncEngine *self);
 

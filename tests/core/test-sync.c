@@ -2,6 +2,7 @@
 /* The sync engine, outbox and lag against a real orderdesk-server. */
 #include "od-core.h"
 #include "od-test-events.h"
+#include "od-test-network.h"
 #include "od-test-server.h"
 
 #include <glib/gstdio.h>
@@ -449,6 +450,81 @@ test_lag_paused_and_stopped (void)
   od_test_rmdir (dir);
 }
 
+/* Waits (iterating the main context) until the lag is in `state`. */
+static gboolean
+wait_lag_state (OdLag      *lag,
+                OdLagState  state,
+                guint       seconds)
+{
+  gint64 end = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  while (od_lag_get_state (lag) != state && g_get_monotonic_time () < end)
+    sleep_loop (50);
+  return od_lag_get_state (lag) == state;
+}
+
+/* No network: the indicator says Offline, not "Reconnecting"; when the
+ * network returns the engine connects at once instead of waiting out its
+ * backoff. */
+static void
+test_network_offline (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("network");
+  g_autoptr(OdCache) cache = new_cache (dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdTestNetwork) network = od_test_network_new (TRUE);
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  OdSyncStats stats;
+  guint connections;
+  guint backoff_left;
+  gint64 end;
+  gint64 flipped;
+  gint64 last;
+
+  od_sync_engine_set_network_monitor (sync, G_NETWORK_MONITOR (network));
+  od_sync_engine_start (sync);
+  last = od_test_load (server, 20, 2);
+  g_assert_true (wait_applied (cache, last, 30));
+  g_assert_true (wait_lag_state (lag, OD_LAG_STATE_LIVE, 10));
+
+  /* The server goes away: reconnecting, with a backoff that grows. */
+  od_test_server_kill (server);
+  end = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (!(od_lag_get_state (lag) == OD_LAG_STATE_RECONNECTING && od_lag_get_reconnect_in (lag) >= 6)
+         && g_get_monotonic_time () < end)
+    {
+      sleep_loop (100);
+      od_lag_tick (lag);
+    }
+  g_assert_cmpint (od_lag_get_state (lag), ==, OD_LAG_STATE_RECONNECTING);
+  backoff_left = od_lag_get_reconnect_in (lag);
+  g_test_message ("next attempt in %u s", backoff_left);
+
+  /* Then the network: offline, and the cache's time of last contact. */
+  od_test_network_set_available (network, FALSE);
+  g_assert_true (wait_lag_state (lag, OD_LAG_STATE_OFFLINE, 3));
+  g_assert_cmpint (od_lag_get_last_contact (lag), >, 0);
+
+  /* Server and network back: connected well before the backoff's end. */
+  od_test_server_restart (server);
+  od_sync_engine_get_stats (sync, &stats);
+  connections = stats.connections;
+  flipped = g_get_monotonic_time ();
+  od_test_network_set_available (network, TRUE);
+  g_assert_true (wait_lag_state (lag, OD_LAG_STATE_LIVE, 10));
+  g_test_message ("live %.1f s after the network came back",
+                  (g_get_monotonic_time () - flipped) / (double) G_USEC_PER_SEC);
+  g_assert_cmpint (g_get_monotonic_time () - flipped, <, 3 * G_USEC_PER_SEC);
+  od_sync_engine_get_stats (sync, &stats);
+  g_assert_cmpuint (stats.connections, >, connections);
+
+  last = od_test_load (server, 5, 1);
+  g_assert_true (wait_applied (cache, last, 30));
+  od_sync_engine_stop (sync);
+  od_test_rmdir (dir);
+}
+
 /* ------------------------------------------------------------------ */
 /* Outbox                                                              */
 
@@ -795,6 +871,7 @@ main (int    argc,
   g_test_add_func ("/lag/live-tolerance", test_lag_live_tolerance);
   g_test_add_func ("/lag/trickle-stays-live", test_lag_trickle_stays_live);
   g_test_add_func ("/lag/paused-and-stopped", test_lag_paused_and_stopped);
+  g_test_add_func ("/lag/network-offline", test_network_offline);
   g_test_add_func ("/outbox/rejected-then-next", test_outbox_rejected_then_next);
   g_test_add_func ("/outbox/crash-after-send", test_outbox_crash_after_send);
   g_test_add_func ("/sync/history-lost", test_history_lost);
