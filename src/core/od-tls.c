@@ -10,7 +10,7 @@ od_tls_explain (GTlsCertificateFlags flags,
 
   if (flags & G_TLS_CERTIFICATE_UNKNOWN_CA)
     g_ptr_array_add (why, g_strdup ("it is not signed by an authority this computer trusts "
-                                    "(for a private server, trust its CA file in Preferences)"));
+                                    "(a private server's CA file must be trusted explicitly)"));
   if (flags & G_TLS_CERTIFICATE_BAD_IDENTITY)
     g_ptr_array_add (why, host ? g_strdup_printf ("it was issued for another host than %s", host)
                                : g_strdup ("it was issued for another host"));

@@ -33,6 +33,8 @@ static const char usage_text[] =
   "  --cache FILE        cache file (default: $XDG_DATA_HOME/orderdesk/<server>.sqlite)\n"
   "  --timeout SECONDS   give up on an unreachable server after this long (default 60;\n"
   "                      0 = never)\n"
+  "  --ca-file FILE      trust the certificate authorities in FILE (PEM) for an\n"
+  "                      HTTPS server, instead of the system's\n"
   "  -q, --quiet         no progress on stderr\n"
   "  -h, --help          this help\n"
   "\n"
@@ -61,6 +63,7 @@ typedef struct
   char         *cache_path;
   guint         timeout;
   gboolean      quiet;
+  GTlsDatabase *trust;          /* --ca-file; NULL: the system's */
 
   GMainLoop    *loop;
   OdCache      *cache;
@@ -193,6 +196,18 @@ on_lag_state (OdLag      *lag,
               GParamSpec *pspec,
               Ctl        *ctl)
 {
+  /* A refused certificate does not fix itself by waiting: a one-shot
+   * command says so at once (the console and --follow keep trying, as a
+   * CA file may be given meanwhile). */
+  if (od_lag_get_tls_errors (lag) != 0 && !ctl->follow)
+    {
+      g_printerr ("orderdeskctl: %s%s\n",
+                  od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "certificate refused",
+                  ctl->trust == NULL ? " Give it with --ca-file." : "");
+      ctl->exit_code = EXIT_UNREACHABLE;
+      g_main_loop_quit (ctl->loop);
+      return;
+    }
   if (od_lag_get_state (lag) == OD_LAG_STATE_SIGN_IN_NEEDED)
     {
       g_printerr ("orderdeskctl: sign-in needed: %s\n",
@@ -282,6 +297,11 @@ start_online (Ctl *ctl)
 {
   ctl->sync = od_sync_engine_new (ctl->cache, ctl->server, ctl->token);
   ctl->outbox = od_outbox_new (ctl->cache, ctl->server, ctl->token);
+  if (ctl->trust != NULL)
+    {
+      od_sync_engine_set_tls_database (ctl->sync, ctl->trust);
+      od_outbox_set_tls_database (ctl->outbox, ctl->trust);
+    }
   g_signal_connect (ctl->sync, "caught-up", G_CALLBACK (on_caught_up), ctl);
   g_signal_connect (od_sync_engine_get_lag (ctl->sync), "notify::state",
                     G_CALLBACK (on_lag_state), ctl);
@@ -805,7 +825,8 @@ main (int    argc,
       else if (g_str_equal (a, "-q") || g_str_equal (a, "--quiet"))
         ctl.quiet = TRUE;
       else if (g_str_equal (a, "--server") || g_str_equal (a, "--token-file")
-               || g_str_equal (a, "--cache") || g_str_equal (a, "--timeout"))
+               || g_str_equal (a, "--cache") || g_str_equal (a, "--timeout")
+               || g_str_equal (a, "--ca-file"))
         {
           if (i + 1 >= argc)
             return usage_error ("%s needs a value", a);
@@ -818,6 +839,18 @@ main (int    argc,
             token_file = argv[++i];
           else if (g_str_equal (a, "--cache"))
             ctl.cache_path = g_strdup (argv[++i]);
+          else if (g_str_equal (a, "--ca-file"))
+            {
+              g_autoptr(GError) error = NULL;
+
+              g_clear_object (&ctl.trust);
+              ctl.trust = g_tls_file_database_new (argv[++i], &error);
+              if (ctl.trust == NULL)
+                {
+                  g_printerr ("orderdeskctl: --ca-file %s: %s\n", argv[i], error->message);
+                  return EXIT_FAILURE_;
+                }
+            }
           else
             {
               guint64 t;
@@ -888,5 +921,6 @@ main (int    argc,
   g_free (ctl.server);
   g_free (ctl.token);
   g_free (ctl.cache_path);
+  g_clear_object (&ctl.trust);
   return rc;
 }

@@ -227,6 +227,83 @@ test_wrong_host (void)
                  "issued for another host than 127.0.0.1");
 }
 
+/* orderdeskctl: --ca-file trusts a private authority; without it a
+ * one-shot sync stops at once and says why. */
+static int
+run_ctl (OdTestServer  *server,
+         const char    *cache,
+         const char    *ca_file,
+         char         **err)
+{
+  g_autofree char *ctl = od_test_ctl_path ();
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) launcher =
+    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_ptr_array_add (argv, ctl);
+  g_ptr_array_add (argv, (char *) "--server");
+  g_ptr_array_add (argv, server->url);
+  g_ptr_array_add (argv, (char *) "--cache");
+  g_ptr_array_add (argv, (char *) cache);
+  g_ptr_array_add (argv, (char *) "--timeout");
+  g_ptr_array_add (argv, (char *) "30");
+  if (ca_file != NULL)
+    {
+      g_ptr_array_add (argv, (char *) "--ca-file");
+      g_ptr_array_add (argv, (char *) ca_file);
+    }
+  g_ptr_array_add (argv, (char *) "sync");
+  g_ptr_array_add (argv, NULL);
+  g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", OD_TEST_VIEWER_TOKEN, TRUE);
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, err, &error));
+  g_assert_no_error (error);
+  return g_subprocess_get_exit_status (process);
+}
+
+static void
+test_ctl_ca_file (void)
+{
+  g_autoptr(OdTestServer) server = start_with ("good");
+  g_autofree char *tmp = od_test_tmpdir ("tls-ctl");
+  g_autofree char *cache = g_build_filename (tmp, "cache.sqlite", NULL);
+  g_autofree char *ca = g_build_filename (dir, "ca.pem", NULL);
+  g_autofree char *other = g_build_filename (dir, "other-ca.pem", NULL);
+  g_autofree char *id = od_uuid_v7_new ();
+  g_autofree char *body = create_body (id, "Over TLS");
+  g_autofree char *err = NULL;
+  gint64 start;
+  int status;
+
+  g_assert_cmpuint (od_test_post_command (server, id, body, NULL), ==, 200);
+
+  /* The system's trust, then another authority: refused at once. */
+  start = g_get_monotonic_time ();
+  status = run_ctl (server, cache, NULL, &err);
+  g_test_message ("%s", err);
+  g_assert_cmpint (status, ==, 4);
+  g_assert_nonnull (strstr (err, "not signed by an authority"));
+  g_assert_nonnull (strstr (err, "--ca-file"));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 10 * G_USEC_PER_SEC);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_ctl (server, cache, other, &err), ==, 4);
+
+  /* The server's authority: synced. */
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_ctl (server, cache, ca, &err), ==, 0);
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(OdCache) c = od_cache_open (cache, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (od_cache_get_applied_position (c), ==, od_test_head (server));
+  }
+  od_test_rmdir (tmp);
+}
+
 static void
 test_explain (void)
 {
@@ -262,6 +339,7 @@ main (int    argc,
   g_test_add_func ("/tls/private-ca", test_private_ca);
   g_test_add_func ("/tls/expired", test_expired);
   g_test_add_func ("/tls/wrong-host", test_wrong_host);
+  g_test_add_func ("/tls/ctl-ca-file", test_ctl_ca_file);
   status = g_test_run ();
   od_test_certs_remove (dir);
   od_test_rmdir (xdg);
