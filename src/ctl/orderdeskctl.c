@@ -54,7 +54,8 @@ static const char usage_text[] =
   "  outbox [--all]      list the outbox (queued, sent, accepted; --all: also final)\n"
   "\n"
   "Exit status: 0 ok, 1 error, 2 usage, 3 command rejected by the server,\n"
-  "4 server unreachable (timeout), 5 sign-in needed (401/403), 6 invalid command.\n";
+  "4 server unreachable (timeout or certificate refused), 5 sign-in needed (401/403),\n"
+  "6 invalid command.\n";
 
 typedef struct
 {
