@@ -635,44 +635,57 @@ test_bulk_catch_up (Fixture       *f,
   }
 }
 
-/* Version 1 indexed only 2- and 3-character prefixes for search.  Opening
- * such a cache builds the search index again and keeps the orders. */
+/* Versions 1 and 2 indexed fewer prefix lengths for search.  Opening such
+ * a cache builds the search index again and keeps the orders. */
 static void
-test_migration_v1_search (Fixture       *f,
+test_migration_old_search (Fixture       *f,
                           gconstpointer  data)
 {
   g_autoptr(OdTestLog) log = od_test_log_new (300, 23);
-  g_autoptr(GError) error = NULL;
   OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "Lovelace" };
+  static const char *old_layouts[] = {
+    /* version 1 */
+    "DROP TABLE order_search;"
+    "CREATE VIRTUAL TABLE order_search USING fts5 ("
+    "  customer_name, customer_email, content='', prefix='2 3',"
+    "  tokenize='unicode61 remove_diacritics 2');"
+    "PRAGMA user_version = 1;",
+    /* version 2 */
+    "DROP TABLE order_search;"
+    "CREATE VIRTUAL TABLE order_search USING fts5 ("
+    "  customer_name, customer_email, content='', prefix='2 3 4 5 6 7 8',"
+    "  tokenize='unicode61 remove_diacritics 2');"
+    "PRAGMA user_version = 2;",
+  };
   gint64 applied;
   gint64 lovelace;
-  sqlite3 *db = NULL;
 
   push_log (f->cache, log, 5);
   applied = od_cache_get_applied_position (f->cache);
   lovelace = scalar (f->cache, "SELECT count(*) FROM orders WHERE customer_name LIKE '%Lovelace%'"
                                " OR customer_email LIKE '%lovelace%'");
   g_assert_cmpint (lovelace, >, 0);
-  g_clear_object (&f->cache);
 
-  g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
-  g_assert_cmpint (sqlite3_exec (db,
-                                 "DROP TABLE order_search;"
-                                 "CREATE VIRTUAL TABLE order_search USING fts5 ("
-                                 "  customer_name, customer_email, content='', prefix='2 3',"
-                                 "  tokenize='unicode61 remove_diacritics 2');"
-                                 "PRAGMA user_version = 1;",
-                                 NULL, NULL, NULL), ==, SQLITE_OK);
-  sqlite3_close (db);
+  for (guint i = 0; i < G_N_ELEMENTS (old_layouts); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      sqlite3 *db = NULL;
 
-  f->cache = od_cache_open (f->path, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
-  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, applied);
-  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE name = 'order_search'"
-                                     " AND sql LIKE '%prefix=''2 3 4 5 6 7 8''%'"), ==, 1);
-  /* The emptied v1 index would find nothing: the orders were indexed again. */
-  g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==, MIN (lovelace, 2000));
+      g_clear_object (&f->cache);
+      g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
+      g_assert_cmpint (sqlite3_exec (db, old_layouts[i], NULL, NULL, NULL), ==, SQLITE_OK);
+      sqlite3_close (db);
+
+      f->cache = od_cache_open (f->path, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+      g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, applied);
+      g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE name = 'order_search'"
+                                         " AND sql LIKE '%prefix=''1 2 3 4 5 6 7 8''%'"), ==, 1);
+      /* The emptied old index would find nothing: the orders were indexed
+       * again. */
+      g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==, MIN (lovelace, 2000));
+    }
 }
 
 static void
@@ -1038,8 +1051,8 @@ main (int    argc,
   g_test_add ("/cache/bulk-catch-up", Fixture, NULL, fixture_setup, test_bulk_catch_up,
               fixture_teardown);
   g_test_add_func ("/cache/migration-rebuilds", test_migration_rebuilds);
-  g_test_add ("/cache/migration-v1-search", Fixture, NULL, fixture_setup,
-              test_migration_v1_search, fixture_teardown);
+  g_test_add ("/cache/migration-old-search", Fixture, NULL, fixture_setup,
+              test_migration_old_search, fixture_teardown);
   g_test_add_func ("/cache/default-path", test_default_path);
   g_test_add_func ("/sync/fast-event-parser", test_fast_event_parser);
   g_test_add_func ("/sync/fast-event-parser-strict", test_fast_event_parser_strict);
