@@ -127,7 +127,7 @@ static const char schema_sql[] =
    * orders in 1,000 words at a million orders, 8 ms; a one-letter word
    * such as the "b" of "mug b" merges thousands), where an indexed
    * prefix is one list read newest first (0.3 ms).  It costs the cache
-   * about 85 MB at a million orders and 3 s more in a full rebuild. */
+   * about 90 MB at a million orders and about 6 s more to build. */
   "CREATE VIRTUAL TABLE IF NOT EXISTS order_search USING fts5 ("
   "  customer_name, customer_email, content='', prefix='1 2 3 4 5 6 7 8',"
   "  tokenize='unicode61 remove_diacritics 2');"
