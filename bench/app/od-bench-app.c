@@ -262,6 +262,22 @@ main (int   argc,
           g_array_append_vals (clear, (double[]) { since_ms (start) }, 1);
         }
       report ("clear search, to the next frame", clear);
+      {
+        g_autoptr(GArray) from_empty = g_array_new (FALSE, FALSE, sizeof (double));
+
+        /* From an empty result back to every order. */
+        for (guint i = 0; i < 5; i++)
+          {
+            od_order_list_set_search (list, "zzz-nothing");
+            od_test_wait_frame (GTK_WIDGET (list));
+            od_test_spin (200);
+            start = g_get_monotonic_time ();
+            od_order_list_set_search (list, NULL);
+            od_test_wait_frame (GTK_WIDGET (list));
+            g_array_append_vals (from_empty, (double[]) { since_ms (start) }, 1);
+          }
+        report ("clear an empty search, to next frame", from_empty);
+      }
     }
 
     for (guint round = 0; round < 4; round++)

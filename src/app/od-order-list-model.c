@@ -43,6 +43,7 @@ struct _OdOrderListModel
   GArray        *anchors; /* OdOrderCursor per page index; [0] is the start */
   GHashTable    *pending; /* order ids, owned by the caller */
   double         last_fetch_ms;
+  GPtrArray     *parked;  /* OdOrderItem by position, kept while empty */
 };
 
 static void od_order_list_model_iface_init (GListModelInterface *iface);
@@ -373,6 +374,7 @@ od_order_list_model_set_query (OdOrderListModel *self,
   g_autoptr(GPtrArray) head = NULL;
   guint span = 0;
   guint old_n = self->n_items;
+  guint kept_n = old_n;
   guint new_n;
 
   g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
@@ -386,6 +388,17 @@ od_order_list_model_set_query (OdOrderListModel *self,
   by_position = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_object_unref);
   indices = g_array_new (FALSE, FALSE, sizeof (guint));
   dropped = g_array_new (FALSE, FALSE, sizeof (guint));
+  /* Coming back from an empty result: the items parked then are the
+   * view's rows (see OdKeepModel), and take the new rows in place. */
+  if (old_n == 0 && self->parked != NULL)
+    {
+      for (guint i = 0; i < self->parked->len; i++)
+        g_hash_table_insert (by_position, GUINT_TO_POINTER (i),
+                             g_object_ref (g_ptr_array_index (self->parked, i)));
+      for (guint index = 0; (gsize) index * PAGE_SIZE < self->parked->len; index++)
+        g_array_append_val (indices, index);
+      kept_n = self->parked->len;
+    }
   for (GList *l = self->lru.head; l != NULL; l = l->next)
     {
       Page *page = l->data;
@@ -414,10 +427,27 @@ od_order_list_model_set_query (OdOrderListModel *self,
 
   self->n_items = new_n;
 
+  /* An empty result: the view keeps its rows (OdKeepModel), and with them
+   * these items, until a query has rows again. */
+  if (new_n == 0 && g_hash_table_size (by_position) > 0)
+    {
+      guint n = 0;
+
+      while (g_hash_table_contains (by_position, GUINT_TO_POINTER (n)))
+        n++;
+      g_clear_pointer (&self->parked, g_ptr_array_unref);
+      self->parked = g_ptr_array_new_full (n, g_object_unref);
+      for (guint i = 0; i < n; i++)
+        g_ptr_array_add (self->parked,
+                         g_object_ref (g_hash_table_lookup (by_position, GUINT_TO_POINTER (i))));
+    }
+  else if (new_n > 0)
+    g_clear_pointer (&self->parked, g_ptr_array_unref);
+
   /* The first pages' rows in one query: a search sorts its matches once
    * rather than once a page. */
   for (guint k = 0; k < indices->len; k++)
-    if ((gsize) g_array_index (indices, guint, k) * PAGE_SIZE < MIN (old_n, new_n))
+    if ((gsize) g_array_index (indices, guint, k) * PAGE_SIZE < MIN (kept_n, new_n))
       span = MAX (span, (g_array_index (indices, guint, k) + 1) * PAGE_SIZE);
   if (span > 0)
     {
@@ -435,7 +465,7 @@ od_order_list_model_set_query (OdOrderListModel *self,
       guint last = 0;
       Page *page;
 
-      if ((gsize) index * PAGE_SIZE >= MIN (old_n, new_n))
+      if ((gsize) index * PAGE_SIZE >= MIN (kept_n, new_n))
         continue;
       rows = take_rows (head, index * PAGE_SIZE, PAGE_SIZE);
       page = g_new0 (Page, 1);
@@ -535,6 +565,8 @@ od_order_list_model_refresh (OdOrderListModel *self)
     return;
 
   new_n = count_items (self);
+  if (new_n > 0)
+    g_clear_pointer (&self->parked, g_ptr_array_unref);
 
   /* Remember which item was where. */
   reuse = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
@@ -643,6 +675,15 @@ od_order_list_model_set_pending (OdOrderListModel *self,
     }
 }
 
+/* The items of the first rows of the last non-empty result, while the
+ * result is empty (NULL otherwise). */
+GPtrArray *
+od_order_list_model_get_parked (OdOrderListModel *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), NULL);
+  return self->parked;
+}
+
 guint
 od_order_list_model_get_cached_pages (OdOrderListModel *self)
 {
@@ -705,6 +746,7 @@ od_order_list_model_dispose (GObject *object)
   clear_pages (self);
   g_clear_object (&self->cache);
   g_clear_pointer (&self->pending, g_hash_table_unref);
+  g_clear_pointer (&self->parked, g_ptr_array_unref);
 
   G_OBJECT_CLASS (od_order_list_model_parent_class)->dispose (object);
 }

@@ -5,6 +5,7 @@
 
 #include "od-application.h"
 #include "od-format.h"
+#include "od-keep-model.h"
 #include "od-order-item.h"
 #include "od-order-list.h"
 
@@ -181,7 +182,8 @@ static void
 set_model (OdOrderList      *self,
            OdOrderListModel *model)
 {
-  GtkSingleSelection *selection = gtk_single_selection_new (model ? g_object_ref (G_LIST_MODEL (model)) : NULL);
+  GtkSingleSelection *selection =
+    gtk_single_selection_new (model ? G_LIST_MODEL (od_keep_model_new (model)) : NULL);
 
   gtk_single_selection_set_autoselect (selection, FALSE);
   gtk_single_selection_set_can_unselect (selection, TRUE);

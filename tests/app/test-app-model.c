@@ -3,6 +3,7 @@
  * (jumps far into the list from either end, then scrolling both ways),
  * row i is the i-th row of a keyset walk of the core's query. */
 #include "od-core.h"
+#include "od-keep-model.h"
 #include "od-order-item.h"
 #include "od-order-list-model.h"
 #include "od-test-cache.h"
@@ -81,11 +82,104 @@ test_jumps (void)
         }
 }
 
+typedef struct
+{
+  guint position, removed, added;
+  guint n_during; /* what the model said while the change was told */
+} Change;
+
+static void
+record_change (GListModel *model,
+               guint       position,
+               guint       removed,
+               guint       added,
+               GArray     *changes)
+{
+  Change c = { position, removed, added, g_list_model_get_n_items (model) };
+
+  g_array_append_val (changes, c);
+}
+
+/* The view's model keeps its rows through an empty result, and gives the
+ * view back the same item objects (now with the new result's rows), so
+ * GTK can keep its row widgets; the list model says the truth throughout. */
+static void
+test_keep_through_empty (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = od_test_shared_cache (5000, &error);
+  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(OdOrderListModel) model = NULL;
+  g_autoptr(OdKeepModel) keep = NULL;
+  g_autoptr(GPtrArray) before = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GArray) changes = g_array_new (FALSE, FALSE, sizeof (Change));
+  g_autoptr(GPtrArray) ids = NULL;
+  guint n_all;
+  guint n_found;
+
+  g_assert_no_error (error);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  model = od_order_list_model_new_for_query (cache, OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL);
+  keep = od_keep_model_new (model);
+  n_all = g_list_model_get_n_items (G_LIST_MODEL (keep));
+  g_assert_cmpuint (n_all, ==, 5000);
+  /* The rows a view has bound. */
+  for (guint i = 0; i < 205; i++)
+    g_ptr_array_add (before, g_list_model_get_item (G_LIST_MODEL (keep), i));
+  g_signal_connect (keep, "items-changed", G_CALLBACK (record_change), changes);
+
+  /* Nothing found: the list model is empty, the view's model unchanged. */
+  od_order_list_model_set_query (model, OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "zzz-nothing");
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (model)), ==, 0);
+  g_assert_true (od_keep_model_get_held (keep));
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (keep)), ==, n_all);
+  g_assert_cmpuint (changes->len, ==, 0);
+  /* A second empty result changes nothing either. */
+  od_order_list_model_set_query (model, OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_PLACED, "zzz-nothing");
+  g_assert_cmpuint (changes->len, ==, 0);
+
+  /* Rows again: one change replacing the held rows with the first new
+   * ones, then the rest appended; the first items are the same objects. */
+  od_order_list_model_set_query (model, OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "a");
+  n_found = g_list_model_get_n_items (G_LIST_MODEL (model));
+  g_assert_cmpuint (n_found, >, 300);
+  g_assert_false (od_keep_model_get_held (keep));
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (keep)), ==, n_found);
+  g_assert_cmpuint (changes->len, ==, 2);
+  {
+    Change *first = &g_array_index (changes, Change, 0);
+    Change *rest = &g_array_index (changes, Change, 1);
+
+    g_assert_cmpuint (first->position, ==, 0);
+    g_assert_cmpuint (first->removed, ==, n_all);
+    g_assert_cmpuint (first->added, ==, 300);
+    g_assert_cmpuint (first->n_during, ==, 300);
+    g_assert_cmpuint (rest->position, ==, 300);
+    g_assert_cmpuint (rest->removed, ==, 0);
+    g_assert_cmpuint (rest->added, ==, n_found - 300);
+    g_assert_cmpuint (rest->n_during, ==, n_found);
+  }
+  ids = walk (cache, od_order_list_model_get_query (model));
+  for (guint i = 0; i < before->len; i++)
+    {
+      g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (keep), i);
+
+      g_assert_true (item == g_ptr_array_index (before, i));
+      g_assert_cmpstr (od_order_item_get_order_id (item), ==, ids->pdata[i]);
+    }
+  /* And the view's model follows the list model from here on. */
+  od_order_list_model_set_query (model, OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_DRAFT, "a");
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (keep)), ==,
+                    g_list_model_get_n_items (G_LIST_MODEL (model)));
+}
+
 int
 main (int    argc,
       char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/model/jumps", test_jumps);
+  g_test_add_func ("/model/keep-through-empty", test_keep_through_empty);
   return g_test_run ();
 }

@@ -366,8 +366,9 @@ shown_rows (GtkColumnView *view)
 /* Checks the rows on screen against the model; returns how many were
  * blank (allowed only when allow_blank). */
 static guint
-check_shown_rows (Fixture  *f,
-                  gboolean  allow_blank)
+check_shown_rows_for (Fixture    *f,
+                      gboolean    allow_blank,
+                      const char *customer_word)
 {
   GtkColumnView *view = od_order_list_get_column_view (od_window_get_order_list (f->window));
   g_autoptr(GPtrArray) rows = shown_rows (view);
@@ -404,11 +405,21 @@ check_shown_rows (Fixture  *f,
 
         g_assert_cmpstr (shown->short_id, ==, short_id);
         g_assert_cmpstr (shown->customer, ==, od_order_item_get_row (item)->customer_name);
+        /* And what the search asked for, not only what the model says. */
+        if (customer_word != NULL)
+          g_assert_nonnull (strstr (shown->customer, customer_word));
       }
     }
   if (!allow_blank)
     g_assert_cmpuint (blank, ==, 0);
   return blank;
+}
+
+static guint
+check_shown_rows (Fixture  *f,
+                  gboolean  allow_blank)
+{
+  return check_shown_rows_for (f, allow_blank, NULL);
 }
 
 static void
@@ -428,7 +439,10 @@ test_search_rows_shown (Fixture       *f,
   g_autoptr(GError) error = NULL;
   g_autofree char *shared = od_test_shared_cache (SMALL_CACHE, &error);
   g_autofree char *cache = NULL;
-  const char *terms[] = { "Lovelace", "Hopper", "MUG", "Turing" };
+  /* The empty result in between: the view keeps its row widgets hidden
+   * (OdKeepModel) and must show the next result's rows, not its own. */
+  const char *terms[] = { "Lovelace", "Hopper", "zzz-no-such-order", "MUG", "zzz-nothing-either",
+                          "Turing" };
   OdOrderList *list;
   guint blank_seen = 0;
 
@@ -444,10 +458,18 @@ test_search_rows_shown (Fixture       *f,
   for (guint t = 0; t < G_N_ELEMENTS (terms); t++)
     {
       od_order_list_set_search (list, terms[t]);
+      if (g_str_has_prefix (terms[t], "zzz"))
+        {
+          g_assert_cmpuint (n_rows (f), ==, 0);
+          od_test_wait_frame (GTK_WIDGET (list));
+          /* The "no orders" page instead of the list. */
+          g_assert_false (gtk_widget_get_mapped (GTK_WIDGET (od_order_list_get_column_view (list))));
+          continue;
+        }
       g_assert_cmpuint (n_rows (f), >, 200);
       /* The first frame: the rows on screen have the new orders. */
       od_test_wait_frame (GTK_WIDGET (list));
-      check_shown_rows (f, FALSE);
+      check_shown_rows_for (f, FALSE, strcmp (terms[t], "MUG") == 0 ? NULL : terms[t]);
 
       /* At once a screen further down, into rows bound but not yet
        * updated: blank for at most a frame, never wrong. */
