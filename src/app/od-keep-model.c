@@ -67,6 +67,11 @@ od_keep_model_get_item (GListModel *model,
   if (parked != NULL && position < parked->len)
     return g_object_ref (g_ptr_array_index (parked, position));
   blank = g_new0 (OdOrderRow, 1);
+  blank->customer_name = g_strdup ("");
+  blank->customer_email = g_strdup ("");
+  blank->currency = g_strdup ("");
+  blank->created_at = g_strdup ("");
+  blank->updated_at = g_strdup ("");
   return od_order_item_new (blank);
 }
 

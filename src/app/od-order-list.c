@@ -218,8 +218,9 @@ apply_query (OdOrderList *self)
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
   if (adjustment != NULL)
     gtk_adjustment_set_value (adjustment, 0);
-  /* The view was at the top already: nothing scrolled, yet new rows may
-   * have been bound there. */
+  /* If the view was at the top already nothing scrolled: the rows there
+   * that went stale while the list was hidden are updated before it is
+   * shown again. */
   update_stale_in_view (self);
   update_counts (self);
 }
