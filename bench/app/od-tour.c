@@ -214,6 +214,14 @@ main (int   argc,
   od_order_list_set_search (od_window_get_order_list (window), "Novak");
   spin (600);
   shot ("search.png", 1100, 720);
+  /* Nothing found, then rows again: the rows shown after are the new
+   * search's (the view kept its row widgets in between). */
+  od_order_list_set_search (od_window_get_order_list (window), "Novakx");
+  spin (600);
+  shot ("search-none.png", 1100, 720);
+  od_order_list_set_search (od_window_get_order_list (window), "Vogel");
+  spin (600);
+  shot ("search-again.png", 1100, 720);
   od_order_list_set_search (od_window_get_order_list (window), NULL);
   od_order_list_set_status (od_window_get_order_list (window), OD_STATUS_PLACED);
   spin (600);
