@@ -535,6 +535,9 @@ od_order_list_realize (GtkWidget *widget)
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  /* A frame without a layout phase ends here. */
+  g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
+                           G_CONNECT_SWAPPED);
 }
 
 static void
