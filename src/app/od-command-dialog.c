@@ -5,6 +5,7 @@
 
 #include "od-command-dialog.h"
 #include "od-format.h"
+#include "od-tooltip.h"
 #include "od-uuid.h"
 
 /* One dialog for every command.  Each field is checked on every change
@@ -138,7 +139,7 @@ validate (OdCommandDialog *self)
       if (message != NULL && self->touched[i])
         {
           gtk_widget_add_css_class (GTK_WIDGET (self->rows[i]), "error");
-          gtk_widget_set_tooltip_text (GTK_WIDGET (self->rows[i]), _(message));
+          od_tooltip_set (GTK_WIDGET (self->rows[i]), _(message));
           if (shown == NULL)
             /* TRANSLATORS: a field error: "Quantity: must be between 1 and 10000" */
             shown = g_strdup_printf (_("%s: %s"), _(field_info[i].label), _(message));
@@ -146,7 +147,7 @@ validate (OdCommandDialog *self)
       else
         {
           gtk_widget_remove_css_class (GTK_WIDGET (self->rows[i]), "error");
-          gtk_widget_set_tooltip_text (GTK_WIDGET (self->rows[i]), NULL);
+          od_tooltip_set (GTK_WIDGET (self->rows[i]), NULL);
         }
     }
   gtk_label_set_label (self->error_label, shown ? shown : "");

@@ -7,6 +7,7 @@
 #include "od-format.h"
 #include "od-lag-indicator.h"
 #include "od-ledger-window.h"
+#include "od-tooltip.h"
 
 /* The command ledger: every command with where it stands (queued, sent,
  * accepted at P, visible, refused), and what can be done about it. */
@@ -161,7 +162,7 @@ od_ledger_window_reload (OdLedgerWindow *self)
       adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
       adw_action_row_set_subtitle (ADW_ACTION_ROW (row), sub);
       adw_action_row_set_subtitle_lines (ADW_ACTION_ROW (row), 3);
-      gtk_widget_set_tooltip_text (row, command->body);
+      od_tooltip_set (row, command->body);
 
       if (command->state == OD_COMMAND_STATE_QUEUED)
         {

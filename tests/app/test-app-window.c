@@ -644,6 +644,40 @@ typedef struct
   gint64       item_count;
 } ItemWait;
 
+/* The rows the detail shows, by their style class, in order. */
+static void
+collect_rows (GtkWidget  *widget,
+              const char *css_class,
+              GPtrArray  *rows)
+{
+  if (gtk_widget_has_css_class (widget, css_class))
+    g_ptr_array_add (rows, widget);
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    collect_rows (child, css_class, rows);
+}
+
+/* The detail's line and history rows agree with the order it shows. */
+static void
+check_detail_rows (OdOrderDetail *detail)
+{
+  g_autoptr(GPtrArray) lines = g_ptr_array_new ();
+  g_autoptr(GPtrArray) history = g_ptr_array_new ();
+  const OdOrder *order = od_order_detail_get_shown_order (detail);
+  g_autofree char *newest = g_strdup_printf (" · version %lld", (long long) order->version);
+
+  collect_rows (GTK_WIDGET (detail), "line-row", lines);
+  collect_rows (GTK_WIDGET (detail), "timeline-row", history);
+  g_assert_cmpuint (lines->len, ==, order->lines ? order->lines->len : 0);
+  for (guint i = 0; i < lines->len; i++)
+    g_assert_cmpstr (adw_preferences_row_get_title (g_ptr_array_index (lines, i)), ==,
+                     ((OdLine *) g_ptr_array_index (order->lines, i))->name);
+  g_assert_cmpuint (history->len, ==, od_order_detail_get_timeline_length (detail));
+  /* Newest first. */
+  g_assert_true (g_str_has_suffix (adw_preferences_row_get_title (g_ptr_array_index (history, 0)),
+                                   newest));
+}
+
 static gboolean
 item_has_count (gpointer data)
 {
@@ -725,6 +759,7 @@ test_commands (Fixture       *f,
 
     g_assert_cmpuint (od_order_detail_get_order (detail)->lines->len, ==, 1);
     g_assert_cmpuint (od_order_detail_get_timeline_length (detail), ==, 2);
+    check_detail_rows (detail);
     /* The order as it was after its first event: no lines yet. */
     {
       g_autoptr(GPtrArray) events = od_query_timeline (od_window_get_cache (f->window), order_id, NULL);
@@ -735,7 +770,47 @@ test_commands (Fixture       *f,
       g_assert_cmpuint (od_order_detail_get_shown_order (detail)->lines->len, ==, 0);
       od_order_detail_show_past (detail, -1);
       g_assert_cmpuint (od_order_detail_get_shown_order (detail)->lines->len, ==, 1);
+      check_detail_rows (detail);
     }
+
+    /* A second line, then the first one removed with its row's button:
+     * the rows follow each live event (kept where they did not change). */
+    dialog = od_window_open_command_dialog (f->window, OD_COMMAND_ADD_ITEM);
+    g_assert_null (od_command_dialog_set_field (dialog, "sku", "TEA-GREEN"));
+    g_assert_null (od_command_dialog_set_field (dialog, "name", "Green tea"));
+    g_assert_null (od_command_dialog_set_field (dialog, "quantity", "1"));
+    g_assert_null (od_command_dialog_set_field (dialog, "unit_price", "6.50"));
+    od_command_dialog_send (dialog);
+    {
+      ItemWait w = { item, 3 };
+
+      g_assert_true (od_test_wait (item_has_count, &w, 20000));
+    }
+    od_test_spin (200);
+    g_assert_cmpuint (od_order_detail_get_timeline_length (detail), ==, 3);
+    check_detail_rows (detail);
+    {
+      g_autoptr(GPtrArray) lines = g_ptr_array_new ();
+      g_autoptr(GPtrArray) buttons = g_ptr_array_new ();
+
+      collect_rows (GTK_WIDGET (detail), "line-row", lines);
+      g_assert_cmpuint (lines->len, ==, 2);
+      collect_rows (g_ptr_array_index (lines, 0), "flat", buttons);
+      g_assert_cmpuint (buttons->len, ==, 1);
+      g_assert_true (GTK_IS_BUTTON (g_ptr_array_index (buttons, 0)));
+      g_signal_emit_by_name (g_ptr_array_index (buttons, 0), "clicked");
+    }
+    {
+      ItemWait w = { item, 1 };
+
+      g_assert_true (od_test_wait (item_has_count, &w, 20000));
+    }
+    od_test_spin (200);
+    g_assert_cmpuint (od_order_detail_get_timeline_length (detail), ==, 4);
+    g_assert_cmpuint (od_order_detail_get_order (detail)->lines->len, ==, 1);
+    check_detail_rows (detail);
+    g_assert_cmpstr (((OdLine *) g_ptr_array_index (od_order_detail_get_order (detail)->lines, 0))->sku,
+                     ==, "TEA-GREEN");
   }
 
   /* A refused command shows the server's detail. */
