@@ -38,6 +38,46 @@ od_test_ctl_path (void)
   return g_build_filename (build, "src", "ctl", "orderdeskctl", NULL);
 }
 
+int
+od_test_run_ctl (OdTestServer       *server,
+                 const char         *cache_path,
+                 const char         *token,
+                 const char * const *env,
+                 const char * const *args,
+                 char              **err)
+{
+  g_autofree char *ctl = od_test_ctl_path ();
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) launcher =
+    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE
+                               | (err != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE : 0));
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_ptr_array_add (argv, ctl);
+  g_ptr_array_add (argv, (char *) "-q");
+  g_ptr_array_add (argv, (char *) "--server");
+  g_ptr_array_add (argv, server->url);
+  g_ptr_array_add (argv, (char *) "--cache");
+  g_ptr_array_add (argv, (char *) cache_path);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", token, TRUE);
+  for (guint i = 0; env != NULL && env[i] != NULL; i += 2)
+    g_subprocess_launcher_setenv (launcher, env[i], env[i + 1], TRUE);
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  if (err != NULL)
+    g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, err, &error));
+  else
+    g_assert_true (g_subprocess_wait (process, NULL, &error));
+  g_assert_no_error (error);
+  if (g_subprocess_get_if_signaled (process))
+    return -g_subprocess_get_term_sig (process);
+  return g_subprocess_get_exit_status (process);
+}
+
 /* Starts the server on the port of the last run (any port the first
  * time), so that a restart keeps the URL the tests' clients use. */
 static void

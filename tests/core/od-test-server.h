@@ -57,6 +57,16 @@ gint64        od_test_load            (OdTestServer  *server,
                                        guint          threads);
 
 char         *od_test_ctl_path        (void);
+/* Runs `orderdeskctl -q --server URL --cache CACHE ARGS…` with
+ * ORDERDESK_TOKEN = token and `env` (name, value, …, NULL; may be NULL)
+ * and returns its exit status (minus the signal when it was killed); *err,
+ * when err is not NULL, gets what it wrote on stderr. */
+int           od_test_run_ctl         (OdTestServer       *server,
+                                       const char         *cache_path,
+                                       const char         *token,
+                                       const char * const *env,
+                                       const char * const *args,
+                                       char              **err);
 char         *od_test_tmpdir          (const char    *name);
 void          od_test_rmdir           (const char    *dir);
 

@@ -674,39 +674,6 @@ test_outbox_rejected_then_next (void)
   od_test_rmdir (dir);
 }
 
-static int
-run_ctl (const char   *cache_path,
-         OdTestServer *server,
-         const char   *token,
-         gboolean      crash_after_send,
-         const char   *const *args)
-{
-  g_autofree char *ctl = od_test_ctl_path ();
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-  g_autoptr(GSubprocess) p = NULL;
-  g_autoptr(GError) error = NULL;
-
-  g_ptr_array_add (argv, ctl);
-  g_ptr_array_add (argv, "-q");
-  g_ptr_array_add (argv, "--server");
-  g_ptr_array_add (argv, server->url);
-  g_ptr_array_add (argv, "--cache");
-  g_ptr_array_add (argv, (char *) cache_path);
-  for (guint i = 0; args[i]; i++)
-    g_ptr_array_add (argv, (char *) args[i]);
-  g_ptr_array_add (argv, NULL);
-  g_subprocess_launcher_setenv (l, "ORDERDESK_TOKEN", token, TRUE);
-  if (crash_after_send)
-    g_subprocess_launcher_setenv (l, "OD_TEST_OUTBOX_CRASH_AFTER_SEND", "1", TRUE);
-  p = g_subprocess_launcher_spawnv (l, (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-  g_assert_true (g_subprocess_wait (p, NULL, NULL));
-  if (g_subprocess_get_if_signaled (p))
-    return -g_subprocess_get_term_sig (p);
-  return g_subprocess_get_exit_status (p);
-}
-
 static void
 test_outbox_crash_after_send (void)
 {
@@ -717,6 +684,7 @@ test_outbox_crash_after_send (void)
   g_autofree char *id = od_uuid_v7_new ();
   g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Once\",\"customer_email\":\"o@example.com\",\"currency\":\"EUR\"}}", id);
   const char *submit_args[] = { "submit", cmd_path, NULL };
+  const char *crash_env[] = { "OD_TEST_OUTBOX_CRASH_AFTER_SEND", "1", NULL };
   const char *sync_args[] = { "sync", NULL };
   g_autoptr(GPtrArray) events = NULL;
   guint n_for_order = 0;
@@ -724,10 +692,11 @@ test_outbox_crash_after_send (void)
 
   g_assert_true (g_file_set_contents (cmd_path, body, -1, NULL));
   /* Killed after the server answered, before the answer was stored. */
-  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_OPERATOR_TOKEN, TRUE, submit_args), ==,
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, crash_env,
+                                    submit_args, NULL), ==,
                    -SIGKILL);
   /* Restart: the stored command goes again with the same key. */
-  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_OPERATOR_TOKEN, FALSE, sync_args), ==, 0);
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, NULL, sync_args, NULL), ==, 0);
 
   events = od_test_fetch_events (server);
   for (guint i = 0; i < events->len; i++)
@@ -825,10 +794,10 @@ test_ctl_export_and_status (void)
   g_autofree char *head_text = g_strdup_printf ("as of position %" G_GINT64_FORMAT ",", head);
   guint delivered = 0;
 
-  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_VIEWER_TOKEN, FALSE, sync_args), ==, 0);
-  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_VIEWER_TOKEN, FALSE, export_args), ==, 0);
-  g_assert_cmpint (run_ctl (cache_path, server, OD_TEST_VIEWER_TOKEN, FALSE, bad_args), ==, 2);
-  g_assert_cmpint (run_ctl (cache_path, server, "wrong", FALSE, sync_args), ==, 5);
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_VIEWER_TOKEN, NULL, sync_args, NULL), ==, 0);
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_VIEWER_TOKEN, NULL, export_args, NULL), ==, 0);
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_VIEWER_TOKEN, NULL, bad_args, NULL), ==, 2);
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, "wrong", NULL, sync_args, NULL), ==, 5);
   g_assert_true (g_file_get_contents (csv_path, &csv, NULL, NULL));
   lines = g_strsplit (csv, "\r\n", -1);
   g_assert_true (g_str_has_prefix (lines[0], "# orderdesk export: data as of position"));

@@ -235,33 +235,11 @@ run_ctl (OdTestServer  *server,
          const char    *ca_file,
          char         **err)
 {
-  g_autofree char *ctl = od_test_ctl_path ();
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr(GSubprocessLauncher) launcher =
-    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-  g_autoptr(GSubprocess) process = NULL;
-  g_autoptr(GError) error = NULL;
+  const char *with_ca[] = { "--timeout", "30", "--ca-file", ca_file, "sync", NULL };
+  const char *without[] = { "--timeout", "30", "sync", NULL };
 
-  g_ptr_array_add (argv, ctl);
-  g_ptr_array_add (argv, (char *) "--server");
-  g_ptr_array_add (argv, server->url);
-  g_ptr_array_add (argv, (char *) "--cache");
-  g_ptr_array_add (argv, (char *) cache);
-  g_ptr_array_add (argv, (char *) "--timeout");
-  g_ptr_array_add (argv, (char *) "30");
-  if (ca_file != NULL)
-    {
-      g_ptr_array_add (argv, (char *) "--ca-file");
-      g_ptr_array_add (argv, (char *) ca_file);
-    }
-  g_ptr_array_add (argv, (char *) "sync");
-  g_ptr_array_add (argv, NULL);
-  g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", OD_TEST_VIEWER_TOKEN, TRUE);
-  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-  g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, err, &error));
-  g_assert_no_error (error);
-  return g_subprocess_get_exit_status (process);
+  return od_test_run_ctl (server, cache, OD_TEST_VIEWER_TOKEN, NULL,
+                          ca_file != NULL ? with_ca : without, err);
 }
 
 static void
