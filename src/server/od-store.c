@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-store.h"
 #include "od-store-sqlite.h"
+#ifdef OD_HAVE_POSTGRESQL
 #include "od-store-postgres.h"
+#endif
 
 #include <string.h>
 
@@ -39,7 +41,15 @@ od_store_open (const char  *uri,
     return od_store_sqlite_new (uri + strlen ("sqlite:"), error);
   if (g_str_has_prefix (uri, "postgresql://") || g_str_has_prefix (uri, "postgres://")
       || g_str_has_prefix (uri, "postgresql:"))
-    return od_store_postgres_new (uri, error);
+    {
+#ifdef OD_HAVE_POSTGRESQL
+      return od_store_postgres_new (uri, error);
+#else
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   "this orderdesk-server was built without PostgreSQL support (-Dpostgresql=disabled): use sqlite:PATH");
+      return NULL;
+#endif
+    }
   g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                "unknown store '%s': use sqlite:PATH or postgresql://…", uri);
   return NULL;
