@@ -33,8 +33,10 @@ build=${OD_FUZZ_BUILD:-$src/build-fuzz}
 jobs=${OD_FUZZ_JOBS:-1}
 
 if [ ! -f "$build/build.ninja" ]; then
-  CC=clang meson setup "$build" "$src" -Dfuzzing=true \
-    -Db_sanitize=address,undefined -Db_lundef=false -Dgui=disabled
+  # Only the fuzz targets: no console, server, tests or benchmarks.
+  CC=clang meson setup "$build" "$src" -Dfuzz=true -Dfuzzing=true \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dgui=disabled \
+    -Dserver=false -Dpostgresql=disabled -Dtests=false -Dbench=false
 fi
 for t in $targets; do
   ninja -C "$build" "fuzz/od-fuzz-$t"
