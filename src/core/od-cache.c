@@ -5,9 +5,13 @@
 #include "od-order.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_QUEUED_EVENTS 50000
 
@@ -176,6 +180,7 @@ typedef enum
   ITEM_FLUSH,
   ITEM_CONTACT,
   ITEM_REBUILD,
+  ITEM_TAKEOVER,
   ITEM_STOP,
 } ItemKind;
 
@@ -239,6 +244,15 @@ struct _OdCache
   gboolean      closed;
   gboolean      search_upgrade;  /* version 1 or 2: the writer builds the new index */
   gboolean      upgrading;       /* under queue_lock: close interrupts it */
+
+  /* One process at a time applies events: the one holding the lock on
+   * PATH.lock (see take_writer_lock()).  The others follow the file. */
+  int           lock_fd;
+  gint          is_writer;       /* atomic */
+  gboolean      takeover_queued; /* owner thread */
+  GSource      *watch;           /* owner thread: polls other processes' commits */
+  gint64        data_version;
+  char         *outbox_signature;
 
   /* Writer thread state. */
   sqlite3      *wdb;
@@ -341,6 +355,34 @@ open_connection (const char  *path,
   sqlite3 *db = NULL;
   int rc;
 
+  /* The cache holds customer names and e-mail addresses: the file is the
+   * user's alone.  SQLite gives -wal and -shm the mode of the database
+   * file, so creating it 0600 first (and tightening an older one) covers
+   * them too. */
+  if (writer)
+    {
+      int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+      if (fd < 0)
+        {
+          int saved = errno;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot open cache %s: %s",
+                       path, g_strerror (saved));
+          return NULL;
+        }
+      if (fchmod (fd, 0600) != 0)
+        g_debug ("cache: cannot make %s private: %s", path, g_strerror (errno));
+      close (fd);
+      for (guint i = 0; i < 2; i++)
+        {
+          g_autofree char *side = g_strconcat (path, i == 0 ? "-wal" : "-shm", NULL);
+
+          if (g_chmod (side, 0600) != 0 && errno != ENOENT)
+            g_debug ("cache: cannot make %s private: %s", side, g_strerror (errno));
+        }
+    }
+
   rc = sqlite3_open_v2 (path, &db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL);
@@ -405,47 +447,105 @@ has_table (sqlite3    *db,
   return found;
 }
 
+static gboolean
+has_column (sqlite3    *db,
+            const char *table,
+            const char *column)
+{
+  sqlite3_stmt *stmt = NULL;
+  gboolean found = FALSE;
+
+  if (sqlite3_prepare_v2 (db, "SELECT 1 FROM pragma_table_info (?) WHERE name = ?", -1, &stmt,
+                          NULL) == SQLITE_OK)
+    {
+      sqlite3_bind_text (stmt, 1, table, -1, SQLITE_STATIC);
+      sqlite3_bind_text (stmt, 2, column, -1, SQLITE_STATIC);
+      found = sqlite3_step (stmt) == SQLITE_ROW;
+    }
+  sqlite3_finalize (stmt);
+  return found;
+}
+
+/* The outbox's identity and claim columns (see od-outbox.h), added to
+ * caches made before them without a new schema version: the ALTERs are
+ * idempotent (guarded by a column check) and run inside the migration's
+ * transaction.  Commands queued before have no identity: they are held
+ * until someone sends them as themselves or discards them. */
+static gboolean
+ensure_outbox_columns (sqlite3  *db,
+                       GError  **error)
+{
+  static const struct { const char *name; const char *sql; } columns[] = {
+    { "identity_fp", "ALTER TABLE pending_commands ADD COLUMN identity_fp TEXT" },
+    { "identity_server", "ALTER TABLE pending_commands ADD COLUMN identity_server TEXT" },
+    { "claim_owner", "ALTER TABLE pending_commands ADD COLUMN claim_owner TEXT" },
+    { "claim_at", "ALTER TABLE pending_commands ADD COLUMN claim_at INTEGER NOT NULL DEFAULT 0" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    if (!has_column (db, "pending_commands", columns[i].name) && !exec (db, columns[i].sql, error))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+schema_is_current (sqlite3 *db)
+{
+  return get_user_version (db) == OD_CACHE_SCHEMA_VERSION
+         && has_column (db, "pending_commands", "claim_at");
+}
+
 /* Brings the schema to OD_CACHE_SCHEMA_VERSION.  Version 0 with tables is
- * some other (or damaged) layout; a version from the future cannot be
- * trusted either: both drop the views and rebuild from the log.
- * Versions 1 and 2 differ only in the search index, which stays usable:
- * *search_upgrade asks the writer thread to build the new one, so that
- * opening a large cache never waits for it. */
+ * some other layout; a version from the future cannot be trusted either:
+ * both drop the views and rebuild from the log.  Versions 1 and 2 differ
+ * only in the search index, which stays usable: *search_upgrade asks the
+ * writer thread to build the new one, so that opening a large cache never
+ * waits for it.
+ *
+ * Every step runs in one exclusive transaction, and the version is read
+ * again inside it: another process may be creating or migrating the same
+ * file, and what it has not committed is invisible, so a half-made
+ * schema is never seen, let alone taken for an old one.  A migration
+ * step for a new version goes inside this transaction too. */
 static gboolean
 migrate (sqlite3   *db,
          gboolean  *search_upgrade,
          GError   **error)
 {
-  int version = get_user_version (db);
+  int version;
 
   *search_upgrade = FALSE;
-  if (version == OD_CACHE_SCHEMA_VERSION)
+  /* Nothing to do (the usual case): no write lock taken. */
+  if (schema_is_current (db))
     return TRUE;
-  if (version == 1 || version == 2)
-    {
-      *search_upgrade = TRUE;
-      return TRUE;
-    }
-  if (!exec (db, "BEGIN IMMEDIATE", error))
+  if (!exec (db, "BEGIN EXCLUSIVE", error))
     return FALSE;
-  if (version != 0 || has_table (db, "orders"))
+  version = get_user_version (db);
+  if (version == 1 || version == 2)
+    *search_upgrade = TRUE;
+  else if (version != OD_CACHE_SCHEMA_VERSION)
     {
-      g_message ("cache schema version %d cannot be migrated to %d: rebuilding from the log",
-                 version, OD_CACHE_SCHEMA_VERSION);
-      if (!exec (db, drop_views_sql, error))
-        goto fail;
-      if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
+      if (version != 0 || has_table (db, "orders"))
         {
-          /* A newer outbox layout may not fit ours; keep it aside rather
-           * than lose unsent commands. */
-          if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
-                     error))
+          g_message ("cache schema version %d cannot be migrated to %d: rebuilding from the log",
+                     version, OD_CACHE_SCHEMA_VERSION);
+          if (!exec (db, drop_views_sql, error))
             goto fail;
+          if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
+            {
+              /* A newer outbox layout may not fit ours; keep it aside
+               * rather than lose unsent commands. */
+              if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
+                         error))
+                goto fail;
+            }
         }
+      if (!exec (db, schema_sql, error))
+        goto fail;
+      if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
+        goto fail;
     }
-  if (!exec (db, schema_sql, error))
-    goto fail;
-  if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
+  if (!ensure_outbox_columns (db, error))
     goto fail;
   return exec (db, "COMMIT", error);
 
@@ -1108,12 +1208,11 @@ upgrade_search (OdCache *self)
                error->message);
 }
 
-static gpointer
-writer_thread (gpointer data)
+/* What the writing process does first, on open or when it takes over
+ * from a writer that left. */
+static void
+writer_startup (OdCache *self)
 {
-  OdCache *self = data;
-  gboolean running = TRUE;
-
   /* A bulk catch-up that was interrupted (killed) left the indexes out:
    * build them now, off the caller's thread. */
   {
@@ -1130,6 +1229,16 @@ writer_thread (gpointer data)
   }
   if (self->search_upgrade)
     upgrade_search (self);
+}
+
+static gpointer
+writer_thread (gpointer data)
+{
+  OdCache *self = data;
+  gboolean running = TRUE;
+
+  if (g_atomic_int_get (&self->is_writer))
+    writer_startup (self);
 
   while (running)
     {
@@ -1164,6 +1273,10 @@ writer_thread (gpointer data)
           self->queued_events -= item->events->len;
           g_cond_broadcast (&self->queue_cond);
           g_mutex_unlock (&self->queue_lock);
+          /* Another process writes this cache: its commits are followed
+           * instead (watch_cb); applying these too would collide. */
+          if (!g_atomic_int_get (&self->is_writer))
+            break;
           if (!self->bulk && !self->in_tx
               && item->known_head - od_cache_get_applied_position (self) > self->bulk_threshold)
             bulk_begin (self);
@@ -1182,6 +1295,8 @@ writer_thread (gpointer data)
           break;
 
         case ITEM_CONTACT:
+          if (!g_atomic_int_get (&self->is_writer))
+            break;
           sqlite3_bind_int64 (self->st_contact, 1, item->known_head);
           sqlite3_bind_int64 (self->st_contact, 2, item->contact_usec);
           bind_text_or_null (self->st_contact, 3, item->server_url);
@@ -1237,7 +1352,10 @@ writer_thread (gpointer data)
         case ITEM_REBUILD:
           if (self->in_tx)
             rollback_tx (self);
-          if (do_rebuild (self, &error))
+          if (!g_atomic_int_get (&self->is_writer))
+            g_task_return_new_error (item->task, G_IO_ERROR, G_IO_ERROR_BUSY,
+                                     "another process writes this cache");
+          else if (do_rebuild (self, &error))
             {
               self->bulk = FALSE;
               g_task_return_boolean (item->task, TRUE);
@@ -1247,6 +1365,23 @@ writer_thread (gpointer data)
             }
           else
             g_task_return_error (item->task, g_steal_pointer (&error));
+          break;
+
+        case ITEM_TAKEOVER:
+          {
+            gint64 applied = read_applied (self->wdb);
+
+            /* The writer that held the lock has gone: this process
+             * applies events from what it committed.  The sync engine
+             * handed events to this cache that were dropped meanwhile: it
+             * starts again from the checkpoint, as after a rebuild. */
+            set_applied (self, applied);
+            g_atomic_int_set (&self->is_writer, TRUE);
+            writer_startup (self);
+            post_notify (self, applied, TRUE, FALSE, NULL);
+            if (self->gap_func)
+              self->gap_func (applied, -1, -1, self->gap_data);
+          }
           break;
 
         case ITEM_STOP:
@@ -1313,6 +1448,7 @@ od_cache_finalize (GObject *object)
   g_clear_pointer (&self->working, g_hash_table_unref);
   g_clear_pointer (&self->main_context, g_main_context_unref);
   g_free (self->path);
+  g_free (self->outbox_signature);
   g_mutex_clear (&self->applied_lock);
   g_mutex_clear (&self->queue_lock);
   g_cond_clear (&self->queue_cond);
@@ -1349,6 +1485,7 @@ od_cache_init (OdCache *self)
   self->working = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                          (GDestroyNotify) working_free);
   self->queue = g_async_queue_new ();
+  self->lock_fd = -1;
   g_mutex_init (&self->applied_lock);
   g_mutex_init (&self->queue_lock);
   g_cond_init (&self->queue_cond);
@@ -1385,6 +1522,120 @@ od_cache_default_path (const char *server_url)
   g_mkdir_with_parents (dir, 0700);
   file = g_strconcat (profile, ".sqlite", NULL);
   return g_build_filename (dir, file, NULL);
+}
+
+/* One process at a time writes a cache: the one that holds an flock()
+ * on the sidecar PATH.lock, for as long as its OdCache is open.  A
+ * sidecar flock rather than SQLite's own locks: those last one
+ * transaction, while the writer's claim must last its life (two writers
+ * each holding a checkpoint in memory collide on order_events.position);
+ * holding a SQLite write transaction that long would shut out every
+ * outbox write of the other processes.  flock() is also independent of
+ * the POSIX locks SQLite takes on the database itself (closing any
+ * descriptor of a file drops a process's POSIX locks on it), and the
+ * kernel releases it when the process dies, so a crash never leaves a
+ * stale lock.  The file is created 0600 next to the cache. */
+static gboolean
+take_writer_lock (OdCache *self)
+{
+  if (self->lock_fd < 0)
+    {
+      g_autofree char *lock_path = g_strconcat (self->path, ".lock", NULL);
+
+      self->lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (self->lock_fd < 0)
+        {
+          g_warning ("cache: cannot open %s: %s; following other writers only", lock_path,
+                     g_strerror (errno));
+          return FALSE;
+        }
+    }
+  return flock (self->lock_fd, LOCK_EX | LOCK_NB) == 0;
+}
+
+/* Followers: what other processes committed (the writer's events, their
+ * outbox writes) shows here within a tenth of a second.  PRAGMA
+ * data_version changes only when another connection commits, so an idle
+ * cache costs one pragma per tick.  A follower also takes the writer's
+ * place as soon as the lock is free. */
+static gboolean
+watch_cb (gpointer data)
+{
+  OdCache *self = data;
+  sqlite3_stmt *st;
+  gint64 version = -1;
+
+  if (self->closed || self->db == NULL)
+    return G_SOURCE_CONTINUE;
+  if (!g_atomic_int_get (&self->is_writer) && !self->takeover_queued && take_writer_lock (self))
+    {
+      WriterItem *item = g_new0 (WriterItem, 1);
+
+      self->takeover_queued = TRUE;
+      item->kind = ITEM_TAKEOVER;
+      g_async_queue_push (self->queue, item);
+    }
+  st = od_cache_prepare_read (self, "PRAGMA data_version", NULL);
+  if (st != NULL && sqlite3_step (st) == SQLITE_ROW)
+    version = sqlite3_column_int64 (st, 0);
+  if (st != NULL)
+    sqlite3_reset (st);
+  if (version == self->data_version)
+    return G_SOURCE_CONTINUE;
+  self->data_version = version;
+
+  if (!g_atomic_int_get (&self->is_writer))
+    {
+      gint64 applied = read_applied (self->db);
+
+      if (applied != od_cache_get_applied_position (self))
+        {
+          set_applied (self, applied);
+          g_signal_emit (self, signals[SIGNAL_APPLIED], 0, applied);
+          complete_waiters (self, applied);
+        }
+    }
+  /* The outbox may have changed in another process (a submit beside the
+   * console): tell the outbox and the views when it did. */
+  st = od_cache_prepare_read (self,
+                              "SELECT count(*), max(id), total(state), total(attempts),"
+                              " total(answered_at), total(visible_at), total(claim_at),"
+                              " group_concat(coalesce(identity_fp, '-'))"
+                              " FROM pending_commands WHERE state IN (0, 1, 2)"
+                              "   OR answered_at > ?",
+                              NULL);
+  if (st != NULL)
+    {
+      g_autofree char *signature = NULL;
+
+      sqlite3_bind_int64 (st, 1, g_get_real_time () - 60 * G_USEC_PER_SEC);
+      if (sqlite3_step (st) == SQLITE_ROW)
+        signature = g_strdup_printf ("%lld/%lld/%g/%g/%g/%g/%g/%s",
+                                     (long long) sqlite3_column_int64 (st, 0),
+                                     (long long) sqlite3_column_int64 (st, 1),
+                                     sqlite3_column_double (st, 2), sqlite3_column_double (st, 3),
+                                     sqlite3_column_double (st, 4), sqlite3_column_double (st, 5),
+                                     sqlite3_column_double (st, 6),
+                                     (const char *) sqlite3_column_text (st, 7));
+      sqlite3_reset (st);
+      if (signature != NULL && g_strcmp0 (signature, self->outbox_signature) != 0)
+        {
+          gboolean first = self->outbox_signature == NULL;
+
+          g_free (self->outbox_signature);
+          self->outbox_signature = g_steal_pointer (&signature);
+          if (!first)
+            g_signal_emit (self, signals[SIGNAL_OUTBOX_CHANGED], 0);
+        }
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+gboolean
+od_cache_is_writer (OdCache *self)
+{
+  g_return_val_if_fail (OD_IS_CACHE (self), FALSE);
+  return g_atomic_int_get (&self->is_writer);
 }
 
 static gboolean
@@ -1432,12 +1683,15 @@ od_cache_open (const char  *path,
   self = g_object_new (OD_TYPE_CACHE, NULL);
   self->path = g_strdup (path);
   self->main_context = g_main_context_ref_thread_default ();
+  /* Taken before the schema is looked at: only the writer may start a
+   * damaged file again. */
+  self->is_writer = take_writer_lock (self);
 
   if (!open_and_migrate (self, error))
     {
       /* A file that is not a database (or is damaged beyond use) is
        * only a cache: start it again. */
-      if (g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
+      if (self->is_writer && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
         {
           g_autofree char *wal = g_strconcat (path, "-wal", NULL);
           g_autofree char *shm = g_strconcat (path, "-shm", NULL);
@@ -1462,6 +1716,12 @@ od_cache_open (const char  *path,
     return NULL;
 
   self->writer = g_thread_new ("od-cache-writer", writer_thread, self);
+  self->data_version = -1;
+  self->watch = g_timeout_source_new (100);
+  g_source_set_callback (self->watch, watch_cb, self, NULL);
+  g_source_set_static_name (self->watch, "od-cache-watch");
+  g_source_attach (self->watch, self->main_context);
+  watch_cb (self);
   return g_steal_pointer (&self);
 }
 
@@ -1472,6 +1732,11 @@ od_cache_close (OdCache *self)
 
   if (self->closed)
     return;
+  if (self->watch != NULL)
+    {
+      g_source_destroy (self->watch);
+      g_clear_pointer (&self->watch, g_source_unref);
+    }
   g_mutex_lock (&self->queue_lock);
   self->closed = TRUE;
   if (self->upgrading)
@@ -1491,6 +1756,13 @@ od_cache_close (OdCache *self)
     {
       sqlite3_close (self->wdb);
       self->wdb = NULL;
+    }
+  /* Released only now: everything this process wrote is committed. */
+  if (self->lock_fd >= 0)
+    {
+      close (self->lock_fd);
+      self->lock_fd = -1;
+      g_atomic_int_set (&self->is_writer, FALSE);
     }
   while (self->waiters)
     {

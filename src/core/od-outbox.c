@@ -579,10 +579,13 @@ send_done (GObject      *source,
       return;
     }
 
-  /* For tests of the outbox's crash safety only: die after the server
+#ifdef OD_TEST_HOOKS
+  /* For tests of the outbox's crash safety only (built with
+   * -Dtest_hooks=true, never in a release): die after the server
    * answered and before the answer is stored. */
   if (g_getenv ("OD_TEST_OUTBOX_CRASH_AFTER_SEND") != NULL)
     raise (SIGKILL);
+#endif
 
   status = soup_message_get_status (msg);
   bytes = g_bytes_get_data (body, &len);
