@@ -841,7 +841,8 @@ compare_working (gconstpointer a,
 
 typedef struct
 {
-  OdCache  *cache;
+  GWeakRef  cache;  /* weak: a pending notification must not keep a
+                     * closed cache (and its writer lock) alive */
   gint64    applied;
   gboolean  outbox_changed;
   gboolean  reset;
@@ -852,7 +853,7 @@ static void
 notify_free (Notify *n)
 {
   g_clear_error (&n->error);
-  g_object_unref (n->cache);
+  g_weak_ref_clear (&n->cache);
   g_free (n);
 }
 
@@ -871,7 +872,10 @@ static gboolean
 notify_main (gpointer data)
 {
   Notify *n = data;
-  OdCache *self = n->cache;
+  g_autoptr(OdCache) self = g_weak_ref_get (&n->cache);
+
+  if (self == NULL)
+    return G_SOURCE_REMOVE;
 
   if (n->reset)
     g_signal_emit (self, signals[SIGNAL_RESET], 0);
@@ -896,7 +900,7 @@ post_notify (OdCache  *self,
 {
   Notify *n = g_new0 (Notify, 1);
 
-  n->cache = g_object_ref (self);
+  g_weak_ref_init (&n->cache, self);
   n->applied = applied;
   n->outbox_changed = outbox_changed;
   n->reset = reset;
