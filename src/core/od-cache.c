@@ -1212,6 +1212,57 @@ upgrade_search (OdCache *self)
                error->message);
 }
 
+/* A writer item's task is completed, and its last reference dropped, on
+ * the owner's main context: were the writer thread to drop the last
+ * reference (the caller's callback having run already), the cache it
+ * holds could be disposed there, and dispose joins the writer thread. */
+typedef struct
+{
+  GTask    *task;
+  gpointer  result;
+  gboolean  boolean;
+  GError   *error;
+} TaskReturn;
+
+static gboolean
+task_return_main (gpointer data)
+{
+  TaskReturn *r = data;
+
+  if (r->error != NULL)
+    g_task_return_error (r->task, g_steal_pointer (&r->error));
+  else if (r->boolean)
+    g_task_return_boolean (r->task, GPOINTER_TO_INT (r->result));
+  else
+    g_task_return_pointer (r->task, r->result, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+task_return_free (TaskReturn *r)
+{
+  g_clear_error (&r->error);
+  g_object_unref (r->task);
+  g_free (r);
+}
+
+static void
+return_task (OdCache    *self,
+             WriterItem *item,
+             gpointer    result,
+             gboolean    boolean,
+             GError     *error)
+{
+  TaskReturn *r = g_new0 (TaskReturn, 1);
+
+  r->task = g_steal_pointer (&item->task);
+  r->result = result;
+  r->boolean = boolean;
+  r->error = error;
+  od_core_invoke (self->main_context, G_PRIORITY_DEFAULT, task_return_main, r,
+                  (GDestroyNotify) task_return_free);
+}
+
 /* What the writing process does first, on open or when it takes over
  * from a writer that left. */
 static void
@@ -1336,11 +1387,11 @@ writer_thread (gpointer data)
               exec (self->wdb, "PRAGMA synchronous=NORMAL", NULL);
             if (ok)
               {
-                g_task_return_pointer (item->task, result, NULL);
+                return_task (self, item, result, FALSE, NULL);
                 post_notify (self, -1, TRUE, FALSE, NULL);
               }
             else
-              g_task_return_error (item->task, g_steal_pointer (&error));
+              return_task (self, item, NULL, FALSE, g_steal_pointer (&error));
           }
           break;
 
@@ -1357,18 +1408,19 @@ writer_thread (gpointer data)
           if (self->in_tx)
             rollback_tx (self);
           if (!g_atomic_int_get (&self->is_writer))
-            g_task_return_new_error (item->task, G_IO_ERROR, G_IO_ERROR_BUSY,
-                                     "another process writes this cache");
+            return_task (self, item, NULL, TRUE,
+                         g_error_new (G_IO_ERROR, G_IO_ERROR_BUSY,
+                                      "another process writes this cache"));
           else if (do_rebuild (self, &error))
             {
               self->bulk = FALSE;
-              g_task_return_boolean (item->task, TRUE);
+              return_task (self, item, GINT_TO_POINTER (TRUE), TRUE, NULL);
               post_notify (self, 0, FALSE, TRUE, NULL);
               if (self->gap_func)
                 self->gap_func (0, -1, -1, self->gap_data);
             }
           else
-            g_task_return_error (item->task, g_steal_pointer (&error));
+            return_task (self, item, NULL, TRUE, g_steal_pointer (&error));
           break;
 
         case ITEM_TAKEOVER:
