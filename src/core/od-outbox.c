@@ -361,9 +361,12 @@ update_job (sqlite3   *db,
                      "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
       break;
     case 5:
-      /* The operator's consent: from now on it goes as them. */
+      /* The operator's consent: from now on it goes as them.  Only a
+       * command never sent: keys are scoped by token on the server, so
+       * one sent under the other sign-in (answer unknown) could be
+       * applied a second time under this one. */
       st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state IN (0, 1)"
+                     " WHERE id = ?1 AND state = 0"
                      "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
                      "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
       break;

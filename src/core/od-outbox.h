@@ -156,7 +156,10 @@ gboolean          od_outbox_discard_finish (OdOutbox        *self,
                                             GError         **error);
 
 /* Binds a held command to the current identity (the operator's explicit
- * consent) and sends it.  FALSE when it is not held (any more). */
+ * consent) and sends it.  FALSE when it is not held (any more), or was
+ * already sent under the other sign-in (idempotency keys are scoped by
+ * token: sending it again as another could apply it twice; it can be
+ * discarded, or goes when that sign-in returns). */
 void              od_outbox_send_as_me_async  (OdOutbox     *self,
                                                gint64        id,
                                                GCancellable *cancellable,
