@@ -1721,27 +1721,31 @@ open_and_migrate (OdCache  *self,
   return TRUE;
 }
 
-OdCache *
-od_cache_open (const char  *path,
-               GError     **error)
+/* The setup lock: a POSIX (fcntl) lock on the first byte of PATH.lock,
+ * held while a cache is opened and migrated.  POSIX and flock() locks are
+ * independent on local file systems (and SQLite's WAL needs a local one),
+ * so this works beside the writer's flock(). */
+static void
+setup_lock (OdCache  *self,
+            gboolean  lock)
 {
-  g_autoptr(OdCache) self = NULL;
-  g_autofree char *dir = NULL;
-  g_autoptr(GError) local = NULL;
+  struct flock fl = { 0 };
 
-  g_return_val_if_fail (path != NULL, NULL);
-  if (error == NULL)
-    error = &local;
+  if (self->lock_fd < 0)
+    return;
+  fl.l_type = lock ? F_WRLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while (fcntl (self->lock_fd, lock ? F_SETLKW : F_SETLK, &fl) != 0 && errno == EINTR)
+    ;
+}
 
-  dir = g_path_get_dirname (path);
-  g_mkdir_with_parents (dir, 0700);
-
-  self = g_object_new (OD_TYPE_CACHE, NULL);
-  self->path = g_strdup (path);
-  self->main_context = g_main_context_ref_thread_default ();
-  /* Taken before the schema is looked at: only the writer may start a
-   * damaged file again. */
-  self->is_writer = take_writer_lock (self);
+static gboolean
+open_connections (OdCache  *self,
+                  GError  **error)
+{
+  const char *path = self->path;
 
   if (!open_and_migrate (self, error))
     {
@@ -1758,17 +1762,53 @@ od_cache_open (const char  *path,
           g_unlink (wal);
           g_unlink (shm);
           if (!open_and_migrate (self, error))
-            return NULL;
+            return FALSE;
         }
       else
-        return NULL;
+        return FALSE;
     }
   if (!prepare_writer_statements (self, error))
-    return NULL;
+    return FALSE;
   self->applied = read_applied (self->wdb);
 
   self->db = open_connection (path, FALSE, error);
   if (self->db == NULL)
+    return FALSE;
+
+  return TRUE;
+}
+
+OdCache *
+od_cache_open (const char  *path,
+               GError     **error)
+{
+  g_autoptr(OdCache) self = NULL;
+  g_autofree char *dir = NULL;
+  g_autoptr(GError) local = NULL;
+  gboolean ok;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  if (error == NULL)
+    error = &local;
+
+  dir = g_path_get_dirname (path);
+  g_mkdir_with_parents (dir, 0700);
+
+  self = g_object_new (OD_TYPE_CACHE, NULL);
+  self->path = g_strdup (path);
+  self->main_context = g_main_context_ref_thread_default ();
+  /* Taken before the schema is looked at: only the writer may start a
+   * damaged file again. */
+  self->is_writer = take_writer_lock (self);
+
+  /* Opening (WAL mode set on a new file) and migrating are one process
+   * at a time: two processes starting together on a new file otherwise
+   * meet in SQLite's lock upgrades, where its busy handler is not
+   * called ("database is locked"). */
+  setup_lock (self, TRUE);
+  ok = open_connections (self, error);
+  setup_lock (self, FALSE);
+  if (!ok)
     return NULL;
 
   self->writer = g_thread_new ("od-cache-writer", writer_thread, self);
