@@ -69,7 +69,8 @@ char        *od_cache_default_path      (const char  *server_url);
 
 /* Opens (creating and migrating as needed) and starts the writer thread.
  * A file whose schema cannot be migrated is emptied and rebuilt from the
- * event log (applied_position goes back to 0). */
+ * event log (applied_position goes back to 0).  Creation and migration
+ * are one exclusive transaction, done by one process at a time. */
 OdCache     *od_cache_open              (const char  *path,
                                          GError     **error);
 const char  *od_cache_get_path          (OdCache     *self);

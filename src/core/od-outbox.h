@@ -17,7 +17,8 @@ G_BEGIN_DECLS
  *
  * Table pending_commands(id INTEGER PK, idempotency_key UNIQUE, order_id,
  *   type, body, state, attempts, http_status, position, version, code,
- *   detail, problem, created_at, sent_at, answered_at, visible_at)
+ *   detail, problem, created_at, sent_at, answered_at, visible_at,
+ *   identity_fp, identity_server, claim_owner, claim_at)
  * with times in µs since the epoch (created_at = the operator's click).
  *
  * The cache's writer marks accepted commands visible in the same
