@@ -219,6 +219,73 @@ test_follow_beside_one_shots (void)
   od_test_rmdir (dir);
 }
 
+/* The cache's applied position once it reaches `position`, or what it
+ * is after `seconds`; read with plain SQLite. */
+static gint64
+applied_within (const char *path,
+                gint64      position,
+                guint       seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+  gint64 applied = -1;
+
+  while (applied < position && g_get_monotonic_time () < deadline)
+    {
+      sqlite3 *db = NULL;
+      sqlite3_stmt *st = NULL;
+
+      if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK
+          && sqlite3_prepare_v2 (db, "SELECT applied_position FROM sync_state", -1, &st,
+                                 NULL) == SQLITE_OK
+          && sqlite3_step (st) == SQLITE_ROW)
+        applied = sqlite3_column_int64 (st, 0);
+      sqlite3_finalize (st);
+      sqlite3_close (db);
+      if (applied < position)
+        g_usleep (50 * 1000);
+    }
+  return applied;
+}
+
+/* A `sync --follow` started beside a one-shot writer follows it, then
+ * writes itself once the writer has gone: events after that reach the
+ * cache (a later one-shot sync, itself a follower, sees the head). */
+static void
+test_follow_takes_over (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (200);
+  g_autofree char *dir = od_test_tmpdir ("shared-takeover");
+  g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
+  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
+  const char *follow_args[] = { "sync", "--follow", NULL };
+  const char *sync_args[] = { "sync", NULL };
+  const char *short_sync_args[] = { "--timeout", "20", "sync", NULL };
+  g_autoptr(GSubprocess) first = od_test_spawn_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN,
+                                                    sync_args, log_path);
+  g_autoptr(GSubprocess) follow = NULL;
+
+  /* Give the one-shot the lock first. */
+  g_usleep (50 * 1000);
+  follow = od_test_spawn_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, follow_args, log_path);
+  g_assert_cmpint (od_test_wait_ctl (first), ==, 0);
+  for (guint round = 0; round < 3; round++)
+    {
+      gint64 head = od_test_load (server, 30, 2);
+
+      /* No other process now: only the follower, having taken over, can
+       * bring the cache to the head (read without opening an OdCache,
+       * which would take the lock itself). */
+      g_assert_cmpint (applied_within (cache_path, head, 20), >=, head);
+    }
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, NULL,
+                                    short_sync_args, NULL), ==, 0);
+  g_subprocess_send_signal (follow, SIGTERM);
+  g_assert_cmpint (od_test_wait_ctl (follow), ==, 0);
+  assert_cache_is_fold (server, cache_path);
+  assert_no_rebuild (log_path);
+  od_test_rmdir (dir);
+}
+
 /* Queue a command as someone else (another token): this sign-in's sync
  * never sends it; it is listed as held, and goes only with explicit
  * consent (send-as-me, then as this sign-in) or is discarded. */
@@ -447,6 +514,7 @@ main (int    argc,
   g_test_add_func ("/shared/two-syncs-new-cache", test_two_syncs_new_cache);
   g_test_add_func ("/shared/two-syncs-existing-cache", test_two_syncs_existing_cache);
   g_test_add_func ("/shared/follow-beside-one-shots", test_follow_beside_one_shots);
+  g_test_add_func ("/shared/follow-takes-over", test_follow_takes_over);
   g_test_add_func ("/outbox/identity-held", test_identity_held);
   g_test_add_func ("/outbox/viewer-refused-at-once", test_viewer_refused_at_once);
   return g_test_run ();
