@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 static const OdTestToken test_tokens[] = {
   { "alice", "operator", OD_TEST_OPERATOR_TOKEN },
@@ -79,6 +80,14 @@ od_test_run_ctl (OdTestServer       *server,
   return g_subprocess_get_exit_status (process);
 }
 
+/* A test that fails leaves no orderdeskctl behind (a --follow would run
+ * on for ever). */
+static void
+ctl_die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
 GSubprocess *
 od_test_spawn_ctl (OdTestServer       *server,
                    const char         *cache_path,
@@ -103,6 +112,7 @@ od_test_spawn_ctl (OdTestServer       *server,
     g_ptr_array_add (argv, (char *) args[i]);
   g_ptr_array_add (argv, NULL);
   g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", token, TRUE);
+  g_subprocess_launcher_set_child_setup (launcher, ctl_die_with_parent, NULL, NULL);
   if (stderr_path != NULL)
     {
       int fd = g_open (stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
