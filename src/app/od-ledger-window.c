@@ -39,6 +39,10 @@ static guint signals[N_SIGNALS];
 static char *
 describe_state (const OdPendingCommand *command)
 {
+  /* Queued by another sign-in: never sent in this one's name without
+   * consent. */
+  if (command->held)
+    return g_strdup (_("Held: queued by another sign-in"));
   switch (command->state)
     {
     case OD_COMMAND_STATE_QUEUED:
@@ -56,6 +60,10 @@ describe_state (const OdPendingCommand *command)
       return g_strdup_printf (_("Visible (position %'lld, %.0f ms after the click)"),
                               (long long) command->position, od_pending_command_latency_ms (command));
     case OD_COMMAND_STATE_REJECTED:
+      if (command->http_status == 403)
+        /* TRANSLATORS: the server refused the command for who sent it (e.g. a viewer) */
+        return g_strdup_printf (_("Refused, not allowed for this sign-in: %s"),
+                                command->detail ? command->detail : command->code);
       return g_strdup_printf (_("Refused: %s"), command->detail ? command->detail : command->code);
     case OD_COMMAND_STATE_DISCARDED:
       return g_strdup (_("Discarded"));
@@ -84,6 +92,28 @@ on_discard (GtkButton      *button,
   gint64 *id = g_object_get_data (G_OBJECT (button), "od-id");
 
   od_outbox_discard_async (self->outbox, *id, NULL, on_discarded, g_object_ref (self));
+}
+
+static void
+on_sent_as_me (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(OdLedgerWindow) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!od_outbox_send_as_me_finish (OD_OUTBOX (source), result, &error) && error != NULL)
+    g_message ("Could not send as me: %s", error->message);
+  od_ledger_window_reload (self);
+}
+
+static void
+on_send_as_me (GtkButton      *button,
+               OdLedgerWindow *self)
+{
+  gint64 *id = g_object_get_data (G_OBJECT (button), "od-id");
+
+  od_outbox_send_as_me_async (self->outbox, *id, NULL, on_sent_as_me, g_object_ref (self));
 }
 
 static void
@@ -164,10 +194,28 @@ od_ledger_window_reload (OdLedgerWindow *self)
       adw_action_row_set_subtitle_lines (ADW_ACTION_ROW (row), 3);
       od_tooltip_set (row, command->body);
 
-      if (command->state == OD_COMMAND_STATE_QUEUED)
+      if (command->held)
+        {
+          GtkWidget *send = add_button (row, _("Send as _Me"), G_CALLBACK (on_send_as_me), self);
+          g_autofree char *send_name = NULL;
+
+          /* TRANSLATORS: accessible name; %s is the command, e.g. "CreateOrder · 0193a2" */
+          send_name = g_strdup_printf (_("Send %s as me"), title);
+          gtk_accessible_update_property (GTK_ACCESSIBLE (send), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                          send_name, -1);
+          g_object_set_data_full (G_OBJECT (send), "od-id",
+                                  g_memdup2 (&command->id, sizeof (gint64)), g_free);
+          gtk_widget_add_css_class (row, "warning");
+        }
+      if (command->state == OD_COMMAND_STATE_QUEUED || command->held)
         {
           GtkWidget *button = add_button (row, _("_Discard"), G_CALLBACK (on_discard), self);
+          g_autofree char *discard_name = NULL;
 
+          /* TRANSLATORS: accessible name; %s is the command, e.g. "CreateOrder · 0193a2" */
+          discard_name = g_strdup_printf (_("Discard %s"), title);
+          gtk_accessible_update_property (GTK_ACCESSIBLE (button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                          discard_name, -1);
           g_object_set_data_full (G_OBJECT (button), "od-id",
                                   g_memdup2 (&command->id, sizeof (gint64)), g_free);
           gtk_widget_add_css_class (button, "destructive-action");

@@ -5,9 +5,13 @@
 #include "od-order.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_QUEUED_EVENTS 50000
 
@@ -176,6 +180,7 @@ typedef enum
   ITEM_FLUSH,
   ITEM_CONTACT,
   ITEM_REBUILD,
+  ITEM_TAKEOVER,
   ITEM_STOP,
 } ItemKind;
 
@@ -239,6 +244,15 @@ struct _OdCache
   gboolean      closed;
   gboolean      search_upgrade;  /* version 1 or 2: the writer builds the new index */
   gboolean      upgrading;       /* under queue_lock: close interrupts it */
+
+  /* One process at a time applies events: the one holding the lock on
+   * PATH.lock (see take_writer_lock()).  The others follow the file. */
+  int           lock_fd;
+  gint          is_writer;       /* atomic */
+  gboolean      takeover_queued; /* owner thread */
+  GSource      *watch;           /* owner thread: polls other processes' commits */
+  gint64        data_version;
+  char         *outbox_signature;
 
   /* Writer thread state. */
   sqlite3      *wdb;
@@ -341,6 +355,34 @@ open_connection (const char  *path,
   sqlite3 *db = NULL;
   int rc;
 
+  /* The cache holds customer names and e-mail addresses: the file is the
+   * user's alone.  SQLite gives -wal and -shm the mode of the database
+   * file, so creating it 0600 first (and tightening an older one) covers
+   * them too. */
+  if (writer)
+    {
+      int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+      if (fd < 0)
+        {
+          int saved = errno;
+
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot open cache %s: %s",
+                       path, g_strerror (saved));
+          return NULL;
+        }
+      if (fchmod (fd, 0600) != 0)
+        g_debug ("cache: cannot make %s private: %s", path, g_strerror (errno));
+      close (fd);
+      for (guint i = 0; i < 2; i++)
+        {
+          g_autofree char *side = g_strconcat (path, i == 0 ? "-wal" : "-shm", NULL);
+
+          if (g_chmod (side, 0600) != 0 && errno != ENOENT)
+            g_debug ("cache: cannot make %s private: %s", side, g_strerror (errno));
+        }
+    }
+
   rc = sqlite3_open_v2 (path, &db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL);
@@ -405,47 +447,105 @@ has_table (sqlite3    *db,
   return found;
 }
 
+static gboolean
+has_column (sqlite3    *db,
+            const char *table,
+            const char *column)
+{
+  sqlite3_stmt *stmt = NULL;
+  gboolean found = FALSE;
+
+  if (sqlite3_prepare_v2 (db, "SELECT 1 FROM pragma_table_info (?) WHERE name = ?", -1, &stmt,
+                          NULL) == SQLITE_OK)
+    {
+      sqlite3_bind_text (stmt, 1, table, -1, SQLITE_STATIC);
+      sqlite3_bind_text (stmt, 2, column, -1, SQLITE_STATIC);
+      found = sqlite3_step (stmt) == SQLITE_ROW;
+    }
+  sqlite3_finalize (stmt);
+  return found;
+}
+
+/* The outbox's identity and claim columns (see od-outbox.h), added to
+ * caches made before them without a new schema version: the ALTERs are
+ * idempotent (guarded by a column check) and run inside the migration's
+ * transaction.  Commands queued before have no identity: they are held
+ * until someone sends them as themselves or discards them. */
+static gboolean
+ensure_outbox_columns (sqlite3  *db,
+                       GError  **error)
+{
+  static const struct { const char *name; const char *sql; } columns[] = {
+    { "identity_fp", "ALTER TABLE pending_commands ADD COLUMN identity_fp TEXT" },
+    { "identity_server", "ALTER TABLE pending_commands ADD COLUMN identity_server TEXT" },
+    { "claim_owner", "ALTER TABLE pending_commands ADD COLUMN claim_owner TEXT" },
+    { "claim_at", "ALTER TABLE pending_commands ADD COLUMN claim_at INTEGER NOT NULL DEFAULT 0" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
+    if (!has_column (db, "pending_commands", columns[i].name) && !exec (db, columns[i].sql, error))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+schema_is_current (sqlite3 *db)
+{
+  return get_user_version (db) == OD_CACHE_SCHEMA_VERSION
+         && has_column (db, "pending_commands", "claim_at");
+}
+
 /* Brings the schema to OD_CACHE_SCHEMA_VERSION.  Version 0 with tables is
- * some other (or damaged) layout; a version from the future cannot be
- * trusted either: both drop the views and rebuild from the log.
- * Versions 1 and 2 differ only in the search index, which stays usable:
- * *search_upgrade asks the writer thread to build the new one, so that
- * opening a large cache never waits for it. */
+ * some other layout; a version from the future cannot be trusted either:
+ * both drop the views and rebuild from the log.  Versions 1 and 2 differ
+ * only in the search index, which stays usable: *search_upgrade asks the
+ * writer thread to build the new one, so that opening a large cache never
+ * waits for it.
+ *
+ * Every step runs in one exclusive transaction, and the version is read
+ * again inside it: another process may be creating or migrating the same
+ * file, and what it has not committed is invisible, so a half-made
+ * schema is never seen, let alone taken for an old one.  A migration
+ * step for a new version goes inside this transaction too. */
 static gboolean
 migrate (sqlite3   *db,
          gboolean  *search_upgrade,
          GError   **error)
 {
-  int version = get_user_version (db);
+  int version;
 
   *search_upgrade = FALSE;
-  if (version == OD_CACHE_SCHEMA_VERSION)
+  /* Nothing to do (the usual case): no write lock taken. */
+  if (schema_is_current (db))
     return TRUE;
-  if (version == 1 || version == 2)
-    {
-      *search_upgrade = TRUE;
-      return TRUE;
-    }
-  if (!exec (db, "BEGIN IMMEDIATE", error))
+  if (!exec (db, "BEGIN EXCLUSIVE", error))
     return FALSE;
-  if (version != 0 || has_table (db, "orders"))
+  version = get_user_version (db);
+  if (version == 1 || version == 2)
+    *search_upgrade = TRUE;
+  else if (version != OD_CACHE_SCHEMA_VERSION)
     {
-      g_message ("cache schema version %d cannot be migrated to %d: rebuilding from the log",
-                 version, OD_CACHE_SCHEMA_VERSION);
-      if (!exec (db, drop_views_sql, error))
-        goto fail;
-      if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
+      if (version != 0 || has_table (db, "orders"))
         {
-          /* A newer outbox layout may not fit ours; keep it aside rather
-           * than lose unsent commands. */
-          if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
-                     error))
+          g_message ("cache schema version %d cannot be migrated to %d: rebuilding from the log",
+                     version, OD_CACHE_SCHEMA_VERSION);
+          if (!exec (db, drop_views_sql, error))
             goto fail;
+          if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
+            {
+              /* A newer outbox layout may not fit ours; keep it aside
+               * rather than lose unsent commands. */
+              if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
+                         error))
+                goto fail;
+            }
         }
+      if (!exec (db, schema_sql, error))
+        goto fail;
+      if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
+        goto fail;
     }
-  if (!exec (db, schema_sql, error))
-    goto fail;
-  if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
+  if (!ensure_outbox_columns (db, error))
     goto fail;
   return exec (db, "COMMIT", error);
 
@@ -741,7 +841,8 @@ compare_working (gconstpointer a,
 
 typedef struct
 {
-  OdCache  *cache;
+  GWeakRef  cache;  /* weak: a pending notification must not keep a
+                     * closed cache (and its writer lock) alive */
   gint64    applied;
   gboolean  outbox_changed;
   gboolean  reset;
@@ -752,7 +853,7 @@ static void
 notify_free (Notify *n)
 {
   g_clear_error (&n->error);
-  g_object_unref (n->cache);
+  g_weak_ref_clear (&n->cache);
   g_free (n);
 }
 
@@ -771,7 +872,10 @@ static gboolean
 notify_main (gpointer data)
 {
   Notify *n = data;
-  OdCache *self = n->cache;
+  g_autoptr(OdCache) self = g_weak_ref_get (&n->cache);
+
+  if (self == NULL)
+    return G_SOURCE_REMOVE;
 
   if (n->reset)
     g_signal_emit (self, signals[SIGNAL_RESET], 0);
@@ -796,7 +900,7 @@ post_notify (OdCache  *self,
 {
   Notify *n = g_new0 (Notify, 1);
 
-  n->cache = g_object_ref (self);
+  g_weak_ref_init (&n->cache, self);
   n->applied = applied;
   n->outbox_changed = outbox_changed;
   n->reset = reset;
@@ -1108,12 +1212,62 @@ upgrade_search (OdCache *self)
                error->message);
 }
 
-static gpointer
-writer_thread (gpointer data)
+/* A writer item's task is completed, and its last reference dropped, on
+ * the owner's main context: were the writer thread to drop the last
+ * reference (the caller's callback having run already), the cache it
+ * holds could be disposed there, and dispose joins the writer thread. */
+typedef struct
 {
-  OdCache *self = data;
-  gboolean running = TRUE;
+  GTask    *task;
+  gpointer  result;
+  gboolean  boolean;
+  GError   *error;
+} TaskReturn;
 
+static gboolean
+task_return_main (gpointer data)
+{
+  TaskReturn *r = data;
+
+  if (r->error != NULL)
+    g_task_return_error (r->task, g_steal_pointer (&r->error));
+  else if (r->boolean)
+    g_task_return_boolean (r->task, GPOINTER_TO_INT (r->result));
+  else
+    g_task_return_pointer (r->task, r->result, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+task_return_free (TaskReturn *r)
+{
+  g_clear_error (&r->error);
+  g_object_unref (r->task);
+  g_free (r);
+}
+
+static void
+return_task (OdCache    *self,
+             WriterItem *item,
+             gpointer    result,
+             gboolean    boolean,
+             GError     *error)
+{
+  TaskReturn *r = g_new0 (TaskReturn, 1);
+
+  r->task = g_steal_pointer (&item->task);
+  r->result = result;
+  r->boolean = boolean;
+  r->error = error;
+  od_core_invoke (self->main_context, G_PRIORITY_DEFAULT, task_return_main, r,
+                  (GDestroyNotify) task_return_free);
+}
+
+/* What the writing process does first, on open or when it takes over
+ * from a writer that left. */
+static void
+writer_startup (OdCache *self)
+{
   /* A bulk catch-up that was interrupted (killed) left the indexes out:
    * build them now, off the caller's thread. */
   {
@@ -1130,6 +1284,16 @@ writer_thread (gpointer data)
   }
   if (self->search_upgrade)
     upgrade_search (self);
+}
+
+static gpointer
+writer_thread (gpointer data)
+{
+  OdCache *self = data;
+  gboolean running = TRUE;
+
+  if (g_atomic_int_get (&self->is_writer))
+    writer_startup (self);
 
   while (running)
     {
@@ -1164,6 +1328,10 @@ writer_thread (gpointer data)
           self->queued_events -= item->events->len;
           g_cond_broadcast (&self->queue_cond);
           g_mutex_unlock (&self->queue_lock);
+          /* Another process writes this cache: its commits are followed
+           * instead (watch_cb); applying these too would collide. */
+          if (!g_atomic_int_get (&self->is_writer))
+            break;
           if (!self->bulk && !self->in_tx
               && item->known_head - od_cache_get_applied_position (self) > self->bulk_threshold)
             bulk_begin (self);
@@ -1182,6 +1350,8 @@ writer_thread (gpointer data)
           break;
 
         case ITEM_CONTACT:
+          if (!g_atomic_int_get (&self->is_writer))
+            break;
           sqlite3_bind_int64 (self->st_contact, 1, item->known_head);
           sqlite3_bind_int64 (self->st_contact, 2, item->contact_usec);
           bind_text_or_null (self->st_contact, 3, item->server_url);
@@ -1217,11 +1387,11 @@ writer_thread (gpointer data)
               exec (self->wdb, "PRAGMA synchronous=NORMAL", NULL);
             if (ok)
               {
-                g_task_return_pointer (item->task, result, NULL);
+                return_task (self, item, result, FALSE, NULL);
                 post_notify (self, -1, TRUE, FALSE, NULL);
               }
             else
-              g_task_return_error (item->task, g_steal_pointer (&error));
+              return_task (self, item, NULL, FALSE, g_steal_pointer (&error));
           }
           break;
 
@@ -1237,16 +1407,37 @@ writer_thread (gpointer data)
         case ITEM_REBUILD:
           if (self->in_tx)
             rollback_tx (self);
-          if (do_rebuild (self, &error))
+          if (!g_atomic_int_get (&self->is_writer))
+            return_task (self, item, NULL, TRUE,
+                         g_error_new (G_IO_ERROR, G_IO_ERROR_BUSY,
+                                      "another process writes this cache"));
+          else if (do_rebuild (self, &error))
             {
               self->bulk = FALSE;
-              g_task_return_boolean (item->task, TRUE);
+              return_task (self, item, GINT_TO_POINTER (TRUE), TRUE, NULL);
               post_notify (self, 0, FALSE, TRUE, NULL);
               if (self->gap_func)
                 self->gap_func (0, -1, -1, self->gap_data);
             }
           else
-            g_task_return_error (item->task, g_steal_pointer (&error));
+            return_task (self, item, NULL, TRUE, g_steal_pointer (&error));
+          break;
+
+        case ITEM_TAKEOVER:
+          {
+            gint64 applied = read_applied (self->wdb);
+
+            /* The writer that held the lock has gone: this process
+             * applies events from what it committed.  The sync engine
+             * handed events to this cache that were dropped meanwhile: it
+             * starts again from the checkpoint, as after a rebuild. */
+            set_applied (self, applied);
+            g_atomic_int_set (&self->is_writer, TRUE);
+            writer_startup (self);
+            post_notify (self, applied, TRUE, FALSE, NULL);
+            if (self->gap_func)
+              self->gap_func (applied, -1, -1, self->gap_data);
+          }
           break;
 
         case ITEM_STOP:
@@ -1313,6 +1504,7 @@ od_cache_finalize (GObject *object)
   g_clear_pointer (&self->working, g_hash_table_unref);
   g_clear_pointer (&self->main_context, g_main_context_unref);
   g_free (self->path);
+  g_free (self->outbox_signature);
   g_mutex_clear (&self->applied_lock);
   g_mutex_clear (&self->queue_lock);
   g_cond_clear (&self->queue_cond);
@@ -1349,6 +1541,7 @@ od_cache_init (OdCache *self)
   self->working = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                          (GDestroyNotify) working_free);
   self->queue = g_async_queue_new ();
+  self->lock_fd = -1;
   g_mutex_init (&self->applied_lock);
   g_mutex_init (&self->queue_lock);
   g_cond_init (&self->queue_cond);
@@ -1387,6 +1580,120 @@ od_cache_default_path (const char *server_url)
   return g_build_filename (dir, file, NULL);
 }
 
+/* One process at a time writes a cache: the one that holds an flock()
+ * on the sidecar PATH.lock, for as long as its OdCache is open.  A
+ * sidecar flock rather than SQLite's own locks: those last one
+ * transaction, while the writer's claim must last its life (two writers
+ * each holding a checkpoint in memory collide on order_events.position);
+ * holding a SQLite write transaction that long would shut out every
+ * outbox write of the other processes.  flock() is also independent of
+ * the POSIX locks SQLite takes on the database itself (closing any
+ * descriptor of a file drops a process's POSIX locks on it), and the
+ * kernel releases it when the process dies, so a crash never leaves a
+ * stale lock.  The file is created 0600 next to the cache. */
+static gboolean
+take_writer_lock (OdCache *self)
+{
+  if (self->lock_fd < 0)
+    {
+      g_autofree char *lock_path = g_strconcat (self->path, ".lock", NULL);
+
+      self->lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (self->lock_fd < 0)
+        {
+          g_warning ("cache: cannot open %s: %s; following other writers only", lock_path,
+                     g_strerror (errno));
+          return FALSE;
+        }
+    }
+  return flock (self->lock_fd, LOCK_EX | LOCK_NB) == 0;
+}
+
+/* Followers: what other processes committed (the writer's events, their
+ * outbox writes) shows here within a tenth of a second.  PRAGMA
+ * data_version changes only when another connection commits, so an idle
+ * cache costs one pragma per tick.  A follower also takes the writer's
+ * place as soon as the lock is free. */
+static gboolean
+watch_cb (gpointer data)
+{
+  OdCache *self = data;
+  sqlite3_stmt *st;
+  gint64 version = -1;
+
+  if (self->closed || self->db == NULL)
+    return G_SOURCE_CONTINUE;
+  if (!g_atomic_int_get (&self->is_writer) && !self->takeover_queued && take_writer_lock (self))
+    {
+      WriterItem *item = g_new0 (WriterItem, 1);
+
+      self->takeover_queued = TRUE;
+      item->kind = ITEM_TAKEOVER;
+      g_async_queue_push (self->queue, item);
+    }
+  st = od_cache_prepare_read (self, "PRAGMA data_version", NULL);
+  if (st != NULL && sqlite3_step (st) == SQLITE_ROW)
+    version = sqlite3_column_int64 (st, 0);
+  if (st != NULL)
+    sqlite3_reset (st);
+  if (version == self->data_version)
+    return G_SOURCE_CONTINUE;
+  self->data_version = version;
+
+  if (!g_atomic_int_get (&self->is_writer))
+    {
+      gint64 applied = read_applied (self->db);
+
+      if (applied != od_cache_get_applied_position (self))
+        {
+          set_applied (self, applied);
+          g_signal_emit (self, signals[SIGNAL_APPLIED], 0, applied);
+          complete_waiters (self, applied);
+        }
+    }
+  /* The outbox may have changed in another process (a submit beside the
+   * console): tell the outbox and the views when it did. */
+  st = od_cache_prepare_read (self,
+                              "SELECT count(*), max(id), total(state), total(attempts),"
+                              " total(answered_at), total(visible_at), total(claim_at),"
+                              " group_concat(coalesce(identity_fp, '-'))"
+                              " FROM pending_commands WHERE state IN (0, 1, 2)"
+                              "   OR answered_at > ?",
+                              NULL);
+  if (st != NULL)
+    {
+      g_autofree char *signature = NULL;
+
+      sqlite3_bind_int64 (st, 1, g_get_real_time () - 60 * G_USEC_PER_SEC);
+      if (sqlite3_step (st) == SQLITE_ROW)
+        signature = g_strdup_printf ("%lld/%lld/%g/%g/%g/%g/%g/%s",
+                                     (long long) sqlite3_column_int64 (st, 0),
+                                     (long long) sqlite3_column_int64 (st, 1),
+                                     sqlite3_column_double (st, 2), sqlite3_column_double (st, 3),
+                                     sqlite3_column_double (st, 4), sqlite3_column_double (st, 5),
+                                     sqlite3_column_double (st, 6),
+                                     (const char *) sqlite3_column_text (st, 7));
+      sqlite3_reset (st);
+      if (signature != NULL && g_strcmp0 (signature, self->outbox_signature) != 0)
+        {
+          gboolean first = self->outbox_signature == NULL;
+
+          g_free (self->outbox_signature);
+          self->outbox_signature = g_steal_pointer (&signature);
+          if (!first)
+            g_signal_emit (self, signals[SIGNAL_OUTBOX_CHANGED], 0);
+        }
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+gboolean
+od_cache_is_writer (OdCache *self)
+{
+  g_return_val_if_fail (OD_IS_CACHE (self), FALSE);
+  return g_atomic_int_get (&self->is_writer);
+}
+
 static gboolean
 open_and_migrate (OdCache  *self,
                   GError  **error)
@@ -1414,6 +1721,63 @@ open_and_migrate (OdCache  *self,
   return TRUE;
 }
 
+/* The setup lock: a POSIX (fcntl) lock on the first byte of PATH.lock,
+ * held while a cache is opened and migrated.  POSIX and flock() locks are
+ * independent on local file systems (and SQLite's WAL needs a local one),
+ * so this works beside the writer's flock(). */
+static void
+setup_lock (OdCache  *self,
+            gboolean  lock)
+{
+  struct flock fl = { 0 };
+
+  if (self->lock_fd < 0)
+    return;
+  fl.l_type = lock ? F_WRLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  while (fcntl (self->lock_fd, lock ? F_SETLKW : F_SETLK, &fl) != 0 && errno == EINTR)
+    ;
+}
+
+static gboolean
+open_connections (OdCache  *self,
+                  GError  **error)
+{
+  const char *path = self->path;
+
+  if (!open_and_migrate (self, error))
+    {
+      /* A file that is not a database (or is damaged beyond use) is
+       * only a cache: start it again. */
+      if (self->is_writer && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
+        {
+          g_autofree char *wal = g_strconcat (path, "-wal", NULL);
+          g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+
+          g_message ("cache %s is damaged; starting it again", path);
+          g_clear_error (error);
+          g_unlink (path);
+          g_unlink (wal);
+          g_unlink (shm);
+          if (!open_and_migrate (self, error))
+            return FALSE;
+        }
+      else
+        return FALSE;
+    }
+  if (!prepare_writer_statements (self, error))
+    return FALSE;
+  self->applied = read_applied (self->wdb);
+
+  self->db = open_connection (path, FALSE, error);
+  if (self->db == NULL)
+    return FALSE;
+
+  return TRUE;
+}
+
 OdCache *
 od_cache_open (const char  *path,
                GError     **error)
@@ -1421,6 +1785,7 @@ od_cache_open (const char  *path,
   g_autoptr(OdCache) self = NULL;
   g_autofree char *dir = NULL;
   g_autoptr(GError) local = NULL;
+  gboolean ok;
 
   g_return_val_if_fail (path != NULL, NULL);
   if (error == NULL)
@@ -1432,36 +1797,27 @@ od_cache_open (const char  *path,
   self = g_object_new (OD_TYPE_CACHE, NULL);
   self->path = g_strdup (path);
   self->main_context = g_main_context_ref_thread_default ();
+  /* Taken before the schema is looked at: only the writer may start a
+   * damaged file again. */
+  self->is_writer = take_writer_lock (self);
 
-  if (!open_and_migrate (self, error))
-    {
-      /* A file that is not a database (or is damaged beyond use) is
-       * only a cache: start it again. */
-      if (g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA))
-        {
-          g_autofree char *wal = g_strconcat (path, "-wal", NULL);
-          g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-
-          g_message ("cache %s is damaged; starting it again", path);
-          g_clear_error (error);
-          g_unlink (path);
-          g_unlink (wal);
-          g_unlink (shm);
-          if (!open_and_migrate (self, error))
-            return NULL;
-        }
-      else
-        return NULL;
-    }
-  if (!prepare_writer_statements (self, error))
-    return NULL;
-  self->applied = read_applied (self->wdb);
-
-  self->db = open_connection (path, FALSE, error);
-  if (self->db == NULL)
+  /* Opening (WAL mode set on a new file) and migrating are one process
+   * at a time: two processes starting together on a new file otherwise
+   * meet in SQLite's lock upgrades, where its busy handler is not
+   * called ("database is locked"). */
+  setup_lock (self, TRUE);
+  ok = open_connections (self, error);
+  setup_lock (self, FALSE);
+  if (!ok)
     return NULL;
 
   self->writer = g_thread_new ("od-cache-writer", writer_thread, self);
+  self->data_version = -1;
+  self->watch = g_timeout_source_new (100);
+  g_source_set_callback (self->watch, watch_cb, self, NULL);
+  g_source_set_static_name (self->watch, "od-cache-watch");
+  g_source_attach (self->watch, self->main_context);
+  watch_cb (self);
   return g_steal_pointer (&self);
 }
 
@@ -1472,6 +1828,11 @@ od_cache_close (OdCache *self)
 
   if (self->closed)
     return;
+  if (self->watch != NULL)
+    {
+      g_source_destroy (self->watch);
+      g_clear_pointer (&self->watch, g_source_unref);
+    }
   g_mutex_lock (&self->queue_lock);
   self->closed = TRUE;
   if (self->upgrading)
@@ -1491,6 +1852,13 @@ od_cache_close (OdCache *self)
     {
       sqlite3_close (self->wdb);
       self->wdb = NULL;
+    }
+  /* Released only now: everything this process wrote is committed. */
+  if (self->lock_fd >= 0)
+    {
+      close (self->lock_fd);
+      self->lock_fd = -1;
+      g_atomic_int_set (&self->is_writer, FALSE);
     }
   while (self->waiters)
     {

@@ -29,6 +29,10 @@ G_BEGIN_DECLS
  * Reads never wait for the writer (WAL).  Signals are emitted on the main
  * context of the thread that called od_cache_open().
  *
+ * Several processes may open one cache (the console and orderdeskctl):
+ * see od_cache_is_writer().  The file, its -wal and -shm and PATH.lock
+ * are created 0600 (they hold customer names and e-mail addresses).
+ *
  * Signals:
  *   "applied" (gint64 applied_position): after each commit that moved the
  *       applied position; the views now reflect every event up to it.
@@ -65,7 +69,8 @@ char        *od_cache_default_path      (const char  *server_url);
 
 /* Opens (creating and migrating as needed) and starts the writer thread.
  * A file whose schema cannot be migrated is emptied and rebuilt from the
- * event log (applied_position goes back to 0). */
+ * event log (applied_position goes back to 0).  Creation and migration
+ * are one exclusive transaction, done by one process at a time. */
 OdCache     *od_cache_open              (const char  *path,
                                          GError     **error);
 const char  *od_cache_get_path          (OdCache     *self);
@@ -172,6 +177,15 @@ void         od_cache_write_async       (OdCache            *self,
 gpointer     od_cache_write_finish      (OdCache            *self,
                                          GAsyncResult       *result,
                                          GError            **error);
+
+/* TRUE when this process writes the cache (applies events).  One process
+ * at a time does, the one holding PATH.lock; in the others events pushed
+ * are dropped, contact notes and rebuilds refused, and the writer's
+ * commits are followed instead: "applied" and "outbox-changed" are
+ * emitted for them within ~100 ms.  A follower becomes the writer as soon
+ * as the lock is free (the sync engine is then told to resume from the
+ * checkpoint, as after a rebuild).  Outbox writes work in every process. */
+gboolean     od_cache_is_writer         (OdCache     *self);
 
 /* Stops the writer thread after committing what is queued.  Also done by
  * dispose. */

@@ -5,11 +5,18 @@
 #include "od-json.h"
 #include "od-uuid.h"
 
+#include <errno.h>
 #include <libsoup/soup.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BACKOFF_MAX_SEC 30
+
+/* A claim on a command (see claim_job()) older than this is taken over
+ * even when its owner cannot be proven dead: the session's timeout (30 s)
+ * bounds a send, and a resend carries the same Idempotency-Key. */
+#define CLAIM_LEASE_USEC (60 * G_USEC_PER_SEC)
 
 struct _OdOutbox
 {
@@ -26,7 +33,9 @@ struct _OdOutbox
   guint         retry_source;
   guint         backoff_exp;
   GHashTable   *discarding;     /* ids with a discard in flight */
-  GHashTable   *accepted;       /* ids known accepted, not yet visible */
+  GHashTable   *accepted;       /* id → last state seen, of commands not final yet */
+  char         *identity_fp;    /* fingerprint of the token, see od_outbox_token_fingerprint() */
+  char         *claim_owner;    /* this outbox's name in claim_owner */
   gulong        outbox_changed_id;
   guint         writes_in_flight;
 };
@@ -80,6 +89,8 @@ od_pending_command_free (OdPendingCommand *c)
 {
   if (c == NULL)
     return;
+  g_free (c->identity_fp);
+  g_free (c->identity_server);
   g_free (c->idempotency_key);
   g_free (c->order_id);
   g_free (c->type);
@@ -99,6 +110,88 @@ od_pending_command_latency_ms (const OdPendingCommand *c)
 }
 
 static void kick_later (OdOutbox *self, guint seconds);
+
+char *
+od_outbox_token_fingerprint (const char *token)
+{
+  g_autofree char *hex = NULL;
+
+  if (token == NULL || *token == '\0')
+    return g_strdup ("none");
+  hex = g_compute_checksum_for_string (G_CHECKSUM_SHA256, token, -1);
+  /* 64 bits: enough to tell sign-ins apart, too little to be the token. */
+  return g_strndup (hex, 16);
+}
+
+/* Claims name their owner "PIDNS:PID:N" (N tells apart the outboxes of
+ * one process).  Owners of this process are alive while registered
+ * here; another process of the same PID namespace while kill(pid, 0)
+ * finds it; one of another namespace (a Flatpak sandbox) cannot be
+ * checked: its claim lasts the lease. */
+static GMutex      owners_lock;
+static GHashTable *live_owners;
+
+static const char *
+pid_namespace (void)
+{
+  static gsize ns;
+
+  if (g_once_init_enter (&ns))
+    {
+      char *link = g_file_read_link ("/proc/self/ns/pid", NULL);
+
+      g_once_init_leave (&ns, (gsize) (link ? link : g_strdup ("pid:?")));
+    }
+  return (const char *) ns;
+}
+
+static char *
+new_claim_owner (void)
+{
+  static gint counter;
+  char *owner = g_strdup_printf ("%s:%d:%d", pid_namespace (), (int) getpid (),
+                                 g_atomic_int_add (&counter, 1));
+
+  g_mutex_lock (&owners_lock);
+  if (live_owners == NULL)
+    live_owners = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_hash_table_add (live_owners, g_strdup (owner));
+  g_mutex_unlock (&owners_lock);
+  return owner;
+}
+
+static gboolean
+claim_owner_alive (const char *owner)
+{
+  g_autofree char *prefix = g_strdup_printf ("%s:", pid_namespace ());
+  const char *rest;
+  gint64 pid;
+  gboolean alive;
+
+  if (!g_str_has_prefix (owner, prefix))
+    return TRUE;
+  rest = owner + strlen (prefix);
+  pid = g_ascii_strtoll (rest, NULL, 10);
+  if (pid == getpid ())
+    {
+      g_mutex_lock (&owners_lock);
+      alive = live_owners != NULL && g_hash_table_contains (live_owners, owner);
+      g_mutex_unlock (&owners_lock);
+      return alive;
+    }
+  return pid > 0 && (kill ((pid_t) pid, 0) == 0 || errno == EPERM);
+}
+
+/* May another owner send this command now? */
+static gboolean
+claimable (const char *claim_owner,
+           gint64      claim_at,
+           const char *me,
+           gint64      now)
+{
+  return claim_owner == NULL || g_strcmp0 (claim_owner, me) == 0
+         || claim_at < now - CLAIM_LEASE_USEC || !claim_owner_alive (claim_owner);
+}
 
 /* ------------------------------------------------------------------ */
 /* Writer jobs (run on the cache's writer thread)                      */
@@ -142,11 +235,15 @@ typedef struct
   char   *type;
   char   *body;
   gint64  created_at;
+  char   *identity_fp;
+  char   *identity_server;
 } InsertJob;
 
 static void
 insert_job_free (InsertJob *j)
 {
+  g_free (j->identity_fp);
+  g_free (j->identity_server);
   g_free (j->key);
   g_free (j->order_id);
   g_free (j->type);
@@ -163,7 +260,8 @@ insert_job (sqlite3   *db,
   InsertJob *j = data;
   sqlite3_stmt *st = prep (db,
                            "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
-                           " state, created_at) VALUES (?, ?, ?, ?, 0, ?)",
+                           " state, created_at, identity_fp, identity_server)"
+                           " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
                            error);
   gint64 *id;
 
@@ -174,6 +272,8 @@ insert_job (sqlite3   *db,
   sqlite3_bind_text (st, 3, j->type, -1, SQLITE_STATIC);
   sqlite3_bind_text (st, 4, j->body, -1, SQLITE_STATIC);
   sqlite3_bind_int64 (st, 5, j->created_at);
+  sqlite3_bind_text (st, 6, j->identity_fp, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 7, j->identity_server, -1, SQLITE_STATIC);
   if (!run_stmt (db, st, error))
     return FALSE;
   id = g_new (gint64, 1);
@@ -185,7 +285,8 @@ insert_job (sqlite3   *db,
 typedef struct
 {
   gint64  id;
-  int     kind;  /* 0 mark sent, 1 accepted, 2 rejected, 3 transient, 4 discard */
+  int     kind;  /* 0 mark sent, 1 accepted, 2 rejected, 3 transient, 4 discard,
+                  * 5 send as me */
   guint   http_status;
   gint64  position;
   gint64  version;
@@ -193,11 +294,15 @@ typedef struct
   char   *detail;
   char   *problem;
   gint64  now;
+  char   *identity_fp;      /* 4, 5: the current identity */
+  char   *identity_server;
 } UpdateJob;
 
 static void
 update_job_free (UpdateJob *j)
 {
+  g_free (j->identity_fp);
+  g_free (j->identity_server);
   g_free (j->code);
   g_free (j->detail);
   g_free (j->problem);
@@ -242,12 +347,28 @@ update_job (sqlite3   *db,
                  error);
       break;
     case 3:
-      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3 WHERE id = ?1",
+      /* The claim goes: any process of this identity may retry it. */
+      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
+                     " claim_owner = NULL WHERE id = ?1",
                  error);
       break;
     case 4:
+      /* A command never sent, or one held (queued by another sign-in)
+       * that nobody is sending now. */
       st = prep (db, "UPDATE pending_commands SET state = 5, answered_at = ?2"
-                     " WHERE id = ?1 AND state = 0", error);
+                     " WHERE id = ?1 AND (state = 0 OR (state = 1"
+                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
+      break;
+    case 5:
+      /* The operator's consent: from now on it goes as them.  Only a
+       * command never sent: keys are scoped by token on the server, so
+       * one sent under the other sign-in (answer unknown) could be
+       * applied a second time under this one. */
+      st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
+                     " WHERE id = ?1 AND state = 0"
+                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
       break;
     default:
       g_assert_not_reached ();
@@ -269,6 +390,12 @@ update_job (sqlite3   *db,
     sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
   if (sqlite3_bind_parameter_count (st) >= 8)
     sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
+  if (sqlite3_bind_parameter_count (st) >= 11)
+    {
+      sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
+      sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
+      sqlite3_bind_int64 (st, 11, j->now - CLAIM_LEASE_USEC);
+    }
   if (!run_stmt (db, st, error))
     return FALSE;
   *result = GINT_TO_POINTER (sqlite3_changes (db) > 0 ? 2 : 1);
@@ -280,10 +407,27 @@ update_job (sqlite3   *db,
 
 #define COMMAND_COLUMNS \
   "id, idempotency_key, order_id, type, body, state, attempts, http_status, position," \
-  " version, code, detail, problem, created_at, sent_at, answered_at, visible_at"
+  " version, code, detail, problem, created_at, sent_at, answered_at, visible_at," \
+  " identity_fp, identity_server"
+
+/* Held: not final, and queued by another identity than `fp`@`server`
+ * (NULL server: no identity to compare with, nothing is held). */
+static gboolean
+is_held (OdPendingCommand *c,
+         const char       *fp,
+         const char       *server)
+{
+  if (server == NULL)
+    return FALSE;
+  if (c->state != OD_COMMAND_STATE_QUEUED && c->state != OD_COMMAND_STATE_SENT)
+    return FALSE;
+  return g_strcmp0 (c->identity_fp, fp) != 0 || g_strcmp0 (c->identity_server, server) != 0;
+}
 
 static OdPendingCommand *
-read_command (sqlite3_stmt *st)
+read_command_as (sqlite3_stmt *st,
+                 const char   *fp,
+                 const char   *server)
 {
   OdPendingCommand *c = g_new0 (OdPendingCommand, 1);
 
@@ -304,8 +448,13 @@ read_command (sqlite3_stmt *st)
   c->sent_at = sqlite3_column_int64 (st, 14);
   c->answered_at = sqlite3_column_int64 (st, 15);
   c->visible_at = sqlite3_column_int64 (st, 16);
+  c->identity_fp = g_strdup ((const char *) sqlite3_column_text (st, 17));
+  c->identity_server = g_strdup ((const char *) sqlite3_column_text (st, 18));
+  c->held = is_held (c, fp, server);
   return c;
 }
+
+#define read_command(st) read_command_as ((st), self->identity_fp, self->server_url)
 
 OdPendingCommand *
 od_outbox_get (OdOutbox  *self,
@@ -355,17 +504,52 @@ od_outbox_list (OdOutbox  *self,
   return list;
 }
 
+/* Held commands (another identity's) are not pending here: this
+ * outbox will not send them without consent. */
+#define NOT_HELD_SQL \
+  " AND NOT (state IN (0, 1) AND ?2 IS NOT NULL" \
+  "   AND (identity_fp IS NOT ?1 OR identity_server IS NOT ?2))"
+
+static void
+bind_identity (OdOutbox     *self,
+               sqlite3_stmt *st)
+{
+  sqlite3_bind_text (st, 1, self->identity_fp, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text (st, 2, self->server_url, -1, SQLITE_TRANSIENT);
+}
+
 guint
-od_outbox_count_pending (OdOutbox *self)
+od_outbox_count_held (OdOutbox *self)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT count(*) FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)",
+                                            " WHERE state IN (0, 1) AND ?2 IS NOT NULL"
+                                            "   AND (identity_fp IS NOT ?1"
+                                            "        OR identity_server IS NOT ?2)",
                                             NULL);
   guint n = 0;
 
   if (st == NULL)
     return 0;
+  bind_identity (self, st);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    n = sqlite3_column_int (st, 0);
+  sqlite3_reset (st);
+  return n;
+}
+
+guint
+od_outbox_count_pending (OdOutbox *self)
+{
+  sqlite3_stmt *st = od_cache_prepare_read (self->cache,
+                                            "SELECT count(*) FROM pending_commands"
+                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
+                                            NULL);
+  guint n = 0;
+
+  if (st == NULL)
+    return 0;
+  bind_identity (self, st);
   if (sqlite3_step (st) == SQLITE_ROW)
     n = sqlite3_column_int (st, 0);
   sqlite3_reset (st);
@@ -378,11 +562,12 @@ od_outbox_pending_orders (OdOutbox *self)
   GHashTable *set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT DISTINCT order_id FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)",
+                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
                                             NULL);
 
   if (st == NULL)
     return set;
+  bind_identity (self, st);
   while (sqlite3_step (st) == SQLITE_ROW)
     g_hash_table_add (set, g_strdup ((const char *) sqlite3_column_text (st, 0)));
   sqlite3_reset (st);
@@ -405,6 +590,20 @@ typedef struct
   GTlsCertificateFlags tls_errors; /* of a refused server certificate */
 } SendData;
 
+/* Commands not final are watched: another process (the console, or
+ * orderdeskctl beside it) may send them or see them applied. */
+static void
+track (OdOutbox         *self,
+       OdPendingCommand *c)
+{
+  if (c->state == OD_COMMAND_STATE_QUEUED || c->state == OD_COMMAND_STATE_SENT
+      || c->state == OD_COMMAND_STATE_ACCEPTED)
+    g_hash_table_insert (self->accepted, g_memdup2 (&c->id, sizeof c->id),
+                         GINT_TO_POINTER (c->state + 1));
+  else
+    g_hash_table_remove (self->accepted, &c->id);
+}
+
 static void
 emit_changed (OdOutbox *self,
               gint64    id)
@@ -413,10 +612,7 @@ emit_changed (OdOutbox *self,
 
   if (c == NULL)
     return;
-  if (c->state == OD_COMMAND_STATE_ACCEPTED)
-    g_hash_table_add (self->accepted, g_memdup2 (&id, sizeof id));
-  else
-    g_hash_table_remove (self->accepted, &id);
+  track (self, c);
   g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, id, c->state);
 }
 
@@ -579,10 +775,13 @@ send_done (GObject      *source,
       return;
     }
 
-  /* For tests of the outbox's crash safety only: die after the server
+#ifdef OD_TEST_HOOKS
+  /* For tests of the outbox's crash safety only (built with
+   * -Dtest_hooks=true, never in a release): die after the server
    * answered and before the answer is stored. */
   if (g_getenv ("OD_TEST_OUTBOX_CRASH_AFTER_SEND") != NULL)
     raise (SIGKILL);
+#endif
 
   status = soup_message_get_status (msg);
   bytes = g_bytes_get_data (body, &len);
@@ -613,7 +812,23 @@ send_done (GObject      *source,
     {
       g_autoptr(OdProblem) problem = od_problem_parse (status, bytes, len);
 
-      if (status == 401 || status == 403)
+      if (status == 403)
+        {
+          /* Forbidden (a viewer's token): this identity may not do it,
+           * now or later.  Final at once, never retried; the queue moves
+           * on. */
+          UpdateJob *job = g_new0 (UpdateJob, 1);
+
+          job->id = id;
+          job->kind = 2;
+          job->http_status = status;
+          job->code = g_strdup (problem->code_name ? problem->code_name : "forbidden");
+          job->detail = g_strdup (problem->detail ? problem->detail
+                                                  : "this sign-in may not send commands");
+          job->problem = g_strndup (bytes, MIN (len, 64 * 1024));
+          store_answer (self, job);
+        }
+      else if (status == 401)
         {
           self->paused = TRUE;
           self->sending_id = 0;
@@ -657,36 +872,100 @@ send_done (GObject      *source,
   g_object_unref (self);
 }
 
-static void
-kick (OdOutbox *self)
+/* Claiming a command for sending is one write transaction, so two
+ * processes sharing the cache (the console and orderdeskctl) never send
+ * the same command at once: the first command of this identity still to
+ * send is marked sent and claimed by this outbox unless another live
+ * owner claims it (then nothing: this outbox waits, in submission order,
+ * for that owner's answer, which the cache reports as outbox-changed). */
+typedef struct
 {
-  sqlite3_stmt *st;
-  g_autoptr(OdPendingCommand) c = NULL;
+  char   *identity_fp;
+  char   *identity_server;
+  char   *owner;
+  gint64  now;
+} ClaimJob;
+
+static void
+claim_job_free (ClaimJob *j)
+{
+  g_free (j->identity_fp);
+  g_free (j->identity_server);
+  g_free (j->owner);
+  g_free (j);
+}
+
+#define NEXT_TO_SEND_SQL \
+  "SELECT id, claim_owner, claim_at FROM pending_commands WHERE state IN (0, 1)" \
+  " AND identity_fp = ?1 AND identity_server = ?2 ORDER BY id LIMIT 1"
+
+static gboolean
+claim_job (sqlite3   *db,
+           gpointer   data,
+           gpointer  *result,
+           GError   **error)
+{
+  ClaimJob *j = data;
+  sqlite3_stmt *st = prep (db, NEXT_TO_SEND_SQL, error);
+  gint64 id = 0;
+  gboolean ok = TRUE;
+
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_text (st, 1, j->identity_fp, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, j->identity_server, -1, SQLITE_STATIC);
+  if (sqlite3_step (st) == SQLITE_ROW
+      && claimable ((const char *) sqlite3_column_text (st, 1), sqlite3_column_int64 (st, 2),
+                    j->owner, j->now))
+    id = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  if (id == 0)
+    return TRUE;
+
+  st = prep (db,
+             "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
+             " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
+             " claim_owner = ?3, claim_at = ?2 WHERE id = ?1",
+             error);
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (st, 1, id);
+  sqlite3_bind_int64 (st, 2, j->now);
+  sqlite3_bind_text (st, 3, j->owner, -1, SQLITE_STATIC);
+  if (!run_stmt (db, st, error))
+    return FALSE;
+
+  st = prep (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (st, 1, id);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    *result = read_command_as (st, j->identity_fp, j->identity_server);
+  else
+    ok = FALSE;
+  sqlite3_finalize (st);
+  if (!ok)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "outbox: claimed command %"
+                 G_GINT64_FORMAT " vanished", id);
+  return ok;
+}
+
+static void
+send_claimed (OdOutbox         *self,
+              OdPendingCommand *c)
+{
   g_autofree char *uri = NULL;
   g_autoptr(SoupMessage) msg = NULL;
   g_autoptr(GBytes) body = NULL;
   SendData *sd;
-  UpdateJob *job;
-
-  if (self->sending_id != 0 || self->paused || self->server_url == NULL
-      || self->retry_source != 0)
-    return;
-  st = od_cache_prepare_read (self->cache,
-                              "SELECT " COMMAND_COLUMNS " FROM pending_commands"
-                              " WHERE state IN (0, 1) ORDER BY id LIMIT 1",
-                              NULL);
-  if (st == NULL)
-    return;
-  if (sqlite3_step (st) == SQLITE_ROW)
-    c = read_command (st);
-  sqlite3_reset (st);
-  if (c == NULL || g_hash_table_contains (self->discarding, &c->id))
-    return;
 
   uri = g_strconcat (self->server_url, "/v1/commands", NULL);
   msg = soup_message_new ("POST", uri);
   if (msg == NULL)
-    return;
+    {
+      transient_failure (self, c->id, 0, "the server address is not a valid URL", 0);
+      return;
+    }
   if (self->token != NULL)
     {
       g_autofree char *auth = g_strconcat ("Bearer ", self->token, NULL);
@@ -702,17 +981,78 @@ kick (OdOutbox *self)
   soup_message_set_request_body_from_bytes (msg, "application/json", body);
 
   self->sending_id = c->id;
-  job = g_new0 (UpdateJob, 1);
-  job->id = c->id;
-  job->kind = 0;
-  queue_update (self, job, c->state == OD_COMMAND_STATE_QUEUED);
-
   sd = g_new0 (SendData, 1);
   sd->self = g_object_ref (self);
   sd->id = c->id;
   od_tls_watch_message (msg, &sd->tls_errors);
   soup_session_send_and_read_async (self->session, msg, G_PRIORITY_DEFAULT, self->cancellable,
                                     send_done, sd);
+}
+
+static void
+claim_done (GObject      *source,
+            GAsyncResult *result,
+            gpointer      data)
+{
+  OdOutbox *self = data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdPendingCommand) c = od_cache_write_finish (OD_CACHE (source), result, &error);
+
+  self->writes_in_flight--;
+  self->sending_id = 0;
+  if (error != NULL)
+    {
+      g_warning ("outbox: could not claim a command: %s", error->message);
+      kick_later (self, 1);
+    }
+  else if (c != NULL && !g_cancellable_is_cancelled (self->cancellable))
+    {
+      track (self, c);
+      g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, c->id, c->state);
+      if (self->server_url != NULL && !self->paused)
+        send_claimed (self, c);
+    }
+  g_object_unref (self);
+}
+
+static void
+kick (OdOutbox *self)
+{
+  sqlite3_stmt *st;
+  gint64 id = 0;
+  gboolean free_to_send = FALSE;
+  ClaimJob *job;
+
+  if (self->sending_id != 0 || self->paused || self->server_url == NULL
+      || self->retry_source != 0)
+    return;
+  /* A read first: nothing to send, or another owner sending, costs no
+   * write (and no outbox-changed that would kick again). */
+  st = od_cache_prepare_read (self->cache, NEXT_TO_SEND_SQL, NULL);
+  if (st == NULL)
+    return;
+  bind_identity (self, st);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    {
+      id = sqlite3_column_int64 (st, 0);
+      free_to_send = claimable ((const char *) sqlite3_column_text (st, 1),
+                                sqlite3_column_int64 (st, 2), self->claim_owner,
+                                g_get_real_time ());
+    }
+  sqlite3_reset (st);
+  if (id == 0 || !free_to_send || g_hash_table_contains (self->discarding, &id))
+    return;
+
+  self->sending_id = -1; /* claiming */
+  job = g_new0 (ClaimJob, 1);
+  job->identity_fp = g_strdup (self->identity_fp);
+  job->identity_server = g_strdup (self->server_url);
+  job->owner = g_strdup (self->claim_owner);
+  job->now = g_get_real_time ();
+  self->writes_in_flight++;
+  od_cache_write_async_full (self->cache, FALSE, claim_job, job,
+                             (GDestroyNotify) claim_job_free, NULL, claim_done,
+                             g_object_ref (self));
 }
 
 void
@@ -734,11 +1074,17 @@ on_outbox_changed (OdCache  *cache,
   for (GList *l = ids; l != NULL; l = l->next)
     {
       gint64 id = *(gint64 *) l->data;
+      int seen = GPOINTER_TO_INT (g_hash_table_lookup (self->accepted, &id)) - 1;
       g_autoptr(OdPendingCommand) c = od_outbox_get (self, id, NULL);
 
-      if (c != NULL && c->state != OD_COMMAND_STATE_ACCEPTED)
+      if (c == NULL)
+        g_hash_table_remove (self->accepted, &id);
+      else if ((int) c->state != seen)
         emit_changed (self, id);
     }
+  /* Another process may have queued, answered or released a command:
+   * what waits for this identity goes now. */
+  kick (self);
 }
 
 static void
@@ -765,6 +1111,11 @@ od_outbox_finalize (GObject *object)
   g_hash_table_unref (self->accepted);
   g_free (self->server_url);
   g_free (self->token);
+  g_free (self->identity_fp);
+  g_mutex_lock (&owners_lock);
+  g_hash_table_remove (live_owners, self->claim_owner);
+  g_mutex_unlock (&owners_lock);
+  g_free (self->claim_owner);
   G_OBJECT_CLASS (od_outbox_parent_class)->finalize (object);
 }
 
@@ -791,6 +1142,8 @@ od_outbox_init (OdOutbox *self)
   self->cancellable = g_cancellable_new ();
   self->discarding = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   self->accepted = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  self->claim_owner = new_claim_owner ();
+  self->identity_fp = od_outbox_token_fingerprint (NULL);
   self->session = soup_session_new_with_options ("timeout", 30, "user-agent",
                                                  "orderdesk-core/0.1", NULL);
 }
@@ -812,8 +1165,7 @@ od_outbox_new (OdCache    *cache,
     {
       OdPendingCommand *c = g_ptr_array_index (open, i);
 
-      if (c->state == OD_COMMAND_STATE_ACCEPTED)
-        g_hash_table_add (self->accepted, g_memdup2 (&c->id, sizeof c->id));
+      track (self, c);
     }
   return self;
 }
@@ -848,8 +1200,32 @@ od_outbox_set_server (OdOutbox   *self,
     self->server_url[strlen (self->server_url) - 1] = '\0';
   g_free (self->token);
   self->token = g_strdup (token);
+  g_free (self->identity_fp);
+  self->identity_fp = od_outbox_token_fingerprint (token);
   self->paused = FALSE;
   od_outbox_kick (self);
+}
+
+void
+od_outbox_set_identity (OdOutbox   *self,
+                        const char *server_url,
+                        const char *token)
+{
+  g_clear_handle_id (&self->retry_source, g_source_remove);
+  od_outbox_set_server (self, NULL, NULL);
+  self->paused = TRUE;
+  g_free (self->server_url);
+  self->server_url = g_strdup (server_url);
+  while (self->server_url && g_str_has_suffix (self->server_url, "/"))
+    self->server_url[strlen (self->server_url) - 1] = '\0';
+  g_free (self->identity_fp);
+  self->identity_fp = od_outbox_token_fingerprint (token);
+}
+
+const char *
+od_outbox_get_identity (OdOutbox *self)
+{
+  return self->identity_fp;
 }
 
 typedef struct
@@ -875,6 +1251,8 @@ submit_stored (GObject      *source,
       g_object_unref (task);
       return;
     }
+  g_hash_table_insert (self->accepted, g_memdup2 (id, sizeof *id),
+                       GINT_TO_POINTER (OD_COMMAND_STATE_QUEUED + 1));
   g_signal_emit (self, signals[SIGNAL_COMMAND_CHANGED], 0, *id, OD_COMMAND_STATE_QUEUED);
   g_task_return_int (task, *id);
   g_free (id);
@@ -900,6 +1278,8 @@ submit_body (OdOutbox           *self,
   job->order_id = g_strdup (command->order_id);
   job->type = g_strdup (od_command_type_name (command->type));
   job->body = body;
+  job->identity_fp = g_strdup (self->identity_fp);
+  job->identity_server = g_strdup (self->server_url);
   self->writes_in_flight++;
   od_cache_write_async (self->cache, insert_job, job, (GDestroyNotify) insert_job_free,
                         cancellable, submit_stored, task);
@@ -1019,6 +1399,8 @@ od_outbox_discard_async (OdOutbox           *self,
   job->id = id;
   job->kind = 4;
   job->now = g_get_real_time ();
+  job->identity_fp = g_strdup (self->identity_fp);
+  job->identity_server = g_strdup (self->server_url);
   self->writes_in_flight++;
   od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
                         discard_done, task);
@@ -1028,6 +1410,68 @@ gboolean
 od_outbox_discard_finish (OdOutbox      *self,
                           GAsyncResult  *result,
                           GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+send_as_me_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      data)
+{
+  GTask *task = data;
+  OdOutbox *self = g_task_get_source_object (task);
+  gint64 id = *(gint64 *) g_task_get_task_data (task);
+  GError *error = NULL;
+  gpointer r = od_cache_write_finish (OD_CACHE (source), result, &error);
+
+  self->writes_in_flight--;
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    {
+      if (GPOINTER_TO_INT (r) == 2)
+        emit_changed (self, id);
+      g_task_return_boolean (task, GPOINTER_TO_INT (r) == 2);
+    }
+  g_object_unref (task);
+  od_outbox_kick (self);
+}
+
+void
+od_outbox_send_as_me_async (OdOutbox           *self,
+                            gint64              id,
+                            GCancellable       *cancellable,
+                            GAsyncReadyCallback callback,
+                            gpointer            user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  UpdateJob *job;
+
+  g_task_set_source_tag (task, od_outbox_send_as_me_async);
+  g_task_set_task_data (task, g_memdup2 (&id, sizeof id), g_free);
+  if (self->server_url == NULL)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
+                               "no server: nothing can be sent");
+      g_object_unref (task);
+      return;
+    }
+  job = g_new0 (UpdateJob, 1);
+  job->id = id;
+  job->kind = 5;
+  job->now = g_get_real_time ();
+  job->identity_fp = g_strdup (self->identity_fp);
+  job->identity_server = g_strdup (self->server_url);
+  self->writes_in_flight++;
+  od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
+                        send_as_me_done, task);
+}
+
+gboolean
+od_outbox_send_as_me_finish (OdOutbox      *self,
+                             GAsyncResult  *result,
+                             GError       **error)
 {
   return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -17,11 +17,28 @@ G_BEGIN_DECLS
  *
  * Table pending_commands(id INTEGER PK, idempotency_key UNIQUE, order_id,
  *   type, body, state, attempts, http_status, position, version, code,
- *   detail, problem, created_at, sent_at, answered_at, visible_at)
+ *   detail, problem, created_at, sent_at, answered_at, visible_at,
+ *   identity_fp, identity_server, claim_owner, claim_at)
  * with times in µs since the epoch (created_at = the operator's click).
  *
  * The cache's writer marks accepted commands visible in the same
- * transaction that applies their position, so "visible" is exact. */
+ * transaction that applies their position, so "visible" is exact.
+ *
+ * Identity: each command is bound to who queued it, identity_fp (the
+ * fingerprint of the token, od_outbox_token_fingerprint(): never the
+ * token) and identity_server (the server URL).  An outbox sends only its
+ * own identity's commands; the others' are "held" (queued by another
+ * sign-in): listed with held = TRUE, never sent until
+ * od_outbox_send_as_me_async() binds one to the current identity, or
+ * discarded.  A 403 (forbidden: e.g. a viewer's token) is final at once:
+ * the command is rejected with http_status 403, not retried.
+ *
+ * Several processes may share one outbox (the cache file): a command is
+ * claimed for sending (claim_owner, claim_at) in the same write
+ * transaction that marks it sent, and only the first unsent command of an
+ * identity is sent at a time, so nothing goes twice at once and the
+ * submission order holds across processes.  A claim whose owner has died
+ * (or older than 60 s) is taken over; the resend carries the same key. */
 
 typedef enum
 {
@@ -56,6 +73,9 @@ typedef struct
   gint64          sent_at;
   gint64          answered_at;
   gint64          visible_at;
+  char           *identity_fp;     /* who queued it; NULL: before identities were kept */
+  char           *identity_server;
+  gboolean        held;            /* queued by another sign-in: not sent without consent */
 } OdPendingCommand;
 
 void              od_pending_command_free (OdPendingCommand *command);
@@ -79,6 +99,18 @@ OdOutbox         *od_outbox_new           (OdCache          *cache,
 void              od_outbox_set_server    (OdOutbox         *self,
                                            const char       *server_url,
                                            const char       *token);
+
+/* The identity (server and token) to compare commands with, for an
+ * outbox that only lists, discards or re-binds: nothing is sent until
+ * od_outbox_set_server(). */
+void              od_outbox_set_identity  (OdOutbox         *self,
+                                           const char       *server_url,
+                                           const char       *token);
+/* The current token's fingerprint ("none" without a token). */
+const char       *od_outbox_get_identity  (OdOutbox         *self);
+/* Hex SHA-256 of the token, first 16 digits: names a sign-in without
+ * revealing it. */
+char             *od_outbox_token_fingerprint (const char   *token);
 
 /* The certificates to trust for an HTTPS server; NULL = the system's
  * trust store.  A refused certificate is never accepted: the command
@@ -112,8 +144,9 @@ gint64            od_outbox_submit_finish (OdOutbox         *self,
  * does). */
 void              od_outbox_kick          (OdOutbox         *self);
 
-/* Discards a QUEUED command (one never sent).  FALSE if it was sent in
- * the meantime (it may have been applied: it must take its course). */
+/* Discards a QUEUED command (one never sent), or a held one that no one
+ * is sending.  FALSE if it was sent in the meantime (it may have been
+ * applied: it must take its course). */
 void              od_outbox_discard_async (OdOutbox         *self,
                                            gint64            id,
                                            GCancellable     *cancellable,
@@ -122,6 +155,20 @@ void              od_outbox_discard_async (OdOutbox         *self,
 gboolean          od_outbox_discard_finish (OdOutbox        *self,
                                             GAsyncResult    *result,
                                             GError         **error);
+
+/* Binds a held command to the current identity (the operator's explicit
+ * consent) and sends it.  FALSE when it is not held (any more), or was
+ * already sent under the other sign-in (idempotency keys are scoped by
+ * token: sending it again as another could apply it twice; it can be
+ * discarded, or goes when that sign-in returns). */
+void              od_outbox_send_as_me_async  (OdOutbox     *self,
+                                               gint64        id,
+                                               GCancellable *cancellable,
+                                               GAsyncReadyCallback callback,
+                                               gpointer      user_data);
+gboolean          od_outbox_send_as_me_finish (OdOutbox     *self,
+                                               GAsyncResult *result,
+                                               GError      **error);
 
 /* Read from the cache's read connection.  `include_final` adds visible,
  * rejected and discarded commands (newest first, at most `limit`). */
@@ -132,8 +179,11 @@ GPtrArray        *od_outbox_list          (OdOutbox         *self,
 OdPendingCommand *od_outbox_get           (OdOutbox         *self,
                                            gint64            id,
                                            GError          **error);
-/* Number of commands neither final nor visible (queued, sent, accepted). */
+/* Number of commands neither final nor visible (queued, sent, accepted),
+ * held ones not counted. */
 guint             od_outbox_count_pending (OdOutbox         *self);
+/* Number of held commands (queued by another sign-in). */
+guint             od_outbox_count_held    (OdOutbox         *self);
 /* Order ids with a command queued, sent or accepted-not-visible: the
  * list shows them as pending. */
 GHashTable       *od_outbox_pending_orders (OdOutbox        *self);

@@ -52,6 +52,8 @@ static const char usage_text[] =
   "                      write the cached orders as CSV (FILE may be -); the first\n"
   "                      line says the position and time the data is as of\n"
   "  outbox [--all]      list the outbox (queued, sent, accepted; --all: also final)\n"
+  "  outbox send-as-me ID  send a command held because another sign-in queued it\n"
+  "  outbox discard ID   discard a queued or held command\n"
   "\n"
   "Exit status: 0 ok, 1 error, 2 usage, 3 command rejected by the server,\n"
   "4 server unreachable (timeout or certificate refused), 5 sign-in needed (401/403),\n"
@@ -163,12 +165,12 @@ open_cache (Ctl      *ctl,
 /* ------------------------------------------------------------------ */
 /* sync                                                                */
 
+/* Held commands (queued by another sign-in) are not waited for: they
+ * wait for the operator's consent (`outbox send-as-me`). */
 static gboolean
 outbox_settled (Ctl *ctl)
 {
-  g_autoptr(GPtrArray) open = od_outbox_list (ctl->outbox, FALSE, 0, NULL);
-
-  return open == NULL || open->len == 0;
+  return od_outbox_count_pending (ctl->outbox) == 0;
 }
 
 static void
@@ -293,6 +295,18 @@ on_write_failed (OdCache *cache,
   g_main_loop_quit (ctl->loop);
 }
 
+/* 401 on a command: the token is unknown; waiting will not help. */
+static void
+on_outbox_sign_in (OdOutbox *outbox,
+                   Ctl      *ctl)
+{
+  if (ctl->follow)
+    return;
+  g_printerr ("orderdeskctl: sign-in needed: the server does not know this token\n");
+  ctl->exit_code = EXIT_SIGN_IN;
+  g_main_loop_quit (ctl->loop);
+}
+
 static void
 start_online (Ctl *ctl)
 {
@@ -309,6 +323,7 @@ start_online (Ctl *ctl)
   g_signal_connect (ctl->cache, "applied", G_CALLBACK (on_applied), ctl);
   g_signal_connect (ctl->cache, "write-failed", G_CALLBACK (on_write_failed), ctl);
   g_signal_connect (ctl->outbox, "command-changed", G_CALLBACK (on_command_changed), ctl);
+  g_signal_connect (ctl->outbox, "sign-in-needed", G_CALLBACK (on_outbox_sign_in), ctl);
   if (ctl->timeout > 0 && !ctl->follow)
     g_timeout_add_seconds (ctl->timeout, on_timeout, ctl);
   od_sync_engine_start (ctl->sync);
@@ -364,6 +379,13 @@ print_command (OdPendingCommand *c)
       g_string_append_c (out, ',');
       od_json_append_member (out, "detail", c->detail);
     }
+  if (c->held)
+    g_string_append (out, ",\"held\":true");
+  if (c->identity_fp)
+    {
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "queued_by", c->identity_fp);
+    }
   if (od_pending_command_latency_ms (c) >= 0)
     g_string_append_printf (out, ",\"latency_ms\":%.3f", od_pending_command_latency_ms (c));
   g_string_append_c (out, '}');
@@ -391,7 +413,14 @@ on_command_changed (OdOutbox      *outbox,
       if (c != NULL)
         {
           print_command (c);
-          if (state == OD_COMMAND_STATE_REJECTED)
+          if (state == OD_COMMAND_STATE_REJECTED && c->http_status == 403)
+            {
+              g_printerr ("orderdeskctl: refused: this sign-in may not send commands"
+                          " (403 %s): %s\n", c->code ? c->code : "forbidden",
+                          c->detail ? c->detail : "");
+              ctl->exit_code = EXIT_SIGN_IN;
+            }
+          else if (state == OD_COMMAND_STATE_REJECTED)
             {
               g_printerr ("orderdeskctl: rejected (%s): %s\n", c->code ? c->code : "?",
                           c->detail ? c->detail : "");
@@ -770,6 +799,75 @@ cmd_export (Ctl   *ctl,
   return EXIT_OK;
 }
 
+static void
+outbox_action_done (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      data)
+{
+  Ctl *ctl = data;
+  g_autoptr(GError) error = NULL;
+  gboolean done = ctl->submit_id > 0
+                    ? od_outbox_send_as_me_finish (OD_OUTBOX (source), result, &error)
+                    : od_outbox_discard_finish (OD_OUTBOX (source), result, &error);
+
+  if (error != NULL)
+    {
+      g_printerr ("orderdeskctl: %s\n", error->message);
+      ctl->exit_code = EXIT_FAILURE_;
+    }
+  else if (!done)
+    {
+      g_printerr ("orderdeskctl: command %" G_GINT64_FORMAT " is not %s\n",
+                  ABS (ctl->submit_id),
+                  ctl->submit_id > 0 ? "held (queued by another sign-in)"
+                                     : "waiting to be sent, or someone is sending it");
+      ctl->exit_code = EXIT_REJECTED;
+    }
+  if (ctl->exit_code != EXIT_OK || ctl->submit_id < 0)
+    {
+      g_main_loop_quit (ctl->loop);
+      return;
+    }
+  /* Sent as me: it goes now, and the command waits like `submit` does. */
+  {
+    g_autoptr(OdPendingCommand) c = od_outbox_get (OD_OUTBOX (source), ctl->submit_id, NULL);
+
+    if (c != NULL && c->state != OD_COMMAND_STATE_QUEUED && c->state != OD_COMMAND_STATE_SENT)
+      on_command_changed (OD_OUTBOX (source), c->id, c->state, ctl);
+  }
+}
+
+/* outbox send-as-me ID | outbox discard ID: the operator's answer to a
+ * command held because another sign-in queued it. */
+static int
+cmd_outbox_action (Ctl   *ctl,
+                   int    argc,
+                   char **argv)
+{
+  gboolean send = g_str_equal (argv[1], "send-as-me");
+  gint64 id;
+
+  if (argc != 3 || !g_ascii_string_to_signed (argv[2], 10, 1, G_MAXINT64, &id, NULL))
+    return usage_error ("outbox %s: one command id is needed", argv[1]);
+  if (!open_cache (ctl, send))
+    return ctl->exit_code;
+  if (send)
+    {
+      start_online (ctl);
+      ctl->submit_id = id;
+      od_outbox_send_as_me_async (ctl->outbox, id, NULL, outbox_action_done, ctl);
+    }
+  else
+    {
+      ctl->outbox = od_outbox_new (ctl->cache, NULL, NULL);
+      od_outbox_set_identity (ctl->outbox, ctl->server, ctl->token);
+      ctl->submit_id = -id;
+      od_outbox_discard_async (ctl->outbox, id, NULL, outbox_action_done, ctl);
+    }
+  g_main_loop_run (ctl->loop);
+  return ctl->exit_code;
+}
+
 static int
 cmd_outbox (Ctl   *ctl,
             int    argc,
@@ -780,6 +878,8 @@ cmd_outbox (Ctl   *ctl,
   g_autoptr(GPtrArray) list = NULL;
   g_autoptr(GError) error = NULL;
 
+  if (argc >= 2 && (g_str_equal (argv[1], "send-as-me") || g_str_equal (argv[1], "discard")))
+    return cmd_outbox_action (ctl, argc, argv);
   for (int i = 1; i < argc; i++)
     {
       if (g_str_equal (argv[i], "--all"))
@@ -790,6 +890,8 @@ cmd_outbox (Ctl   *ctl,
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
   outbox = od_outbox_new (ctl->cache, NULL, NULL);
+  /* Held commands are marked as such for this sign-in. */
+  od_outbox_set_identity (outbox, ctl->server, ctl->token);
   list = od_outbox_list (outbox, all, all ? 1000 : 0, &error);
   if (list == NULL)
     {

@@ -2,10 +2,12 @@
 #include "od-test-server.h"
 #include "od-test-log.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 static const OdTestToken test_tokens[] = {
   { "alice", "operator", OD_TEST_OPERATOR_TOKEN },
@@ -72,6 +74,63 @@ od_test_run_ctl (OdTestServer       *server,
     g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, err, &error));
   else
     g_assert_true (g_subprocess_wait (process, NULL, &error));
+  g_assert_no_error (error);
+  if (g_subprocess_get_if_signaled (process))
+    return -g_subprocess_get_term_sig (process);
+  return g_subprocess_get_exit_status (process);
+}
+
+/* A test that fails leaves no orderdeskctl behind (a --follow would run
+ * on for ever). */
+static void
+ctl_die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
+GSubprocess *
+od_test_spawn_ctl (OdTestServer       *server,
+                   const char         *cache_path,
+                   const char         *token,
+                   const char * const *args,
+                   const char         *stderr_path)
+{
+  g_autofree char *ctl = od_test_ctl_path ();
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocessLauncher) launcher =
+    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  g_autoptr(GError) error = NULL;
+  GSubprocess *process;
+
+  g_ptr_array_add (argv, ctl);
+  g_ptr_array_add (argv, (char *) "-q");
+  g_ptr_array_add (argv, (char *) "--server");
+  g_ptr_array_add (argv, server->url);
+  g_ptr_array_add (argv, (char *) "--cache");
+  g_ptr_array_add (argv, (char *) cache_path);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", token, TRUE);
+  g_subprocess_launcher_set_child_setup (launcher, ctl_die_with_parent, NULL, NULL);
+  if (stderr_path != NULL)
+    {
+      int fd = g_open (stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+      g_assert_cmpint (fd, >=, 0);
+      g_subprocess_launcher_take_stderr_fd (launcher, fd);
+    }
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  g_assert_no_error (error);
+  return process;
+}
+
+int
+od_test_wait_ctl (GSubprocess *process)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (g_subprocess_wait (process, NULL, &error));
   g_assert_no_error (error);
   if (g_subprocess_get_if_signaled (process))
     return -g_subprocess_get_term_sig (process);

@@ -67,6 +67,17 @@ int           od_test_run_ctl         (OdTestServer       *server,
                                        const char * const *env,
                                        const char * const *args,
                                        char              **err);
+/* The same, started and not waited for (stdout silenced, stderr to
+ * stderr_path, appended, or inherited when NULL):
+ * for tests of processes side by side.  od_test_wait_ctl() returns what
+ * od_test_run_ctl() would. */
+GSubprocess  *od_test_spawn_ctl       (OdTestServer       *server,
+                                       const char         *cache_path,
+                                       const char         *token,
+                                       const char * const *args,
+                                       const char         *stderr_path);
+int           od_test_wait_ctl        (GSubprocess        *process);
+
 char         *od_test_tmpdir          (const char    *name);
 void          od_test_rmdir           (const char    *dir);
 

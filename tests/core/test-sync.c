@@ -690,6 +690,12 @@ test_outbox_crash_after_send (void)
   guint n_for_order = 0;
   gint64 position = 0;
 
+  if (g_strcmp0 (g_getenv ("OD_TEST_HOOKS"), "1") != 0)
+    {
+      g_test_skip ("built with -Dtest_hooks=false: the outbox has no crash switch");
+      od_test_rmdir (dir);
+      return;
+    }
   g_assert_true (g_file_set_contents (cmd_path, body, -1, NULL));
   /* Killed after the server answered, before the answer was stored. */
   g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, crash_env,
