@@ -125,7 +125,7 @@ render_histogram (GString         *out,
 
       cumulative += h->counts[i];
       if (i < h->n_bounds)
-        g_ascii_dtostr (le, sizeof le, h->bounds[i]);
+        g_ascii_formatd (le, sizeof le, "%g", h->bounds[i]);
       else
         strcpy (le, "+Inf");
       g_string_append_printf (out, "%s_bucket{le=\"%s\"} %" G_GUINT64_FORMAT "\n", name, le,
@@ -134,7 +134,7 @@ render_histogram (GString         *out,
   {
     char sum[G_ASCII_DTOSTR_BUF_SIZE];
 
-    g_ascii_dtostr (sum, sizeof sum, h->sum);
+    g_ascii_formatd (sum, sizeof sum, "%.9g", h->sum);
     g_string_append_printf (out, "%s_sum %s\n%s_count %" G_GUINT64_FORMAT "\n", name, sum, name,
                             h->count);
   }

@@ -195,6 +195,8 @@ authenticate (OdServer          *self,
                                               : "The bearer token is malformed or unknown."));
       return NULL;
     }
+  /* For the request log: the name, never the token. */
+  g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup (token->name), g_free);
   if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
     {
       respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
@@ -202,8 +204,6 @@ authenticate (OdServer          *self,
                                             "operator token.", token->name));
       return NULL;
     }
-  /* For the request log: the name, never the token. */
-  g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup (token->name), g_free);
   return token;
 }
 
@@ -1141,6 +1141,9 @@ handle_stream (OdServer          *self,
   self->n_subscribers++;
 
   soup_server_message_set_status (msg, 200, NULL);
+  /* A stream ends when the client goes, which libsoup reports as a 500:
+   * the log says what the client was answered. */
+  g_object_set_data (G_OBJECT (msg), "od-status", GUINT_TO_POINTER (200));
   soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
   soup_message_headers_replace (headers, "Cache-Control", "no-store");
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
@@ -1351,7 +1354,10 @@ log_request (SoupServer        *server,
       assign_request_id (msg);
       request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
     }
-  g_snprintf (status, sizeof status, "%u", soup_server_message_get_status (msg));
+  g_snprintf (status, sizeof status, "%u",
+              g_object_get_data (G_OBJECT (msg), "od-status")
+                ? GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (msg), "od-status"))
+                : soup_server_message_get_status (msg));
   g_snprintf (duration, sizeof duration, "%" G_GINT64_FORMAT,
               started_ms > 0 ? g_get_monotonic_time () / 1000 - started_ms : 0);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
