@@ -46,6 +46,10 @@ run_server (const char * const *argv_tail,
     }
   for (guint i = 0; env != NULL && env[i] != NULL; i += 2)
     g_subprocess_launcher_setenv (launcher, env[i], env[i + 1], TRUE);
+  /* A server that should have refused to start but runs is stopped
+   * after 30 s (status 124), and the test fails. */
+  g_ptr_array_add (argv, (gpointer) "timeout");
+  g_ptr_array_add (argv, (gpointer) "30");
   g_ptr_array_add (argv, (gpointer) server_bin ());
   for (guint i = 0; argv_tail[i] != NULL; i++)
     g_ptr_array_add (argv, (gpointer) argv_tail[i]);
@@ -54,6 +58,7 @@ run_server (const char * const *argv_tail,
   g_assert_no_error (error);
   g_subprocess_communicate_utf8 (process, NULL, NULL, out, err, &error);
   g_assert_no_error (error);
+  g_subprocess_wait (process, NULL, NULL);
   g_assert_true (g_subprocess_get_if_exited (process));
   return g_subprocess_get_exit_status (process);
 }
@@ -635,6 +640,16 @@ test_request_log (void)
                                           buf, sizeof buf, NULL, NULL), >, 0);
     g_io_stream_close (G_IO_STREAM (stream), NULL, NULL);
   }
+  /* The stream's line is written once the server has seen it close. */
+  for (guint i = 0;; i++)
+    {
+      g_autoptr(OdTestResponse) m = od_test_get (server, "scrape-secret", "/metrics");
+
+      if (strstr (m->body, "\norderdesk_stream_subscribers 0\n") != NULL)
+        break;
+      g_assert_cmpuint (i, <, 500);
+      g_usleep (10000);
+    }
   od_test_server_stop (server);
 
   log = od_test_server_read_log (server);
