@@ -506,6 +506,23 @@ test_metrics (void)
     od_test_assert_problem (r, 429, "rate_limited");
   }
 
+  /* Alice: a success and its replay (which appends nothing); her burst
+   * of 6 is used up too. */
+  {
+    g_autofree char *id = od_uuid_v7_new ();
+    g_autofree char *alice_key = od_test_new_key ();
+    g_autofree char *create = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\","
+                                               "\"data\":{\"customer_name\":\"C\",\"customer_email\":"
+                                               "\"c@example.org\",\"currency\":\"EUR\"}}", id);
+    g_autoptr(OdTestResponse) r1 = od_test_command (server, NULL, OD_TEST_ALICE, alice_key, create);
+    g_autoptr(OdTestResponse) r2 = od_test_command (server, NULL, OD_TEST_ALICE, alice_key, create);
+
+    od_test_assert_status (r1, 200);
+    od_test_assert_status (r2, 200);
+    g_assert_cmpstr (od_test_response_header (r2, "Idempotent-Replayed"), ==, "true");
+    head = od_test_response_int (r1, "position");
+  }
+
   /* One stream subscriber, read up to its first head frame. */
   stream = od_test_raw_connect (server);
   {
@@ -531,25 +548,25 @@ test_metrics (void)
 
   samples = get_metrics (server, NULL);
   g_assert_cmpfloat (sample (samples, "orderdesk_commands_total{outcome=\"ok\",type=\"CreateOrder\"}"),
-                     ==, n_created + 1 + 3);
+                     ==, n_created + 1 + 3 + 1);
   g_assert_cmpfloat (sample (samples, "orderdesk_commands_total{outcome=\"order_exists\",type=\"CreateOrder\"}"),
                      ==, 1);
   g_assert_cmpfloat (sample (samples, "orderdesk_commands_total{outcome=\"replayed\",type=\"CreateOrder\"}"),
-                     ==, 1);
+                     ==, 2);
   g_assert_cmpfloat (sample (samples, "orderdesk_commands_total{outcome=\"unauthorized\",type=\"unknown\"}"),
                      ==, 1);
   g_assert_cmpfloat (sample (samples, "orderdesk_commands_total{outcome=\"rate_limited\",type=\"unknown\"}"),
                      ==, 1);
   g_assert_cmpfloat (sample (samples, "orderdesk_rate_limited_total{}"), ==, 1);
-  g_assert_cmpfloat (sample (samples, "orderdesk_events_appended_total{}"), ==, n_created + 4);
+  g_assert_cmpfloat (sample (samples, "orderdesk_events_appended_total{}"), ==, n_created + 5);
   g_assert_cmpfloat (sample (samples, "orderdesk_head_position{}"), ==, head);
-  /* Every command that reached the writer: 8 created, 1 exists, 1 replay. */
-  g_assert_cmpfloat (sample (samples, "orderdesk_command_duration_seconds_count{}"), ==, 10);
+  /* Every command that reached the writer: 9 created, 1 exists, 2 replays. */
+  g_assert_cmpfloat (sample (samples, "orderdesk_command_duration_seconds_count{}"), ==, 12);
   g_assert_cmpfloat (sample (samples, "orderdesk_command_duration_seconds_bucket{le=\"+Inf\"}"),
-                     ==, 10);
+                     ==, 12);
   g_assert_cmpfloat (sample (samples, "orderdesk_command_duration_seconds_sum{}"), >, 0);
-  g_assert_cmpfloat (sample (samples, "orderdesk_store_batch_size_sum{}"), ==, 10);
-  g_assert_cmpfloat (sample (samples, "orderdesk_store_batch_size_count{}"), <=, 10);
+  g_assert_cmpfloat (sample (samples, "orderdesk_store_batch_size_sum{}"), ==, 12);
+  g_assert_cmpfloat (sample (samples, "orderdesk_store_batch_size_count{}"), <=, 12);
   g_assert_cmpfloat (sample (samples, "orderdesk_stream_subscribers{}"), ==, 1);
   g_assert_cmpfloat (sample (samples, "orderdesk_stream_bytes_total{}"), >=, 0);
   g_assert_cmpfloat (sample (samples, "orderdesk_stream_slow_disconnects_total{}"), ==, 0);
