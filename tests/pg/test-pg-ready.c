@@ -8,9 +8,13 @@
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <libsoup/soup.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define OPERATOR_TOKEN "ready-operator-secret"
@@ -20,6 +24,7 @@ typedef struct
   char *dir;
   char *bin;
   char *uri;
+  GSubprocess *postgres;
 } Cluster;
 
 static char *
@@ -69,23 +74,94 @@ cluster_run (Cluster    *cluster,
 }
 
 static void
-cluster_start (Cluster *cluster)
+die_with_parent (gpointer data)
 {
-  g_autofree char *data = g_build_filename (cluster->dir, "data", NULL);
-  g_autofree char *log = g_build_filename (cluster->dir, "log", NULL);
-  g_autofree char *opts = g_strdup_printf ("-k %s -c listen_addresses=''", cluster->dir);
-
-  cluster_run (cluster, "pg_ctl", "-D", data, "-l", log, "-w", "-o", opts, "start", NULL);
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
 }
 
-/* "fast": every session is ended, as in a real shutdown or failover. */
+/* postgres runs as a child of the test (not daemonized by pg_ctl), and
+ * dies with it: a failed check must not leave a cluster behind.  As root,
+ * runuser dies with the test and setpriv makes postgres die with runuser.
+ * PR_SET_PDEATHSIG follows the thread that spawned: call it from a thread
+ * that lives as long as the cluster should. */
 static void
-cluster_stop (Cluster    *cluster,
-              const char *mode)
+cluster_start (Cluster *cluster)
 {
-  g_autofree char *data = g_build_filename (cluster->dir, "data", NULL);
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *log = g_build_filename (cluster->dir, "log", NULL);
+  g_autofree char *pidfile = g_build_filename (cluster->dir, "data", "postmaster.pid", NULL);
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  int fd;
 
-  cluster_run (cluster, "pg_ctl", "-D", data, "-m", mode, "-w", "stop", NULL);
+  g_assert_null (cluster->postgres);
+  if (geteuid () == 0)
+    {
+      g_ptr_array_add (argv, g_strdup ("runuser"));
+      g_ptr_array_add (argv, g_strdup ("-u"));
+      g_ptr_array_add (argv, g_strdup ("postgres"));
+      g_ptr_array_add (argv, g_strdup ("--"));
+    }
+  g_ptr_array_add (argv, g_strdup ("setpriv"));
+  g_ptr_array_add (argv, g_strdup ("--pdeathsig"));
+  g_ptr_array_add (argv, g_strdup ("KILL"));
+  g_ptr_array_add (argv, g_strdup ("--"));
+  g_ptr_array_add (argv, g_build_filename (cluster->bin, "postgres", NULL));
+  g_ptr_array_add (argv, g_strdup ("-D"));
+  g_ptr_array_add (argv, g_build_filename (cluster->dir, "data", NULL));
+  g_ptr_array_add (argv, g_strdup ("-k"));
+  g_ptr_array_add (argv, g_strdup (cluster->dir));
+  g_ptr_array_add (argv, g_strdup ("-c"));
+  g_ptr_array_add (argv, g_strdup ("listen_addresses="));
+  g_ptr_array_add (argv, NULL);
+
+  fd = open (log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (fchmod (fd, 0666), ==, 0);
+  g_subprocess_launcher_take_stdout_fd (launcher, fd);
+  g_subprocess_launcher_set_flags (launcher, G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  cluster->postgres = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata,
+                                                    &error);
+  g_assert_no_error (error);
+
+  /* postmaster.pid's status line says "ready" once connections are
+   * accepted. */
+  for (;;)
+    {
+      g_autofree char *text = NULL;
+
+      if (g_file_get_contents (pidfile, &text, NULL, NULL) && strstr (text, "\nready") != NULL)
+        break;
+      if (g_subprocess_get_identifier (cluster->postgres) == NULL
+          || g_get_monotonic_time () > deadline)
+        {
+          g_autofree char *out = NULL;
+
+          g_file_get_contents (log, &out, NULL, NULL);
+          g_error ("postgres did not start:\n%s", out ? out : "");
+        }
+      g_usleep (20000);
+    }
+}
+
+/* SIGINT: a fast shutdown, every session ended, as in a real shutdown or
+ * failover. */
+static void
+cluster_stop (Cluster *cluster)
+{
+  g_autofree char *pidfile = g_build_filename (cluster->dir, "data", "postmaster.pid", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (cluster->postgres);
+  g_file_get_contents (pidfile, &text, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (kill ((pid_t) atoi (text), SIGINT), ==, 0);
+  g_subprocess_wait (cluster->postgres, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&cluster->postgres);
 }
 
 static Cluster *
@@ -114,10 +190,8 @@ cluster_new (void)
 static void
 cluster_free (Cluster *cluster)
 {
-  g_autofree char *pid = g_build_filename (cluster->dir, "data", "postmaster.pid", NULL);
-
-  if (g_file_test (pid, G_FILE_TEST_EXISTS))
-    cluster_stop (cluster, "immediate");
+  if (cluster->postgres != NULL)
+    cluster_stop (cluster);
   od_test_process_rmdir (cluster->dir);
   g_free (cluster->dir);
   g_free (cluster->bin);
@@ -222,7 +296,7 @@ test_outage (void)
     g_assert_cmpuint (c->status, ==, 200);
   }
 
-  cluster_stop (cluster, "fast");
+  cluster_stop (cluster);
   stopped = g_get_monotonic_time ();
   for (;;)
     {
@@ -372,8 +446,12 @@ typedef struct
 {
   Cluster *cluster;
   gint64   started_at;
+  gint     started;
+  gint     finish;
 } Later;
 
+/* Starts the cluster 2 s from now, and lives until told to finish (the
+ * cluster dies with the thread that started it). */
 static gpointer
 start_later (gpointer data)
 {
@@ -382,6 +460,9 @@ start_later (gpointer data)
   g_usleep (2 * G_USEC_PER_SEC);
   cluster_start (later->cluster);
   later->started_at = g_get_monotonic_time ();
+  g_atomic_int_set (&later->started, TRUE);
+  while (!g_atomic_int_get (&later->finish))
+    g_usleep (10000);
   return NULL;
 }
 
@@ -396,7 +477,7 @@ test_store_wait_notify (void)
   g_autoptr(GError) error = NULL;
   const char *args[] = { "--store", cluster->uri, "--store-wait", "30", NULL };
   Notify notify = { 0 };
-  Later later = { cluster, 0 };
+  Later later = { cluster, 0, FALSE, FALSE };
   GThread *reader, *starter;
   g_autofree char *log = NULL;
   guint retries = 0;
@@ -418,7 +499,7 @@ test_store_wait_notify (void)
   starter = g_thread_new ("start-later", start_later, &later);
   od_test_process_start (server, 0, args);
   g_unsetenv ("NOTIFY_SOCKET");
-  g_thread_join (starter);
+  g_assert_true (g_atomic_int_get (&later.started));
 
   g_assert_true (notify_wait (&notify, "READY=1"));
   g_mutex_lock (&notify.lock);
@@ -452,7 +533,7 @@ test_store_wait_notify (void)
   g_cond_clear (&notify.cond);
 
   /* Past --store-wait, the server gives up with an error. */
-  cluster_stop (cluster, "fast");
+  cluster_stop (cluster);
   {
     g_autofree char *err = NULL;
     g_autoptr(GSubprocess) process = NULL;
@@ -473,6 +554,8 @@ test_store_wait_notify (void)
 
   od_test_process_free (server, FALSE);
   cluster_free (cluster);
+  g_atomic_int_set (&later.finish, TRUE);
+  g_thread_join (starter);
 }
 
 int
