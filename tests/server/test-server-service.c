@@ -33,17 +33,17 @@ run_server (const char * const *argv_tail,
   g_autoptr(GError) error = NULL;
 
   /* Only what the test sets: no ORDERDESK_* from the caller's shell. */
-  for (char **e = g_get_environ (), **p = e; p && *p; p++)
-    {
-      if (g_str_has_prefix (*p, "ORDERDESK_"))
+  {
+    g_auto(GStrv) environ = g_get_environ ();
+
+    for (guint i = 0; environ[i] != NULL; i++)
+      if (g_str_has_prefix (environ[i], "ORDERDESK_"))
         {
-          g_autofree char *name = g_strndup (*p, strchr (*p, '=') - *p);
+          g_autofree char *name = g_strndup (environ[i], strcspn (environ[i], "="));
 
           g_subprocess_launcher_unsetenv (launcher, name);
         }
-      if (p[1] == NULL)
-        g_strfreev (e);
-    }
+  }
   for (guint i = 0; env != NULL && env[i] != NULL; i += 2)
     g_subprocess_launcher_setenv (launcher, env[i], env[i + 1], TRUE);
   /* A server that should have refused to start but runs is stopped
