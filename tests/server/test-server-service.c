@@ -34,12 +34,12 @@ run_server (const char * const *argv_tail,
 
   /* Only what the test sets: no ORDERDESK_* from the caller's shell. */
   {
-    g_auto(GStrv) environ = g_get_environ ();
+    g_auto(GStrv) env_vars = g_get_environ ();
 
-    for (guint i = 0; environ[i] != NULL; i++)
-      if (g_str_has_prefix (environ[i], "ORDERDESK_"))
+    for (guint i = 0; env_vars[i] != NULL; i++)
+      if (g_str_has_prefix (env_vars[i], "ORDERDESK_"))
         {
-          g_autofree char *name = g_strndup (environ[i], strcspn (environ[i], "="));
+          g_autofree char *name = g_strndup (env_vars[i], strcspn (env_vars[i], "="));
 
           g_subprocess_launcher_unsetenv (launcher, name);
         }
