@@ -220,9 +220,11 @@ connect_db (const char  *conninfo,
             GError     **error)
 {
   /* The URI is expanded as dbname; an application_name it sets wins over
-   * the fallback. */
-  const char *keys[] = { "dbname", "fallback_application_name", NULL };
-  const char *values[] = { conninfo, "orderdesk-server", NULL };
+   * the fallback, and a connect_timeout it sets over ours, which keeps a
+   * database host that drops packets from holding commands and
+   * readiness checks for minutes (libpq's default is to wait forever). */
+  const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
+  const char *values[] = { "5", conninfo, "orderdesk-server", NULL };
   PGconn *conn = PQconnectdbParams (keys, values, 1);
 
   if (PQstatus (conn) != CONNECTION_OK)
