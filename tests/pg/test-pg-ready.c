@@ -5,10 +5,11 @@
  * it stops it: other tests share the one in OD_TEST_PGHOST. */
 #include "od-test-process.h"
 
+#include <fcntl.h>
 #include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
+#include <libpq-fe.h>
 #include <libsoup/soup.h>
-#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -294,6 +295,44 @@ test_outage (void)
     g_assert_cmpuint (a->status, ==, 200);
     g_assert_nonnull (strstr (a->body, "\"status\":\"ok\""));
     g_assert_cmpuint (c->status, ==, 200);
+  }
+
+  /* A store that does not answer (here: a lock the check waits for) is
+   * not ready either, and /v1/ready says so within about a second
+   * instead of hanging its caller. */
+  {
+    const char *keys[] = { "host", "user", "dbname", NULL };
+    const char *values[] = { cluster->dir, "postgres", "postgres", NULL };
+    PGconn *conn = PQconnectdbParams (keys, values, 0);
+    PGresult *res;
+
+    g_assert_cmpint (PQstatus (conn), ==, CONNECTION_OK);
+    res = PQexec (conn, "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+    g_assert_cmpint (PQresultStatus (res), ==, PGRES_COMMAND_OK);
+    PQclear (res);
+    t = g_get_monotonic_time ();
+    {
+      g_autoptr(Answer) a = request (session, url, "GET", "/v1/ready", NULL, NULL);
+
+      g_assert_cmpuint (a->status, ==, 503);
+      g_assert_nonnull (strstr (a->body, "\"code\":\"not_ready\""));
+    }
+    g_assert_cmpint (g_get_monotonic_time () - t, <, 1500 * 1000);
+    g_assert_cmpint (g_get_monotonic_time () - t, >=, 900 * 1000);
+    PQclear (PQexec (conn, "ROLLBACK"));
+    PQfinish (conn);
+    /* The check in flight ends at the rollback (or its 2 s statement
+     * timeout); then ready again. */
+    t = g_get_monotonic_time ();
+    for (;;)
+      {
+        g_autoptr(Answer) a = request (session, url, "GET", "/v1/ready", NULL, NULL);
+
+        if (a->status == 200)
+          break;
+        g_assert_cmpint (g_get_monotonic_time () - t, <, 5 * G_USEC_PER_SEC);
+        g_usleep (50000);
+      }
   }
 
   cluster_stop (cluster);
