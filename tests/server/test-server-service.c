@@ -7,6 +7,7 @@
 
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
 
 static const char *
@@ -621,6 +622,52 @@ test_metrics_token (void)
   g_assert_cmpfloat (sample (samples, "orderdesk_head_position{}"), ==, 0);
 }
 
+/* ---- readiness on SQLite ---- */
+
+/* Another process holding the database's write lock: the store cannot be
+ * written now, so the server is not ready (within about a second), and
+ * is again once the lock goes. */
+static void
+test_ready_sqlite (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new (NULL);
+  const char *path = od_test_server_store (server) + strlen ("sqlite:");
+  sqlite3 *db = NULL;
+  gint64 t;
+
+  {
+    g_autoptr(OdTestResponse) r = od_test_get (server, NULL, "/v1/ready");
+
+    od_test_assert_status (r, 200);
+    g_assert_cmpstr (od_test_response_string (r, "status"), ==, "ok");
+    g_assert_cmpint (od_test_response_int (r, "head"), ==, 0);
+  }
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, NULL), ==, SQLITE_OK);
+  t = g_get_monotonic_time ();
+  {
+    g_autoptr(OdTestResponse) r = od_test_get (server, NULL, "/v1/ready");
+    g_autoptr(OdTestResponse) h = od_test_get (server, NULL, "/v1/health");
+
+    od_test_assert_problem (r, 503, "not_ready");
+    od_test_assert_status (h, 200);
+  }
+  g_assert_cmpint (g_get_monotonic_time () - t, <, 1500 * 1000 * (od_test_server_wrapped () ? 20 : 1));
+  sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
+  sqlite3_close (db);
+  t = g_get_monotonic_time ();
+  for (;;)
+    {
+      g_autoptr(OdTestResponse) r = od_test_get (server, NULL, "/v1/ready");
+
+      if (r->status == 200)
+        break;
+      od_test_assert_problem (r, 503, "not_ready");
+      g_assert_cmpint (g_get_monotonic_time () - t, <, 5 * G_USEC_PER_SEC);
+      g_usleep (50000);
+    }
+}
+
 /* ---- the request log ---- */
 
 static void
@@ -739,6 +786,7 @@ main (int   argc,
   g_test_add_func ("/service/unit", test_unit);
   g_test_add_func ("/service/metrics", test_metrics);
   g_test_add_func ("/service/metrics-token", test_metrics_token);
+  g_test_add_func ("/service/ready-sqlite", test_ready_sqlite);
   g_test_add_func ("/service/request-log", test_request_log);
   return g_test_run ();
 }
