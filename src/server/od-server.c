@@ -1322,6 +1322,26 @@ assign_request_id (SoupServerMessage *msg)
   g_object_set_data_full (G_OBJECT (msg), "od-request-id", id, g_free);
 }
 
+/* The request log times a request from its headers: libsoup starts a
+ * keep-alive connection's next message while it is still idle. */
+static void
+log_got_headers (SoupServerMessage *msg,
+                 gpointer           user_data)
+{
+  gint64 *start = g_new (gint64, 1);
+
+  *start = g_get_monotonic_time ();
+  g_object_set_data_full (G_OBJECT (msg), "od-log-start", start, g_free);
+}
+
+static void
+log_request_started (SoupServer        *server,
+                     SoupServerMessage *msg,
+                     OdServer          *self)
+{
+  g_signal_connect (msg, "got-headers", G_CALLBACK (log_got_headers), NULL);
+}
+
 static const char *const known_routes[] = {
   "/v1/commands", "/v1/events", "/v1/events/stream", "/v1/events/digest", "/v1/head",
   "/v1/health", "/v1/ready", "/metrics",
@@ -1341,7 +1361,7 @@ log_request (SoupServer        *server,
   const char *route = "other";
   const char *token_name = g_object_get_data (G_OBJECT (msg), "od-token-name");
   const char *request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
-  gint64 started_ms = (gint64) GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-started"));
+  const gint64 *start = g_object_get_data (G_OBJECT (msg), "od-log-start");
   char status[16], duration[32];
 
   if (method == NULL)
@@ -1358,8 +1378,8 @@ log_request (SoupServer        *server,
               g_object_get_data (G_OBJECT (msg), "od-status")
                 ? GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (msg), "od-status"))
                 : soup_server_message_get_status (msg));
-  g_snprintf (duration, sizeof duration, "%" G_GINT64_FORMAT,
-              started_ms > 0 ? g_get_monotonic_time () / 1000 - started_ms : 0);
+  g_snprintf (duration, sizeof duration, "%.1f",
+              start ? (g_get_monotonic_time () - *start) / 1000.0 : 0.0);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "OD_HTTP_METHOD", method,
                     "OD_HTTP_ROUTE", route,
@@ -1892,6 +1912,7 @@ od_server_new (OdStore               *store,
   g_signal_connect (self->soup, "request-read", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
+  g_signal_connect (self->soup, "request-started", G_CALLBACK (log_request_started), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (log_request), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (log_request), self);
   self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);

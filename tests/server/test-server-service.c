@@ -715,6 +715,24 @@ test_request_log (void)
     od_test_assert_status (evil, 200);
     g_assert_cmpstr (od_test_response_header (evil, "X-Request-Id"), !=, "x y=FAKE-FIELD");
   }
+  /* A keep-alive connection idle for a second between two requests: the
+   * second one's duration is its own, not the idle time. */
+  {
+    g_autoptr(GSocketConnection) c = od_test_raw_connect (server);
+    const char *first = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *second = "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Request-Id: after-idle\r\n\r\n";
+    g_autoptr(OdTestResponse) r1 = NULL;
+    g_autoptr(OdTestResponse) r2 = NULL;
+
+    g_assert_true (od_test_raw_write (c, first, strlen (first)));
+    r1 = od_test_raw_read_response (c, 10);
+    od_test_assert_status (r1, 200);
+    g_usleep (G_USEC_PER_SEC);
+    g_assert_true (od_test_raw_write (c, second, strlen (second)));
+    r2 = od_test_raw_read_response (c, 10);
+    od_test_assert_status (r2, 200);
+    g_io_stream_close (G_IO_STREAM (c), NULL, NULL);
+  }
   /* A stream, briefly. */
   {
     g_autoptr(GSocketConnection) stream = od_test_raw_connect (server);
@@ -738,7 +756,7 @@ test_request_log (void)
   g_assert_null (strstr (log, "not-a-known-secret"));
   g_assert_null (strstr (log, "FAKE-FIELD"));
   {
-    g_autoptr(GRegex) line = g_regex_new ("^.*: (GET|POST) (\\S+) (\\d{3}) (\\d+) ms "
+    g_autoptr(GRegex) line = g_regex_new ("^.*: (GET|POST) (\\S+) (\\d{3}) (\\d+\\.\\d) ms "
                                           "token=(\\S+) request_id=(\\S+)$",
                                           G_REGEX_MULTILINE, 0, NULL);
     g_autoptr(GMatchInfo) match = NULL;
@@ -764,12 +782,20 @@ test_request_log (void)
                                                  token));
         if (strcmp (request_id, "trace-42") == 0)
           g_hash_table_add (seen, g_strdup ("trace-42"));
+        if (strcmp (request_id, "after-idle") == 0)
+          {
+            g_autofree char *duration = g_match_info_fetch (match, 4);
+
+            g_assert_cmpfloat (g_ascii_strtod (duration, NULL), <, 500);
+            g_hash_table_add (seen, g_strdup ("after-idle"));
+          }
         g_match_info_next (match, NULL);
       }
     for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
       if (!g_hash_table_contains (seen, expected[i]))
         g_error ("no log line '%s' in:\n%s", expected[i], log);
     g_assert_true (g_hash_table_contains (seen, "trace-42"));
+    g_assert_true (g_hash_table_contains (seen, "after-idle"));
   }
 }
 
