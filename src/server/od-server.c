@@ -1322,8 +1322,9 @@ assign_request_id (SoupServerMessage *msg)
   g_object_set_data_full (G_OBJECT (msg), "od-request-id", id, g_free);
 }
 
-/* The request log times a request from its headers: libsoup starts a
- * keep-alive connection's next message while it is still idle. */
+/* The request log times a request from the end of its headers (so a
+ * slow upload of headers is the client's time, not ours), in
+ * microseconds. */
 static void
 log_got_headers (SoupServerMessage *msg,
                  gpointer           user_data)
