@@ -32,6 +32,7 @@ static const CodeInfo codes[] = {
   { "rate_limited", 429, "Too many requests" },
   { "internal", 500, "Internal error" },
   { "unavailable", 503, "Service unavailable" },
+  { "not_ready", 503, "Not ready" },
   { "unknown", 500, "Unknown problem" },
 };
 

@@ -26,6 +26,7 @@ typedef enum
   OD_PROBLEM_RATE_LIMITED,
   OD_PROBLEM_INTERNAL,
   OD_PROBLEM_UNAVAILABLE,
+  OD_PROBLEM_NOT_READY,
   OD_PROBLEM_UNKNOWN, /* a code this build does not know, parsed from a peer */
 } OdProblemCode;
 

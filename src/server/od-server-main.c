@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <glib-unix.h>
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <locale.h>
 #include <stdio.h>
@@ -7,85 +8,89 @@
 
 #include "od-demo.h"
 #include "od-server.h"
+#include "od-server-config.h"
 
-static char *opt_listen = NULL;
-static char *opt_store = NULL;
-static char *opt_tokens = NULL;
-static char *opt_ready_file = NULL;
-static char *opt_rate_limit = NULL;
-static char *opt_tls_cert = NULL;
-static char *opt_tls_key = NULL;
-static gboolean opt_demo = FALSE;
-static double opt_demo_traffic = 0;
-static int opt_demo_orders = 1000;
-static int opt_request_timeout = 30;
-static int opt_stall_timeout = 30;
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
-static const GOptionEntry entries[] = {
-  { "listen", 0, 0, G_OPTION_ARG_STRING, &opt_listen,
-    "Address to listen on (default 127.0.0.1:8080; port 0 picks one)", "HOST:PORT" },
-  { "store", 0, 0, G_OPTION_ARG_STRING, &opt_store,
-    "Event store: sqlite:PATH or postgresql://…", "URI" },
-  { "tokens", 0, 0, G_OPTION_ARG_FILENAME, &opt_tokens,
-    "JSON file of {name, role, token_sha256}", "FILE" },
-  { "demo", 0, 0, G_OPTION_ARG_NONE, &opt_demo,
-    "Demo mode: demo tokens and about 1,000 sample orders", NULL },
-  { "demo-orders", 0, 0, G_OPTION_ARG_INT, &opt_demo_orders,
-    "Orders to seed an empty demo store with (default 1000)", "N" },
-  { "demo-traffic", 0, 0, G_OPTION_ARG_DOUBLE, &opt_demo_traffic,
-    "Issue RATE demo commands a second", "RATE" },
-  { "rate-limit", 0, 0, G_OPTION_ARG_STRING, &opt_rate_limit,
-    "Commands a second per token, with bursts (default 1000:2000; 0 turns it off)",
-    "RATE[:BURST]" },
-  { "request-timeout", 0, 0, G_OPTION_ARG_INT, &opt_request_timeout,
-    "Seconds a request may take to arrive (default 30)", "S" },
-  { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &opt_stall_timeout,
-    "Seconds a stream subscriber may read nothing before it is dropped (default 30)", "S" },
-  { "ready-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_ready_file,
-    "Write the base URL to FILE once listening", "FILE" },
-  { "tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &opt_tls_cert, "PEM certificate for HTTPS", "FILE" },
-  { "tls-key", 0, 0, G_OPTION_ARG_FILENAME, &opt_tls_key, "PEM private key for HTTPS", "FILE" },
-  { NULL }
-};
+static gboolean stop_requested;
 
 static gboolean
 on_signal (gpointer data)
 {
-  g_main_loop_quit (data);
-  return G_SOURCE_REMOVE;
+  GMainLoop **loop = data;
+
+  stop_requested = TRUE;
+  if (*loop != NULL)
+    g_main_loop_quit (*loop);
+  return G_SOURCE_CONTINUE;
+}
+
+/* systemd readiness (Type=notify); nothing without libsystemd or
+ * outside systemd (NOTIFY_SOCKET unset). */
+static void
+notify (const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+  sd_notify (0, state);
+#endif
 }
 
 static gboolean
-parse_rate (const char *text,
-            double     *rate,
-            double     *burst)
+on_wait_over (gpointer data)
 {
-  g_auto(GStrv) parts = NULL;
-  char *end = NULL;
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
 
-  *rate = 1000;
-  *burst = 2000;
-  if (text == NULL)
-    return TRUE;
-  parts = g_strsplit (text, ":", 2);
-  *rate = g_ascii_strtod (parts[0], &end);
-  if (end == parts[0] || *end != '\0' || *rate < 0)
-    return FALSE;
-  *burst = MAX (*rate * 2, 1);
-  if (parts[1] != NULL)
+/* An unreachable database at boot (PostgreSQL still starting, network not
+ * up yet) is retried with backoff for --store-wait seconds rather than
+ * failing the service at once. */
+static OdStore *
+open_store (const char  *uri,
+            int          wait_s,
+            GError     **error)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) wait_s * G_USEC_PER_SEC;
+  guint backoff_ms = 250;
+
+  for (;;)
     {
-      *burst = g_ascii_strtod (parts[1], &end);
-      if (end == parts[1] || *end != '\0' || *burst < 1)
-        return FALSE;
+      g_autoptr(GError) local_error = NULL;
+      OdStore *store = od_store_open (uri, &local_error);
+      gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+      gboolean over = FALSE;
+      guint source;
+
+      if (store != NULL)
+        return store;
+      if (!g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED)
+          || left_ms <= 0 || stop_requested)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return NULL;
+        }
+      backoff_ms = MIN (backoff_ms, (guint) left_ms);
+      g_message ("store not reachable: %s; retrying in %.1f s (giving up in %.0f s)",
+                 g_strchomp (local_error->message), backoff_ms / 1000.0, left_ms / 1000.0);
+#ifdef HAVE_LIBSYSTEMD
+      sd_notifyf (0, "STATUS=Waiting for the store: %s", local_error->message);
+#endif
+      source = g_timeout_add (backoff_ms, on_wait_over, &over);
+      while (!over && !stop_requested)
+        g_main_context_iteration (NULL, TRUE);
+      if (!over)
+        g_source_remove (source);
+      backoff_ms = MIN (backoff_ms * 2, 5000);
     }
-  return TRUE;
 }
 
 int
 main (int   argc,
       char *argv[])
 {
-  g_autoptr(GOptionContext) context = g_option_context_new ("— the OrderDesk write service");
+  g_autoptr(OdServerConfig) config = od_server_config_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(OdStore) store = NULL;
   g_autoptr(OdServer) server = NULL;
@@ -94,63 +99,99 @@ main (int   argc,
   g_autofree char *demo_dir = NULL;
   OdServerOptions options = { 0 };
   OdDemo *demo = NULL;
+  gboolean loopback;
   gint64 head;
 
   setlocale (LC_ALL, "");
-  g_option_context_add_main_entries (context, entries, NULL);
-  g_option_context_set_summary (context,
-                                "Accepts order commands (POST /v1/commands) and serves the event "
-                                "log (GET /v1/events, /v1/events/stream) as described in "
-                                "docs/protocol.md.");
-  if (!g_option_context_parse (context, &argc, &argv, &error))
+  if (!od_server_config_load (config, &argc, &argv, &error))
     {
       g_printerr ("orderdesk-server: %s\n", error->message);
       return 2;
     }
-
-  if (!parse_rate (opt_rate_limit, &options.rate_limit, &options.rate_burst))
+  if (config->show_version)
     {
-      g_printerr ("orderdesk-server: --rate-limit wants RATE[:BURST]\n");
+      printf ("orderdesk-server %s\n", OD_VERSION);
+      return 0;
+    }
+
+  loopback = od_server_config_listen_is_loopback (config->listen);
+  if (config->demo && !loopback && !config->demo_public)
+    {
+      g_printerr ("orderdesk-server: refusing --demo on %s: its tokens are public, so anyone who "
+                  "can reach the address could change orders.  Listen on 127.0.0.1, or add "
+                  "--demo-public if that is really what you want.\n", config->listen);
       return 2;
     }
-  options.listen = opt_listen ? opt_listen : "127.0.0.1:8080";
-  options.tls_cert = opt_tls_cert;
-  options.tls_key = opt_tls_key;
-  options.request_timeout_s = MAX (opt_request_timeout, 1);
-  options.stall_timeout_s = MAX (opt_stall_timeout, 1);
 
-  if (opt_demo)
+  options.listen = config->listen;
+  options.tls_cert = config->tls_cert;
+  options.tls_key = config->tls_key;
+  options.rate_limit = config->rate_limit;
+  options.rate_burst = config->rate_burst;
+  options.request_timeout_s = config->request_timeout;
+  options.stall_timeout_s = config->stall_timeout;
+  options.metrics_token = config->metrics_token;
+
+  if (config->demo)
     {
       demo_dir = g_build_filename (g_get_user_data_dir (), "orderdesk-server", NULL);
-      if (opt_store == NULL)
-        opt_store = g_strconcat ("sqlite:", demo_dir, G_DIR_SEPARATOR_S, "demo.sqlite", NULL);
-      if (opt_tokens == NULL)
+      if (config->store == NULL)
+        config->store = g_strconcat ("sqlite:", demo_dir, G_DIR_SEPARATOR_S, "demo.sqlite", NULL);
+      if (config->tokens == NULL)
         {
           g_autofree char *json = od_demo_tokens_json ();
 
-          opt_tokens = g_build_filename (demo_dir, "demo-tokens.json", NULL);
+          config->tokens = g_build_filename (demo_dir, "demo-tokens.json", NULL);
           if (g_mkdir_with_parents (demo_dir, 0700) != 0
-              || !g_file_set_contents (opt_tokens, json, -1, &error))
+              || !g_file_set_contents (config->tokens, json, -1, &error))
             {
-              g_printerr ("orderdesk-server: cannot write %s: %s\n", opt_tokens,
+              g_printerr ("orderdesk-server: cannot write %s: %s\n", config->tokens,
                           error ? error->message : g_strerror (errno));
               return 1;
             }
         }
     }
-  if (opt_store == NULL || opt_tokens == NULL)
+  if (config->print_config)
+    {
+      g_autofree char *text = od_server_config_dump (config);
+
+      fputs (text, stdout);
+      return 0;
+    }
+  if (config->store == NULL || config->tokens == NULL)
     {
       g_printerr ("orderdesk-server: --store and --tokens are required (or --demo)\n");
       return 2;
     }
 
-  if ((auth = od_auth_load (opt_tokens, &error)) == NULL)
+  if (!loopback)
     {
-      g_printerr ("orderdesk-server: tokens file %s: %s\n", opt_tokens, error->message);
+      /* Loud on purpose: these are the two ways to expose orders by
+       * accident. */
+      if (config->demo)
+        g_warning ("DEMO SERVER ON A PUBLIC ADDRESS (%s): its tokens are printed below and "
+                   "published in the source; anyone who can reach it can read and change "
+                   "orders.", config->listen);
+      if (config->tls_cert == NULL)
+        g_warning ("PLAIN HTTP ON A NON-LOOPBACK ADDRESS (%s): bearer tokens and orders cross "
+                   "the network unencrypted.  Use --tls-cert and --tls-key, or a TLS proxy in "
+                   "front listening on loopback.", config->listen);
+    }
+
+  if ((auth = od_auth_load (config->tokens, &error)) == NULL)
+    {
+      g_printerr ("orderdesk-server: tokens file %s: %s\n", config->tokens, error->message);
       return 1;
     }
-  if ((store = od_store_open (opt_store, &error)) == NULL)
+
+  loop = g_main_loop_new (NULL, FALSE);
+  g_unix_signal_add (SIGTERM, on_signal, &loop);
+  g_unix_signal_add (SIGINT, on_signal, &loop);
+
+  if ((store = open_store (config->store, config->store_wait, &error)) == NULL)
     {
+      if (stop_requested)
+        return 0;
       g_printerr ("orderdesk-server: store: %s\n", error->message);
       return 1;
     }
@@ -160,17 +201,17 @@ main (int   argc,
       return 1;
     }
   head = od_server_get_head (server);
-  g_message ("listening on %s (store head %" G_GINT64_FORMAT ", %u tokens)",
-             od_server_get_url (server), head, od_auth_get_n_tokens (auth));
+  g_message ("orderdesk-server %s listening on %s (store head %" G_GINT64_FORMAT ", %u tokens)",
+             OD_VERSION, od_server_get_url (server), head, od_auth_get_n_tokens (auth));
 
-  if (opt_demo || opt_demo_traffic > 0)
+  if (config->demo || config->demo_traffic > 0)
     {
       demo = od_demo_new (server);
-      if (opt_demo && head == 0 && opt_demo_orders > 0)
-        od_demo_seed (demo, opt_demo_orders);
-      od_demo_start (demo, opt_demo_traffic);
+      if (config->demo && head == 0 && config->demo_orders > 0)
+        od_demo_seed (demo, config->demo_orders);
+      od_demo_start (demo, config->demo_traffic);
     }
-  if (opt_demo)
+  if (config->demo)
     {
       printf ("\nOrderDesk demo server\n"
               "  URL:            %s\n"
@@ -183,22 +224,28 @@ main (int   argc,
       fflush (stdout);
     }
 
-  if (opt_ready_file != NULL)
+  if (config->ready_file != NULL)
     {
       g_autofree char *text = g_strconcat (od_server_get_url (server), "\n", NULL);
 
-      if (!g_file_set_contents (opt_ready_file, text, -1, &error))
+      if (!g_file_set_contents (config->ready_file, text, -1, &error))
         {
           g_printerr ("orderdesk-server: --ready-file: %s\n", error->message);
           return 1;
         }
     }
 
-  loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGTERM, on_signal, loop);
-  g_unix_signal_add (SIGINT, on_signal, loop);
-  g_main_loop_run (loop);
+  /* Listening and the store open: only now may systemd start what
+   * depends on us. */
+#ifdef HAVE_LIBSYSTEMD
+  sd_notifyf (0, "READY=1\nSTATUS=Listening on %s, head %" G_GINT64_FORMAT,
+              od_server_get_url (server), head);
+#endif
 
+  if (!stop_requested)
+    g_main_loop_run (loop);
+
+  notify ("STOPPING=1\nSTATUS=Stopping");
   g_message ("stopping");
   od_server_shutdown (server);
   od_demo_free (demo);

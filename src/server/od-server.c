@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-server.h"
+#include "od-metrics.h"
 
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #define CHUNK_MAX_EVENTS   1000
 #define IDLE_HEAD_USEC     (4 * G_USEC_PER_SEC)
 #define MAX_HEADER_BYTES   (16 * 1024)
+#define READY_TIMEOUT_MS   1000
 
 typedef struct
 {
@@ -58,6 +60,11 @@ struct _OdServer
   GList         *subscribers;
   guint          n_subscribers;
   guint          tick_id;
+
+  gboolean       metrics_protected;
+  guint8         metrics_token_sha256[32];
+  GPtrArray     *ready_waiters;  /* ReadyWaiter, answered by the check in flight */
+  gboolean       ready_checking;
 };
 
 G_DEFINE_FINAL_TYPE (OdServer, od_server, G_TYPE_OBJECT)
@@ -71,6 +78,7 @@ typedef struct
   char              *flight_key;
   OdJobDoneFunc      done;
   gpointer           done_data;
+  gint64             received;    /* monotonic usec, for the latency histogram */
 } Pending;
 
 typedef struct
@@ -95,6 +103,7 @@ struct _Subscriber
   gint64             last_write;
   gulong             wrote_id;
   gulong             finished_id;
+  gboolean           dropped;      /* disconnected as too slow */
 };
 
 static OdJob *const STOP_JOB = (OdJob *) &STOP_JOB;
@@ -186,6 +195,8 @@ authenticate (OdServer          *self,
                                               : "The bearer token is malformed or unknown."));
       return NULL;
     }
+  /* For the request log: the name, never the token. */
+  g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup (token->name), g_free);
   if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
     {
       respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
@@ -251,6 +262,27 @@ pending_msg_finished (SoupServerMessage *msg,
   g_clear_object (&pending->msg);
 }
 
+static void
+count_job (OdJob *job)
+{
+  const char *type = od_command_type_name (job->command->type);
+
+  if (job->status == 200)
+    {
+      od_metrics_command (type, job->replayed ? "replayed" : "ok");
+      if (!job->replayed && job->position > 0)
+        od_metrics_add (OD_METRIC_EVENTS_APPENDED, 1);
+    }
+  else
+    {
+      g_autoptr(OdProblem) problem = od_problem_parse (job->status, job->response,
+                                                       strlen (job->response));
+
+      od_metrics_command (type, job->replayed ? "replayed"
+                                : problem ? problem->code_name : "unknown");
+    }
+}
+
 static gboolean
 batch_done (gpointer data)
 {
@@ -263,6 +295,7 @@ batch_done (gpointer data)
       Pending *pending = job->user_data;
 
       self = pending->server;
+      count_job (job);
       if (pending->flight_key != NULL)
         g_hash_table_remove (self->in_flight, pending->flight_key);
       if (pending->msg != NULL)
@@ -318,8 +351,21 @@ writer_thread (gpointer data)
           g_ptr_array_add (batch, job);
         }
 
-      if (!od_store_execute (self->store, (OdJob **) batch->pdata, batch->len, &error))
+      if (od_store_execute (self->store, (OdJob **) batch->pdata, batch->len, &error))
         {
+          gint64 durable = g_get_monotonic_time ();
+
+          od_metrics_batch (batch->len);
+          for (guint i = 0; i < batch->len; i++)
+            {
+              Pending *pending = ((OdJob *) g_ptr_array_index (batch, i))->user_data;
+
+              od_metrics_command_latency (durable - pending->received);
+            }
+        }
+      else
+        {
+          od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
           g_warning ("store: %s; %u commands refused with 503", error->message, batch->len);
           for (guint i = 0; i < batch->len; i++)
             od_job_set_problem (g_ptr_array_index (batch, i),
@@ -338,6 +384,7 @@ submit (OdServer *self,
         Pending  *pending)
 {
   pending->server = self;
+  pending->received = g_get_monotonic_time ();
   job->user_data = pending;
   if (self->stopping)
     {
@@ -366,6 +413,16 @@ od_server_submit (OdServer      *self,
   submit (self, job, pending);
 }
 
+/* Answers a command refused before it reaches the writer, and counts
+ * it under its problem code. */
+static void
+refuse_command (SoupServerMessage *msg,
+                OdProblem         *problem)
+{
+  od_metrics_command (NULL, od_problem_code_name (problem->code));
+  respond_problem (msg, problem);
+}
+
 static void
 handle_command (OdServer          *self,
                 SoupServerMessage *msg)
@@ -386,27 +443,32 @@ handle_command (OdServer          *self,
   const char *data;
 
   if ((token = authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
-    return;
+    {
+      od_metrics_command (NULL, soup_server_message_get_status (msg) == 403 ? "forbidden"
+                                                                            : "unauthorized");
+      return;
+    }
   if (!rate_allows (self, token, &retry_after))
     {
+      od_metrics_add (OD_METRIC_RATE_LIMITED, 1);
       problem = od_problem_new (OD_PROBLEM_RATE_LIMITED,
                                 "Token '%s' sent more than %.0f commands a second.", token->name,
                                 self->rate_limit);
       problem->retry_after = retry_after;
-      respond_problem (msg, problem);
+      refuse_command (msg, problem);
       return;
     }
   if (body->length > OD_MAX_BODY
       || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+      refuse_command (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
                                             "The body is over %d bytes.", OD_MAX_BODY));
       return;
     }
   key = header_once (headers, "Idempotency-Key", &duplicate);
   if (duplicate || !od_idempotency_key_valid (key))
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_KEY_MISSING,
+      refuse_command (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_KEY_MISSING,
                                             duplicate ? "Idempotency-Key was given twice."
                                             : key == NULL ? "Commands need an Idempotency-Key header."
                                             : "Idempotency-Key must be 1..128 printable ASCII "
@@ -417,7 +479,7 @@ handle_command (OdServer          *self,
   if (soup_message_headers_get_one (headers, "Content-Type") != NULL
       && g_strcmp0 (content_type, "application/json") != 0)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+      refuse_command (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
                                             "Commands are sent as application/json."));
       return;
     }
@@ -427,7 +489,7 @@ handle_command (OdServer          *self,
   command = od_command_parse (data ? data : "", len, &problem);
   if (command == NULL)
     {
-      respond_problem (msg, problem);
+      refuse_command (msg, problem);
       return;
     }
 
@@ -436,7 +498,7 @@ handle_command (OdServer          *self,
     {
       g_free (flight_key);
       od_command_free (command);
-      respond_problem (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
+      refuse_command (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
                                             "A request with Idempotency-Key '%s' is still being "
                                             "processed; retry in a moment.", key));
       return;
@@ -566,8 +628,11 @@ page_read_done (GObject      *source,
   ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
 
   if (result == NULL)
-    respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                          error->message));
+    {
+      od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                            error->message));
+    }
   else
     {
       respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
@@ -647,8 +712,11 @@ head_done (GObject      *source,
   gssize head = g_task_propagate_int (G_TASK (res), &error);
 
   if (error != NULL)
-    respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                          error->message));
+    {
+      od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                            error->message));
+    }
   else
     respond (msg, 200, "application/json", head_json (head));
   soup_server_message_unpause (msg);
@@ -782,6 +850,7 @@ tail_read_done (GObject      *source,
   self->tail_reading = FALSE;
   if (result == NULL)
     {
+      od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
       g_warning ("reading new events failed: %s", error->message);
       more = TRUE;
     }
@@ -876,6 +945,7 @@ subscriber_write (Subscriber *sub,
   SoupMessageBody *body = soup_server_message_get_response_body (sub->msg);
   gsize len = text->len;
 
+  od_metrics_add (OD_METRIC_STREAM_BYTES, len);
   soup_message_body_append_take (body, (guchar *) g_string_free (text, FALSE), len);
   sub->chunk_pending = TRUE;
   sub->pending_since = sub->last_write = g_get_monotonic_time ();
@@ -1071,6 +1141,9 @@ handle_stream (OdServer          *self,
   self->n_subscribers++;
 
   soup_server_message_set_status (msg, 200, NULL);
+  /* A stream ends when the client goes, which libsoup reports as a 500:
+   * the log says what the client was answered. */
+  g_object_set_data (G_OBJECT (msg), "od-status", GUINT_TO_POINTER (200));
   soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
   soup_message_headers_replace (headers, "Cache-Control", "no-store");
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
@@ -1085,6 +1158,238 @@ handle_stream (OdServer          *self,
 
     g_task_run_in_thread (task, head_in_thread);
   }
+}
+
+/* ------------------------------------------------------------------ */
+/* Readiness, metrics and the request log                              */
+
+/* A /v1/ready request waiting for the store check in flight; it gets a
+ * 503 of its own if the check takes longer than READY_TIMEOUT_MS. */
+typedef struct
+{
+  OdServer          *server;
+  SoupServerMessage *msg;
+  guint              timeout_id;
+} ReadyWaiter;
+
+static void
+ready_answer (ReadyWaiter *waiter,
+              gboolean     ready,
+              gint64       head,
+              const char  *why)
+{
+  if (ready)
+    respond (waiter->msg, 200, "application/json",
+             g_strdup_printf ("{\"status\":\"ok\",\"head\":%" G_GINT64_FORMAT "}", head));
+  else
+    respond_problem (waiter->msg, od_problem_new (OD_PROBLEM_NOT_READY,
+                                                  "The event store cannot be used now: %s", why));
+  soup_server_message_unpause (waiter->msg);
+  g_clear_handle_id (&waiter->timeout_id, g_source_remove);
+  g_object_unref (waiter->msg);
+  g_free (waiter);
+}
+
+static gboolean
+ready_timeout (gpointer data)
+{
+  ReadyWaiter *waiter = data;
+
+  waiter->timeout_id = 0;
+  g_ptr_array_remove_fast (waiter->server->ready_waiters, waiter);
+  ready_answer (waiter, FALSE, 0, "it did not answer within 1 s.");
+  return G_SOURCE_REMOVE;
+}
+
+static void
+ready_in_thread (GTask        *task,
+                 gpointer      source,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  OdServer *self = source;
+  GError *error = NULL;
+  gint64 head = 0;
+
+  if (od_store_check (self->store, &head, &error))
+    g_task_return_int (task, head);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+ready_done (GObject      *source,
+            GAsyncResult *res,
+            gpointer      user_data)
+{
+  OdServer *self = OD_SERVER (source);
+  g_autoptr(GError) error = NULL;
+  gssize head = g_task_propagate_int (G_TASK (res), &error);
+  g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->ready_waiters);
+
+  self->ready_waiters = g_ptr_array_new ();
+  self->ready_checking = FALSE;
+  if (error != NULL)
+    od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
+  for (guint i = 0; i < waiters->len; i++)
+    ready_answer (g_ptr_array_index (waiters, i), error == NULL, head,
+                  error ? error->message : NULL);
+}
+
+/* Requests that arrive while a check runs wait for it: however many load
+ * balancers ask, one check at a time reaches the store. */
+static void
+handle_ready (OdServer          *self,
+              SoupServerMessage *msg)
+{
+  ReadyWaiter *waiter;
+
+  if (self->stopping)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_READY, "The server is stopping."));
+      return;
+    }
+  waiter = g_new0 (ReadyWaiter, 1);
+  waiter->server = self;
+  waiter->msg = g_object_ref (msg);
+  waiter->timeout_id = g_timeout_add (READY_TIMEOUT_MS, ready_timeout, waiter);
+  g_ptr_array_add (self->ready_waiters, waiter);
+  soup_server_message_pause (msg);
+  if (!self->ready_checking)
+    {
+      g_autoptr(GTask) task = g_task_new (self, NULL, ready_done, NULL);
+
+      self->ready_checking = TRUE;
+      g_task_run_in_thread (task, ready_in_thread);
+    }
+}
+
+static void
+handle_metrics (OdServer          *self,
+                SoupServerMessage *msg)
+{
+  if (self->metrics_protected)
+    {
+      SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+      gboolean duplicate;
+      const char *value = header_once (headers, "Authorization", &duplicate);
+      guint8 digest[32] = { 0 };
+      guint8 diff = 1;
+
+      if (value != NULL && g_ascii_strncasecmp (value, "Bearer ", 7) == 0)
+        {
+          g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+          gsize len = sizeof digest;
+
+          g_checksum_update (sum, (const guchar *) value + 7, strlen (value + 7));
+          g_checksum_get_digest (sum, digest, &len);
+          /* Constant time, like the tokens file. */
+          diff = 0;
+          for (guint i = 0; i < sizeof digest; i++)
+            diff |= digest[i] ^ self->metrics_token_sha256[i];
+        }
+      if (diff != 0)
+        {
+          respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
+                                                "GET /metrics needs the metrics token."));
+          return;
+        }
+      g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup ("metrics"), g_free);
+    }
+  respond (msg, 200, "text/plain; version=0.0.4; charset=utf-8",
+           od_metrics_render (self->head, self->n_subscribers));
+}
+
+static gboolean
+request_id_valid (const char *id)
+{
+  gsize len = id ? strlen (id) : 0;
+
+  return len >= 1 && len <= 128 && strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                "0123456789._:-") == len;
+}
+
+/* The client's X-Request-Id when it is a plain identifier (so that it can
+ * go into the log as is), else a new one; echoed in the answer. */
+static void
+assign_request_id (SoupServerMessage *msg)
+{
+  const char *given = soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
+                                                    "X-Request-Id");
+  char *id = request_id_valid (given) ? g_strdup (given) : g_uuid_string_random ();
+
+  soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", id);
+  g_object_set_data_full (G_OBJECT (msg), "od-request-id", id, g_free);
+}
+
+/* The request log times a request from the end of its headers (so a
+ * slow upload of headers is the client's time, not ours), in
+ * microseconds. */
+static void
+log_got_headers (SoupServerMessage *msg,
+                 gpointer           user_data)
+{
+  gint64 *start = g_new (gint64, 1);
+
+  *start = g_get_monotonic_time ();
+  g_object_set_data_full (G_OBJECT (msg), "od-log-start", start, g_free);
+}
+
+static void
+log_request_started (SoupServer        *server,
+                     SoupServerMessage *msg,
+                     OdServer          *self)
+{
+  g_signal_connect (msg, "got-headers", G_CALLBACK (log_got_headers), NULL);
+}
+
+static const char *const known_routes[] = {
+  "/v1/commands", "/v1/events", "/v1/events/stream", "/v1/events/digest", "/v1/head",
+  "/v1/health", "/v1/ready", "/metrics",
+};
+
+/* One line a request, with journald fields when stderr is the journal.
+ * Only the route (never a query string, which is client text) and the
+ * token's name (never the token) are logged. */
+static void
+log_request (SoupServer        *server,
+             SoupServerMessage *msg,
+             OdServer          *self)
+{
+  const char *method = soup_server_message_get_method (msg);
+  GUri *uri = soup_server_message_get_uri (msg);
+  const char *path = uri ? g_uri_get_path (uri) : NULL;
+  const char *route = "other";
+  const char *token_name = g_object_get_data (G_OBJECT (msg), "od-token-name");
+  const char *request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
+  const gint64 *start = g_object_get_data (G_OBJECT (msg), "od-log-start");
+  char status[16], duration[32];
+
+  if (method == NULL)
+    return;
+  for (guint i = 0; path != NULL && i < G_N_ELEMENTS (known_routes); i++)
+    if (strcmp (path, known_routes[i]) == 0)
+      route = known_routes[i];
+  if (request_id == NULL)
+    {
+      assign_request_id (msg);
+      request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
+    }
+  g_snprintf (status, sizeof status, "%u",
+              g_object_get_data (G_OBJECT (msg), "od-status")
+                ? GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (msg), "od-status"))
+                : soup_server_message_get_status (msg));
+  g_snprintf (duration, sizeof duration, "%.1f",
+              start ? (g_get_monotonic_time () - *start) / 1000.0 : 0.0);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                    "OD_HTTP_METHOD", method,
+                    "OD_HTTP_ROUTE", route,
+                    "OD_HTTP_STATUS", status,
+                    "OD_DURATION_MS", duration,
+                    "OD_TOKEN_NAME", token_name ? token_name : "-",
+                    "OD_REQUEST_ID", request_id,
+                    "MESSAGE", "%s %s %s %s ms token=%s request_id=%s", method, route, status,
+                    duration, token_name ? token_name : "-", request_id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1104,7 +1409,10 @@ handle_request (SoupServer        *server,
   gboolean is_post = g_strcmp0 (method, "POST") == 0;
 
   g_hash_table_remove (self->requests, msg);
+  assign_request_id (msg);
 
+  if (g_strcmp0 (path, "/v1/ready") == 0 && is_get)
+    return handle_ready (self, msg);
   if (self->stopping)
     {
       respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
@@ -1139,6 +1447,14 @@ handle_request (SoupServer        *server,
     {
       if (is_get)
         return respond (msg, 200, "application/json", g_strdup ("{\"status\":\"ok\"}"));
+      allow = "GET";
+    }
+  else if (g_strcmp0 (path, "/v1/ready") == 0)
+    allow = "GET";
+  else if (g_strcmp0 (path, "/metrics") == 0)
+    {
+      if (is_get)
+        return handle_metrics (self, msg);
       allow = "GET";
     }
 
@@ -1422,10 +1738,13 @@ tick (gpointer data)
     {
       Subscriber *sub = l->data;
 
-      if (sub->chunk_pending && now - sub->pending_since > self->stall_timeout_usec)
+      if (sub->chunk_pending && !sub->dropped
+          && now - sub->pending_since > self->stall_timeout_usec)
         {
           GSocket *socket = soup_server_message_get_socket (sub->msg);
 
+          sub->dropped = TRUE;
+          od_metrics_add (OD_METRIC_SLOW_SUBSCRIBERS, 1);
           g_message ("disconnecting a stream subscriber that read nothing for %" G_GINT64_FORMAT
                      " s (at position %" G_GINT64_FORMAT ")",
                      (now - sub->pending_since) / G_USEC_PER_SEC, sub->cursor);
@@ -1474,6 +1793,7 @@ od_server_finalize (GObject *object)
   g_clear_pointer (&self->in_flight, g_hash_table_unref);
   g_clear_pointer (&self->buckets, g_hash_table_unref);
   g_clear_pointer (&self->requests, g_hash_table_unref);
+  g_clear_pointer (&self->ready_waiters, g_ptr_array_unref);
   g_free (self->url);
 
   G_OBJECT_CLASS (od_server_parent_class)->finalize (object);
@@ -1496,6 +1816,8 @@ od_server_init (OdServer *self)
   self->buckets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->requests = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->ring = g_new0 (RingEntry, RING_CAPACITY);
+  self->ready_waiters = g_ptr_array_new ();
+  od_metrics_init ();
 }
 
 static gboolean
@@ -1569,12 +1891,21 @@ od_server_new (OdStore               *store,
   self->rate_burst = MAX (options->rate_burst, 1.0);
   self->request_timeout_usec = (gint64) MAX (options->request_timeout_s, 1) * G_USEC_PER_SEC;
   self->stall_timeout_usec = (gint64) MAX (options->stall_timeout_s, 1) * G_USEC_PER_SEC;
+  if (options->metrics_token != NULL)
+    {
+      g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+      gsize len = sizeof self->metrics_token_sha256;
+
+      g_checksum_update (sum, (const guchar *) options->metrics_token, -1);
+      g_checksum_get_digest (sum, self->metrics_token_sha256, &len);
+      self->metrics_protected = TRUE;
+    }
 
   if (!od_store_get_head (store, &self->head, error))
     return NULL;
   self->tail_position = self->ring_base = self->head;
 
-  self->soup = soup_server_new ("server-header", "orderdesk-server/" "0.1",
+  self->soup = soup_server_new ("server-header", "orderdesk-server/" OD_VERSION,
                                 "tls-certificate", certificate, NULL);
   soup_server_add_early_handler (self->soup, NULL, early_handler, self, NULL);
   soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
@@ -1582,6 +1913,9 @@ od_server_new (OdStore               *store,
   g_signal_connect (self->soup, "request-read", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
+  g_signal_connect (self->soup, "request-started", G_CALLBACK (log_request_started), self);
+  g_signal_connect (self->soup, "request-finished", G_CALLBACK (log_request), self);
+  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (log_request), self);
   self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);
 
   /* Our own socket, for a listen backlog that absorbs bursts of new

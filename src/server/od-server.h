@@ -17,6 +17,7 @@ typedef struct
   double      rate_burst;
   guint       request_timeout_s;
   guint       stall_timeout_s;
+  const char *metrics_token;     /* GET /metrics wants it as bearer token; NULL: open */
 } OdServerOptions;
 
 typedef void (*OdJobDoneFunc) (OdJob    *job,

@@ -57,6 +57,11 @@ struct _OdStorePostgres
   GPtrArray  *idle;         /* PGconn */
   guint       n_readers;
 
+  /* Readiness checks: a connection of their own, so that a busy reader
+   * pool cannot make a healthy store look down. */
+  GMutex      check_lock;
+  PGconn     *checker;
+
   /* The listener thread and the pipe that wakes it up to stop. */
   GThread    *listener;
   int         wake_fds[2];
@@ -215,9 +220,11 @@ connect_db (const char  *conninfo,
             GError     **error)
 {
   /* The URI is expanded as dbname; an application_name it sets wins over
-   * the fallback. */
-  const char *keys[] = { "dbname", "fallback_application_name", NULL };
-  const char *values[] = { conninfo, "orderdesk-server", NULL };
+   * the fallback, and a connect_timeout it sets over ours, which keeps a
+   * database host that drops packets from holding commands and
+   * readiness checks for minutes (libpq's default is to wait forever). */
+  const char *keys[] = { "connect_timeout", "dbname", "fallback_application_name", NULL };
+  const char *values[] = { "5", conninfo, "orderdesk-server", NULL };
   PGconn *conn = PQconnectdbParams (keys, values, 1);
 
   if (PQstatus (conn) != CONNECTION_OK)
@@ -483,6 +490,66 @@ od_store_postgres_get_head (OdStore  *store,
     set_pg_error (error, "reading the head", conn, res);
   PQclear (res);
   reader_release (self, conn);
+  return ok;
+}
+
+/* A transaction that takes a transaction id (which a read-only or
+ * standby server refuses) and reads the head, then rolls back: the store
+ * can be written and read now. */
+static gboolean
+check_once (PGconn   *conn,
+            gint64   *head,
+            GError  **error)
+{
+  PGresult *res;
+  gboolean ok;
+
+  if (!exec_simple (conn, "BEGIN", error))
+    return FALSE;
+  res = PQexec (conn, "SELECT pg_current_xact_id(), coalesce(max(position), 0) FROM events");
+  ok = result_ok (res);
+  if (ok)
+    *head = get_int64 (res, 0, 1);
+  else
+    set_pg_error (error, "readiness check", conn, res);
+  PQclear (res);
+  if (PQstatus (conn) == CONNECTION_OK)
+    PQclear (PQexec (conn, "ROLLBACK"));
+  return ok;
+}
+
+static gboolean
+od_store_postgres_check (OdStore  *store,
+                         gint64   *head,
+                         GError  **error)
+{
+  OdStorePostgres *self = OD_STORE_POSTGRES (store);
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&self->check_lock);
+  for (guint attempt = 0; attempt < 2 && !ok; attempt++)
+    {
+      g_clear_error (error);
+      if (self->checker == NULL || PQstatus (self->checker) != CONNECTION_OK)
+        {
+          g_clear_pointer (&self->checker, PQfinish);
+          self->checker = connect_db (self->conninfo, error);
+          if (self->checker == NULL)
+            break;
+          /* A check that waits on locks says nothing useful. */
+          if (!exec_simple (self->checker, "SET statement_timeout = '2s'", error))
+            {
+              g_clear_pointer (&self->checker, PQfinish);
+              break;
+            }
+        }
+      ok = check_once (self->checker, head, error);
+      /* A pooled connection the server closed (restart): one more try on
+       * a fresh one; any other failure is the answer. */
+      if (!ok && PQstatus (self->checker) == CONNECTION_OK)
+        break;
+    }
+  g_mutex_unlock (&self->check_lock);
   return ok;
 }
 
@@ -1322,6 +1389,7 @@ od_store_postgres_finalize (GObject *object)
   OdStorePostgres *self = OD_STORE_POSTGRES (object);
 
   g_clear_pointer (&self->writer, PQfinish);
+  g_clear_pointer (&self->checker, PQfinish);
   g_ptr_array_unref (self->idle);
   g_hash_table_unref (self->cache);
   for (guint i = 0; i < 2; i++)
@@ -1329,6 +1397,7 @@ od_store_postgres_finalize (GObject *object)
       close (self->wake_fds[i]);
   g_mutex_clear (&self->write_lock);
   g_mutex_clear (&self->pool_lock);
+  g_mutex_clear (&self->check_lock);
   g_cond_clear (&self->pool_cond);
   g_free (self->conninfo);
 
@@ -1350,6 +1419,7 @@ od_store_postgres_iface_init (OdStoreInterface *iface)
   iface->execute = od_store_postgres_execute;
   iface->read_events = od_store_postgres_read_events;
   iface->get_head = od_store_postgres_get_head;
+  iface->check = od_store_postgres_check;
 }
 
 static void
@@ -1357,6 +1427,7 @@ od_store_postgres_init (OdStorePostgres *self)
 {
   g_mutex_init (&self->write_lock);
   g_mutex_init (&self->pool_lock);
+  g_mutex_init (&self->check_lock);
   g_cond_init (&self->pool_cond);
   self->idle = g_ptr_array_new_with_free_func ((GDestroyNotify) PQfinish);
   self->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,

@@ -44,6 +44,10 @@ struct _OdStoreSqlite
 
   GMutex        readers_lock;
   GPtrArray    *readers;    /* idle Reader pool */
+
+  /* Readiness checks: a read-write connection of their own. */
+  GMutex        check_lock;
+  sqlite3      *checker;
 };
 
 static void od_store_sqlite_iface_init (OdStoreInterface *iface);
@@ -316,6 +320,51 @@ od_store_sqlite_get_head (OdStore  *store,
     return FALSE;
   ok = read_head (reader, head, error);
   reader_release (self, reader);
+  return ok;
+}
+
+/* BEGIN IMMEDIATE takes the write lock (refused on a read-only file, or
+ * when another process holds the lock too long), the head is read, and
+ * nothing is written: the store can be read and written now.  The short
+ * busy timeout waits out a batch being committed, not a stuck writer. */
+static gboolean
+od_store_sqlite_check (OdStore  *store,
+                       gint64   *head,
+                       GError  **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  sqlite3_stmt *stmt = NULL;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&self->check_lock);
+  if (self->checker == NULL)
+    {
+      if (sqlite3_open_v2 (self->path, &self->checker,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s: %s", self->path,
+                       self->checker ? sqlite3_errmsg (self->checker) : "out of memory");
+          g_clear_pointer (&self->checker, sqlite3_close);
+          goto out;
+        }
+      sqlite3_busy_timeout (self->checker, 900);
+    }
+  if (!exec (self->checker, "BEGIN IMMEDIATE", error))
+    goto out;
+  if (sqlite3_prepare_v2 (self->checker, "SELECT coalesce(max(position), 0) FROM events", -1,
+                          &stmt, NULL) == SQLITE_OK
+      && sqlite3_step (stmt) == SQLITE_ROW)
+    {
+      *head = sqlite3_column_int64 (stmt, 0);
+      ok = TRUE;
+    }
+  else
+    sql_error (self->checker, error, "readiness check");
+  sqlite3_finalize (stmt);
+  exec (self->checker, "ROLLBACK", NULL);
+
+out:
+  g_mutex_unlock (&self->check_lock);
   return ok;
 }
 
@@ -608,6 +657,8 @@ od_store_sqlite_finalize (GObject *object)
   g_clear_pointer (&self->readers, g_ptr_array_unref);
   g_clear_pointer (&self->orders, g_hash_table_unref);
   g_mutex_clear (&self->readers_lock);
+  g_clear_pointer (&self->checker, sqlite3_close);
+  g_mutex_clear (&self->check_lock);
   g_free (self->path);
 
   G_OBJECT_CLASS (od_store_sqlite_parent_class)->finalize (object);
@@ -625,12 +676,14 @@ od_store_sqlite_iface_init (OdStoreInterface *iface)
   iface->execute = od_store_sqlite_execute;
   iface->read_events = od_store_sqlite_read_events;
   iface->get_head = od_store_sqlite_get_head;
+  iface->check = od_store_sqlite_check;
 }
 
 static void
 od_store_sqlite_init (OdStoreSqlite *self)
 {
   g_mutex_init (&self->readers_lock);
+  g_mutex_init (&self->check_lock);
   self->readers = g_ptr_array_new_with_free_func ((GDestroyNotify) reader_free);
   self->orders = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                         (GDestroyNotify) od_order_free);

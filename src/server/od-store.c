@@ -82,6 +82,18 @@ od_store_get_head (OdStore  *self,
   return OD_STORE_GET_IFACE (self)->get_head (self, head, error);
 }
 
+gboolean
+od_store_check (OdStore  *self,
+                gint64   *head,
+                GError  **error)
+{
+  OdStoreInterface *iface = OD_STORE_GET_IFACE (self);
+
+  if (iface->check != NULL)
+    return iface->check (self, head, error);
+  return iface->get_head (self, head, error);
+}
+
 OdJob *
 od_job_new (OdCommand  *command,
             const char *actor,

@@ -71,6 +71,13 @@ struct _OdStoreInterface
   gboolean   (*get_head)    (OdStore  *self,
                              gint64   *head,
                              GError  **error);
+
+  /* Readiness: a trivial transaction that shows the store can be read
+   * and written now; head receives the head.  Optional: get_head () when
+   * NULL. */
+  gboolean   (*check)       (OdStore  *self,
+                             gint64   *head,
+                             GError  **error);
 };
 
 OdStore   *od_store_open        (const char  *uri,
@@ -85,6 +92,9 @@ GPtrArray *od_store_read_events (OdStore     *self,
                                  gint64      *head,
                                  GError     **error);
 gboolean   od_store_get_head    (OdStore     *self,
+                                 gint64      *head,
+                                 GError     **error);
+gboolean   od_store_check       (OdStore     *self,
                                  gint64      *head,
                                  GError     **error);
 void       od_store_emit_appended (OdStore   *self);

@@ -194,6 +194,12 @@ od_test_server_url (OdTestServer *server)
   return server->url;
 }
 
+char *
+od_test_server_read_log (OdTestServer *server)
+{
+  return od_test_process_read_log (server->process);
+}
+
 const char *
 od_test_server_store (OdTestServer *server)
 {

@@ -38,6 +38,8 @@ GPid            od_test_server_pid          (OdTestServer    *server);
 gboolean        od_test_server_alive        (OdTestServer    *server);
 gsize           od_test_server_rss_kib      (OdTestServer    *server);
 gboolean        od_test_server_wrapped      (void);
+/* The server's whole log (stdout and stderr) so far. */
+char           *od_test_server_read_log     (OdTestServer    *server);
 const char     *od_test_store_kind          (void);
 
 /* HTTP through libsoup.  A NULL session means the server's own session,

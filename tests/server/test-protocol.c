@@ -1013,6 +1013,7 @@ test_problem_table (void)
     { OD_PROBLEM_RATE_LIMITED, "rate_limited", 429 },
     { OD_PROBLEM_INTERNAL, "internal", 500 },
     { OD_PROBLEM_UNAVAILABLE, "unavailable", 503 },
+    { OD_PROBLEM_NOT_READY, "not_ready", 503 },
   };
 
   G_STATIC_ASSERT (G_N_ELEMENTS (table) == OD_PROBLEM_UNKNOWN);
