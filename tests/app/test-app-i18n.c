@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <glib/gi18n.h>
 #include <locale.h>
+#include <string.h>
 
 #include "od-test-app.h"
 #include "od-test-cache.h"
@@ -71,6 +72,30 @@ test_german (void)
   od_test_spin (50);
 }
 
+/* The console the build made, run from the build tree with only
+ * LANGUAGE=de (no ORDERDESK_LOCALEDIR), finds the build's catalogues: its
+ * --help is German. */
+static void
+test_build_tree_catalogue (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *exe = g_build_filename (g_getenv ("OD_BUILD_DIR"), "src", "app", "orderdesk", NULL);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_auto(GStrv) env = g_get_environ ();
+  const char *argv[] = { exe, "--help", NULL };
+  int status = -1;
+
+  env = g_environ_unsetenv (env, "ORDERDESK_LOCALEDIR");
+  env = g_environ_setenv (env, "LANGUAGE", "de", TRUE);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, env, G_SPAWN_DEFAULT, NULL, NULL,
+                               &out, &err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("%s", out);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  g_assert_nonnull (strstr (out, "Basis-URL des Servers"));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -101,6 +126,7 @@ main (int   argc,
       return 77;
     }
   g_test_add_func ("/app/german", test_german);
+  g_test_add_func ("/app/build-tree-catalogue", test_build_tree_catalogue);
   status = g_test_run ();
 
   command = g_strdup_printf ("rm -rf '%s'", tmpdir);
