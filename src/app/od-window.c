@@ -9,6 +9,7 @@
 #include "od-ledger-window.h"
 #include "od-preferences.h"
 #include "od-secret.h"
+#include "od-tooltip.h"
 #include "od-welcome.h"
 #include "od-window.h"
 
@@ -36,6 +37,7 @@ struct _OdWindow
   GtkLabel             *progress_label;
   GtkProgressBar       *progress_bar;
   GtkWidget            *header_bar;
+  GtkWidget            *ledger_button;
   GtkWidget            *back_button;
   GtkWidget            *new_button;
   GtkWidget            *search_button;
@@ -46,6 +48,7 @@ struct _OdWindow
   GtkWidget            *leaflet;
   GtkWidget            *split_view;
   guint                 relayout_source;
+  guint                 label_toasts_source;
   OdOrderList          *order_list;
   OdOrderDetail        *order_detail;
 
@@ -73,6 +76,37 @@ G_DEFINE_FINAL_TYPE (OdWindow, od_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void update_pending (OdWindow *self);
 
+/* A toast's widget (and its close button) exists once the toast shows,
+ * after the one before it is dismissed. */
+static gboolean
+label_toasts (gpointer user_data)
+{
+  OdWindow *self = user_data;
+
+  self->label_toasts_source = 0;
+  for (GtkWidget *child = gtk_widget_get_first_child (GTK_WIDGET (self->toast_overlay)); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    if (child != GTK_WIDGET (self->main_stack))
+      od_accessible_label_buttons (child, _("Dismiss"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_toast_dismissed (OdWindow *self)
+{
+  if (self->label_toasts_source == 0)
+    self->label_toasts_source = g_idle_add (label_toasts, self);
+}
+
+static void
+add_toast (OdWindow *self,
+           AdwToast *toast)
+{
+  g_signal_connect_object (toast, "dismissed", G_CALLBACK (on_toast_dismissed), self, G_CONNECT_SWAPPED);
+  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  on_toast_dismissed (self);
+}
+
 void
 od_window_toast (OdWindow   *self,
                  const char *message)
@@ -82,7 +116,7 @@ od_window_toast (OdWindow   *self,
   g_free (self->last_toast);
   self->last_toast = g_strdup (message);
   adw_toast_set_timeout (toast, 5);
-  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  add_toast (self, toast);
 }
 
 static void
@@ -99,7 +133,7 @@ toast_with_action (OdWindow   *self,
   adw_toast_set_action_name (toast, action);
   adw_toast_set_timeout (toast, 8);
   adw_toast_set_priority (toast, ADW_TOAST_PRIORITY_HIGH);
-  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  add_toast (self, toast);
 }
 
 /* Live refresh of the list: at most every REFRESH_INTERVAL_MS, and at
@@ -181,8 +215,17 @@ update_pending (OdWindow *self)
     {
       g_autofree char *text = g_strdup_printf ("%u", n);
 
+      g_autofree char *label = NULL;
+
       gtk_label_set_label (self->pending_label, text);
+      /* TRANSLATORS: the Commands button, read by a screen reader */
+      label = g_strdup_printf (ngettext ("Commands, %u pending", "Commands, %u pending", n), n);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (self->ledger_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                      label, -1);
     }
+  else
+    gtk_accessible_update_property (GTK_ACCESSIBLE (self->ledger_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                    _("Commands"), -1);
   gtk_widget_set_visible (GTK_WIDGET (self->pending_label), n > 0);
 }
 
@@ -1264,10 +1307,44 @@ od_window_start (OdWindow *self)
     }
 }
 
+/* The shortcuts window's own search entry, search button and section
+ * menu have no accessible names in GTK 4.8. */
+static void
+label_shortcuts_controls (GtkWidget *widget)
+{
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      if (GTK_IS_SEARCH_ENTRY (child))
+        gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                        _("Search shortcuts"), -1);
+      else if (GTK_IS_MENU_BUTTON (child))
+        {
+          gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                          _("Shortcut sections"), -1);
+          od_accessible_label_buttons (child, _("Shortcut sections"));
+          for (GtkWidget *inner = gtk_widget_get_first_child (child); inner != NULL;
+               inner = gtk_widget_get_next_sibling (inner))
+            if (GTK_IS_BUTTON (inner))
+              gtk_accessible_update_property (GTK_ACCESSIBLE (inner), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                              _("Shortcut sections"), -1);
+          continue;
+        }
+      else if (GTK_IS_BUTTON (child) && gtk_button_get_icon_name (GTK_BUTTON (child)) != NULL)
+        gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                        _("Search shortcuts"), -1);
+      label_shortcuts_controls (child);
+    }
+}
+
 OdWindow *
 od_window_new (OdApplication *application)
 {
   OdWindow *self = g_object_new (OD_TYPE_WINDOW, "application", application, NULL);
+  GtkShortcutsWindow *help = gtk_application_window_get_help_overlay (GTK_APPLICATION_WINDOW (self));
+
+  if (help != NULL)
+    label_shortcuts_controls (GTK_WIDGET (help));
 
   od_window_start (self);
   return self;
@@ -1280,6 +1357,7 @@ od_window_dispose (GObject *object)
 
   close_session (self);
   g_clear_handle_id (&self->relayout_source, g_source_remove);
+  g_clear_handle_id (&self->label_toasts_source, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_WINDOW);
 
   G_OBJECT_CLASS (od_window_parent_class)->dispose (object);
@@ -1325,6 +1403,7 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, header_bar);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, ledger_button);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, back_button);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, new_button);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, search_button);
