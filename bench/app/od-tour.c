@@ -57,20 +57,6 @@ resize (OdWindow *window,
   gtk_window_set_default_size (GTK_WINDOW (window), width, height);
   gtk_window_present (GTK_WINDOW (window));
   spin (1200);
-  if (g_getenv ("OD_TOUR_DUMP"))
-    g_printerr ("window %d x %d\n", gtk_widget_get_width (GTK_WIDGET (window)), gtk_widget_get_height (GTK_WIDGET (window)));
-}
-
-static void
-dump_min (GtkWidget *w, int depth)
-{
-  int min, nat;
-  if (!gtk_widget_get_visible (w)) return;
-  gtk_widget_measure (w, GTK_ORIENTATION_HORIZONTAL, -1, &min, &nat, NULL, NULL);
-  if (min > 200)
-    g_printerr ("%*s%s min %d nat %d\n", depth * 2, "", G_OBJECT_TYPE_NAME (w), min, nat);
-  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
-    dump_min (c, depth + 1);
 }
 
 static gboolean
@@ -171,7 +157,6 @@ main (int   argc,
           gtk_widget_activate_action (GTK_WIDGET (window), "win.back", NULL);
           resize (window, w, h);
           shot (orders, w, h);
-          if (g_getenv ("OD_TOUR_DUMP")) dump_min (GTK_WIDGET (window), 0);
           od_order_list_select_position (list, 3 + i);
           spin (800);
           shot (detail, w, h);
