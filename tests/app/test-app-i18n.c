@@ -59,6 +59,11 @@ test_german (void)
   g_test_message ("indicator: %s", text);
   g_assert_true (g_str_has_prefix (text, "Offline · Datenstand "));
 
+  /* At the default width the German count and indicator are whole. */
+  od_test_spin (300);
+  od_test_assert_label_whole (od_test_find_label (GTK_WIDGET (od_window_get_lag_indicator (window)), text));
+  od_test_assert_label_whole (od_test_find_label (GTK_WIDGET (list), "5.000 Bestellungen"));
+
   g_assert_cmpstr (_("Welcome to OrderDesk"), ==, "Willkommen bei OrderDesk");
   g_assert_cmpstr (_("must not be empty"), ==, "darf nicht leer sein");
   {
