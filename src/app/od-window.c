@@ -49,6 +49,7 @@ struct _OdWindow
   GtkWidget            *split_view;
   guint                 relayout_source;
   guint                 label_toasts_source;
+  gboolean              disposed;
   OdOrderList          *order_list;
   OdOrderDetail        *order_detail;
 
@@ -94,7 +95,8 @@ label_toasts (gpointer user_data)
 static void
 on_toast_dismissed (OdWindow *self)
 {
-  if (self->label_toasts_source == 0)
+  /* A toast may come while the window closes. */
+  if (self->label_toasts_source == 0 && !self->disposed)
     self->label_toasts_source = g_idle_add (label_toasts, self);
 }
 
@@ -707,8 +709,12 @@ static gboolean
 is_narrow (OdWindow *self)
 {
 #if ADW_CHECK_VERSION (1, 4, 0)
+  if (self->split_view == NULL)
+    return FALSE;
   return adw_navigation_split_view_get_collapsed (ADW_NAVIGATION_SPLIT_VIEW (self->split_view));
 #else
+  if (self->leaflet == NULL)
+    return FALSE;
   return adw_leaflet_get_folded (ADW_LEAFLET (self->leaflet));
 #endif
 }
@@ -717,9 +723,11 @@ static gboolean
 is_showing_detail (OdWindow *self)
 {
 #if ADW_CHECK_VERSION (1, 4, 0)
-  return adw_navigation_split_view_get_show_content (ADW_NAVIGATION_SPLIT_VIEW (self->split_view));
+  return self->split_view != NULL
+         && adw_navigation_split_view_get_show_content (ADW_NAVIGATION_SPLIT_VIEW (self->split_view));
 #else
-  return adw_leaflet_get_visible_child (ADW_LEAFLET (self->leaflet)) == GTK_WIDGET (self->order_detail);
+  return self->leaflet != NULL
+         && adw_leaflet_get_visible_child (ADW_LEAFLET (self->leaflet)) == GTK_WIDGET (self->order_detail);
 #endif
 }
 
@@ -727,6 +735,8 @@ static void
 show_detail (OdWindow *self,
              gboolean  detail)
 {
+  if (!is_narrow (self))
+    return;
 #if ADW_CHECK_VERSION (1, 4, 0)
   adw_navigation_split_view_set_show_content (ADW_NAVIGATION_SPLIT_VIEW (self->split_view), detail);
 #else
@@ -791,7 +801,7 @@ on_default_width (OdWindow *self)
 static void
 on_fold_changed (OdWindow *self)
 {
-  if (self->relayout_source == 0)
+  if (self->relayout_source == 0 && !self->disposed)
     self->relayout_source = g_idle_add_full (G_PRIORITY_HIGH_IDLE, relayout, self, NULL);
 }
 
@@ -1355,6 +1365,7 @@ od_window_dispose (GObject *object)
 {
   OdWindow *self = OD_WINDOW (object);
 
+  self->disposed = TRUE;
   close_session (self);
   g_clear_handle_id (&self->relayout_source, g_source_remove);
   g_clear_handle_id (&self->label_toasts_source, g_source_remove);
