@@ -818,11 +818,16 @@ setup_split_view (OdWindow *self)
   AdwBreakpoint *breakpoint;
 
   g_signal_handlers_disconnect_by_data (self->leaflet, self);
+  /* The template keeps the leaflet alive: take the panes out of it. */
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  adw_leaflet_remove (ADW_LEAFLET (self->leaflet), list);
+  adw_leaflet_remove (ADW_LEAFLET (self->leaflet), detail);
+  G_GNUC_END_IGNORE_DEPRECATIONS
   gtk_box_remove (GTK_BOX (box), self->leaflet);
   self->leaflet = NULL;
   adw_navigation_split_view_set_sidebar (split, adw_navigation_page_new (list, _("Orders")));
   adw_navigation_split_view_set_content (split, adw_navigation_page_new (detail, _("Order")));
-  adw_navigation_split_view_set_min_sidebar_width (split, 360);
+  adw_navigation_split_view_set_min_sidebar_width (split, 350);
   adw_navigation_split_view_set_max_sidebar_width (split, 900);
   adw_navigation_split_view_set_sidebar_width_fraction (split, 0.58);
   gtk_widget_set_vexpand (GTK_WIDGET (split), TRUE);
