@@ -46,6 +46,19 @@ shot (const char *name,
     g_print ("%s\n", path);
 }
 
+/* Shrinks the window to WIDTH × HEIGHT without a window manager: the
+ * default size only applies to an unmapped window. */
+static void
+resize (OdWindow *window,
+        int       width,
+        int       height)
+{
+  gtk_widget_set_visible (GTK_WIDGET (window), FALSE);
+  gtk_window_set_default_size (GTK_WINDOW (window), width, height);
+  gtk_window_present (GTK_WINDOW (window));
+  spin (1200);
+}
+
 static gboolean
 is_live (OdWindow *window)
 {
@@ -62,12 +75,16 @@ main (int   argc,
   g_autofree char *token = NULL;
   g_autofree char *cache = NULL;
   gboolean welcome_only = FALSE;
+  g_autofree char *suffix = NULL;
+  gboolean sizes = FALSE;
   GOptionEntry entries[] = {
     { "server", 0, 0, G_OPTION_ARG_STRING, &server, "Server URL", "URL" },
     { "token", 0, 0, G_OPTION_ARG_STRING, &token, "Token", "TOKEN" },
     { "cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "Cache file", "FILE" },
     { "out", 0, 0, G_OPTION_ARG_FILENAME, &out_dir, "Where the PNGs go", "DIR" },
     { "welcome", 0, 0, G_OPTION_ARG_NONE, &welcome_only, "Only the welcome page", NULL },
+    { "sizes", 0, 0, G_OPTION_ARG_NONE, &sizes, "Only the list and an order at 1280×800, 800×600 and 360×640", NULL },
+    { "suffix", 0, 0, G_OPTION_ARG_STRING, &suffix, "Appended to each size's file names, e.g. -de", "TEXT" },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new ("— tour the console's screens");
@@ -124,6 +141,36 @@ main (int   argc,
   while (!is_live (window) && g_get_monotonic_time () < deadline)
     spin (100);
   spin (2500);
+  if (sizes)
+    {
+      static const int size[][2] = { { 1280, 800 }, { 800, 600 }, { 360, 640 } };
+      OdOrderList *list = od_window_get_order_list (window);
+
+      for (guint i = 0; i < G_N_ELEMENTS (size); i++)
+        {
+          int w = size[i][0];
+          int h = size[i][1];
+          g_autofree char *orders = g_strdup_printf ("orders-%dx%d%s.png", w, h, suffix ? suffix : "");
+          g_autofree char *detail = g_strdup_printf ("detail-%dx%d%s.png", w, h, suffix ? suffix : "");
+          g_autofree char *back = g_strdup_printf ("back-%dx%d%s.png", w, h, suffix ? suffix : "");
+
+          gtk_widget_activate_action (GTK_WIDGET (window), "win.back", NULL);
+          resize (window, w, h);
+          shot (orders, w, h);
+          od_order_list_select_position (list, 3 + i);
+          spin (800);
+          shot (detail, w, h);
+          /* Narrow: the back button leads to the list again. */
+          if (w < 720)
+            {
+              gtk_widget_activate_action (GTK_WIDGET (window), "win.back", NULL);
+              spin (800);
+              shot (back, w, h);
+            }
+        }
+      gtk_window_destroy (GTK_WINDOW (window));
+      return 0;
+    }
   shot ("orders.png", 1100, 720);
 
   /* An order with a history: pick one placed or later. */

@@ -217,6 +217,12 @@ od_lag_indicator_update (OdLagIndicator *self)
     {
       g_free (self->text);
       self->text = g_strdup (text);
+      /* What a screen reader reads for the button: the state and its
+       * time, as shown (the icon alone says nothing). */
+      gtk_accessible_update_property (GTK_ACCESSIBLE (self->button),
+                                      GTK_ACCESSIBLE_PROPERTY_LABEL, text,
+                                      GTK_ACCESSIBLE_PROPERTY_DESCRIPTION, _("Synchronization details"),
+                                      -1);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TEXT]);
     }
 

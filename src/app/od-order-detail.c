@@ -211,7 +211,12 @@ new_line_row (OdOrderDetail *self,
 
       gtk_widget_set_valign (remove, GTK_ALIGN_CENTER);
       gtk_widget_add_css_class (remove, "flat");
+      g_autofree char *label = NULL;
+
       od_tooltip_set (remove, _("Remove this item"));
+      /* TRANSLATORS: a command description, "Remove MUG-BLUE" */
+      label = g_strdup_printf (_("Remove %s"), line->name);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (remove), GTK_ACCESSIBLE_PROPERTY_LABEL, label, -1);
       g_object_set_data_full (G_OBJECT (remove), "od-sku", g_strdup (line->sku), g_free);
       g_signal_connect (remove, "clicked", G_CALLBACK (on_remove_clicked), self);
       adw_action_row_add_suffix (ADW_ACTION_ROW (row), remove);

@@ -5,6 +5,7 @@
 
 #include "od-application.h"
 #include "od-preferences.h"
+#include "od-tooltip.h"
 #include "od-welcome.h"
 
 struct _OdPreferences
@@ -229,4 +230,5 @@ static void
 od_preferences_init (OdPreferences *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  od_accessible_label_buttons (GTK_WIDGET (self->token_row), _("Show or Hide the Token"));
 }

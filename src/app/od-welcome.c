@@ -5,6 +5,7 @@
 #include <libsoup/soup.h>
 #include <string.h>
 
+#include "od-tooltip.h"
 #include "od-welcome.h"
 
 /* The first-run page: server URL and token, or the local demo server when
@@ -205,4 +206,5 @@ static void
 od_welcome_init (OdWelcome *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  od_accessible_label_buttons (GTK_WIDGET (self->token_row), _("Show or Hide the Token"));
 }

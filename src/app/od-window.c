@@ -9,6 +9,7 @@
 #include "od-ledger-window.h"
 #include "od-preferences.h"
 #include "od-secret.h"
+#include "od-tooltip.h"
 #include "od-welcome.h"
 #include "od-window.h"
 
@@ -19,6 +20,8 @@
 #define REFRESH_INTERVAL_MS 100
 #define PROGRESS_THRESHOLD  500
 #define MAX_LATENCIES       256
+/* The list and the detail ask for 350 px each, and a separator. */
+#define FOLD_WIDTH          701
 
 struct _OdWindow
 {
@@ -33,7 +36,20 @@ struct _OdWindow
   GtkRevealer          *progress_revealer;
   GtkLabel             *progress_label;
   GtkProgressBar       *progress_bar;
-  GtkPaned             *paned;
+  GtkWidget            *header_bar;
+  GtkWidget            *ledger_button;
+  GtkWidget            *back_button;
+  GtkWidget            *new_button;
+  GtkWidget            *search_button;
+  GtkWidget            *lag_header_box;
+  GtkWidget            *lag_strip;
+  /* AdwLeaflet from the template; on libadwaita 1.4+ it is replaced by an
+   * AdwNavigationSplitView (see setup_split_view()) and is NULL. */
+  GtkWidget            *leaflet;
+  GtkWidget            *split_view;
+  guint                 relayout_source;
+  guint                 label_toasts_source;
+  gboolean              disposed;
   OdOrderList          *order_list;
   OdOrderDetail        *order_detail;
 
@@ -61,6 +77,38 @@ G_DEFINE_FINAL_TYPE (OdWindow, od_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void update_pending (OdWindow *self);
 
+/* A toast's widget (and its close button) exists once the toast shows,
+ * after the one before it is dismissed. */
+static gboolean
+label_toasts (gpointer user_data)
+{
+  OdWindow *self = user_data;
+
+  self->label_toasts_source = 0;
+  for (GtkWidget *child = gtk_widget_get_first_child (GTK_WIDGET (self->toast_overlay)); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    if (child != GTK_WIDGET (self->main_stack))
+      od_accessible_label_buttons (child, _("Dismiss"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_toast_dismissed (OdWindow *self)
+{
+  /* A toast may come while the window closes. */
+  if (self->label_toasts_source == 0 && !self->disposed)
+    self->label_toasts_source = g_idle_add (label_toasts, self);
+}
+
+static void
+add_toast (OdWindow *self,
+           AdwToast *toast)
+{
+  g_signal_connect_object (toast, "dismissed", G_CALLBACK (on_toast_dismissed), self, G_CONNECT_SWAPPED);
+  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  on_toast_dismissed (self);
+}
+
 void
 od_window_toast (OdWindow   *self,
                  const char *message)
@@ -70,7 +118,7 @@ od_window_toast (OdWindow   *self,
   g_free (self->last_toast);
   self->last_toast = g_strdup (message);
   adw_toast_set_timeout (toast, 5);
-  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  add_toast (self, toast);
 }
 
 static void
@@ -87,7 +135,7 @@ toast_with_action (OdWindow   *self,
   adw_toast_set_action_name (toast, action);
   adw_toast_set_timeout (toast, 8);
   adw_toast_set_priority (toast, ADW_TOAST_PRIORITY_HIGH);
-  adw_toast_overlay_add_toast (self->toast_overlay, toast);
+  add_toast (self, toast);
 }
 
 /* Live refresh of the list: at most every REFRESH_INTERVAL_MS, and at
@@ -169,8 +217,17 @@ update_pending (OdWindow *self)
     {
       g_autofree char *text = g_strdup_printf ("%u", n);
 
+      g_autofree char *label = NULL;
+
       gtk_label_set_label (self->pending_label, text);
+      /* TRANSLATORS: the Commands button, read by a screen reader */
+      label = g_strdup_printf (ngettext ("Commands, %u pending", "Commands, %u pending", n), n);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (self->ledger_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                      label, -1);
     }
+  else
+    gtk_accessible_update_property (GTK_ACCESSIBLE (self->ledger_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                    _("Commands"), -1);
   gtk_widget_set_visible (GTK_WIDGET (self->pending_label), n > 0);
 }
 
@@ -642,11 +699,175 @@ on_detail_remove_item (OdWindow   *self,
   od_window_submit (self, command, description);
 }
 
+/* Adaptive layout.  Wide: list and detail side by side, the lag
+ * indicator in the header bar.  Narrow (the leaflet or split view folded,
+ * under 701 px): one pane at a time with a back button, and the lag
+ * indicator on a line of its own under the header bar so its state and
+ * time always fit. */
+
+static gboolean
+is_narrow (OdWindow *self)
+{
+#if ADW_CHECK_VERSION (1, 4, 0)
+  if (self->split_view == NULL)
+    return FALSE;
+  return adw_navigation_split_view_get_collapsed (ADW_NAVIGATION_SPLIT_VIEW (self->split_view));
+#else
+  if (self->leaflet == NULL)
+    return FALSE;
+  return adw_leaflet_get_folded (ADW_LEAFLET (self->leaflet));
+#endif
+}
+
+static gboolean
+is_showing_detail (OdWindow *self)
+{
+#if ADW_CHECK_VERSION (1, 4, 0)
+  return self->split_view != NULL
+         && adw_navigation_split_view_get_show_content (ADW_NAVIGATION_SPLIT_VIEW (self->split_view));
+#else
+  return self->leaflet != NULL
+         && adw_leaflet_get_visible_child (ADW_LEAFLET (self->leaflet)) == GTK_WIDGET (self->order_detail);
+#endif
+}
+
+static void
+show_detail (OdWindow *self,
+             gboolean  detail)
+{
+  if (!is_narrow (self))
+    return;
+#if ADW_CHECK_VERSION (1, 4, 0)
+  adw_navigation_split_view_set_show_content (ADW_NAVIGATION_SPLIT_VIEW (self->split_view), detail);
+#else
+  adw_leaflet_set_visible_child (ADW_LEAFLET (self->leaflet),
+                                 detail ? GTK_WIDGET (self->order_detail) : GTK_WIDGET (self->order_list));
+#endif
+}
+
+/* What changes with the width changes the header's minimum width, and
+ * the fold is reported during size allocation: a widget changed then would
+ * be drawn before it is allocated again.  So it all happens right after. */
+static void
+apply_layout (OdWindow *self,
+              gboolean  narrow)
+{
+  GtkWidget *lag = GTK_WIDGET (self->lag_indicator);
+  gboolean detail = narrow && is_showing_detail (self);
+  GtkWidget *target = narrow ? self->lag_strip : self->lag_header_box;
+
+  gtk_widget_set_visible (self->back_button, detail);
+  /* Searching is about the list: not offered over the detail. */
+  gtk_widget_set_visible (self->search_button, !detail);
+  /* The window title and the server's URL (also in the lag details) give
+   * their room to the buttons. */
+  gtk_widget_set_visible (GTK_WIDGET (self->window_title), !narrow);
+  if (gtk_widget_get_parent (lag) != target)
+    {
+      g_object_ref (lag);
+      gtk_box_remove (GTK_BOX (gtk_widget_get_parent (lag)), lag);
+      gtk_box_append (GTK_BOX (target), lag);
+      g_object_unref (lag);
+    }
+  gtk_widget_set_visible (self->lag_strip, narrow);
+}
+
+static gboolean
+relayout (gpointer user_data)
+{
+  OdWindow *self = user_data;
+
+  self->relayout_source = 0;
+  apply_layout (self, is_narrow (self));
+  return G_SOURCE_REMOVE;
+}
+
+/* A window opened narrow starts with the narrow layout: its first size
+ * is computed from its widgets' minimum before anything folds, and the
+ * wide header would not fit. */
+static void
+on_default_width (OdWindow *self)
+{
+  int width = 0;
+  int height = 0;
+
+  if (gtk_widget_get_mapped (GTK_WIDGET (self)))
+    return;
+  gtk_window_get_default_size (GTK_WINDOW (self), &width, &height);
+  if (width > 0)
+    apply_layout (self, width < FOLD_WIDTH);
+}
+
+static void
+on_fold_changed (OdWindow *self)
+{
+  if (self->relayout_source == 0 && !self->disposed)
+    self->relayout_source = g_idle_add_full (G_PRIORITY_HIGH_IDLE, relayout, self, NULL);
+}
+
+#if ADW_CHECK_VERSION (1, 4, 0)
+/* libadwaita 1.4 deprecates AdwLeaflet: put the list and the detail in a
+ * navigation split view that a breakpoint collapses under 701 px. */
+static void
+setup_split_view (OdWindow *self)
+{
+  GtkWidget *box = gtk_widget_get_parent (self->leaflet);
+  g_autoptr(GtkWidget) list = g_object_ref (GTK_WIDGET (self->order_list));
+  g_autoptr(GtkWidget) detail = g_object_ref (GTK_WIDGET (self->order_detail));
+  AdwNavigationSplitView *split = ADW_NAVIGATION_SPLIT_VIEW (adw_navigation_split_view_new ());
+  AdwBreakpoint *breakpoint;
+
+  g_signal_handlers_disconnect_by_data (self->leaflet, self);
+  /* The template keeps the leaflet alive: take the panes out of it. */
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  adw_leaflet_remove (ADW_LEAFLET (self->leaflet), list);
+  adw_leaflet_remove (ADW_LEAFLET (self->leaflet), detail);
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  gtk_box_remove (GTK_BOX (box), self->leaflet);
+  self->leaflet = NULL;
+  adw_navigation_split_view_set_sidebar (split, adw_navigation_page_new (list, _("Orders")));
+  adw_navigation_split_view_set_content (split, adw_navigation_page_new (detail, _("Order")));
+  adw_navigation_split_view_set_min_sidebar_width (split, 350);
+  adw_navigation_split_view_set_max_sidebar_width (split, 900);
+  adw_navigation_split_view_set_sidebar_width_fraction (split, 0.58);
+  gtk_widget_set_vexpand (GTK_WIDGET (split), TRUE);
+  gtk_box_append (GTK_BOX (box), GTK_WIDGET (split));
+  self->split_view = GTK_WIDGET (split);
+  g_signal_connect_swapped (split, "notify::collapsed", G_CALLBACK (on_fold_changed), self);
+  g_signal_connect_swapped (split, "notify::show-content", G_CALLBACK (on_fold_changed), self);
+
+  breakpoint = adw_breakpoint_new (adw_breakpoint_condition_parse ("max-width: 700sp"));
+  adw_breakpoint_add_setters (breakpoint, G_OBJECT (split), "collapsed", TRUE, NULL);
+  adw_application_window_add_breakpoint (ADW_APPLICATION_WINDOW (self), breakpoint);
+  /* A window with breakpoints needs its own minimum size. */
+  gtk_widget_set_size_request (GTK_WIDGET (self), 360, 600);
+}
+#endif
+
+static void
+back_action (GtkWidget  *widget,
+             const char *action_name,
+             GVariant   *parameter)
+{
+  show_detail (OD_WINDOW (widget), FALSE);
+}
+
 static void
 on_selection_changed (OdWindow   *self,
                       const char *order_id)
 {
   od_order_detail_show (self->order_detail, order_id);
+  if (order_id != NULL && is_narrow (self))
+    show_detail (self, TRUE);
+}
+
+/* Enter or a double click on the row already selected opens it again. */
+static void
+on_row_activated (OdWindow *self,
+                  guint     position)
+{
+  if (is_narrow (self) && od_order_list_get_selected_order_id (self->order_list) != NULL)
+    show_detail (self, TRUE);
 }
 
 static void
@@ -746,7 +967,10 @@ search_action (GtkWidget  *widget,
                const char *action_name,
                GVariant   *parameter)
 {
-  od_order_list_focus_search (OD_WINDOW (widget)->order_list);
+  OdWindow *self = OD_WINDOW (widget);
+
+  show_detail (self, FALSE);
+  od_order_list_focus_search (self->order_list);
 }
 
 static void
@@ -1098,10 +1322,44 @@ od_window_start (OdWindow *self)
     }
 }
 
+/* The shortcuts window's own search entry, search button and section
+ * menu have no accessible names in GTK 4.8. */
+static void
+label_shortcuts_controls (GtkWidget *widget)
+{
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      if (GTK_IS_SEARCH_ENTRY (child))
+        gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                        _("Search shortcuts"), -1);
+      else if (GTK_IS_MENU_BUTTON (child))
+        {
+          gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                          _("Shortcut sections"), -1);
+          od_accessible_label_buttons (child, _("Shortcut sections"));
+          for (GtkWidget *inner = gtk_widget_get_first_child (child); inner != NULL;
+               inner = gtk_widget_get_next_sibling (inner))
+            if (GTK_IS_BUTTON (inner))
+              gtk_accessible_update_property (GTK_ACCESSIBLE (inner), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                              _("Shortcut sections"), -1);
+          continue;
+        }
+      else if (GTK_IS_BUTTON (child) && gtk_button_get_icon_name (GTK_BUTTON (child)) != NULL)
+        gtk_accessible_update_property (GTK_ACCESSIBLE (child), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                        _("Search shortcuts"), -1);
+      label_shortcuts_controls (child);
+    }
+}
+
 OdWindow *
 od_window_new (OdApplication *application)
 {
   OdWindow *self = g_object_new (OD_TYPE_WINDOW, "application", application, NULL);
+  GtkShortcutsWindow *help = gtk_application_window_get_help_overlay (GTK_APPLICATION_WINDOW (self));
+
+  if (help != NULL)
+    label_shortcuts_controls (GTK_WIDGET (help));
 
   od_window_start (self);
   return self;
@@ -1112,7 +1370,10 @@ od_window_dispose (GObject *object)
 {
   OdWindow *self = OD_WINDOW (object);
 
+  self->disposed = TRUE;
   close_session (self);
+  g_clear_handle_id (&self->relayout_source, g_source_remove);
+  g_clear_handle_id (&self->label_toasts_source, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_WINDOW);
 
   G_OBJECT_CLASS (od_window_parent_class)->dispose (object);
@@ -1157,13 +1418,21 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_revealer);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_bar);
-  gtk_widget_class_bind_template_child (widget_class, OdWindow, paned);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, header_bar);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, ledger_button);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, back_button);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, new_button);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, search_button);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, lag_header_box);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, lag_strip);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, leaflet);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, order_list);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, order_detail);
   gtk_widget_class_bind_template_callback (widget_class, on_welcome_connect);
   gtk_widget_class_bind_template_callback (widget_class, on_selection_changed);
   gtk_widget_class_bind_template_callback (widget_class, on_detail_command);
   gtk_widget_class_bind_template_callback (widget_class, on_detail_remove_item);
+  gtk_widget_class_bind_template_callback (widget_class, on_fold_changed);
 
   gtk_widget_class_install_action (widget_class, "win.new-order", NULL, new_order_action);
   gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
@@ -1171,12 +1440,21 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.reconnect", NULL, reconnect_action);
   gtk_widget_class_install_action (widget_class, "win.rebuild", NULL, rebuild_action);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, export_action);
+  gtk_widget_class_install_action (widget_class, "win.back", NULL, back_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Left, GDK_ALT_MASK, "win.back", NULL);
 }
 
 static void
 od_window_init (OdWindow *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+#if ADW_CHECK_VERSION (1, 4, 0)
+  setup_split_view (self);
+#endif
+  g_signal_connect_object (od_order_list_get_column_view (self->order_list), "activate",
+                           G_CALLBACK (on_row_activated), self, G_CONNECT_SWAPPED);
+  g_signal_connect (self, "notify::default-width", G_CALLBACK (on_default_width), NULL);
+  on_fold_changed (self);
   if (od_application_get_settings () != NULL)
     g_signal_connect_object (od_application_get_settings (), "changed::ca-file",
                              G_CALLBACK (on_ca_file_changed), self, 0);

@@ -135,3 +135,41 @@ od_test_copy_cache (const char *path,
   g_assert_no_error (error);
   return copy;
 }
+
+GtkWidget *
+od_test_find_label (GtkWidget  *root,
+                    const char *text)
+{
+  if (GTK_IS_LABEL (root) && gtk_widget_get_mapped (root)
+      && g_strcmp0 (gtk_label_get_text (GTK_LABEL (root)), text) == 0)
+    return root;
+  for (GtkWidget *child = gtk_widget_get_first_child (root); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      GtkWidget *found = od_test_find_label (child, text);
+
+      if (found != NULL)
+        return found;
+    }
+  return NULL;
+}
+
+void
+od_test_assert_label_whole (GtkWidget *label)
+{
+  GtkWidget *window = GTK_WIDGET (gtk_widget_get_root (label));
+  graphene_rect_t bounds;
+  int natural = 0;
+
+  g_assert_true (gtk_widget_get_mapped (label));
+  gtk_widget_measure (label, GTK_ORIENTATION_HORIZONTAL, -1, NULL, &natural, NULL, NULL);
+  g_test_message ("'%s': %d of %d px in a window %d px wide",
+                  gtk_label_get_text (GTK_LABEL (label)), gtk_widget_get_width (label), natural,
+                  gtk_widget_get_width (window));
+  /* The measure counts the margins, the width does not. */
+  g_assert_cmpint (gtk_widget_get_width (label) + gtk_widget_get_margin_start (label)
+                   + gtk_widget_get_margin_end (label), >=, natural);
+  g_assert_true (gtk_widget_compute_bounds (label, window, &bounds));
+  g_assert_cmpfloat (bounds.origin.x, >=, 0);
+  g_assert_cmpfloat (bounds.origin.x + bounds.size.width, <=, gtk_widget_get_width (window) + 0.5);
+}

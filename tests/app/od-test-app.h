@@ -25,4 +25,11 @@ guint16        od_test_free_port     (void);
 char          *od_test_copy_cache    (const char     *path,
                                       const char     *dir);
 
+/* The mapped label under root showing exactly text, or NULL. */
+GtkWidget     *od_test_find_label    (GtkWidget      *root,
+                                      const char     *text);
+/* The label is as wide as its text needs and lies inside its window:
+ * nothing of it is ellipsized or cut off by the window's edge. */
+void           od_test_assert_label_whole (GtkWidget *label);
+
 G_END_DECLS

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <glib/gi18n.h>
 #include <locale.h>
+#include <string.h>
 
 #include "od-test-app.h"
 #include "od-test-cache.h"
@@ -58,6 +59,11 @@ test_german (void)
   g_test_message ("indicator: %s", text);
   g_assert_true (g_str_has_prefix (text, "Offline · Datenstand "));
 
+  /* At the default width the German count and indicator are whole. */
+  od_test_spin (300);
+  od_test_assert_label_whole (od_test_find_label (GTK_WIDGET (od_window_get_lag_indicator (window)), text));
+  od_test_assert_label_whole (od_test_find_label (GTK_WIDGET (list), "5.000 Bestellungen"));
+
   g_assert_cmpstr (_("Welcome to OrderDesk"), ==, "Willkommen bei OrderDesk");
   g_assert_cmpstr (_("must not be empty"), ==, "darf nicht leer sein");
   {
@@ -69,6 +75,30 @@ test_german (void)
   }
   gtk_window_destroy (GTK_WINDOW (window));
   od_test_spin (50);
+}
+
+/* The console the build made, run from the build tree with only
+ * LANGUAGE=de (no ORDERDESK_LOCALEDIR), finds the build's catalogues: its
+ * --help is German. */
+static void
+test_build_tree_catalogue (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *exe = g_build_filename (g_getenv ("OD_BUILD_DIR"), "src", "app", "orderdesk", NULL);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_auto(GStrv) env = g_get_environ ();
+  const char *argv[] = { exe, "--help", NULL };
+  int status = -1;
+
+  env = g_environ_unsetenv (env, "ORDERDESK_LOCALEDIR");
+  env = g_environ_setenv (env, "LANGUAGE", "de", TRUE);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, env, G_SPAWN_DEFAULT, NULL, NULL,
+                               &out, &err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("%s", out);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  g_assert_nonnull (strstr (out, "Basis-URL des Servers"));
 }
 
 int
@@ -101,6 +131,7 @@ main (int   argc,
       return 77;
     }
   g_test_add_func ("/app/german", test_german);
+  g_test_add_func ("/app/build-tree-catalogue", test_build_tree_catalogue);
   status = g_test_run ();
 
   command = g_strdup_printf ("rm -rf '%s'", tmpdir);
