@@ -17,7 +17,17 @@ typedef enum
   PLAN_REORDER,    /* first stream: events, then n+2 before n+1 */
   PLAN_STUCK,      /* first stream: events, then only heartbeats below the head */
   PLAN_NOT_STRICT, /* first stream: one event is JSON only a lenient parser takes */
+  PLAN_HEAD_ABOVE, /* head frames at 1000, pages empty: a contract break, every time */
+  PLAN_BIG_FRAME,  /* a stream frame of data lines without end */
+  PLAN_BIG_PROBLEM,/* the stream answers 500 with a problem+json body without end */
+  PLAN_BIG_HEAD,   /* /v1/head without end */
+  PLAN_BIG_PAGE,   /* a gap in the stream, then a page without end */
 } Plan;
+
+/* What a hostile server sends at most of one endless answer (the client
+ * must give up long before). */
+#define ENDLESS_CAP   (300 * 1024 * 1024)
+#define ENDLESS_BLOCK (256 * 1024)
 
 typedef struct
 {
@@ -28,8 +38,65 @@ typedef struct
   Plan        plan;
   guint       streams;
   guint       pages;
+  guint       requests;
   GPtrArray  *open_msgs;
 } StreamServer;
+
+typedef struct
+{
+  char  *block;
+  gsize  sent;
+} Endless;
+
+static void
+endless_free (Endless *e)
+{
+  g_free (e->block);
+  g_free (e);
+}
+
+static void
+endless_more (SoupServerMessage *msg,
+              Endless           *e)
+{
+  SoupMessageBody *body = soup_server_message_get_response_body (msg);
+
+  if (e->sent >= ENDLESS_CAP)
+    soup_message_body_complete (body);
+  else
+    {
+      soup_message_body_append (body, SOUP_MEMORY_STATIC, e->block, ENDLESS_BLOCK);
+      e->sent += ENDLESS_BLOCK;
+    }
+  soup_server_message_unpause (msg);
+}
+
+/* Answers `prefix` and then `filler` over and over, a block at a time as
+ * the socket takes it (up to ENDLESS_CAP). */
+static void
+answer_endless (SoupServerMessage *msg,
+                guint              status,
+                const char        *content_type,
+                const char        *prefix,
+                const char        *filler)
+{
+  Endless *e = g_new0 (Endless, 1);
+  SoupMessageBody *body = soup_server_message_get_response_body (msg);
+  gsize flen = strlen (filler);
+
+  e->block = g_malloc (ENDLESS_BLOCK);
+  for (gsize i = 0; i < ENDLESS_BLOCK; i++)
+    e->block[i] = filler[i % flen];
+  soup_server_message_set_status (msg, status, NULL);
+  soup_message_headers_set_content_type (soup_server_message_get_response_headers (msg),
+                                         content_type, NULL);
+  soup_message_headers_set_encoding (soup_server_message_get_response_headers (msg),
+                                     SOUP_ENCODING_CHUNKED);
+  soup_message_body_set_accumulate (body, FALSE);
+  soup_message_body_append (body, SOUP_MEMORY_COPY, prefix, strlen (prefix));
+  g_object_set_data_full (G_OBJECT (msg), "endless", e, (GDestroyNotify) endless_free);
+  g_signal_connect (msg, "wrote-chunk", G_CALLBACK (endless_more), e);
+}
 
 static void
 append_range (GString   *out,
@@ -61,7 +128,29 @@ handle_stream (StreamServer      *s,
   SoupMessageBody *body;
 
   s->streams++;
-  if (s->streams == 1)
+  if (s->plan == PLAN_BIG_FRAME)
+    {
+      /* 1 KiB lines, each under any line bound; no blank line ever. */
+      g_autofree char *line = g_strdup_printf ("data: %01017d\n", 0);
+
+      g_string_free (out, TRUE);
+      answer_endless (msg, 200, "text/event-stream", "retry: 2000\n\n", line);
+      return;
+    }
+  if (s->plan == PLAN_BIG_PROBLEM)
+    {
+      g_string_free (out, TRUE);
+      answer_endless (msg, 500, "application/problem+json",
+                      "{\"type\":\"about:blank\",\"title\":\"x\",\"detail\":\"", "x");
+      return;
+    }
+  if (s->plan == PLAN_HEAD_ABOVE)
+    {
+      /* The stream stops short of its own head every time. */
+      append_head (out, s->served_head);
+      append_head (out, s->served_head);
+    }
+  else if (s->streams == 1)
     {
       switch (s->plan)
         {
@@ -100,6 +189,10 @@ handle_stream (StreamServer      *s,
             g_string_append (out, bad->str);
             append_range (out, s->log, 32, s->served_head);
           }
+          break;
+        case PLAN_BIG_PAGE:
+          append_range (out, s->log, 1, 30);
+          append_range (out, s->log, 40, 40);   /* a gap: the pages fill it */
           break;
         default:
           g_assert_not_reached ();
@@ -147,10 +240,18 @@ handle_events (StreamServer      *s,
                gint64             after,
                gint64             limit)
 {
-  GString *out = g_string_new ("{\"events\":[");
+  GString *out;
   gint64 n = 0;
 
   s->pages++;
+  if (s->plan == PLAN_BIG_PAGE)
+    {
+      answer_endless (msg, 200, "application/json", "{\"events\":[", "{\"position\":1},");
+      return;
+    }
+  out = g_string_new ("{\"events\":[");
+  if (s->plan == PLAN_HEAD_ABOVE)
+    after = s->served_head;
   for (gint64 p = after + 1; p <= s->served_head && n < limit; p++, n++)
     {
       if (n > 0)
@@ -186,7 +287,10 @@ handler (SoupServer        *server,
 {
   StreamServer *s = data;
 
-  if (g_str_equal (path, "/v1/head"))
+  s->requests++;
+  if (g_str_equal (path, "/v1/head") && s->plan == PLAN_BIG_HEAD)
+    answer_endless (msg, 200, "application/json", "{\"head\":1", " ");
+  else if (g_str_equal (path, "/v1/head"))
     {
       g_autofree char *body = g_strdup_printf ("{\"head\":%" G_GINT64_FORMAT ",\"server_time\":\"2026-11-26T00:00:00.000Z\"}",
                                                s->served_head);
@@ -218,7 +322,9 @@ stream_server_new (Plan plan)
 
   s->plan = plan;
   s->log = od_test_log_new (60, 99);
-  s->served_head = plan == PLAN_DUPLICATES ? 100 : s->log->head;
+  s->served_head = plan == PLAN_DUPLICATES   ? 100
+                  : plan == PLAN_HEAD_ABOVE ? 1000
+                                            : s->log->head;
   s->open_msgs = g_ptr_array_new_with_free_func (g_object_unref);
   s->server = soup_server_new (NULL, NULL);
   soup_server_add_handler (s->server, NULL, handler, s, NULL);
@@ -426,6 +532,110 @@ test_not_strict_refused (void)
   stream_server_free (s);
 }
 
+static gint64
+rss_kib (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nVmRSS:");
+  g_assert_nonnull (line);
+  return g_ascii_strtoll (line + strlen ("\nVmRSS:"), NULL, 10);
+}
+
+typedef struct
+{
+  gint64 max_rss;
+} RssWatch;
+
+static gboolean
+sample_rss (gpointer data)
+{
+  RssWatch *r = data;
+
+  r->max_rss = MAX (r->max_rss, rss_kib ());
+  return G_SOURCE_CONTINUE;
+}
+
+/* A server that sends without end (a frame, an error body, a head, a
+ * page): the engine gives up with an error that says what was too big,
+ * and its memory stays bounded (400 MB sent made 414-524 MB resident). */
+static void
+test_endless (gconstpointer data)
+{
+  Plan plan = GPOINTER_TO_INT (data);
+  StreamServer *s = stream_server_new (plan);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  RssWatch watch = { 0 };
+  gint64 base = rss_kib ();
+  gboolean timed_out = FALSE;
+  guint sampler = g_timeout_add (20, sample_rss, &watch);
+  guint id = g_timeout_add_seconds (30, timeout_cb, &timed_out);
+  const char *what = plan == PLAN_BIG_FRAME     ? "stream frame larger than 1 MiB"
+                     : plan == PLAN_BIG_PROBLEM ? "error body is larger than 64 KiB"
+                     : plan == PLAN_BIG_HEAD    ? "head is larger than 64 KiB"
+                                                : "page of events is larger than 64 MiB";
+
+  od_sync_engine_start (sync);
+  while (!timed_out && (od_lag_get_last_error (lag) == NULL
+                        || strstr (od_lag_get_last_error (lag), what) == NULL))
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (sampler);
+  sample_rss (&watch);
+  g_test_message ("%s: resident %" G_GINT64_FORMAT " KiB before, at most %" G_GINT64_FORMAT
+                  " KiB", what, base, watch.max_rss);
+  /* The page's bound is 64 MiB; everything else is far smaller. */
+  g_assert_cmpint (watch.max_rss - base, <, (plan == PLAN_BIG_PAGE ? 100 : 24) * 1024);
+  g_assert_false (timed_out);
+  g_source_remove (id);
+  g_assert_cmpint (od_lag_get_state (lag), !=, OD_LAG_STATE_LIVE);
+  /* Nothing after the hole was applied. */
+  g_assert_cmpint (od_cache_get_applied_position (cache), <=, 30);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
+/* The server's head frames stay above what its pages serve (the pages
+ * come back empty): the engine backs off like after any other failure
+ * (it made 1,961 requests in 10 s), and does not say it is live. */
+static void
+test_head_above_pages_backs_off (void)
+{
+  StreamServer *s = stream_server_new (PLAN_HEAD_ABOVE);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  OdLag *lag = od_sync_engine_get_lag (sync);
+  gboolean done = FALSE;
+  OdLagState state;
+
+  od_sync_engine_start (sync);
+  g_timeout_add_seconds (5, timeout_cb, &done);
+  while (!done)
+    g_main_context_iteration (NULL, TRUE);
+  state = od_lag_get_state (lag);
+  g_test_message ("%u requests (%u pages, %u streams) in 5 s; state %d, error: %s", s->requests,
+                  s->pages, s->streams, state, od_lag_get_last_error (lag));
+  /* Head, stream, page at 0, ~1, ~3 s (1 s doubling, ±20 %). */
+  g_assert_cmpuint (s->requests, <=, 10);
+  g_assert_cmpuint (s->pages, >=, 1);
+  g_assert_true (state == OD_LAG_STATE_RECONNECTING || state == OD_LAG_STATE_CONNECTING);
+  g_assert_nonnull (od_lag_get_last_error (lag));
+  g_assert_nonnull (strstr (od_lag_get_last_error (lag), "its pages end at 0"));
+  g_assert_cmpint (od_lag_get_known_head (lag), ==, 1000);
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, 0);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -436,5 +646,11 @@ main (int    argc,
   g_test_add_func ("/stream/reordered-uses-pages", test_reordered);
   g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
   g_test_add_func ("/stream/not-strict-json-refused", test_not_strict_refused);
+  g_test_add_func ("/stream/head-above-pages-backs-off", test_head_above_pages_backs_off);
+  g_test_add_data_func ("/stream/endless-frame", GINT_TO_POINTER (PLAN_BIG_FRAME), test_endless);
+  g_test_add_data_func ("/stream/endless-problem", GINT_TO_POINTER (PLAN_BIG_PROBLEM),
+                        test_endless);
+  g_test_add_data_func ("/stream/endless-head", GINT_TO_POINTER (PLAN_BIG_HEAD), test_endless);
+  g_test_add_data_func ("/stream/endless-page", GINT_TO_POINTER (PLAN_BIG_PAGE), test_endless);
   return g_test_run ();
 }
