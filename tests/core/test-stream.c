@@ -22,6 +22,8 @@ typedef enum
   PLAN_BIG_PROBLEM,/* the stream answers 500 with a problem+json body without end */
   PLAN_BIG_HEAD,   /* /v1/head without end */
   PLAN_BIG_PAGE,   /* a gap in the stream, then a page without end */
+  PLAN_CONTRACT,   /* events that break the protocol, all on the stream */
+  PLAN_CONTRACT_PAGES, /* the same, the bad ones through the pages (strict parser) */
 } Plan;
 
 /* What a hostile server sends at most of one endless answer (the client
@@ -194,6 +196,16 @@ handle_stream (StreamServer      *s,
           append_range (out, s->log, 1, 30);
           append_range (out, s->log, 40, 40);   /* a gap: the pages fill it */
           break;
+        case PLAN_CONTRACT:
+          append_range (out, s->log, 1, s->served_head);
+          append_head (out, s->served_head);
+          break;
+        case PLAN_CONTRACT_PAGES:
+          /* The fast parser takes the stream's frames, the strict one
+           * the pages': both must see the same breaks. */
+          append_range (out, s->log, 1, s->served_head - 9);
+          append_range (out, s->log, s->served_head, s->served_head);
+          break;
         default:
           g_assert_not_reached ();
         }
@@ -336,6 +348,21 @@ stream_server_new (Plan plan)
     s->url[strlen (s->url) - 1] = '\0';
   g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
   return s;
+}
+
+/* Appends to the server's log, after its last event. */
+static void
+log_append (StreamServer *s,
+            const char   *order_id,
+            gint64        version,
+            const char   *type,
+            const char   *data)
+{
+  s->log->head++;
+  g_ptr_array_add (s->log->events,
+                   od_test_event_new (s->log->head, s->log->head - 1, order_id, version, type,
+                                      data));
+  s->served_head = s->log->head;
 }
 
 static void
@@ -636,6 +663,125 @@ test_head_above_pages_backs_off (void)
   stream_server_free (s);
 }
 
+static OdOrder *
+query_order (OdCache    *cache,
+             const char *order_id)
+{
+  g_autoptr(GError) error = NULL;
+  OdOrder *order = od_query_order (cache, order_id, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (order);
+  return order;
+}
+
+/* The server sends events that break the protocol: a ShipOrder-made
+ * event at version 7 on a draft at version 1, an OrderShipped on a draft
+ * without a gap.  Neither is applied, nor anything after it for that
+ * order; both orders are marked and say as of which version they are
+ * shown; every event is stored; the other orders and the checkpoint go
+ * on. */
+static void
+test_contract_break (gconstpointer data)
+{
+  Plan plan = GPOINTER_TO_INT (data);
+  StreamServer *s = stream_server_new (plan);
+  const char *a = "01900000-0000-7000-8000-00000000000a";
+  const char *b = "01900000-0000-7000-8000-00000000000b";
+  const char *c = "01900000-0000-7000-8000-00000000000c";
+  const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
+  const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
+  const char *shipped = "{\"carrier\":\"UPS\",\"tracking_number\":\"Z1\"}";
+  gint64 base = s->log->head, bad_a, bad_c, version, position;
+  char *dir;
+  OdCache *cache;
+  g_autoptr(OdSyncEngine) sync = NULL;
+  g_autoptr(OdOrder) oa = NULL;
+  g_autoptr(OdOrder) ob = NULL;
+  g_autoptr(OdOrder) oc = NULL;
+  g_autoptr(GPtrArray) rows = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *reason = NULL;
+  OdOrderQuery query = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
+  guint marked = 0;
+  sqlite3_stmt *st = NULL;
+
+  log_append (s, a, 1, "OrderCreated", created);
+  log_append (s, b, 1, "OrderCreated", created);
+  log_append (s, a, 7, "OrderShipped", shipped);
+  bad_a = s->log->head;
+  log_append (s, a, 2, "ItemAdded", item);      /* fine on its own: after a break, not applied */
+  log_append (s, b, 2, "ItemAdded", item);
+  log_append (s, c, 1, "OrderCreated", created);
+  log_append (s, c, 2, "OrderShipped", shipped); /* no gap, but a draft cannot ship */
+  bad_c = s->log->head;
+  log_append (s, c, 3, "SomethingNew", "{}");
+  log_append (s, b, 3, "OrderPlaced", "{\"total_cents\":1000,\"item_count\":2}");
+  log_append (s, b, 4, "OrderShipped", shipped);
+  g_assert_cmpint (s->log->head, ==, base + 10);
+
+  cache = new_cache (&dir);
+  sync = od_sync_engine_new (cache, s->url, "t");
+  od_sync_engine_start (sync);
+  settle (cache, s->log->head, 10);
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, s->log->head);
+  if (plan == PLAN_CONTRACT_PAGES)
+    g_assert_cmpuint (s->pages, >=, 1);
+
+  oa = query_order (cache, a);
+  g_assert_cmpint (oa->status, ==, OD_STATUS_DRAFT);
+  g_assert_cmpint (oa->version, ==, 1);
+  g_assert_cmpuint (oa->lines->len, ==, 0);
+  g_assert_null (oa->carrier);
+  g_assert_true (od_query_inconsistency (cache, a, &version, &position, &reason, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (version, ==, 1);
+  g_assert_cmpint (position, ==, bad_a);
+  g_assert_nonnull (strstr (reason, "version 7 after version 1"));
+  g_clear_pointer (&reason, g_free);
+
+  ob = query_order (cache, b);
+  g_assert_cmpint (ob->status, ==, OD_STATUS_SHIPPED);
+  g_assert_cmpint (ob->version, ==, 4);
+  g_assert_false (od_query_inconsistency (cache, b, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+
+  oc = query_order (cache, c);
+  g_assert_cmpint (oc->status, ==, OD_STATUS_DRAFT);
+  g_assert_cmpint (oc->version, ==, 1);
+  g_assert_true (od_query_inconsistency (cache, c, &version, &position, &reason, &error));
+  g_assert_cmpint (version, ==, 1);
+  g_assert_cmpint (position, ==, bad_c);
+  g_assert_nonnull (strstr (reason, "OrderShipped on an order that is draft"));
+  g_assert_cmpint (od_query_count_inconsistent (cache, NULL), ==, 2);
+
+  /* The log stays complete: every event stored, the bad ones too. */
+  sqlite3_prepare_v2 (od_cache_get_db (cache),
+                      "SELECT count(*), max(position) FROM order_events", -1, &st, NULL);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  g_assert_cmpint (sqlite3_column_int64 (st, 0), ==, s->log->head);
+  g_assert_cmpint (sqlite3_column_int64 (st, 1), ==, s->log->head);
+  sqlite3_finalize (st);
+
+  rows = od_query_orders (cache, &query, NULL, 1000, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      OdOrderRow *row = g_ptr_array_index (rows, i);
+
+      g_assert_cmpint (row->inconsistent, ==, strcmp (row->order_id, a) == 0
+                                              || strcmp (row->order_id, c) == 0);
+      marked += row->inconsistent;
+    }
+  g_assert_cmpuint (marked, ==, 2);
+  g_assert_cmpint (od_lag_get_state (od_sync_engine_get_lag (sync)), ==, OD_LAG_STATE_LIVE);
+
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -647,6 +793,10 @@ main (int    argc,
   g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
   g_test_add_func ("/stream/not-strict-json-refused", test_not_strict_refused);
   g_test_add_func ("/stream/head-above-pages-backs-off", test_head_above_pages_backs_off);
+  g_test_add_data_func ("/stream/contract-break", GINT_TO_POINTER (PLAN_CONTRACT),
+                        test_contract_break);
+  g_test_add_data_func ("/stream/contract-break-pages", GINT_TO_POINTER (PLAN_CONTRACT_PAGES),
+                        test_contract_break);
   g_test_add_data_func ("/stream/endless-frame", GINT_TO_POINTER (PLAN_BIG_FRAME), test_endless);
   g_test_add_data_func ("/stream/endless-problem", GINT_TO_POINTER (PLAN_BIG_PROBLEM),
                         test_endless);
