@@ -649,13 +649,18 @@ test_migration_old_search (Fixture       *f,
     "CREATE VIRTUAL TABLE order_search USING fts5 ("
     "  customer_name, customer_email, content='', prefix='2 3',"
     "  tokenize='unicode61 remove_diacritics 2');"
+    "DROP TABLE IF EXISTS inconsistent_orders;"
     "PRAGMA user_version = 1;",
     /* version 2 */
     "DROP TABLE order_search;"
     "CREATE VIRTUAL TABLE order_search USING fts5 ("
     "  customer_name, customer_email, content='', prefix='2 3 4 5 6 7 8',"
     "  tokenize='unicode61 remove_diacritics 2');"
+    "DROP TABLE IF EXISTS inconsistent_orders;"
     "PRAGMA user_version = 2;",
+    /* version 3: no inconsistent_orders; kept as it is, not rebuilt */
+    "DROP TABLE inconsistent_orders;"
+    "PRAGMA user_version = 3;",
   };
   gint64 applied;
   gint64 lovelace;
@@ -683,6 +688,9 @@ test_migration_old_search (Fixture       *f,
       g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), >=, 0);
       g_assert_true (od_cache_flush (f->cache, NULL));
       g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+      g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM inconsistent_orders"), ==, 0);
+      g_assert_cmpint (od_query_count_inconsistent (f->cache, NULL), ==, 0);
+      g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, applied);
       g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE name = 'order_search'"
                                          " AND sql LIKE '%prefix=''1 2 3 4 5 6 7 8''%'"), ==, 1);
       /* The emptied old index would find nothing: the orders were indexed

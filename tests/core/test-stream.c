@@ -663,6 +663,26 @@ test_head_above_pages_backs_off (void)
   stream_server_free (s);
 }
 
+/* orderdeskctl on the cache only; returns what it printed. */
+static char *
+run_ctl (OdCache    *cache,
+         const char *arg1,
+         const char *arg2)
+{
+  g_autofree char *ctl = g_build_filename (g_getenv ("OD_BUILD_DIR"), "src", "ctl", "orderdeskctl",
+                                           NULL);
+  const char *argv[] = { ctl, "-q", "--cache", od_cache_get_path (cache), arg1, arg2, NULL };
+  g_autoptr(GError) error = NULL;
+  char *out = NULL;
+  int status;
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                               NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  return out;
+}
+
 static OdOrder *
 query_order (OdCache    *cache,
              const char *order_id)
@@ -775,6 +795,34 @@ test_contract_break (gconstpointer data)
     }
   g_assert_cmpuint (marked, ==, 2);
   g_assert_cmpint (od_lag_get_state (od_sync_engine_get_lag (sync)), ==, OD_LAG_STATE_LIVE);
+
+  /* orderdeskctl says so too. */
+  {
+    g_autofree char *status = run_ctl (cache, "status", NULL);
+    g_autofree char *status_json = run_ctl (cache, "status", "--json");
+    g_autofree char *orders = run_ctl (cache, "orders", NULL);
+    g_autofree char *orders_json = run_ctl (cache, "orders", "--json");
+    g_auto(GStrv) lines = g_strsplit (orders, "\n", -1);
+    g_auto(GStrv) json_lines = g_strsplit (orders_json, "\n", -1);
+    guint text_marked = 0, json_marked = 0;
+
+    g_assert_nonnull (strstr (status, "inconsistent:     2 orders"));
+    g_assert_nonnull (strstr (status_json, "\"inconsistent_orders\":2,"));
+    for (guint i = 0; lines[i] != NULL; i++)
+      if (strstr (lines[i], "INCONSISTENT") != NULL)
+        {
+          g_assert_true (g_str_has_prefix (lines[i], a) || g_str_has_prefix (lines[i], c));
+          text_marked++;
+        }
+    for (guint i = 0; json_lines[i] != NULL; i++)
+      if (strstr (json_lines[i], "\"inconsistent\":true") != NULL)
+        {
+          g_assert_true (strstr (json_lines[i], a) != NULL || strstr (json_lines[i], c) != NULL);
+          json_marked++;
+        }
+    g_assert_cmpuint (text_marked, ==, 2);
+    g_assert_cmpuint (json_marked, ==, 2);
+  }
 
   od_sync_engine_stop (sync);
   g_clear_object (&sync);
