@@ -739,15 +739,21 @@ od_query_order_at (OdCache     *cache,
 {
   g_autoptr(GPtrArray) events = od_query_timeline (cache, order_id, error);
   g_autoptr(OdOrder) order = NULL;
+  gint64 broken_at = G_MAXINT64;
 
   if (events == NULL)
+    return NULL;
+  /* Events from the first one that broke the protocol on were never
+   * applied: no past state is made of them either. */
+  if (!od_query_inconsistency (cache, order_id, NULL, &broken_at, NULL, error)
+      && error != NULL && *error != NULL)
     return NULL;
   order = od_order_new (order_id);
   for (guint i = 0; i < events->len; i++)
     {
       OdEvent *ev = g_ptr_array_index (events, i);
 
-      if (ev->position > position)
+      if (ev->position > position || ev->position >= broken_at)
         break;
       od_order_apply (order, ev->type, od_event_get_data (ev), ev->version, ev->position,
                       ev->recorded_at);

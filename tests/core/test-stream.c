@@ -759,6 +759,14 @@ test_contract_break (gconstpointer data)
   g_assert_cmpint (position, ==, bad_a);
   g_assert_nonnull (strstr (reason, "version 7 after version 1"));
   g_clear_pointer (&reason, g_free);
+  {
+    /* The history view makes no state of the refused events either. */
+    g_autoptr(OdOrder) past = od_query_order_at (cache, a, s->log->head, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpint (past->status, ==, OD_STATUS_DRAFT);
+    g_assert_cmpint (past->version, ==, 1);
+  }
 
   ob = query_order (cache, b);
   g_assert_cmpint (ob->status, ==, OD_STATUS_SHIPPED);
