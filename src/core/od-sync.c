@@ -979,6 +979,7 @@ sync_thread_main (gpointer data)
   Worker *w = data;
   guint backoff_exp = 0;
   guint write_backoff_exp = 0;
+  gboolean lost_before = FALSE;
   gint64 write_failed_at = -1;
 
   w->stream_session = soup_session_new_with_options ("timeout", 0, "idle-timeout", 0,
@@ -1009,8 +1010,27 @@ sync_thread_main (gpointer data)
         backoff_exp = 0;
       if (gap && r == RESULT_STOPPED && !should_stop (w))
         continue;
+      if (w->connection_ok && w->useful && r != RESULT_HISTORY_LOST)
+        lost_before = FALSE;
       if (r == RESULT_HISTORY_LOST)
         {
+          /* The first time, rebuild at once (a server restored from a
+           * backup); a server whose log never holds the checkpoint made
+           * by its own pages would otherwise have the cache rebuilt in
+           * a loop with no pause. */
+          if (lost_before)
+            {
+              guint base = MIN (BACKOFF_MAX_SEC, 1u << MIN (backoff_exp, 5));
+
+              backoff_exp++;
+              set_state (w, OD_LAG_STATE_CONNECTING,
+                         "the server's event log does not follow on from its own pages");
+              wait_backoff (w, (gint64) (base * g_random_double_range (0.8, 1.2)
+                                         * G_USEC_PER_SEC));
+              if (should_stop (w))
+                break;
+            }
+          lost_before = TRUE;
           set_state (w, OD_LAG_STATE_CATCHING_UP,
                      "the server's event log does not contain the cache's checkpoint; "
                      "rebuilding the cache");

@@ -24,6 +24,7 @@ typedef enum
   PLAN_BIG_PAGE,   /* a gap in the stream, then a page without end */
   PLAN_CONTRACT,   /* events that break the protocol, all on the stream */
   PLAN_CONTRACT_PAGES, /* the same, the bad ones through the pages (strict parser) */
+  PLAN_FOREIGN_LOG,/* every answer starts with an event whose prev is not 0: history lost, always */
 } Plan;
 
 /* What a hostile server sends at most of one endless answer (the client
@@ -121,6 +122,20 @@ append_head (GString *out,
                           head, now);
 }
 
+/* An event at 6 whose prev (5) no reader starting from 0 has. */
+static void
+append_foreign (GString *out,
+                gboolean sse)
+{
+  g_autoptr(OdEvent) ev = od_test_event_new (6, 5, "01900000-0000-7000-8000-0000000000f0", 1,
+                                             "OrderCreated", "{}");
+
+  if (sse)
+    od_event_append_sse (out, ev);
+  else
+    od_event_append_json (out, ev);
+}
+
 static void
 handle_stream (StreamServer      *s,
                SoupServerMessage *msg,
@@ -146,7 +161,9 @@ handle_stream (StreamServer      *s,
                       "{\"type\":\"about:blank\",\"title\":\"x\",\"detail\":\"", "x");
       return;
     }
-  if (s->plan == PLAN_HEAD_ABOVE)
+  if (s->plan == PLAN_FOREIGN_LOG)
+    append_foreign (out, TRUE);
+  else if (s->plan == PLAN_HEAD_ABOVE)
     {
       /* The stream stops short of its own head every time. */
       append_head (out, s->served_head);
@@ -262,6 +279,16 @@ handle_events (StreamServer      *s,
       return;
     }
   out = g_string_new ("{\"events\":[");
+  if (s->plan == PLAN_FOREIGN_LOG)
+    {
+      append_foreign (out, FALSE);
+      g_string_append (out, "],\"head\":6}");
+      soup_server_message_set_status (msg, 200, NULL);
+      soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_COPY, out->str,
+                                        out->len);
+      g_string_free (out, TRUE);
+      return;
+    }
   if (s->plan == PLAN_HEAD_ABOVE)
     after = s->served_head;
   for (gint64 p = after + 1; p <= s->served_head && n < limit; p++, n++)
@@ -336,6 +363,7 @@ stream_server_new (Plan plan)
   s->log = od_test_log_new (60, 99);
   s->served_head = plan == PLAN_DUPLICATES   ? 100
                   : plan == PLAN_HEAD_ABOVE ? 1000
+                  : plan == PLAN_FOREIGN_LOG ? 6
                                             : s->log->head;
   s->open_msgs = g_ptr_array_new_with_free_func (g_object_unref);
   s->server = soup_server_new (NULL, NULL);
@@ -838,6 +866,35 @@ test_contract_break (gconstpointer data)
   stream_server_free (s);
 }
 
+/* A server whose pages never follow on from the checkpoint they make:
+ * the cache is rebuilt at once the first time, then only after a
+ * back-off, not in a loop. */
+static void
+test_history_lost_backs_off (void)
+{
+  StreamServer *s = stream_server_new (PLAN_FOREIGN_LOG);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  gboolean done = FALSE;
+
+  od_sync_engine_start (sync);
+  g_timeout_add_seconds (5, timeout_cb, &done);
+  while (!done)
+    g_main_context_iteration (NULL, TRUE);
+  g_test_message ("%u requests (%u pages, %u streams) in 5 s", s->requests, s->pages,
+                  s->streams);
+  /* Rebuilds at 0, 0, ~1, ~3 s: head, stream and page each. */
+  g_assert_cmpuint (s->requests, <=, 15);
+  g_assert_cmpuint (s->pages, >=, 2);
+  g_assert_cmpint (od_lag_get_state (od_sync_engine_get_lag (sync)), !=, OD_LAG_STATE_LIVE);
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, 0);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -849,6 +906,7 @@ main (int    argc,
   g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
   g_test_add_func ("/stream/not-strict-json-refused", test_not_strict_refused);
   g_test_add_func ("/stream/head-above-pages-backs-off", test_head_above_pages_backs_off);
+  g_test_add_func ("/stream/history-lost-backs-off", test_history_lost_backs_off);
   g_test_add_data_func ("/stream/contract-break", GINT_TO_POINTER (PLAN_CONTRACT),
                         test_contract_break);
   g_test_add_data_func ("/stream/contract-break-pages", GINT_TO_POINTER (PLAN_CONTRACT_PAGES),
