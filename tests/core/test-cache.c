@@ -879,6 +879,43 @@ test_sse_parser (void)
     }
 }
 
+/* A frame's data is bounded, not only its lines: data lines without a
+ * blank line fail the parser (the engine then drops the stream) instead
+ * of growing it; a reset starts it again. */
+static void
+test_sse_parser_bounds (void)
+{
+  SseSeen seen = { g_string_new (NULL), 0 };
+  OdSseParser *p = od_sse_parser_new (sse_frame, sse_retry, &seen);
+  g_autofree char *line = g_strdup_printf ("data: %01017d\n", 0);
+  g_autofree char *big = g_malloc (OD_SSE_MAX_FRAME + 2);
+  gboolean ok = TRUE;
+  guint fed = 0;
+
+  g_assert_true (od_sse_parser_feed (p, "data: a\n\n", 9));
+  while (ok && fed < 4 * 1024)
+    {
+      ok = od_sse_parser_feed (p, line, strlen (line));
+      fed++;
+    }
+  g_assert_false (ok);
+  g_assert_cmpuint (fed, <=, OD_SSE_MAX_FRAME / 1017 + 1); /* 1017 bytes of data a line */
+  /* Failed for good: a blank line does not make a frame of the rest. */
+  g_assert_false (od_sse_parser_feed (p, "\ndata: b\n\n", 11));
+  g_assert_cmpstr (seen.log->str, ==, "[message|-|a]");
+  od_sse_parser_reset (p);
+  g_assert_true (od_sse_parser_feed (p, "data: c\n\n", 9));
+  g_assert_cmpstr (seen.log->str, ==, "[message|-|a][message|-|c]");
+
+  /* One line without an end, over the bound. */
+  memset (big, 'x', OD_SSE_MAX_FRAME + 2);
+  memcpy (big, "data: ", 6);
+  g_assert_false (od_sse_parser_feed (p, big, OD_SSE_MAX_FRAME + 2)
+                  && od_sse_parser_feed (p, big + 6, 80));
+  od_sse_parser_free (p);
+  g_string_free (seen.log, TRUE);
+}
+
 static void
 test_fast_event_parser (void)
 {
@@ -1068,5 +1105,6 @@ main (int    argc,
   g_test_add_func ("/sync/fast-event-parser", test_fast_event_parser);
   g_test_add_func ("/sync/fast-event-parser-strict", test_fast_event_parser_strict);
   g_test_add_func ("/sse/parser", test_sse_parser);
+  g_test_add_func ("/sse/parser-bounds", test_sse_parser_bounds);
   return g_test_run ();
 }
