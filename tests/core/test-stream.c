@@ -25,6 +25,7 @@ typedef enum
   PLAN_CONTRACT,   /* events that break the protocol, all on the stream */
   PLAN_CONTRACT_PAGES, /* the same, the bad ones through the pages (strict parser) */
   PLAN_FOREIGN_LOG,/* every answer starts with an event whose prev is not 0: history lost, always */
+  PLAN_BIG_ANSWER, /* POST /v1/commands answered with a body without end */
 } Plan;
 
 /* What a hostile server sends at most of one endless answer (the client
@@ -327,7 +328,9 @@ handler (SoupServer        *server,
   StreamServer *s = data;
 
   s->requests++;
-  if (g_str_equal (path, "/v1/head") && s->plan == PLAN_BIG_HEAD)
+  if (g_str_equal (path, "/v1/commands") && s->plan == PLAN_BIG_ANSWER)
+    answer_endless (msg, 200, "application/json", "{\"order_id\":\"", "x");
+  else if (g_str_equal (path, "/v1/head") && s->plan == PLAN_BIG_HEAD)
     answer_endless (msg, 200, "application/json", "{\"head\":1", " ");
   else if (g_str_equal (path, "/v1/head"))
     {
@@ -895,6 +898,66 @@ test_history_lost_backs_off (void)
   stream_server_free (s);
 }
 
+static void
+submitted (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  g_autoptr(GError) error = NULL;
+
+  *(gint64 *) data = od_outbox_submit_finish (OD_OUTBOX (source), result, &error);
+  g_assert_no_error (error);
+}
+
+/* The outbox reads a command's answer with a bound too: an answer
+ * without end is a transient failure that names it, and memory stays
+ * bounded. */
+static void
+test_endless_answer (void)
+{
+  StreamServer *s = stream_server_new (PLAN_BIG_ANSWER);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, s->url, "t");
+  g_autoptr(OdPendingCommand) c = NULL;
+  RssWatch watch = { 0 };
+  gint64 base = rss_kib ();
+  gint64 id = 0;
+  gboolean timed_out = FALSE;
+  guint sampler = g_timeout_add (20, sample_rss, &watch);
+  guint tid = g_timeout_add_seconds (30, timeout_cb, &timed_out);
+
+  od_outbox_submit_json_async (outbox,
+                               "{\"type\":\"CreateOrder\",\"order_id\":\"01900000-0000-7000-8000-0000000000e1\","
+                               "\"data\":{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\","
+                               "\"currency\":\"EUR\"}}",
+                               NULL, submitted, &id);
+  for (;;)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      if (timed_out)
+        break;
+      if (id <= 0)
+        continue;
+      g_clear_pointer (&c, od_pending_command_free);
+      c = od_outbox_get (outbox, id, NULL);
+      if (c != NULL && c->detail != NULL && strstr (c->detail, "larger than 64 KiB") != NULL)
+        break;
+    }
+  g_source_remove (sampler);
+  sample_rss (&watch);
+  g_test_message ("answer: resident %" G_GINT64_FORMAT " KiB before, at most %" G_GINT64_FORMAT
+                  " KiB; %s", base, watch.max_rss, c && c->detail ? c->detail : "-");
+  g_assert_cmpint (watch.max_rss - base, <, 24 * 1024);
+  g_assert_false (timed_out);
+  g_source_remove (tid);
+  /* Not final: it is resent (same key) after the back-off. */
+  g_assert_cmpint (c->state, !=, OD_COMMAND_STATE_REJECTED);
+  g_clear_object (&outbox);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -916,5 +979,6 @@ main (int    argc,
                         test_endless);
   g_test_add_data_func ("/stream/endless-head", GINT_TO_POINTER (PLAN_BIG_HEAD), test_endless);
   g_test_add_data_func ("/stream/endless-page", GINT_TO_POINTER (PLAN_BIG_PAGE), test_endless);
+  g_test_add_func ("/stream/endless-command-answer", test_endless_answer);
   return g_test_run ();
 }
