@@ -607,6 +607,16 @@ od_order_detail_show (OdOrderDetail *self,
   load (self, TRUE);
 }
 
+const char *
+od_order_detail_get_inconsistent_message (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), NULL);
+
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->inconsistent_label)))
+    return NULL;
+  return gtk_label_get_label (self->inconsistent_label);
+}
+
 void
 od_order_detail_reload (OdOrderDetail *self)
 {
