@@ -24,6 +24,7 @@ struct _OdOrderDetail
   GtkLabel        *status_pill;
   GtkRevealer     *past_revealer;
   GtkLabel        *past_label;
+  GtkLabel        *inconsistent_label;
   GtkFlowBox      *actions_box;
   GtkListBox      *lines_list;
   GtkLabel        *totals_label;
@@ -534,6 +535,32 @@ load (OdOrderDetail *self,
   order = od_query_order (self->cache, self->order_id, &error);
   if (order == NULL && error != NULL)
     g_warning ("Could not read order %s: %s", self->order_id, error->message);
+  /* The server sent this order an event that breaks the protocol: the
+   * cache did not apply it nor anything after it, and says so rather
+   * than show a state nobody decided. */
+  {
+    gint64 version = 0;
+    gboolean inconsistent;
+
+    g_clear_error (&error);
+    inconsistent = od_query_inconsistency (self->cache, self->order_id, &version, NULL, NULL,
+                                           &error);
+    if (error != NULL)
+      g_warning ("Could not read whether order %s is consistent: %s", self->order_id,
+                 error->message);
+    if (inconsistent)
+      {
+        g_autofree char *text = NULL;
+
+        /* TRANSLATORS: banner over an order the server sent impossible events for */
+        text = g_strdup_printf (_("This order’s history breaks the protocol: it is shown as of "
+                                  "version %lld, and later events are not applied. Verify or "
+                                  "rebuild the cache to repair it."),
+                                (long long) version);
+        gtk_label_set_label (self->inconsistent_label, text);
+      }
+    gtk_widget_set_visible (GTK_WIDGET (self->inconsistent_label), inconsistent);
+  }
   if (!force && order != NULL && self->current != NULL
       && order->version == self->current->version
       && order->last_position == self->current->last_position)
@@ -583,6 +610,16 @@ od_order_detail_show (OdOrderDetail *self,
   self->order_id = g_strdup (order_id);
   self->past_position = -1;
   load (self, TRUE);
+}
+
+const char *
+od_order_detail_get_inconsistent_message (OdOrderDetail *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_DETAIL (self), NULL);
+
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->inconsistent_label)))
+    return NULL;
+  return gtk_label_get_label (self->inconsistent_label);
 }
 
 void
@@ -698,6 +735,7 @@ od_order_detail_class_init (OdOrderDetailClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, status_pill);
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, past_revealer);
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, past_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, inconsistent_label);
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, actions_box);
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, lines_list);
   gtk_widget_class_bind_template_child (widget_class, OdOrderDetail, totals_label);

@@ -26,5 +26,8 @@ void           od_order_detail_show_past          (OdOrderDetail *self,
 gint64         od_order_detail_get_past_position  (OdOrderDetail *self);
 const OdOrder *od_order_detail_get_shown_order    (OdOrderDetail *self);
 guint          od_order_detail_get_timeline_length (OdOrderDetail *self);
+/* The banner over an order whose history from the server breaks the
+ * protocol, NULL when there is none. */
+const char    *od_order_detail_get_inconsistent_message (OdOrderDetail *self);
 
 G_END_DECLS

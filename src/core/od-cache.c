@@ -80,8 +80,20 @@ static const char bulk_end_sql[] =
   "  customer_name, customer_email, content='', prefix='1 2 3 4 5 6 7 8'," \
   "  tokenize='unicode61 remove_diacritics 2');"
 
-/* The schema of version 3 (versions 1 and 2 indexed fewer prefix lengths
- * for search: 2-3 and 2-8).  Every list query of od-query.c has a
+/* Orders whose history from the server breaks the protocol (a version
+ * gap, a transition their status does not allow): from the first such
+ * event on, the order's events are stored but not applied, and the order
+ * is shown as of `version`.  A view like the others: a rebuild drops it.
+ * New in version 4. */
+#define INCONSISTENT_TABLE_SQL \
+  "CREATE TABLE IF NOT EXISTS inconsistent_orders (" \
+  "  order_id TEXT PRIMARY KEY," \
+  "  version INTEGER NOT NULL," \
+  "  position INTEGER NOT NULL," \
+  "  reason TEXT NOT NULL) WITHOUT ROWID;"
+
+/* The schema of version 4 (versions 1 and 2 indexed fewer prefix lengths
+ * for search: 2-3 and 2-8; version 3 had no inconsistent_orders).  Every list query of od-query.c has a
  * composite index that matches it, so a page is a short index walk. */
 static const char schema_sql[] =
   "CREATE TABLE IF NOT EXISTS orders ("
@@ -157,6 +169,7 @@ static const char schema_sql[] =
   "  answered_at INTEGER NOT NULL DEFAULT 0,"
   "  visible_at INTEGER NOT NULL DEFAULT 0);"
   "CREATE INDEX IF NOT EXISTS pending_commands_state ON pending_commands (state, position);"
+  INCONSISTENT_TABLE_SQL
   INDEXES_SQL;
 
 /* Tables that hold views only (rebuilt from the event log); the outbox is
@@ -171,6 +184,7 @@ static const char drop_views_sql[] =
   "DROP TABLE IF EXISTS order_items;"
   "DROP TABLE IF EXISTS order_events;"
   "DROP TABLE IF EXISTS status_counts;"
+  "DROP TABLE IF EXISTS inconsistent_orders;"
   "DROP TABLE IF EXISTS sync_state;";
 
 typedef enum
@@ -205,6 +219,7 @@ typedef struct
 typedef struct
 {
   OdOrder      *order;
+  gboolean      inconsistent; /* in inconsistent_orders: apply nothing more */
   gboolean      in_db;
   gboolean      lines_dirty;
   OdOrderStatus orig_status;  /* as stored, when in_db */
@@ -275,6 +290,9 @@ struct _OdCache
   sqlite3_stmt *st_sync_state;
   sqlite3_stmt *st_visible;
   sqlite3_stmt *st_contact;
+  sqlite3_stmt *st_load_inconsistent;
+  sqlite3_stmt *st_mark_inconsistent;
+  sqlite3_stmt *st_prior_version;
 };
 
 G_DEFINE_FINAL_TYPE (OdCache, od_cache, G_TYPE_OBJECT)
@@ -521,8 +539,21 @@ migrate (sqlite3   *db,
   if (!exec (db, "BEGIN EXCLUSIVE", error))
     return FALSE;
   version = get_user_version (db);
-  if (version == 1 || version == 2)
-    *search_upgrade = TRUE;
+  if (version >= 1 && version <= 3)
+    {
+      /* Version 3 lacks only inconsistent_orders (empty until an event
+       * breaks the protocol, so nothing to fill); 1 and 2 also get it
+       * now, and version 4 once their search index is rebuilt. */
+      if (!exec (db, INCONSISTENT_TABLE_SQL, error))
+        goto fail;
+      if (version == 3)
+        {
+          if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
+            goto fail;
+        }
+      else
+        *search_upgrade = TRUE;
+    }
   else if (version != OD_CACHE_SCHEMA_VERSION)
     {
       if (version != 0 || has_table (db, "orders"))
@@ -592,6 +623,9 @@ finalize_writer_statements (OdCache *self)
   g_clear_pointer (&self->st_sync_state, sqlite3_finalize);
   g_clear_pointer (&self->st_visible, sqlite3_finalize);
   g_clear_pointer (&self->st_contact, sqlite3_finalize);
+  g_clear_pointer (&self->st_load_inconsistent, sqlite3_finalize);
+  g_clear_pointer (&self->st_mark_inconsistent, sqlite3_finalize);
+  g_clear_pointer (&self->st_prior_version, sqlite3_finalize);
 }
 
 static gboolean
@@ -668,7 +702,17 @@ prepare_writer_statements (OdCache  *self,
                      "UPDATE sync_state SET known_head = max(known_head, ?1),"
                      " last_contact_at = max(last_contact_at, ?2),"
                      " server_url = coalesce(?3, server_url) WHERE id = 1",
-                     &self->st_contact, error);
+                     &self->st_contact, error)
+         && prepare (db, "SELECT 1 FROM inconsistent_orders WHERE order_id = ?",
+                     &self->st_load_inconsistent, error)
+         && prepare (db,
+                     "INSERT OR IGNORE INTO inconsistent_orders (order_id, version, position,"
+                     " reason) VALUES (?, ?, ?, ?)",
+                     &self->st_mark_inconsistent, error)
+         && prepare (db,
+                     "SELECT coalesce(max(version), 0) FROM order_events"
+                     " WHERE order_id = ?1 AND position < ?2",
+                     &self->st_prior_version, error);
 }
 
 static gint64
@@ -1054,6 +1098,67 @@ fail:
   return FALSE;
 }
 
+static const struct
+{
+  const char    *event;
+  OdCommandType  command;
+} transitions[] = {
+  { "OrderCreated", OD_COMMAND_CREATE_ORDER },
+  { "ItemAdded", OD_COMMAND_ADD_ITEM },
+  { "ItemRemoved", OD_COMMAND_REMOVE_ITEM },
+  { "OrderPlaced", OD_COMMAND_PLACE_ORDER },
+  { "OrderShipped", OD_COMMAND_SHIP_ORDER },
+  { "OrderDelivered", OD_COMMAND_MARK_DELIVERED },
+  { "OrderCancelled", OD_COMMAND_CANCEL_ORDER },
+};
+
+/* Why `ev` cannot follow `order` by the protocol's own rules (versions
+ * 1, 2, 3, … without a gap; the command table's status rule for the
+ * command that emits it), or NULL when it can.  Only the status: the
+ * fold is tolerant of the finer rules (a line present, a line count).
+ * Unknown types only need their version. */
+static char *
+contract_break (const OdOrder *order,
+                const OdEvent *ev)
+{
+  if (ev->version != order->version + 1)
+    return g_strdup_printf ("%s at version %" G_GINT64_FORMAT " after version %" G_GINT64_FORMAT,
+                            ev->type, ev->version, order->version);
+  for (guint i = 0; i < G_N_ELEMENTS (transitions); i++)
+    if (strcmp (ev->type, transitions[i].event) == 0)
+      {
+        if (!od_order_status_allows (order->status, transitions[i].command))
+          return g_strdup_printf ("%s on an order that is %s", ev->type,
+                                  order->status == OD_STATUS_NONE
+                                    ? "not created"
+                                    : od_order_status_name (order->status));
+        break;
+      }
+  return NULL;
+}
+
+static gboolean
+mark_inconsistent (OdCache       *self,
+                   Working       *w,
+                   const OdEvent *ev,
+                   const char    *why,
+                   GError       **error)
+{
+  sqlite3_stmt *st = self->st_mark_inconsistent;
+
+  g_message ("cache: order %s breaks the protocol at position %" G_GINT64_FORMAT
+             " (%s): shown as of version %" G_GINT64_FORMAT "; its later events are kept, not applied",
+             ev->order_id, ev->position, why, w->order->version);
+  sqlite3_bind_text (st, 1, ev->order_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 2, w->order->version);
+  sqlite3_bind_int64 (st, 3, ev->position);
+  sqlite3_bind_text (st, 4, why, -1, SQLITE_STATIC);
+  if (!step_done (self->wdb, st, "mark inconsistent", error))
+    return FALSE;
+  w->inconsistent = TRUE;
+  return TRUE;
+}
+
 /* Applies one batch inside the open transaction.  Returns FALSE on a
  * database error; a gap stops the batch without error. */
 static gboolean
@@ -1090,21 +1195,48 @@ apply_events (OdCache    *self,
       w = g_hash_table_lookup (self->working, ev->order_id);
       if (w == NULL)
         {
+          /* Loaded even for a version 1: a second "first" event of an
+           * existing order must be seen as the break it is. */
           w = g_new0 (Working, 1);
-          if (ev->version == 1)
-            w->order = od_order_new (ev->order_id);
-          else
+          w->order = load_order (self, ev->order_id, &w->in_db);
+          w->orig_status = w->order->status;
+          w->orig_total = od_order_total_cents (w->order);
+          if (!w->in_db && ev->version != 1)
             {
-              w->order = load_order (self, ev->order_id, &w->in_db);
-              w->orig_status = w->order->status;
-              w->orig_total = od_order_total_cents (w->order);
+              /* No row: the order had only events of unknown types (or
+               * none); its version is that of its stored events. */
+              st = self->st_prior_version;
+              sqlite3_bind_text (st, 1, ev->order_id, -1, SQLITE_STATIC);
+              sqlite3_bind_int64 (st, 2, ev->position);
+              if (sqlite3_step (st) == SQLITE_ROW)
+                w->order->version = sqlite3_column_int64 (st, 0);
+              sqlite3_reset (st);
+              sqlite3_clear_bindings (st);
             }
+          st = self->st_load_inconsistent;
+          sqlite3_bind_text (st, 1, ev->order_id, -1, SQLITE_STATIC);
+          w->inconsistent = sqlite3_step (st) == SQLITE_ROW;
+          sqlite3_reset (st);
+          sqlite3_clear_bindings (st);
           g_hash_table_insert (self->working, w->order->order_id, w);
         }
-      if (g_strcmp0 (ev->type, "ItemAdded") == 0 || g_strcmp0 (ev->type, "ItemRemoved") == 0)
-        w->lines_dirty = TRUE;
-      od_order_apply (w->order, ev->type, od_event_get_data (ev), ev->version, ev->position,
-                      ev->recorded_at);
+      /* A server that breaks the contract is not believed: the event is
+       * kept (the log stays complete), the order is not changed by it or
+       * by anything after it, and says so.  Never invented state. */
+      if (!w->inconsistent)
+        {
+          g_autofree char *why = contract_break (w->order, ev);
+
+          if (why != NULL && !mark_inconsistent (self, w, ev, why, error))
+            return FALSE;
+        }
+      if (!w->inconsistent)
+        {
+          if (g_strcmp0 (ev->type, "ItemAdded") == 0 || g_strcmp0 (ev->type, "ItemRemoved") == 0)
+            w->lines_dirty = TRUE;
+          od_order_apply (w->order, ev->type, od_event_get_data (ev), ev->version, ev->position,
+                          ev->recorded_at);
+        }
 
       self->tx_applied = ev->position;
       self->tx_events++;

@@ -42,7 +42,7 @@ G_BEGIN_DECLS
  *       nothing of that batch was applied; the sync engine retries later.
  */
 
-#define OD_CACHE_SCHEMA_VERSION 3
+#define OD_CACHE_SCHEMA_VERSION 4
 
 /* Times in the cache are text in RFC 3339 UTC with milliseconds (as the
  * server sends them) for event times, and integer µs since the epoch for

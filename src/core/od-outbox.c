@@ -583,11 +583,20 @@ od_outbox_is_busy (OdOutbox *self)
 /* ------------------------------------------------------------------ */
 /* Sending                                                             */
 
+/* A command's answer is a small object or a short problem+json: a server
+ * that sends more is hostile or broken, and must not grow the console's
+ * memory without end. */
+#define MAX_ANSWER_BYTES (64 * 1024)
+#define ANSWER_BLOCK     (16 * 1024)
+
 typedef struct
 {
   OdOutbox *self;
   gint64    id;
   GTlsCertificateFlags tls_errors; /* of a refused server certificate */
+  SoupMessage  *msg;               /* sending only: the request */
+  GInputStream *in;                /* sending only: its answer, being read */
+  GByteArray   *answer;
 } SendData;
 
 /* Commands not final are watched: another process (the console, or
@@ -742,22 +751,22 @@ transient_failure (OdOutbox   *self,
 }
 
 static void
-send_done (GObject      *source,
-           GAsyncResult *result,
-           gpointer      data)
+answer_done (SendData *sd,
+             GBytes   *body,
+             GError   *error)
 {
-  SendData *sd = data;
   OdOutbox *self = sd->self;
-  SoupMessage *msg = soup_session_get_async_result_message (SOUP_SESSION (source), result);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) body = soup_session_send_and_read_finish (SOUP_SESSION (source), result,
-                                                              &error);
+  g_autoptr(SoupMessage) msg = g_steal_pointer (&sd->msg);
   gint64 id = sd->id;
   GTlsCertificateFlags tls_errors = sd->tls_errors;
   guint status;
   const char *bytes;
   gsize len;
 
+  if (sd->in != NULL)
+    g_input_stream_close (sd->in, NULL, NULL);
+  g_clear_object (&sd->in);
+  g_clear_pointer (&sd->answer, g_byte_array_unref);
   g_free (sd);
   if (body == NULL)
     {
@@ -870,6 +879,61 @@ send_done (GObject      *source,
         }
     }
   g_object_unref (self);
+}
+
+static void
+answer_read (GObject      *source,
+             GAsyncResult *result,
+             gpointer      data)
+{
+  SendData *sd = data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) block = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
+                                                              &error);
+  gsize n;
+
+  if (block == NULL)
+    {
+      answer_done (sd, NULL, error);
+      return;
+    }
+  n = g_bytes_get_size (block);
+  if (n == 0)
+    {
+      g_autoptr(GBytes) body = g_byte_array_free_to_bytes (g_steal_pointer (&sd->answer));
+
+      answer_done (sd, body, NULL);
+      return;
+    }
+  if (n > MAX_ANSWER_BYTES - sd->answer->len)
+    {
+      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                   "the server's answer is larger than 64 KiB");
+      answer_done (sd, NULL, error);
+      return;
+    }
+  g_byte_array_append (sd->answer, g_bytes_get_data (block, NULL), n);
+  g_input_stream_read_bytes_async (sd->in, ANSWER_BLOCK, G_PRIORITY_DEFAULT,
+                                   sd->self->cancellable, answer_read, sd);
+}
+
+static void
+send_done (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  SendData *sd = data;
+  g_autoptr(GError) error = NULL;
+
+  sd->in = soup_session_send_finish (SOUP_SESSION (source), result, &error);
+  if (sd->in == NULL)
+    {
+      answer_done (sd, NULL, error);
+      return;
+    }
+  sd->answer = g_byte_array_new ();
+  g_input_stream_read_bytes_async (sd->in, ANSWER_BLOCK, G_PRIORITY_DEFAULT,
+                                   sd->self->cancellable, answer_read, sd);
 }
 
 /* Claiming a command for sending is one write transaction, so two
@@ -985,8 +1049,9 @@ send_claimed (OdOutbox         *self,
   sd->self = g_object_ref (self);
   sd->id = c->id;
   od_tls_watch_message (msg, &sd->tls_errors);
-  soup_session_send_and_read_async (self->session, msg, G_PRIORITY_DEFAULT, self->cancellable,
-                                    send_done, sd);
+  sd->msg = g_object_ref (msg);
+  soup_session_send_async (self->session, msg, G_PRIORITY_DEFAULT, self->cancellable, send_done,
+                           sd);
 }
 
 static void

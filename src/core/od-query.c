@@ -7,7 +7,8 @@
 
 #define ROW_COLUMNS \
   "order_id, customer_name, customer_email, currency, status, item_count," \
-  " total_cents, version, created_at, updated_at, last_position"
+  " total_cents, version, created_at, updated_at, last_position," \
+  " EXISTS (SELECT 1 FROM inconsistent_orders WHERE inconsistent_orders.order_id = orders.order_id)"
 
 #define SEARCH_CAP 2000
 
@@ -327,6 +328,7 @@ read_row (sqlite3_stmt *st)
   row->created_at = g_strdup ((const char *) sqlite3_column_text (st, 8));
   row->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 9));
   row->last_position = sqlite3_column_int64 (st, 10);
+  row->inconsistent = sqlite3_column_int (st, 11) != 0;
   return row;
 }
 
@@ -571,6 +573,55 @@ od_query_count_orders (OdCache             *cache,
   return n;
 }
 
+gboolean
+od_query_inconsistency (OdCache     *cache,
+                        const char  *order_id,
+                        gint64      *version,
+                        gint64      *position,
+                        char       **reason,
+                        GError     **error)
+{
+  sqlite3_stmt *st;
+  gboolean found;
+
+  st = od_cache_prepare_read (cache,
+                              "SELECT version, position, reason FROM inconsistent_orders"
+                              " WHERE order_id = ?",
+                              error);
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
+  found = sqlite3_step (st) == SQLITE_ROW;
+  if (found)
+    {
+      if (version != NULL)
+        *version = sqlite3_column_int64 (st, 0);
+      if (position != NULL)
+        *position = sqlite3_column_int64 (st, 1);
+      if (reason != NULL)
+        *reason = g_strdup ((const char *) sqlite3_column_text (st, 2));
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  return found;
+}
+
+gint64
+od_query_count_inconsistent (OdCache  *cache,
+                             GError  **error)
+{
+  sqlite3_stmt *st = od_cache_prepare_read (cache, "SELECT count(*) FROM inconsistent_orders",
+                                            error);
+  gint64 n = -1;
+
+  if (st == NULL)
+    return -1;
+  if (sqlite3_step (st) == SQLITE_ROW)
+    n = sqlite3_column_int64 (st, 0);
+  sqlite3_reset (st);
+  return n;
+}
+
 OdOrder *
 od_query_order (OdCache     *cache,
                 const char  *order_id,
@@ -688,15 +739,21 @@ od_query_order_at (OdCache     *cache,
 {
   g_autoptr(GPtrArray) events = od_query_timeline (cache, order_id, error);
   g_autoptr(OdOrder) order = NULL;
+  gint64 broken_at = G_MAXINT64;
 
   if (events == NULL)
+    return NULL;
+  /* Events from the first one that broke the protocol on were never
+   * applied: no past state is made of them either. */
+  if (!od_query_inconsistency (cache, order_id, NULL, &broken_at, NULL, error)
+      && error != NULL && *error != NULL)
     return NULL;
   order = od_order_new (order_id);
   for (guint i = 0; i < events->len; i++)
     {
       OdEvent *ev = g_ptr_array_index (events, i);
 
-      if (ev->position > position)
+      if (ev->position > position || ev->position >= broken_at)
         break;
       od_order_apply (order, ev->type, od_event_get_data (ev), ev->version, ev->position,
                       ev->recorded_at);

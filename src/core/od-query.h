@@ -32,6 +32,9 @@ typedef struct
   char         *created_at;
   char         *updated_at;
   gint64        last_position;
+  /* The server sent this order an event that breaks the protocol: the
+   * row is the order as of its last event before that one. */
+  gboolean      inconsistent;
 } OdOrderRow;
 
 void        od_order_row_free (OdOrderRow *row);
@@ -99,6 +102,22 @@ gint64      od_query_count_orders  (OdCache             *cache,
 OdOrder    *od_query_order         (OdCache             *cache,
                                     const char          *order_id,
                                     GError             **error);
+
+/* Whether the server sent `order_id` an event that breaks the protocol
+ * (a version gap, a transition its status does not allow).  If so, the
+ * cache shows it as of *version, *position is the first such event (it
+ * and later events of the order are kept, not applied) and *reason says
+ * what was wrong (free it).  Any out argument may be NULL.  FALSE with
+ * *error unset: the order is consistent. */
+gboolean    od_query_inconsistency (OdCache             *cache,
+                                    const char          *order_id,
+                                    gint64              *version,
+                                    gint64              *position,
+                                    char               **reason,
+                                    GError             **error);
+/* How many orders are inconsistent in that sense; -1 on error. */
+gint64      od_query_count_inconsistent (OdCache        *cache,
+                                         GError        **error);
 
 /* The order's events, oldest first (OdEvent with data as JSON text). */
 GPtrArray  *od_query_timeline      (OdCache             *cache,

@@ -3,9 +3,8 @@
 
 #include <string.h>
 
-/* Lines longer than this (a hostile or broken peer) are dropped with
- * their frame rather than grown without bound. */
-#define MAX_LINE (16 * 1024 * 1024)
+/* A line may hold a whole frame's data after its field name. */
+#define MAX_LINE (OD_SSE_MAX_FRAME + 64)
 
 struct _OdSseParser
 {
@@ -15,7 +14,7 @@ struct _OdSseParser
 
   GString       *line;        /* partial line carried over between feeds */
   gboolean       skip_lf;     /* the previous chunk ended in CR */
-  gboolean       overflow;    /* the current line is being dropped */
+  gboolean       failed;      /* a line or a frame was over the bound */
   GString       *data;
   GString       *event;
   GString       *id;
@@ -67,7 +66,7 @@ od_sse_parser_reset (OdSseParser *p)
 {
   g_string_truncate (p->line, 0);
   p->skip_lf = FALSE;
-  p->overflow = FALSE;
+  p->failed = FALSE;
   reset_frame (p);
 }
 
@@ -118,6 +117,14 @@ process_line (OdSseParser *p,
 
   if (name_len == 4 && memcmp (line, "data", 4) == 0)
     {
+      /* Many data lines and no blank line would grow the frame without
+       * bound: the per-line bound does not bound the frame. */
+      if (p->data->len + 1 + value_len > OD_SSE_MAX_FRAME)
+        {
+          p->failed = TRUE;
+          reset_frame (p);
+          return;
+        }
       if (p->has_data)
         g_string_append_c (p->data, '\n');
       g_string_append_len (p->data, value, value_len);
@@ -155,13 +162,16 @@ process_line (OdSseParser *p,
 }
 
 /* Splits by hand with memchr: much faster than reading line by line. */
-void
+gboolean
 od_sse_parser_feed (OdSseParser *p,
                     const char  *bytes,
                     gsize        len)
 {
   const char *cur = bytes;
   const char *end = bytes + len;
+
+  if (p->failed)
+    return FALSE;
 
   if (len > 0 && p->skip_lf)
     {
@@ -181,21 +191,23 @@ od_sse_parser_feed (OdSseParser *p,
           /* No line end in what is left: keep it for the next feed. */
           if (p->line->len + (end - cur) > MAX_LINE)
             {
-              p->overflow = TRUE;
+              p->failed = TRUE;
               g_string_truncate (p->line, 0);
+              reset_frame (p);
+              return FALSE;
             }
-          else if (!p->overflow)
-            g_string_append_len (p->line, cur, end - cur);
-          return;
+          g_string_append_len (p->line, cur, end - cur);
+          return TRUE;
         }
       seg = eol - cur;
-      if (p->overflow)
+      if (p->line->len + seg > MAX_LINE)
         {
-          p->overflow = FALSE;
+          p->failed = TRUE;
           g_string_truncate (p->line, 0);
           reset_frame (p);
+          return FALSE;
         }
-      else if (p->line->len > 0)
+      if (p->line->len > 0)
         {
           g_string_append_len (p->line, cur, seg);
           process_line (p, p->line->str, p->line->len);
@@ -203,6 +215,8 @@ od_sse_parser_feed (OdSseParser *p,
         }
       else
         process_line (p, cur, seg);
+      if (p->failed)
+        return FALSE;
 
       cur = eol + 1;
       if (*eol == '\r')
@@ -216,4 +230,5 @@ od_sse_parser_feed (OdSseParser *p,
             p->skip_lf = TRUE;
         }
     }
+  return TRUE;
 }

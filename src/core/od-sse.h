@@ -12,6 +12,11 @@ G_BEGIN_DECLS
 
 typedef struct _OdSseParser OdSseParser;
 
+/* The most data one frame may carry.  An event is one frame, and the
+ * largest event the protocol's field rules allow is a few KiB (commands
+ * are at most 64 KiB): a bigger frame is a hostile or broken server. */
+#define OD_SSE_MAX_FRAME (1024 * 1024)
+
 /* id is NULL when the frame had no id field; event is "message" when it
  * had none; retry_ms is reported through the retry callback. */
 typedef void (*OdSseFrameFunc) (const char *event,
@@ -26,7 +31,10 @@ OdSseParser *od_sse_parser_new   (OdSseFrameFunc frame_func,
                                   OdSseRetryFunc retry_func,
                                   gpointer       user_data);
 void         od_sse_parser_free  (OdSseParser   *parser);
-void         od_sse_parser_feed  (OdSseParser   *parser,
+/* Returns FALSE once a line or a frame's data went over
+ * OD_SSE_MAX_FRAME: the parser then takes nothing more until reset (the
+ * stream cannot be trusted; drop it). */
+gboolean     od_sse_parser_feed  (OdSseParser   *parser,
                                   const char    *bytes,
                                   gsize          len);
 /* Forgets a partial frame (after a reconnect). */

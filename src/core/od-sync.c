@@ -16,6 +16,17 @@
 #define BACKOFF_MAX_SEC  30
 #define WRITE_BACKOFF_MAX_SEC 5
 #define CONTACT_EVERY_US G_USEC_PER_SEC
+/* Bounds on what the client holds of one answer: a hostile server that
+ * sends without end must not grow the console's memory without end
+ * (400 MB sent made 414-524 MB resident).  A head is {"head":…,
+ * "server_time":…}; an error body is a short problem+json.  A page holds
+ * at most PAGE_LIMIT events, and the largest event the field rules allow
+ * is about 2.5 KiB (a 500-character reason at 4 bytes a character, plus
+ * the envelope): 10,000 of them stay under 25 MiB, and 64 MiB leaves room
+ * for event types of later versions. */
+#define MAX_HEAD_BYTES    (64 * 1024)
+#define MAX_PROBLEM_BYTES (64 * 1024)
+#define MAX_PAGE_BYTES    (64 * 1024 * 1024)
 
 typedef enum
 {
@@ -136,6 +147,11 @@ typedef struct
   RunResult     frame_result;/* set by the frame callback to stop the read loop */
   gint64        last_contact_saved;
   gboolean      connection_ok;
+  /* This connection proved the server works: it delivered an event or
+   * a head frame the cache has reached.  Only then does the backoff
+   * start again from 1 s: a server that answers but serves nothing (a
+   * head its pages never reach) is retried ever more slowly. */
+  gboolean      useful;
   gint64        behind_at_head; /* w->last at a head frame that was ahead of it, -1 = none */
 } Worker;
 
@@ -319,6 +335,7 @@ accept_event (Worker  *w,
       return FALSE;
     }
   w->last = ev->position;
+  w->useful = TRUE;
   g_ptr_array_add (w->batch, ev);
   if (w->batch->len >= w->batch_size)
     flush_batch (w);
@@ -384,7 +401,10 @@ on_frame (const char *event,
               w->behind_at_head = w->last;
             }
           else
-            w->behind_at_head = -1;
+            {
+              w->behind_at_head = -1;
+              w->useful = TRUE;
+            }
           g_mutex_lock (&s->lock);
           if (st != NULL && od_timestamp_parse (st, &server_usec))
             s->clock_offset = server_usec - g_get_real_time ();
@@ -470,24 +490,99 @@ new_request (Worker     *w,
   return msg;
 }
 
+/* "64 KiB", "1 MiB": plain spaces, for logs and for the lag's details. */
 static char *
-read_problem (GInputStream *in,
+size_words (gsize bytes)
+{
+  if (bytes >= 1024 * 1024)
+    return g_strdup_printf ("%" G_GSIZE_FORMAT " MiB", bytes / (1024 * 1024));
+  return g_strdup_printf ("%" G_GSIZE_FORMAT " KiB", bytes / 1024);
+}
+
+/* Reads `in` to its end, at most `limit` bytes: more is an error that
+ * names `what`.  Arriving bytes count as contact for the silence watch. */
+static GBytes *
+read_bounded (Worker        *w,
+              GInputStream  *in,
+              gsize          limit,
+              const char    *what,
+              GCancellable  *cancellable,
+              GError       **error)
+{
+  g_autoptr(GByteArray) buf = g_byte_array_new ();
+  g_autofree guint8 *block = g_malloc (READ_BLOCK);
+
+  for (;;)
+    {
+      gssize n = g_input_stream_read (in, block, READ_BLOCK, cancellable, error);
+
+      if (n < 0)
+        return NULL;
+      if (n == 0)
+        break;
+      if ((gsize) n > limit - buf->len)
+        {
+          g_autofree char *size = size_words (limit);
+
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                       "%s is larger than %s", what, size);
+          return NULL;
+        }
+      g_byte_array_append (buf, block, n);
+      g_mutex_lock (&w->shared->lock);
+      w->shared->watch_since = g_get_monotonic_time ();
+      g_mutex_unlock (&w->shared->lock);
+    }
+  return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
+}
+
+/* soup_session_send_and_read() with a bound: `limit` for a 200, the
+ * error body's bound otherwise. */
+static GBytes *
+send_bounded (Worker        *w,
+              SoupMessage   *msg,
+              gsize          limit,
+              const char    *what,
+              GCancellable  *cancellable,
+              GError       **error)
+{
+  g_autoptr(GInputStream) in = soup_session_send (w->page_session, msg, cancellable, error);
+  GBytes *body;
+
+  if (in == NULL)
+    return NULL;
+  if (soup_message_get_status (msg) != 200)
+    {
+      limit = MAX_PROBLEM_BYTES;
+      what = "the server's error body";
+    }
+  body = read_bounded (w, in, limit, what, cancellable, error);
+  g_input_stream_close (in, NULL, NULL);
+  return body;
+}
+
+static char *
+read_problem (Worker       *w,
+              GInputStream *in,
               SoupMessage  *msg,
               GCancellable *cancellable)
 {
   g_autoptr(GBytes) body = NULL;
   g_autoptr(OdProblem) problem = NULL;
+  g_autoptr(GError) error = NULL;
   guint status = soup_message_get_status (msg);
-  GOutputStream *out = g_memory_output_stream_new_resizable ();
 
   if (in != NULL)
-    g_output_stream_splice (out, in, G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, cancellable, NULL);
-  else
-    g_output_stream_close (out, NULL, NULL);
-  body = g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (out));
-  g_object_unref (out);
-  problem = od_problem_parse (status, g_bytes_get_data (body, NULL),
-                              MIN (g_bytes_get_size (body), 64 * 1024));
+    {
+      body = read_bounded (w, in, MAX_PROBLEM_BYTES, "the server's error body", cancellable,
+                           &error);
+      g_input_stream_close (in, NULL, NULL);
+    }
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
+    return g_strdup_printf ("HTTP %u: %s", status, error->message);
+  if (body == NULL)
+    body = g_bytes_new_static ("", 0);
+  problem = od_problem_parse (status, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
   return g_strdup_printf ("HTTP %u: %s", status, problem->detail ? problem->detail : "");
 }
 
@@ -498,7 +593,7 @@ classify_status (Worker       *w,
                  GCancellable *cancellable)
 {
   guint status = soup_message_get_status (msg);
-  g_autofree char *why = read_problem (in, msg, cancellable);
+  g_autofree char *why = read_problem (w, in, msg, cancellable);
 
   set_state (w, status == 401 || status == 403 ? OD_LAG_STATE_SIGN_IN_NEEDED
                                                : OD_LAG_STATE_CONNECTING,
@@ -551,7 +646,7 @@ catch_up_pages (Worker *w)
           set_state (w, OD_LAG_STATE_CONNECTING, "invalid server URL");
           return RESULT_DROPPED;
         }
-      body = soup_session_send_and_read (w->page_session, msg, c, &error);
+      body = send_bounded (w, msg, MAX_PAGE_BYTES, "the server's page of events", c, &error);
       end_op (w);
       if (body == NULL)
         {
@@ -589,6 +684,20 @@ catch_up_pages (Worker *w)
           flush_batch (w);
           if (head < w->last)
             return RESULT_HISTORY_LOST;
+          if (head > w->last)
+            {
+              g_autofree char *why = NULL;
+
+              /* The contract says this never happens.  Reconnecting at
+               * once made a storm (654 reconnects in 10 s): it is a
+               * failure like any other, and backs off. */
+              why = g_strdup_printf ("the server's head is %" G_GINT64_FORMAT
+                                     " but its pages end at %" G_GINT64_FORMAT,
+                                     head, w->last);
+              g_message ("sync: %s; retrying later", why);
+              set_state (w, OD_LAG_STATE_CONNECTING, why);
+              return RESULT_DROPPED;
+            }
           return RESULT_STOPPED; /* caught up with the pages */
         }
       for (guint i = 0; i < n; i++)
@@ -640,7 +749,7 @@ fetch_head (Worker *w)
       return RESULT_DROPPED;
     }
   c = begin_op (w);
-  body = soup_session_send_and_read (w->page_session, msg, c, &error);
+  body = send_bounded (w, msg, MAX_HEAD_BYTES, "the server's head", c, &error);
   end_op (w);
   if (body == NULL)
     {
@@ -753,7 +862,19 @@ run_stream (Worker *w)
       s->watch_since = g_get_monotonic_time ();
       s->last_contact = g_get_real_time ();
       g_mutex_unlock (&s->lock);
-      od_sse_parser_feed (sse, buf, n);
+      if (!od_sse_parser_feed (sse, buf, n))
+        {
+          g_autofree char *size = size_words (OD_SSE_MAX_FRAME);
+          g_autofree char *why = g_strdup_printf ("the server sent a stream frame larger than %s",
+                                                  size);
+
+          g_message ("sync: %s; dropping the stream", why);
+          flush_batch (w);
+          end_op (w);
+          g_input_stream_close (in, NULL, NULL);
+          set_state (w, OD_LAG_STATE_CONNECTING, why);
+          return stopped_or (w, RESULT_DROPPED);
+        }
       /* Whatever this block held goes to the writer now: live events
        * must not wait for a batch to fill. */
       flush_batch (w);
@@ -858,6 +979,7 @@ sync_thread_main (gpointer data)
   Worker *w = data;
   guint backoff_exp = 0;
   guint write_backoff_exp = 0;
+  gboolean lost_before = FALSE;
   gint64 write_failed_at = -1;
 
   w->stream_session = soup_session_new_with_options ("timeout", 0, "idle-timeout", 0,
@@ -875,18 +997,40 @@ sync_thread_main (gpointer data)
   for (;;)
     {
       RunResult r;
+      gboolean gap;
 
       w->connection_ok = FALSE;
+      w->useful = FALSE;
       r = run_stream (w);
-      if (r == RESULT_GAP)
-        {
-          /* Never skip: fill the hole from the page endpoint first. */
-          r = catch_up_pages (w);
-          if (r == RESULT_STOPPED && !should_stop (w))
-            continue;
-        }
+      gap = r == RESULT_GAP;
+      /* Never skip: fill the hole from the page endpoint first. */
+      if (gap)
+        r = catch_up_pages (w);
+      if (w->connection_ok && w->useful)
+        backoff_exp = 0;
+      if (gap && r == RESULT_STOPPED && !should_stop (w))
+        continue;
+      if (w->connection_ok && w->useful && r != RESULT_HISTORY_LOST)
+        lost_before = FALSE;
       if (r == RESULT_HISTORY_LOST)
         {
+          /* The first time, rebuild at once (a server restored from a
+           * backup); a server whose log never holds the checkpoint made
+           * by its own pages would otherwise have the cache rebuilt in
+           * a loop with no pause. */
+          if (lost_before)
+            {
+              guint base = MIN (BACKOFF_MAX_SEC, 1u << MIN (backoff_exp, 5));
+
+              backoff_exp++;
+              set_state (w, OD_LAG_STATE_CONNECTING,
+                         "the server's event log does not follow on from its own pages");
+              wait_backoff (w, (gint64) (base * g_random_double_range (0.8, 1.2)
+                                         * G_USEC_PER_SEC));
+              if (should_stop (w))
+                break;
+            }
+          lost_before = TRUE;
           set_state (w, OD_LAG_STATE_CATCHING_UP,
                      "the server's event log does not contain the cache's checkpoint; "
                      "rebuilding the cache");
@@ -948,8 +1092,6 @@ sync_thread_main (gpointer data)
           backoff_exp = 0;
           continue;
         }
-      if (w->connection_ok)
-        backoff_exp = 0;
       {
         guint base = MIN (BACKOFF_MAX_SEC, 1u << MIN (backoff_exp, 5));
         double jitter = g_random_double_range (0.8, 1.2);

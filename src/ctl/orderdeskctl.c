@@ -526,6 +526,7 @@ cmd_status (Ctl   *ctl,
   g_autoptr(GError) error = NULL;
   g_autoptr(OdOutbox) outbox = NULL;
   gint64 behind, now = g_get_real_time ();
+  gint64 inconsistent;
   double seconds_behind = 0;
   guint pending;
 
@@ -540,6 +541,14 @@ cmd_status (Ctl   *ctl,
     return ctl->exit_code;
   if (!od_cache_get_sync_state (ctl->cache, &st, &error)
       || !od_cache_get_status_counts (ctl->cache, counts, &error))
+    {
+      g_printerr ("orderdeskctl: %s\n", error->message);
+      return EXIT_FAILURE_;
+    }
+  /* Orders the server sent events that break the protocol: not applied,
+   * so the operator must know their rows are not current. */
+  inconsistent = od_query_count_inconsistent (ctl->cache, &error);
+  if (inconsistent < 0)
     {
       g_printerr ("orderdeskctl: %s\n", error->message);
       return EXIT_FAILURE_;
@@ -588,10 +597,11 @@ cmd_status (Ctl   *ctl,
                               ",\"orders\":%" G_GINT64_FORMAT ",\"status_counts\":{"
                               "\"draft\":%" G_GINT64_FORMAT ",\"placed\":%" G_GINT64_FORMAT
                               ",\"shipped\":%" G_GINT64_FORMAT ",\"delivered\":%" G_GINT64_FORMAT
-                              ",\"cancelled\":%" G_GINT64_FORMAT "},\"pending_commands\":%u}",
+                              ",\"cancelled\":%" G_GINT64_FORMAT "},\"inconsistent_orders\":%"
+                              G_GINT64_FORMAT ",\"pending_commands\":%u}",
                               counts[0], counts[OD_STATUS_DRAFT], counts[OD_STATUS_PLACED],
                               counts[OD_STATUS_SHIPPED], counts[OD_STATUS_DELIVERED],
-                              counts[OD_STATUS_CANCELLED], pending);
+                              counts[OD_STATUS_CANCELLED], inconsistent, pending);
       g_print ("%s\n", out->str);
     }
   else
@@ -614,6 +624,10 @@ cmd_status (Ctl   *ctl,
                counts[0], counts[OD_STATUS_DRAFT], counts[OD_STATUS_PLACED],
                counts[OD_STATUS_SHIPPED], counts[OD_STATUS_DELIVERED],
                counts[OD_STATUS_CANCELLED]);
+      g_print ("inconsistent:     %" G_GINT64_FORMAT " orders%s\n", inconsistent,
+               inconsistent > 0 ? " (their history from the server breaks the protocol; shown"
+                                  " as of their last valid event)"
+                                : "");
       g_print ("pending commands: %u\n", pending);
     }
   od_sync_state_clear (&st);
@@ -740,13 +754,15 @@ cmd_orders (Ctl   *ctl,
           od_json_append_member (out, "created_at", r->created_at);
           g_string_append_c (out, ',');
           od_json_append_member (out, "updated_at", r->updated_at);
-          g_string_append_c (out, '}');
+          g_string_append_printf (out, ",\"inconsistent\":%s}",
+                                  r->inconsistent ? "true" : "false");
           g_print ("%s\n", out->str);
         }
       else
-        g_print ("%s  %-9s  %-24.24s  %5" G_GINT64_FORMAT "  %10.2f %s  %s\n", r->order_id,
+        g_print ("%s  %-9s  %-24.24s  %5" G_GINT64_FORMAT "  %10.2f %s  %s%s\n", r->order_id,
                  od_order_status_name (r->status), r->customer_name, r->item_count,
-                 r->total_cents / 100.0, r->currency, r->updated_at);
+                 r->total_cents / 100.0, r->currency, r->updated_at,
+                 r->inconsistent ? "  INCONSISTENT" : "");
     }
   return EXIT_OK;
 }

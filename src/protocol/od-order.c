@@ -133,24 +133,20 @@ od_order_item_count (const OdOrder *order)
   return count;
 }
 
-/* Status-level rule of the contract's command table; the finer rules
- * (line present, line count, quantity sum) are checked by decide. */
+/* The status column of the contract's command table ("allowed when"),
+ * alone: the console also holds the server's events to it. */
 gboolean
-od_order_allows (const OdOrder *order,
-                 OdCommandType  type)
+od_order_status_allows (OdOrderStatus status,
+                        OdCommandType type)
 {
-  OdOrderStatus status = order ? order->status : OD_STATUS_NONE;
-
   switch (type)
     {
     case OD_COMMAND_CREATE_ORDER:
       return status == OD_STATUS_NONE;
     case OD_COMMAND_ADD_ITEM:
-      return status == OD_STATUS_DRAFT;
     case OD_COMMAND_REMOVE_ITEM:
-      return status == OD_STATUS_DRAFT && order->lines->len > 0;
     case OD_COMMAND_PLACE_ORDER:
-      return status == OD_STATUS_DRAFT && order->lines->len > 0;
+      return status == OD_STATUS_DRAFT;
     case OD_COMMAND_SHIP_ORDER:
       return status == OD_STATUS_PLACED;
     case OD_COMMAND_MARK_DELIVERED:
@@ -161,6 +157,21 @@ od_order_allows (const OdOrder *order,
     default:
       return FALSE;
     }
+}
+
+/* Status-level rule of the contract's command table; the finer rules
+ * (line present, line count, quantity sum) are checked by decide. */
+gboolean
+od_order_allows (const OdOrder *order,
+                 OdCommandType  type)
+{
+  OdOrderStatus status = order ? order->status : OD_STATUS_NONE;
+
+  if (!od_order_status_allows (status, type))
+    return FALSE;
+  if (type == OD_COMMAND_REMOVE_ITEM || type == OD_COMMAND_PLACE_ORDER)
+    return order->lines->len > 0;
+  return TRUE;
 }
 
 static OdProblem *

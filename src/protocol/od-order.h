@@ -56,6 +56,8 @@ OdLine         *od_order_find_line        (const OdOrder    *order,
                                            const char       *sku);
 gint64          od_order_total_cents      (const OdOrder    *order);
 gint64          od_order_item_count       (const OdOrder    *order);
+gboolean        od_order_status_allows    (OdOrderStatus     status,
+                                           OdCommandType     type);
 gboolean        od_order_allows           (const OdOrder    *order,
                                            OdCommandType     type);
 gboolean        od_order_decide           (const OdOrder    *order,

@@ -649,13 +649,18 @@ test_migration_old_search (Fixture       *f,
     "CREATE VIRTUAL TABLE order_search USING fts5 ("
     "  customer_name, customer_email, content='', prefix='2 3',"
     "  tokenize='unicode61 remove_diacritics 2');"
+    "DROP TABLE IF EXISTS inconsistent_orders;"
     "PRAGMA user_version = 1;",
     /* version 2 */
     "DROP TABLE order_search;"
     "CREATE VIRTUAL TABLE order_search USING fts5 ("
     "  customer_name, customer_email, content='', prefix='2 3 4 5 6 7 8',"
     "  tokenize='unicode61 remove_diacritics 2');"
+    "DROP TABLE IF EXISTS inconsistent_orders;"
     "PRAGMA user_version = 2;",
+    /* version 3: no inconsistent_orders; kept as it is, not rebuilt */
+    "DROP TABLE inconsistent_orders;"
+    "PRAGMA user_version = 3;",
   };
   gint64 applied;
   gint64 lovelace;
@@ -683,6 +688,9 @@ test_migration_old_search (Fixture       *f,
       g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), >=, 0);
       g_assert_true (od_cache_flush (f->cache, NULL));
       g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+      g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM inconsistent_orders"), ==, 0);
+      g_assert_cmpint (od_query_count_inconsistent (f->cache, NULL), ==, 0);
+      g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, applied);
       g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM sqlite_master WHERE name = 'order_search'"
                                          " AND sql LIKE '%prefix=''1 2 3 4 5 6 7 8''%'"), ==, 1);
       /* The emptied old index would find nothing: the orders were indexed
@@ -869,6 +877,43 @@ test_sse_parser (void)
         g_string_free (seen.log, TRUE);
       }
     }
+}
+
+/* A frame's data is bounded, not only its lines: data lines without a
+ * blank line fail the parser (the engine then drops the stream) instead
+ * of growing it; a reset starts it again. */
+static void
+test_sse_parser_bounds (void)
+{
+  SseSeen seen = { g_string_new (NULL), 0 };
+  OdSseParser *p = od_sse_parser_new (sse_frame, sse_retry, &seen);
+  g_autofree char *line = g_strdup_printf ("data: %01017d\n", 0);
+  g_autofree char *big = g_malloc (OD_SSE_MAX_FRAME + 2);
+  gboolean ok = TRUE;
+  guint fed = 0;
+
+  g_assert_true (od_sse_parser_feed (p, "data: a\n\n", 9));
+  while (ok && fed < 4 * 1024)
+    {
+      ok = od_sse_parser_feed (p, line, strlen (line));
+      fed++;
+    }
+  g_assert_false (ok);
+  g_assert_cmpuint (fed, <=, OD_SSE_MAX_FRAME / 1017 + 1); /* 1017 bytes of data a line */
+  /* Failed for good: a blank line does not make a frame of the rest. */
+  g_assert_false (od_sse_parser_feed (p, "\ndata: b\n\n", 11));
+  g_assert_cmpstr (seen.log->str, ==, "[message|-|a]");
+  od_sse_parser_reset (p);
+  g_assert_true (od_sse_parser_feed (p, "data: c\n\n", 9));
+  g_assert_cmpstr (seen.log->str, ==, "[message|-|a][message|-|c]");
+
+  /* One line without an end, over the bound. */
+  memset (big, 'x', OD_SSE_MAX_FRAME + 2);
+  memcpy (big, "data: ", 6);
+  g_assert_false (od_sse_parser_feed (p, big, OD_SSE_MAX_FRAME + 2)
+                  && od_sse_parser_feed (p, big + 6, 80));
+  od_sse_parser_free (p);
+  g_string_free (seen.log, TRUE);
 }
 
 static void
@@ -1060,5 +1105,6 @@ main (int    argc,
   g_test_add_func ("/sync/fast-event-parser", test_fast_event_parser);
   g_test_add_func ("/sync/fast-event-parser-strict", test_fast_event_parser_strict);
   g_test_add_func ("/sse/parser", test_sse_parser);
+  g_test_add_func ("/sse/parser-bounds", test_sse_parser_bounds);
   return g_test_run ();
 }
