@@ -21,7 +21,9 @@
 #define MAX_HEADER_BYTES   (16 * 1024)
 /* Page bodies built but not yet written, over all connections: beyond
  * it pages are refused with 503 (slow readers must not pin memory). */
-#define PAGE_BYTES_MAX     (64 * 1024 * 1024)
+#define PAGE_BYTES_MAX     (32 * 1024 * 1024)
+/* What reading one event for a page may take, events and text. */
+#define PAGE_EVENT_BYTES   1024
 /* Connections refused beyond the cap that are still being answered. */
 #define REFUSING_MAX       64
 #define ACCEPT_RETRY_MS    100
@@ -588,20 +590,55 @@ start_read (OdServer            *self,
   g_task_run_in_thread (task, read_in_thread);
 }
 
+typedef struct
+{
+  OdServer *server;
+  gsize     len;
+} PageHold;
+
+static void
+page_written (SoupServerMessage *msg,
+              PageHold          *hold)
+{
+  hold->server->page_bytes -= hold->len;
+  g_signal_handlers_disconnect_by_data (msg, hold);
+  g_object_unref (hold->server);
+  g_free (hold);
+}
+
+static void
+respond_busy (SoupServerMessage *msg)
+{
+  OdProblem *problem = od_problem_new (OD_PROBLEM_UNAVAILABLE,
+                                       "Too many pages are waiting for their readers; retry "
+                                       "shortly.");
+
+  problem->retry_after = 1;
+  respond_problem (msg, problem);
+}
+
 static void
 page_read_done (GObject      *source,
                 GAsyncResult *res,
                 gpointer      user_data)
 {
+  OdServer *self = OD_SERVER (source);
   SoupServerMessage *msg = user_data;
   g_autoptr(GError) error = NULL;
   ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
 
+  self->page_bytes -= GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-page-estimate"));
   if (result == NULL)
     respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
                                           error->message));
   else
     {
+      PageHold *hold = g_new0 (PageHold, 1);
+
+      hold->server = g_object_ref (self);
+      hold->len = result->text->len;
+      self->page_bytes += hold->len;
+      g_signal_connect (msg, "finished", G_CALLBACK (page_written), hold);
       respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
       read_result_free (result);
     }
@@ -656,6 +693,7 @@ handle_events_page (OdServer          *self,
 {
   g_autoptr(GHashTable) params = NULL;
   gint64 after, limit;
+  gsize estimate;
   gboolean ok;
 
   if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
@@ -665,6 +703,17 @@ handle_events_page (OdServer          *self,
     return;
   after = MAX (after, 0);
   limit = CLAMP (limit, 1, 10000);
+  /* Memory for pages is bounded, whether they are being read from the
+   * store (an estimate that covers the events read, reserved until the
+   * page is made) or waiting for a client that does not read them. */
+  estimate = (gsize) limit * PAGE_EVENT_BYTES;
+  if (self->page_bytes > 0 && self->page_bytes + estimate > PAGE_BYTES_MAX)
+    {
+      respond_busy (msg);
+      return;
+    }
+  self->page_bytes += estimate;
+  g_object_set_data (G_OBJECT (msg), "od-page-estimate", GSIZE_TO_POINTER (estimate));
   soup_server_message_pause (msg);
   start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
 }
@@ -1738,7 +1787,6 @@ early_handler (SoupServer        *server,
   SoupMessageHeadersIter iter;
   const char *name, *value;
   gsize header_bytes = 0;
-  goffset length;
 
   soup_message_headers_iter_init (&iter, headers);
   while (soup_message_headers_iter_next (&iter, &name, &value))
@@ -1751,14 +1799,18 @@ early_handler (SoupServer        *server,
       return;
     }
 
-  /* Two Content-Length headers, a negative or non-numeric one, or one
-   * together with Transfer-Encoding would let two parsers disagree on
-   * where the body ends (request smuggling): refuse them outright. */
+  /* Content-Length is read here, from the raw header, before libsoup
+   * uses its own reading of it (which takes "-5" or 2^63 for a length
+   * and then reads a body of a different size: request smuggling).  It
+   * must be one run of decimal digits; two of them, or one together
+   * with Transfer-Encoding, would let two parsers disagree on where the
+   * body ends.  Any refusal closes the connection. */
   {
     SoupMessageHeadersIter it;
-    const char *hname, *hvalue;
+    const char *hname, *hvalue, *length_text = NULL;
     guint n_length = 0, n_encoding = 0;
-    gboolean bad_length = FALSE;
+    guint64 length = 0;
+    gboolean too_large = FALSE;
 
     soup_message_headers_iter_init (&it, headers);
     while (soup_message_headers_iter_next (&it, &hname, &hvalue))
@@ -1766,12 +1818,23 @@ early_handler (SoupServer        *server,
         if (g_ascii_strcasecmp (hname, "Content-Length") == 0)
           {
             n_length++;
-            bad_length |= *hvalue == '\0' || strspn (hvalue, "0123456789") != strlen (hvalue);
+            length_text = hvalue;
           }
         else if (g_ascii_strcasecmp (hname, "Transfer-Encoding") == 0)
           n_encoding++;
       }
-    if (n_length > 1 || bad_length || (n_length > 0 && n_encoding > 0) || n_encoding > 1)
+    if (n_length == 1)
+      {
+        if (*length_text == '\0' || strspn (length_text, "0123456789") != strlen (length_text))
+          n_length = 2; /* refused below as malformed */
+        else
+          for (const char *p = length_text; *p != '\0' && !too_large; p++)
+            {
+              length = length * 10 + (guint64) (*p - '0');
+              too_large = length > OD_MAX_BODY;
+            }
+      }
+    if (n_length > 1 || (n_length > 0 && n_encoding > 0) || n_encoding > 1)
       {
         reject_connection (user_data, msg,
                            od_problem_new (OD_PROBLEM_MALFORMED,
@@ -1779,17 +1842,16 @@ early_handler (SoupServer        *server,
                                            "given together with Transfer-Encoding."));
         return;
       }
+    if (too_large)
+      {
+        reject_connection (user_data, msg,
+                           od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                           "The body is over %d bytes (Content-Length %.40s).",
+                                           OD_MAX_BODY, length_text));
+        return;
+      }
   }
 
-  length = soup_message_headers_get_content_length (headers);
-  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH
-      && length > OD_MAX_BODY)
-    {
-      reject_connection (user_data, msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
-                                            "The body is %" G_GOFFSET_FORMAT
-                                            " bytes; the limit is %d.", length, OD_MAX_BODY));
-      return;
-    }
   g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
 }
 

@@ -50,16 +50,30 @@ start_server (guint64             fd_limit,
 }
 
 static guint
-count_fds (OdTestProcess *process)
+count_fds_of (OdTestProcess *process,
+              gboolean       sockets_only)
 {
   g_autofree char *path = g_strdup_printf ("/proc/%d/fd", (int) od_test_process_pid (process));
   g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
   guint n = 0;
 
   g_assert_nonnull (dir);
-  while (g_dir_read_name (dir) != NULL)
-    n++;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *fd_path = g_build_filename (path, name, NULL);
+      g_autofree char *target = sockets_only ? g_file_read_link (fd_path, NULL) : NULL;
+
+      if (!sockets_only || (target != NULL && g_str_has_prefix (target, "socket:")))
+        n++;
+    }
   return n;
+}
+
+static guint
+count_fds (OdTestProcess *process)
+{
+  return count_fds_of (process, FALSE);
 }
 
 /* Waits up to timeout_s for the server's descriptors to come back to
@@ -121,7 +135,17 @@ send_all (int         fd,
 /* Reads one response with a Content-Length body; returns its status, 0
  * for none (closed, reset or timed out). */
 static guint
+read_response_body (int fd, char **body);
+
+static guint
 read_response (int fd)
+{
+  return read_response_body (fd, NULL);
+}
+
+static guint
+read_response_body (int    fd,
+                    char **body)
 {
   g_autoptr(GString) in = g_string_new (NULL);
   char buf[4096];
@@ -152,6 +176,8 @@ read_response (int fd)
           g_string_append_len (in, buf, n);
         }
     }
+  if (body != NULL)
+    *body = g_strdup (strstr (in->str, "\r\n\r\n") + 4);
   return status;
 }
 
@@ -378,6 +404,94 @@ test_emfile (void)
   od_test_process_free (process, FALSE);
 }
 
+static gsize
+rss_kib (OdTestProcess *process)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", (int) od_test_process_pid (process));
+  g_autofree char *text = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  line = strstr (text, "VmRSS:");
+  g_assert_nonnull (line);
+  return g_ascii_strtoull (line + 6, NULL, 10);
+}
+
+/* Pages of 10,000 events (about 2.4 MB each) asked for three times in a
+ * row on each of 120 connections that never read: the server must not
+ * hold them all (about 290 MB), and must close the connections after
+ * the stall timeout. */
+static void
+test_slow_readers (void)
+{
+  enum { N = 120 };
+  const char *args[] = { "--demo", "--demo-orders=3000", "--stall-timeout=2",
+                         "--request-timeout=2", NULL };
+  OdTestProcess *process = start_server (0, NULL, args);
+  static const char request[] =
+    "GET /v1/events?limit=10000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " VIEWER "\r\n\r\n";
+  g_autofree char *pipelined = g_strconcat (request, request, request, NULL);
+  int fds[N];
+  guint baseline;
+  gsize rss_before, rss_max = 0;
+  gint64 deadline;
+  guint n;
+
+  /* The demo seeds its orders after listening: wait for all of them. */
+  {
+    g_autofree char *log = od_test_process_read_log (process);
+    const char *planned = strstr (log, "orders (");
+    guint64 commands;
+
+    g_assert_nonnull (planned);
+    commands = g_ascii_strtoull (planned + 8, NULL, 10);
+    deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+    for (;;)
+      {
+        int fd = connect_to (process);
+        g_autofree char *body = NULL;
+
+        g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                     VIEWER "\r\n\r\n"));
+        g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
+        close (fd);
+        if (g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10) >= commands)
+          break;
+        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+        g_usleep (100 * 1000);
+      }
+  }
+  /* Sockets only: the store opens a reader per worker thread. */
+  baseline_of (process);
+  baseline = count_fds_of (process, TRUE);
+  rss_before = rss_kib (process);
+
+  for (guint i = 0; i < N; i++)
+    {
+      int small = 4096;
+
+      fds[i] = connect_to (process);
+      g_assert_cmpint (fds[i], >=, 0);
+      setsockopt (fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+      g_assert_true (send_all (fds[i], pipelined));
+    }
+  /* Past the stall timeout (2 s, checked every second) every
+   * connection is gone from the server. */
+  deadline = g_get_monotonic_time () + 8 * G_USEC_PER_SEC;
+  while ((n = count_fds_of (process, TRUE)) > baseline && g_get_monotonic_time () < deadline)
+    {
+      rss_max = MAX (rss_max, rss_kib (process));
+      g_usleep (100 * 1000);
+    }
+  g_test_message ("server RSS %zu MiB before, at most %zu MiB with %d readers that do not read; "
+                  "%u descriptors (%u before)", rss_before / 1024, rss_max / 1024, N, n, baseline);
+  g_assert_cmpuint (n, <=, baseline);
+  g_assert_cmpuint (rss_max, <, rss_before + 128 * 1024);
+  for (guint i = 0; i < N; i++)
+    close (fds[i]);
+  od_test_process_free (process, FALSE);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -387,5 +501,6 @@ main (int   argc,
   g_test_add_func ("/connections/idle", test_idle);
   g_test_add_func ("/connections/flood", test_flood);
   g_test_add_func ("/connections/emfile", test_emfile);
+  g_test_add_func ("/connections/slow-readers", test_slow_readers);
   return g_test_run ();
 }
