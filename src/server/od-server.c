@@ -409,7 +409,8 @@ handle_command (OdServer          *self,
   g_autoptr(GBytes) bytes = NULL;
   OdProblem *problem = NULL;
   const OdToken *token;
-  const char *key, *content_type;
+  g_autoptr(GHashTable) type_params = NULL;
+  const char *key, *content_type, *charset;
   gboolean duplicate;
   guint retry_after = 0;
   OdCommand *command;
@@ -419,6 +420,15 @@ handle_command (OdServer          *self,
   gsize len;
   const char *data;
 
+  /* The size is decided from the headers, before the token (see
+   * early_handler); this catches a chunked body that grew too large. */
+  if (body->length > OD_MAX_BODY
+      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                            "The body is over %d bytes.", OD_MAX_BODY));
+      return;
+    }
   if ((token = authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
     return;
   if (!rate_allows (self, token, &retry_after))
@@ -428,13 +438,6 @@ handle_command (OdServer          *self,
                                 self->rate_limit);
       problem->retry_after = retry_after;
       respond_problem (msg, problem);
-      return;
-    }
-  if (body->length > OD_MAX_BODY
-      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
-    {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
-                                            "The body is over %d bytes.", OD_MAX_BODY));
       return;
     }
   key = header_once (headers, "Idempotency-Key", &duplicate);
@@ -447,9 +450,13 @@ handle_command (OdServer          *self,
                                               "characters."));
       return;
     }
-  content_type = soup_message_headers_get_content_type (headers, NULL);
+  /* Media types are case-insensitive and may carry parameters; JSON is
+   * UTF-8, so the only charset that makes sense is that one. */
+  content_type = soup_message_headers_get_content_type (headers, &type_params);
+  charset = type_params ? g_hash_table_lookup (type_params, "charset") : NULL;
   if (soup_message_headers_get_one (headers, "Content-Type") != NULL
-      && g_strcmp0 (content_type, "application/json") != 0)
+      && (content_type == NULL || g_ascii_strcasecmp (content_type, "application/json") != 0
+          || (charset != NULL && g_ascii_strcasecmp (charset, "utf-8") != 0)))
     {
       respond_problem (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
                                             "Commands are sent as application/json."));
