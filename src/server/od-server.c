@@ -1814,34 +1814,24 @@ early_handler (SoupServer        *server,
    * body ends.  Any refusal closes the connection. */
   {
     SoupMessageHeadersIter it;
-    const char *hname, *hvalue, *length_text = NULL;
-    guint n_length = 0, n_encoding = 0;
+    const char *hname, *hvalue;
+    g_autoptr(GPtrArray) lengths = g_ptr_array_new ();
+    guint n_encoding = 0;
     guint64 length = 0;
-    gboolean too_large = FALSE;
+    OdContentLength verdict;
 
     soup_message_headers_iter_init (&it, headers);
     while (soup_message_headers_iter_next (&it, &hname, &hvalue))
       {
         if (g_ascii_strcasecmp (hname, "Content-Length") == 0)
-          {
-            n_length++;
-            length_text = hvalue;
-          }
+          g_ptr_array_add (lengths, (gpointer) hvalue);
         else if (g_ascii_strcasecmp (hname, "Transfer-Encoding") == 0)
           n_encoding++;
       }
-    if (n_length == 1)
-      {
-        if (*length_text == '\0' || strspn (length_text, "0123456789") != strlen (length_text))
-          n_length = 2; /* refused below as malformed */
-        else
-          for (const char *p = length_text; *p != '\0' && !too_large; p++)
-            {
-              length = length * 10 + (guint64) (*p - '0');
-              too_large = length > OD_MAX_BODY;
-            }
-      }
-    if (n_length > 1 || (n_length > 0 && n_encoding > 0) || n_encoding > 1)
+    verdict = od_http_content_length ((const char * const *) lengths->pdata, lengths->len,
+                                      OD_MAX_BODY, &length);
+    if (verdict == OD_CONTENT_LENGTH_MALFORMED
+        || (verdict != OD_CONTENT_LENGTH_NONE && n_encoding > 0) || n_encoding > 1)
       {
         reject_connection (user_data, msg,
                            od_problem_new (OD_PROBLEM_MALFORMED,
@@ -1849,12 +1839,12 @@ early_handler (SoupServer        *server,
                                            "given together with Transfer-Encoding."));
         return;
       }
-    if (too_large)
+    if (verdict == OD_CONTENT_LENGTH_TOO_LARGE)
       {
         reject_connection (user_data, msg,
                            od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
                                            "The body is over %d bytes (Content-Length %.40s).",
-                                           OD_MAX_BODY, length_text));
+                                           OD_MAX_BODY, (const char *) lengths->pdata[0]));
         return;
       }
   }
