@@ -1893,6 +1893,10 @@ request_finished (SoupServer        *server,
     return;
   conn->idle = TRUE;
   conn->idle_since = g_get_monotonic_time ();
+  /* Kept only to take the connection back: not its bodies (a page can
+   * be megabytes). */
+  soup_message_body_truncate (soup_server_message_get_response_body (msg));
+  soup_message_body_truncate (soup_server_message_get_request_body (msg));
   g_set_object (&conn->last, msg);
   od_conn_stream_set_idle (conn->stream, TRUE);
 }
