@@ -21,9 +21,9 @@
 #define MAX_HEADER_BYTES   (16 * 1024)
 /* Page bodies built but not yet written, over all connections: beyond
  * it pages are refused with 503 (slow readers must not pin memory). */
-#define PAGE_BYTES_MAX     (32 * 1024 * 1024)
+#define PAGE_BYTES_MAX     (64 * 1024 * 1024)
 /* What reading one event for a page may take, events and text. */
-#define PAGE_EVENT_BYTES   1024
+#define PAGE_EVENT_BYTES   512
 /* Connections refused beyond the cap that are still being answered. */
 #define REFUSING_MAX       64
 #define ACCEPT_RETRY_MS    100
