@@ -1398,10 +1398,11 @@ refusing_readable (GSocket      *socket,
                    gpointer      data)
 {
   Refusing *refusing = data;
+  g_autoptr(GError) error = NULL;
   char buf[4096];
-  gssize n = g_socket_receive (socket, buf, sizeof buf, NULL, NULL);
+  gssize n = g_socket_receive_with_blocking (socket, buf, sizeof buf, FALSE, NULL, &error);
 
-  if (n <= 0)
+  if (n == 0 || (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)))
     {
       refusing_free (refusing);
       return G_SOURCE_REMOVE;
@@ -1429,7 +1430,7 @@ refuse_connection (OdServer *self,
                             self->max_conns);
   problem->retry_after = 1;
   response = raw_response (problem);
-  g_socket_send (socket, response, strlen (response), NULL, NULL);
+  g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
   g_socket_shutdown (socket, FALSE, TRUE, NULL);
 
   refusing = g_new0 (Refusing, 1);
