@@ -25,7 +25,7 @@ set -eu
 
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-command problem event sse event-fast}
+targets=${*:-command content-length problem event sse event-fast}
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=${OD_FUZZ_SRC:-$(dirname "$here")}

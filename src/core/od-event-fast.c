@@ -124,6 +124,10 @@ data_object (Scan *s)
       if (!plain_string (s, &k, &klen) || !expect (s, ':'))
         return NULL;
       key = g_strndup (k, klen);
+      /* A name given twice is malformed (od_json_check): the strict
+       * path says so. */
+      if (json_object_has_member (o, key))
+        return NULL;
       skip_ws (s);
       if (s->p >= s->end)
         return NULL;

@@ -245,9 +245,66 @@ scan_word (Scan       *s,
   return TRUE;
 }
 
+/* The member name between the quotes at start..end (already checked by
+ * scan_string), with its escapes decoded. */
+static char *
+member_name (const char *start,
+             const char *end)
+{
+  GString *name;
+
+  if (memchr (start, '\\', end - start) == NULL)
+    return g_strndup (start, end - start);
+  name = g_string_sized_new (end - start);
+  for (const char *p = start; p < end; p++)
+    {
+      gunichar c;
+
+      if (*p != '\\')
+        {
+          g_string_append_c (name, *p);
+          continue;
+        }
+      p++;
+      switch (*p)
+        {
+        case 'b': g_string_append_c (name, '\b'); break;
+        case 'f': g_string_append_c (name, '\f'); break;
+        case 'n': g_string_append_c (name, '\n'); break;
+        case 'r': g_string_append_c (name, '\r'); break;
+        case 't': g_string_append_c (name, '\t'); break;
+        case 'u':
+          c = 0;
+          for (guint i = 1; i <= 4; i++)
+            c = c << 4 | g_ascii_xdigit_value (p[i]);
+          p += 4;
+          if (c >= 0xd800 && c < 0xdc00 && p + 6 < end && p[1] == '\\' && p[2] == 'u')
+            {
+              gunichar low = 0;
+
+              for (guint i = 3; i <= 6; i++)
+                low = low << 4 | g_ascii_xdigit_value (p[i]);
+              if (low >= 0xdc00 && low < 0xe000)
+                {
+                  c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+                  p += 6;
+                }
+            }
+          g_string_append_unichar (name, c);
+          break;
+        default:
+          g_string_append_c (name, *p);
+          break;
+        }
+    }
+  return g_string_free (name, FALSE);
+}
+
 static gboolean
 scan_value (Scan *s)
 {
+  g_autoptr(GHashTable) names = NULL;
+  g_autofree char *first_name = NULL;
   char close;
 
   scan_space (s);
@@ -289,10 +346,28 @@ scan_value (Scan *s)
       if (close == '}')
         {
           scan_space (s);
+          const char *name_start = s->p + 1;
+          char *name;
+
           if (s->p >= s->end || *s->p != '"')
             return scan_fail (s, "JSON member name missing");
           if (!scan_string (s))
             return FALSE;
+          /* A name given twice is refused: json-glib keeps the last, a
+           * proxy or another reader may take the first. */
+          name = member_name (name_start, s->p - 1);
+          if (first_name == NULL && names == NULL)
+            first_name = name;
+          else
+            {
+              if (names == NULL)
+                {
+                  names = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+                  g_hash_table_add (names, g_steal_pointer (&first_name));
+                }
+              if (!g_hash_table_add (names, name))
+                return scan_fail (s, "JSON member name given twice");
+            }
           scan_space (s);
           if (s->p >= s->end || *s->p != ':')
             return scan_fail (s, "':' missing after a JSON member name");

@@ -3,6 +3,7 @@
 
 #include "od-command.h"
 #include "od-event.h"
+#include "od-http.h"
 #include "od-json.h"
 #include "od-order.h"
 #include "od-problem.h"

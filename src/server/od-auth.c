@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-auth.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 struct _OdAuth
@@ -126,10 +127,21 @@ od_auth_load (const char  *path,
               GError     **error)
 {
   g_autofree char *contents = NULL;
+  GStatBuf st;
   gsize len;
 
   if (!g_file_get_contents (path, &contents, &len, error))
     return NULL;
+  /* Hashes of tokens can be attacked offline: the file is for the
+   * server's user, and at most readable by its group (root:orderdesk
+   * 0640 is how the systemd unit's README installs it). */
+  if (g_stat (path, &st) == 0 && (st.st_mode & 037) != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                   "others may read or change it (mode %04o); run: chmod 600 %s",
+                   (guint) (st.st_mode & 07777), path);
+      return NULL;
+    }
   return od_auth_new_from_data (contents, len, error);
 }
 

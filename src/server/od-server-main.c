@@ -143,7 +143,8 @@ main (int   argc,
 
           config->tokens = g_build_filename (demo_dir, "demo-tokens.json", NULL);
           if (g_mkdir_with_parents (demo_dir, 0700) != 0
-              || !g_file_set_contents (config->tokens, json, -1, &error))
+              || !g_file_set_contents_full (config->tokens, json, -1,
+                                            G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
             {
               g_printerr ("orderdesk-server: cannot write %s: %s\n", config->tokens,
                           error ? error->message : g_strerror (errno));

@@ -2,7 +2,15 @@
 #include "od-server.h"
 #include "od-metrics.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "od-conn-stream.h"
 
 #define WRITER_BATCH_MAX   1024
 #define RING_CAPACITY      32768
@@ -13,6 +21,20 @@
 #define IDLE_HEAD_USEC     (4 * G_USEC_PER_SEC)
 #define MAX_HEADER_BYTES   (16 * 1024)
 #define READY_TIMEOUT_MS   1000
+/* Page bodies built but not yet written, over all connections: beyond
+ * it pages are refused with 503 (slow readers must not pin memory). */
+#define PAGE_BYTES_MAX     (64 * 1024 * 1024)
+/* What reading one event for a page may take, events and text. */
+#define PAGE_EVENT_BYTES   512
+/* Connections refused beyond the cap that are still being answered. */
+#define REFUSING_MAX       64
+#define ACCEPT_RETRY_MS    100
+/* GnuTLS priorities for the server's TLS: 1.2 and 1.3 only, forward
+ * secret key exchange, AEAD ciphers only. */
+#define OD_TLS_PRIORITY \
+  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
+  "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:" \
+  "-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA"
 
 typedef struct
 {
@@ -65,6 +87,16 @@ struct _OdServer
   guint8         metrics_token_sha256[32];
   GPtrArray     *ready_waiters;  /* ReadyWaiter, answered by the check in flight */
   gboolean       ready_checking;
+  /* Connections: accepted here, not by libsoup (see accept_ready). */
+  GSocket         *listen_socket;
+  GSource         *accept_source;
+  guint            accept_retry_id;
+  gboolean         accept_failing;
+  GTlsCertificate *certificate;
+  GHashTable      *conns;        /* Conn → itself: every open connection */
+  guint            max_conns;
+  guint            n_refusing;
+  gsize            page_bytes;   /* page bodies not yet written */
 };
 
 G_DEFINE_FINAL_TYPE (OdServer, od_server, G_TYPE_OBJECT)
@@ -109,6 +141,7 @@ struct _Subscriber
 static OdJob *const STOP_JOB = (OdJob *) &STOP_JOB;
 
 static void tail_read (OdServer *self);
+static void msg_shutdown (SoupServerMessage *msg);
 static void subscriber_pump (Subscriber *sub);
 
 /* ------------------------------------------------------------------ */
@@ -432,7 +465,8 @@ handle_command (OdServer          *self,
   g_autoptr(GBytes) bytes = NULL;
   OdProblem *problem = NULL;
   const OdToken *token;
-  const char *key, *content_type;
+  g_autoptr(GHashTable) type_params = NULL;
+  const char *key, *content_type, *charset;
   gboolean duplicate;
   guint retry_after = 0;
   OdCommand *command;
@@ -442,6 +476,15 @@ handle_command (OdServer          *self,
   gsize len;
   const char *data;
 
+  /* The size is decided from the headers, before the token (see
+   * early_handler); this catches a chunked body that grew too large. */
+  if (body->length > OD_MAX_BODY
+      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+    {
+      refuse_command (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                           "The body is over %d bytes.", OD_MAX_BODY));
+      return;
+    }
   if ((token = authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
     {
       od_metrics_command (NULL, soup_server_message_get_status (msg) == 403 ? "forbidden"
@@ -458,13 +501,6 @@ handle_command (OdServer          *self,
       refuse_command (msg, problem);
       return;
     }
-  if (body->length > OD_MAX_BODY
-      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
-    {
-      refuse_command (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
-                                            "The body is over %d bytes.", OD_MAX_BODY));
-      return;
-    }
   key = header_once (headers, "Idempotency-Key", &duplicate);
   if (duplicate || !od_idempotency_key_valid (key))
     {
@@ -475,9 +511,13 @@ handle_command (OdServer          *self,
                                               "characters."));
       return;
     }
-  content_type = soup_message_headers_get_content_type (headers, NULL);
+  /* Media types are case-insensitive and may carry parameters; JSON is
+   * UTF-8, so the only charset that makes sense is that one. */
+  content_type = soup_message_headers_get_content_type (headers, &type_params);
+  charset = type_params ? g_hash_table_lookup (type_params, "charset") : NULL;
   if (soup_message_headers_get_one (headers, "Content-Type") != NULL
-      && g_strcmp0 (content_type, "application/json") != 0)
+      && (content_type == NULL || g_ascii_strcasecmp (content_type, "application/json") != 0
+          || (charset != NULL && g_ascii_strcasecmp (charset, "utf-8") != 0)))
     {
       refuse_command (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
                                             "Commands are sent as application/json."));
@@ -618,15 +658,44 @@ start_read (OdServer            *self,
   g_task_run_in_thread (task, read_in_thread);
 }
 
+typedef struct
+{
+  OdServer *server;
+  gsize     len;
+} PageHold;
+
+static void
+page_written (SoupServerMessage *msg,
+              PageHold          *hold)
+{
+  hold->server->page_bytes -= hold->len;
+  g_signal_handlers_disconnect_by_data (msg, hold);
+  g_object_unref (hold->server);
+  g_free (hold);
+}
+
+static void
+respond_busy (SoupServerMessage *msg)
+{
+  OdProblem *problem = od_problem_new (OD_PROBLEM_UNAVAILABLE,
+                                       "Too many pages are waiting for their readers; retry "
+                                       "shortly.");
+
+  problem->retry_after = 1;
+  respond_problem (msg, problem);
+}
+
 static void
 page_read_done (GObject      *source,
                 GAsyncResult *res,
                 gpointer      user_data)
 {
+  OdServer *self = OD_SERVER (source);
   SoupServerMessage *msg = user_data;
   g_autoptr(GError) error = NULL;
   ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
 
+  self->page_bytes -= GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-page-estimate"));
   if (result == NULL)
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
@@ -635,6 +704,12 @@ page_read_done (GObject      *source,
     }
   else
     {
+      PageHold *hold = g_new0 (PageHold, 1);
+
+      hold->server = g_object_ref (self);
+      hold->len = result->text->len;
+      self->page_bytes += hold->len;
+      g_signal_connect (msg, "finished", G_CALLBACK (page_written), hold);
       respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
       read_result_free (result);
     }
@@ -689,6 +764,7 @@ handle_events_page (OdServer          *self,
 {
   g_autoptr(GHashTable) params = NULL;
   gint64 after, limit;
+  gsize estimate;
   gboolean ok;
 
   if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
@@ -698,6 +774,17 @@ handle_events_page (OdServer          *self,
     return;
   after = MAX (after, 0);
   limit = CLAMP (limit, 1, 10000);
+  /* Memory for pages is bounded, whether they are being read from the
+   * store (an estimate that covers the events read, reserved until the
+   * page is made) or waiting for a client that does not read them. */
+  estimate = (gsize) limit * PAGE_EVENT_BYTES;
+  if (self->page_bytes > 0 && self->page_bytes + estimate > PAGE_BYTES_MAX)
+    {
+      respond_busy (msg);
+      return;
+    }
+  self->page_bytes += estimate;
+  g_object_set_data (G_OBJECT (msg), "od-page-estimate", GSIZE_TO_POINTER (estimate));
   soup_server_message_pause (msg);
   start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
 }
@@ -978,7 +1065,7 @@ replay_done (GObject      *source,
   if (result == NULL)
     {
       g_warning ("stream replay failed: %s; closing the stream", error->message);
-      g_socket_shutdown (soup_server_message_get_socket (sub->msg), TRUE, TRUE, NULL);
+      msg_shutdown (sub->msg);
       goto out;
     }
   if (result->n_events == 0 && sub->cursor < sub->server->ring_base)
@@ -1392,6 +1479,405 @@ log_request (SoupServer        *server,
                     duration, token_name ? token_name : "-", request_id);
 }
 
+/* Connections                                                         */
+
+/* One accepted connection, from accept() to close.  libsoup 3.2 is given
+ * each one through soup_server_accept_iostream() wrapped in an
+ * OdConnStream: its own listener drops its listening source for good
+ * when accept() fails (EMFILE), and it leaks idle keep-alive connections
+ * whose peer closed. */
+typedef struct
+{
+  OdServer          *server;
+  GSocket           *socket;
+  GIOStream         *base;      /* GSocketConnection or GTlsServerConnection */
+  OdConnStream      *stream;    /* what libsoup has; NULL before that */
+  GSocketAddress    *remote;
+  GCancellable      *handshake;
+  guint              handshake_timeout_id;
+  SoupServerMessage *last;      /* the last finished request, while idle */
+  gboolean           idle;
+  gint64             idle_since;
+  gboolean           stall_logged;
+} Conn;
+
+static void
+conn_free (Conn *conn)
+{
+  OdServer *self = conn->server;
+
+  g_hash_table_remove (self->conns, conn);
+  g_clear_handle_id (&conn->handshake_timeout_id, g_source_remove);
+  g_clear_object (&conn->handshake);
+  g_clear_object (&conn->last);
+  if (conn->remote != NULL)
+    g_object_set_data (G_OBJECT (conn->remote), "od-conn", NULL);
+  g_clear_object (&conn->remote);
+  if (conn->stream != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (conn->stream, conn);
+      g_clear_object (&conn->stream);
+    }
+  if (conn->base != NULL && !g_io_stream_is_closed (conn->base))
+    g_io_stream_close (conn->base, NULL, NULL);
+  g_clear_object (&conn->base);
+  g_clear_object (&conn->socket);
+  g_free (conn);
+}
+
+/* The connection a request arrived on.  libsoup keeps the remote address
+ * object it was given with the stream, and hands it back per request. */
+static Conn *
+conn_for_msg (SoupServerMessage *msg)
+{
+  GSocketAddress *remote = soup_server_message_get_remote_address (msg);
+
+  return remote != NULL ? g_object_get_data (G_OBJECT (remote), "od-conn") : NULL;
+}
+
+static GSocket *
+msg_socket (SoupServerMessage *msg)
+{
+  Conn *conn = conn_for_msg (msg);
+
+  return conn != NULL ? conn->socket : NULL;
+}
+
+/* Ends a connection at once: libsoup's next read or write fails, and it
+ * cleans up as for any client that went away. */
+static void
+msg_shutdown (SoupServerMessage *msg)
+{
+  GSocket *socket = msg_socket (msg);
+
+  if (socket != NULL && !g_socket_is_closed (socket))
+    g_socket_shutdown (socket, TRUE, TRUE, NULL);
+}
+
+/* Writes a whole short answer without waiting, through TLS when the
+ * connection has it; what does not fit is dropped (the connection is
+ * closed next anyway). */
+static void
+msg_write_raw (SoupServerMessage *msg,
+               const char        *response)
+{
+  Conn *conn = conn_for_msg (msg);
+  GOutputStream *out;
+
+  if (conn == NULL || conn->base == NULL || g_io_stream_is_closed (conn->base))
+    return;
+  out = g_io_stream_get_output_stream (conn->base);
+  g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (out), response,
+                                              strlen (response), NULL, NULL);
+}
+
+static void
+conn_stream_closed (OdConnStream *stream,
+                    Conn         *conn)
+{
+  conn_free (conn);
+}
+
+/* Takes an idle connection back from libsoup and closes it. */
+static void
+conn_close_idle (Conn *conn)
+{
+  g_autoptr(GIOStream) stolen = NULL;
+
+  if (conn->last != NULL)
+    {
+      g_autoptr(SoupServerMessage) last = g_steal_pointer (&conn->last);
+
+      stolen = soup_server_message_steal_connection (last);
+    }
+  if (stolen != NULL)
+    g_io_stream_close (stolen, NULL, NULL);
+  else if (conn->socket != NULL && !g_socket_is_closed (conn->socket))
+    g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
+}
+
+static void
+conn_peer_gone (OdConnStream *stream,
+                Conn         *conn)
+{
+  conn_close_idle (conn);
+}
+
+static void
+conn_hand_over (Conn *conn)
+{
+  OdServer *self = conn->server;
+  g_autoptr(GSocketAddress) local = g_socket_get_local_address (conn->socket, NULL);
+  g_autoptr(GError) error = NULL;
+
+  conn->remote = g_socket_get_remote_address (conn->socket, NULL);
+  if (local == NULL || conn->remote == NULL)
+    {
+      conn_free (conn);
+      return;
+    }
+  conn->stream = od_conn_stream_new (conn->base);
+  g_signal_connect (conn->stream, "closed", G_CALLBACK (conn_stream_closed), conn);
+  g_signal_connect (conn->stream, "peer-gone", G_CALLBACK (conn_peer_gone), conn);
+  g_object_set_data (G_OBJECT (conn->remote), "od-conn", conn);
+  if (!soup_server_accept_iostream (self->soup, G_IO_STREAM (conn->stream), local, conn->remote,
+                                    &error))
+    {
+      g_warning ("a connection could not be served: %s", error->message);
+      conn_free (conn);
+    }
+}
+
+static gboolean
+conn_handshake_timeout (gpointer data)
+{
+  Conn *conn = data;
+
+  conn->handshake_timeout_id = 0;
+  g_cancellable_cancel (conn->handshake);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+conn_handshake_done (GObject      *source,
+                     GAsyncResult *res,
+                     gpointer      user_data)
+{
+  Conn *conn = user_data;
+  g_autoptr(OdServer) self = conn->server;
+
+  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), res, NULL)
+      || self->stopping)
+    {
+      conn_free (conn);
+      return;
+    }
+  g_clear_handle_id (&conn->handshake_timeout_id, g_source_remove);
+  g_clear_object (&conn->handshake);
+  conn_hand_over (conn);
+}
+
+/* Beyond the cap a connection gets a short 503 (plain HTTP) or is
+ * closed at once (HTTPS: a handshake is what the cap saves).  The rest of
+ * the client's request is read and dropped for a moment so that closing
+ * does not reset the connection before the answer is read. */
+typedef struct
+{
+  OdServer *server;
+  GSocket  *socket;
+  GSource  *source;
+  guint     timeout_id;
+} Refusing;
+
+static void
+refusing_free (Refusing *refusing)
+{
+  refusing->server->n_refusing--;
+  g_object_unref (refusing->server);
+  g_clear_handle_id (&refusing->timeout_id, g_source_remove);
+  if (refusing->source != NULL)
+    {
+      g_source_destroy (refusing->source);
+      g_source_unref (refusing->source);
+    }
+  g_socket_close (refusing->socket, NULL);
+  g_object_unref (refusing->socket);
+  g_free (refusing);
+}
+
+static gboolean
+refusing_timeout (gpointer data)
+{
+  Refusing *refusing = data;
+
+  refusing->timeout_id = 0;
+  refusing_free (refusing);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+refusing_readable (GSocket      *socket,
+                   GIOCondition  condition,
+                   gpointer      data)
+{
+  Refusing *refusing = data;
+  g_autoptr(GError) error = NULL;
+  char buf[4096];
+  gssize n = g_socket_receive_with_blocking (socket, buf, sizeof buf, FALSE, NULL, &error);
+
+  if (n == 0 || (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)))
+    {
+      refusing_free (refusing);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static char *raw_response (OdProblem *problem);
+
+static void
+refuse_connection (OdServer *self,
+                   GSocket  *socket)
+{
+  Refusing *refusing;
+  g_autofree char *response = NULL;
+  OdProblem *problem;
+
+  if (self->certificate != NULL || self->n_refusing >= REFUSING_MAX)
+    {
+      g_socket_close (socket, NULL);
+      return;
+    }
+  problem = od_problem_new (OD_PROBLEM_UNAVAILABLE,
+                            "The server has %u open connections, its limit; retry shortly.",
+                            self->max_conns);
+  problem->retry_after = 1;
+  response = raw_response (problem);
+  g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
+  g_socket_shutdown (socket, FALSE, TRUE, NULL);
+
+  refusing = g_new0 (Refusing, 1);
+  refusing->server = g_object_ref (self);
+  refusing->socket = g_object_ref (socket);
+  self->n_refusing++;
+  refusing->source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+  g_source_set_callback (refusing->source, G_SOURCE_FUNC (refusing_readable), refusing, NULL);
+  g_source_attach (refusing->source, NULL);
+  refusing->timeout_id = g_timeout_add (1000, refusing_timeout, refusing);
+}
+
+static void
+accept_connection (OdServer *self,
+                   GSocket  *socket)
+{
+  Conn *conn;
+
+  if (g_hash_table_size (self->conns) >= self->max_conns || self->stopping)
+    {
+      refuse_connection (self, socket);
+      return;
+    }
+  conn = g_new0 (Conn, 1);
+  conn->server = self;
+  conn->socket = g_object_ref (socket);
+  g_hash_table_add (self->conns, conn);
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, TRUE, NULL);
+  conn->base = G_IO_STREAM (g_socket_connection_factory_create_connection (socket));
+  if (self->certificate == NULL)
+    {
+      conn_hand_over (conn);
+      return;
+    }
+
+  {
+    g_autoptr(GError) error = NULL;
+    GIOStream *tls = g_tls_server_connection_new (conn->base, self->certificate, &error);
+
+    if (tls == NULL)
+      {
+        g_warning ("TLS: %s", error->message);
+        conn_free (conn);
+        return;
+      }
+    g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
+    g_object_unref (conn->base);
+    conn->base = tls;
+    /* A client that never finishes its handshake gets the request
+     * timeout, like one that never sends its request. */
+    conn->handshake = g_cancellable_new ();
+    conn->handshake_timeout_id = g_timeout_add (self->request_timeout_usec / 1000,
+                                                conn_handshake_timeout, conn);
+    g_object_ref (self);
+    g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
+                                      conn->handshake, conn_handshake_done, conn);
+  }
+}
+
+static gboolean accept_ready (GSocket *listener, GIOCondition condition, gpointer data);
+
+static void
+accept_arm (OdServer *self)
+{
+  self->accept_source = g_socket_create_source (self->listen_socket, G_IO_IN, NULL);
+  g_source_set_callback (self->accept_source, G_SOURCE_FUNC (accept_ready), self, NULL);
+  g_source_attach (self->accept_source, NULL);
+}
+
+static gboolean
+accept_retry (gpointer data)
+{
+  OdServer *self = data;
+
+  self->accept_retry_id = 0;
+  accept_arm (self);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+accept_ready (GSocket      *listener,
+              GIOCondition  condition,
+              gpointer      data)
+{
+  OdServer *self = data;
+
+  for (guint i = 0; i < 64; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GSocket) socket = g_socket_accept (listener, NULL, &error);
+
+      if (socket != NULL)
+        {
+          if (self->accept_failing)
+            {
+              g_message ("accepting connections again (%u open)",
+                         g_hash_table_size (self->conns));
+              self->accept_failing = FALSE;
+            }
+          accept_connection (self, socket);
+          continue;
+        }
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        break;
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)
+          || error->code == G_IO_ERROR_NO_SPACE || error->code == G_IO_ERROR_FAILED)
+        {
+          /* Out of file descriptors (or kernel memory): the pending
+           * connections wait in the backlog while open ones finish;
+           * accept again shortly, never busy-loop, log once. */
+          if (!self->accept_failing)
+            g_warning ("accept: %s (%u connections open); retrying every %d ms",
+                       error->message, g_hash_table_size (self->conns), ACCEPT_RETRY_MS);
+          self->accept_failing = TRUE;
+          g_source_destroy (self->accept_source);
+          g_clear_pointer (&self->accept_source, g_source_unref);
+          self->accept_retry_id = g_timeout_add (ACCEPT_RETRY_MS, accept_retry, self);
+          return G_SOURCE_REMOVE;
+        }
+      /* ECONNABORTED and the like concern one connection only. */
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit and returns what is in
+ * effect. */
+static guint64
+raise_fd_limit (void)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
+    return 1024;
+  if (limit.rlim_cur < limit.rlim_max)
+    {
+      struct rlimit raised = limit;
+
+      raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? 1024 * 1024 : limit.rlim_max;
+      if (setrlimit (RLIMIT_NOFILE, &raised) == 0)
+        limit = raised;
+    }
+  return limit.rlim_cur == RLIM_INFINITY ? 1024 * 1024 : limit.rlim_cur;
+}
+
 /* ------------------------------------------------------------------ */
 /* Routing, limits and timeouts                                        */
 
@@ -1571,8 +2057,8 @@ reject_connection (OdServer          *server,
 
   g_hash_table_remove (server->requests, msg);
   rejected->cancellable = g_cancellable_new ();
-  if (soup_server_message_get_socket (msg) != NULL)
-    rejected->socket = g_object_ref (soup_server_message_get_socket (msg));
+  if (msg_socket (msg) != NULL)
+    rejected->socket = g_object_ref (msg_socket (msg));
   rejected->stream = soup_server_message_steal_connection (msg);
   g_object_set_data_full (G_OBJECT (rejected->stream), "od-response", response, g_free);
   g_output_stream_write_all_async (g_io_stream_get_output_stream (rejected->stream),
@@ -1594,7 +2080,7 @@ request_got_chunk (SoupServerMessage *msg,
   if (body->length > OD_MAX_BODY
       && !GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
     {
-      GSocket *socket = soup_server_message_get_socket (msg);
+      GSocket *socket = msg_socket (msg);
 
       g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
       soup_message_body_set_accumulate (body, FALSE);
@@ -1605,7 +2091,8 @@ request_got_chunk (SoupServerMessage *msg,
             od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE, "The body is over %d bytes.",
                             OD_MAX_BODY));
 
-          g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
+          /* Through TLS when the connection has it. */
+          msg_write_raw (msg, response);
           g_socket_shutdown (socket, FALSE, TRUE, NULL);
         }
     }
@@ -1622,7 +2109,6 @@ early_handler (SoupServer        *server,
   SoupMessageHeadersIter iter;
   const char *name, *value;
   gsize header_bytes = 0;
-  goffset length;
 
   soup_message_headers_iter_init (&iter, headers);
   while (soup_message_headers_iter_next (&iter, &name, &value))
@@ -1635,27 +2121,32 @@ early_handler (SoupServer        *server,
       return;
     }
 
-  /* Two Content-Length headers, a negative or non-numeric one, or one
-   * together with Transfer-Encoding would let two parsers disagree on
-   * where the body ends (request smuggling): refuse them outright. */
+  /* Content-Length is read here, from the raw header, before libsoup
+   * uses its own reading of it (which takes "-5" or 2^63 for a length
+   * and then reads a body of a different size: request smuggling).  It
+   * must be one run of decimal digits; two of them, or one together
+   * with Transfer-Encoding, would let two parsers disagree on where the
+   * body ends.  Any refusal closes the connection. */
   {
     SoupMessageHeadersIter it;
     const char *hname, *hvalue;
-    guint n_length = 0, n_encoding = 0;
-    gboolean bad_length = FALSE;
+    g_autoptr(GPtrArray) lengths = g_ptr_array_new ();
+    guint n_encoding = 0;
+    guint64 length = 0;
+    OdContentLength verdict;
 
     soup_message_headers_iter_init (&it, headers);
     while (soup_message_headers_iter_next (&it, &hname, &hvalue))
       {
         if (g_ascii_strcasecmp (hname, "Content-Length") == 0)
-          {
-            n_length++;
-            bad_length |= *hvalue == '\0' || strspn (hvalue, "0123456789") != strlen (hvalue);
-          }
+          g_ptr_array_add (lengths, (gpointer) hvalue);
         else if (g_ascii_strcasecmp (hname, "Transfer-Encoding") == 0)
           n_encoding++;
       }
-    if (n_length > 1 || bad_length || (n_length > 0 && n_encoding > 0) || n_encoding > 1)
+    verdict = od_http_content_length ((const char * const *) lengths->pdata, lengths->len,
+                                      OD_MAX_BODY, &length);
+    if (verdict == OD_CONTENT_LENGTH_MALFORMED
+        || (verdict != OD_CONTENT_LENGTH_NONE && n_encoding > 0) || n_encoding > 1)
       {
         reject_connection (user_data, msg,
                            od_problem_new (OD_PROBLEM_MALFORMED,
@@ -1663,17 +2154,16 @@ early_handler (SoupServer        *server,
                                            "given together with Transfer-Encoding."));
         return;
       }
+    if (verdict == OD_CONTENT_LENGTH_TOO_LARGE)
+      {
+        reject_connection (user_data, msg,
+                           od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
+                                           "The body is over %d bytes (Content-Length %.40s).",
+                                           OD_MAX_BODY, (const char *) lengths->pdata[0]));
+        return;
+      }
   }
 
-  length = soup_message_headers_get_content_length (headers);
-  if (soup_message_headers_get_encoding (headers) == SOUP_ENCODING_CONTENT_LENGTH
-      && length > OD_MAX_BODY)
-    {
-      reject_connection (user_data, msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
-                                            "The body is %" G_GOFFSET_FORMAT
-                                            " bytes; the limit is %d.", length, OD_MAX_BODY));
-      return;
-    }
   g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
 }
 
@@ -1682,6 +2172,14 @@ request_started (SoupServer        *server,
                  SoupServerMessage *msg,
                  OdServer          *self)
 {
+  Conn *conn = conn_for_msg (msg);
+
+  if (conn != NULL)
+    {
+      conn->idle = FALSE;
+      od_conn_stream_set_idle (conn->stream, FALSE);
+      g_clear_object (&conn->last);
+    }
   g_hash_table_insert (self->requests, g_object_ref (msg), GINT_TO_POINTER (1));
   g_object_set_data (G_OBJECT (msg), "od-started",
                      GSIZE_TO_POINTER ((gsize) (g_get_monotonic_time () / 1000)));
@@ -1693,6 +2191,29 @@ request_ended (SoupServer        *server,
                OdServer          *self)
 {
   g_hash_table_remove (self->requests, msg);
+}
+
+/* Between two requests a connection is idle: a peer that closes it then,
+ * or stays silent past the request timeout, loses it (conn_close_idle).
+ * If libsoup closes the connection instead, "closed" frees it. */
+static void
+request_finished (SoupServer        *server,
+                  SoupServerMessage *msg,
+                  OdServer          *self)
+{
+  Conn *conn = conn_for_msg (msg);
+
+  g_hash_table_remove (self->requests, msg);
+  if (conn == NULL || conn->stream == NULL)
+    return;
+  conn->idle = TRUE;
+  conn->idle_since = g_get_monotonic_time ();
+  /* Kept only to take the connection back: not its bodies (a page can
+   * be megabytes). */
+  soup_message_body_truncate (soup_server_message_get_response_body (msg));
+  soup_message_body_truncate (soup_server_message_get_request_body (msg));
+  g_set_object (&conn->last, msg);
+  od_conn_stream_set_idle (conn->stream, TRUE);
 }
 
 static gboolean
@@ -1714,11 +2235,12 @@ tick (gpointer data)
 
       if (now - started > self->request_timeout_usec)
         {
-          GSocket *socket = soup_server_message_get_socket (msg);
+          GSocket *socket = msg_socket (msg);
 
           /* libsoup is still reading this request and has written nothing
-           * for it, so the answer can go straight to the socket; closing
-           * it then lets libsoup clean up as for any dropped client. */
+           * for it, so the answer can go straight to the connection
+           * (through TLS when it has it); shutting the socket down then
+           * lets libsoup clean up as for any dropped client. */
           if (socket != NULL && !g_socket_is_closed (socket))
             {
               OdProblem *problem = od_problem_new (OD_PROBLEM_REQUEST_TIMEOUT,
@@ -1727,12 +2249,39 @@ tick (gpointer data)
                                                    self->request_timeout_usec / G_USEC_PER_SEC);
               g_autofree char *response = raw_response (problem);
 
-              g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
+              msg_write_raw (msg, response);
               g_socket_shutdown (socket, TRUE, TRUE, NULL);
             }
           g_hash_table_iter_remove (&iter);
         }
     }
+
+  /* Idle connections past the request timeout are closed; a response
+   * the peer has not read for the stall timeout ends its connection
+   * (every response, not only the stream: slow readers must not pin
+   * memory). */
+  {
+    g_autoptr(GPtrArray) idle = g_ptr_array_new ();
+
+    g_hash_table_iter_init (&iter, self->conns);
+    while (g_hash_table_iter_next (&iter, &key, NULL))
+      {
+        Conn *conn = key;
+        gint64 blocked = conn->stream ? od_conn_stream_get_write_blocked_since (conn->stream) : 0;
+
+        if (conn->idle && now - conn->idle_since > self->request_timeout_usec)
+          g_ptr_array_add (idle, conn);
+        else if (blocked != 0 && now - blocked > self->stall_timeout_usec && !conn->stall_logged)
+          {
+            g_message ("closing a connection whose peer read nothing for %" G_GINT64_FORMAT " s",
+                       (now - blocked) / G_USEC_PER_SEC);
+            conn->stall_logged = TRUE;
+            g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
+          }
+      }
+    for (guint i = 0; i < idle->len; i++)
+      conn_close_idle (g_ptr_array_index (idle, i));
+  }
 
   for (GList *l = self->subscribers; l; l = l->next)
     {
@@ -1741,15 +2290,12 @@ tick (gpointer data)
       if (sub->chunk_pending && !sub->dropped
           && now - sub->pending_since > self->stall_timeout_usec)
         {
-          GSocket *socket = soup_server_message_get_socket (sub->msg);
-
           sub->dropped = TRUE;
           od_metrics_add (OD_METRIC_SLOW_SUBSCRIBERS, 1);
           g_message ("disconnecting a stream subscriber that read nothing for %" G_GINT64_FORMAT
                      " s (at position %" G_GINT64_FORMAT ")",
                      (now - sub->pending_since) / G_USEC_PER_SEC, sub->cursor);
-          if (socket != NULL)
-            g_socket_shutdown (socket, TRUE, TRUE, NULL);
+          msg_shutdown (sub->msg);
         }
       else if (sub->head_sent && !sub->chunk_pending && !sub->reading
                && now - sub->last_write >= IDLE_HEAD_USEC)
@@ -1765,6 +2311,33 @@ tick (gpointer data)
 
 /* ------------------------------------------------------------------ */
 
+/* Closes the listening socket and every connection not yet given to
+ * libsoup (soup_server_disconnect closes the others). */
+static void
+stop_accepting (OdServer *self)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  if (self->accept_source != NULL)
+    {
+      g_source_destroy (self->accept_source);
+      g_clear_pointer (&self->accept_source, g_source_unref);
+    }
+  g_clear_handle_id (&self->accept_retry_id, g_source_remove);
+  if (self->listen_socket != NULL)
+    g_socket_close (self->listen_socket, NULL);
+  g_clear_object (&self->listen_socket);
+  g_hash_table_iter_init (&iter, self->conns);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      Conn *conn = key;
+
+      if (conn->handshake != NULL)
+        g_cancellable_cancel (conn->handshake);
+    }
+}
+
 static void
 od_server_dispose (GObject *object)
 {
@@ -1773,9 +2346,11 @@ od_server_dispose (GObject *object)
   g_clear_handle_id (&self->tick_id, g_source_remove);
   if (self->appended_id != 0)
     g_clear_signal_handler (&self->appended_id, self->store);
+  stop_accepting (self);
   if (self->soup != NULL)
     soup_server_disconnect (self->soup);
   g_clear_object (&self->soup);
+  g_clear_object (&self->certificate);
 
   G_OBJECT_CLASS (od_server_parent_class)->dispose (object);
 }
@@ -1794,6 +2369,7 @@ od_server_finalize (GObject *object)
   g_clear_pointer (&self->buckets, g_hash_table_unref);
   g_clear_pointer (&self->requests, g_hash_table_unref);
   g_clear_pointer (&self->ready_waiters, g_ptr_array_unref);
+  g_clear_pointer (&self->conns, g_hash_table_unref);
   g_free (self->url);
 
   G_OBJECT_CLASS (od_server_parent_class)->finalize (object);
@@ -1815,6 +2391,7 @@ od_server_init (OdServer *self)
   self->in_flight = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->buckets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->requests = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->conns = g_hash_table_new (NULL, NULL);
   self->ring = g_new0 (RingEntry, RING_CAPACITY);
   self->ready_waiters = g_ptr_array_new ();
   od_metrics_init ();
@@ -1848,6 +2425,31 @@ parse_listen (const char  *listen,
   return TRUE;
 }
 
+/* glib-networking 2.74 has no API for a connection's TLS versions and
+ * ciphers; it reads G_TLS_GNUTLS_PRIORITY once, when its first TLS
+ * connection class initialises.  The server sets it for itself (an
+ * operator's own value is replaced) before any TLS connection exists. */
+static gboolean
+set_tls_priority (GError **error)
+{
+  GTlsBackend *backend = g_tls_backend_get_default ();
+
+  if (!g_tls_backend_supports_tls (backend))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                           "no TLS backend (install glib-networking)");
+      return FALSE;
+    }
+  if (g_type_class_peek (g_tls_backend_get_server_connection_type (backend)) != NULL)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                           "TLS was initialised before the server could restrict it");
+      return FALSE;
+    }
+  g_setenv ("G_TLS_GNUTLS_PRIORITY", OD_TLS_PRIORITY, TRUE);
+  return TRUE;
+}
+
 OdServer *
 od_server_new (OdStore               *store,
                OdAuth                *auth,
@@ -1860,7 +2462,7 @@ od_server_new (OdStore               *store,
   g_autoptr(GSocketAddress) socket_address = NULL;
   g_autoptr(GSocket) listener = NULL;
   g_autofree char *host = NULL;
-  GSList *listeners;
+  guint64 fd_limit;
   guint port;
 
   if (!parse_listen (options->listen, &host, &port, error))
@@ -1883,8 +2485,26 @@ od_server_new (OdStore               *store,
       certificate = g_tls_certificate_new_from_files (options->tls_cert, options->tls_key, error);
       if (certificate == NULL)
         return NULL;
+      if (!set_tls_priority (error))
+        return NULL;
     }
 
+  /* Every connection takes a file descriptor: use all the process may
+   * have, and keep room for the store, threads and the refused. */
+  fd_limit = raise_fd_limit ();
+  self->max_conns = (guint) MIN (fd_limit - MAX (64, fd_limit / 8), G_MAXINT);
+  {
+    /* For tests only: a cap above what the descriptors allow. */
+    const char *cap = g_getenv ("OD_SERVER_MAX_CONNECTIONS");
+    guint64 value;
+
+    if (cap != NULL && g_ascii_string_to_unsigned (cap, 10, 1, G_MAXINT, &value, NULL))
+      self->max_conns = value;
+  }
+  g_message ("file descriptor limit %" G_GUINT64_FORMAT "; at most %u connections",
+             fd_limit, self->max_conns);
+
+  self->certificate = certificate ? g_object_ref (certificate) : NULL;
   self->store = g_object_ref (store);
   self->auth = auth;
   self->rate_limit = options->rate_limit;
@@ -1905,22 +2525,49 @@ od_server_new (OdStore               *store,
     return NULL;
   self->tail_position = self->ring_base = self->head;
 
-  self->soup = soup_server_new ("server-header", "orderdesk-server/" OD_VERSION,
-                                "tls-certificate", certificate, NULL);
+  self->soup = soup_server_new ("server-header", "orderdesk-server/" OD_VERSION, NULL);
   soup_server_add_early_handler (self->soup, NULL, early_handler, self, NULL);
   soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
   g_signal_connect (self->soup, "request-read", G_CALLBACK (request_ended), self);
-  g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_ended), self);
+  g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_finished), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (log_request_started), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (log_request), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (log_request), self);
   self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);
 
+  /* libsoup 3.2 keeps a connection alive after a request only while it
+   * has a listener of its own.  Connections are accepted here instead
+   * (accept_ready), so it gets one that never accepts anything: one end
+   * of a socket pair whose other end is closed. */
+  {
+    int pair[2];
+    g_autoptr(GSocket) placeholder = NULL;
+
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+      {
+        int saved = errno;
+
+        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "socketpair: %s",
+                     g_strerror (saved));
+        return NULL;
+      }
+    close (pair[1]);
+    placeholder = g_socket_new_from_fd (pair[0], error);
+    if (placeholder == NULL)
+      {
+        close (pair[0]);
+        return NULL;
+      }
+    if (!soup_server_listen_socket (self->soup, placeholder, 0, error))
+      return NULL;
+  }
+
   /* Our own socket, for a listen backlog that absorbs bursts of new
    * connections (GSocket's default of 10 overflows, and clients then see
-   * resets). */
+   * resets), and for accepting that survives running out of file
+   * descriptors. */
   socket_address = g_inet_socket_address_new (address, port);
   listener = g_socket_new (g_inet_address_get_family (address), G_SOCKET_TYPE_STREAM,
                            G_SOCKET_PROTOCOL_TCP, error);
@@ -1928,29 +2575,25 @@ od_server_new (OdStore               *store,
     return NULL;
   g_socket_set_listen_backlog (listener, 1024);
   if (!g_socket_bind (listener, socket_address, TRUE, error)
-      || !g_socket_listen (listener, error)
-      || !soup_server_listen_socket (self->soup, listener,
-                                     certificate ? SOUP_SERVER_LISTEN_HTTPS : 0, error))
+      || !g_socket_listen (listener, error))
     return NULL;
+  g_socket_set_blocking (listener, FALSE);
+  self->listen_socket = g_object_ref (listener);
+  accept_arm (self);
+
   /* The URL comes from the listening socket itself, which also gives the
    * port chosen for port 0. */
-  listeners = soup_server_get_listeners (self->soup);
-  if (listeners != NULL)
-    {
-      g_autoptr(GSocketAddress) local = g_socket_get_local_address (listeners->data, error);
-      g_autofree char *ip = NULL;
+  {
+    g_autoptr(GSocketAddress) local = g_socket_get_local_address (listener, error);
+    g_autofree char *ip = NULL;
 
-      if (local == NULL)
-        {
-          g_slist_free (listeners);
-          return NULL;
-        }
-      ip = g_inet_address_to_string (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local)));
-      self->url = g_strdup_printf ("%s://%s%s%s:%u", certificate ? "https" : "http",
-                                   strchr (ip, ':') ? "[" : "", ip, strchr (ip, ':') ? "]" : "",
-                                   g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
-    }
-  g_slist_free (listeners);
+    if (local == NULL)
+      return NULL;
+    ip = g_inet_address_to_string (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local)));
+    self->url = g_strdup_printf ("%s://%s%s%s:%u", certificate ? "https" : "http",
+                                 strchr (ip, ':') ? "[" : "", ip, strchr (ip, ':') ? "]" : "",
+                                 g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+  }
 
   self->writer = g_thread_new ("od-writer", writer_thread, self);
   self->tick_id = g_timeout_add_seconds (1, tick, self);
@@ -1990,6 +2633,7 @@ od_server_shutdown (OdServer *self)
   /* Deliver the answers of the last batches before closing connections. */
   while (g_main_context_pending (context))
     g_main_context_iteration (context, FALSE);
+  stop_accepting (self);
   soup_server_disconnect (self->soup);
   while (g_main_context_pending (context))
     g_main_context_iteration (context, FALSE);

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-store-sqlite.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
 
@@ -91,12 +96,57 @@ prepare (sqlite3       *db,
   return TRUE;
 }
 
+/* The store holds customer names and e-mail addresses: only its owner
+ * may read it.  SQLite gives the -wal and -shm files the mode of the
+ * database file, so creating that one 0600 is enough; a store made
+ * readable by others earlier is tightened. */
+static gboolean
+protect_files (const char  *path,
+               GError     **error)
+{
+  int fd;
+
+  if (g_str_equal (path, ":memory:") || g_str_has_prefix (path, "file:"))
+    return TRUE;
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    {
+      close (fd);
+      return TRUE;
+    }
+  if (errno != EEXIST)
+    {
+      int saved = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot create %s: %s",
+                   path, g_strerror (saved));
+      return FALSE;
+    }
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strconcat (path, (const char *[]) { "", "-wal", "-shm" }[i], NULL);
+      GStatBuf st;
+
+      if (g_stat (name, &st) == 0 && (st.st_mode & 077) != 0 && S_ISREG (st.st_mode))
+        {
+          if (g_chmod (name, st.st_mode & 0700) != 0)
+            g_warning ("%s is readable by others and cannot be changed: %s", name,
+                       g_strerror (errno));
+          else
+            g_message ("%s was readable by others; now only by its owner", name);
+        }
+    }
+  return TRUE;
+}
+
 static sqlite3 *
 open_db (const char  *path,
          GError     **error)
 {
   sqlite3 *db = NULL;
 
+  if (!protect_files (path, error))
+    return NULL;
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                        NULL) != SQLITE_OK)
     {

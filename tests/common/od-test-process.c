@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct _OdTestProcess
@@ -19,6 +20,8 @@ struct _OdTestProcess
   char        *host;
   guint16      port;
   GSubprocess *subprocess;
+  guint64      fd_limit;
+  GStrv        env;          /* NAME=VALUE for the server only */
 };
 
 gboolean
@@ -81,7 +84,9 @@ od_test_process_new (const char        *prefix,
                               i ? ",\n " : "", tokens[i].name, tokens[i].role, hash);
     }
   g_string_append (json, "]\n");
-  if (!g_file_set_contents (process->tokens_path, json->str, json->len, &error))
+  /* 0600: the server refuses a tokens file others can read. */
+  if (!g_file_set_contents_full (process->tokens_path, json->str, json->len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
     g_error ("%s", error->message);
   return process;
 }
@@ -116,7 +121,30 @@ od_test_process_dump_log (OdTestProcess *process)
 static void
 die_with_parent (gpointer data)
 {
+  OdTestProcess *process = data;
+
   prctl (PR_SET_PDEATHSIG, SIGKILL);
+  if (process->fd_limit > 0)
+    {
+      struct rlimit limit = { process->fd_limit, process->fd_limit };
+
+      setrlimit (RLIMIT_NOFILE, &limit);
+    }
+}
+
+void
+od_test_process_setenv (OdTestProcess *process,
+                        const char    *name,
+                        const char    *value)
+{
+  process->env = g_environ_setenv (process->env, name, value, TRUE);
+}
+
+void
+od_test_process_set_fd_limit (OdTestProcess *process,
+                              guint64        limit)
+{
+  process->fd_limit = limit;
 }
 
 /* The ready file is written atomically (renamed into place), so whatever
@@ -190,8 +218,14 @@ od_test_process_start (OdTestProcess      *process,
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT
                                         | G_SUBPROCESS_FLAGS_STDERR_MERGE);
   g_subprocess_launcher_set_cwd (launcher, process->dir);
-  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, process, NULL);
   g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", process->dir, TRUE);
+  for (guint i = 0; process->env != NULL && process->env[i] != NULL; i++)
+    {
+      g_auto(GStrv) pair = g_strsplit (process->env[i], "=", 2);
+
+      g_subprocess_launcher_setenv (launcher, pair[0], pair[1], TRUE);
+    }
   fd = open (process->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   g_assert_cmpint (fd, >=, 0);
   g_subprocess_launcher_take_stdout_fd (launcher, fd);
@@ -325,6 +359,7 @@ od_test_process_free (OdTestProcess *process,
   g_free (process->log_path);
   g_free (process->url);
   g_free (process->host);
+  g_strfreev (process->env);
   g_free (process);
 }
 

@@ -35,6 +35,14 @@ OdTestProcess *od_test_process_new        (const char         *prefix,
 void           od_test_process_start      (OdTestProcess      *process,
                                            guint16             port,
                                            const char * const *args);
+/* An environment variable for the server only, from its next start on. */
+void           od_test_process_setenv     (OdTestProcess      *process,
+                                           const char         *name,
+                                           const char         *value);
+/* Soft and hard RLIMIT_NOFILE of the server from its next start on (set
+ * in the child before exec); 0 leaves the test's own. */
+void           od_test_process_set_fd_limit (OdTestProcess    *process,
+                                           guint64             limit);
 /* SIGTERM; the server must exit with status 0 (under valgrind that also
  * means no error and no definite leak). */
 void           od_test_process_stop       (OdTestProcess      *process);

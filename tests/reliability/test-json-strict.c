@@ -36,6 +36,12 @@ test_refused_as_malformed (void)
     "{\"type\":\"PlaceOrder\" \"order_id\":\"" ID "\"}",
     "{\"type\":\"PlaceOrder\",\"order_id\":\"" ID "\"} x",
     "{\"type\":\"PlaceOrder\",\"order_id\":\"" ID "\",\"data\":{}",
+    /* A member name given twice, whichever value comes last. */
+    "{\"type\":\"PlaceOrder\",\"type\":\"CancelOrder\",\"order_id\":\"" ID "\",\"data\":{\"reason\":\"r\"}}",
+    "{\"type\":\"CancelOrder\",\"order_id\":\"" ID "\",\"data\":{\"reason\":\"r\"},\"type\":\"PlaceOrder\"}",
+    "{\"type\":\"CancelOrder\",\"order_id\":\"" ID "\",\"data\":{\"reason\":\"a\",\"reason\":\"b\"}}",
+    "{\"type\":\"CancelOrder\",\"\\u0074ype\":\"PlaceOrder\",\"order_id\":\"" ID "\",\"data\":{\"reason\":\"r\"}}",
+    "{\"type\":\"CancelOrder\",\"order_id\":\"" ID "\",\"order\\u005fid\":\"" ID "\",\"data\":{\"reason\":\"r\"}}",
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (bodies); i++)
@@ -102,6 +108,41 @@ test_accepted (void)
     g_assert_null (command);
     g_assert_cmpstr (problem->code_name, ==, "invalid_command");
   }
+}
+
+/* Member names given twice in one object are refused at any depth
+ * (after decoding escapes); the same name in different objects is fine. */
+static void
+test_duplicate_members (void)
+{
+  const char *refused[] = {
+    "{\"a\":1,\"a\":1}",
+    "{\"a\":1,\"b\":2,\"c\":3,\"a\":4}",
+    "[{\"x\":{\"y\":[{\"a\":1,\"a\":2}]}}]",
+    "{\"\\u00e9\":1,\"\xc3\xa9\":2}",
+    "{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}",
+    "{\"a\\/b\":1,\"a/b\":2}",
+  };
+  const char *accepted[] = {
+    "{\"a\":{\"a\":{\"a\":1}},\"b\":[{\"a\":1},{\"a\":2}]}",
+    "{\"a\":1,\"A\":2,\"a \":3,\"\\u0062\":4}",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_test_message ("%s", refused[i]);
+      g_assert_false (od_json_check (refused[i], strlen (refused[i]), &error));
+      g_assert_nonnull (strstr (error->message, "given twice"));
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (accepted); i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (od_json_check (accepted[i], strlen (accepted[i]), &error));
+      g_assert_no_error (error);
+    }
 }
 
 /* Whatever bytes a string holds, the JSON written for it is UTF-8. */
@@ -183,6 +224,7 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/json-strict/refused-as-malformed", test_refused_as_malformed);
   g_test_add_func ("/json-strict/accepted", test_accepted);
+  g_test_add_func ("/json-strict/duplicate-members", test_duplicate_members);
   g_test_add_func ("/json-strict/output-is-utf8", test_output_is_utf8);
   g_test_add_func ("/json-strict/event-and-problem", test_event_and_problem);
   g_test_add_func ("/json-strict/fold-bounded", test_fold_bounded);

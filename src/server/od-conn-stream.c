@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "od-conn-stream.h"
+
+struct _OdConnStream
+{
+  GIOStream      parent_instance;
+
+  GIOStream     *base;
+  GInputStream  *input;
+  GOutputStream *output;
+  gboolean       idle;
+  gboolean       peer_gone;
+  gboolean       closed_emitted;
+  gint64         write_blocked_since;
+};
+
+enum { SIGNAL_PEER_GONE, SIGNAL_CLOSED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (OdConnStream, od_conn_stream, G_TYPE_IO_STREAM)
+
+/* ------------------------------------------------------------------ */
+/* Input                                                               */
+
+#define OD_TYPE_CONN_INPUT (od_conn_input_get_type ())
+G_DECLARE_FINAL_TYPE (OdConnInput, od_conn_input, OD, CONN_INPUT, GInputStream)
+
+struct _OdConnInput
+{
+  GInputStream  parent_instance;
+  GInputStream *base;
+  OdConnStream *owner;   /* weak */
+};
+
+static void od_conn_input_pollable_init (GPollableInputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (OdConnInput, od_conn_input, G_TYPE_INPUT_STREAM,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
+                                                      od_conn_input_pollable_init))
+
+static gboolean
+emit_peer_gone (gpointer data)
+{
+  g_signal_emit (data, signals[SIGNAL_PEER_GONE], 0);
+  return G_SOURCE_REMOVE;
+}
+
+/* Applies the idle rule to one read's outcome. */
+static gssize
+input_filter (OdConnInput  *self,
+              gssize        n,
+              GError      **error)
+{
+  OdConnStream *owner = self->owner;
+
+  if (owner == NULL || !owner->idle || n > 0
+      || (n < 0 && error != NULL && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)))
+    return n;
+  /* The peer closed (or reset) a connection between requests: libsoup
+   * must not see it (see the header); the server takes the connection
+   * back from a fresh main loop iteration, outside libsoup's read. */
+  if (n < 0 && error != NULL)
+    g_clear_error (error);
+  if (!owner->peer_gone)
+    {
+      owner->peer_gone = TRUE;
+      g_idle_add_full (G_PRIORITY_HIGH, emit_peer_gone, g_object_ref (owner), g_object_unref);
+    }
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "The peer closed the connection");
+  return -1;
+}
+
+static gssize
+od_conn_input_read (GInputStream  *stream,
+                    void          *buffer,
+                    gsize          count,
+                    GCancellable  *cancellable,
+                    GError       **error)
+{
+  OdConnInput *self = OD_CONN_INPUT (stream);
+
+  if (self->owner != NULL && self->owner->peer_gone)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                           "The peer closed the connection");
+      return -1;
+    }
+  return g_input_stream_read (self->base, buffer, count, cancellable, error);
+}
+
+static gboolean
+od_conn_input_close (GInputStream  *stream,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  /* The base GIOStream closes its own streams. */
+  return TRUE;
+}
+
+static gboolean
+od_conn_input_can_poll (GPollableInputStream *stream)
+{
+  return TRUE;
+}
+
+static gboolean
+od_conn_input_is_readable (GPollableInputStream *stream)
+{
+  OdConnInput *self = OD_CONN_INPUT (stream);
+
+  if (self->owner != NULL && self->owner->peer_gone)
+    return FALSE;
+  return g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (self->base));
+}
+
+static GSource *
+od_conn_input_create_source (GPollableInputStream *stream,
+                             GCancellable         *cancellable)
+{
+  OdConnInput *self = OD_CONN_INPUT (stream);
+  g_autoptr(GSource) base_source = NULL;
+
+  /* Once the peer is gone nothing more is readable for libsoup: a source
+   * without a child never fires. */
+  if (self->owner != NULL && self->owner->peer_gone)
+    return g_pollable_source_new_full (stream, NULL, cancellable);
+  base_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (self->base), NULL);
+  return g_pollable_source_new_full (stream, base_source, cancellable);
+}
+
+static gssize
+od_conn_input_read_nonblocking (GPollableInputStream  *stream,
+                                void                  *buffer,
+                                gsize                  count,
+                                GError               **error)
+{
+  OdConnInput *self = OD_CONN_INPUT (stream);
+  gssize n;
+
+  if (self->owner != NULL && self->owner->peer_gone)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                           "The peer closed the connection");
+      return -1;
+    }
+  n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (self->base), buffer, count,
+                                                NULL, error);
+  return input_filter (self, n, error);
+}
+
+static void
+od_conn_input_finalize (GObject *object)
+{
+  OdConnInput *self = OD_CONN_INPUT (object);
+
+  g_clear_weak_pointer (&self->owner);
+  g_clear_object (&self->base);
+  G_OBJECT_CLASS (od_conn_input_parent_class)->finalize (object);
+}
+
+static void
+od_conn_input_class_init (OdConnInputClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = od_conn_input_finalize;
+  G_INPUT_STREAM_CLASS (klass)->read_fn = od_conn_input_read;
+  G_INPUT_STREAM_CLASS (klass)->close_fn = od_conn_input_close;
+}
+
+static void
+od_conn_input_pollable_init (GPollableInputStreamInterface *iface)
+{
+  iface->can_poll = od_conn_input_can_poll;
+  iface->is_readable = od_conn_input_is_readable;
+  iface->create_source = od_conn_input_create_source;
+  iface->read_nonblocking = od_conn_input_read_nonblocking;
+}
+
+static void
+od_conn_input_init (OdConnInput *self)
+{
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+
+#define OD_TYPE_CONN_OUTPUT (od_conn_output_get_type ())
+G_DECLARE_FINAL_TYPE (OdConnOutput, od_conn_output, OD, CONN_OUTPUT, GOutputStream)
+
+struct _OdConnOutput
+{
+  GOutputStream  parent_instance;
+  GOutputStream *base;
+  OdConnStream  *owner;   /* weak */
+};
+
+static void od_conn_output_pollable_init (GPollableOutputStreamInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (OdConnOutput, od_conn_output, G_TYPE_OUTPUT_STREAM,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_OUTPUT_STREAM,
+                                                      od_conn_output_pollable_init))
+
+static void
+output_note (OdConnOutput  *self,
+             gssize         n,
+             GError       **error)
+{
+  if (self->owner == NULL)
+    return;
+  if (n < 0 && error != NULL && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    {
+      if (self->owner->write_blocked_since == 0)
+        self->owner->write_blocked_since = g_get_monotonic_time ();
+    }
+  else
+    self->owner->write_blocked_since = 0;
+}
+
+static gssize
+od_conn_output_write (GOutputStream  *stream,
+                      const void     *buffer,
+                      gsize           count,
+                      GCancellable   *cancellable,
+                      GError        **error)
+{
+  OdConnOutput *self = OD_CONN_OUTPUT (stream);
+  gssize n = g_output_stream_write (self->base, buffer, count, cancellable, error);
+
+  output_note (self, n, error);
+  return n;
+}
+
+static gboolean
+od_conn_output_flush (GOutputStream  *stream,
+                      GCancellable   *cancellable,
+                      GError        **error)
+{
+  return g_output_stream_flush (OD_CONN_OUTPUT (stream)->base, cancellable, error);
+}
+
+static gboolean
+od_conn_output_close (GOutputStream  *stream,
+                      GCancellable   *cancellable,
+                      GError        **error)
+{
+  return TRUE;
+}
+
+static gboolean
+od_conn_output_can_poll (GPollableOutputStream *stream)
+{
+  return TRUE;
+}
+
+static gboolean
+od_conn_output_is_writable (GPollableOutputStream *stream)
+{
+  return g_pollable_output_stream_is_writable (G_POLLABLE_OUTPUT_STREAM (OD_CONN_OUTPUT (stream)->base));
+}
+
+static GSource *
+od_conn_output_create_source (GPollableOutputStream *stream,
+                              GCancellable          *cancellable)
+{
+  OdConnOutput *self = OD_CONN_OUTPUT (stream);
+  g_autoptr(GSource) base_source =
+    g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base), NULL);
+
+  return g_pollable_source_new_full (stream, base_source, cancellable);
+}
+
+static gssize
+od_conn_output_write_nonblocking (GPollableOutputStream  *stream,
+                                  const void             *buffer,
+                                  gsize                   count,
+                                  GError                **error)
+{
+  OdConnOutput *self = OD_CONN_OUTPUT (stream);
+  gssize n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (self->base),
+                                                         buffer, count, NULL, error);
+
+  output_note (self, n, error);
+  return n;
+}
+
+static void
+od_conn_output_finalize (GObject *object)
+{
+  OdConnOutput *self = OD_CONN_OUTPUT (object);
+
+  g_clear_weak_pointer (&self->owner);
+  g_clear_object (&self->base);
+  G_OBJECT_CLASS (od_conn_output_parent_class)->finalize (object);
+}
+
+static void
+od_conn_output_class_init (OdConnOutputClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = od_conn_output_finalize;
+  G_OUTPUT_STREAM_CLASS (klass)->write_fn = od_conn_output_write;
+  G_OUTPUT_STREAM_CLASS (klass)->flush = od_conn_output_flush;
+  G_OUTPUT_STREAM_CLASS (klass)->close_fn = od_conn_output_close;
+}
+
+static void
+od_conn_output_pollable_init (GPollableOutputStreamInterface *iface)
+{
+  iface->can_poll = od_conn_output_can_poll;
+  iface->is_writable = od_conn_output_is_writable;
+  iface->create_source = od_conn_output_create_source;
+  iface->write_nonblocking = od_conn_output_write_nonblocking;
+}
+
+static void
+od_conn_output_init (OdConnOutput *self)
+{
+}
+
+/* ------------------------------------------------------------------ */
+/* The stream                                                          */
+
+static GInputStream *
+od_conn_stream_get_input_stream (GIOStream *stream)
+{
+  return OD_CONN_STREAM (stream)->input;
+}
+
+static GOutputStream *
+od_conn_stream_get_output_stream (GIOStream *stream)
+{
+  return OD_CONN_STREAM (stream)->output;
+}
+
+static void
+emit_closed (OdConnStream *self)
+{
+  if (self->closed_emitted)
+    return;
+  self->closed_emitted = TRUE;
+  g_signal_emit (self, signals[SIGNAL_CLOSED], 0);
+}
+
+static gboolean
+od_conn_stream_close (GIOStream     *stream,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  OdConnStream *self = OD_CONN_STREAM (stream);
+  gboolean ok = g_io_stream_close (self->base, cancellable, error);
+
+  emit_closed (self);
+  return ok;
+}
+
+static void
+od_conn_stream_dispose (GObject *object)
+{
+  OdConnStream *self = OD_CONN_STREAM (object);
+
+  /* Never leave a file descriptor behind, whoever dropped the stream. */
+  if (self->base != NULL && !g_io_stream_is_closed (self->base))
+    g_io_stream_close (self->base, NULL, NULL);
+  emit_closed (self);
+  G_OBJECT_CLASS (od_conn_stream_parent_class)->dispose (object);
+}
+
+static void
+od_conn_stream_finalize (GObject *object)
+{
+  OdConnStream *self = OD_CONN_STREAM (object);
+
+  g_clear_object (&self->input);
+  g_clear_object (&self->output);
+  g_clear_object (&self->base);
+  G_OBJECT_CLASS (od_conn_stream_parent_class)->finalize (object);
+}
+
+static void
+od_conn_stream_class_init (OdConnStreamClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GIOStreamClass *stream_class = G_IO_STREAM_CLASS (klass);
+
+  object_class->dispose = od_conn_stream_dispose;
+  object_class->finalize = od_conn_stream_finalize;
+  stream_class->get_input_stream = od_conn_stream_get_input_stream;
+  stream_class->get_output_stream = od_conn_stream_get_output_stream;
+  stream_class->close_fn = od_conn_stream_close;
+
+  signals[SIGNAL_PEER_GONE] = g_signal_new ("peer-gone", G_TYPE_FROM_CLASS (klass),
+                                            G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                            G_TYPE_NONE, 0);
+  signals[SIGNAL_CLOSED] = g_signal_new ("closed", G_TYPE_FROM_CLASS (klass),
+                                         G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                         G_TYPE_NONE, 0);
+}
+
+static void
+od_conn_stream_init (OdConnStream *self)
+{
+}
+
+OdConnStream *
+od_conn_stream_new (GIOStream *base)
+{
+  OdConnStream *self = g_object_new (OD_TYPE_CONN_STREAM, NULL);
+  OdConnInput *input = g_object_new (OD_TYPE_CONN_INPUT, NULL);
+  OdConnOutput *output = g_object_new (OD_TYPE_CONN_OUTPUT, NULL);
+
+  self->base = g_object_ref (base);
+  input->base = g_object_ref (g_io_stream_get_input_stream (base));
+  g_set_weak_pointer (&input->owner, self);
+  output->base = g_object_ref (g_io_stream_get_output_stream (base));
+  g_set_weak_pointer (&output->owner, self);
+  self->input = G_INPUT_STREAM (input);
+  self->output = G_OUTPUT_STREAM (output);
+  return self;
+}
+
+GIOStream *
+od_conn_stream_get_base (OdConnStream *self)
+{
+  return self->base;
+}
+
+void
+od_conn_stream_set_idle (OdConnStream *self,
+                         gboolean      idle)
+{
+  self->idle = idle;
+}
+
+gboolean
+od_conn_stream_get_peer_gone (OdConnStream *self)
+{
+  return self->peer_gone;
+}
+
+gint64
+od_conn_stream_get_write_blocked_since (OdConnStream *self)
+{
+  return self->write_blocked_since;
+}
