@@ -3,6 +3,7 @@
 
 #include <glib/gi18n.h>
 #include <locale.h>
+#include <sys/prctl.h>
 
 #include "od-application.h"
 
@@ -12,6 +13,8 @@ main (int   argc,
 {
   g_autoptr(OdApplication) app = NULL;
 
+  /* The console holds the access token: no core dump may carry it. */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, g_getenv ("ORDERDESK_LOCALEDIR") ? g_getenv ("ORDERDESK_LOCALEDIR") : LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
