@@ -1303,8 +1303,6 @@ main (int    argc,
   g_auto(GStrv) operands = NULL;
   int rc;
 
-  /* No core dump may carry the token (or the customer data). */
-  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   setlocale (LC_ALL, "");
   g_set_prgname ("orderdeskctl");
 
@@ -1342,17 +1340,16 @@ main (int    argc,
           return EXIT_FAILURE_;
         }
     }
+  /* While the token is in memory no core dump may carry it (nor may
+   * another process of the user read it through /proc or ptrace). */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (opt.token_file != NULL)
     {
       g_autoptr(GError) error = NULL;
 
       ctl.token = read_token_file (opt.token_file, &error);
       if (ctl.token == NULL)
-        {
-          g_printerr ("orderdeskctl: %s\n", error->message);
-          clear_options ();
-          return EXIT_FAILURE_;
-        }
+        g_printerr ("orderdeskctl: %s\n", error->message);
     }
   else if (g_getenv ("ORDERDESK_TOKEN") != NULL)
     ctl.token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
@@ -1361,7 +1358,10 @@ main (int    argc,
   g_unix_signal_add (SIGINT, on_signal_quit, &ctl);
   g_unix_signal_add (SIGTERM, on_signal_quit, &ctl);
 
-  rc = cmd->run (&ctl, g_strv_length (operands), operands);
+  if (opt.token_file != NULL && ctl.token == NULL)
+    rc = EXIT_FAILURE_;
+  else
+    rc = cmd->run (&ctl, g_strv_length (operands), operands);
 
   if (ctl.sync)
     od_sync_engine_stop (ctl.sync);
@@ -1378,5 +1378,8 @@ main (int    argc,
   g_free (ctl.cache_path);
   g_clear_object (&ctl.trust);
   clear_options ();
+  /* The token is gone: dumpable again, which LeakSanitizer needs for its
+   * check at exit (it stops the process with ptrace). */
+  prctl (PR_SET_DUMPABLE, 1, 0, 0, 0);
   return rc;
 }

@@ -69,7 +69,9 @@ test_help_version (void)
       g_assert_nonnull (strstr (out, line));
     }
   assert_names_real_files (out);
+  g_assert_cmpstr (err, ==, "");
   g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
 
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
     {
