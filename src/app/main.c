@@ -4,6 +4,7 @@
 #include <glib/gi18n.h>
 #include <locale.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 
 #include "od-application.h"
 
@@ -39,6 +40,8 @@ main (int   argc,
   g_autoptr(OdApplication) app = NULL;
   g_autofree char *localedir = find_localedir ();
 
+  /* The console holds the access token: no core dump may carry it. */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, localedir);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");

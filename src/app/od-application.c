@@ -61,6 +61,12 @@ od_application_handle_local_options (GApplication *app,
   OdApplication *self = OD_APPLICATION (app);
   const char *token_file = NULL;
 
+  /* Before anything is read: --version needs no token. */
+  if (g_variant_dict_contains (options, "version"))
+    {
+      g_print ("orderdesk %s\n", PACKAGE_VERSION);
+      return 0;
+    }
   g_variant_dict_lookup (options, "server", "s", &self->server);
   g_variant_dict_lookup (options, "cache", "^ay", &self->cache);
   self->offline = g_variant_dict_contains (options, "offline");
@@ -78,11 +84,6 @@ od_application_handle_local_options (GApplication *app,
   else if (g_getenv ("ORDERDESK_TOKEN") != NULL)
     self->token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
 
-  if (g_variant_dict_contains (options, "version"))
-    {
-      g_print ("orderdesk %s\n", PACKAGE_VERSION);
-      return 0;
-    }
   return -1;
 }
 

@@ -763,29 +763,59 @@ od_query_order_at (OdCache     *cache,
   return g_steal_pointer (&order);
 }
 
+/* Whether the text at `p` would start a formula in a spreadsheet: = + -
+ * @, and a tab or carriage return, which some strip before looking. */
+static gboolean
+csv_formula_start (const char *p)
+{
+  return *p != '\0' && strchr ("=+-@\t\r", *p) != NULL;
+}
+
 static void
 csv_field (GString    *out,
            const char *value)
 {
   const char *v = value ? value : "";
+  gboolean guard = csv_formula_start (v);
 
-  /* A leading =, +, - or @ would be run as a formula by spreadsheets; a
-   * quote in front keeps exported customer text inert. */
-  if (strpbrk (v, ",\"\r\n") != NULL || (v[0] && strchr ("=+-@", v[0]) != NULL))
+  /* Customer text must stay inert in a spreadsheet: a ' goes in front of
+   * a formula start, at the beginning of the field and after each ';'
+   * (spaces skipped), as spreadsheets that split on ';' ignore the
+   * quotes of a field that does not start the line and read
+   * "x;=cmd(...)" as a cell "=cmd(...)". */
+  for (const char *p = strchr (v, ';'); p != NULL && !guard; p = strchr (p + 1, ';'))
     {
-      g_string_append_c (out, '"');
-      if (v[0] && strchr ("=+-@", v[0]) != NULL)
-        g_string_append_c (out, '\'');
-      for (; *v; v++)
-        {
-          if (*v == '"')
-            g_string_append_c (out, '"');
-          g_string_append_c (out, *v);
-        }
-      g_string_append_c (out, '"');
+      const char *q = p + 1;
+
+      while (*q == ' ')
+        q++;
+      guard = csv_formula_start (q);
     }
-  else
-    g_string_append (out, v);
+  if (!guard && strpbrk (v, ",\"\r\n") == NULL)
+    {
+      g_string_append (out, v);
+      return;
+    }
+  g_string_append_c (out, '"');
+  if (csv_formula_start (v))
+    g_string_append_c (out, '\'');
+  for (const char *p = v; *p; p++)
+    {
+      if (*p == '"')
+        g_string_append_c (out, '"');
+      g_string_append_c (out, *p);
+      if (*p == ';')
+        {
+          const char *q = p + 1;
+
+          while (*q == ' ')
+            g_string_append_c (out, *q++);
+          if (csv_formula_start (q))
+            g_string_append_c (out, '\'');
+          p = q - 1;
+        }
+    }
+  g_string_append_c (out, '"');
 }
 
 /* The sync state as `db` sees it (within the caller's transaction). */
@@ -827,6 +857,7 @@ export_csv (OdCache            *cache,
             sqlite3            *db,
             gboolean            own_db,
             const OdOrderQuery *query,
+            OdExportFlags       flags,
             GOutputStream      *stream,
             GCancellable       *cancellable,
             GError            **error)
@@ -847,21 +878,22 @@ export_csv (OdCache            *cache,
     }
   if (!read_sync_state (db, &state, error))
     goto out;
-  as_of = state.last_event_at > 0 ? od_timestamp_format (state.last_event_at)
-                                  : g_strdup ("never");
-  g_string_append_printf (out,
-                          "# orderdesk export: data as of position %" G_GINT64_FORMAT
-                          ", last event at %s, exported %s",
-                          state.applied_position, as_of, "");
-  {
-    g_autofree char *now = od_timestamp_now ();
+  if (flags & OD_EXPORT_PROVENANCE)
+    {
+      g_autofree char *now = od_timestamp_now ();
 
-    g_string_append (out, now);
-  }
-  if (state.server_url)
-    g_string_append_printf (out, ", server %s", state.server_url);
+      as_of = state.last_event_at > 0 ? od_timestamp_format (state.last_event_at)
+                                      : g_strdup ("never");
+      g_string_append_printf (out,
+                              "# orderdesk export: data as of position %" G_GINT64_FORMAT
+                              ", last event at %s, exported %s",
+                              state.applied_position, as_of, now);
+      if (state.server_url)
+        g_string_append_printf (out, ", server %s", state.server_url);
+      g_string_append (out, "\r\n");
+    }
   g_string_append (out,
-                   "\r\norder_id,customer_name,customer_email,currency,status,item_count,"
+                   "order_id,customer_name,customer_email,currency,status,item_count,"
                    "total_cents,version,created_at,updated_at,last_position\r\n");
 
   st = prepare_list (cache, own_db ? db : NULL, query, NULL, G_MAXINT64, FALSE, -1, &parts,
@@ -927,7 +959,20 @@ od_query_export_csv (OdCache             *cache,
                      GCancellable        *cancellable,
                      GError             **error)
 {
-  return export_csv (cache, od_cache_get_db (cache), FALSE, query, stream, cancellable, error);
+  return export_csv (cache, od_cache_get_db (cache), FALSE, query, OD_EXPORT_NONE, stream,
+                     cancellable, error);
+}
+
+gboolean
+od_query_export_csv_full (OdCache             *cache,
+                          const OdOrderQuery  *query,
+                          OdExportFlags        flags,
+                          GOutputStream       *stream,
+                          GCancellable        *cancellable,
+                          GError             **error)
+{
+  return export_csv (cache, od_cache_get_db (cache), FALSE, query, flags, stream, cancellable,
+                     error);
 }
 
 typedef struct
@@ -969,7 +1014,7 @@ export_thread (GTask        *task,
       return;
     }
   sqlite3_busy_timeout (db, 5000);
-  if (export_csv (NULL, db, TRUE, &d->query, d->stream, cancellable, &error))
+  if (export_csv (NULL, db, TRUE, &d->query, OD_EXPORT_NONE, d->stream, cancellable, &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);

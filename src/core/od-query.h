@@ -131,23 +131,38 @@ OdOrder    *od_query_order_at      (OdCache             *cache,
                                     gint64               position,
                                     GError             **error);
 
-/* Writes the query's rows as CSV (RFC 4180, CRLF line ends) to `stream`,
- * all rows, not only a page, from one read snapshot.  The first line is
- * a comment stamping what the data is as of:
- *
- *   # orderdesk export: data as of position P, last event at T, exported NOW, server URL
- *
- * (T is "never" for an empty cache; ", server URL" only when the cache
- * knows its server), then the header line
- * "order_id,customer_name,customer_email,currency,status,item_count,
+typedef enum
+{
+  OD_EXPORT_NONE       = 0,
+  /* A first line stamping what the data is as of:
+   *
+   *   # orderdesk export: data as of position P, last event at T, exported NOW, server URL
+   *
+   * (T is "never" for an empty cache; ", server URL" only when the cache
+   * knows its server).  Not CSV: standard readers take it for the header. */
+  OD_EXPORT_PROVENANCE = 1 << 0,
+} OdExportFlags;
+
+/* Writes the query's rows as plain CSV (RFC 4180, CRLF line ends) to
+ * `stream`, all rows, not only a page, from one read snapshot: the header
+ * line "order_id,customer_name,customer_email,currency,status,item_count,
  * total_cents,version,created_at,updated_at,last_position" and a line per
- * order.  Text starting with = + - @ is quoted with a leading ' so that
- * spreadsheets do not run it.  Runs on the cache's read connection. */
+ * order.  Text that a spreadsheet would run as a formula (starting with
+ * = + - @, a tab or a carriage return, at the start of the field or after
+ * a ';') gets a ' in front and is quoted.  Runs on the cache's read
+ * connection. */
 gboolean    od_query_export_csv    (OdCache             *cache,
                                     const OdOrderQuery  *query,
                                     GOutputStream       *stream,
                                     GCancellable        *cancellable,
                                     GError             **error);
+/* The same with flags. */
+gboolean    od_query_export_csv_full (OdCache             *cache,
+                                      const OdOrderQuery  *query,
+                                      OdExportFlags        flags,
+                                      GOutputStream       *stream,
+                                      GCancellable        *cancellable,
+                                      GError             **error);
 
 /* The same on a worker thread with a read connection of its own, so a
  * million-row export never blocks the caller's main loop.  The query is

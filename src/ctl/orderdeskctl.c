@@ -5,6 +5,8 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <locale.h>
+#include <sqlite3.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,43 +23,110 @@ enum
   EXIT_INVALID = 6,   /* the command is invalid (checked before sending) */
 };
 
-static const char usage_text[] =
-  "Usage: orderdeskctl [OPTION…] COMMAND [ARG…]\n"
-  "\n"
-  "The OrderDesk console core on the command line.\n"
-  "\n"
-  "Global options:\n"
-  "  --server URL        server base URL (or ORDERDESK_SERVER; default: the URL the\n"
-  "                      cache last synced with)\n"
-  "  --token-file FILE   file whose first line is the bearer token (or ORDERDESK_TOKEN)\n"
-  "  --cache FILE        cache file (default: $XDG_DATA_HOME/orderdesk/<server>.sqlite)\n"
-  "  --timeout SECONDS   give up on an unreachable server after this long (default 60;\n"
-  "                      0 = never)\n"
-  "  --ca-file FILE      trust the certificate authorities in FILE (PEM) for an\n"
-  "                      HTTPS server, instead of the system's\n"
-  "  -q, --quiet         no progress on stderr\n"
-  "  -h, --help          this help\n"
-  "\n"
-  "Commands:\n"
-  "  sync [--follow]     catch up with the server's event log and send queued\n"
-  "                      commands; exit 0 once caught up (--follow: keep following)\n"
-  "  status [--json]     positions, lag, counts and outbox, from the cache only\n"
-  "  submit FILE|-       submit one command (JSON as in api.md) through the outbox;\n"
-  "                      waits until it is visible in the cache (--no-wait: until\n"
-  "                      the server answered); prints the outcome as JSON\n"
-  "  orders [--status S] [--search TEXT] [--limit N] [--sort updated|created|total|customer]\n"
-  "         [--asc] [--json]\n"
-  "                      list cached orders\n"
-  "  export --csv FILE [--status S] [--search TEXT]\n"
-  "                      write the cached orders as CSV (FILE may be -); the first\n"
-  "                      line says the position and time the data is as of\n"
-  "  outbox [--all]      list the outbox (queued, sent, accepted; --all: also final)\n"
-  "  outbox send-as-me ID  send a command held because another sign-in queued it\n"
-  "  outbox discard ID   discard a queued or held command\n"
+/* Every option, of every command: GOptionContext fills these.  Global
+ * options may come before or after the command. */
+static struct
+{
+  /* global */
+  char     *server;
+  char     *token_file;
+  char     *cache;
+  char     *timeout;
+  char     *ca_file;
+  gboolean  quiet;
+  gboolean  help;
+  gboolean  version;
+  /* commands */
+  gboolean  follow;
+  gboolean  json;
+  gboolean  no_wait;
+  gboolean  all;
+  gboolean  asc;
+  gboolean  desc;
+  gboolean  provenance;
+  char     *status;
+  char     *search;
+  char     *sort;
+  char     *limit;
+  char     *csv;
+} opt;
+
+static const GOptionEntry global_entries[] = {
+  { "server", 0, 0, G_OPTION_ARG_STRING, &opt.server,
+    "Server base URL (or ORDERDESK_SERVER; default: see below)", "URL" },
+  { "token-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.token_file,
+    "File whose first line is the bearer token (or ORDERDESK_TOKEN)", "FILE" },
+  { "cache", 0, 0, G_OPTION_ARG_FILENAME, &opt.cache,
+    "Cache file (default: $XDG_DATA_HOME/orderdesk/<server>.sqlite)", "FILE" },
+  { "timeout", 0, 0, G_OPTION_ARG_STRING, &opt.timeout,
+    "Give up on an unreachable server after this long (default 60; 0 = never)", "SECONDS" },
+  { "ca-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.ca_file,
+    "For HTTPS: trust the authorities in FILE (PEM), not the system's", "FILE" },
+  { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt.quiet, "No progress on stderr", NULL },
+  { "help", 'h', 0, G_OPTION_ARG_NONE, &opt.help, "Show this help", NULL },
+  { "version", 0, 0, G_OPTION_ARG_NONE, &opt.version, "Print the version and exit", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry sync_entries[] = {
+  { "follow", 0, 0, G_OPTION_ARG_NONE, &opt.follow,
+    "Keep following the server (until Ctrl+C or SIGTERM)", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry status_entries[] = {
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt.json, "One JSON object", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry submit_entries[] = {
+  { "no-wait", 0, 0, G_OPTION_ARG_NONE, &opt.no_wait,
+    "Wait only until the server answered, not until the change is in the cache", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+#define QUERY_ENTRIES \
+  { "status", 0, 0, G_OPTION_ARG_STRING, &opt.status, \
+    "Only orders in this status: draft, placed, shipped, delivered or cancelled", "S" }, \
+  { "search", 0, 0, G_OPTION_ARG_STRING, &opt.search, \
+    "Order id prefix, words of the customer's name or e-mail, or SKU prefix", "TEXT" }, \
+  { "sort", 0, 0, G_OPTION_ARG_STRING, &opt.sort, \
+    "updated (default), created, total or customer", "KEY" }, \
+  { "asc", 0, 0, G_OPTION_ARG_NONE, &opt.asc, "Ascending", NULL }, \
+  { "desc", 0, 0, G_OPTION_ARG_NONE, &opt.desc, \
+    "Descending (the default, except for --sort customer)", NULL }
+
+static const GOptionEntry orders_entries[] = {
+  QUERY_ENTRIES,
+  { "limit", 0, 0, G_OPTION_ARG_STRING, &opt.limit, "At most N orders (default 50)", "N" },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt.json, "One JSON object per line, no header", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry export_entries[] = {
+  { "csv", 0, 0, G_OPTION_ARG_FILENAME, &opt.csv, "Write CSV to FILE (- for stdout)", "FILE" },
+  QUERY_ENTRIES,
+  { "provenance", 0, 0, G_OPTION_ARG_NONE, &opt.provenance,
+    "Start with a '# orderdesk export: data as of position …' line (not CSV)", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry outbox_entries[] = {
+  { "all", 0, 0, G_OPTION_ARG_NONE, &opt.all,
+    "Also commands that are final (visible, rejected, discarded), newest first", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+static const char exit_status_text[] =
+  "Without --server, the server the cache last synced with is used; without --server\n"
+  "and --cache, the cache (in $XDG_DATA_HOME/orderdesk) that synced last.\n"
   "\n"
   "Exit status: 0 ok, 1 error, 2 usage, 3 command rejected by the server,\n"
   "4 server unreachable (timeout or certificate refused), 5 sign-in needed (401/403),\n"
-  "6 invalid command.\n";
+  "6 invalid command.\n"
+  "\n"
+  "Documentation: docs/orderdeskctl.md in the OrderDesk sources; the commands'\n"
+  "JSON is described in docs/protocol.md (\"Commands: POST /v1/commands\").";
 
 typedef struct
 {
@@ -83,6 +152,9 @@ typedef struct
   gint64        last_progress;
 } Ctl;
 
+/* The command being run, for the hint after a usage error. */
+static const char *usage_command;
+
 static int
 usage_error (const char *fmt,
              ...)
@@ -92,9 +164,120 @@ usage_error (const char *fmt,
   va_start (ap, fmt);
   fputs ("orderdeskctl: ", stderr);
   vfprintf (stderr, fmt, ap);
-  fputs ("\nTry 'orderdeskctl --help'.\n", stderr);
+  fprintf (stderr, "\nTry 'orderdeskctl %s%s--help'.\n",
+           usage_command ? usage_command : "", usage_command ? " " : "");
   va_end (ap);
   return EXIT_USAGE;
+}
+
+/* Text from the server or the cache, made safe for a terminal: control
+ * characters (C0, DEL, C1), bidirectional overrides, embeddings, isolates
+ * and marks, and line or paragraph separators become visible escapes,
+ * bytes that are not UTF-8 become \xHH, and a backslash is doubled, so
+ * that a hostile server can neither drive the terminal (clear it, set its
+ * title, move the cursor), nor reorder what is shown, nor start a line
+ * that looks like one of ours. */
+static char *
+tty_text (const char *text)
+{
+  GString *out;
+  const char *p;
+
+  if (text == NULL)
+    return g_strdup ("");
+  out = g_string_sized_new (strlen (text));
+  p = text;
+  while (*p)
+    {
+      gunichar c = g_utf8_get_char_validated (p, -1);
+
+      if (c == (gunichar) -1 || c == (gunichar) -2)
+        {
+          g_string_append_printf (out, "\\x%02X", (guchar) *p);
+          p++;
+          continue;
+        }
+      if (c == '\\')
+        g_string_append (out, "\\\\");
+      else if (c == '\n')
+        g_string_append (out, "\\n");
+      else if (c == '\r')
+        g_string_append (out, "\\r");
+      else if (c == '\t')
+        g_string_append (out, "\\t");
+      else if (c < 0x20 || (c >= 0x7f && c < 0xa0))
+        g_string_append_printf (out, "\\x%02X", c);
+      else if (c == 0x061c || c == 0x200e || c == 0x200f || (c >= 0x202a && c <= 0x202e)
+               || (c >= 0x2066 && c <= 0x2069) || c == 0x2028 || c == 0x2029)
+        g_string_append_printf (out, "\\u%04X", c);
+      else
+        g_string_append_unichar (out, c);
+      p = g_utf8_next_char (p);
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Columns a character takes in a terminal. */
+static guint
+char_width (gunichar c)
+{
+  if (g_unichar_iszerowidth (c))
+    return 0;
+  return g_unichar_iswide (c) ? 2 : 1;
+}
+
+static guint
+text_width (const char *text)
+{
+  guint width = 0;
+
+  for (const char *p = text; *p; p = g_utf8_next_char (p))
+    width += char_width (g_utf8_get_char (p));
+  return width;
+}
+
+/* `text` (valid UTF-8) cut to at most `max` columns, ending in "…" when
+ * cut. */
+static char *
+text_truncate (const char *text,
+               guint       max)
+{
+  GString *out;
+  guint width = 0;
+
+  if (text_width (text) <= max)
+    return g_strdup (text);
+  out = g_string_new (NULL);
+  for (const char *p = text; *p; p = g_utf8_next_char (p))
+    {
+      guint w = char_width (g_utf8_get_char (p));
+
+      if (width + w > max - 1)
+        break;
+      g_string_append_unichar (out, g_utf8_get_char (p));
+      width += w;
+    }
+  g_string_append (out, "…");
+  return g_string_free (out, FALSE);
+}
+
+/* Appends `text` padded with spaces to `width` columns, on the left
+ * (right-aligned) or the right. */
+static void
+append_padded (GString    *out,
+               const char *text,
+               guint       width,
+               gboolean    right_align)
+{
+  guint w = text_width (text);
+
+  if (right_align)
+    for (; w < width; w++)
+      g_string_append_c (out, ' ');
+  g_string_append (out, text);
+  if (!right_align)
+    for (; w < width; w++)
+      g_string_append_c (out, ' ');
 }
 
 static char *
@@ -113,22 +296,70 @@ read_token_file (const char  *path,
   return g_steal_pointer (&contents);
 }
 
+/* Of the caches in the default place ($XDG_DATA_HOME/orderdesk, one per
+ * server, written by this tool and by the console), the one that was last
+ * in contact with its server, read with a read-only connection of its own
+ * so that nothing is created, migrated or locked; NULL when none has ever
+ * synced. */
+static char *
+find_last_synced_cache (void)
+{
+  g_autofree char *dir_path = g_build_filename (g_get_user_data_dir (), "orderdesk", NULL);
+  g_autoptr(GDir) dir = g_dir_open (dir_path, 0, NULL);
+  char *best = NULL;
+  gint64 best_contact = 0;
+  const char *name;
+
+  if (dir == NULL)
+    return NULL;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      sqlite3 *db = NULL;
+      sqlite3_stmt *st = NULL;
+      gint64 contact = 0;
+
+      if (!g_str_has_suffix (name, ".sqlite"))
+        continue;
+      path = g_build_filename (dir_path, name, NULL);
+      if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
+        {
+          sqlite3_busy_timeout (db, 2000);
+          if (sqlite3_prepare_v2 (db, "SELECT last_contact_at FROM sync_state WHERE id = 1",
+                                  -1, &st, NULL) == SQLITE_OK
+              && sqlite3_step (st) == SQLITE_ROW)
+            contact = sqlite3_column_int64 (st, 0);
+          sqlite3_finalize (st);
+        }
+      sqlite3_close (db);
+      if (contact > best_contact)
+        {
+          best_contact = contact;
+          g_free (best);
+          best = g_steal_pointer (&path);
+        }
+    }
+  return best;
+}
+
 static gboolean
 open_cache (Ctl      *ctl,
             gboolean  need_server)
 {
   g_autoptr(GError) error = NULL;
 
-  if (ctl->cache_path == NULL)
+  if (ctl->cache_path == NULL && ctl->server == NULL)
     {
-      if (ctl->server == NULL)
+      ctl->cache_path = find_last_synced_cache ();
+      if (ctl->cache_path == NULL)
         {
-          usage_error ("--server or --cache is needed");
+          usage_error ("no cache has synced yet: give --server URL (or --cache FILE)");
           ctl->exit_code = EXIT_USAGE;
           return FALSE;
         }
-      ctl->cache_path = od_cache_default_path (ctl->server);
     }
+  if (ctl->cache_path == NULL)
+    ctl->cache_path = od_cache_default_path (ctl->server);
   ctl->cache = od_cache_open (ctl->cache_path, &error);
   if (ctl->cache == NULL)
     {
@@ -204,8 +435,10 @@ on_lag_state (OdLag      *lag,
    * CA file may be given meanwhile). */
   if (od_lag_get_tls_errors (lag) != 0 && !ctl->follow)
     {
-      g_printerr ("orderdeskctl: %s%s\n",
-                  od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "certificate refused",
+      g_autofree char *why = tty_text (od_lag_get_last_error (lag) ? od_lag_get_last_error (lag)
+                                                                   : "certificate refused");
+
+      g_printerr ("orderdeskctl: %s%s\n", why,
                   ctl->trust == NULL ? " Give it with --ca-file." : "");
       ctl->exit_code = EXIT_UNREACHABLE;
       g_main_loop_quit (ctl->loop);
@@ -213,8 +446,9 @@ on_lag_state (OdLag      *lag,
     }
   if (od_lag_get_state (lag) == OD_LAG_STATE_SIGN_IN_NEEDED)
     {
-      g_printerr ("orderdeskctl: sign-in needed: %s\n",
-                  od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "");
+      g_autofree char *why = tty_text (od_lag_get_last_error (lag));
+
+      g_printerr ("orderdeskctl: sign-in needed: %s\n", why);
       ctl->exit_code = EXIT_SIGN_IN;
       g_main_loop_quit (ctl->loop);
     }
@@ -227,8 +461,12 @@ on_lag_state (OdLag      *lag,
         od_outbox_kick (ctl->outbox);
     }
   else if (!ctl->quiet && od_lag_get_state (lag) == OD_LAG_STATE_RECONNECTING)
-    g_printerr ("orderdeskctl: %s (%s)\n", od_lag_describe (lag),
-                od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "");
+    {
+      g_autofree char *why = tty_text (od_lag_get_last_error (lag));
+      g_autofree char *state = od_lag_describe (lag);
+
+      g_printerr ("orderdeskctl: %s (%s)\n", state, why);
+    }
 }
 
 static void
@@ -260,12 +498,13 @@ on_timeout (gpointer data)
 {
   Ctl *ctl = data;
 
+  OdLag *lag = od_sync_engine_get_lag (ctl->sync);
+  g_autofree char *why = NULL;
+
   if (ctl->caught_up && ctl->submit_id == 0)
     return G_SOURCE_CONTINUE;
-  g_printerr ("orderdeskctl: gave up after %u s: %s\n", ctl->timeout,
-              od_lag_get_last_error (od_sync_engine_get_lag (ctl->sync))
-                ? od_lag_get_last_error (od_sync_engine_get_lag (ctl->sync))
-                : "not caught up");
+  why = tty_text (od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "not caught up");
+  g_printerr ("orderdeskctl: gave up after %u s: %s\n", ctl->timeout, why);
   ctl->exit_code = EXIT_UNREACHABLE;
   g_main_loop_quit (ctl->loop);
   return G_SOURCE_REMOVE;
@@ -288,7 +527,9 @@ on_write_failed (OdCache *cache,
                  GError  *error,
                  Ctl     *ctl)
 {
-  g_printerr ("orderdeskctl: cache: %s\n", error ? error->message : "write failed");
+  g_autofree char *why = tty_text (error ? error->message : "write failed");
+
+  g_printerr ("orderdeskctl: cache: %s\n", why);
   if (ctl->follow)
     return;
   ctl->exit_code = EXIT_FAILURE_;
@@ -334,13 +575,7 @@ cmd_sync (Ctl   *ctl,
           int    argc,
           char **argv)
 {
-  for (int i = 1; i < argc; i++)
-    {
-      if (g_str_equal (argv[i], "--follow"))
-        ctl->follow = TRUE;
-      else
-        return usage_error ("sync: unknown argument %s", argv[i]);
-    }
+  ctl->follow = opt.follow;
   if (!open_cache (ctl, TRUE))
     return ctl->exit_code;
   start_online (ctl);
@@ -386,8 +621,15 @@ print_command (OdPendingCommand *c)
       g_string_append_c (out, ',');
       od_json_append_member (out, "queued_by", c->identity_fp);
     }
+  /* Not printf: "%.3f" writes a decimal comma in de_DE and other
+   * locales, which is not JSON. */
   if (od_pending_command_latency_ms (c) >= 0)
-    g_string_append_printf (out, ",\"latency_ms\":%.3f", od_pending_command_latency_ms (c));
+    {
+      char number[G_ASCII_DTOSTR_BUF_SIZE];
+
+      g_ascii_formatd (number, sizeof number, "%.3f", od_pending_command_latency_ms (c));
+      g_string_append_printf (out, ",\"latency_ms\":%s", number);
+    }
   g_string_append_c (out, '}');
   g_print ("%s\n", out->str);
 }
@@ -422,8 +664,10 @@ on_command_changed (OdOutbox      *outbox,
             }
           else if (state == OD_COMMAND_STATE_REJECTED)
             {
-              g_printerr ("orderdeskctl: rejected (%s): %s\n", c->code ? c->code : "?",
-                          c->detail ? c->detail : "");
+              g_autofree char *code = tty_text (c->code ? c->code : "?");
+              g_autofree char *detail = tty_text (c->detail);
+
+              g_printerr ("orderdeskctl: rejected (%s): %s\n", code, detail);
               ctl->exit_code = EXIT_REJECTED;
             }
         }
@@ -442,7 +686,9 @@ submitted (GObject      *source,
 
   if (id < 0)
     {
-      g_printerr ("orderdeskctl: %s\n", error->message);
+      g_autofree char *why = tty_text (error->message);
+
+      g_printerr ("orderdeskctl: %s\n", why);
       ctl->exit_code = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA)
                          ? EXIT_INVALID
                          : EXIT_FAILURE_;
@@ -469,17 +715,10 @@ cmd_submit (Ctl   *ctl,
   g_autoptr(GError) error = NULL;
   gsize len;
 
-  for (int i = 1; i < argc; i++)
-    {
-      if (g_str_equal (argv[i], "--no-wait"))
-        ctl->no_wait = TRUE;
-      else if (file == NULL)
-        file = argv[i];
-      else
-        return usage_error ("submit: unexpected argument %s", argv[i]);
-    }
-  if (file == NULL)
+  ctl->no_wait = opt.no_wait;
+  if (argc < 2)
     return usage_error ("submit: FILE or - is needed");
+  file = argv[1];
   if (g_str_equal (file, "-"))
     {
       GString *s = g_string_new (NULL);
@@ -520,7 +759,7 @@ cmd_status (Ctl   *ctl,
             int    argc,
             char **argv)
 {
-  gboolean json = FALSE;
+  gboolean json = opt.json;
   OdSyncState st = { 0 };
   gint64 counts[6];
   g_autoptr(GError) error = NULL;
@@ -530,13 +769,6 @@ cmd_status (Ctl   *ctl,
   double seconds_behind = 0;
   guint pending;
 
-  for (int i = 1; i < argc; i++)
-    {
-      if (g_str_equal (argv[i], "--json"))
-        json = TRUE;
-      else
-        return usage_error ("status: unknown argument %s", argv[i]);
-    }
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
   if (!od_cache_get_sync_state (ctl->cache, &st, &error)
@@ -568,14 +800,17 @@ cmd_status (Ctl   *ctl,
                                                     : NULL;
       g_autofree char *last_event = st.last_event_at ? od_timestamp_format (st.last_event_at)
                                                      : NULL;
+      char seconds[G_ASCII_DTOSTR_BUF_SIZE];
 
+      /* Not printf's %.1f: it follows LC_NUMERIC ("230,1" in de_DE). */
+      g_ascii_formatd (seconds, sizeof seconds, "%.1f",
+                       st.last_contact_at ? seconds_behind : -1.0);
       g_string_append_printf (out,
                               "\"applied_position\":%" G_GINT64_FORMAT
                               ",\"known_head\":%" G_GINT64_FORMAT
                               ",\"events_behind\":%" G_GINT64_FORMAT
-                              ",\"seconds_since_contact\":%.1f,",
-                              st.applied_position, st.known_head, behind,
-                              st.last_contact_at ? seconds_behind : -1.0);
+                              ",\"seconds_since_contact\":%s,",
+                              st.applied_position, st.known_head, behind, seconds);
       g_string_append (out, "\"last_contact_at\":");
       if (contact)
         od_json_append_string (out, contact);
@@ -610,9 +845,11 @@ cmd_status (Ctl   *ctl,
                                                     : g_strdup ("never");
       g_autofree char *last_event = st.last_event_at ? od_timestamp_format (st.last_event_at)
                                                      : g_strdup ("none");
+      g_autofree char *cache_path = tty_text (ctl->cache_path);
+      g_autofree char *server_url = tty_text (st.server_url ? st.server_url : "(never synced)");
 
-      g_print ("cache:            %s\n", ctl->cache_path);
-      g_print ("server:           %s\n", st.server_url ? st.server_url : "(never synced)");
+      g_print ("cache:            %s\n", cache_path);
+      g_print ("server:           %s\n", server_url);
       g_print ("applied position: %" G_GINT64_FORMAT "\n", st.applied_position);
       g_print ("known head:       %" G_GINT64_FORMAT " (%" G_GINT64_FORMAT " behind)\n",
                st.known_head, behind);
@@ -637,63 +874,120 @@ cmd_status (Ctl   *ctl,
 /* ------------------------------------------------------------------ */
 /* orders, export, outbox                                              */
 
+/* --status, --search, --sort, --asc and --desc into `q`; a usage error
+ * (with *rc set) when a value is unknown. */
 static gboolean
-parse_query_arg (OdOrderQuery *q,
-                 int          *i,
-                 int           argc,
-                 char        **argv,
-                 int          *rc)
+parse_query_options (OdOrderQuery *q,
+                     int          *rc)
 {
-  const char *a = argv[*i];
+  q->sort = OD_ORDER_SORT_UPDATED;
+  q->descending = TRUE;
+  q->status = OD_STATUS_NONE;
+  q->search = opt.search;
+  if (opt.status != NULL && !od_order_status_from_name (opt.status, &q->status))
+    {
+      *rc = usage_error ("unknown status %s (draft, placed, shipped, delivered, cancelled)",
+                         opt.status);
+      return FALSE;
+    }
+  if (opt.sort == NULL || g_str_equal (opt.sort, "updated"))
+    q->sort = OD_ORDER_SORT_UPDATED;
+  else if (g_str_equal (opt.sort, "created"))
+    q->sort = OD_ORDER_SORT_CREATED;
+  else if (g_str_equal (opt.sort, "total"))
+    q->sort = OD_ORDER_SORT_TOTAL;
+  else if (g_str_equal (opt.sort, "customer"))
+    q->sort = OD_ORDER_SORT_CUSTOMER, q->descending = FALSE;
+  else
+    {
+      *rc = usage_error ("unknown sort %s (updated, created, total, customer)", opt.sort);
+      return FALSE;
+    }
+  if (opt.asc && opt.desc)
+    {
+      *rc = usage_error ("--asc and --desc exclude each other");
+      return FALSE;
+    }
+  if (opt.asc)
+    q->descending = FALSE;
+  else if (opt.desc)
+    q->descending = TRUE;
+  return TRUE;
+}
 
-  if (g_str_equal (a, "--status") || g_str_equal (a, "--search") || g_str_equal (a, "--sort"))
-    {
-      const char *v;
+enum
+{
+  COL_ORDER,
+  COL_STATUS,
+  COL_CUSTOMER,
+  COL_ITEMS,
+  COL_TOTAL,
+  COL_CURRENCY,
+  COL_UPDATED,
+  N_COLS
+};
 
-      if (*i + 1 >= argc)
-        {
-          *rc = usage_error ("%s needs a value", a);
-          return FALSE;
-        }
-      v = argv[++*i];
-      if (g_str_equal (a, "--status"))
-        {
-          if (!od_order_status_from_name (v, &q->status))
-            {
-              *rc = usage_error ("unknown status %s (draft, placed, shipped, delivered, "
-                                 "cancelled)", v);
-              return FALSE;
-            }
-        }
-      else if (g_str_equal (a, "--search"))
-        q->search = v;
-      else if (g_str_equal (v, "updated"))
-        q->sort = OD_ORDER_SORT_UPDATED;
-      else if (g_str_equal (v, "created"))
-        q->sort = OD_ORDER_SORT_CREATED;
-      else if (g_str_equal (v, "total"))
-        q->sort = OD_ORDER_SORT_TOTAL;
-      else if (g_str_equal (v, "customer"))
-        q->sort = OD_ORDER_SORT_CUSTOMER, q->descending = FALSE;
-      else
-        {
-          *rc = usage_error ("unknown sort %s", v);
-          return FALSE;
-        }
-      return TRUE;
-    }
-  if (g_str_equal (a, "--asc"))
+/* Longer customer names are cut, so that a row fits a terminal. */
+#define CUSTOMER_MAX_WIDTH 32
+
+/* The orders as a table for people: a header line, columns padded to the
+ * terminal width of their text (not its bytes: "Müller" and "山田" take 6
+ * and 4 columns), customer names cut at CUSTOMER_MAX_WIDTH columns, and
+ * every cell made safe for the terminal. */
+static void
+print_orders_table (GPtrArray *rows)
+{
+  static const char *headers[N_COLS] = {
+    "ORDER", "STATUS", "CUSTOMER", "ITEMS", "TOTAL", "CUR", "UPDATED"
+  };
+  static const gboolean right[N_COLS] = { FALSE, FALSE, FALSE, TRUE, TRUE, FALSE, FALSE };
+  g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GString) line = g_string_new (NULL);
+  guint widths[N_COLS];
+
+  for (guint c = 0; c < N_COLS; c++)
+    widths[c] = text_width (headers[c]);
+  for (guint i = 0; i < rows->len; i++)
     {
-      q->descending = FALSE;
-      return TRUE;
+      OdOrderRow *r = g_ptr_array_index (rows, i);
+      g_autofree char *customer = tty_text (r->customer_name);
+      gint64 cents = r->total_cents;
+
+      g_ptr_array_add (cells, tty_text (r->order_id));
+      g_ptr_array_add (cells, g_strdup (od_order_status_name (r->status)));
+      g_ptr_array_add (cells, text_truncate (customer, CUSTOMER_MAX_WIDTH));
+      g_ptr_array_add (cells, g_strdup_printf ("%" G_GINT64_FORMAT, r->item_count));
+      /* Integer arithmetic: exact, and the same in every locale. */
+      g_ptr_array_add (cells, g_strdup_printf ("%s%" G_GINT64_FORMAT ".%02d", cents < 0 ? "-" : "",
+                                               ABS (cents) / 100, (int) (ABS (cents) % 100)));
+      g_ptr_array_add (cells, tty_text (r->currency));
+      g_ptr_array_add (cells, tty_text (r->updated_at));
+      for (guint c = 0; c < N_COLS; c++)
+        widths[c] = MAX (widths[c], text_width (g_ptr_array_index (cells, i * N_COLS + c)));
     }
-  if (g_str_equal (a, "--desc"))
+  for (guint i = 0; i <= rows->len; i++)
     {
-      q->descending = TRUE;
-      return TRUE;
+      gboolean row_inconsistent = i > 0 && ((OdOrderRow *) g_ptr_array_index (rows, i - 1))->inconsistent;
+
+      g_string_truncate (line, 0);
+      for (guint c = 0; c < N_COLS; c++)
+        {
+          const char *text = i == 0 ? headers[c] : g_ptr_array_index (cells, (i - 1) * N_COLS + c);
+
+          if (c > 0)
+            g_string_append (line, "  ");
+          /* No spaces at the end of a line. */
+          if (c == N_COLS - 1 && !row_inconsistent)
+            g_string_append (line, text);
+          else
+            append_padded (line, text, widths[c], right[c]);
+        }
+      /* An order whose history breaks the protocol, shown as of its last
+       * good event (see docs/protocol.md). */
+      if (row_inconsistent)
+        g_string_append (line, "  INCONSISTENT");
+      g_print ("%s\n", line->str);
     }
-  *rc = usage_error ("unknown argument %s", a);
-  return FALSE;
 }
 
 static int
@@ -701,27 +995,17 @@ cmd_orders (Ctl   *ctl,
             int    argc,
             char **argv)
 {
-  OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
+  OdOrderQuery q = { 0 };
   guint64 limit = 50;
-  gboolean json = FALSE;
   g_autoptr(GPtrArray) rows = NULL;
   g_autoptr(GError) error = NULL;
   int rc = 0;
 
-  for (int i = 1; i < argc; i++)
-    {
-      if (g_str_equal (argv[i], "--limit"))
-        {
-          if (i + 1 >= argc || !g_ascii_string_to_unsigned (argv[i + 1], 10, 1, 1000000, &limit,
-                                                            NULL))
-            return usage_error ("--limit needs a number from 1 to 1000000");
-          i++;
-        }
-      else if (g_str_equal (argv[i], "--json"))
-        json = TRUE;
-      else if (!parse_query_arg (&q, &i, argc, argv, &rc))
-        return rc;
-    }
+  if (opt.limit != NULL
+      && !g_ascii_string_to_unsigned (opt.limit, 10, 1, 1000000, &limit, NULL))
+    return usage_error ("--limit needs a number from 1 to 1000000");
+  if (!parse_query_options (&q, &rc))
+    return rc;
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
   rows = od_query_orders (ctl->cache, &q, NULL, limit, &error);
@@ -730,39 +1014,34 @@ cmd_orders (Ctl   *ctl,
       g_printerr ("orderdeskctl: %s\n", error->message);
       return EXIT_FAILURE_;
     }
+  if (!opt.json)
+    {
+      print_orders_table (rows);
+      return EXIT_OK;
+    }
   for (guint i = 0; i < rows->len; i++)
     {
       OdOrderRow *r = g_ptr_array_index (rows, i);
+      g_autoptr(GString) out = g_string_new ("{");
 
-      if (json)
-        {
-          g_autoptr(GString) out = g_string_new ("{");
-
-          od_json_append_member (out, "order_id", r->order_id);
-          g_string_append_c (out, ',');
-          od_json_append_member (out, "status", od_order_status_name (r->status));
-          g_string_append_c (out, ',');
-          od_json_append_member (out, "customer_name", r->customer_name);
-          g_string_append_c (out, ',');
-          od_json_append_member (out, "customer_email", r->customer_email);
-          g_string_append_c (out, ',');
-          od_json_append_member (out, "currency", r->currency);
-          g_string_append_printf (out,
-                                  ",\"item_count\":%" G_GINT64_FORMAT ",\"total_cents\":%"
-                                  G_GINT64_FORMAT ",\"version\":%" G_GINT64_FORMAT ",",
-                                  r->item_count, r->total_cents, r->version);
-          od_json_append_member (out, "created_at", r->created_at);
-          g_string_append_c (out, ',');
-          od_json_append_member (out, "updated_at", r->updated_at);
-          g_string_append_printf (out, ",\"inconsistent\":%s}",
-                                  r->inconsistent ? "true" : "false");
-          g_print ("%s\n", out->str);
-        }
-      else
-        g_print ("%s  %-9s  %-24.24s  %5" G_GINT64_FORMAT "  %10.2f %s  %s%s\n", r->order_id,
-                 od_order_status_name (r->status), r->customer_name, r->item_count,
-                 r->total_cents / 100.0, r->currency, r->updated_at,
-                 r->inconsistent ? "  INCONSISTENT" : "");
+      od_json_append_member (out, "order_id", r->order_id);
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "status", od_order_status_name (r->status));
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "customer_name", r->customer_name);
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "customer_email", r->customer_email);
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "currency", r->currency);
+      g_string_append_printf (out,
+                              ",\"item_count\":%" G_GINT64_FORMAT ",\"total_cents\":%"
+                              G_GINT64_FORMAT ",\"version\":%" G_GINT64_FORMAT ",",
+                              r->item_count, r->total_cents, r->version);
+      od_json_append_member (out, "created_at", r->created_at);
+      g_string_append_c (out, ',');
+      od_json_append_member (out, "updated_at", r->updated_at);
+      g_string_append_printf (out, ",\"inconsistent\":%s}", r->inconsistent ? "true" : "false");
+      g_print ("%s\n", out->str);
     }
   return EXIT_OK;
 }
@@ -772,25 +1051,16 @@ cmd_export (Ctl   *ctl,
             int    argc,
             char **argv)
 {
-  OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
-  const char *file = NULL;
+  OdOrderQuery q = { 0 };
+  const char *file = opt.csv;
   g_autoptr(GOutputStream) out = NULL;
   g_autoptr(GError) error = NULL;
   int rc = 0;
 
-  for (int i = 1; i < argc; i++)
-    {
-      if (g_str_equal (argv[i], "--csv"))
-        {
-          if (i + 1 >= argc)
-            return usage_error ("--csv needs a file");
-          file = argv[++i];
-        }
-      else if (!parse_query_arg (&q, &i, argc, argv, &rc))
-        return rc;
-    }
   if (file == NULL)
     return usage_error ("export: --csv FILE is needed");
+  if (!parse_query_options (&q, &rc))
+    return rc;
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
   if (g_str_equal (file, "-"))
@@ -806,7 +1076,9 @@ cmd_export (Ctl   *ctl,
           return EXIT_FAILURE_;
         }
     }
-  if (!od_query_export_csv (ctl->cache, &q, out, NULL, &error)
+  if (!od_query_export_csv_full (ctl->cache, &q,
+                                 opt.provenance ? OD_EXPORT_PROVENANCE : OD_EXPORT_NONE,
+                                 out, NULL, &error)
       || !g_output_stream_close (out, NULL, &error))
     {
       g_printerr ("orderdeskctl: %s\n", error->message);
@@ -889,19 +1161,16 @@ cmd_outbox (Ctl   *ctl,
             int    argc,
             char **argv)
 {
-  gboolean all = FALSE;
+  gboolean all = opt.all;
   g_autoptr(OdOutbox) outbox = NULL;
   g_autoptr(GPtrArray) list = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (argc >= 2 && (g_str_equal (argv[1], "send-as-me") || g_str_equal (argv[1], "discard")))
-    return cmd_outbox_action (ctl, argc, argv);
-  for (int i = 1; i < argc; i++)
+  if (argc >= 2)
     {
-      if (g_str_equal (argv[i], "--all"))
-        all = TRUE;
-      else
-        return usage_error ("outbox: unknown argument %s", argv[i]);
+      if (g_str_equal (argv[1], "send-as-me") || g_str_equal (argv[1], "discard"))
+        return cmd_outbox_action (ctl, argc, argv);
+      return usage_error ("outbox: unknown action %s (send-as-me or discard)", argv[1]);
     }
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
@@ -919,87 +1188,294 @@ cmd_outbox (Ctl   *ctl,
   return EXIT_OK;
 }
 
+/* ------------------------------------------------------------------ */
+/* command line                                                        */
+
+typedef struct
+{
+  const char         *name;
+  const char         *operands;   /* after the name in the usage line */
+  guint               min_operands;
+  guint               max_operands;
+  const char         *brief;      /* for the list of commands */
+  const char         *summary;
+  const GOptionEntry *entries;
+  int               (*run) (Ctl *ctl, int argc, char **argv);
+} CtlCommand;
+
+static const CtlCommand commands[] = {
+  { "sync", "", 0, 0, "catch up with the server, send queued commands",
+    "Catch up with the server's event log and send queued commands; exit 0 once\n"
+    "caught up and the outbox is settled (--follow: keep following).",
+    sync_entries, cmd_sync },
+  { "status", "", 0, 0, "positions, lag, counts, outbox (from the cache)",
+    "Positions, lag, counts and outbox, from the cache only (no network).",
+    status_entries, cmd_status },
+  { "submit", "FILE|-", 1, 1, "submit one command and wait for its outcome",
+    "Submit one command (its JSON as in docs/protocol.md, read from FILE or stdin)\n"
+    "through the outbox; wait until it is visible in the cache (--no-wait: until the\n"
+    "server answered) and print the outcome as JSON.",
+    submit_entries, cmd_submit },
+  { "orders", "", 0, 0, "list cached orders",
+    "List cached orders as a table (--json: one JSON object per line).",
+    orders_entries, cmd_orders },
+  { "export", "", 0, 0, "write cached orders as CSV",
+    "Write the cached orders of a view as CSV (RFC 4180, CRLF); text a spreadsheet\n"
+    "would run as a formula is quoted with a ' in front.",
+    export_entries, cmd_export },
+  { "outbox", "[send-as-me|discard ID]", 0, 2, "list the outbox, send or discard held commands",
+    "List the outbox as JSON lines: commands queued, sent, accepted (--all: also final);\n"
+    "commands held because another sign-in queued them say \"held\":true.\n"
+    "'outbox send-as-me ID' sends a held command under this sign-in (only one never\n"
+    "sent); 'outbox discard ID' discards a queued or held command.",
+    outbox_entries, cmd_outbox },
+};
+
+static const CtlCommand *
+find_command (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (commands[i].name, name))
+      return &commands[i];
+  return NULL;
+}
+
+/* Whether option `arg` (as written on the command line, no "=value")
+ * takes a value in any command: then the next argument is its value, not
+ * the command. */
+static gboolean
+option_takes_value (const char *arg)
+{
+  const GOptionEntry *tables[G_N_ELEMENTS (commands) + 1];
+
+  tables[0] = global_entries;
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    tables[i + 1] = commands[i].entries;
+  for (guint t = 0; t < G_N_ELEMENTS (tables); t++)
+    for (const GOptionEntry *e = tables[t]; e->long_name != NULL; e++)
+      {
+        if (e->arg == G_OPTION_ARG_NONE)
+          continue;
+        if ((arg[1] == '-' && g_str_equal (arg + 2, e->long_name))
+            || (arg[1] != '-' && e->short_name != 0 && arg[1] == e->short_name && arg[2] == '\0'))
+          return TRUE;
+      }
+  return FALSE;
+}
+
+/* The index in argv of the command's name, or -1: the first argument
+ * that is neither an option nor an option's value. */
+static int
+find_command_index (int    argc,
+                    char **argv)
+{
+  for (int i = 1; i < argc; i++)
+    {
+      const char *a = argv[i];
+
+      if (g_str_equal (a, "--"))
+        return i + 1 < argc ? i + 1 : -1;
+      if (a[0] != '-' || a[1] == '\0')
+        return i;
+      if (strchr (a, '=') == NULL && option_takes_value (a))
+        i++;
+    }
+  return -1;
+}
+
+static GOptionContext *
+make_context (const CtlCommand *cmd)
+{
+  g_autofree char *parameter = cmd == NULL ? g_strdup ("COMMAND [ARG…]")
+                                           : g_strdup_printf ("%s%s%s", cmd->name,
+                                                              cmd->operands[0] ? " " : "",
+                                                              cmd->operands);
+  GOptionContext *context = g_option_context_new (parameter);
+  GOptionGroup *global = g_option_group_new ("global", "Global options (before or after the "
+                                             "command):", "Show the global options", NULL, NULL);
+
+  /* Our own --help: the exit status and the output stay ours.  Groups
+   * rather than main entries, as they get titles: the command's first. */
+  g_option_context_set_help_enabled (context, FALSE);
+  if (cmd != NULL)
+    {
+      g_autofree char *title = g_strdup_printf ("Options of %s:", cmd->name);
+      GOptionGroup *group = g_option_group_new (cmd->name, title, "Show the command's options",
+                                                NULL, NULL);
+
+      g_option_group_add_entries (group, cmd->entries);
+      g_option_context_add_group (context, group);
+      g_option_context_set_summary (context, cmd->summary);
+    }
+  g_option_context_set_description (context, exit_status_text);
+  g_option_group_add_entries (global, global_entries);
+  g_option_context_add_group (context, global);
+  if (cmd == NULL)
+    {
+      g_autoptr(GString) summary = g_string_new ("The OrderDesk console core on the command "
+                                                 "line.\n\nCommands:");
+
+      for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+        g_string_append_printf (summary, "\n  %-8s %s", commands[i].name, commands[i].brief);
+      g_string_append (summary, "\n\nRun 'orderdeskctl COMMAND --help' for a command's options.");
+      g_option_context_set_summary (context, summary->str);
+    }
+  return context;
+}
+
+static void
+print_help (const CtlCommand *cmd)
+{
+  g_autoptr(GOptionContext) context = make_context (cmd);
+  g_autofree char *help = g_option_context_get_help (context, FALSE, NULL);
+
+  fputs (help, stdout);
+}
+
+static void
+clear_options (void)
+{
+  g_clear_pointer (&opt.server, g_free);
+  g_clear_pointer (&opt.token_file, g_free);
+  g_clear_pointer (&opt.cache, g_free);
+  g_clear_pointer (&opt.timeout, g_free);
+  g_clear_pointer (&opt.ca_file, g_free);
+  g_clear_pointer (&opt.status, g_free);
+  g_clear_pointer (&opt.search, g_free);
+  g_clear_pointer (&opt.sort, g_free);
+  g_clear_pointer (&opt.limit, g_free);
+  g_clear_pointer (&opt.csv, g_free);
+}
+
+/* Parses the command line into opt: the global options and those of the
+ * command, in any order and in either form (--opt value, --opt=value).
+ * Returns -1 to go on, else the exit status; *cmd is the command (NULL
+ * for none) and *operands what is left after it (a new vector). */
+static int
+parse_command_line (int                argc,
+                    char             **argv,
+                    const CtlCommand **cmd,
+                    char            ***operands)
+{
+  int index = find_command_index (argc, argv);
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
+  g_auto(GStrv) strv = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean help_command = FALSE;
+  guint n;
+
+  *cmd = NULL;
+  *operands = NULL;
+  if (index > 0)
+    {
+      help_command = g_str_equal (argv[index], "help");
+      *cmd = help_command ? NULL : find_command (argv[index]);
+      if (*cmd == NULL && !help_command)
+        return usage_error ("unknown command %s", argv[index]);
+      usage_command = *cmd ? (*cmd)->name : NULL;
+    }
+  /* "orderdeskctl help [COMMAND]" is "orderdeskctl [COMMAND] --help". */
+  if (help_command)
+    {
+      if (index + 1 < argc && (*cmd = find_command (argv[index + 1])) == NULL)
+        return usage_error ("unknown command %s", argv[index + 1]);
+      print_help (*cmd);
+      return EXIT_OK;
+    }
+  for (int i = 0; i < argc; i++)
+    if (i != index)
+      g_ptr_array_add (args, g_strdup (argv[i]));
+  g_ptr_array_add (args, NULL);
+  strv = (GStrv) g_ptr_array_steal (args, NULL);
+
+  context = make_context (*cmd);
+  if (!g_option_context_parse_strv (context, &strv, &error))
+    return usage_error ("%s", error->message);
+  if (opt.help)
+    {
+      print_help (*cmd);
+      return EXIT_OK;
+    }
+  if (opt.version)
+    {
+      g_print ("orderdeskctl %s\n", OD_VERSION);
+      return EXIT_OK;
+    }
+  if (*cmd == NULL)
+    return usage_error ("no command given");
+
+  /* What is left: the program's name, then the operands, "--" dropped. */
+  *operands = g_new0 (char *, g_strv_length (strv) + 1);
+  (*operands)[0] = g_strdup ((*cmd)->name);
+  n = 1;
+  for (guint i = 1; strv[i] != NULL; i++)
+    if (!g_str_equal (strv[i], "--") || n > 1)
+      (*operands)[n++] = g_strdup (strv[i]);
+  if (n - 1 > (*cmd)->max_operands)
+    return usage_error ("%s: unexpected argument %s", (*cmd)->name,
+                        (*operands)[(*cmd)->max_operands + 1]);
+  if (n - 1 < (*cmd)->min_operands)
+    return usage_error ("%s: %s is needed", (*cmd)->name, (*cmd)->operands);
+  return -1;
+}
+
 int
 main (int    argc,
       char **argv)
 {
   Ctl ctl = { 0 };
-  const char *token_file = NULL;
-  int first_cmd = -1;
+  const CtlCommand *cmd = NULL;
+  g_auto(GStrv) operands = NULL;
   int rc;
 
   setlocale (LC_ALL, "");
-  ctl.timeout = 60;
-  ctl.server = g_strdup (g_getenv ("ORDERDESK_SERVER"));
+  g_set_prgname ("orderdeskctl");
 
-  for (int i = 1; i < argc; i++)
+  rc = parse_command_line (argc, argv, &cmd, &operands);
+  if (rc >= 0)
     {
-      const char *a = argv[i];
-
-      if (g_str_equal (a, "-h") || g_str_equal (a, "--help"))
-        {
-          fputs (usage_text, stdout);
-          return EXIT_OK;
-        }
-      else if (g_str_equal (a, "-q") || g_str_equal (a, "--quiet"))
-        ctl.quiet = TRUE;
-      else if (g_str_equal (a, "--server") || g_str_equal (a, "--token-file")
-               || g_str_equal (a, "--cache") || g_str_equal (a, "--timeout")
-               || g_str_equal (a, "--ca-file"))
-        {
-          if (i + 1 >= argc)
-            return usage_error ("%s needs a value", a);
-          if (g_str_equal (a, "--server"))
-            {
-              g_free (ctl.server);
-              ctl.server = g_strdup (argv[++i]);
-            }
-          else if (g_str_equal (a, "--token-file"))
-            token_file = argv[++i];
-          else if (g_str_equal (a, "--cache"))
-            ctl.cache_path = g_strdup (argv[++i]);
-          else if (g_str_equal (a, "--ca-file"))
-            {
-              g_autoptr(GError) error = NULL;
-
-              g_clear_object (&ctl.trust);
-              ctl.trust = g_tls_file_database_new (argv[++i], &error);
-              if (ctl.trust == NULL)
-                {
-                  g_printerr ("orderdeskctl: --ca-file %s: %s\n", argv[i], error->message);
-                  return EXIT_FAILURE_;
-                }
-            }
-          else
-            {
-              guint64 t;
-
-              if (!g_ascii_string_to_unsigned (argv[++i], 10, 0, 86400, &t, NULL))
-                return usage_error ("--timeout needs a number of seconds");
-              ctl.timeout = t;
-            }
-        }
-      else if (a[0] == '-')
-        return usage_error ("unknown option %s", a);
-      else
-        {
-          first_cmd = i;
-          break;
-        }
+      clear_options ();
+      return rc;
     }
-  if (first_cmd < 0)
-    return usage_error ("no command given");
 
-  if (token_file != NULL)
+  ctl.timeout = 60;
+  ctl.quiet = opt.quiet;
+  ctl.server = g_strdup (opt.server ? opt.server : g_getenv ("ORDERDESK_SERVER"));
+  ctl.cache_path = g_strdup (opt.cache);
+  if (opt.timeout != NULL)
+    {
+      guint64 t;
+
+      if (!g_ascii_string_to_unsigned (opt.timeout, 10, 0, 86400, &t, NULL))
+        {
+          clear_options ();
+          return usage_error ("--timeout needs a number of seconds (0 to 86400)");
+        }
+      ctl.timeout = t;
+    }
+  if (opt.ca_file != NULL)
     {
       g_autoptr(GError) error = NULL;
 
-      ctl.token = read_token_file (token_file, &error);
-      if (ctl.token == NULL)
+      ctl.trust = g_tls_file_database_new (opt.ca_file, &error);
+      if (ctl.trust == NULL)
         {
-          g_printerr ("orderdeskctl: %s\n", error->message);
+          g_printerr ("orderdeskctl: --ca-file %s: %s\n", opt.ca_file, error->message);
+          clear_options ();
           return EXIT_FAILURE_;
         }
+    }
+  /* While the token is in memory no core dump may carry it (nor may
+   * another process of the user read it through /proc or ptrace). */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (opt.token_file != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      ctl.token = read_token_file (opt.token_file, &error);
+      if (ctl.token == NULL)
+        g_printerr ("orderdeskctl: %s\n", error->message);
     }
   else if (g_getenv ("ORDERDESK_TOKEN") != NULL)
     ctl.token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
@@ -1008,26 +1484,10 @@ main (int    argc,
   g_unix_signal_add (SIGINT, on_signal_quit, &ctl);
   g_unix_signal_add (SIGTERM, on_signal_quit, &ctl);
 
-  {
-    const char *cmd = argv[first_cmd];
-    int cargc = argc - first_cmd;
-    char **cargv = argv + first_cmd;
-
-    if (g_str_equal (cmd, "sync"))
-      rc = cmd_sync (&ctl, cargc, cargv);
-    else if (g_str_equal (cmd, "status"))
-      rc = cmd_status (&ctl, cargc, cargv);
-    else if (g_str_equal (cmd, "submit"))
-      rc = cmd_submit (&ctl, cargc, cargv);
-    else if (g_str_equal (cmd, "orders"))
-      rc = cmd_orders (&ctl, cargc, cargv);
-    else if (g_str_equal (cmd, "export"))
-      rc = cmd_export (&ctl, cargc, cargv);
-    else if (g_str_equal (cmd, "outbox"))
-      rc = cmd_outbox (&ctl, cargc, cargv);
-    else
-      rc = usage_error ("unknown command %s", cmd);
-  }
+  if (opt.token_file != NULL && ctl.token == NULL)
+    rc = EXIT_FAILURE_;
+  else
+    rc = cmd->run (&ctl, g_strv_length (operands), operands);
 
   if (ctl.sync)
     od_sync_engine_stop (ctl.sync);
@@ -1038,8 +1498,14 @@ main (int    argc,
   g_clear_object (&ctl.cache);
   g_main_loop_unref (ctl.loop);
   g_free (ctl.server);
+  if (ctl.token != NULL)
+    memset (ctl.token, 0, strlen (ctl.token));
   g_free (ctl.token);
   g_free (ctl.cache_path);
   g_clear_object (&ctl.trust);
+  clear_options ();
+  /* The token is gone: dumpable again, which LeakSanitizer needs for its
+   * check at exit (it stops the process with ptrace). */
+  prctl (PR_SET_DUMPABLE, 1, 0, 0, 0);
   return rc;
 }

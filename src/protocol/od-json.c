@@ -424,6 +424,14 @@ od_json_parse_object (const char  *text,
   g_autoptr(JsonParser) parser = json_parser_new_immutable ();
   JsonNode *root;
 
+  /* An empty body can come as NULL (g_bytes_get_data() of an empty
+   * GBytes): memchr (NULL, …, 0) below is undefined behaviour (found by
+   * UBSan in faults-proxy, through the outbox's send_done). */
+  if (text == NULL)
+    {
+      text = "";
+      len = 0;
+    }
   if (len < 0)
     len = strlen (text);
   if (!g_utf8_validate (text, len, NULL))

@@ -5,6 +5,11 @@
 
 #include "od-test-app.h"
 
+/* The program's own session bus, up to its exit: the tests neither
+ * depend on which buses the machine has (with dbus-x11, GLib would
+ * autolaunch one) nor touch the developer's session. */
+static GTestDBus *test_bus;
+
 gboolean
 od_test_app_init (int    *argc,
                   char ***argv)
@@ -12,6 +17,17 @@ od_test_app_init (int    *argc,
   g_test_init (argc, argv, NULL);
   if (g_getenv ("DISPLAY") == NULL && g_getenv ("WAYLAND_DISPLAY") == NULL)
     return FALSE;
+  /* Before any thread, as it sets DBUS_SESSION_BUS_ADDRESS; it also
+   * unsets DISPLAY, which the tests need.  Its watcher process stops the
+   * daemon when this program exits. */
+  {
+    g_autofree char *display = g_strdup (g_getenv ("DISPLAY"));
+
+    test_bus = g_test_dbus_new (G_TEST_DBUS_NONE);
+    g_test_dbus_up (test_bus);
+    if (display != NULL)
+      g_setenv ("DISPLAY", display, TRUE);
+  }
   /* The sync engine reports lost connections as warnings; they are part
    * of what these tests do, so only criticals stay fatal. */
   g_log_set_always_fatal (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
@@ -20,15 +36,25 @@ od_test_app_init (int    *argc,
   return TRUE;
 }
 
+/* One application per program.  A registered GtkApplication keeps a
+ * reference to itself until its shutdown, which only g_application_run()
+ * reaches; a second one with the same id would then find its object path
+ * on the bus taken ("An object is already exported for the interface
+ * org.gtk.Application").  Each caller gets a reference to the same one. */
 OdApplication *
 od_test_app_new (void)
 {
-  OdApplication *app = od_application_new (G_APPLICATION_NON_UNIQUE);
-  g_autoptr(GError) error = NULL;
+  static OdApplication *app;
 
-  g_application_register (G_APPLICATION (app), NULL, &error);
-  g_assert_no_error (error);
-  return app;
+  if (app == NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      app = od_application_new (G_APPLICATION_NON_UNIQUE);
+      g_application_register (G_APPLICATION (app), NULL, &error);
+      g_assert_no_error (error);
+    }
+  return g_object_ref (app);
 }
 
 gboolean

@@ -11,6 +11,7 @@ typedef gboolean (*OdTestCondition) (gpointer data);
  * exit 77) when there is no display. */
 gboolean       od_test_app_init      (int            *argc,
                                       char         ***argv);
+/* The program's one application, registered (a new reference). */
 OdApplication *od_test_app_new       (void);
 /* Iterates the main loop until cond is true or timeout_ms passed. */
 gboolean       od_test_wait          (OdTestCondition cond,

@@ -192,7 +192,9 @@ test_search_filter_sort (Fixture       *f,
 
       g_assert_cmpint (od_order_item_get_row (item)->status, ==, OD_STATUS_PLACED);
     }
-  /* CSV export of the current view: the placed orders only, stamped. */
+  /* CSV export of the current view: the placed orders only, as plain
+   * CSV (no provenance line, which spreadsheets would take for the
+   * header). */
   {
     g_autofree char *path = g_build_filename (f->tmpdir, "placed.csv", NULL);
     g_autoptr(GFile) file = g_file_new_for_path (path);
@@ -203,8 +205,7 @@ test_search_filter_sort (Fixture       *f,
     g_assert_true (od_window_export_csv (f->window, file, &error));
     g_assert_no_error (error);
     g_assert_true (g_file_get_contents (path, &csv, NULL, NULL));
-    g_assert_true (g_str_has_prefix (csv, "# orderdesk export"));
-    g_assert_nonnull (strstr (csv, "as of position 5000"));
+    g_assert_true (g_str_has_prefix (csv, "order_id,customer_name,customer_email,"));
     lines = g_strsplit (csv, "\n", -1);
     for (guint i = 0; lines[i] != NULL; i++)
       if (lines[i][0] != '\0' && lines[i][0] != '#' && strstr (lines[i], "placed") != NULL)

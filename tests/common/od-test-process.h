@@ -74,7 +74,8 @@ char          *od_test_process_read_log   (OdTestProcess      *process);
 void           od_test_process_dump_log   (OdTestProcess      *process);
 
 /* TRUE when OD_TEST_SERVER_WRAPPER is set; everything then waits
- * od_test_process_slowdown () times longer. */
+ * od_test_process_slowdown () times longer (20, or OD_TEST_SLOWDOWN
+ * without a wrapper). */
 gboolean       od_test_process_wrapped    (void);
 guint          od_test_process_slowdown   (void);
 /* Removes a directory and everything below it (not following symlinks). */

@@ -48,30 +48,54 @@ od_test_run_ctl (OdTestServer       *server,
                  const char * const *args,
                  char              **err)
 {
+  return od_test_run_ctl_full (server ? server->url : NULL, cache_path, token, env, args,
+                               NULL, err);
+}
+
+int
+od_test_run_ctl_full (const char         *url,
+                      const char         *cache_path,
+                      const char         *token,
+                      const char * const *env,
+                      const char * const *args,
+                      char              **out,
+                      char              **err)
+{
   g_autofree char *ctl = od_test_ctl_path ();
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   g_autoptr(GSubprocessLauncher) launcher =
-    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE
+    g_subprocess_launcher_new ((out != NULL ? G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                            : G_SUBPROCESS_FLAGS_STDOUT_SILENCE)
                                | (err != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE : 0));
   g_autoptr(GSubprocess) process = NULL;
   g_autoptr(GError) error = NULL;
 
   g_ptr_array_add (argv, ctl);
-  g_ptr_array_add (argv, (char *) "-q");
-  g_ptr_array_add (argv, (char *) "--server");
-  g_ptr_array_add (argv, server->url);
-  g_ptr_array_add (argv, (char *) "--cache");
-  g_ptr_array_add (argv, (char *) cache_path);
+  if (url != NULL)
+    {
+      g_ptr_array_add (argv, (char *) "-q");
+      g_ptr_array_add (argv, (char *) "--server");
+      g_ptr_array_add (argv, (char *) url);
+    }
+  if (cache_path != NULL)
+    {
+      g_ptr_array_add (argv, (char *) "--cache");
+      g_ptr_array_add (argv, (char *) cache_path);
+    }
   for (guint i = 0; args[i] != NULL; i++)
     g_ptr_array_add (argv, (char *) args[i]);
   g_ptr_array_add (argv, NULL);
-  g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", token, TRUE);
+  g_subprocess_launcher_unsetenv (launcher, "ORDERDESK_SERVER");
+  if (token != NULL)
+    g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", token, TRUE);
+  else
+    g_subprocess_launcher_unsetenv (launcher, "ORDERDESK_TOKEN");
   for (guint i = 0; env != NULL && env[i] != NULL; i += 2)
     g_subprocess_launcher_setenv (launcher, env[i], env[i + 1], TRUE);
   process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
   g_assert_no_error (error);
-  if (err != NULL)
-    g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, err, &error));
+  if (out != NULL || err != NULL)
+    g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, out, err, &error));
   else
     g_assert_true (g_subprocess_wait (process, NULL, &error));
   g_assert_no_error (error);

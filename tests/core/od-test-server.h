@@ -78,6 +78,17 @@ GSubprocess  *od_test_spawn_ctl       (OdTestServer       *server,
                                        const char         *stderr_path);
 int           od_test_wait_ctl        (GSubprocess        *process);
 
+/* The same with the server's URL (NULL: no -q and no --server) and
+ * cache (NULL: no --cache) given or not; *out, when out is not NULL, gets
+ * stdout.  ORDERDESK_SERVER is never passed on; ORDERDESK_TOKEN only as
+ * `token` says (NULL: unset). */
+int           od_test_run_ctl_full    (const char         *url,
+                                       const char         *cache_path,
+                                       const char         *token,
+                                       const char * const *env,
+                                       const char * const *args,
+                                       char              **out,
+                                       char              **err);
 char         *od_test_tmpdir          (const char    *name);
 void          od_test_rmdir           (const char    *dir);
 

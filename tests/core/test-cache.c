@@ -428,15 +428,83 @@ exported (GObject      *source,
 
 /* Drops the first line's "exported NOW" part, which differs by design. */
 static char *
-without_export_time (const char *csv)
+export_to_string (OdCache       *cache,
+                  OdExportFlags  flags)
 {
-  const char *exported = strstr (csv, ", exported ");
-  const char *end = exported ? strpbrk (exported + 11, ",\r") : NULL;
-  g_autofree char *head = NULL;
+  g_autoptr(GOutputStream) out = g_memory_output_stream_new_resizable ();
+  OdOrderQuery q = { OD_ORDER_SORT_CREATED, FALSE, OD_STATUS_NONE, NULL };
+  g_autoptr(GError) error = NULL;
 
-  g_assert_nonnull (end);
-  head = g_strndup (csv, exported - csv);
-  return g_strconcat (head, end, NULL);
+  g_assert_true (od_query_export_csv_full (cache, &q, flags, out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_output_stream_write_all (out, "", 1, NULL, NULL, NULL));
+  return g_strdup (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (out)));
+}
+
+/* The export is plain RFC 4180 CSV unless the provenance line is asked
+ * for, and customer text that a spreadsheet would run as a formula stays
+ * text: = + - @, a tab or a carriage return at the start of the field, or
+ * after a ';' (spreadsheets that split on ';' ignore the quotes of a
+ * field in the middle of a line). */
+static void
+test_export_csv_guard (Fixture       *f,
+                       gconstpointer  data)
+{
+  static const struct
+  {
+    const char *name;   /* JSON string contents */
+    const char *field;  /* as exported */
+  } cases[] = {
+    { "Ada Lovelace", "Ada Lovelace" },
+    { "=HYPERLINK(\\\"http://x\\\")", "\"'=HYPERLINK(\"\"http://x\"\")\"" },
+    { "+1", "\"'+1\"" },
+    { "-1+2", "\"'-1+2\"" },
+    { "@SUM(A1)", "\"'@SUM(A1)\"" },
+    { "\\t=1+2", "\"'\t=1+2\"" },
+    { "\\r=1+2", "\"'\r=1+2\"" },
+    { "Smith;=cmd|' /C calc'!A0", "\"Smith;'=cmd|' /C calc'!A0\"" },
+    { "Smith;  +1", "\"Smith;  '+1\"" },
+    { "a;b;@c", "\"a;b;'@c\"" },
+    { "Müller; Jo", "Müller; Jo" },
+    { "Doe, Jane", "\"Doe, Jane\"" },
+  };
+  g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  g_autofree char *plain = NULL;
+  g_autofree char *stamped = NULL;
+  g_auto(GStrv) lines = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *id = g_strdup_printf ("0193a1c2-7f00-7abc-8def-%012u", i);
+      g_autofree char *json = g_strdup_printf ("{\"customer_name\":\"%s\",\"customer_email\":"
+                                               "\"c%u@example.com\",\"currency\":\"EUR\"}",
+                                               cases[i].name, i);
+
+      g_ptr_array_add (events, od_test_event_new (i + 1, i, id, 1, "OrderCreated", json));
+    }
+  od_cache_push_events (f->cache, g_steal_pointer (&events), G_N_ELEMENTS (cases));
+  g_assert_true (od_cache_flush (f->cache, NULL));
+
+  plain = export_to_string (f->cache, OD_EXPORT_NONE);
+  lines = g_strsplit (plain, "\r\n", -1);
+  g_assert_cmpstr (lines[0], ==, "order_id,customer_name,customer_email,currency,status,"
+                                 "item_count,total_cents,version,created_at,updated_at,"
+                                 "last_position");
+  g_assert_cmpuint (g_strv_length (lines), ==, G_N_ELEMENTS (cases) + 2);
+  g_assert_cmpstr (lines[G_N_ELEMENTS (cases) + 1], ==, "");
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *prefix = g_strdup_printf ("0193a1c2-7f00-7abc-8def-%012u,%s,c%u@example.com,"
+                                                 "EUR,draft,", i, cases[i].field, i);
+
+      if (!g_str_has_prefix (lines[i + 1], prefix))
+        g_error ("line %u: %s\nexpected to start with: %s", i + 1, lines[i + 1], prefix);
+    }
+
+  stamped = export_to_string (f->cache, OD_EXPORT_PROVENANCE);
+  g_assert_true (g_str_has_prefix (stamped, "# orderdesk export: data as of position 12, "));
+  g_assert_nonnull (strstr (stamped, "\r\n"));
+  g_assert_cmpstr (strstr (stamped, "\r\n") + 2, ==, plain);
 }
 
 /* The export on a worker thread writes what the synchronous one does;
@@ -478,12 +546,12 @@ test_export_async (Fixture       *f,
       g_assert_true (w.ok);
       g_assert_true (g_output_stream_write_all (sync_out, "", 1, NULL, NULL, NULL));
       g_assert_true (g_output_stream_write_all (async_out, "", 1, NULL, NULL, NULL));
-      a = without_export_time (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (sync_out)));
-      b = without_export_time (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (async_out)));
+      a = g_strdup (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (sync_out)));
+      b = g_strdup (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (async_out)));
       g_assert_cmpstr (a, ==, b);
+      /* Plain CSV: the header comes first. */
       lines = g_strsplit (b, "\r\n", 3);
-      g_assert_true (g_str_has_prefix (lines[0], "# orderdesk export: data as of position "));
-      g_assert_cmpstr (lines[1], ==, "order_id,customer_name,customer_email,currency,status,"
+      g_assert_cmpstr (lines[0], ==, "order_id,customer_name,customer_email,currency,status,"
                                      "item_count,total_cents,version,created_at,updated_at,"
                                      "last_position");
       g_strfreev (lines);
@@ -1089,6 +1157,8 @@ main (int    argc,
   g_test_add ("/cache/orders-at-offset", Fixture, NULL, fixture_setup, test_orders_at,
               fixture_teardown);
   g_test_add ("/cache/export-async", Fixture, NULL, fixture_setup, test_export_async,
+              fixture_teardown);
+  g_test_add ("/cache/export-csv-guard", Fixture, NULL, fixture_setup, test_export_csv_guard,
               fixture_teardown);
   g_test_add ("/cache/search-memo-follows-writes", Fixture, NULL, fixture_setup,
               test_search_memo_follows_writes, fixture_teardown);

@@ -794,7 +794,8 @@ test_ctl_export_and_status (void)
   g_autofree char *csv = NULL;
   g_auto(GStrv) lines = NULL;
   const char *sync_args[] = { "sync", NULL };
-  const char *export_args[] = { "export", "--csv", csv_path, "--status", "delivered", NULL };
+  const char *export_args[] = { "export", "--csv", csv_path, "--status", "delivered",
+                                "--provenance", NULL };
   const char *bad_args[] = { "frobnicate", NULL };
   gint64 head = od_test_head (server);
   g_autofree char *head_text = g_strdup_printf ("as of position %" G_GINT64_FORMAT ",", head);

@@ -341,7 +341,8 @@ test_concurrent_duplicate (void)
 static void
 test_concurrent_different_bodies (void)
 {
-  g_autofree char *ids[8];
+  /* Not g_autofree: on an array it frees only the first element. */
+  char *ids[8];
   char *bodies[8];
   g_autofree char *key = od_test_new_key ();
   Race race = { .key = key, .bodies = (const char **) bodies, .n_bodies = 8 };
@@ -374,7 +375,10 @@ test_concurrent_different_bodies (void)
   appended = od_test_events (server, head);
   g_assert_cmpuint (appended->len, ==, 1);
   for (guint i = 0; i < 8; i++)
-    g_free (bodies[i]);
+    {
+      g_free (ids[i]);
+      g_free (bodies[i]);
+    }
 }
 
 /* ---- malformed keys ---- */
