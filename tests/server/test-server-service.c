@@ -72,7 +72,8 @@ write_temp (const char *dir,
   char *path = g_build_filename (dir, name, NULL);
   g_autoptr(GError) error = NULL;
 
-  g_file_set_contents (path, text, -1, &error);
+  /* 0600: the server refuses a tokens file others may read. */
+  g_file_set_contents_full (path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error);
   g_assert_no_error (error);
   return path;
 }
