@@ -213,11 +213,15 @@ apply_query (OdOrderList *self)
   /* A new query keeps the model (and the row widgets); the selection is
    * by position, so it would now point at another order: drop it. */
   gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
-  od_order_list_model_set_query (self->model, self->sort, self->descending,
-                                 self->status, search);
+  /* To the top before the rows change, while the view's rows still
+   * match its adjustment: after a change to fewer rows the view cannot
+   * find the row at the new value ("failed to scroll to given position")
+   * and keeps its deep anchor. */
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
   if (adjustment != NULL)
     gtk_adjustment_set_value (adjustment, 0);
+  od_order_list_model_set_query (self->model, self->sort, self->descending,
+                                 self->status, search);
   /* If the view was at the top already nothing scrolled: the rows there
    * that went stale while the list was hidden are updated before it is
    * shown again. */
@@ -319,9 +323,15 @@ update_cell (GtkListItem *list_item)
   const OdOrderRow *row;
   g_autofree char *text = NULL;
 
-  if (item == NULL || child == NULL)
+  if (child == NULL)
     return;
   forget_stale_cell (list_item);
+  /* No order: nothing, rather than the text of the one shown before. */
+  if (item == NULL)
+    {
+      gtk_widget_set_opacity (child, 0);
+      return;
+    }
   row = od_order_item_get_row (item);
 
   switch (column)
@@ -715,7 +725,10 @@ bind_cell (GtkSignalListItemFactory *factory,
   gulong id;
 
   if (item == NULL)
-    return;
+    {
+      update_cell (list_item);
+      return;
+    }
   id = g_signal_connect (item, "changed", G_CALLBACK (on_item_changed), list_item);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", GSIZE_TO_POINTER (id));
   if (GPOINTER_TO_INT (user_data) == COL_UPDATED)

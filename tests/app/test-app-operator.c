@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include <gdk/x11/gdkx.h>
+#include <X11/Xlib.h>
+#include <X11/extensions/XTest.h>
+#include <X11/keysym.h>
+#include <string.h>
+
+#include "od-format.h"
+#include "od-order-item.h"
+#include "od-test-app.h"
+#include "od-test-cache.h"
+#include "od-test-server.h"
+
+/* The console as an operator drives it: keys typed through the X server
+ * (XTest, so they take GTK's real input path: the focused window, its
+ * shortcuts and event controllers), scrolling as a wheel flick moves the
+ * list's adjustment, and checks of what the row widgets on screen show. */
+
+#define ROWS_CACHE 50000
+
+typedef struct
+{
+  OdApplication *app;
+  OdWindow      *window;
+  char          *tmpdir;
+} Fixture;
+
+static void
+fixture_set_up (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->tmpdir = g_dir_make_tmp ("od-op-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
+  f->app = od_test_app_new ();
+}
+
+static void
+fixture_tear_down (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *command = NULL;
+
+  if (f->window != NULL)
+    {
+      gtk_window_destroy (GTK_WINDOW (f->window));
+      g_clear_object (&f->window);
+      od_test_spin (50);
+    }
+  g_clear_object (&f->app);
+  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
+  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
+  g_free (f->tmpdir);
+}
+
+static Display *
+x_display (void)
+{
+  GdkDisplay *display = gdk_display_get_default ();
+
+  if (!GDK_IS_X11_DISPLAY (display))
+    return NULL;
+  return gdk_x11_display_get_xdisplay (display);
+}
+
+static gboolean
+window_active (gpointer data)
+{
+  return gtk_window_is_active (GTK_WINDOW (data));
+}
+
+static void
+open_window (Fixture    *f,
+             const char *url,
+             const char *token,
+             const char *cache,
+             gboolean    offline)
+{
+  g_autoptr(GError) error = NULL;
+  GdkSurface *surface;
+
+  f->window = g_object_ref_sink (od_window_new (f->app));
+  g_assert_true (od_window_open_profile (f->window, url, token, cache, offline, &error));
+  g_assert_no_error (error);
+  gtk_window_set_default_size (GTK_WINDOW (f->window), 1100, 720);
+  gtk_window_present (GTK_WINDOW (f->window));
+  od_test_wait_frame (GTK_WIDGET (f->window));
+  /* No window manager under Xvfb: give the window the keyboard. */
+  surface = gtk_native_get_surface (GTK_NATIVE (f->window));
+  XSetInputFocus (x_display (), gdk_x11_surface_get_xid (surface), RevertToParent, CurrentTime);
+  XSync (x_display (), False);
+  g_assert_true (od_test_wait (window_active, f->window, 5000));
+}
+
+/* Keys through the X server, as a keyboard sends them. */
+static void
+press_keysym (KeySym keysym,
+              gboolean down)
+{
+  Display *dpy = x_display ();
+  KeyCode code = XKeysymToKeycode (dpy, keysym);
+
+  g_assert_cmpuint (code, !=, 0);
+  XTestFakeKeyEvent (dpy, code, down, CurrentTime);
+  XFlush (dpy);
+}
+
+static void
+key (KeySym modifier,
+     KeySym keysym)
+{
+  if (modifier != NoSymbol)
+    press_keysym (modifier, TRUE);
+  press_keysym (keysym, TRUE);
+  press_keysym (keysym, FALSE);
+  if (modifier != NoSymbol)
+    press_keysym (modifier, FALSE);
+  od_test_spin (15);
+}
+
+static void
+type_text (const char *text)
+{
+  for (const char *p = text; *p != '\0'; p++)
+    {
+      KeySym keysym;
+
+      if (*p == ' ')
+        keysym = XK_space;
+      else if (*p == '-')
+        keysym = XK_minus;
+      else if (*p == '.')
+        keysym = XK_period;
+      else
+        keysym = (KeySym) g_ascii_tolower (*p);
+      key (g_ascii_isupper (*p) ? XK_Shift_L : NoSymbol, keysym);
+    }
+}
+
+static OdOrderListModel *
+list_model (Fixture *f)
+{
+  return od_order_list_get_model (od_window_get_order_list (f->window));
+}
+
+/* The rows on screen, by the list's own widgets: for each, its position
+ * (from where it is drawn and the adjustment) and what its cells say. */
+
+typedef struct
+{
+  guint  position;
+  char  *short_id;
+  char  *customer;
+  char  *total;
+} ShownRow;
+
+static void
+shown_row_free (ShownRow *row)
+{
+  g_free (row->short_id);
+  g_free (row->customer);
+  g_free (row->total);
+  g_free (row);
+}
+
+static const char *
+cell_text (GtkWidget *cell)
+{
+  GtkWidget *widget = cell;
+
+  while (widget != NULL && !GTK_IS_LABEL (widget))
+    widget = gtk_widget_get_first_child (widget);
+  return widget ? gtk_label_get_label (GTK_LABEL (widget)) : NULL;
+}
+
+/* Whether anything of the cell is drawn: a cell made transparent until
+ * it is updated shows nothing, which is allowed; old text is not. */
+static gboolean
+cell_visible (GtkWidget *cell)
+{
+  for (GtkWidget *w = cell; w != NULL; w = gtk_widget_get_first_child (w))
+    if (gtk_widget_get_opacity (w) <= 0 || !gtk_widget_get_child_visible (w))
+      return FALSE;
+  return TRUE;
+}
+
+static GPtrArray *
+shown_rows (GtkColumnView *view,
+            guint         *blank)
+{
+  GPtrArray *rows = g_ptr_array_new_with_free_func ((GDestroyNotify) shown_row_free);
+  GtkWidget *list_view = gtk_widget_get_last_child (GTK_WIDGET (view));
+  GtkAdjustment *adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  int height = gtk_widget_get_height (list_view);
+
+  for (GtkWidget *row = gtk_widget_get_first_child (list_view); row != NULL;
+       row = gtk_widget_get_next_sibling (row))
+    {
+      GtkWidget *cells[6];
+      graphene_rect_t bounds;
+      ShownRow *shown;
+      guint i = 0;
+      gboolean visible = TRUE;
+
+      if (!gtk_widget_get_mapped (row) || !gtk_widget_get_child_visible (row)
+          || !gtk_widget_compute_bounds (row, list_view, &bounds)
+          || bounds.size.height <= 0
+          || bounds.origin.y + bounds.size.height <= 0 || bounds.origin.y >= height)
+        continue;
+      for (GtkWidget *cell = gtk_widget_get_first_child (row); cell != NULL && i < 6;
+           cell = gtk_widget_get_next_sibling (cell))
+        cells[i++] = cell;
+      g_assert_cmpuint (i, ==, 6);
+      for (i = 0; i < 6; i++)
+        visible = visible && cell_visible (cells[i]);
+      if (!visible)
+        {
+          /* All of the row, or nothing of it. */
+          for (i = 0; i < 6; i++)
+            g_assert_false (cell_visible (cells[i]) && *cell_text (cells[i]) != '\0');
+          (*blank)++;
+          continue;
+        }
+      shown = g_new0 (ShownRow, 1);
+      shown->position = (guint) ((gtk_adjustment_get_value (adjustment) + bounds.origin.y
+                                  + bounds.size.height / 2) / bounds.size.height);
+      shown->short_id = g_strdup (cell_text (cells[0]));
+      shown->customer = g_strdup (cell_text (cells[1]));
+      shown->total = g_strdup (cell_text (cells[4]));
+      g_ptr_array_add (rows, shown);
+    }
+  return rows;
+}
+
+/* Compares every row on screen with what the core's query gives at that
+ * position; returns the number of mismatched rows. */
+static guint
+count_mismatches (Fixture *f,
+                  guint   *n_shown,
+                  guint   *n_blank)
+{
+  OdOrderList *list = od_window_get_order_list (f->window);
+  OdCache *cache = od_window_get_cache (f->window);
+  const OdOrderQuery *query = od_order_list_model_get_query (list_model (f));
+  g_autoptr(GPtrArray) rows = NULL;
+  gint64 count = od_query_count_orders (cache, query, NULL);
+  guint mismatched = 0;
+
+  rows = shown_rows (od_order_list_get_column_view (list), n_blank);
+  *n_shown += rows->len;
+  for (guint i = 0; i < rows->len; i++)
+    {
+      ShownRow *shown = g_ptr_array_index (rows, i);
+      g_autoptr(GPtrArray) truth = NULL;
+      const OdOrderRow *row;
+      g_autofree char *short_id = NULL;
+      g_autofree char *total = NULL;
+
+      if (shown->position >= count)
+        {
+          g_test_message ("row %u shown (%s %s) beyond the %" G_GINT64_FORMAT " results",
+                          shown->position, shown->short_id, shown->customer, count);
+          mismatched++;
+          continue;
+        }
+      truth = od_query_orders_at (cache, query, shown->position, 1, NULL);
+      g_assert_nonnull (truth);
+      g_assert_cmpuint (truth->len, ==, 1);
+      row = g_ptr_array_index (truth, 0);
+      short_id = od_format_short_id (row->order_id);
+      total = od_format_money (row->total_cents, row->currency);
+      if (g_strcmp0 (short_id, shown->short_id) != 0
+          || g_strcmp0 (row->customer_name, shown->customer) != 0
+          || g_strcmp0 (total, shown->total) != 0)
+        {
+          g_test_message ("row %u shows %s %s %s, the query has %s %s %s", shown->position,
+                          shown->short_id, shown->customer, shown->total,
+                          short_id, row->customer_name, total);
+          mismatched++;
+        }
+    }
+  return mismatched;
+}
+
+typedef struct
+{
+  Fixture    *f;
+  const char *search;
+} SearchWait;
+
+static gboolean
+search_applied (gpointer data)
+{
+  SearchWait *w = data;
+  const OdOrderQuery *query = od_order_list_model_get_query (list_model (w->f));
+
+  return query->search != NULL && g_ascii_strcasecmp (query->search, w->search) == 0;
+}
+
+static gboolean
+search_cleared (gpointer data)
+{
+  Fixture *f = data;
+
+  return od_order_list_model_get_query (list_model (f))->search == NULL;
+}
+
+/* A random order's surname, or its short id, or a SKU. */
+static char *
+random_query (OdCache *cache,
+              guint    n)
+{
+  OdOrderQuery all = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
+  g_autoptr(GPtrArray) rows = od_query_orders_at (cache, &all, g_test_rand_int_range (0, n), 1, NULL);
+  const OdOrderRow *row;
+  const char *space;
+
+  g_assert_nonnull (rows);
+  g_assert_cmpuint (rows->len, ==, 1);
+  row = g_ptr_array_index (rows, 0);
+  /* Typed as keys: names with letters beyond ASCII are searched by id. */
+  if (!g_str_is_ascii (row->customer_name))
+    return od_format_short_id (row->order_id);
+  switch (g_test_rand_int_range (0, 3))
+    {
+    case 0:
+      return od_format_short_id (row->order_id);
+    case 1:
+      space = strrchr (row->customer_name, ' ');
+      return g_strdup (space ? space + 1 : row->customer_name);
+    default:
+      return g_strndup (row->customer_name, strcspn (row->customer_name, " "));
+    }
+}
+
+/* Scrolls far, as one long wheel flick does (the adjustment moves a
+ * little each frame, further and further), then Ctrl+F and a query typed
+ * at once: every row on screen must be the query's row at its position. */
+static void
+test_scroll_then_search (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *shared = od_test_shared_cache (ROWS_CACHE, &error);
+  g_autofree char *cache = NULL;
+  guint runs = g_test_thorough () ? 300 : 100;
+  guint mismatched = 0;
+  guint shown = 0;
+  guint blank = 0;
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+
+  g_assert_no_error (error);
+  cache = od_test_copy_cache (shared, f->tmpdir);
+  open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  od_test_spin (100);
+
+  for (guint run = 0; run < runs; run++)
+    {
+      g_autofree char *query = random_query (od_window_get_cache (f->window), ROWS_CACHE);
+      double target;
+      double start;
+      SearchWait w = { f, query };
+      guint run_mismatched = 0;
+
+      /* Back to every order (Escape in the search entry). */
+      if (od_order_list_model_get_query (list_model (f))->search != NULL)
+        {
+          key (NoSymbol, XK_Escape);
+          g_assert_true (od_test_wait (search_cleared, f, 5000));
+        }
+      od_test_wait_frame (GTK_WIDGET (view));
+
+      /* The flick: ten frames, each moving further. */
+      start = gtk_adjustment_get_value (adjustment);
+      target = g_test_rand_double_range (0.05, 1.0)
+               * (gtk_adjustment_get_upper (adjustment) - gtk_adjustment_get_page_size (adjustment));
+      for (guint step = 1; step <= 10; step++)
+        {
+          double t = step / 10.0;
+
+          gtk_adjustment_set_value (adjustment, start + (target - start) * (1 - (1 - t) * (1 - t)));
+          od_test_wait_frame (GTK_WIDGET (view));
+        }
+
+      /* Where the flick ended, every row shown is the list's. */
+      run_mismatched += count_mismatches (f, &shown, &blank);
+
+      /* Ctrl+F and the query, at once. */
+      key (XK_Control_L, XK_f);
+      od_test_spin (60);
+      type_text (query);
+      if (!od_test_wait (search_applied, &w, 5000))
+        g_error ("\"%s\" typed, the list searches \"%s\"; focus on %s", query,
+                 od_order_list_model_get_query (list_model (f))->search,
+                 G_OBJECT_TYPE_NAME (gtk_root_get_focus (GTK_ROOT (f->window))));
+      od_test_wait_frame (GTK_WIDGET (view));
+      if (g_list_model_get_n_items (G_LIST_MODEL (list_model (f))) == 0)
+        continue;
+      /* The first frame, and a few later ones as the rest is updated. */
+      for (guint frame = 0; frame < 4; frame++)
+        {
+          run_mismatched += count_mismatches (f, &shown, &blank);
+          od_test_wait_frame (GTK_WIDGET (view));
+        }
+      if (run_mismatched > 0)
+        g_test_message ("run %u: \"%s\" after scrolling to %.0f: %u mismatched rows",
+                        run, query, target, run_mismatched);
+      mismatched += run_mismatched;
+    }
+  g_test_message ("%u runs: %u rows compared, %u blank, %u mismatched", runs, shown, blank,
+                  mismatched);
+  g_assert_cmpuint (shown, >, runs);
+  g_assert_cmpuint (mismatched, ==, 0);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  if (!od_test_app_init (&argc, &argv))
+    return 77;
+  if (x_display () == NULL)
+    {
+      g_test_skip ("needs an X display (XTest)");
+      return 77;
+    }
+
+  g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
+              test_scroll_then_search, fixture_tear_down);
+  return g_test_run ();
+}
