@@ -199,8 +199,10 @@ note_latency (OdWindow *self,
   g_array_append_val (self->latencies, ms);
   sorted = g_array_copy (self->latencies);
   g_array_sort (sorted, compare_double);
-  p50 = g_array_index (sorted, double, (sorted->len - 1) / 2);
-  p99 = g_array_index (sorted, double, (sorted->len - 1) * 99 / 100);
+  /* Nearest rank, rounded up: the p99 of fewer than 100 samples is the
+   * largest, never below the latest one. */
+  p50 = g_array_index (sorted, double, (sorted->len + 1) / 2 - 1);
+  p99 = g_array_index (sorted, double, (sorted->len * 99 + 99) / 100 - 1);
   od_lag_indicator_set_latency (self->lag_indicator, ms, p50, p99);
 }
 
@@ -232,8 +234,10 @@ on_command_changed (OdOutbox       *outbox,
       note_latency (self, ms);
       /* The row updates in place; make sure it does so now. */
       do_refresh (self);
-      /* TRANSLATORS: "Ship order: done (12 ms)" */
-      message = g_strdup_printf (_("%s: done (%.0f ms)"), what, ms);
+      /* The latency is in the command ledger and the lag details; the
+       * operator only needs to know it is done. */
+      /* TRANSLATORS: "Ship order: done" */
+      message = g_strdup_printf (_("%s: done"), what);
       od_window_toast (self, message);
     }
   else

@@ -420,6 +420,28 @@ test_scroll_then_search (Fixture       *f,
   g_assert_cmpuint (mismatched, ==, 0);
 }
 
+/* Small wrong things of issue 10, point 8. */
+static void
+test_format (void)
+{
+  gint64 now = g_get_real_time ();
+  g_autoptr(GDateTime) then = g_date_time_new_from_unix_utc (now / G_USEC_PER_SEC - 50);
+  g_autofree char *stamp = g_date_time_format_iso8601 (then);
+  g_autofree char *text = od_format_relative (stamp, now);
+  g_autoptr(GDateTime) old = g_date_time_new_from_unix_utc (now / G_USEC_PER_SEC - 30 * 86400);
+  g_autofree char *old_stamp = g_date_time_format_iso8601 (old);
+  g_autofree char *old_text = od_format_relative (old_stamp, now);
+  g_autofree char *full = od_format_timestamp (old_stamp);
+
+  /* 45–59 s: the number printed is 1, and so is the plural form's. */
+  g_assert_cmpstr (text, ==, "1 minute ago");
+  /* The C locale: dates as ISO 8601, not "12/05/26". */
+  g_assert_true (od_format_c_time_locale ());
+  g_assert_true (g_regex_match_simple ("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", old_text, 0, 0));
+  g_assert_true (g_regex_match_simple ("^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$",
+                                       full, 0, 0));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -432,6 +454,7 @@ main (int   argc,
       return 77;
     }
 
+  g_test_add_func ("/operator/format", test_format);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
               test_scroll_then_search, fixture_tear_down);
   return g_test_run ();
