@@ -703,6 +703,35 @@ od_order_list_model_get_parked (OdOrderListModel *self)
   return self->parked;
 }
 
+/* The position of `order_id` among the rows in memory, else among the
+ * first pages (read if need be); G_MAXUINT if it is in neither. */
+guint
+od_order_list_model_find (OdOrderListModel *self,
+                          const char       *order_id)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), G_MAXUINT);
+
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    {
+      Page *page = l->data;
+
+      for (guint i = 0; i < page->items->len; i++)
+        if (g_strcmp0 (od_order_item_get_order_id (g_ptr_array_index (page->items, i)),
+                       order_id) == 0)
+          return page->index * PAGE_SIZE + i;
+    }
+  for (guint index = 0; index < NEW_QUERY_PAGES && (gsize) index * PAGE_SIZE < self->n_items; index++)
+    {
+      Page *page = load_page (self, index);
+
+      for (guint i = 0; i < page->items->len; i++)
+        if (g_strcmp0 (od_order_item_get_order_id (g_ptr_array_index (page->items, i)),
+                       order_id) == 0)
+          return index * PAGE_SIZE + i;
+    }
+  return G_MAXUINT;
+}
+
 guint
 od_order_list_model_get_cached_pages (OdOrderListModel *self)
 {

@@ -891,9 +891,21 @@ od_order_list_refresh (OdOrderList *self)
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
 
+  gboolean at_top;
+
   if (self->model == NULL)
     return;
+  /* GTK keeps the row at the top of the view in place when rows are
+   * inserted above it, so a view at the top would drift down as new
+   * orders arrive.  An operator at the top stays there (the selection
+   * follows its order wherever it goes); one who scrolled down keeps
+   * the rows in view. */
+  at_top = self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) <= 0;
   od_order_list_model_refresh (self->model);
+  if (at_top)
+    /* The value is 0 already, so setting it would not be heard: the
+     * view is told again, and anchors at the first row. */
+    g_signal_emit_by_name (self->vadjustment, "value-changed");
   update_counts (self);
 }
 
@@ -968,6 +980,28 @@ od_order_list_select_position (OdOrderList *self,
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
   gtk_single_selection_set_selected (self->selection, position);
+}
+
+/* Selects the order and scrolls to it when the list has it near the
+ * top or among the rows in memory; returns whether it did. */
+gboolean
+od_order_list_select_order (OdOrderList *self,
+                            const char  *order_id)
+{
+  guint position;
+
+  g_return_val_if_fail (OD_IS_ORDER_LIST (self), FALSE);
+
+  if (self->model == NULL)
+    return FALSE;
+  position = od_order_list_model_find (self->model, order_id);
+  if (position == G_MAXUINT)
+    return FALSE;
+  gtk_single_selection_set_selected (self->selection, position);
+  if (self->vadjustment != NULL && self->row_height > 0 && !position_in_view (self, position))
+    gtk_adjustment_set_value (self->vadjustment,
+                              (position > 2 ? position - 2 : 0) * self->row_height);
+  return TRUE;
 }
 
 /* "5 minutes ago" must not stay that while the window is open: the

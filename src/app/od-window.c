@@ -51,6 +51,9 @@ struct _OdWindow
   gint64                last_refresh;
   gboolean              refresh_wanted;
 
+  /* An order created here, to select and show once it is cached. */
+  char                 *created_id;
+
   /* Catch-up progress. */
   gint64                progress_start_position;
   gint64                progress_start_time;
@@ -94,6 +97,24 @@ toast_with_action (OdWindow   *self,
  * once when the list has been quiet for longer, so a single change shows
  * without delay while a catch-up does not redraw for every batch. */
 
+/* The order the operator just created: shown in the detail pane and
+ * selected in the list (when the list, as filtered, has it) as soon as
+ * the cache has it, so its first item is one click away. */
+static void
+show_created (OdWindow *self)
+{
+  g_autoptr(OdOrder) order = NULL;
+
+  if (self->created_id == NULL || self->cache == NULL)
+    return;
+  order = od_query_order (self->cache, self->created_id, NULL);
+  if (order == NULL)
+    return;
+  if (!od_order_list_select_order (self->order_list, self->created_id))
+    od_order_detail_show (self->order_detail, self->created_id);
+  g_clear_pointer (&self->created_id, g_free);
+}
+
 static void
 do_refresh (OdWindow *self)
 {
@@ -101,6 +122,7 @@ do_refresh (OdWindow *self)
   self->last_refresh = g_get_monotonic_time ();
   od_order_list_refresh (self->order_list);
   od_order_detail_reload (self->order_detail);
+  show_created (self);
 }
 
 static gboolean
@@ -340,6 +362,7 @@ close_session (OdWindow *self)
   g_clear_object (&self->cache);
   g_clear_pointer (&self->server_url, g_free);
   g_clear_pointer (&self->token, g_free);
+  g_clear_pointer (&self->created_id, g_free);
 }
 
 /* Trusts the CA file chosen in Preferences, on top of nothing else: the
@@ -584,6 +607,13 @@ on_dialog_submit (OdCommandDialog *dialog,
                   gpointer         command,
                   OdWindow        *self)
 {
+  const OdCommand *sent = command;
+
+  if (sent->type == OD_COMMAND_CREATE_ORDER)
+    {
+      g_free (self->created_id);
+      self->created_id = g_strdup (sent->order_id);
+    }
   od_window_submit (self, command, od_command_dialog_get_description (dialog));
 }
 
