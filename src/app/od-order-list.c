@@ -79,6 +79,7 @@ struct _OdOrderList
   gint64               now_usec;    /* what relative times count from */
   guint                times_source;
   gboolean             setting_search;
+  gboolean             keep_top;    /* at the top before a live refresh */
 };
 
 G_DEFINE_FINAL_TYPE (OdOrderList, od_order_list, GTK_TYPE_WIDGET)
@@ -531,6 +532,19 @@ on_layout_ends (OdOrderList *self)
   self->in_layout = FALSE;
 }
 
+/* After the layout phase: a view that was at the top before a live
+ * refresh goes back there.  The frame clock lays out again before it
+ * paints, so the moved view is never drawn. */
+static void
+on_layout_done (OdOrderList *self)
+{
+  if (!self->keep_top)
+    return;
+  self->keep_top = FALSE;
+  if (self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) > 0)
+    gtk_adjustment_set_value (self->vadjustment, 0);
+}
+
 static void
 od_order_list_realize (GtkWidget *widget)
 {
@@ -544,6 +558,8 @@ od_order_list_realize (GtkWidget *widget)
   g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
+                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_done), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   /* A frame without a layout phase ends here. */
   g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
@@ -902,10 +918,13 @@ od_order_list_refresh (OdOrderList *self)
    * the rows in view. */
   at_top = self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) <= 0;
   od_order_list_model_refresh (self->model);
+  /* The view moves its adjustment when it lays the rows out: it is put
+   * back right after, in the same frame (see on_layout_done()). */
   if (at_top)
-    /* The value is 0 already, so setting it would not be heard: the
-     * view is told again, and anchors at the first row. */
-    g_signal_emit_by_name (self->vadjustment, "value-changed");
+    {
+      self->keep_top = TRUE;
+      gtk_widget_queue_resize (GTK_WIDGET (self->column_view));
+    }
   update_counts (self);
 }
 

@@ -237,15 +237,17 @@ shown_rows (GtkColumnView *view,
 /* Compares every row on screen with what the core's query gives at that
  * position; returns the number of mismatched rows. */
 static guint
-count_mismatches (Fixture *f,
-                  guint   *n_shown,
-                  guint   *n_blank)
+count_mismatches (Fixture  *f,
+                  gboolean  by_model,
+                  guint    *n_shown,
+                  guint    *n_blank)
 {
   OdOrderList *list = od_window_get_order_list (f->window);
   OdCache *cache = od_window_get_cache (f->window);
   const OdOrderQuery *query = od_order_list_model_get_query (list_model (f));
   g_autoptr(GPtrArray) rows = NULL;
-  gint64 count = od_query_count_orders (cache, query, NULL);
+  gint64 count = by_model ? g_list_model_get_n_items (G_LIST_MODEL (list_model (f)))
+                          : od_query_count_orders (cache, query, NULL);
   guint mismatched = 0;
 
   rows = shown_rows (od_order_list_get_column_view (list), n_blank);
@@ -265,7 +267,18 @@ count_mismatches (Fixture *f,
           mismatched++;
           continue;
         }
-      truth = od_query_orders_at (cache, query, shown->position, 1, NULL);
+      if (by_model)
+        {
+          /* Live: the cache moves on between two refreshes of the list;
+           * what the list holds is what must be shown. */
+          g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (list_model (f)),
+                                                               shown->position);
+
+          truth = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
+          g_ptr_array_add (truth, od_order_row_copy (od_order_item_get_row (item)));
+        }
+      else
+        truth = od_query_orders_at (cache, query, shown->position, 1, NULL);
       g_assert_nonnull (truth);
       g_assert_cmpuint (truth->len, ==, 1);
       row = g_ptr_array_index (truth, 0);
@@ -390,7 +403,7 @@ test_scroll_then_search (Fixture       *f,
         }
 
       /* Where the flick ended, every row shown is the list's. */
-      run_mismatched += count_mismatches (f, &shown, &blank);
+      run_mismatched += count_mismatches (f, FALSE, &shown, &blank);
 
       /* Ctrl+F and the query, at once. */
       key (XK_Control_L, XK_f);
@@ -406,7 +419,7 @@ test_scroll_then_search (Fixture       *f,
       /* The first frame, and a few later ones as the rest is updated. */
       for (guint frame = 0; frame < 4; frame++)
         {
-          run_mismatched += count_mismatches (f, &shown, &blank);
+          run_mismatched += count_mismatches (f, FALSE, &shown, &blank);
           od_test_wait_frame (GTK_WIDGET (view));
         }
       if (run_mismatched > 0)
@@ -418,6 +431,202 @@ test_scroll_then_search (Fixture       *f,
                   mismatched);
   g_assert_cmpuint (shown, >, runs);
   g_assert_cmpuint (mismatched, ==, 0);
+}
+
+static gboolean
+window_live (gpointer data)
+{
+  OdWindow *window = data;
+  OdSyncEngine *sync = od_window_get_sync_engine (window);
+
+  return sync != NULL && od_lag_get_state (od_sync_engine_get_lag (sync)) == OD_LAG_STATE_LIVE;
+}
+
+static void
+focus_window (GtkWindow *window)
+{
+  GdkSurface *surface = gtk_native_get_surface (GTK_NATIVE (window));
+
+  XSetInputFocus (x_display (), gdk_x11_surface_get_xid (surface), RevertToParent, CurrentTime);
+  XSync (x_display (), False);
+  g_assert_true (od_test_wait (window_active, window, 5000));
+}
+
+static OdCommandDialog *
+find_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) window = g_list_model_get_item (toplevels, i);
+
+      if (OD_IS_COMMAND_DIALOG (window) && gtk_widget_get_mapped (GTK_WIDGET (window)))
+        return OD_COMMAND_DIALOG (window);
+    }
+  return NULL;
+}
+
+static gboolean
+dialog_shown (gpointer data)
+{
+  return find_dialog () != NULL;
+}
+
+static gboolean
+dialog_gone (gpointer data)
+{
+  return find_dialog () == NULL;
+}
+
+/* The dialog opened by the keys just pressed, with the keyboard. */
+static OdCommandDialog *
+wait_dialog (void)
+{
+  OdCommandDialog *dialog;
+
+  g_assert_true (od_test_wait (dialog_shown, NULL, 5000));
+  dialog = find_dialog ();
+  od_test_wait_frame (GTK_WIDGET (dialog));
+  focus_window (GTK_WINDOW (dialog));
+  return dialog;
+}
+
+/* The text of the entry row the focus is in, or NULL. */
+static const char *
+focused_field (OdCommandDialog *dialog)
+{
+  GtkWidget *focus = gtk_root_get_focus (GTK_ROOT (dialog));
+  GtkWidget *row = focus ? gtk_widget_get_ancestor (focus, ADW_TYPE_ENTRY_ROW) : NULL;
+
+  return row ? gtk_editable_get_text (GTK_EDITABLE (row)) : NULL;
+}
+
+typedef struct
+{
+  OdWindow   *window;
+  const char *customer;
+} CreatedWait;
+
+static gboolean
+created_shown (gpointer data)
+{
+  CreatedWait *w = data;
+  OdOrderList *list = od_window_get_order_list (w->window);
+  const OdOrder *order = od_order_detail_get_order (od_window_get_order_detail (w->window));
+  GtkSingleSelection *selection =
+    GTK_SINGLE_SELECTION (gtk_column_view_get_model (od_order_list_get_column_view (list)));
+  OdOrderItem *item = gtk_single_selection_get_selected_item (selection);
+
+  return order != NULL && g_strcmp0 (order->customer_name, w->customer) == 0
+         && item != NULL && g_strcmp0 (od_order_item_get_row (item)->customer_name, w->customer) == 0;
+}
+
+/* Ctrl+N and typing: the keys go into the dialog's first field, Enter
+ * goes from field to field and sends from the last; the new order is
+ * then selected and shown. */
+static void
+test_create_by_keyboard (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdCommandDialog *dialog;
+  CreatedWait w;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  g_assert_true (od_test_wait (window_live, f->window, 30000));
+  focus_window (GTK_WINDOW (f->window));
+
+  key (XK_Control_L, XK_n);
+  dialog = wait_dialog ();
+  type_text ("Zed Keyboard");
+  g_assert_cmpstr (focused_field (dialog), ==, "Zed Keyboard");
+  key (NoSymbol, XK_Return);
+  /* Enter in a field that is not the last does not send. */
+  g_assert_nonnull (find_dialog ());
+  type_text ("zed.keyboard");
+  key (XK_Shift_L, XK_at);
+  type_text ("example.org");
+  g_assert_cmpstr (focused_field (dialog), ==, "zed.keyboard@example.org");
+  key (NoSymbol, XK_Return);
+  g_assert_cmpstr (focused_field (dialog), ==, "EUR");
+  key (NoSymbol, XK_Return);
+  g_assert_true (od_test_wait (dialog_gone, NULL, 5000));
+
+  w = (CreatedWait) { f->window, "Zed Keyboard" };
+  g_assert_true (od_test_wait (created_shown, &w, 20000));
+}
+
+typedef struct
+{
+  Fixture *f;
+  guint    n;
+} CountWait;
+
+static gboolean
+count_grew (gpointer data)
+{
+  CountWait *w = data;
+
+  return g_list_model_get_n_items (G_LIST_MODEL (list_model (w->f))) >= w->n;
+}
+
+/* Live traffic, sorted by Updated: a view at the top stays there with
+ * its selection; a view scrolled down is not pulled to the top. */
+static void
+test_live_stays_at_top (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", "--demo-traffic", "20", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+  GtkSingleSelection *selection;
+  g_autofree char *selected_id = NULL;
+  CountWait w;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  g_assert_true (od_test_wait (window_live, f->window, 30000));
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  selection = GTK_SINGLE_SELECTION (gtk_column_view_get_model (view));
+  g_assert_cmpint (od_order_list_model_get_query (list_model (f))->sort, ==, OD_ORDER_SORT_UPDATED);
+  od_test_wait_frame (GTK_WIDGET (view));
+  g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), ==, 0);
+  od_order_list_select_position (list, 3);
+  selected_id = g_strdup (od_order_list_get_selected_order_id (list));
+  g_assert_nonnull (selected_id);
+
+  /* New orders arrive above. */
+  w = (CountWait) { f, g_list_model_get_n_items (G_LIST_MODEL (list_model (f))) + 5 };
+  g_assert_true (od_test_wait (count_grew, &w, 30000));
+  od_test_wait_frame (GTK_WIDGET (view));
+  od_test_wait_frame (GTK_WIDGET (view));
+  g_test_message ("after new orders: view at %.0f, upper %.0f",
+                  gtk_adjustment_get_value (adjustment), gtk_adjustment_get_upper (adjustment));
+  g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), ==, 0);
+  g_assert_cmpstr (od_order_list_get_selected_order_id (list), ==, selected_id);
+  g_assert_nonnull (gtk_single_selection_get_selected_item (selection));
+  g_assert_cmpstr (od_order_item_get_order_id (gtk_single_selection_get_selected_item (selection)),
+                   ==, selected_id);
+  {
+    guint n_shown = 0;
+    guint n_blank = 0;
+
+    g_assert_cmpuint (count_mismatches (f, TRUE, &n_shown, &n_blank), ==, 0);
+  }
+
+  /* Scrolled down: the operator's place is kept, not reset. */
+  gtk_adjustment_set_value (adjustment, 40 * gtk_adjustment_get_upper (adjustment)
+                                        / g_list_model_get_n_items (G_LIST_MODEL (list_model (f))));
+  od_test_wait_frame (GTK_WIDGET (view));
+  w.n = g_list_model_get_n_items (G_LIST_MODEL (list_model (f))) + 3;
+  g_assert_true (od_test_wait (count_grew, &w, 30000));
+  od_test_wait_frame (GTK_WIDGET (view));
+  g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
 }
 
 /* Small wrong things of issue 10, point 8. */
@@ -455,6 +664,10 @@ main (int   argc,
     }
 
   g_test_add_func ("/operator/format", test_format);
+  g_test_add ("/operator/create-by-keyboard", Fixture, NULL, fixture_set_up,
+              test_create_by_keyboard, fixture_tear_down);
+  g_test_add ("/operator/live-stays-at-top", Fixture, NULL, fixture_set_up,
+              test_live_stays_at_top, fixture_tear_down);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
               test_scroll_then_search, fixture_tear_down);
   return g_test_run ();
