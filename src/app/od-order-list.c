@@ -80,6 +80,7 @@ struct _OdOrderList
   guint                times_source;
   gboolean             setting_search;
   gboolean             keep_top;    /* at the top before a live refresh */
+  GtkWidget           *row_menu;
 };
 
 G_DEFINE_FINAL_TYPE (OdOrderList, od_order_list, GTK_TYPE_WIDGET)
@@ -729,6 +730,8 @@ setup_cell (GtkSignalListItemFactory *factory,
       g_signal_connect_object (target, "query-tooltip", G_CALLBACK (on_query_tooltip),
                                list_item, 0);
     }
+  /* The row menu finds the row under the pointer by its cells. */
+  g_object_set_data (G_OBJECT (child), "od-list-item", list_item);
   gtk_list_item_set_child (list_item, child);
 }
 
@@ -875,6 +878,150 @@ build_filters (OdOrderList *self)
       self->filter_buttons[i] = GTK_TOGGLE_BUTTON (button);
     }
   gtk_toggle_button_set_active (group, TRUE);
+}
+
+/* The row menu: the commands the order's status allows (the window's
+ * "order." actions, enabled for the selected order; the others are
+ * hidden), on a right click, a long press, or the Menu key / Shift+F10
+ * for the selected row. */
+
+static GtkListItem *
+list_item_at (OdOrderList *self,
+              double       x,
+              double       y)
+{
+  GtkWidget *widget = gtk_widget_pick (GTK_WIDGET (self->column_view), x, y, GTK_PICK_DEFAULT);
+
+  for (; widget != NULL && widget != GTK_WIDGET (self->column_view);
+       widget = gtk_widget_get_parent (widget))
+    {
+      GtkListItem *list_item = g_object_get_data (G_OBJECT (widget), "od-list-item");
+
+      if (list_item != NULL)
+        return gtk_list_item_get_item (list_item) != NULL ? list_item : NULL;
+    }
+  return NULL;
+}
+
+static void
+popup_row_menu (OdOrderList *self,
+                GtkWidget   *from,
+                double       x,
+                double       y)
+{
+  GdkRectangle rect = { 0, 0, 1, 1 };
+  graphene_point_t point;
+
+  if (!gtk_widget_compute_point (from, GTK_WIDGET (self), &GRAPHENE_POINT_INIT (x, y), &point))
+    return;
+  rect.x = (int) point.x;
+  rect.y = (int) point.y;
+  gtk_popover_set_pointing_to (GTK_POPOVER (self->row_menu), &rect);
+  gtk_popover_popup (GTK_POPOVER (self->row_menu));
+}
+
+static void
+row_menu_at (OdOrderList *self,
+             double       x,
+             double       y)
+{
+  GtkListItem *list_item = list_item_at (self, x, y);
+
+  if (list_item == NULL)
+    return;
+  /* The menu is about the row it was opened on. */
+  gtk_single_selection_set_selected (self->selection, gtk_list_item_get_position (list_item));
+  popup_row_menu (self, GTK_WIDGET (self->column_view), x, y);
+}
+
+static void
+on_row_right_click (GtkGestureClick *gesture,
+                    int              n_press,
+                    double           x,
+                    double           y,
+                    OdOrderList     *self)
+{
+  gtk_gesture_set_state (GTK_GESTURE (gesture), GTK_EVENT_SEQUENCE_CLAIMED);
+  row_menu_at (self, x, y);
+}
+
+static void
+on_row_long_press (GtkGestureLongPress *gesture,
+                   double               x,
+                   double               y,
+                   OdOrderList         *self)
+{
+  row_menu_at (self, x, y);
+}
+
+/* Menu key / Shift+F10: the menu of the selected row, under its order
+ * cell (or at the top of the list when that row is not bound). */
+static gboolean
+on_row_menu_key (GtkWidget *widget,
+                 GVariant  *args,
+                 gpointer   user_data)
+{
+  OdOrderList *self = OD_ORDER_LIST (user_data);
+  guint selected = gtk_single_selection_get_selected (self->selection);
+  GHashTableIter iter;
+  gpointer key;
+
+  if (selected == GTK_INVALID_LIST_POSITION)
+    return FALSE;
+  g_hash_table_iter_init (&iter, self->time_cells);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      GtkWidget *child = gtk_list_item_get_child (key);
+
+      if (gtk_list_item_get_position (key) == selected && child != NULL
+          && gtk_widget_get_mapped (child))
+        {
+          popup_row_menu (self, child, 0, gtk_widget_get_height (child));
+          return TRUE;
+        }
+    }
+  popup_row_menu (self, GTK_WIDGET (self->column_view), 24, 24);
+  return TRUE;
+}
+
+static void
+build_row_menu (OdOrderList *self)
+{
+  static const struct { const char *label; const char *action; } items[] = {
+    { N_("_Add Item…"), "order.add-item" },
+    { N_("_Place Order…"), "order.place" },
+    { N_("_Ship…"), "order.ship" },
+    { N_("Mark _Delivered…"), "order.mark-delivered" },
+    { N_("_Cancel Order…"), "order.cancel" },
+  };
+  g_autoptr(GMenu) menu = g_menu_new ();
+  GtkGesture *click = gtk_gesture_click_new ();
+  GtkGesture *long_press = gtk_gesture_long_press_new ();
+  GtkEventController *keys = gtk_shortcut_controller_new ();
+
+  for (guint i = 0; i < G_N_ELEMENTS (items); i++)
+    {
+      g_autoptr(GMenuItem) item = g_menu_item_new (_(items[i].label), items[i].action);
+
+      g_menu_item_set_attribute (item, "hidden-when", "s", "action-disabled");
+      g_menu_append_item (menu, item);
+    }
+  self->row_menu = gtk_popover_menu_new_from_model (G_MENU_MODEL (menu));
+  gtk_popover_set_has_arrow (GTK_POPOVER (self->row_menu), FALSE);
+  gtk_widget_set_halign (self->row_menu, GTK_ALIGN_START);
+  gtk_widget_set_parent (self->row_menu, GTK_WIDGET (self));
+
+  gtk_gesture_single_set_button (GTK_GESTURE_SINGLE (click), GDK_BUTTON_SECONDARY);
+  g_signal_connect (click, "pressed", G_CALLBACK (on_row_right_click), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), GTK_EVENT_CONTROLLER (click));
+  g_signal_connect (long_press, "pressed", G_CALLBACK (on_row_long_press), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), GTK_EVENT_CONTROLLER (long_press));
+
+  gtk_shortcut_controller_add_shortcut (GTK_SHORTCUT_CONTROLLER (keys),
+    gtk_shortcut_new (gtk_alternative_trigger_new (gtk_keyval_trigger_new (GDK_KEY_Menu, 0),
+                                                   gtk_keyval_trigger_new (GDK_KEY_F10, GDK_SHIFT_MASK)),
+                      gtk_callback_action_new (on_row_menu_key, self, NULL)));
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), keys);
 }
 
 /* Public API. */
@@ -1174,5 +1321,6 @@ od_order_list_init (OdOrderList *self)
   gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->column_view));
   build_columns (self);
   build_filters (self);
+  build_row_menu (self);
   update_counts (self);
 }

@@ -63,6 +63,7 @@ struct _OdWindow
 G_DEFINE_FINAL_TYPE (OdWindow, od_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void update_pending (OdWindow *self);
+static void update_order_actions (OdWindow *self);
 
 void
 od_window_toast (OdWindow   *self,
@@ -123,6 +124,7 @@ do_refresh (OdWindow *self)
   od_order_list_refresh (self->order_list);
   od_order_detail_reload (self->order_detail);
   show_created (self);
+  update_order_actions (self);
 }
 
 static gboolean
@@ -681,6 +683,7 @@ on_selection_changed (OdWindow   *self,
                       const char *order_id)
 {
   od_order_detail_show (self->order_detail, order_id);
+  update_order_actions (self);
 }
 
 static void
@@ -766,6 +769,47 @@ od_window_show_preferences (OdWindow *self)
 }
 
 /* Actions. */
+
+/* The commands on the selected order, for the list's row menu and the
+ * keyboard; each is enabled only when the order's status allows it. */
+static const struct
+{
+  const char    *action;
+  OdCommandType  type;
+} order_actions[] = {
+  { "order.add-item", OD_COMMAND_ADD_ITEM },
+  { "order.place", OD_COMMAND_PLACE_ORDER },
+  { "order.ship", OD_COMMAND_SHIP_ORDER },
+  { "order.mark-delivered", OD_COMMAND_MARK_DELIVERED },
+  { "order.cancel", OD_COMMAND_CANCEL_ORDER },
+};
+
+static void
+update_order_actions (OdWindow *self)
+{
+  const OdOrder *order = od_order_detail_get_order (self->order_detail);
+  const char *selected = od_order_list_get_selected_order_id (self->order_list);
+  /* The order shown is the selected one (not a created order shown
+   * without being in the list, nor an old version of it). */
+  gboolean current = order != NULL && self->outbox != NULL
+                     && g_strcmp0 (order->order_id, selected) == 0;
+
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    gtk_widget_action_set_enabled (GTK_WIDGET (self), order_actions[i].action,
+                                   current && od_order_allows (order, order_actions[i].type));
+}
+
+static void
+order_action (GtkWidget  *widget,
+              const char *action_name,
+              GVariant   *parameter)
+{
+  OdWindow *self = OD_WINDOW (widget);
+
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    if (g_str_equal (action_name, order_actions[i].action))
+      open_command_dialog (self, order_actions[i].type, NULL);
+}
 
 static void
 new_order_action (GtkWidget  *widget,
@@ -1205,6 +1249,8 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.reconnect", NULL, reconnect_action);
   gtk_widget_class_install_action (widget_class, "win.rebuild", NULL, rebuild_action);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, export_action);
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    gtk_widget_class_install_action (widget_class, order_actions[i].action, NULL, order_action);
 }
 
 static void
@@ -1216,4 +1262,5 @@ od_window_init (OdWindow *self)
                              G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   self->latencies = g_array_new (FALSE, FALSE, sizeof (double));
+  update_order_actions (self);
 }

@@ -656,6 +656,189 @@ test_live_stays_at_top (Fixture       *f,
   g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
 }
 
+/* A pointer click through the X server at (x, y) of widget. */
+static void
+click_at (GtkWidget *widget,
+          double     x,
+          double     y,
+          guint      button)
+{
+  GtkNative *native = gtk_widget_get_native (widget);
+  GdkSurface *surface = gtk_native_get_surface (native);
+  Display *dpy = x_display ();
+  graphene_point_t point;
+  double sx;
+  double sy;
+  int rx;
+  int ry;
+  Window child;
+
+  g_assert_true (gtk_widget_compute_point (widget, GTK_WIDGET (native),
+                                           &GRAPHENE_POINT_INIT (x, y), &point));
+  gtk_native_get_surface_transform (native, &sx, &sy);
+  XTranslateCoordinates (dpy, gdk_x11_surface_get_xid (surface), DefaultRootWindow (dpy),
+                         (int) (point.x + sx), (int) (point.y + sy), &rx, &ry, &child);
+  XTestFakeMotionEvent (dpy, -1, rx, ry, CurrentTime);
+  XSync (dpy, False);
+  od_test_spin (30);
+  XTestFakeButtonEvent (dpy, button, True, CurrentTime);
+  XTestFakeButtonEvent (dpy, button, False, CurrentTime);
+  XSync (dpy, False);
+  od_test_spin (30);
+}
+
+static void
+collect_menu_items (GtkWidget *widget,
+                    GString   *out)
+{
+  if (!gtk_widget_get_visible (widget))
+    return;
+  if (g_str_equal (G_OBJECT_TYPE_NAME (widget), "GtkModelButton"))
+    {
+      g_autofree char *text = NULL;
+
+      g_object_get (widget, "text", &text, NULL);
+      if (out->len > 0)
+        g_string_append (out, ", ");
+      g_string_append (out, text);
+      return;
+    }
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    collect_menu_items (child, out);
+}
+
+/* The row menu open on the list, and what it offers ("" if none). */
+static char *
+row_menu_items (OdOrderList *list)
+{
+  GString *out = g_string_new (NULL);
+
+  for (GtkWidget *child = gtk_widget_get_first_child (GTK_WIDGET (list)); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    if (GTK_IS_POPOVER_MENU (child) && gtk_widget_get_mapped (child))
+      collect_menu_items (child, out);
+  return g_string_free (out, FALSE);
+}
+
+static gboolean
+row_menu_open (gpointer data)
+{
+  g_autofree char *items = row_menu_items (data);
+
+  return *items != '\0';
+}
+
+static gboolean
+row_menu_closed (gpointer data)
+{
+  return !row_menu_open (data);
+}
+
+typedef struct
+{
+  OdWindow     *window;
+  OdOrderStatus status;
+} StatusWait;
+
+static gboolean
+detail_status_is (gpointer data)
+{
+  StatusWait *w = data;
+  const OdOrder *order = od_order_detail_get_order (od_window_get_order_detail (w->window));
+
+  return order != NULL && order->status == w->status;
+}
+
+/* The row menu by right click and by Shift+F10 offers what the order's
+ * status allows, and its shortcut opens the dialog, typed into. */
+static void
+test_row_menu (Fixture       *f,
+               gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  g_autofree char *items = NULL;
+  g_autofree char *clicked_id = NULL;
+  g_autoptr(GPtrArray) rows = NULL;
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkWidget *list_view;
+  GtkWidget *row = NULL;
+  OdCommandDialog *dialog;
+  StatusWait w;
+  guint blank = 0;
+  int n = 0;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  g_assert_true (od_test_wait (window_live, f->window, 30000));
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  od_order_list_set_status (list, OD_STATUS_PLACED);
+  od_test_wait_frame (GTK_WIDGET (view));
+  od_test_spin (100);
+  focus_window (GTK_WINDOW (f->window));
+
+  /* Right click on the third row on screen. */
+  rows = shown_rows (view, &blank);
+  g_assert_cmpuint (rows->len, >, 3);
+  list_view = gtk_widget_get_last_child (GTK_WIDGET (view));
+  for (GtkWidget *r = gtk_widget_get_first_child (list_view); r != NULL; r = gtk_widget_get_next_sibling (r))
+    {
+      graphene_rect_t bounds;
+
+      if (gtk_widget_get_mapped (r) && gtk_widget_compute_bounds (r, list_view, &bounds)
+          && bounds.origin.y >= 0 && n++ == 2)
+        {
+          row = r;
+          break;
+        }
+    }
+  g_assert_nonnull (row);
+  clicked_id = g_strdup (cell_text (gtk_widget_get_first_child (row)));
+  click_at (row, 40, gtk_widget_get_height (row) / 2.0, 3);
+  g_assert_true (od_test_wait (row_menu_open, list, 5000));
+  items = row_menu_items (list);
+  g_test_message ("row menu of a placed order: %s", items);
+  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…");
+  /* The menu is about the row clicked, which is now selected. */
+  {
+    g_autofree char *short_id = od_format_short_id (od_order_list_get_selected_order_id (list));
+
+    g_assert_cmpstr (short_id, ==, clicked_id);
+  }
+  key (NoSymbol, XK_Escape);
+  g_assert_true (od_test_wait (row_menu_closed, list, 5000));
+
+  /* Shift+F10 on the list: the same menu. */
+  gtk_widget_grab_focus (GTK_WIDGET (view));
+  key (XK_Shift_L, XK_F10);
+  g_assert_true (od_test_wait (row_menu_open, list, 5000));
+  g_clear_pointer (&items, g_free);
+  items = row_menu_items (list);
+  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…");
+  key (NoSymbol, XK_Escape);
+  g_assert_true (od_test_wait (row_menu_closed, list, 5000));
+
+  /* Its shortcut: Ctrl+Shift+S, then the carrier and tracking number. */
+  press_keysym (XK_Control_L, TRUE);
+  press_keysym (XK_Shift_L, TRUE);
+  press_keysym (XK_s, TRUE);
+  press_keysym (XK_s, FALSE);
+  press_keysym (XK_Shift_L, FALSE);
+  press_keysym (XK_Control_L, FALSE);
+  dialog = wait_dialog ();
+  type_text ("DHL");
+  assert_focused_field (dialog, "DHL");
+  key (NoSymbol, XK_Return);
+  type_text ("TRACK1");
+  assert_focused_field (dialog, "TRACK1");
+  key (NoSymbol, XK_Return);
+  g_assert_true (od_test_wait (dialog_gone, NULL, 5000));
+  w = (StatusWait) { f->window, OD_STATUS_SHIPPED };
+  g_assert_true (od_test_wait (detail_status_is, &w, 20000));
+}
+
 /* Small wrong things of issue 10, point 8. */
 static void
 test_format (void)
@@ -693,6 +876,8 @@ main (int   argc,
   g_test_add_func ("/operator/format", test_format);
   g_test_add ("/operator/create-by-keyboard", Fixture, NULL, fixture_set_up,
               test_create_by_keyboard, fixture_tear_down);
+  g_test_add ("/operator/row-menu", Fixture, NULL, fixture_set_up,
+              test_row_menu, fixture_tear_down);
   g_test_add ("/operator/live-stays-at-top", Fixture, NULL, fixture_set_up,
               test_live_stays_at_top, fixture_tear_down);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
