@@ -911,7 +911,12 @@ popup_row_menu (OdOrderList *self,
 {
   GdkRectangle rect = { 0, 0, 1, 1 };
   graphene_point_t point;
+  OdOrderItem *item = gtk_single_selection_get_selected_item (self->selection);
+  OdOrderStatus status = item != NULL ? od_order_item_get_row (item)->status : OD_STATUS_NONE;
 
+  /* A delivered or cancelled order takes no command: no empty menu. */
+  if (status != OD_STATUS_DRAFT && status != OD_STATUS_PLACED && status != OD_STATUS_SHIPPED)
+    return;
   if (!gtk_widget_compute_point (from, GTK_WIDGET (self), &GRAPHENE_POINT_INIT (x, y), &point))
     return;
   rect.x = (int) point.x;
