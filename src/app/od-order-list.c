@@ -750,6 +750,10 @@ bind_cell (GtkSignalListItemFactory *factory,
     }
   id = g_signal_connect (item, "changed", G_CALLBACK (on_item_changed), list_item);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", GSIZE_TO_POINTER (id));
+  /* Disconnected from this item at unbind, whatever the list item holds
+   * by then. */
+  g_object_set_data_full (G_OBJECT (list_item), "od-bound-item", g_object_ref (item),
+                          g_object_unref);
   if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
     {
       OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
@@ -765,12 +769,13 @@ unbind_cell (GtkSignalListItemFactory *factory,
              GtkListItem              *list_item,
              gpointer                  user_data)
 {
-  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  OdOrderItem *item = g_object_get_data (G_OBJECT (list_item), "od-bound-item");
   gulong id = GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (list_item), "od-changed-id"));
 
   if (item != NULL && id != 0)
     g_signal_handler_disconnect (item, id);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
+  g_object_set_data (G_OBJECT (list_item), "od-bound-item", NULL);
   forget_stale_cell (list_item);
   if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
     {
