@@ -157,6 +157,11 @@ od_application_startup (GApplication *app)
     { "win.search", { "<Primary>f", NULL } },
     { "win.export", { "<Primary>e", NULL } },
     { "win.ledger", { "<Primary>l", NULL } },
+    { "order.add-item", { "<Primary>i", NULL } },
+    { "order.place", { "<Primary>Return", NULL } },
+    { "order.ship", { "<Primary><Shift>s", NULL } },
+    { "order.mark-delivered", { "<Primary><Shift>d", NULL } },
+    { "order.cancel", { "<Primary>Delete", NULL } },
   };
 
   G_APPLICATION_CLASS (od_application_parent_class)->startup (app);

@@ -167,6 +167,16 @@ on_field_changed (GtkEditable     *editable,
 }
 
 static void
+on_entry_activated (AdwEntryRow     *row,
+                    OdCommandDialog *self)
+{
+  GtkWidget *next = gtk_widget_get_next_sibling (GTK_WIDGET (row));
+
+  if (next != NULL)
+    gtk_widget_grab_focus (next);
+}
+
+static void
 add_field (OdCommandDialog *self,
            FieldKind        kind,
            const char      *initial)
@@ -177,7 +187,10 @@ add_field (OdCommandDialog *self,
   if (initial != NULL)
     gtk_editable_set_text (GTK_EDITABLE (row), initial);
   gtk_editable_set_max_width_chars (GTK_EDITABLE (row), field_info[kind].max_chars);
-  adw_entry_row_set_activates_default (row, TRUE);
+  /* Enter goes on to the next field; the last one's sends (see
+   * od_command_dialog_new()). */
+  adw_entry_row_set_activates_default (row, FALSE);
+  g_signal_connect (row, "entry-activated", G_CALLBACK (on_entry_activated), self);
   if (kind == FIELD_QUANTITY)
     gtk_editable_set_alignment (GTK_EDITABLE (row), 1);
   g_object_set_data (G_OBJECT (row), "od-field", GINT_TO_POINTER (kind));
@@ -428,6 +441,18 @@ od_command_dialog_new (GtkWindow       *parent,
                           *gtk_label_get_label (self->description_label) != '\0');
   gtk_window_set_default_widget (GTK_WINDOW (self), GTK_WIDGET (self->send_button));
   validate (self);
+  /* Typing goes into the first field (GTK would focus Cancel, the first
+   * focusable widget), and Enter in the last one sends when the input is
+   * valid (the default widget is insensitive otherwise).  Without fields
+   * the primary button has the focus. */
+  {
+    GtkWidget *first = gtk_widget_get_first_child (GTK_WIDGET (self->fields_list));
+    GtkWidget *last = gtk_widget_get_last_child (GTK_WIDGET (self->fields_list));
+
+    if (last != NULL)
+      adw_entry_row_set_activates_default (ADW_ENTRY_ROW (last), TRUE);
+    gtk_window_set_focus (GTK_WINDOW (self), first != NULL ? first : GTK_WIDGET (self->send_button));
+  }
   return self;
 }
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <locale.h>
 #include <string.h>
 
 #include "od-format.h"
@@ -71,6 +72,17 @@ od_parse_money (const char *text,
   return TRUE;
 }
 
+/* The C locale writes dates as "12/05/26", which reads differently
+ * around the world: there the console writes them the ISO 8601 way. */
+gboolean
+od_format_c_time_locale (void)
+{
+  const char *name = setlocale (LC_TIME, NULL);
+
+  return name == NULL || strcmp (name, "C") == 0 || strcmp (name, "POSIX") == 0
+         || g_str_has_prefix (name, "C.");
+}
+
 char *
 od_format_relative (const char *rfc3339,
                     gint64      now_usec)
@@ -90,17 +102,27 @@ od_format_relative (const char *rfc3339,
     seconds = 0;
   if (seconds < 45)
     return g_strdup (_("just now"));
+  /* The plural form is chosen from the number printed. */
   if (seconds < 3600)
-    return g_strdup_printf (ngettext ("%d minute ago", "%d minutes ago", (int) (seconds / 60)),
-                            MAX (1, (int) (seconds / 60)));
+    {
+      int minutes = MAX (1, (int) (seconds / 60));
+
+      return g_strdup_printf (ngettext ("%d minute ago", "%d minutes ago", minutes), minutes);
+    }
   if (seconds < 86400)
-    return g_strdup_printf (ngettext ("%d hour ago", "%d hours ago", (int) (seconds / 3600)),
-                            (int) (seconds / 3600));
+    {
+      int hours = (int) (seconds / 3600);
+
+      return g_strdup_printf (ngettext ("%d hour ago", "%d hours ago", hours), hours);
+    }
   if (seconds < 7 * 86400)
-    return g_strdup_printf (ngettext ("%d day ago", "%d days ago", (int) (seconds / 86400)),
-                            (int) (seconds / 86400));
+    {
+      int days = (int) (seconds / 86400);
+
+      return g_strdup_printf (ngettext ("%d day ago", "%d days ago", days), days);
+    }
   local = g_date_time_to_local (when);
-  return g_date_time_format (local, "%x");
+  return g_date_time_format (local, od_format_c_time_locale () ? "%Y-%m-%d" : "%x");
 }
 
 char *
@@ -115,6 +137,8 @@ od_format_timestamp (const char *rfc3339)
   if (when == NULL)
     return g_strdup (rfc3339);
   local = g_date_time_to_local (when);
+  if (od_format_c_time_locale ())
+    return g_date_time_format (local, "%Y-%m-%d %H:%M:%S");
   /* TRANSLATORS: a date and time, see g_date_time_format() */
   return g_date_time_format (local, _("%x %X"));
 }

@@ -20,5 +20,7 @@ const char *od_format_event_type   (const char    *type);
 char       *od_format_short_id     (const char    *order_id);
 char       *od_format_tls_errors   (GTlsCertificateFlags flags,
                                     const char    *host);
+/* Whether dates are written for the C locale (ISO 8601 then). */
+gboolean    od_format_c_time_locale (void);
 
 G_END_DECLS

@@ -80,6 +80,8 @@ od_format_time_of_day_or_date (gint64 real_time_usec)
   if (g_date_time_get_year (when) == g_date_time_get_year (now)
       && g_date_time_get_day_of_year (when) == g_date_time_get_day_of_year (now))
     return g_date_time_format (when, "%X");
+  if (od_format_c_time_locale ())
+    return g_date_time_format (when, "%Y-%m-%d %H:%M:%S");
   /* TRANSLATORS: a date and time, see g_date_time_format() */
   return g_date_time_format (when, _("%x %X"));
 }
@@ -243,7 +245,9 @@ od_lag_indicator_update (OdLagIndicator *self)
       tmp = g_strdup_printf ("%'" G_GINT64_FORMAT, behind);
       set_row (self, ROW_BEHIND, tmp);
       g_free (tmp);
-      tmp = seconds > 0 ? format_seconds (seconds) : g_strdup ("0");
+      /* Zero has its unit too. */
+      tmp = seconds > 0 ? format_seconds (seconds)
+                        : g_strdup_printf (ngettext ("%d second", "%d seconds", 0), 0);
       set_row (self, ROW_SECONDS, tmp);
       g_free (tmp);
       t = od_lag_get_last_event_time (self->lag);

@@ -37,7 +37,9 @@ struct _OdOrderListModel
   OdOrderQuery   query;
   char          *search;
 
-  guint          n_items;
+  guint          n_items; /* what the view has been told */
+  guint          n_rows;  /* the query's count: ahead of n_items while the
+                           * view is being told of a change */
   GHashTable    *pages;   /* page index → Page */
   GQueue         lru;     /* of Page*, most recent first */
   GArray        *anchors; /* OdOrderCursor per page index; [0] is the start */
@@ -136,16 +138,16 @@ fetch_at (OdOrderListModel *self,
           guint             page)
 {
   guint start = page * PAGE_SIZE;
-  guint len = MIN (PAGE_SIZE, self->n_items - start);
+  guint len = MIN (PAGE_SIZE, self->n_rows - start);
   g_autoptr(GError) error = NULL;
   GPtrArray *rows;
 
-  if (start >= self->n_items / 2)
+  if (start >= self->n_rows / 2)
     {
       OdOrderQuery reversed = self->query;
 
       reversed.descending = !reversed.descending;
-      rows = od_query_orders_at (self->cache, &reversed, self->n_items - start - len, len + 1,
+      rows = od_query_orders_at (self->cache, &reversed, self->n_rows - start - len, len + 1,
                                  &error);
       if (rows != NULL)
         for (guint i = 0; i < rows->len / 2; i++)
@@ -185,7 +187,10 @@ fetch_page_rows (OdOrderListModel *self,
 {
   GPtrArray *rows;
 
-  if ((gsize) page * PAGE_SIZE >= self->n_items)
+  /* By the query's count, not the view's: the view asks for rows while
+   * it is told of a change, and a page read then to the count it has
+   * been told so far would stay short (its last rows missing) after. */
+  if ((gsize) page * PAGE_SIZE >= self->n_rows)
     return g_ptr_array_new ();
   if (page > 0 && !anchor_known (self, page))
     return fetch_at (self, page);
@@ -324,8 +329,20 @@ od_order_list_model_get_item (GListModel *model,
 
   page = load_page (self, position / PAGE_SIZE);
   offset = position % PAGE_SIZE;
+  /* The count is ahead of the rows (a refresh is on its way).  A list
+   * model has an item at every position below its count: GTK 4.8 given
+   * none leaves the row widget with the order it showed before. */
   if (offset >= page->items->len)
-    return NULL;
+    {
+      OdOrderRow *blank = g_new0 (OdOrderRow, 1);
+
+      blank->customer_name = g_strdup ("");
+      blank->customer_email = g_strdup ("");
+      blank->currency = g_strdup ("");
+      blank->created_at = g_strdup ("");
+      blank->updated_at = g_strdup ("");
+      return od_order_item_new (blank);
+    }
   return g_object_ref (g_ptr_array_index (page->items, offset));
 }
 
@@ -426,6 +443,7 @@ od_order_list_model_set_query (OdOrderListModel *self,
   new_n = count_items (self);
 
   self->n_items = new_n;
+  self->n_rows = new_n;
 
   /* An empty result: the view keeps its rows (OdKeepModel), and with them
    * these items, until a query has rows again. */
@@ -599,6 +617,7 @@ od_order_list_model_refresh (OdOrderListModel *self)
    * order survives, reusing items by order id.  Fetching needs the true
    * count (pages near the end are read from the end). */
   self->n_items = new_n;
+  self->n_rows = new_n;
   for (guint k = indices->len; k > 0; k--)
     {
       guint index = g_array_index (indices, guint, k - 1);
@@ -684,6 +703,35 @@ od_order_list_model_get_parked (OdOrderListModel *self)
   return self->parked;
 }
 
+/* The position of `order_id` among the rows in memory, else among the
+ * first pages (read if need be); G_MAXUINT if it is in neither. */
+guint
+od_order_list_model_find (OdOrderListModel *self,
+                          const char       *order_id)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), G_MAXUINT);
+
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    {
+      Page *page = l->data;
+
+      for (guint i = 0; i < page->items->len; i++)
+        if (g_strcmp0 (od_order_item_get_order_id (g_ptr_array_index (page->items, i)),
+                       order_id) == 0)
+          return page->index * PAGE_SIZE + i;
+    }
+  for (guint index = 0; index < NEW_QUERY_PAGES && (gsize) index * PAGE_SIZE < self->n_items; index++)
+    {
+      Page *page = load_page (self, index);
+
+      for (guint i = 0; i < page->items->len; i++)
+        if (g_strcmp0 (od_order_item_get_order_id (g_ptr_array_index (page->items, i)),
+                       order_id) == 0)
+          return index * PAGE_SIZE + i;
+    }
+  return G_MAXUINT;
+}
+
 guint
 od_order_list_model_get_cached_pages (OdOrderListModel *self)
 {
@@ -725,6 +773,7 @@ od_order_list_model_new_for_query (OdCache       *cache,
   self->search = g_strdup (search);
   self->query.search = self->search;
   self->n_items = count_items (self);
+  self->n_rows = self->n_items;
   return self;
 }
 
@@ -735,6 +784,7 @@ od_order_list_model_new (OdCache *cache)
 
   self->cache = cache ? g_object_ref (cache) : NULL;
   self->n_items = count_items (self);
+  self->n_rows = self->n_items;
   return self;
 }
 

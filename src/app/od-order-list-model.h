@@ -30,6 +30,8 @@ void              od_order_list_model_refresh      (OdOrderListModel   *self);
 void              od_order_list_model_set_pending  (OdOrderListModel   *self,
                                                     GHashTable         *pending_ids);
 GPtrArray        *od_order_list_model_get_parked   (OdOrderListModel   *self);
+guint             od_order_list_model_find         (OdOrderListModel   *self,
+                                                    const char         *order_id);
 guint             od_order_list_model_get_cached_pages (OdOrderListModel *self);
 double            od_order_list_model_get_last_fetch_ms (OdOrderListModel *self);
 

@@ -79,6 +79,8 @@ struct _OdOrderList
   gint64               now_usec;    /* what relative times count from */
   guint                times_source;
   gboolean             setting_search;
+  gboolean             keep_top;    /* at the top before a live refresh */
+  GtkWidget           *row_menu;
 };
 
 G_DEFINE_FINAL_TYPE (OdOrderList, od_order_list, GTK_TYPE_WIDGET)
@@ -213,11 +215,15 @@ apply_query (OdOrderList *self)
   /* A new query keeps the model (and the row widgets); the selection is
    * by position, so it would now point at another order: drop it. */
   gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
-  od_order_list_model_set_query (self->model, self->sort, self->descending,
-                                 self->status, search);
+  /* To the top before the rows change, while the view's rows still
+   * match its adjustment: after a change to fewer rows the view cannot
+   * find the row at the new value ("failed to scroll to given position")
+   * and keeps its deep anchor. */
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
   if (adjustment != NULL)
     gtk_adjustment_set_value (adjustment, 0);
+  od_order_list_model_set_query (self->model, self->sort, self->descending,
+                                 self->status, search);
   /* If the view was at the top already nothing scrolled: the rows there
    * that went stale while the list was hidden are updated before it is
    * shown again. */
@@ -319,9 +325,15 @@ update_cell (GtkListItem *list_item)
   const OdOrderRow *row;
   g_autofree char *text = NULL;
 
-  if (item == NULL || child == NULL)
+  if (child == NULL)
     return;
   forget_stale_cell (list_item);
+  /* No order: nothing, rather than the text of the one shown before. */
+  if (item == NULL)
+    {
+      gtk_widget_set_opacity (child, 0);
+      return;
+    }
   row = od_order_item_get_row (item);
 
   switch (column)
@@ -521,6 +533,19 @@ on_layout_ends (OdOrderList *self)
   self->in_layout = FALSE;
 }
 
+/* After the layout phase: a view that was at the top before a live
+ * refresh goes back there.  The frame clock lays out again before it
+ * paints, so the moved view is never drawn. */
+static void
+on_layout_done (OdOrderList *self)
+{
+  if (!self->keep_top)
+    return;
+  self->keep_top = FALSE;
+  if (self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) > 0)
+    gtk_adjustment_set_value (self->vadjustment, 0);
+}
+
 static void
 od_order_list_realize (GtkWidget *widget)
 {
@@ -534,6 +559,8 @@ od_order_list_realize (GtkWidget *widget)
   g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
+                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_done), self,
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   /* A frame without a layout phase ends here. */
   g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
@@ -703,6 +730,8 @@ setup_cell (GtkSignalListItemFactory *factory,
       g_signal_connect_object (target, "query-tooltip", G_CALLBACK (on_query_tooltip),
                                list_item, 0);
     }
+  /* The row menu finds the row under the pointer by its cells. */
+  g_object_set_data (G_OBJECT (child), "od-list-item", list_item);
   gtk_list_item_set_child (list_item, child);
 }
 
@@ -715,9 +744,16 @@ bind_cell (GtkSignalListItemFactory *factory,
   gulong id;
 
   if (item == NULL)
-    return;
+    {
+      update_cell (list_item);
+      return;
+    }
   id = g_signal_connect (item, "changed", G_CALLBACK (on_item_changed), list_item);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", GSIZE_TO_POINTER (id));
+  /* Disconnected from this item at unbind, whatever the list item holds
+   * by then. */
+  g_object_set_data_full (G_OBJECT (list_item), "od-bound-item", g_object_ref (item),
+                          g_object_unref);
   if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
     {
       OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
@@ -733,12 +769,13 @@ unbind_cell (GtkSignalListItemFactory *factory,
              GtkListItem              *list_item,
              gpointer                  user_data)
 {
-  OdOrderItem *item = gtk_list_item_get_item (list_item);
+  OdOrderItem *item = g_object_get_data (G_OBJECT (list_item), "od-bound-item");
   gulong id = GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (list_item), "od-changed-id"));
 
   if (item != NULL && id != 0)
     g_signal_handler_disconnect (item, id);
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
+  g_object_set_data (G_OBJECT (list_item), "od-bound-item", NULL);
   forget_stale_cell (list_item);
   if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
     {
@@ -848,6 +885,155 @@ build_filters (OdOrderList *self)
   gtk_toggle_button_set_active (group, TRUE);
 }
 
+/* The row menu: the commands the order's status allows (the window's
+ * "order." actions, enabled for the selected order; the others are
+ * hidden), on a right click, a long press, or the Menu key / Shift+F10
+ * for the selected row. */
+
+static GtkListItem *
+list_item_at (OdOrderList *self,
+              double       x,
+              double       y)
+{
+  GtkWidget *widget = gtk_widget_pick (GTK_WIDGET (self->column_view), x, y, GTK_PICK_DEFAULT);
+
+  for (; widget != NULL && widget != GTK_WIDGET (self->column_view);
+       widget = gtk_widget_get_parent (widget))
+    {
+      GtkListItem *list_item = g_object_get_data (G_OBJECT (widget), "od-list-item");
+
+      if (list_item != NULL)
+        return gtk_list_item_get_item (list_item) != NULL ? list_item : NULL;
+    }
+  return NULL;
+}
+
+static void
+popup_row_menu (OdOrderList *self,
+                GtkWidget   *from,
+                double       x,
+                double       y)
+{
+  GdkRectangle rect = { 0, 0, 1, 1 };
+  graphene_point_t point;
+  OdOrderItem *item = gtk_single_selection_get_selected_item (self->selection);
+  OdOrderStatus status = item != NULL ? od_order_item_get_row (item)->status : OD_STATUS_NONE;
+
+  /* A delivered or cancelled order takes no command: no empty menu. */
+  if (status != OD_STATUS_DRAFT && status != OD_STATUS_PLACED && status != OD_STATUS_SHIPPED)
+    return;
+  if (!gtk_widget_compute_point (from, GTK_WIDGET (self), &GRAPHENE_POINT_INIT (x, y), &point))
+    return;
+  rect.x = (int) point.x;
+  rect.y = (int) point.y;
+  gtk_popover_set_pointing_to (GTK_POPOVER (self->row_menu), &rect);
+  gtk_popover_popup (GTK_POPOVER (self->row_menu));
+}
+
+static void
+row_menu_at (OdOrderList *self,
+             double       x,
+             double       y)
+{
+  GtkListItem *list_item = list_item_at (self, x, y);
+
+  if (list_item == NULL)
+    return;
+  /* The menu is about the row it was opened on. */
+  gtk_single_selection_set_selected (self->selection, gtk_list_item_get_position (list_item));
+  popup_row_menu (self, GTK_WIDGET (self->column_view), x, y);
+}
+
+static void
+on_row_right_click (GtkGestureClick *gesture,
+                    int              n_press,
+                    double           x,
+                    double           y,
+                    OdOrderList     *self)
+{
+  gtk_gesture_set_state (GTK_GESTURE (gesture), GTK_EVENT_SEQUENCE_CLAIMED);
+  row_menu_at (self, x, y);
+}
+
+static void
+on_row_long_press (GtkGestureLongPress *gesture,
+                   double               x,
+                   double               y,
+                   OdOrderList         *self)
+{
+  row_menu_at (self, x, y);
+}
+
+/* Menu key / Shift+F10: the menu of the selected row, under its order
+ * cell (or at the top of the list when that row is not bound). */
+static gboolean
+on_row_menu_key (GtkWidget *widget,
+                 GVariant  *args,
+                 gpointer   user_data)
+{
+  OdOrderList *self = OD_ORDER_LIST (user_data);
+  guint selected = gtk_single_selection_get_selected (self->selection);
+  GHashTableIter iter;
+  gpointer key;
+
+  if (selected == GTK_INVALID_LIST_POSITION)
+    return FALSE;
+  g_hash_table_iter_init (&iter, self->time_cells);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      GtkWidget *child = gtk_list_item_get_child (key);
+
+      if (gtk_list_item_get_position (key) == selected && child != NULL
+          && gtk_widget_get_mapped (child))
+        {
+          popup_row_menu (self, child, 0, gtk_widget_get_height (child));
+          return TRUE;
+        }
+    }
+  popup_row_menu (self, GTK_WIDGET (self->column_view), 24, 24);
+  return TRUE;
+}
+
+static void
+build_row_menu (OdOrderList *self)
+{
+  static const struct { const char *label; const char *action; } items[] = {
+    { N_("_Add Item…"), "order.add-item" },
+    { N_("_Place Order…"), "order.place" },
+    { N_("_Ship…"), "order.ship" },
+    { N_("Mark _Delivered…"), "order.mark-delivered" },
+    { N_("_Cancel Order…"), "order.cancel" },
+  };
+  g_autoptr(GMenu) menu = g_menu_new ();
+  GtkGesture *click = gtk_gesture_click_new ();
+  GtkGesture *long_press = gtk_gesture_long_press_new ();
+  GtkEventController *keys = gtk_shortcut_controller_new ();
+
+  for (guint i = 0; i < G_N_ELEMENTS (items); i++)
+    {
+      g_autoptr(GMenuItem) item = g_menu_item_new (_(items[i].label), items[i].action);
+
+      g_menu_item_set_attribute (item, "hidden-when", "s", "action-disabled");
+      g_menu_append_item (menu, item);
+    }
+  self->row_menu = gtk_popover_menu_new_from_model (G_MENU_MODEL (menu));
+  gtk_popover_set_has_arrow (GTK_POPOVER (self->row_menu), FALSE);
+  gtk_widget_set_halign (self->row_menu, GTK_ALIGN_START);
+  gtk_widget_set_parent (self->row_menu, GTK_WIDGET (self));
+
+  gtk_gesture_single_set_button (GTK_GESTURE_SINGLE (click), GDK_BUTTON_SECONDARY);
+  g_signal_connect (click, "pressed", G_CALLBACK (on_row_right_click), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), GTK_EVENT_CONTROLLER (click));
+  g_signal_connect (long_press, "pressed", G_CALLBACK (on_row_long_press), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), GTK_EVENT_CONTROLLER (long_press));
+
+  gtk_shortcut_controller_add_shortcut (GTK_SHORTCUT_CONTROLLER (keys),
+    gtk_shortcut_new (gtk_alternative_trigger_new (gtk_keyval_trigger_new (GDK_KEY_Menu, 0),
+                                                   gtk_keyval_trigger_new (GDK_KEY_F10, GDK_SHIFT_MASK)),
+                      gtk_callback_action_new (on_row_menu_key, self, NULL)));
+  gtk_widget_add_controller (GTK_WIDGET (self->column_view), keys);
+}
+
 /* Public API. */
 
 void
@@ -878,9 +1064,24 @@ od_order_list_refresh (OdOrderList *self)
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
 
+  gboolean at_top;
+
   if (self->model == NULL)
     return;
+  /* GTK keeps the row at the top of the view in place when rows are
+   * inserted above it, so a view at the top would drift down as new
+   * orders arrive.  An operator at the top stays there (the selection
+   * follows its order wherever it goes); one who scrolled down keeps
+   * the rows in view. */
+  at_top = self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) <= 0;
   od_order_list_model_refresh (self->model);
+  /* The view moves its adjustment when it lays the rows out: it is put
+   * back right after, in the same frame (see on_layout_done()). */
+  if (at_top)
+    {
+      self->keep_top = TRUE;
+      gtk_widget_queue_resize (GTK_WIDGET (self->column_view));
+    }
   update_counts (self);
 }
 
@@ -955,6 +1156,28 @@ od_order_list_select_position (OdOrderList *self,
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
   gtk_single_selection_set_selected (self->selection, position);
+}
+
+/* Selects the order and scrolls to it when the list has it near the
+ * top or among the rows in memory; returns whether it did. */
+gboolean
+od_order_list_select_order (OdOrderList *self,
+                            const char  *order_id)
+{
+  guint position;
+
+  g_return_val_if_fail (OD_IS_ORDER_LIST (self), FALSE);
+
+  if (self->model == NULL)
+    return FALSE;
+  position = od_order_list_model_find (self->model, order_id);
+  if (position == G_MAXUINT)
+    return FALSE;
+  gtk_single_selection_set_selected (self->selection, position);
+  if (self->vadjustment != NULL && self->row_height > 0 && !position_in_view (self, position))
+    gtk_adjustment_set_value (self->vadjustment,
+                              (position > 2 ? position - 2 : 0) * self->row_height);
+  return TRUE;
 }
 
 /* "5 minutes ago" must not stay that while the window is open: the
@@ -1108,5 +1331,6 @@ od_order_list_init (OdOrderList *self)
   gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->column_view));
   build_columns (self);
   build_filters (self);
+  build_row_menu (self);
   update_counts (self);
 }

@@ -26,6 +26,8 @@ void              od_order_list_sort_by            (OdOrderList   *self,
                                                     OdOrderSort    sort,
                                                     gboolean       descending);
 const char       *od_order_list_get_selected_order_id (OdOrderList *self);
+gboolean          od_order_list_select_order         (OdOrderList   *self,
+                                                      const char    *order_id);
 void              od_order_list_select_position    (OdOrderList   *self,
                                                     guint          position);
 GtkColumnView    *od_order_list_get_column_view    (OdOrderList   *self);

@@ -67,6 +67,9 @@ struct _OdWindow
   gint64                last_refresh;
   gboolean              refresh_wanted;
 
+  /* An order created here, to select and show once it is cached. */
+  char                 *created_id;
+
   /* Catch-up progress. */
   gint64                progress_start_position;
   gint64                progress_start_time;
@@ -76,6 +79,7 @@ struct _OdWindow
 G_DEFINE_FINAL_TYPE (OdWindow, od_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void update_pending (OdWindow *self);
+static void update_order_actions (OdWindow *self);
 
 /* A toast's widget (and its close button) exists once the toast shows,
  * after the one before it is dismissed. */
@@ -142,6 +146,24 @@ toast_with_action (OdWindow   *self,
  * once when the list has been quiet for longer, so a single change shows
  * without delay while a catch-up does not redraw for every batch. */
 
+/* The order the operator just created: shown in the detail pane and
+ * selected in the list (when the list, as filtered, has it) as soon as
+ * the cache has it, so its first item is one click away. */
+static void
+show_created (OdWindow *self)
+{
+  g_autoptr(OdOrder) order = NULL;
+
+  if (self->created_id == NULL || self->cache == NULL)
+    return;
+  order = od_query_order (self->cache, self->created_id, NULL);
+  if (order == NULL)
+    return;
+  if (!od_order_list_select_order (self->order_list, self->created_id))
+    od_order_detail_show (self->order_detail, self->created_id);
+  g_clear_pointer (&self->created_id, g_free);
+}
+
 static void
 do_refresh (OdWindow *self)
 {
@@ -149,6 +171,8 @@ do_refresh (OdWindow *self)
   self->last_refresh = g_get_monotonic_time ();
   od_order_list_refresh (self->order_list);
   od_order_detail_reload (self->order_detail);
+  show_created (self);
+  update_order_actions (self);
 }
 
 static gboolean
@@ -256,8 +280,10 @@ note_latency (OdWindow *self,
   g_array_append_val (self->latencies, ms);
   sorted = g_array_copy (self->latencies);
   g_array_sort (sorted, compare_double);
-  p50 = g_array_index (sorted, double, (sorted->len - 1) / 2);
-  p99 = g_array_index (sorted, double, (sorted->len - 1) * 99 / 100);
+  /* Nearest rank, rounded up: the p99 of fewer than 100 samples is the
+   * largest, never below the latest one. */
+  p50 = g_array_index (sorted, double, (sorted->len + 1) / 2 - 1);
+  p99 = g_array_index (sorted, double, (sorted->len * 99 + 99) / 100 - 1);
   od_lag_indicator_set_latency (self->lag_indicator, ms, p50, p99);
 }
 
@@ -289,8 +315,10 @@ on_command_changed (OdOutbox       *outbox,
       note_latency (self, ms);
       /* The row updates in place; make sure it does so now. */
       do_refresh (self);
-      /* TRANSLATORS: "Ship order: done (12 ms)" */
-      message = g_strdup_printf (_("%s: done (%.0f ms)"), what, ms);
+      /* The latency is in the command ledger and the lag details; the
+       * operator only needs to know it is done. */
+      /* TRANSLATORS: "Ship order: done" */
+      message = g_strdup_printf (_("%s: done"), what);
       od_window_toast (self, message);
     }
   else
@@ -393,6 +421,7 @@ close_session (OdWindow *self)
   g_clear_object (&self->cache);
   g_clear_pointer (&self->server_url, g_free);
   g_clear_pointer (&self->token, g_free);
+  g_clear_pointer (&self->created_id, g_free);
 }
 
 /* Trusts the CA file chosen in Preferences, on top of nothing else: the
@@ -637,6 +666,13 @@ on_dialog_submit (OdCommandDialog *dialog,
                   gpointer         command,
                   OdWindow        *self)
 {
+  const OdCommand *sent = command;
+
+  if (sent->type == OD_COMMAND_CREATE_ORDER)
+    {
+      g_free (self->created_id);
+      self->created_id = g_strdup (sent->order_id);
+    }
   od_window_submit (self, command, od_command_dialog_get_description (dialog));
 }
 
@@ -859,6 +895,7 @@ on_selection_changed (OdWindow   *self,
   od_order_detail_show (self->order_detail, order_id);
   if (order_id != NULL && is_narrow (self))
     show_detail (self, TRUE);
+  update_order_actions (self);
 }
 
 /* Enter or a double click on the row already selected opens it again. */
@@ -953,6 +990,47 @@ od_window_show_preferences (OdWindow *self)
 }
 
 /* Actions. */
+
+/* The commands on the selected order, for the list's row menu and the
+ * keyboard; each is enabled only when the order's status allows it. */
+static const struct
+{
+  const char    *action;
+  OdCommandType  type;
+} order_actions[] = {
+  { "order.add-item", OD_COMMAND_ADD_ITEM },
+  { "order.place", OD_COMMAND_PLACE_ORDER },
+  { "order.ship", OD_COMMAND_SHIP_ORDER },
+  { "order.mark-delivered", OD_COMMAND_MARK_DELIVERED },
+  { "order.cancel", OD_COMMAND_CANCEL_ORDER },
+};
+
+static void
+update_order_actions (OdWindow *self)
+{
+  const OdOrder *order = od_order_detail_get_order (self->order_detail);
+  const char *selected = od_order_list_get_selected_order_id (self->order_list);
+  /* The order shown is the selected one (not a created order shown
+   * without being in the list, nor an old version of it). */
+  gboolean current = order != NULL && self->outbox != NULL
+                     && g_strcmp0 (order->order_id, selected) == 0;
+
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    gtk_widget_action_set_enabled (GTK_WIDGET (self), order_actions[i].action,
+                                   current && od_order_allows (order, order_actions[i].type));
+}
+
+static void
+order_action (GtkWidget  *widget,
+              const char *action_name,
+              GVariant   *parameter)
+{
+  OdWindow *self = OD_WINDOW (widget);
+
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    if (g_str_equal (action_name, order_actions[i].action))
+      open_command_dialog (self, order_actions[i].type, NULL);
+}
 
 static void
 new_order_action (GtkWidget  *widget,
@@ -1442,6 +1520,8 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.export", NULL, export_action);
   gtk_widget_class_install_action (widget_class, "win.back", NULL, back_action);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Left, GDK_ALT_MASK, "win.back", NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
+    gtk_widget_class_install_action (widget_class, order_actions[i].action, NULL, order_action);
 }
 
 static void
@@ -1460,4 +1540,5 @@ od_window_init (OdWindow *self)
                              G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   self->latencies = g_array_new (FALSE, FALSE, sizeof (double));
+  update_order_actions (self);
 }
