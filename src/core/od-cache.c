@@ -249,6 +249,10 @@ struct _OdCache
   gint64        applied;       /* committed applied position, under applied_lock */
   guint64       next_waiter_id;
   guint         max_transaction;
+  /* Set on the owner's thread, called on the writer's: gap_lock makes
+   * od_cache_set_gap_func (NULL) wait for a call in progress, so the
+   * caller may free gap_data right after (the sync engine does). */
+  GMutex        gap_lock;
   OdCacheGapFunc gap_func;
   gpointer      gap_data;
 
@@ -587,6 +591,20 @@ fail:
 
 /* ------------------------------------------------------------------ */
 /* Writer thread                                                       */
+
+/* On the writer thread: tells the gap function, if one is set, under
+ * gap_lock (see there). */
+static void
+call_gap_func (OdCache *self,
+               gint64   applied,
+               gint64   position,
+               gint64   prev)
+{
+  g_mutex_lock (&self->gap_lock);
+  if (self->gap_func != NULL)
+    self->gap_func (applied, position, prev, self->gap_data);
+  g_mutex_unlock (&self->gap_lock);
+}
 
 static void
 working_free (Working *w)
@@ -1176,8 +1194,7 @@ apply_events (OdCache    *self,
         continue; /* replayed or repeated: a no-op by contract */
       if (ev->prev != self->tx_applied)
         {
-          if (self->gap_func)
-            self->gap_func (self->tx_applied, ev->position, ev->prev, self->gap_data);
+          call_gap_func (self, self->tx_applied, ev->position, ev->prev);
           return TRUE;
         }
 
@@ -1260,9 +1277,7 @@ fail_write (OdCache *self,
   set_applied (self, read_applied (self->wdb));
   /* The events of the lost transaction must be fetched again: tell the
    * sync engine, as for a gap. */
-  if (self->gap_func)
-    self->gap_func (od_cache_get_applied_position (self), OD_CACHE_WRITE_FAILED, -1,
-                    self->gap_data);
+  call_gap_func (self, od_cache_get_applied_position (self), OD_CACHE_WRITE_FAILED, -1);
   post_notify (self, -1, FALSE, FALSE, error);
 }
 
@@ -1548,8 +1563,7 @@ writer_thread (gpointer data)
               self->bulk = FALSE;
               return_task (self, item, GINT_TO_POINTER (TRUE), TRUE, NULL);
               post_notify (self, 0, FALSE, TRUE, NULL);
-              if (self->gap_func)
-                self->gap_func (0, -1, -1, self->gap_data);
+              call_gap_func (self, 0, -1, -1);
             }
           else
             return_task (self, item, NULL, TRUE, g_steal_pointer (&error));
@@ -1567,8 +1581,7 @@ writer_thread (gpointer data)
             g_atomic_int_set (&self->is_writer, TRUE);
             writer_startup (self);
             post_notify (self, applied, TRUE, FALSE, NULL);
-            if (self->gap_func)
-              self->gap_func (applied, -1, -1, self->gap_data);
+            call_gap_func (self, applied, -1, -1);
           }
           break;
 
@@ -1639,6 +1652,7 @@ od_cache_finalize (GObject *object)
   g_free (self->outbox_signature);
   g_mutex_clear (&self->applied_lock);
   g_mutex_clear (&self->queue_lock);
+  g_mutex_clear (&self->gap_lock);
   g_cond_clear (&self->queue_cond);
   G_OBJECT_CLASS (od_cache_parent_class)->finalize (object);
 }
@@ -1676,6 +1690,7 @@ od_cache_init (OdCache *self)
   self->lock_fd = -1;
   g_mutex_init (&self->applied_lock);
   g_mutex_init (&self->queue_lock);
+  g_mutex_init (&self->gap_lock);
   g_cond_init (&self->queue_cond);
 }
 
@@ -2153,8 +2168,10 @@ od_cache_set_gap_func (OdCache        *self,
                        OdCacheGapFunc  func,
                        gpointer        user_data)
 {
+  g_mutex_lock (&self->gap_lock);
   self->gap_func = func;
   self->gap_data = user_data;
+  g_mutex_unlock (&self->gap_lock);
 }
 
 void
