@@ -2085,13 +2085,13 @@ od_cache_get_sync_state (OdCache     *self,
 
 gboolean
 od_cache_get_status_counts (OdCache  *self,
-                            gint64    counts[6],
+                            gint64    counts[OD_STATUS_N],
                             GError  **error)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self, "SELECT status, n FROM status_counts", error);
   int rc;
 
-  memset (counts, 0, sizeof (gint64) * 6);
+  memset (counts, 0, sizeof (gint64) * OD_STATUS_N);
   if (st == NULL)
     return FALSE;
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)

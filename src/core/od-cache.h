@@ -89,7 +89,7 @@ gboolean     od_cache_get_sync_state    (OdCache     *self,
 /* Number of orders per status (indexed by OdOrderStatus; [0] is the total),
  * from the maintained counts table: never a scan. */
 gboolean     od_cache_get_status_counts (OdCache     *self,
-                                         gint64       counts[6],
+                                         gint64       counts[OD_STATUS_N],
                                          GError     **error);
 
 /* Queues events for the writer thread (any thread but the owner's: it

@@ -554,11 +554,11 @@ od_query_count_orders (OdCache             *cache,
 
   if (!has_search (query))
     {
-      gint64 counts[6];
+      gint64 counts[OD_STATUS_N];
 
       if (!od_cache_get_status_counts (cache, counts, error))
         return -1;
-      return counts[query->status < 6 ? query->status : 0];
+      return counts[query->status < OD_STATUS_N ? query->status : 0];
     }
   st = prepare_list (cache, NULL, query, NULL, 0, TRUE, -1, &parts, error);
   search_parts_clear (&parts);

@@ -171,7 +171,7 @@ test_search_filter_sort (Fixture       *f,
   g_autofree char *shared = od_test_shared_cache (SMALL_CACHE, &error);
   g_autofree char *cache = NULL;
   OdOrderList *list;
-  gint64 counts[6];
+  gint64 counts[OD_STATUS_N];
   g_autofree char *prefix = NULL;
 
   g_assert_no_error (error);

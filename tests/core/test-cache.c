@@ -126,8 +126,8 @@ test_projector_matches_fold (Fixture       *f,
   g_autoptr(OdTestLog) log = od_test_log_new (3000, 7);
   g_autoptr(GHashTable) fold = od_test_fold (log->events);
   g_autofree char *why = NULL;
-  gint64 counts[6];
-  gint64 fold_counts[6] = { 0 };
+  gint64 counts[OD_STATUS_N];
+  gint64 fold_counts[OD_STATUS_N] = { 0 };
   GHashTableIter iter;
   gpointer value;
 
@@ -256,7 +256,7 @@ test_queries (Fixture       *f,
               gconstpointer  data)
 {
   g_autoptr(OdTestLog) log = od_test_log_new (1200, 13);
-  gint64 counts[6];
+  gint64 counts[OD_STATUS_N];
 
   push_log (f->cache, log, 4);
   g_assert_true (od_cache_get_status_counts (f->cache, counts, NULL));

@@ -1014,6 +1014,7 @@ test_problem_table (void)
     { OD_PROBLEM_INTERNAL, "internal", 500 },
     { OD_PROBLEM_UNAVAILABLE, "unavailable", 503 },
     { OD_PROBLEM_NOT_READY, "not_ready", 503 },
+    { OD_PROBLEM_REFUND_EXCEEDS_TOTAL, "refund_exceeds_total", 422 },
   };
 
   G_STATIC_ASSERT (G_N_ELEMENTS (table) == OD_PROBLEM_UNKNOWN);
