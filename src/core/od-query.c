@@ -220,7 +220,14 @@ append_matches (GString  *sql,
                    " UNION SELECT * FROM (SELECT o.rowid FROM order_items i JOIN orders o"
                    " ON o.order_id = i.order_id WHERE i.sku >= ?8 AND i.sku < ?9"
                    " ORDER BY i.sku DESC, i.order_id DESC"
-                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")) ");
+                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")");
+  if (with_fts)
+    g_string_append (sql, " UNION SELECT * FROM (SELECT o.rowid FROM note_search n"
+                          " JOIN order_events e ON e.position = n.rowid"
+                          " JOIN orders o ON o.order_id = e.order_id"
+                          " WHERE note_search MATCH ?5 ORDER BY n.rowid DESC"
+                          " LIMIT " G_STRINGIFY (SEARCH_CAP) ")");
+  g_string_append (sql, ") ");
 }
 
 /* With use_memo, the search's matches are read from temp.od_search_hits
