@@ -35,6 +35,8 @@ typedef struct
   /* The server sent this order an event that breaks the protocol: the
    * row is the order as of its last event before that one. */
   gboolean      inconsistent;
+  gint64        refunded_cents;
+  gint64        note_count;
 } OdOrderRow;
 
 void        od_order_row_free (OdOrderRow *row);
@@ -146,7 +148,8 @@ typedef enum
 /* Writes the query's rows as plain CSV (RFC 4180, CRLF line ends) to
  * `stream`, all rows, not only a page, from one read snapshot: the header
  * line "order_id,customer_name,customer_email,currency,status,item_count,
- * total_cents,version,created_at,updated_at,last_position" and a line per
+ * total_cents,version,created_at,updated_at,last_position,note_count,
+ * refunded_cents" and a line per
  * order.  Text that a spreadsheet would run as a formula (starting with
  * = + - @, a tab or a carriage return, at the start of the field or after
  * a ';') gets a ' in front and is quoted.  Runs on the cache's read

@@ -504,7 +504,7 @@ test_export_provenance (void)
                    ==, 0);
   g_assert_true (g_str_has_prefix (plain, "order_id,customer_name,customer_email,currency,"
                                           "status,item_count,total_cents,version,created_at,"
-                                          "updated_at,last_position\r\n"));
+                                          "updated_at,last_position,note_count,refunded_cents\r\n"));
   g_assert_null (strstr (plain, "#"));
   g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
                                          (const char *[]) { "export", "--provenance", "--csv",
