@@ -96,12 +96,13 @@ typedef struct
   guint              allowed;         /* OD_STATUS_BIT of each status that allows it */
   const char        *refused;         /* why another status refuses it (problem detail) */
   const OdFieldSpec *fields;          /* ends with { NULL } */
-  const char        *action_label;    /* N_(): menu item, e.g. "Refund…" */
+  const char        *action_label;    /* N_(): button or menu item, with mnemonic */
   const char        *title;           /* N_(): dialog title */
   const char        *send_label;      /* N_(): with mnemonic */
   const char        *explanation;     /* N_() or NULL */
   const char        *description;     /* N_(): the outbox's description */
   gboolean           destructive;
+  gboolean           suggested;       /* moves the order on: the button stands out */
 } OdCommandSpec;
 
 const OdCommandSpec *od_command_spec     (OdCommandType     type);
