@@ -72,8 +72,8 @@ void od_order_cursor_clear    (OdOrderCursor    *cursor);
  *
  * Search: the text is matched as an order id prefix (hex and hyphens),
  * as word prefixes of the customer name or e-mail (FTS5, every word must
- * match), and as a SKU prefix of any line; an order matching any of the
- * three is returned.  Each matcher contributes its 2,000 newest matches,
+ * match), as word prefixes of one of the order's notes (FTS5), and as a
+ * SKU prefix of any line; an order matching any of the four is returned.  Each matcher contributes its 2,000 newest matches,
  * which keeps every search fast however common the word (search for
  * more words to narrow it). */
 GPtrArray  *od_query_orders        (OdCache             *cache,
