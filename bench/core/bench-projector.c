@@ -83,7 +83,7 @@ bench_queries (OdCache *cache)
       g_print ("    (%u rows)\n", found);
     }
   {
-    gint64 counts[6];
+    gint64 counts[OD_STATUS_N];
 
     for (guint i = 0; i < N; i++)
       {

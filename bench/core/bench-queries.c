@@ -199,7 +199,7 @@ main (int    argc,
     report ("search \"grace\", second page (memo)", next_ms, 50, 100);
   }
   {
-    gint64 counts[6];
+    gint64 counts[OD_STATUS_N];
 
     for (guint i = 0; i < N; i++)
       {

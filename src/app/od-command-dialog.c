@@ -8,42 +8,12 @@
 #include "od-tooltip.h"
 #include "od-uuid.h"
 
-/* One dialog for every command.  Each field is checked on every change
- * with the protocol's own field rules (the ones the server applies), so
- * a command the dialog sends is never refused for its shape. */
+/* One dialog for every command, its rows made from the protocol's
+ * command table (od_command_spec ()).  Each field is checked on every
+ * change with the table's own rules (the ones the server applies), so a
+ * command the dialog sends is never refused for its shape. */
 
-typedef enum
-{
-  FIELD_CUSTOMER_NAME,
-  FIELD_CUSTOMER_EMAIL,
-  FIELD_CURRENCY,
-  FIELD_SKU,
-  FIELD_NAME,
-  FIELD_QUANTITY,
-  FIELD_UNIT_PRICE,
-  FIELD_CARRIER,
-  FIELD_TRACKING,
-  FIELD_REASON,
-  N_FIELDS
-} FieldKind;
-
-static const struct
-{
-  const char *name;
-  const char *label;
-  int         max_chars;
-} field_info[N_FIELDS] = {
-  { "customer_name", N_("Customer name"), OD_MAX_CUSTOMER_NAME },
-  { "customer_email", N_("Customer e-mail"), OD_MAX_EMAIL },
-  { "currency", N_("Currency"), 3 },
-  { "sku", N_("SKU"), OD_MAX_SKU },
-  { "name", N_("Item name"), OD_MAX_ITEM_NAME },
-  { "quantity", N_("Quantity"), 5 },
-  { "unit_price", N_("Unit price"), 12 },
-  { "carrier", N_("Carrier"), OD_MAX_CARRIER },
-  { "tracking_number", N_("Tracking number"), OD_MAX_TRACKING },
-  { "reason", N_("Reason"), OD_MAX_REASON },
-};
+#define MAX_FIELDS 8
 
 struct _OdCommandDialog
 {
@@ -60,8 +30,10 @@ struct _OdCommandDialog
   gboolean        has_expected_version;
   gint64          expected_version;
   char           *currency;
-  AdwEntryRow    *rows[N_FIELDS];
-  gboolean        touched[N_FIELDS];
+  const OdCommandSpec *spec;
+  guint           n_fields;
+  AdwEntryRow    *rows[MAX_FIELDS];
+  gboolean        touched[MAX_FIELDS];
   char           *description;
 };
 
@@ -76,49 +48,51 @@ static guint signals[N_SIGNALS];
 
 static const char *
 field_text (OdCommandDialog *self,
-            FieldKind        kind)
+            guint            i)
 {
-  return self->rows[kind] ? gtk_editable_get_text (GTK_EDITABLE (self->rows[kind])) : NULL;
+  return gtk_editable_get_text (GTK_EDITABLE (self->rows[i]));
 }
 
-/* Returns the untranslated message of the rule, or NULL. */
+/* Reads field i as the command holds it; returns the untranslated
+ * message of its rule, or NULL. */
 static const char *
-check_field (OdCommandDialog *self,
-             FieldKind        kind)
+read_field (OdCommandDialog   *self,
+            guint              i,
+            OdCommand         *command)
 {
-  const char *text = field_text (self, kind);
+  const OdFieldSpec *f = &self->spec->fields[i];
+  const char *text = field_text (self, i);
   gint64 number = 0;
 
-  switch (kind)
+  switch (f->kind)
     {
-    case FIELD_CUSTOMER_NAME:
-      return od_check_customer_name (text);
-    case FIELD_CUSTOMER_EMAIL:
-      return od_check_customer_email (text);
-    case FIELD_CURRENCY:
-      return od_check_currency (text);
-    case FIELD_SKU:
-      return od_check_sku (text);
-    case FIELD_NAME:
-      return od_check_item_name (text);
-    case FIELD_QUANTITY:
+    case OD_FIELD_TEXT:
+      if (command != NULL)
+        {
+          g_free (G_STRUCT_MEMBER (char *, command, f->offset));
+          G_STRUCT_MEMBER (char *, command, f->offset) = g_strdup (text);
+        }
+      return f->check_text (text);
+    case OD_FIELD_INT:
       if (!g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, &number, NULL))
         return N_("must be a whole number");
-      return od_check_quantity (number);
-    case FIELD_UNIT_PRICE:
+      break;
+    case OD_FIELD_MONEY:
+    default:
       if (!od_parse_money (text, &number))
         return N_("must be an amount such as 12.99");
-      return od_check_unit_price (number);
-    case FIELD_CARRIER:
-      return od_check_carrier (text);
-    case FIELD_TRACKING:
-      return od_check_tracking_number (text);
-    case FIELD_REASON:
-      return od_check_reason (text);
-    case N_FIELDS:
-    default:
-      return NULL;
+      break;
     }
+  if (command != NULL)
+    G_STRUCT_MEMBER (gint64, command, f->offset) = number;
+  return f->check_int (number);
+}
+
+static const char *
+check_field (OdCommandDialog *self,
+             guint            i)
+{
+  return read_field (self, i, NULL);
 }
 
 static gboolean
@@ -127,13 +101,10 @@ validate (OdCommandDialog *self)
   gboolean all_valid = TRUE;
   g_autofree char *shown = NULL;
 
-  for (guint i = 0; i < N_FIELDS; i++)
+  for (guint i = 0; i < self->n_fields; i++)
     {
-      const char *message;
+      const char *message = check_field (self, i);
 
-      if (self->rows[i] == NULL)
-        continue;
-      message = check_field (self, i);
       if (message != NULL)
         all_valid = FALSE;
       if (message != NULL && self->touched[i])
@@ -142,7 +113,7 @@ validate (OdCommandDialog *self)
           od_tooltip_set (GTK_WIDGET (self->rows[i]), _(message));
           if (shown == NULL)
             /* TRANSLATORS: a field error: "Quantity: must be between 1 and 10000" */
-            shown = g_strdup_printf (_("%s: %s"), _(field_info[i].label), _(message));
+            shown = g_strdup_printf (_("%s: %s"), _(self->spec->fields[i].label), _(message));
         }
       else
         {
@@ -160,10 +131,27 @@ static void
 on_field_changed (GtkEditable     *editable,
                   OdCommandDialog *self)
 {
-  FieldKind kind = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (editable), "od-field"));
+  guint i = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (editable), "od-field"));
 
-  self->touched[kind] = TRUE;
+  self->touched[i] = TRUE;
   validate (self);
+}
+
+/* The prefill's value of a field, as the entry shows it. */
+static char *
+prefill_text (const OdFieldSpec *f,
+              const OdCommand   *prefill)
+{
+  gint64 number;
+
+  if (prefill == NULL)
+    return NULL;
+  if (f->kind == OD_FIELD_TEXT)
+    return g_strdup (G_STRUCT_MEMBER (const char *, prefill, f->offset));
+  number = G_STRUCT_MEMBER (gint64, prefill, f->offset);
+  if (f->kind == OD_FIELD_INT)
+    return g_strdup_printf ("%" G_GINT64_FORMAT, number);
+  return g_strdup_printf ("%" G_GINT64_FORMAT ".%02d", number / 100, (int) (number % 100));
 }
 
 static void
@@ -178,66 +166,37 @@ on_entry_activated (AdwEntryRow     *row,
 
 static void
 add_field (OdCommandDialog *self,
-           FieldKind        kind,
+           guint            i,
            const char      *initial)
 {
+  const OdFieldSpec *f = &self->spec->fields[i];
   AdwEntryRow *row = ADW_ENTRY_ROW (adw_entry_row_new ());
 
-  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _(field_info[kind].label));
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _(f->label));
   if (initial != NULL)
     gtk_editable_set_text (GTK_EDITABLE (row), initial);
-  gtk_editable_set_max_width_chars (GTK_EDITABLE (row), field_info[kind].max_chars);
+  gtk_editable_set_max_width_chars (GTK_EDITABLE (row), f->width_chars);
   /* Enter goes on to the next field; the last one's sends (see
    * od_command_dialog_new()). */
   adw_entry_row_set_activates_default (row, FALSE);
   g_signal_connect (row, "entry-activated", G_CALLBACK (on_entry_activated), self);
-  if (kind == FIELD_QUANTITY)
+  if (f->kind == OD_FIELD_INT)
     gtk_editable_set_alignment (GTK_EDITABLE (row), 1);
-  g_object_set_data (G_OBJECT (row), "od-field", GINT_TO_POINTER (kind));
+  g_object_set_data (G_OBJECT (row), "od-field", GUINT_TO_POINTER (i));
   g_signal_connect (row, "changed", G_CALLBACK (on_field_changed), self);
   gtk_list_box_append (self->fields_list, GTK_WIDGET (row));
-  self->rows[kind] = row;
+  self->rows[i] = row;
 }
 
 static OdCommand *
 build_command (OdCommandDialog *self)
 {
   OdCommand *command = od_command_new (self->type, self->order_id);
-  gint64 number = 0;
 
   command->has_expected_version = self->has_expected_version;
   command->expected_version = self->expected_version;
-  switch (self->type)
-    {
-    case OD_COMMAND_CREATE_ORDER:
-      command->customer_name = g_strdup (field_text (self, FIELD_CUSTOMER_NAME));
-      command->customer_email = g_strdup (field_text (self, FIELD_CUSTOMER_EMAIL));
-      command->currency = g_strdup (field_text (self, FIELD_CURRENCY));
-      break;
-    case OD_COMMAND_ADD_ITEM:
-      command->sku = g_strdup (field_text (self, FIELD_SKU));
-      command->name = g_strdup (field_text (self, FIELD_NAME));
-      g_ascii_string_to_signed (field_text (self, FIELD_QUANTITY), 10, 0, G_MAXINT64, &number, NULL);
-      command->quantity = number;
-      od_parse_money (field_text (self, FIELD_UNIT_PRICE), &number);
-      command->unit_price_cents = number;
-      break;
-    case OD_COMMAND_REMOVE_ITEM:
-      command->sku = g_strdup (field_text (self, FIELD_SKU));
-      break;
-    case OD_COMMAND_SHIP_ORDER:
-      command->carrier = g_strdup (field_text (self, FIELD_CARRIER));
-      command->tracking_number = g_strdup (field_text (self, FIELD_TRACKING));
-      break;
-    case OD_COMMAND_CANCEL_ORDER:
-      command->reason = g_strdup (field_text (self, FIELD_REASON));
-      break;
-    case OD_COMMAND_PLACE_ORDER:
-    case OD_COMMAND_MARK_DELIVERED:
-    case OD_COMMAND_N_TYPES:
-    default:
-      break;
-    }
+  for (guint i = 0; i < self->n_fields; i++)
+    read_field (self, i, command);
   return command;
 }
 
@@ -247,7 +206,7 @@ on_send (OdCommandDialog *self)
   g_autoptr(OdCommand) command = NULL;
   g_autoptr(OdProblem) problem = NULL;
 
-  for (guint i = 0; i < N_FIELDS; i++)
+  for (guint i = 0; i < self->n_fields; i++)
     self->touched[i] = TRUE;
   if (!validate (self))
     return;
@@ -285,8 +244,9 @@ od_command_dialog_set_field (OdCommandDialog *self,
 {
   g_return_val_if_fail (OD_IS_COMMAND_DIALOG (self), NULL);
 
-  for (guint i = 0; i < N_FIELDS; i++)
-    if (self->rows[i] != NULL && g_strcmp0 (field_info[i].name, name) == 0)
+  for (guint i = 0; i < self->n_fields; i++)
+    if (g_strcmp0 (self->spec->fields[i].name, name) == 0
+        || g_strcmp0 (self->spec->fields[i].entry_name, name) == 0)
       {
         const char *message;
 
@@ -330,12 +290,11 @@ od_command_dialog_new (GtkWindow       *parent,
                                         "transient-for", parent,
                                         NULL);
   g_autofree char *who = NULL;
-  const char *title = NULL;
-  const char *send = _("_Send");
-  g_autofree char *quantity = NULL;
-  g_autofree char *price = NULL;
+  const char *title;
 
+  g_return_val_if_fail (type < OD_COMMAND_N_TYPES, self);
   self->type = type;
+  self->spec = od_command_spec (type);
   if (prefill != NULL)
     g_strlcpy (self->order_id, prefill->order_id, sizeof self->order_id);
   else if (order != NULL)
@@ -360,81 +319,34 @@ od_command_dialog_new (GtkWindow       *parent,
       self->expected_version = prefill->expected_version;
     }
 
-  switch (type)
+  for (const OdFieldSpec *f = self->spec->fields; f->name && self->n_fields < MAX_FIELDS; f++)
     {
-    case OD_COMMAND_CREATE_ORDER:
-      title = _("New Order");
-      send = _("_Create");
-      add_field (self, FIELD_CUSTOMER_NAME, prefill ? prefill->customer_name : NULL);
-      add_field (self, FIELD_CUSTOMER_EMAIL, prefill ? prefill->customer_email : NULL);
-      add_field (self, FIELD_CURRENCY, prefill && prefill->currency ? prefill->currency : "EUR");
-      gtk_label_set_label (self->description_label,
-                           _("The order starts as a draft; add items, then place it."));
-      self->description = g_strdup (_("New order"));
-      break;
-    case OD_COMMAND_ADD_ITEM:
-      title = _("Add Item");
-      send = _("_Add");
-      if (prefill != NULL)
-        {
-          quantity = g_strdup_printf ("%" G_GINT64_FORMAT, prefill->quantity);
-          price = g_strdup_printf ("%" G_GINT64_FORMAT ".%02d", prefill->unit_price_cents / 100,
-                                   (int) (prefill->unit_price_cents % 100));
-        }
-      add_field (self, FIELD_SKU, prefill ? prefill->sku : NULL);
-      add_field (self, FIELD_NAME, prefill ? prefill->name : NULL);
-      add_field (self, FIELD_QUANTITY, quantity ? quantity : "1");
-      add_field (self, FIELD_UNIT_PRICE, price);
-      gtk_label_set_label (self->description_label,
-                           _("Adding a SKU the order already has adds to its quantity and takes the new name and price."));
-      self->description = g_strdup (_("Add item"));
-      break;
-    case OD_COMMAND_REMOVE_ITEM:
-      title = _("Remove Item");
-      send = _("_Remove");
-      add_field (self, FIELD_SKU, prefill ? prefill->sku : NULL);
-      self->description = g_strdup (_("Remove item"));
-      break;
-    case OD_COMMAND_PLACE_ORDER:
-      title = _("Place Order");
-      send = _("_Place");
-      gtk_label_set_label (self->description_label,
-                           _("Placing the order fixes its lines and total."));
-      self->description = g_strdup (_("Place order"));
-      break;
-    case OD_COMMAND_SHIP_ORDER:
-      title = _("Ship Order");
-      send = _("_Ship");
-      add_field (self, FIELD_CARRIER, prefill ? prefill->carrier : NULL);
-      add_field (self, FIELD_TRACKING, prefill ? prefill->tracking_number : NULL);
-      self->description = g_strdup (_("Ship order"));
-      break;
-    case OD_COMMAND_MARK_DELIVERED:
-      title = _("Mark Delivered");
-      send = _("_Mark Delivered");
-      gtk_label_set_label (self->description_label,
-                           _("Record that the customer received the order."));
-      self->description = g_strdup (_("Mark delivered"));
-      break;
-    case OD_COMMAND_CANCEL_ORDER:
-      title = _("Cancel Order");
-      send = _("Cancel _Order");
-      add_field (self, FIELD_REASON, prefill ? prefill->reason : NULL);
-      gtk_label_set_label (self->description_label,
-                           _("A cancelled order cannot be changed any more."));
+      g_autofree char *initial = prefill_text (f, prefill);
+
+      /* Defaults a new command starts with. */
+      if (initial == NULL && type == OD_COMMAND_CREATE_ORDER && g_str_equal (f->name, "currency"))
+        initial = g_strdup ("EUR");
+      else if (initial == NULL && type == OD_COMMAND_ADD_ITEM && g_str_equal (f->name, "quantity"))
+        initial = g_strdup ("1");
+      else if (prefill != NULL && type == OD_COMMAND_CREATE_ORDER
+               && g_str_equal (f->name, "currency") && initial == NULL)
+        initial = g_strdup ("EUR");
+      add_field (self, self->n_fields++, initial);
+    }
+  title = _(self->spec->title);
+  if (self->spec->explanation != NULL)
+    gtk_label_set_label (self->description_label, _(self->spec->explanation));
+  if (self->spec->destructive)
+    {
       gtk_widget_remove_css_class (GTK_WIDGET (self->send_button), "suggested-action");
       gtk_widget_add_css_class (GTK_WIDGET (self->send_button), "destructive-action");
-      self->description = g_strdup (_("Cancel order"));
-      break;
-    case OD_COMMAND_N_TYPES:
-    default:
-      g_return_val_if_reached (self);
     }
+  self->description = g_strdup (_(self->spec->description));
+  gtk_button_set_label (self->send_button, _(self->spec->send_label));
 
   gtk_window_set_title (GTK_WINDOW (self), title);
   adw_window_title_set_title (self->window_title, title);
   adw_window_title_set_subtitle (self->window_title, who ? who : "");
-  gtk_button_set_label (self->send_button, send);
   gtk_widget_set_visible (GTK_WIDGET (self->fields_list),
                           gtk_widget_get_first_child (GTK_WIDGET (self->fields_list)) != NULL);
   gtk_widget_set_visible (GTK_WIDGET (self->description_label),

@@ -143,68 +143,66 @@ od_format_timestamp (const char *rfc3339)
   return g_date_time_format (local, _("%x %X"));
 }
 
+/* Indexed by OdOrderStatus: a new status must add its label and class
+ * here (the assertions keep the tables as long as the enum). */
+static const struct
+{
+  const char *label;
+  const char *css_class;
+} status_info[] = {
+  { NC_("order status", "Unknown"), "status-draft" },
+  { NC_("order status", "Draft"), "status-draft" },
+  { NC_("order status", "Placed"), "status-placed" },
+  { NC_("order status", "Shipped"), "status-shipped" },
+  { NC_("order status", "Delivered"), "status-delivered" },
+  { NC_("order status", "Cancelled"), "status-cancelled" },
+  { NC_("order status", "Partially refunded"), "status-partially-refunded" },
+  { NC_("order status", "Refunded"), "status-refunded" },
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (status_info) == OD_STATUS_N);
+
 const char *
 od_format_status (OdOrderStatus status)
 {
-  switch (status)
-    {
-    case OD_STATUS_DRAFT:
-      return C_("order status", "Draft");
-    case OD_STATUS_PLACED:
-      return C_("order status", "Placed");
-    case OD_STATUS_SHIPPED:
-      return C_("order status", "Shipped");
-    case OD_STATUS_DELIVERED:
-      return C_("order status", "Delivered");
-    case OD_STATUS_CANCELLED:
-      return C_("order status", "Cancelled");
-    case OD_STATUS_NONE:
-    case OD_STATUS_N:
-    default:
-      return C_("order status", "Unknown");
-    }
+  if (status >= OD_STATUS_N)
+    status = OD_STATUS_NONE;
+  return g_dpgettext2 (NULL, "order status", status_info[status].label);
 }
 
 const char *
 od_status_css_class (OdOrderStatus status)
 {
-  switch (status)
-    {
-    case OD_STATUS_DRAFT:
-      return "status-draft";
-    case OD_STATUS_PLACED:
-      return "status-placed";
-    case OD_STATUS_SHIPPED:
-      return "status-shipped";
-    case OD_STATUS_DELIVERED:
-      return "status-delivered";
-    case OD_STATUS_CANCELLED:
-      return "status-cancelled";
-    case OD_STATUS_NONE:
-    case OD_STATUS_N:
-    default:
-      return "status-draft";
-    }
+  if (status >= OD_STATUS_N)
+    status = OD_STATUS_NONE;
+  return status_info[status].css_class;
 }
+
+/* Indexed by OdEventType. */
+static const char *event_labels[] = {
+  NULL,
+  N_("Order created"),
+  N_("Item added"),
+  N_("Item removed"),
+  N_("Order placed"),
+  N_("Order shipped"),
+  N_("Order delivered"),
+  N_("Order cancelled"),
+  N_("Note added"),
+  N_("Order refunded"),
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (event_labels) == OD_EVENT_N);
 
 const char *
 od_format_event_type (const char *type)
 {
-  static const struct { const char *type; const char *label; } known[] = {
-    { "OrderCreated", N_("Order created") },
-    { "ItemAdded", N_("Item added") },
-    { "ItemRemoved", N_("Item removed") },
-    { "OrderPlaced", N_("Order placed") },
-    { "OrderShipped", N_("Order shipped") },
-    { "OrderDelivered", N_("Order delivered") },
-    { "OrderCancelled", N_("Order cancelled") },
-  };
+  OdEventType known = od_event_type_from_name (type);
 
-  for (guint i = 0; i < G_N_ELEMENTS (known); i++)
-    if (g_strcmp0 (type, known[i].type) == 0)
-      return _(known[i].label);
   /* Unknown event types are shown by their wire name. */
-  return type;
+  if (known == OD_EVENT_UNKNOWN)
+    return type;
+  return _(event_labels[known]);
 }
 
 char *

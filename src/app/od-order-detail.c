@@ -91,14 +91,16 @@ describe_event (OdEvent *event)
   if (data == NULL)
     return g_strdup ("");
 
-  if (g_strcmp0 (event->type, "OrderCreated") == 0)
+  switch (od_event_type_from_name (event->type))
+    {
+    case OD_EVENT_ORDER_CREATED:
     {
       a = member_string (data, "customer_name");
       b = member_string (data, "customer_email");
       return g_strdup_printf ("%s <%s>, %s", a ? a : "", b ? b : "",
                               json_object_get_string_member_with_default (data, "currency", ""));
     }
-  if (g_strcmp0 (event->type, "ItemAdded") == 0)
+    case OD_EVENT_ITEM_ADDED:
     {
       g_autofree char *price = od_format_money (json_object_get_int_member_with_default (data, "unit_price_cents", 0), "");
 
@@ -109,9 +111,9 @@ describe_event (OdEvent *event)
                               json_object_get_string_member_with_default (data, "sku", ""),
                               g_strstrip (price));
     }
-  if (g_strcmp0 (event->type, "ItemRemoved") == 0)
-    return g_strdup (json_object_get_string_member_with_default (data, "sku", ""));
-  if (g_strcmp0 (event->type, "OrderPlaced") == 0)
+    case OD_EVENT_ITEM_REMOVED:
+      return g_strdup (json_object_get_string_member_with_default (data, "sku", ""));
+    case OD_EVENT_ORDER_PLACED:
     {
       g_autofree char *total = od_format_money (json_object_get_int_member_with_default (data, "total_cents", 0), "");
 
@@ -122,16 +124,39 @@ describe_event (OdEvent *event)
                               g_strstrip (total),
                               (long long) json_object_get_int_member_with_default (data, "item_count", 0));
     }
-  if (g_strcmp0 (event->type, "OrderShipped") == 0)
-    return g_strdup_printf ("%s · %s",
+    case OD_EVENT_ORDER_SHIPPED:
+      return g_strdup_printf ("%s · %s",
                             json_object_get_string_member_with_default (data, "carrier", ""),
                             json_object_get_string_member_with_default (data, "tracking_number", ""));
-  if (g_strcmp0 (event->type, "OrderCancelled") == 0)
-    return g_strdup (json_object_get_string_member_with_default (data, "reason", ""));
-  if (g_strcmp0 (event->type, "OrderDelivered") == 0)
-    return g_strdup ("");
+    case OD_EVENT_ORDER_NOTE_ADDED:
+      return g_strdup (json_object_get_string_member_with_default (data, "text", ""));
+    case OD_EVENT_ORDER_REFUNDED:
+      {
+        g_autofree char *amount = od_format_money (json_object_get_int_member_with_default (data, "amount_cents", 0), "");
+
+        /* TRANSLATORS: a refund in the history: "12.50 — dented" */
+        return g_strdup_printf (_("%s — %s"), g_strstrip (amount),
+                                json_object_get_string_member_with_default (data, "reason", ""));
+      }
+    case OD_EVENT_ORDER_CANCELLED:
+      return g_strdup (json_object_get_string_member_with_default (data, "reason", ""));
+    case OD_EVENT_ORDER_DELIVERED:
+      return g_strdup ("");
+    case OD_EVENT_UNKNOWN:
+    case OD_EVENT_N:
+    default:
+      break;
+    }
   /* An event type this version does not know: show its data as is. */
   return g_strdup (event->data ? event->data : "");
+}
+
+/* Every command of the table has a button, in the table's order, but
+ * CreateOrder (no order yet) and RemoveItem (a button on each line). */
+static gboolean
+has_button (OdCommandType type)
+{
+  return type != OD_COMMAND_CREATE_ORDER && type != OD_COMMAND_REMOVE_ITEM;
 }
 
 static void
@@ -283,13 +308,6 @@ render_order (OdOrderDetail *self)
   g_autofree char *totals = NULL;
   guint actions_mask;
   const char *css;
-  static const struct { OdCommandType type; const char *label; const char *icon; } actions[] = {
-    { OD_COMMAND_ADD_ITEM, N_("_Add Item…"), "list-add-symbolic" },
-    { OD_COMMAND_PLACE_ORDER, N_("_Place Order"), "emblem-ok-symbolic" },
-    { OD_COMMAND_SHIP_ORDER, N_("_Ship…"), "mail-send-symbolic" },
-    { OD_COMMAND_MARK_DELIVERED, N_("Mark _Delivered"), "emblem-default-symbolic" },
-    { OD_COMMAND_CANCEL_ORDER, N_("_Cancel Order…"), "process-stop-symbolic" },
-  };
 
   if (order == NULL)
     {
@@ -317,24 +335,25 @@ render_order (OdOrderDetail *self)
   /* Actions: only for the current state; the buttons are made again
    * only when the set changes. */
   actions_mask = 0;
-  for (guint i = 0; is_current && i < G_N_ELEMENTS (actions); i++)
-    if (od_order_allows (order, actions[i].type))
-      actions_mask |= 1u << i;
+  for (OdCommandType t = 0; is_current && t < OD_COMMAND_N_TYPES; t++)
+    if (has_button (t) && od_order_allows (order, t))
+      actions_mask |= 1u << t;
   gtk_widget_set_visible (GTK_WIDGET (self->actions_box), is_current);
   if (actions_mask != self->actions_mask)
     clear_flow (self->actions_box);
   if (actions_mask != self->actions_mask)
-    for (guint i = 0; i < G_N_ELEMENTS (actions); i++)
+    for (OdCommandType t = 0; t < OD_COMMAND_N_TYPES; t++)
       {
+        const OdCommandSpec *spec = od_command_spec (t);
         GtkWidget *button;
 
-        if ((actions_mask & (1u << i)) == 0)
+        if ((actions_mask & (1u << t)) == 0)
           continue;
-        button = gtk_button_new_with_mnemonic (_(actions[i].label));
-        g_object_set_data (G_OBJECT (button), "od-command", GINT_TO_POINTER (actions[i].type));
-        if (actions[i].type == OD_COMMAND_CANCEL_ORDER)
+        button = gtk_button_new_with_mnemonic (_(spec->action_label));
+        g_object_set_data (G_OBJECT (button), "od-command", GINT_TO_POINTER (t));
+        if (spec->destructive)
           gtk_widget_add_css_class (button, "destructive-action");
-        else if (actions[i].type != OD_COMMAND_ADD_ITEM)
+        else if (spec->suggested)
           gtk_widget_add_css_class (button, "suggested-action");
         g_signal_connect (button, "clicked", G_CALLBACK (on_action_clicked), self);
         gtk_flow_box_append (self->actions_box, button);
@@ -354,12 +373,15 @@ render_order (OdOrderDetail *self)
   {
     g_autofree char *created = od_format_timestamp (order->created_at);
     g_autofree char *updated = od_format_timestamp (order->updated_at);
+    g_autofree char *refunded = order->refunded_cents > 0
+      ? od_format_money (order->refunded_cents, order->currency) : NULL;
     const struct { const char *title; const char *value; gboolean long_text; } info[] = {
       { _("Created"), created, FALSE },
       { _("Updated"), updated, FALSE },
       { _("Carrier"), order->carrier, TRUE },
       { _("Tracking number"), order->tracking_number, FALSE },
       { _("Cancelled because"), order->cancel_reason, TRUE },
+      { _("Refunded"), refunded, FALSE },
     };
     GtkWidget *child = gtk_widget_get_first_child (GTK_WIDGET (self->info_list));
     gboolean same = TRUE;

@@ -41,10 +41,8 @@ static const struct
   { "updated", N_("Updated"), OD_ORDER_SORT_UPDATED, FALSE, FALSE },
 };
 
-static const OdOrderStatus filter_statuses[] = {
-  OD_STATUS_NONE, OD_STATUS_DRAFT, OD_STATUS_PLACED, OD_STATUS_SHIPPED,
-  OD_STATUS_DELIVERED, OD_STATUS_CANCELLED,
-};
+/* Every status, in the order of the enum: "All" (NONE) first. */
+#define N_FILTERS OD_STATUS_N
 
 struct _OdOrderList
 {
@@ -59,7 +57,7 @@ struct _OdOrderList
   AdwStatusPage       *empty_page;
 
   GtkColumnViewColumn *columns[N_COLUMNS];
-  GtkToggleButton     *filter_buttons[G_N_ELEMENTS (filter_statuses)];
+  GtkToggleButton     *filter_buttons[N_FILTERS];
   OdOrderListModel    *model;
   GtkSingleSelection  *selection;
   GHashTable          *pending;
@@ -139,7 +137,7 @@ read_view_sort (OdOrderList *self,
 static void
 update_counts (OdOrderList *self)
 {
-  gint64 counts[6] = { 0 };
+  gint64 counts[OD_STATUS_N] = { 0 };
   g_autoptr(GError) error = NULL;
   OdCache *cache = self->model ? od_order_list_model_get_cache (self->model) : NULL;
   guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
@@ -148,15 +146,15 @@ update_counts (OdOrderList *self)
   if (cache != NULL && !od_cache_get_status_counts (cache, counts, &error))
     g_warning ("Could not read the status counts: %s", error->message);
 
-  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
+  for (guint i = 0; i < N_FILTERS; i++)
     {
       g_autofree char *label = NULL;
-      const char *name = filter_statuses[i] == OD_STATUS_NONE
-        ? C_("status filter", "All") : od_format_status (filter_statuses[i]);
+      const char *name = (OdOrderStatus) i == OD_STATUS_NONE
+        ? C_("status filter", "All") : od_format_status ((OdOrderStatus) i);
 
       /* TRANSLATORS: a status filter button: "Placed 1,234" */
       label = g_strdup_printf (C_("status filter", "%s %'lld"), name,
-                               (long long) counts[filter_statuses[i]]);
+                               (long long) counts[(OdOrderStatus) i]);
       gtk_button_set_label (GTK_BUTTON (self->filter_buttons[i]), label);
     }
 
@@ -867,13 +865,13 @@ build_filters (OdOrderList *self)
 {
   GtkToggleButton *group = NULL;
 
-  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
+  for (guint i = 0; i < N_FILTERS; i++)
     {
       GtkWidget *button = gtk_toggle_button_new ();
 
       gtk_widget_add_css_class (button, "flat");
       gtk_widget_add_css_class (button, "status-filter");
-      g_object_set_data (G_OBJECT (button), "status", GINT_TO_POINTER (filter_statuses[i]));
+      g_object_set_data (G_OBJECT (button), "status", GINT_TO_POINTER ((OdOrderStatus) i));
       if (group != NULL)
         gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (button), group);
       else
@@ -1126,8 +1124,8 @@ od_order_list_set_status (OdOrderList   *self,
                           OdOrderStatus  status)
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
-  for (guint i = 0; i < G_N_ELEMENTS (filter_statuses); i++)
-    if (filter_statuses[i] == status)
+  for (guint i = 0; i < N_FILTERS; i++)
+    if ((OdOrderStatus) i == status)
       gtk_toggle_button_set_active (self->filter_buttons[i], TRUE);
 }
 

@@ -605,14 +605,6 @@ submit_data_free (SubmitData *data)
   g_free (data);
 }
 
-static OdCommand *
-copy_command (const OdCommand *command)
-{
-  g_autofree char *json = od_command_to_json (command);
-
-  return od_command_parse (json, strlen (json), NULL);
-}
-
 static void
 on_submitted (GObject      *source,
               GAsyncResult *result,
@@ -656,7 +648,7 @@ od_window_submit (OdWindow        *self,
     }
   data = g_new0 (SubmitData, 1);
   data->self = g_object_ref (self);
-  data->command = copy_command (command);
+  data->command = od_command_copy (command);
   data->description = g_strdup (description);
   od_outbox_submit_async (self->outbox, data->command, NULL, on_submitted, data);
 }

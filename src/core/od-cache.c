@@ -92,6 +92,22 @@ static const char bulk_end_sql[] =
   "  position INTEGER NOT NULL," \
   "  reason TEXT NOT NULL) WITHOUT ROWID;"
 
+/* One row per status of od-order.c's table (version 6 added
+ * partially_refunded and refunded; INSERT OR IGNORE adds them to an
+ * older table). */
+#define STATUS_ROWS_SQL \
+  "INSERT OR IGNORE INTO status_counts (status) VALUES" \
+  "  ('draft'), ('placed'), ('shipped'), ('delivered'), ('cancelled')," \
+  "  ('partially_refunded'), ('refunded');"
+
+/* Notes are searched like names: one row per OrderNoteAdded, its rowid
+ * the event's position (order_events gives the order).  Written by the
+ * writer as it applies the note, so a bulk catch-up keeps it too.  No
+ * prefix indexes: notes are few next to orders.  New in version 6. */
+#define NOTE_SEARCH_SQL \
+  "CREATE VIRTUAL TABLE IF NOT EXISTS note_search USING fts5 (" \
+  "  text, content='', tokenize='unicode61 remove_diacritics 2');"
+
 /* The schema of version 4 (versions 1 and 2 indexed fewer prefix lengths
  * for search: 2-3 and 2-8; version 3 had no inconsistent_orders).  Every list query of od-query.c has a
  * composite index that matches it, so a page is a short index walk. */
@@ -110,7 +126,9 @@ static const char schema_sql[] =
   "  last_position INTEGER NOT NULL,"
   "  carrier TEXT,"
   "  tracking_number TEXT,"
-  "  cancel_reason TEXT);"
+  "  cancel_reason TEXT,"
+  "  refunded_cents INTEGER NOT NULL DEFAULT 0,"
+  "  note_count INTEGER NOT NULL DEFAULT 0);"
   "CREATE TABLE IF NOT EXISTS order_items ("
   "  order_id TEXT NOT NULL,"
   "  sku TEXT NOT NULL,"
@@ -139,8 +157,7 @@ static const char schema_sql[] =
   "CREATE TABLE IF NOT EXISTS status_counts ("
   "  status TEXT PRIMARY KEY,"
   "  n INTEGER NOT NULL DEFAULT 0);"
-  "INSERT OR IGNORE INTO status_counts (status) VALUES"
-  "  ('draft'), ('placed'), ('shipped'), ('delivered'), ('cancelled');"
+  STATUS_ROWS_SQL
   "CREATE TRIGGER IF NOT EXISTS orders_count_delete AFTER DELETE ON orders BEGIN"
   "  UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;"
   "END;"
@@ -150,6 +167,7 @@ static const char schema_sql[] =
   "  UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;"
   "END;"
   SEARCH_TABLE_SQL
+  NOTE_SEARCH_SQL
   "CREATE TABLE IF NOT EXISTS pending_commands ("
   "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
   "  idempotency_key TEXT NOT NULL UNIQUE,"
@@ -180,6 +198,7 @@ static const char drop_views_sql[] =
   "DROP TRIGGER IF EXISTS orders_count_delete;"
   "DROP TRIGGER IF EXISTS orders_count_update;"
   "DROP TABLE IF EXISTS order_search;"
+  "DROP TABLE IF EXISTS note_search;"
   "DROP TABLE IF EXISTS orders;"
   "DROP TABLE IF EXISTS order_items;"
   "DROP TABLE IF EXISTS order_events;"
@@ -297,6 +316,7 @@ struct _OdCache
   sqlite3_stmt *st_load_inconsistent;
   sqlite3_stmt *st_mark_inconsistent;
   sqlite3_stmt *st_prior_version;
+  sqlite3_stmt *st_insert_note;
 };
 
 G_DEFINE_FINAL_TYPE (OdCache, od_cache, G_TYPE_OBJECT)
@@ -510,6 +530,45 @@ ensure_outbox_columns (sqlite3  *db,
   return TRUE;
 }
 
+/* Version 6: refunds and notes.  Idempotent (it does nothing once the
+ * columns exist) and run inside migrate()'s transaction, so it combines
+ * with the steps of other versions.  An older console kept the
+ * OrderRefunded and OrderNoteAdded events it did not know (readers keep
+ * unknown types) and only advanced the order's version: they are folded
+ * here from order_events, as od_order_apply() would have, except for
+ * orders already held as inconsistent (nothing after their break is
+ * applied). */
+static gboolean
+migrate_refunds_and_notes (sqlite3  *db,
+                           GError  **error)
+{
+  if (has_column (db, "orders", "refunded_cents"))
+    return TRUE;
+  return exec (db,
+               "ALTER TABLE orders ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;"
+               "ALTER TABLE orders ADD COLUMN note_count INTEGER NOT NULL DEFAULT 0;"
+               STATUS_ROWS_SQL
+               NOTE_SEARCH_SQL
+               "INSERT INTO note_search (rowid, text)"
+               "  SELECT position, json_extract (data, '$.text') FROM order_events"
+               "  WHERE type = 'OrderNoteAdded' AND json_type (data, '$.text') = 'text'"
+               "  AND order_id NOT IN (SELECT order_id FROM inconsistent_orders);"
+               "UPDATE orders SET"
+               "  note_count = (SELECT count(*) FROM order_events e"
+               "    WHERE e.order_id = orders.order_id AND e.type = 'OrderNoteAdded'),"
+               "  refunded_cents = (SELECT coalesce (sum (max (json_extract (e.data,"
+               "    '$.amount_cents'), 0)), 0) FROM order_events e"
+               "    WHERE e.order_id = orders.order_id AND e.type = 'OrderRefunded'"
+               "    AND json_type (e.data, '$.amount_cents') = 'integer')"
+               "  WHERE order_id IN (SELECT order_id FROM order_events"
+               "    WHERE type IN ('OrderNoteAdded', 'OrderRefunded'))"
+               "  AND order_id NOT IN (SELECT order_id FROM inconsistent_orders);"
+               "UPDATE orders SET status = CASE WHEN refunded_cents >= total_cents"
+               "  THEN 'refunded' ELSE 'partially_refunded' END"
+               "  WHERE refunded_cents > 0 AND status = 'delivered';",
+               error);
+}
+
 static gboolean
 schema_is_current (sqlite3 *db)
 {
@@ -543,14 +602,17 @@ migrate (sqlite3   *db,
   if (!exec (db, "BEGIN EXCLUSIVE", error))
     return FALSE;
   version = get_user_version (db);
-  if (version >= 1 && version <= 3)
+  if (version >= 1 && version < OD_CACHE_SCHEMA_VERSION)
     {
       /* Version 3 lacks only inconsistent_orders (empty until an event
        * breaks the protocol, so nothing to fill); 1 and 2 also get it
-       * now, and version 4 once their search index is rebuilt. */
+       * now, and the current version once their search index is
+       * rebuilt.  Each later step is its own idempotent function. */
       if (!exec (db, INCONSISTENT_TABLE_SQL, error))
         goto fail;
-      if (version == 3)
+      if (!migrate_refunds_and_notes (db, error))
+        goto fail;
+      if (version >= 3)
         {
           if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
             goto fail;
@@ -644,6 +706,7 @@ finalize_writer_statements (OdCache *self)
   g_clear_pointer (&self->st_load_inconsistent, sqlite3_finalize);
   g_clear_pointer (&self->st_mark_inconsistent, sqlite3_finalize);
   g_clear_pointer (&self->st_prior_version, sqlite3_finalize);
+  g_clear_pointer (&self->st_insert_note, sqlite3_finalize);
 }
 
 static gboolean
@@ -660,7 +723,7 @@ prepare_writer_statements (OdCache  *self,
          && prepare (db,
                      "SELECT customer_name, customer_email, currency, status, version,"
                      " created_at, updated_at, last_position, carrier, tracking_number,"
-                     " cancel_reason FROM orders WHERE order_id = ?",
+                     " cancel_reason, refunded_cents, note_count FROM orders WHERE order_id = ?",
                      &self->st_load_order, error)
          && prepare (db,
                      "SELECT sku, name, quantity, unit_price_cents FROM order_items"
@@ -669,13 +732,16 @@ prepare_writer_statements (OdCache  *self,
          && prepare (db,
                      "INSERT INTO orders (order_id, customer_name, customer_email, currency,"
                      " status, item_count, total_cents, version, created_at, updated_at,"
-                     " last_position, carrier, tracking_number, cancel_reason)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                     " last_position, carrier, tracking_number, cancel_reason, refunded_cents,"
+                     " note_count)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                     " ?15, ?16)"
                      " ON CONFLICT (order_id) DO UPDATE SET"
                      " customer_name = ?2, customer_email = ?3, currency = ?4, status = ?5,"
                      " item_count = ?6, total_cents = ?7, version = ?8, created_at = ?9,"
                      " updated_at = ?10, last_position = ?11, carrier = ?12,"
-                     " tracking_number = ?13, cancel_reason = ?14",
+                     " tracking_number = ?13, cancel_reason = ?14, refunded_cents = ?15,"
+                     " note_count = ?16",
                      &self->st_upsert_order, error)
          /* SQLite rewrites every index whose columns are SET, changed or
           * not, so each update names only what changed: the status and
@@ -683,22 +749,26 @@ prepare_writer_statements (OdCache  *self,
          && prepare (db,
                      "UPDATE orders SET item_count = ?6, version = ?8, updated_at = ?10,"
                      " last_position = ?11, carrier = ?12, tracking_number = ?13,"
-                     " cancel_reason = ?14 WHERE order_id = ?1",
+                     " cancel_reason = ?14, refunded_cents = ?15, note_count = ?16"
+                     " WHERE order_id = ?1",
                      &self->st_update_order[0], error)
          && prepare (db,
                      "UPDATE orders SET status = ?5, item_count = ?6, version = ?8,"
                      " updated_at = ?10, last_position = ?11, carrier = ?12,"
-                     " tracking_number = ?13, cancel_reason = ?14 WHERE order_id = ?1",
+                     " tracking_number = ?13, cancel_reason = ?14, refunded_cents = ?15,"
+                     " note_count = ?16 WHERE order_id = ?1",
                      &self->st_update_order[1], error)
          && prepare (db,
                      "UPDATE orders SET item_count = ?6, total_cents = ?7, version = ?8,"
                      " updated_at = ?10, last_position = ?11, carrier = ?12,"
-                     " tracking_number = ?13, cancel_reason = ?14 WHERE order_id = ?1",
+                     " tracking_number = ?13, cancel_reason = ?14, refunded_cents = ?15,"
+                     " note_count = ?16 WHERE order_id = ?1",
                      &self->st_update_order[2], error)
          && prepare (db,
                      "UPDATE orders SET status = ?5, item_count = ?6, total_cents = ?7,"
                      " version = ?8, updated_at = ?10, last_position = ?11, carrier = ?12,"
-                     " tracking_number = ?13, cancel_reason = ?14 WHERE order_id = ?1",
+                     " tracking_number = ?13, cancel_reason = ?14, refunded_cents = ?15,"
+                     " note_count = ?16 WHERE order_id = ?1",
                      &self->st_update_order[3], error)
          && prepare (db, "DELETE FROM order_items WHERE order_id = ?", &self->st_delete_lines,
                      error)
@@ -730,7 +800,9 @@ prepare_writer_statements (OdCache  *self,
          && prepare (db,
                      "SELECT coalesce(max(version), 0) FROM order_events"
                      " WHERE order_id = ?1 AND position < ?2",
-                     &self->st_prior_version, error);
+                     &self->st_prior_version, error)
+         && prepare (db, "INSERT OR REPLACE INTO note_search (rowid, text) VALUES (?, ?)",
+                     &self->st_insert_note, error);
 }
 
 static gint64
@@ -780,6 +852,8 @@ load_order (OdCache    *self,
       order->carrier = column_strdup (st, 8);
       order->tracking_number = column_strdup (st, 9);
       order->cancel_reason = column_strdup (st, 10);
+      order->refunded_cents = sqlite3_column_int64 (st, 11);
+      order->note_count = sqlite3_column_int64 (st, 12);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
@@ -863,6 +937,8 @@ write_order (OdCache  *self,
   bind_text_or_null (st, 12, o->carrier);
   bind_text_or_null (st, 13, o->tracking_number);
   bind_text_or_null (st, 14, o->cancel_reason);
+  sqlite3_bind_int64 (st, 15, o->refunded_cents);
+  sqlite3_bind_int64 (st, 16, o->note_count);
   if (!step_done (self->wdb, st, "write order", error))
     return FALSE;
 
@@ -1116,25 +1192,27 @@ fail:
   return FALSE;
 }
 
-static const struct
-{
-  const char    *event;
-  OdCommandType  command;
-} transitions[] = {
-  { "OrderCreated", OD_COMMAND_CREATE_ORDER },
-  { "ItemAdded", OD_COMMAND_ADD_ITEM },
-  { "ItemRemoved", OD_COMMAND_REMOVE_ITEM },
-  { "OrderPlaced", OD_COMMAND_PLACE_ORDER },
-  { "OrderShipped", OD_COMMAND_SHIP_ORDER },
-  { "OrderDelivered", OD_COMMAND_MARK_DELIVERED },
-  { "OrderCancelled", OD_COMMAND_CANCEL_ORDER },
-};
-
 /* Why `ev` cannot follow `order` by the protocol's own rules (versions
  * 1, 2, 3, … without a gap; the command table's status rule for the
  * command that emits it), or NULL when it can.  Only the status: the
  * fold is tolerant of the finer rules (a line present, a line count).
  * Unknown types only need their version. */
+/* Makes an OrderNoteAdded's text searchable. */
+static gboolean
+index_note (OdCache  *self,
+            OdEvent  *ev,
+            GError  **error)
+{
+  JsonObject *data = od_event_get_data (ev);
+  JsonNode *node = data ? json_object_get_member (data, "text") : NULL;
+
+  if (!od_json_is_string (node))
+    return TRUE;
+  sqlite3_bind_int64 (self->st_insert_note, 1, ev->position);
+  sqlite3_bind_text (self->st_insert_note, 2, json_node_get_string (node), -1, SQLITE_STATIC);
+  return step_done (self->wdb, self->st_insert_note, "index note", error);
+}
+
 static char *
 contract_break (const OdOrder *order,
                 const OdEvent *ev)
@@ -1142,10 +1220,14 @@ contract_break (const OdOrder *order,
   if (ev->version != order->version + 1)
     return g_strdup_printf ("%s at version %" G_GINT64_FORMAT " after version %" G_GINT64_FORMAT,
                             ev->type, ev->version, order->version);
-  for (guint i = 0; i < G_N_ELEMENTS (transitions); i++)
-    if (strcmp (ev->type, transitions[i].event) == 0)
+  OdEventType type = od_event_type_from_name (ev->type);
+
+  if (type == OD_EVENT_UNKNOWN)
+    return NULL;
+  for (OdCommandType c = 0; c < OD_COMMAND_N_TYPES; c++)
+    if (od_command_spec (c)->event == type)
       {
-        if (!od_order_status_allows (order->status, transitions[i].command))
+        if (!od_order_status_allows (order->status, c))
           return g_strdup_printf ("%s on an order that is %s", ev->type,
                                   order->status == OD_STATUS_NONE
                                     ? "not created"
@@ -1249,8 +1331,12 @@ apply_events (OdCache    *self,
         }
       if (!w->inconsistent)
         {
-          if (g_strcmp0 (ev->type, "ItemAdded") == 0 || g_strcmp0 (ev->type, "ItemRemoved") == 0)
+          OdEventType type = od_event_type_from_name (ev->type);
+
+          if (type == OD_EVENT_ITEM_ADDED || type == OD_EVENT_ITEM_REMOVED)
             w->lines_dirty = TRUE;
+          if (type == OD_EVENT_ORDER_NOTE_ADDED && !index_note (self, ev, error))
+            return FALSE;
           od_order_apply (w->order, ev->type, od_event_get_data (ev), ev->version, ev->position,
                           ev->recorded_at);
         }
@@ -2100,13 +2186,13 @@ od_cache_get_sync_state (OdCache     *self,
 
 gboolean
 od_cache_get_status_counts (OdCache  *self,
-                            gint64    counts[6],
+                            gint64    counts[OD_STATUS_N],
                             GError  **error)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self, "SELECT status, n FROM status_counts", error);
   int rc;
 
-  memset (counts, 0, sizeof (gint64) * 6);
+  memset (counts, 0, sizeof (gint64) * OD_STATUS_N);
   if (st == NULL)
     return FALSE;
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)

@@ -13,7 +13,8 @@ G_BEGIN_DECLS
  * Tables (names and columns are part of the offline/export contract):
  *   orders(order_id PK, customer_name, customer_email, currency, status,
  *          item_count, total_cents, version, created_at, updated_at,
- *          last_position, carrier, tracking_number, cancel_reason)
+ *          last_position, carrier, tracking_number, cancel_reason,
+ *          refunded_cents, note_count)
  *   order_items(order_id, sku, name, quantity, unit_price_cents, line_no)
  *   order_events(position PK, prev, order_id, version, type, recorded_at,
  *                actor, data)  -- every event, known types or not
@@ -22,6 +23,7 @@ G_BEGIN_DECLS
  *   status_counts(status PK, n)  -- maintained by triggers on orders
  *   pending_commands(...)         -- the outbox, see od-outbox.h
  *   order_search                  -- FTS5 over customer name and email
+ *   note_search                   -- FTS5 over note texts, rowid = position
  *
  * Threads: an OdCache has one connection for reads, used on the thread
  * that opened it (the main thread in the console), and a writer thread
@@ -42,7 +44,7 @@ G_BEGIN_DECLS
  *       nothing of that batch was applied; the sync engine retries later.
  */
 
-#define OD_CACHE_SCHEMA_VERSION 4
+#define OD_CACHE_SCHEMA_VERSION 6
 
 /* Times in the cache are text in RFC 3339 UTC with milliseconds (as the
  * server sends them) for event times, and integer µs since the epoch for
@@ -89,7 +91,7 @@ gboolean     od_cache_get_sync_state    (OdCache     *self,
 /* Number of orders per status (indexed by OdOrderStatus; [0] is the total),
  * from the maintained counts table: never a scan. */
 gboolean     od_cache_get_status_counts (OdCache     *self,
-                                         gint64       counts[6],
+                                         gint64       counts[OD_STATUS_N],
                                          GError     **error);
 
 /* Queues events for the writer thread (any thread but the owner's: it

@@ -8,7 +8,8 @@
 #define ROW_COLUMNS \
   "order_id, customer_name, customer_email, currency, status, item_count," \
   " total_cents, version, created_at, updated_at, last_position," \
-  " EXISTS (SELECT 1 FROM inconsistent_orders WHERE inconsistent_orders.order_id = orders.order_id)"
+  " EXISTS (SELECT 1 FROM inconsistent_orders WHERE inconsistent_orders.order_id = orders.order_id)," \
+  " refunded_cents, note_count"
 
 #define SEARCH_CAP 2000
 
@@ -220,7 +221,14 @@ append_matches (GString  *sql,
                    " UNION SELECT * FROM (SELECT o.rowid FROM order_items i JOIN orders o"
                    " ON o.order_id = i.order_id WHERE i.sku >= ?8 AND i.sku < ?9"
                    " ORDER BY i.sku DESC, i.order_id DESC"
-                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")) ");
+                   " LIMIT " G_STRINGIFY (SEARCH_CAP) ")");
+  if (with_fts)
+    g_string_append (sql, " UNION SELECT * FROM (SELECT o.rowid FROM note_search n"
+                          " JOIN order_events e ON e.position = n.rowid"
+                          " JOIN orders o ON o.order_id = e.order_id"
+                          " WHERE note_search MATCH ?5 ORDER BY n.rowid DESC"
+                          " LIMIT " G_STRINGIFY (SEARCH_CAP) ")");
+  g_string_append (sql, ") ");
 }
 
 /* With use_memo, the search's matches are read from temp.od_search_hits
@@ -329,6 +337,8 @@ read_row (sqlite3_stmt *st)
   row->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 9));
   row->last_position = sqlite3_column_int64 (st, 10);
   row->inconsistent = sqlite3_column_int (st, 11) != 0;
+  row->refunded_cents = sqlite3_column_int64 (st, 12);
+  row->note_count = sqlite3_column_int64 (st, 13);
   return row;
 }
 
@@ -554,11 +564,11 @@ od_query_count_orders (OdCache             *cache,
 
   if (!has_search (query))
     {
-      gint64 counts[6];
+      gint64 counts[OD_STATUS_N];
 
       if (!od_cache_get_status_counts (cache, counts, error))
         return -1;
-      return counts[query->status < 6 ? query->status : 0];
+      return counts[query->status < OD_STATUS_N ? query->status : 0];
     }
   st = prepare_list (cache, NULL, query, NULL, 0, TRUE, -1, &parts, error);
   search_parts_clear (&parts);
@@ -634,7 +644,8 @@ od_query_order (OdCache     *cache,
   st = od_cache_prepare_read (cache,
                               "SELECT customer_name, customer_email, currency, status, version,"
                               " created_at, updated_at, last_position, carrier, tracking_number,"
-                              " cancel_reason FROM orders WHERE order_id = ?",
+                              " cancel_reason, refunded_cents, note_count FROM orders"
+                              " WHERE order_id = ?",
                               error);
   if (st == NULL)
     return NULL;
@@ -654,6 +665,8 @@ od_query_order (OdCache     *cache,
       order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
       order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
       order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
+      order->refunded_cents = sqlite3_column_int64 (st, 11);
+      order->note_count = sqlite3_column_int64 (st, 12);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
@@ -894,7 +907,8 @@ export_csv (OdCache            *cache,
     }
   g_string_append (out,
                    "order_id,customer_name,customer_email,currency,status,item_count,"
-                   "total_cents,version,created_at,updated_at,last_position\r\n");
+                   "total_cents,version,created_at,updated_at,last_position,note_count,"
+                   "refunded_cents\r\n");
 
   st = prepare_list (cache, own_db ? db : NULL, query, NULL, G_MAXINT64, FALSE, -1, &parts,
                      error);
@@ -918,7 +932,9 @@ export_csv (OdCache            *cache,
       csv_field (out, row->created_at);
       g_string_append_c (out, ',');
       csv_field (out, row->updated_at);
-      g_string_append_printf (out, ",%" G_GINT64_FORMAT "\r\n", row->last_position);
+      /* Columns added later go at the end: readers by position keep working. */
+      g_string_append_printf (out, ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT
+                              "\r\n", row->last_position, row->note_count, row->refunded_cents);
       if (out->len > 256 * 1024)
         {
           if (!g_output_stream_write_all (stream, out->str, out->len, NULL, cancellable, error))

@@ -35,6 +35,8 @@ typedef struct
   /* The server sent this order an event that breaks the protocol: the
    * row is the order as of its last event before that one. */
   gboolean      inconsistent;
+  gint64        refunded_cents;
+  gint64        note_count;
 } OdOrderRow;
 
 void        od_order_row_free (OdOrderRow *row);
@@ -70,8 +72,8 @@ void od_order_cursor_clear    (OdOrderCursor    *cursor);
  *
  * Search: the text is matched as an order id prefix (hex and hyphens),
  * as word prefixes of the customer name or e-mail (FTS5, every word must
- * match), and as a SKU prefix of any line; an order matching any of the
- * three is returned.  Each matcher contributes its 2,000 newest matches,
+ * match), as word prefixes of one of the order's notes (FTS5), and as a
+ * SKU prefix of any line; an order matching any of the four is returned.  Each matcher contributes its 2,000 newest matches,
  * which keeps every search fast however common the word (search for
  * more words to narrow it). */
 GPtrArray  *od_query_orders        (OdCache             *cache,
@@ -146,7 +148,8 @@ typedef enum
 /* Writes the query's rows as plain CSV (RFC 4180, CRLF line ends) to
  * `stream`, all rows, not only a page, from one read snapshot: the header
  * line "order_id,customer_name,customer_email,currency,status,item_count,
- * total_cents,version,created_at,updated_at,last_position" and a line per
+ * total_cents,version,created_at,updated_at,last_position,note_count,
+ * refunded_cents" and a line per
  * order.  Text that a spreadsheet would run as a formula (starting with
  * = + - @, a tab or a carriage return, at the start of the field or after
  * a ';') gets a ' in front and is quoted.  Runs on the cache's read

@@ -87,7 +87,8 @@ static const GOptionEntry submit_entries[] = {
 
 #define QUERY_ENTRIES \
   { "status", 0, 0, G_OPTION_ARG_STRING, &opt.status, \
-    "Only orders in this status: draft, placed, shipped, delivered or cancelled", "S" }, \
+    "Only orders in this status: draft, placed, shipped, delivered, cancelled, " \
+    "partially_refunded or refunded", "S" }, \
   { "search", 0, 0, G_OPTION_ARG_STRING, &opt.search, \
     "Order id prefix, words of the customer's name or e-mail, or SKU prefix", "TEXT" }, \
   { "sort", 0, 0, G_OPTION_ARG_STRING, &opt.sort, \
@@ -761,7 +762,7 @@ cmd_status (Ctl   *ctl,
 {
   gboolean json = opt.json;
   OdSyncState st = { 0 };
-  gint64 counts[6];
+  gint64 counts[OD_STATUS_N];
   g_autoptr(GError) error = NULL;
   g_autoptr(OdOutbox) outbox = NULL;
   gint64 behind, now = g_get_real_time ();
@@ -828,15 +829,18 @@ cmd_status (Ctl   *ctl,
         g_string_append (out, "null");
       g_string_append (out, ",\"cache\":");
       od_json_append_string (out, ctl->cache_path);
-      g_string_append_printf (out,
-                              ",\"orders\":%" G_GINT64_FORMAT ",\"status_counts\":{"
-                              "\"draft\":%" G_GINT64_FORMAT ",\"placed\":%" G_GINT64_FORMAT
-                              ",\"shipped\":%" G_GINT64_FORMAT ",\"delivered\":%" G_GINT64_FORMAT
-                              ",\"cancelled\":%" G_GINT64_FORMAT "},\"inconsistent_orders\":%"
-                              G_GINT64_FORMAT ",\"pending_commands\":%u}",
-                              counts[0], counts[OD_STATUS_DRAFT], counts[OD_STATUS_PLACED],
-                              counts[OD_STATUS_SHIPPED], counts[OD_STATUS_DELIVERED],
-                              counts[OD_STATUS_CANCELLED], inconsistent, pending);
+      g_string_append_printf (out, ",\"orders\":%" G_GINT64_FORMAT ",\"status_counts\":{",
+                              counts[0]);
+      for (guint i = OD_STATUS_NONE + 1; i < OD_STATUS_N; i++)
+        {
+          if (i > OD_STATUS_NONE + 1)
+            g_string_append_c (out, ',');
+          od_json_append_string (out, od_order_status_name (i));
+          g_string_append_printf (out, ":%" G_GINT64_FORMAT, counts[i]);
+        }
+      g_string_append_printf (out, "},\"inconsistent_orders\":%" G_GINT64_FORMAT
+                              ",\"pending_commands\":%u}",
+                              inconsistent, pending);
       g_print ("%s\n", out->str);
     }
   else
@@ -855,12 +859,13 @@ cmd_status (Ctl   *ctl,
                st.known_head, behind);
       g_print ("last contact:     %s\n", contact);
       g_print ("last event:       %s\n", last_event);
-      g_print ("orders:           %" G_GINT64_FORMAT " (draft %" G_GINT64_FORMAT
-               ", placed %" G_GINT64_FORMAT ", shipped %" G_GINT64_FORMAT
-               ", delivered %" G_GINT64_FORMAT ", cancelled %" G_GINT64_FORMAT ")\n",
-               counts[0], counts[OD_STATUS_DRAFT], counts[OD_STATUS_PLACED],
-               counts[OD_STATUS_SHIPPED], counts[OD_STATUS_DELIVERED],
-               counts[OD_STATUS_CANCELLED]);
+      g_autoptr(GString) by_status = g_string_new (NULL);
+
+      for (guint i = OD_STATUS_NONE + 1; i < OD_STATUS_N; i++)
+        g_string_append_printf (by_status, "%s%s %" G_GINT64_FORMAT,
+                                i > OD_STATUS_NONE + 1 ? ", " : "", od_order_status_name (i),
+                                counts[i]);
+      g_print ("orders:           %" G_GINT64_FORMAT " (%s)\n", counts[0], by_status->str);
       g_print ("inconsistent:     %" G_GINT64_FORMAT " orders%s\n", inconsistent,
                inconsistent > 0 ? " (their history from the server breaks the protocol; shown"
                                   " as of their last valid event)"
@@ -886,8 +891,13 @@ parse_query_options (OdOrderQuery *q,
   q->search = opt.search;
   if (opt.status != NULL && !od_order_status_from_name (opt.status, &q->status))
     {
-      *rc = usage_error ("unknown status %s (draft, placed, shipped, delivered, cancelled)",
-                         opt.status);
+      g_autoptr(GString) known = g_string_new (NULL);
+
+      /* From the status table, so a new status is listed by itself. */
+      for (guint i = OD_STATUS_NONE + 1; i < OD_STATUS_N; i++)
+        g_string_append_printf (known, "%s%s", i > OD_STATUS_NONE + 1 ? ", " : "",
+                                od_order_status_name (i));
+      *rc = usage_error ("unknown status %s (%s)", opt.status, known->str);
       return FALSE;
     }
   if (opt.sort == NULL || g_str_equal (opt.sort, "updated"))

@@ -5,33 +5,6 @@
 #include <glib/gi18n-lib.h>
 #include <string.h>
 
-static const char *type_names[] = {
-  "CreateOrder", "AddItem", "RemoveItem", "PlaceOrder",
-  "ShipOrder", "MarkDelivered", "CancelOrder",
-};
-
-G_STATIC_ASSERT (G_N_ELEMENTS (type_names) == OD_COMMAND_N_TYPES);
-
-const char *
-od_command_type_name (OdCommandType type)
-{
-  g_return_val_if_fail (type < OD_COMMAND_N_TYPES, NULL);
-  return type_names[type];
-}
-
-gboolean
-od_command_type_from_name (const char    *name,
-                           OdCommandType *type)
-{
-  for (guint i = 0; i < OD_COMMAND_N_TYPES; i++)
-    if (g_strcmp0 (type_names[i], name) == 0)
-      {
-        *type = i;
-        return TRUE;
-      }
-  return FALSE;
-}
-
 OdCommand *
 od_command_new (OdCommandType  type,
                 const char    *order_id)
@@ -43,6 +16,25 @@ od_command_new (OdCommandType  type,
     g_strlcpy (command->order_id, order_id, sizeof command->order_id);
   return command;
 }
+
+OdCommand *
+od_command_copy (const OdCommand *command)
+{
+  OdCommand *copy = g_memdup2 (command, sizeof *command);
+
+  copy->customer_name = g_strdup (command->customer_name);
+  copy->customer_email = g_strdup (command->customer_email);
+  copy->currency = g_strdup (command->currency);
+  copy->sku = g_strdup (command->sku);
+  copy->name = g_strdup (command->name);
+  copy->carrier = g_strdup (command->carrier);
+  copy->tracking_number = g_strdup (command->tracking_number);
+  copy->reason = g_strdup (command->reason);
+  copy->text = g_strdup (command->text);
+  return copy;
+}
+
+G_DEFINE_BOXED_TYPE (OdCommand, od_command, od_command_copy, od_command_free)
 
 void
 od_command_free (OdCommand *command)
@@ -57,6 +49,7 @@ od_command_free (OdCommand *command)
   g_free (command->carrier);
   g_free (command->tracking_number);
   g_free (command->reason);
+  g_free (command->text);
   g_free (command);
 }
 
@@ -92,7 +85,8 @@ check_text (const char *value,
   if (n > max_chars)
     return max_chars == 100 ? N_("must be at most 100 characters")
          : max_chars == 200 ? N_("must be at most 200 characters")
-         : N_("must be at most 500 characters");
+         : max_chars == 500 ? N_("must be at most 500 characters")
+         : N_("must be at most 2000 characters");
   for (const char *p = value; *p; p++)
     if ((unsigned char) *p < 0x20 || *p == 0x7f)
       return N_("must not contain control characters");
@@ -129,6 +123,20 @@ const char *
 od_check_reason (const char *value)
 {
   return check_text (value, OD_MAX_REASON);
+}
+
+const char *
+od_check_note_text (const char *value)
+{
+  return check_text (value, OD_MAX_NOTE);
+}
+
+const char *
+od_check_refund_amount (gint64 value)
+{
+  if (value < 1 || value > OD_MAX_REFUND_CENTS)
+    return N_("must be at least 0.01");
+  return NULL;
 }
 
 const char *
@@ -194,70 +202,145 @@ od_check_unit_price (gint64 value)
   return NULL;
 }
 
-typedef enum
+#define TEXT_FIELD(n, member, label, width, fn) \
+  { n, OD_FIELD_TEXT, G_STRUCT_OFFSET (OdCommand, member), label, NULL, width, fn, NULL }
+#define INT_FIELD(n, member, label, width, fn) \
+  { n, OD_FIELD_INT, G_STRUCT_OFFSET (OdCommand, member), label, NULL, width, NULL, fn }
+#define MONEY_FIELD(n, entry, member, label, fn) \
+  { n, OD_FIELD_MONEY, G_STRUCT_OFFSET (OdCommand, member), label, entry, 12, NULL, fn }
+
+static const OdFieldSpec create_fields[] = {
+  TEXT_FIELD ("customer_name", customer_name, N_("Customer name"), OD_MAX_CUSTOMER_NAME,
+              od_check_customer_name),
+  TEXT_FIELD ("customer_email", customer_email, N_("Customer e-mail"), OD_MAX_EMAIL,
+              od_check_customer_email),
+  TEXT_FIELD ("currency", currency, N_("Currency"), 3, od_check_currency),
+  { NULL },
+};
+static const OdFieldSpec add_fields[] = {
+  TEXT_FIELD ("sku", sku, N_("SKU"), OD_MAX_SKU, od_check_sku),
+  TEXT_FIELD ("name", name, N_("Item name"), OD_MAX_ITEM_NAME, od_check_item_name),
+  INT_FIELD ("quantity", quantity, N_("Quantity"), 5, od_check_quantity),
+  MONEY_FIELD ("unit_price_cents", "unit_price", unit_price_cents, N_("Unit price"),
+               od_check_unit_price),
+  { NULL },
+};
+static const OdFieldSpec remove_fields[] = {
+  TEXT_FIELD ("sku", sku, N_("SKU"), OD_MAX_SKU, od_check_sku),
+  { NULL },
+};
+static const OdFieldSpec ship_fields[] = {
+  TEXT_FIELD ("carrier", carrier, N_("Carrier"), OD_MAX_CARRIER, od_check_carrier),
+  TEXT_FIELD ("tracking_number", tracking_number, N_("Tracking number"), OD_MAX_TRACKING,
+              od_check_tracking_number),
+  { NULL },
+};
+static const OdFieldSpec cancel_fields[] = {
+  TEXT_FIELD ("reason", reason, N_("Reason"), OD_MAX_REASON, od_check_reason),
+  { NULL },
+};
+static const OdFieldSpec note_fields[] = {
+  TEXT_FIELD ("text", text, N_("Note"), 60, od_check_note_text),
+  { NULL },
+};
+static const OdFieldSpec refund_fields[] = {
+  MONEY_FIELD ("amount_cents", "amount", amount_cents, N_("Amount"), od_check_refund_amount),
+  TEXT_FIELD ("reason", reason, N_("Reason"), OD_MAX_REASON, od_check_reason),
+  { NULL },
+};
+static const OdFieldSpec no_fields[] = {
+  { NULL },
+};
+
+#define ANY_STATUS (((1u << OD_STATUS_N) - 1) & ~OD_STATUS_BIT (OD_STATUS_NONE))
+
+/* The contract's command table (docs/protocol.md), indexed by type. */
+static const OdCommandSpec specs[] = {
+  { OD_COMMAND_CREATE_ORDER, "CreateOrder", OD_EVENT_ORDER_CREATED,
+    OD_STATUS_BIT (OD_STATUS_NONE), "the order already exists.", create_fields,
+    N_("_New Order…"), N_("New Order"), N_("_Create"),
+    N_("The order starts as a draft; add items, then place it."), N_("New order"), FALSE, TRUE },
+  { OD_COMMAND_ADD_ITEM, "AddItem", OD_EVENT_ITEM_ADDED,
+    OD_STATUS_BIT (OD_STATUS_DRAFT), "items can only be added to a draft order.", add_fields,
+    N_("_Add Item…"), N_("Add Item"), N_("_Add"),
+    N_("Adding a SKU the order already has adds to its quantity and takes the new name and price."),
+    N_("Add item"), FALSE, FALSE },
+  { OD_COMMAND_REMOVE_ITEM, "RemoveItem", OD_EVENT_ITEM_REMOVED,
+    OD_STATUS_BIT (OD_STATUS_DRAFT), "items can only be removed from a draft order.",
+    remove_fields, N_("_Remove Item…"), N_("Remove Item"), N_("_Remove"), NULL,
+    N_("Remove item"), FALSE, FALSE },
+  { OD_COMMAND_PLACE_ORDER, "PlaceOrder", OD_EVENT_ORDER_PLACED,
+    OD_STATUS_BIT (OD_STATUS_DRAFT), "only a draft order can be placed.", no_fields,
+    N_("_Place Order"), N_("Place Order"), N_("_Place"),
+    N_("Placing the order fixes its lines and total."), N_("Place order"), FALSE, TRUE },
+  { OD_COMMAND_SHIP_ORDER, "ShipOrder", OD_EVENT_ORDER_SHIPPED,
+    OD_STATUS_BIT (OD_STATUS_PLACED), "only a placed order can be shipped.", ship_fields,
+    N_("_Ship…"), N_("Ship Order"), N_("_Ship"), NULL, N_("Ship order"), FALSE, TRUE },
+  { OD_COMMAND_MARK_DELIVERED, "MarkDelivered", OD_EVENT_ORDER_DELIVERED,
+    OD_STATUS_BIT (OD_STATUS_SHIPPED), "only a shipped order can be marked delivered.",
+    no_fields, N_("Mark _Delivered"), N_("Mark Delivered"), N_("_Mark Delivered"),
+    N_("Record that the customer received the order."), N_("Mark delivered"), FALSE, TRUE },
+  { OD_COMMAND_CANCEL_ORDER, "CancelOrder", OD_EVENT_ORDER_CANCELLED,
+    OD_STATUS_BIT (OD_STATUS_DRAFT) | OD_STATUS_BIT (OD_STATUS_PLACED),
+    "only a draft or placed order can be cancelled.", cancel_fields,
+    N_("_Cancel Order…"), N_("Cancel Order"), N_("Cancel _Order"),
+    N_("A cancelled order cannot be changed any more."), N_("Cancel order"), TRUE, FALSE },
+  { OD_COMMAND_ADD_ORDER_NOTE, "AddOrderNote", OD_EVENT_ORDER_NOTE_ADDED,
+    ANY_STATUS, "the order does not exist.", note_fields,
+    N_("Add _Note…"), N_("Add Note"), N_("_Add Note"),
+    N_("Notes are kept with the order's history and seen by every operator."),
+    N_("Add note"), FALSE, FALSE },
+  { OD_COMMAND_REFUND_ORDER, "RefundOrder", OD_EVENT_ORDER_REFUNDED,
+    OD_STATUS_BIT (OD_STATUS_DELIVERED) | OD_STATUS_BIT (OD_STATUS_PARTIALLY_REFUNDED),
+    "only a delivered or partly refunded order can be refunded.", refund_fields,
+    N_("_Refund…"), N_("Refund Order"), N_("_Refund"),
+    N_("Refunds together may not exceed the order's total."), N_("Refund order"), TRUE, FALSE },
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (specs) == OD_COMMAND_N_TYPES);
+
+const OdCommandSpec *
+od_command_spec (OdCommandType type)
 {
-  FIELD_TEXT,
-  FIELD_INT,
-} FieldKind;
+  g_return_val_if_fail (type < OD_COMMAND_N_TYPES, NULL);
+  g_assert (specs[type].type == type);
+  return &specs[type];
+}
 
-typedef struct
+const OdFieldSpec *
+od_command_field (OdCommandType  type,
+                  const char    *name)
 {
-  const char *name;
-  FieldKind   kind;
-  gsize       offset;
-  const char *(*check_text) (const char *value);
-  const char *(*check_int) (gint64 value);
-} FieldSpec;
+  for (const OdFieldSpec *f = od_command_spec (type)->fields; f->name; f++)
+    if (g_strcmp0 (f->name, name) == 0 || g_strcmp0 (f->entry_name, name) == 0)
+      return f;
+  return NULL;
+}
 
-#define TEXT_FIELD(n, member, fn) { n, FIELD_TEXT, G_STRUCT_OFFSET (OdCommand, member), fn, NULL }
-#define INT_FIELD(n, member, fn) { n, FIELD_INT, G_STRUCT_OFFSET (OdCommand, member), NULL, fn }
+const char *
+od_command_type_name (OdCommandType type)
+{
+  g_return_val_if_fail (type < OD_COMMAND_N_TYPES, NULL);
+  return specs[type].name;
+}
 
-static const FieldSpec create_fields[] = {
-  TEXT_FIELD ("customer_name", customer_name, od_check_customer_name),
-  TEXT_FIELD ("customer_email", customer_email, od_check_customer_email),
-  TEXT_FIELD ("currency", currency, od_check_currency),
-  { NULL },
-};
-static const FieldSpec add_fields[] = {
-  TEXT_FIELD ("sku", sku, od_check_sku),
-  TEXT_FIELD ("name", name, od_check_item_name),
-  INT_FIELD ("quantity", quantity, od_check_quantity),
-  INT_FIELD ("unit_price_cents", unit_price_cents, od_check_unit_price),
-  { NULL },
-};
-static const FieldSpec remove_fields[] = {
-  TEXT_FIELD ("sku", sku, od_check_sku),
-  { NULL },
-};
-static const FieldSpec ship_fields[] = {
-  TEXT_FIELD ("carrier", carrier, od_check_carrier),
-  TEXT_FIELD ("tracking_number", tracking_number, od_check_tracking_number),
-  { NULL },
-};
-static const FieldSpec cancel_fields[] = {
-  TEXT_FIELD ("reason", reason, od_check_reason),
-  { NULL },
-};
-static const FieldSpec no_fields[] = {
-  { NULL },
-};
+gboolean
+od_command_type_from_name (const char    *name,
+                           OdCommandType *type)
+{
+  for (guint i = 0; i < OD_COMMAND_N_TYPES; i++)
+    if (g_strcmp0 (specs[i].name, name) == 0)
+      {
+        *type = i;
+        return TRUE;
+      }
+  return FALSE;
+}
 
-static const FieldSpec *
+static const OdFieldSpec *
 fields_for (OdCommandType type)
 {
-  switch (type)
-    {
-    case OD_COMMAND_CREATE_ORDER: return create_fields;
-    case OD_COMMAND_ADD_ITEM: return add_fields;
-    case OD_COMMAND_REMOVE_ITEM: return remove_fields;
-    case OD_COMMAND_SHIP_ORDER: return ship_fields;
-    case OD_COMMAND_CANCEL_ORDER: return cancel_fields;
-    case OD_COMMAND_PLACE_ORDER:
-    case OD_COMMAND_MARK_DELIVERED:
-    case OD_COMMAND_N_TYPES:
-    default:
-      return no_fields;
-    }
+  return type < OD_COMMAND_N_TYPES ? specs[type].fields : no_fields;
 }
 
 static void
@@ -283,12 +366,12 @@ od_command_validate (const OdCommand *command)
   if (command->has_expected_version && command->expected_version < 0)
     add_error (&problem, "expected_version", N_("must not be negative"));
 
-  for (const FieldSpec *f = fields_for (command->type); f->name; f++)
+  for (const OdFieldSpec *f = fields_for (command->type); f->name; f++)
     {
       g_autofree char *field = g_strconcat ("data.", f->name, NULL);
       const char *message;
 
-      if (f->kind == FIELD_TEXT)
+      if (f->kind == OD_FIELD_TEXT)
         message = f->check_text (G_STRUCT_MEMBER (const char *, command, f->offset));
       else
         message = f->check_int (G_STRUCT_MEMBER (gint64, command, f->offset));
@@ -365,9 +448,9 @@ od_command_from_object (JsonObject  *object,
 
   if (known_type)
     {
-      const FieldSpec *specs = fields_for (command->type);
+      const OdFieldSpec *field_specs = fields_for (command->type);
 
-      for (const FieldSpec *f = specs; f->name; f++)
+      for (const OdFieldSpec *f = field_specs; f->name; f++)
         {
           g_autofree char *field = g_strconcat ("data.", f->name, NULL);
           const char *message = NULL;
@@ -378,7 +461,7 @@ od_command_from_object (JsonObject  *object,
               add_error (&invalid, field, N_("is required"));
               continue;
             }
-          if (f->kind == FIELD_TEXT)
+          if (f->kind == OD_FIELD_TEXT)
             {
               if (!od_json_is_string (node))
                 {
@@ -410,7 +493,7 @@ od_command_from_object (JsonObject  *object,
             {
               gboolean known = FALSE;
 
-              for (const FieldSpec *f = specs; f->name && !known; f++)
+              for (const OdFieldSpec *f = field_specs; f->name && !known; f++)
                 known = strcmp (f->name, l->data) == 0;
               if (!known)
                 {
@@ -507,12 +590,12 @@ od_command_to_json (const OdCommand *command)
     g_string_append_printf (out, ",\"expected_version\":%" G_GINT64_FORMAT,
                             command->expected_version);
   g_string_append (out, ",\"data\":{");
-  for (const FieldSpec *f = fields_for (command->type); f->name; f++)
+  for (const OdFieldSpec *f = fields_for (command->type); f->name; f++)
     {
       if (!first)
         g_string_append_c (out, ',');
       first = FALSE;
-      if (f->kind == FIELD_TEXT)
+      if (f->kind == OD_FIELD_TEXT)
         od_json_append_member (out, f->name,
                                G_STRUCT_MEMBER (const char *, command, f->offset) ?: "");
       else

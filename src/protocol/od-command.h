@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 
 #include "od-problem.h"
+#include "od-types.h"
 #include "od-uuid.h"
 
 G_BEGIN_DECLS
@@ -17,6 +18,8 @@ typedef enum
   OD_COMMAND_SHIP_ORDER,
   OD_COMMAND_MARK_DELIVERED,
   OD_COMMAND_CANCEL_ORDER,
+  OD_COMMAND_ADD_ORDER_NOTE,
+  OD_COMMAND_REFUND_ORDER,
   OD_COMMAND_N_TYPES,
 } OdCommandType;
 
@@ -31,6 +34,10 @@ typedef enum
 #define OD_MAX_CARRIER          100
 #define OD_MAX_TRACKING         100
 #define OD_MAX_REASON           500
+#define OD_MAX_NOTE             2000
+/* A refund is bounded by the order's total; this only keeps the sum of
+ * refunds far from overflowing. */
+#define OD_MAX_REFUND_CENTS     (OD_MAX_UNIT_PRICE_CENTS * (gint64) OD_MAX_QUANTITY * OD_MAX_LINES)
 #define OD_MAX_BODY             (64 * 1024)
 #define OD_MAX_IDEMPOTENCY_KEY  128
 
@@ -50,13 +57,64 @@ typedef struct
   char         *carrier;
   char         *tracking_number;
   char         *reason;
+  char         *text;
+  gint64        amount_cents;
 } OdCommand;
+
+#define OD_TYPE_COMMAND (od_command_get_type ())
+GType          od_command_get_type       (void) G_GNUC_CONST;
+
+typedef enum
+{
+  OD_FIELD_TEXT,
+  OD_FIELD_INT,
+  OD_FIELD_MONEY, /* integer cents on the wire, an amount ("12.99") in dialogs */
+} OdFieldKind;
+
+/* One member of a command's data: its wire name, where it lives in
+ * OdCommand, its rule (the server's and the dialogs') and its label. */
+typedef struct
+{
+  const char  *name;
+  OdFieldKind  kind;
+  gsize        offset;
+  const char  *label;        /* N_(): translate with _() */
+  const char  *entry_name;   /* the dialog's name when not `name` */
+  int          width_chars;
+  const char *(*check_text) (const char *value);
+  const char *(*check_int) (gint64 value);
+} OdFieldSpec;
+
+/* Everything known about one command type: the contract's row (data,
+ * allowed statuses, event) and what a console shows for it.  Strings
+ * marked N_() are translated by the user of the table. */
+typedef struct
+{
+  OdCommandType      type;
+  const char        *name;            /* on the wire */
+  OdEventType        event;
+  guint              allowed;         /* OD_STATUS_BIT of each status that allows it */
+  const char        *refused;         /* why another status refuses it (problem detail) */
+  const OdFieldSpec *fields;          /* ends with { NULL } */
+  const char        *action_label;    /* N_(): button or menu item, with mnemonic */
+  const char        *title;           /* N_(): dialog title */
+  const char        *send_label;      /* N_(): with mnemonic */
+  const char        *explanation;     /* N_() or NULL */
+  const char        *description;     /* N_(): the outbox's description */
+  gboolean           destructive;
+  gboolean           suggested;       /* moves the order on: the button stands out */
+} OdCommandSpec;
+
+const OdCommandSpec *od_command_spec     (OdCommandType     type);
+const OdFieldSpec   *od_command_field    (OdCommandType     type,
+                                          const char       *name);
 
 const char    *od_command_type_name      (OdCommandType     type);
 gboolean       od_command_type_from_name (const char       *name,
                                           OdCommandType    *type);
 OdCommand     *od_command_new            (OdCommandType     type,
                                           const char       *order_id);
+OdCommand     *od_command_copy           (const OdCommand  *command);
 void           od_command_free           (OdCommand        *command);
 OdCommand     *od_command_parse          (const char       *body,
                                           gsize             len,
@@ -79,6 +137,8 @@ const char    *od_check_unit_price       (gint64            value);
 const char    *od_check_carrier          (const char       *value);
 const char    *od_check_tracking_number  (const char       *value);
 const char    *od_check_reason           (const char       *value);
+const char    *od_check_note_text        (const char       *value);
+const char    *od_check_refund_amount    (gint64            value);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdCommand, od_command_free)
 

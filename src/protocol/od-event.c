@@ -4,6 +4,32 @@
 
 #include <string.h>
 
+static const char *event_type_names[] = {
+  NULL, "OrderCreated", "ItemAdded", "ItemRemoved", "OrderPlaced", "OrderShipped",
+  "OrderDelivered", "OrderCancelled", "OrderNoteAdded", "OrderRefunded",
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (event_type_names) == OD_EVENT_N);
+
+/* NULL for OD_EVENT_UNKNOWN: an unknown event keeps its own name. */
+const char *
+od_event_type_name (OdEventType type)
+{
+  g_return_val_if_fail (type < OD_EVENT_N, NULL);
+  return event_type_names[type];
+}
+
+OdEventType
+od_event_type_from_name (const char *name)
+{
+  if (name == NULL)
+    return OD_EVENT_UNKNOWN;
+  for (guint i = 1; i < OD_EVENT_N; i++)
+    if (strcmp (event_type_names[i], name) == 0)
+      return i;
+  return OD_EVENT_UNKNOWN;
+}
+
 OdEvent *
 od_event_new (void)
 {

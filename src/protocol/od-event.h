@@ -3,6 +3,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "od-types.h"
 #include "od-uuid.h"
 
 G_BEGIN_DECLS

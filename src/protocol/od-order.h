@@ -8,17 +8,6 @@
 
 G_BEGIN_DECLS
 
-typedef enum
-{
-  OD_STATUS_NONE, /* no such order yet */
-  OD_STATUS_DRAFT,
-  OD_STATUS_PLACED,
-  OD_STATUS_SHIPPED,
-  OD_STATUS_DELIVERED,
-  OD_STATUS_CANCELLED,
-  OD_STATUS_N,
-} OdOrderStatus;
-
 typedef struct
 {
   char   *sku;
@@ -41,6 +30,8 @@ typedef struct
   char          *carrier;
   char          *tracking_number;
   char          *cancel_reason;
+  gint64         refunded_cents; /* sum of OrderRefunded amounts */
+  gint64         note_count;     /* OrderNoteAdded events */
   char          *created_at;
   char          *updated_at;
   gint64         last_position;
@@ -56,6 +47,7 @@ OdLine         *od_order_find_line        (const OdOrder    *order,
                                            const char       *sku);
 gint64          od_order_total_cents      (const OdOrder    *order);
 gint64          od_order_item_count       (const OdOrder    *order);
+gint64          od_order_refundable_cents (const OdOrder    *order);
 gboolean        od_order_status_allows    (OdOrderStatus     status,
                                            OdCommandType     type);
 gboolean        od_order_allows           (const OdOrder    *order,

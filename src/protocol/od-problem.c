@@ -33,6 +33,7 @@ static const CodeInfo codes[] = {
   { "internal", 500, "Internal error" },
   { "unavailable", 503, "Service unavailable" },
   { "not_ready", 503, "Not ready" },
+  { "refund_exceeds_total", 422, "Refund exceeds total" },
   { "unknown", 500, "Unknown problem" },
 };
 
@@ -76,6 +77,7 @@ od_problem_new (OdProblemCode  code,
   problem->code_name = g_strdup (od_problem_code_name (code));
   problem->title = g_strdup (codes[code].title);
   problem->current_version = -1;
+  problem->refundable_cents = -1;
   va_start (args, detail_format);
   problem->detail = g_strdup_vprintf (detail_format, args);
   va_end (args);
@@ -134,6 +136,9 @@ od_problem_to_json (const OdProblem *problem)
                             problem->current_version);
   if (problem->retry_after > 0)
     g_string_append_printf (out, ",\"retry_after\":%u", problem->retry_after);
+  if (problem->refundable_cents >= 0)
+    g_string_append_printf (out, ",\"refundable_cents\":%" G_GINT64_FORMAT,
+                            problem->refundable_cents);
   if (problem->errors != NULL && problem->errors->len > 0)
     {
       g_string_append (out, ",\"errors\":[");
@@ -178,6 +183,7 @@ od_problem_parse (guint       status,
 
   problem->status = status;
   problem->current_version = -1;
+  problem->refundable_cents = -1;
   if (body != NULL && len > 0)
     root = od_json_parse_object (body, len, NULL);
   if (root == NULL)
@@ -198,6 +204,9 @@ od_problem_parse (guint       status,
   node = json_object_get_member (object, "current_version");
   if (od_json_is_integer (node))
     problem->current_version = json_node_get_int (node);
+  node = json_object_get_member (object, "refundable_cents");
+  if (od_json_is_integer (node) && json_node_get_int (node) >= 0)
+    problem->refundable_cents = json_node_get_int (node);
   node = json_object_get_member (object, "retry_after");
   if (od_json_is_integer (node) && json_node_get_int (node) > 0
       && json_node_get_int (node) < G_MAXUINT)

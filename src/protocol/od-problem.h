@@ -27,6 +27,7 @@ typedef enum
   OD_PROBLEM_INTERNAL,
   OD_PROBLEM_UNAVAILABLE,
   OD_PROBLEM_NOT_READY,
+  OD_PROBLEM_REFUND_EXCEEDS_TOTAL,
   OD_PROBLEM_UNKNOWN, /* a code this build does not know, parsed from a peer */
 } OdProblemCode;
 
@@ -45,6 +46,7 @@ typedef struct
   char          *detail;
   gint64         current_version; /* -1 when absent */
   guint          retry_after;     /* seconds, 0 when absent */
+  gint64         refundable_cents; /* refund_exceeds_total: -1 when absent */
   GPtrArray     *errors;          /* OdFieldError, may be NULL */
 } OdProblem;
 

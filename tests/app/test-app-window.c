@@ -172,7 +172,7 @@ test_search_filter_sort (Fixture       *f,
   g_autofree char *shared = od_test_shared_cache (SMALL_CACHE, &error);
   g_autofree char *cache = NULL;
   OdOrderList *list;
-  gint64 counts[6];
+  gint64 counts[OD_STATUS_N];
   g_autofree char *prefix = NULL;
 
   g_assert_no_error (error);
@@ -837,6 +837,191 @@ test_commands (Fixture       *f,
   od_test_server_stop (server);
 }
 
+/* Notes and refunds from the keyboard: the detail's buttons by their
+ * mnemonic (what Alt+N and Alt+R do), the dialog's rows made from the
+ * command table, typed into, and sent with Enter. */
+
+static GtkWidget *
+find_button (GtkWidget  *widget,
+             const char *label)
+{
+  if (GTK_IS_BUTTON (widget) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (widget)), label) == 0)
+    return widget;
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      GtkWidget *found = find_button (child, label);
+
+      if (found != NULL)
+        return found;
+    }
+  return NULL;
+}
+
+static OdCommandDialog *
+find_dialog (void)
+{
+  g_autoptr(GList) toplevels = gtk_window_list_toplevels ();
+
+  for (GList *l = toplevels; l != NULL; l = l->next)
+    if (OD_IS_COMMAND_DIALOG (l->data) && gtk_widget_get_visible (l->data))
+      return l->data;
+  return NULL;
+}
+
+static void
+collect_entries (GtkWidget *widget,
+                 GPtrArray *entries)
+{
+  if (ADW_IS_ENTRY_ROW (widget))
+    g_ptr_array_add (entries, widget);
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    collect_entries (child, entries);
+}
+
+static gboolean
+dialog_shown (gpointer data)
+{
+  return find_dialog () != NULL;
+}
+
+static gboolean
+dialog_gone (gpointer data)
+{
+  return find_dialog () == NULL;
+}
+
+/* Presses the detail's button by its mnemonic, types one text per row
+ * of the dialog that opens, and presses Enter in the last row. */
+static void
+keyboard_command (Fixture           *f,
+                  const char        *button_label,
+                  const char        *dialog_title,
+                  const char *const *texts)
+{
+  OdOrderDetail *detail = od_window_get_order_detail (f->window);
+  GtkWidget *button = find_button (GTK_WIDGET (detail), button_label);
+  g_autoptr(GPtrArray) entries = g_ptr_array_new ();
+  OdCommandDialog *dialog;
+  guint n = g_strv_length ((char **) texts);
+
+  if (button == NULL)
+    g_error ("the detail has no “%s” button", button_label);
+  g_assert_true (gtk_widget_mnemonic_activate (button, FALSE));
+  /* A button activated from the keyboard shows itself pressed for a
+   * moment before it emits "clicked". */
+  g_assert_true (od_test_wait (dialog_shown, NULL, 5000));
+  dialog = find_dialog ();
+  g_assert_cmpstr (gtk_window_get_title (GTK_WINDOW (dialog)), ==, dialog_title);
+  collect_entries (GTK_WIDGET (dialog), entries);
+  g_assert_cmpuint (entries->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_true (gtk_widget_grab_focus (g_ptr_array_index (entries, i)));
+      gtk_editable_set_text (GTK_EDITABLE (g_ptr_array_index (entries, i)), texts[i]);
+    }
+  g_assert_true (od_command_dialog_can_send (dialog));
+  /* Enter in an entry row activates the dialog's default: Send. */  {
+    GtkWidget *last = g_ptr_array_index (entries, n - 1);
+
+    /* Return in a GtkText emits its "activate" keybinding signal. */
+    g_assert_true (gtk_widget_grab_focus (last));
+    g_signal_emit_by_name (gtk_editable_get_delegate (GTK_EDITABLE (last)), "activate");
+  }
+  /* Send, as a keyboard-activated button, is pressed for a moment too. */
+  g_assert_true (od_test_wait (dialog_gone, NULL, 5000));
+}
+
+static void
+send_dialog (Fixture        *f,
+             OdCommandType   type,
+             const char     *toast)
+{
+  OdCommandDialog *dialog = od_window_open_command_dialog (f->window, type);
+
+  g_assert_nonnull (dialog);
+  od_command_dialog_send (dialog);
+  wait_toast (f, toast);
+  od_test_spin (200);
+}
+
+static void
+test_note_and_refund (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new (NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdOrderDetail *detail;
+  OdCommandDialog *dialog;
+  g_autoptr(GPtrArray) history = g_ptr_array_new ();
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  wait_state (f, OD_LAG_STATE_LIVE, 30000);
+  detail = od_window_get_order_detail (f->window);
+
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_CREATE_ORDER);
+  g_assert_null (od_command_dialog_set_field (dialog, "customer_name", "Nora Note"));
+  g_assert_null (od_command_dialog_set_field (dialog, "customer_email", "nora@example.org"));
+  od_command_dialog_send (dialog);
+  wait_toast (f, "New order for Nora Note: done");
+  od_test_spin (200);
+  od_order_list_select_position (od_window_get_order_list (f->window), 0);
+  od_test_spin (100);
+  g_assert_nonnull (od_order_detail_get_order (detail));
+
+  /* Refunds need a delivered order; notes are allowed all along. */
+  g_assert_null (find_button (GTK_WIDGET (detail), "_Refund…"));
+  g_assert_nonnull (find_button (GTK_WIDGET (detail), "Add _Note…"));
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_ADD_ITEM);
+  g_assert_null (od_command_dialog_set_field (dialog, "sku", "MUG"));
+  g_assert_null (od_command_dialog_set_field (dialog, "name", "Mug"));
+  g_assert_null (od_command_dialog_set_field (dialog, "quantity", "2"));
+  g_assert_null (od_command_dialog_set_field (dialog, "unit_price", "12.50"));
+  od_command_dialog_send (dialog);
+  wait_toast (f, "Add 2 × MUG: done");
+  od_test_spin (200);
+  send_dialog (f, OD_COMMAND_PLACE_ORDER, "Place order: done");
+  dialog = od_window_open_command_dialog (f->window, OD_COMMAND_SHIP_ORDER);
+  g_assert_null (od_command_dialog_set_field (dialog, "carrier", "DHL"));
+  g_assert_null (od_command_dialog_set_field (dialog, "tracking_number", "T-1"));
+  od_command_dialog_send (dialog);
+  wait_toast (f, "Ship order: done");
+  od_test_spin (200);
+  send_dialog (f, OD_COMMAND_MARK_DELIVERED, "Mark delivered: done");
+  g_assert_cmpint (od_order_detail_get_order (detail)->status, ==, OD_STATUS_DELIVERED);
+
+  keyboard_command (f, "Add _Note…", "Add Note",
+                    (const char *[]) { "Box arrived dented", NULL });
+  wait_toast (f, "Add note: done");
+  od_test_spin (200);
+  /* In the history, newest first, with its author; the status stays. */
+  collect_rows (GTK_WIDGET (detail), "timeline-row", history);
+  g_assert_cmpuint (history->len, ==, 6);
+  g_assert_true (g_str_has_prefix (adw_preferences_row_get_title (g_ptr_array_index (history, 0)),
+                                   "Note added"));
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (g_ptr_array_index (history, 0)),
+                            "by alice"));
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (g_ptr_array_index (history, 0)),
+                            "Box arrived dented"));
+  g_assert_cmpint (od_order_detail_get_order (detail)->status, ==, OD_STATUS_DELIVERED);
+  g_assert_cmpint (od_order_detail_get_order (detail)->note_count, ==, 1);
+
+  keyboard_command (f, "_Refund…", "Refund Order",
+                    (const char *[]) { "5.00", "Dented box", NULL });
+  wait_toast (f, "Refund order: done");
+  od_test_spin (200);
+  g_assert_cmpint (od_order_detail_get_order (detail)->status, ==, OD_STATUS_PARTIALLY_REFUNDED);
+  g_assert_cmpint (od_order_detail_get_order (detail)->refunded_cents, ==, 500);
+  check_detail_rows (detail);
+  /* Still refundable (20.00 of 25.00 left): the button stays. */
+  g_assert_nonnull (find_button (GTK_WIDGET (detail), "_Refund…"));
+  /* The note is found by the list's search. */
+  od_order_list_set_search (od_window_get_order_list (f->window), "dented");
+  g_assert_cmpuint (n_rows (f), ==, 1);
+  od_test_server_stop (server);
+}
+
 /* Live updates while the operator looks at rows further down: the same
  * order stays selected and the rows on screen stay on screen, moved only
  * by the orders inserted above them. */
@@ -1020,5 +1205,7 @@ main (int   argc,
   g_test_add ("/app/offline-states", Fixture, NULL, fixture_set_up, test_offline_states, fixture_tear_down);
   g_test_add ("/app/live-keeps-position", Fixture, NULL, fixture_set_up, test_live_keeps_position, fixture_tear_down);
   g_test_add ("/app/commands", Fixture, NULL, fixture_set_up, test_commands, fixture_tear_down);
+  g_test_add ("/app/note-and-refund", Fixture, NULL, fixture_set_up, test_note_and_refund,
+              fixture_tear_down);
   return g_test_run ();
 }

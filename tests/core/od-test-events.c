@@ -218,12 +218,16 @@ od_test_cache_equals_fold (OdCache    *cache,
           || c->last_position != o->last_position
           || g_strcmp0 (c->updated_at, o->updated_at) != 0
           || g_strcmp0 (c->created_at, o->created_at) != 0
-          || c->lines->len != o->lines->len)
+          || c->lines->len != o->lines->len
+          || c->refunded_cents != o->refunded_cents || c->note_count != o->note_count)
         {
           *why = g_strdup_printf ("order %s differs: status %d/%d version %" G_GINT64_FORMAT
-                                  "/%" G_GINT64_FORMAT " lines %u/%u",
+                                  "/%" G_GINT64_FORMAT " lines %u/%u refunded %" G_GINT64_FORMAT
+                                  "/%" G_GINT64_FORMAT " notes %" G_GINT64_FORMAT
+                                  "/%" G_GINT64_FORMAT,
                                   o->order_id, c->status, o->status, c->version, o->version,
-                                  c->lines->len, o->lines->len);
+                                  c->lines->len, o->lines->len, c->refunded_cents,
+                                  o->refunded_cents, c->note_count, o->note_count);
           return FALSE;
         }
       for (guint i = 0; i < o->lines->len; i++)

@@ -126,8 +126,8 @@ test_projector_matches_fold (Fixture       *f,
   g_autoptr(OdTestLog) log = od_test_log_new (3000, 7);
   g_autoptr(GHashTable) fold = od_test_fold (log->events);
   g_autofree char *why = NULL;
-  gint64 counts[6];
-  gint64 fold_counts[6] = { 0 };
+  gint64 counts[OD_STATUS_N];
+  gint64 fold_counts[OD_STATUS_N] = { 0 };
   GHashTableIter iter;
   gpointer value;
 
@@ -256,7 +256,7 @@ test_queries (Fixture       *f,
               gconstpointer  data)
 {
   g_autoptr(OdTestLog) log = od_test_log_new (1200, 13);
-  gint64 counts[6];
+  gint64 counts[OD_STATUS_N];
 
   push_log (f->cache, log, 4);
   g_assert_true (od_cache_get_status_counts (f->cache, counts, NULL));
@@ -489,7 +489,7 @@ test_export_csv_guard (Fixture       *f,
   lines = g_strsplit (plain, "\r\n", -1);
   g_assert_cmpstr (lines[0], ==, "order_id,customer_name,customer_email,currency,status,"
                                  "item_count,total_cents,version,created_at,updated_at,"
-                                 "last_position");
+                                 "last_position,note_count,refunded_cents");
   g_assert_cmpuint (g_strv_length (lines), ==, G_N_ELEMENTS (cases) + 2);
   g_assert_cmpstr (lines[G_N_ELEMENTS (cases) + 1], ==, "");
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -553,7 +553,7 @@ test_export_async (Fixture       *f,
       lines = g_strsplit (b, "\r\n", 3);
       g_assert_cmpstr (lines[0], ==, "order_id,customer_name,customer_email,currency,status,"
                                      "item_count,total_cents,version,created_at,updated_at,"
-                                     "last_position");
+                                     "last_position,note_count,refunded_cents");
       g_strfreev (lines);
     }
 
@@ -765,6 +765,153 @@ test_migration_old_search (Fixture       *f,
        * again. */
       g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==, MIN (lovelace, 2000));
     }
+}
+
+/* Three orders with refunds and notes: A refunded in two steps with two
+ * notes, B partly refunded, C a draft with a note.  Positions from 1. */
+static GPtrArray *
+refund_events (void)
+{
+  static const struct { const char *order; const char *type; const char *data; } log[] = {
+    { "A", "OrderCreated", "{\"customer_name\":\"Ada Lovelace\",\"customer_email\":\"ada@example.org\",\"currency\":\"EUR\"}" },
+    { "A", "ItemAdded", "{\"sku\":\"MUG\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":1250}" },
+    { "A", "OrderPlaced", "{\"total_cents\":2500,\"item_count\":2}" },
+    { "A", "OrderShipped", "{\"carrier\":\"DHL\",\"tracking_number\":\"T\"}" },
+    { "A", "OrderDelivered", "{}" },
+    { "A", "OrderNoteAdded", "{\"text\":\"Parcel arrived with a zebra sticker\"}" },
+    { "A", "OrderRefunded", "{\"amount_cents\":1000,\"reason\":\"Dented\"}" },
+    { "A", "OrderRefunded", "{\"amount_cents\":1500,\"reason\":\"The rest\"}" },
+    { "A", "OrderNoteAdded", "{\"text\":\"Closed\"}" },
+    { "B", "OrderCreated", "{\"customer_name\":\"Bea\",\"customer_email\":\"bea@example.org\",\"currency\":\"EUR\"}" },
+    { "B", "ItemAdded", "{\"sku\":\"CUP\",\"name\":\"Cup\",\"quantity\":1,\"unit_price_cents\":900}" },
+    { "B", "OrderPlaced", "{\"total_cents\":900,\"item_count\":1}" },
+    { "B", "OrderShipped", "{\"carrier\":\"UPS\",\"tracking_number\":\"U\"}" },
+    { "B", "OrderDelivered", "{}" },
+    { "B", "OrderRefunded", "{\"amount_cents\":400,\"reason\":\"Chipped\"}" },
+    { "C", "OrderCreated", "{\"customer_name\":\"Cy\",\"customer_email\":\"cy@example.org\",\"currency\":\"EUR\"}" },
+    { "C", "OrderNoteAdded", "{\"text\":\"Wants gift wrap\"}" },
+  };
+  GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  gint64 versions[3] = { 0 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (log); i++)
+    {
+      int o = log[i].order[0] - 'A';
+      g_autofree char *id = g_strdup_printf ("0193a1c2-7f00-7abc-8def-00000000000%c",
+                                             'a' + o);
+
+      g_ptr_array_add (events, od_test_event_new (i + 1, i, id, ++versions[o], log[i].type,
+                                                  log[i].data));
+    }
+  return events;
+}
+
+static void
+check_refunds_and_notes (OdCache *cache)
+{
+  gint64 counts[OD_STATUS_N];
+  OdOrderQuery zebra = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "zebra" };
+  OdOrderQuery gift = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "gift wr" };
+  OdOrderQuery partly = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_PARTIALLY_REFUNDED, NULL };
+  g_autoptr(OdOrder) a = od_query_order (cache, "0193a1c2-7f00-7abc-8def-00000000000a", NULL);
+  g_autoptr(OdOrder) b = od_query_order (cache, "0193a1c2-7f00-7abc-8def-00000000000b", NULL);
+  g_autoptr(OdOrder) c = od_query_order (cache, "0193a1c2-7f00-7abc-8def-00000000000c", NULL);
+  g_autoptr(GPtrArray) rows = NULL;
+
+  g_assert_cmpint (a->status, ==, OD_STATUS_REFUNDED);
+  g_assert_cmpint (a->refunded_cents, ==, 2500);
+  g_assert_cmpint (a->note_count, ==, 2);
+  g_assert_cmpint (b->status, ==, OD_STATUS_PARTIALLY_REFUNDED);
+  g_assert_cmpint (b->refunded_cents, ==, 400);
+  g_assert_cmpint (b->note_count, ==, 0);
+  g_assert_cmpint (c->status, ==, OD_STATUS_DRAFT);
+  g_assert_cmpint (c->note_count, ==, 1);
+
+  g_assert_true (od_cache_get_status_counts (cache, counts, NULL));
+  g_assert_cmpint (counts[OD_STATUS_NONE], ==, 3);
+  g_assert_cmpint (counts[OD_STATUS_REFUNDED], ==, 1);
+  g_assert_cmpint (counts[OD_STATUS_PARTIALLY_REFUNDED], ==, 1);
+  g_assert_cmpint (counts[OD_STATUS_DRAFT], ==, 1);
+  g_assert_cmpint (counts[OD_STATUS_DELIVERED], ==, 0);
+
+  /* Notes are searchable; the status filter knows the new statuses. */
+  g_assert_cmpint (od_query_count_orders (cache, &zebra, NULL), ==, 1);
+  g_assert_cmpint (od_query_count_orders (cache, &gift, NULL), ==, 1);
+  rows = od_query_orders (cache, &zebra, NULL, 10, NULL);
+  g_assert_cmpuint (rows->len, ==, 1);
+  g_assert_cmpstr (((OdOrderRow *) rows->pdata[0])->order_id, ==, a->order_id);
+  g_assert_cmpint (((OdOrderRow *) rows->pdata[0])->note_count, ==, 2);
+  g_assert_cmpint (((OdOrderRow *) rows->pdata[0])->refunded_cents, ==, 2500);
+  g_assert_cmpint (od_query_count_orders (cache, &partly, NULL), ==, 1);
+}
+
+static void
+test_refunds_and_notes (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GPtrArray) events = refund_events ();
+  g_autoptr(GHashTable) fold = od_test_fold (events);
+  g_autofree char *why = NULL;
+  g_autofree char *csv = NULL;
+
+  od_cache_push_events (f->cache, refund_events (), events->len);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  if (!od_test_cache_equals_fold (f->cache, fold, &why))
+    g_error ("%s", why);
+  check_refunds_and_notes (f->cache);
+  csv = export_to_string (f->cache, OD_EXPORT_NONE);
+  g_assert_nonnull (strstr (csv, ",refunded,"));
+  g_assert_nonnull (strstr (csv, ",2,2500\r\n"));
+  g_assert_nonnull (strstr (csv, ",partially_refunded,"));
+  g_assert_nonnull (strstr (csv, ",0,400\r\n"));
+}
+
+/* A version-4 cache (before refunds and notes) kept OrderRefunded and
+ * OrderNoteAdded as unknown events and left those orders delivered.
+ * Opening it folds them: the same views as a cache that knew them. */
+static void
+test_migration_v4 (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autoptr(GPtrArray) events = refund_events ();
+  g_autofree char *digest = NULL;
+  g_autofree char *migrated = NULL;
+  g_autoptr(GError) error = NULL;
+  sqlite3 *db = NULL;
+
+  od_cache_push_events (f->cache, refund_events (), events->len);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  digest = views_digest (f->cache);
+  g_clear_object (&f->cache);
+
+  /* The version-4 layout and what a version-4 console made of the log. */
+  g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db,
+                                 "UPDATE orders SET status = 'delivered'"
+                                 "  WHERE status IN ('refunded', 'partially_refunded');"
+                                 "DELETE FROM status_counts"
+                                 "  WHERE status IN ('refunded', 'partially_refunded');"
+                                 "ALTER TABLE orders DROP COLUMN refunded_cents;"
+                                 "ALTER TABLE orders DROP COLUMN note_count;"
+                                 "DROP TABLE note_search;"
+                                 "PRAGMA user_version = 4;",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+  g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, events->len);
+  check_refunds_and_notes (f->cache);
+  migrated = views_digest (f->cache);
+  g_assert_cmpstr (migrated, ==, digest);
+
+  /* Idempotent: opening again changes nothing. */
+  g_clear_object (&f->cache);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  check_refunds_and_notes (f->cache);
 }
 
 static void
@@ -1169,6 +1316,10 @@ main (int    argc,
   g_test_add ("/cache/bulk-catch-up", Fixture, NULL, fixture_setup, test_bulk_catch_up,
               fixture_teardown);
   g_test_add_func ("/cache/migration-rebuilds", test_migration_rebuilds);
+  g_test_add ("/cache/refunds-and-notes", Fixture, NULL, fixture_setup, test_refunds_and_notes,
+              fixture_teardown);
+  g_test_add ("/cache/migration-v4", Fixture, NULL, fixture_setup, test_migration_v4,
+              fixture_teardown);
   g_test_add ("/cache/migration-old-search", Fixture, NULL, fixture_setup,
               test_migration_old_search, fixture_teardown);
   g_test_add_func ("/cache/default-path", test_default_path);

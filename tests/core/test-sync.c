@@ -818,7 +818,7 @@ test_ctl_export_and_status (void)
   {
     g_autoptr(GError) error = NULL;
     g_autoptr(OdCache) cache = od_cache_open (cache_path, &error);
-    gint64 counts[6];
+    gint64 counts[OD_STATUS_N];
 
     g_assert_no_error (error);
     g_assert_true (od_cache_get_status_counts (cache, counts, NULL));

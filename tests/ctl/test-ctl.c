@@ -483,6 +483,85 @@ test_orders_table (void)
   od_test_rmdir (dir);
 }
 
+/* Refunds bring new statuses: orders --status knows them, status counts
+ * them (text and JSON), all from the one status table. */
+static void
+submit_json (OdTestServer *server,
+             const char   *cache,
+             const char   *dir,
+             const char   *json)
+{
+  g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
+
+  g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                    (const char *[]) { "submit", path, NULL }, NULL),
+                   ==, 0);
+}
+
+static void
+test_refund_statuses (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("ctl-refund");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *out = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *err = NULL;
+  const char *id = "0193a1c2-7f00-7abc-8def-000000000000";
+  static const char *steps[] = {
+    "{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"MUG\",\"name\":\"Mug\","
+    "\"quantity\":2,\"unit_price_cents\":1250}}",
+    "{\"type\":\"PlaceOrder\",\"order_id\":\"%s\",\"data\":{}}",
+    "{\"type\":\"ShipOrder\",\"order_id\":\"%s\",\"data\":{\"carrier\":\"DHL\","
+    "\"tracking_number\":\"T1\"}}",
+    "{\"type\":\"MarkDelivered\",\"order_id\":\"%s\",\"data\":{}}",
+    "{\"type\":\"AddOrderNote\",\"order_id\":\"%s\",\"data\":{\"text\":\"Box dented\"}}",
+    "{\"type\":\"RefundOrder\",\"order_id\":\"%s\",\"data\":{\"amount_cents\":500,"
+    "\"reason\":\"Dent\"}}",
+  };
+
+  submit_create (server, cache, dir, 0, "Ada Lovelace");
+  submit_create (server, cache, dir, 1, "Grace Hopper");
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    {
+      g_autofree char *body = g_strdup_printf (steps[i], id);
+
+      submit_json (server, cache, dir, body);
+    }
+
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "orders", "--status",
+                                                            "partially_refunded", "--json",
+                                                            NULL },
+                                         &out, &err),
+                   ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  g_assert_nonnull (strstr (out, id));
+  g_assert_null (strstr (out, "0193a1c2-7f00-7abc-8def-000000000001"));
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "status", "--json", NULL }, &json,
+                                         NULL),
+                   ==, 0);
+  g_assert_nonnull (strstr (json, "\"draft\":1,"));
+  g_assert_nonnull (strstr (json, "\"partially_refunded\":1,\"refunded\":0}"));
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "status", NULL }, &text, NULL),
+                   ==, 0);
+  g_assert_nonnull (strstr (text, "orders:           2 (draft 1, placed 0, shipped 0, delivered 0,"
+                                  " cancelled 0, partially_refunded 1, refunded 0)"));
+  /* The note is searchable from the command line too. */
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "orders", "--search", "dented",
+                                                            "--json", NULL },
+                                         &out, NULL),
+                   ==, 0);
+  g_assert_nonnull (strstr (out, id));
+  od_test_rmdir (dir);
+}
+
 /* The export is plain CSV unless --provenance asks for the stamp line. */
 static void
 test_export_provenance (void)
@@ -504,7 +583,7 @@ test_export_provenance (void)
                    ==, 0);
   g_assert_true (g_str_has_prefix (plain, "order_id,customer_name,customer_email,currency,"
                                           "status,item_count,total_cents,version,created_at,"
-                                          "updated_at,last_position\r\n"));
+                                          "updated_at,last_position,note_count,refunded_cents\r\n"));
   g_assert_null (strstr (plain, "#"));
   g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
                                          (const char *[]) { "export", "--provenance", "--csv",
@@ -713,6 +792,7 @@ main (int    argc,
   g_test_add_func ("/ctl/json-locale", test_json_locale);
   g_test_add_func ("/ctl/orders-table", test_orders_table);
   g_test_add_func ("/ctl/export-provenance", test_export_provenance);
+  g_test_add_func ("/ctl/refund-statuses", test_refund_statuses);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   return g_test_run ();
 }

@@ -178,7 +178,7 @@ test_sync_from_b (void)
     PQclear (res);
   }
   {
-    gint64 counts[6];
+    gint64 counts[OD_STATUS_N];
 
     g_assert_true (od_cache_get_status_counts (cache, counts, &error));
     g_assert_cmpint (counts[0], ==, N_CLIENTS * ORDERS_PER_CLIENT + 2);

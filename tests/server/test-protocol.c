@@ -591,6 +591,8 @@ test_command_roundtrip (void)
       command->carrier = g_strdup ("UPS");
       command->tracking_number = g_strdup ("1Z");
       command->reason = g_strdup ("customer asked");
+      command->text = g_strdup ("Rang twice \xe2\x98\x8e");
+      command->amount_cents = 250;
       g_assert_null (od_command_validate (command));
       json = od_command_to_json (command);
       back = od_command_parse (json, strlen (json), &problem);
@@ -619,8 +621,12 @@ test_command_roundtrip (void)
           g_assert_cmpstr (back->carrier, ==, "UPS");
           g_assert_cmpstr (back->tracking_number, ==, "1Z");
         }
-      if (t == OD_COMMAND_CANCEL_ORDER)
+      if (t == OD_COMMAND_CANCEL_ORDER || t == OD_COMMAND_REFUND_ORDER)
         g_assert_cmpstr (back->reason, ==, "customer asked");
+      if (t == OD_COMMAND_ADD_ORDER_NOTE)
+        g_assert_cmpstr (back->text, ==, command->text);
+      if (t == OD_COMMAND_REFUND_ORDER)
+        g_assert_cmpint (back->amount_cents, ==, 250);
     }
   {
     OdCommandType t;
@@ -708,6 +714,10 @@ order_in (OdOrderStatus status,
   if (status == OD_STATUS_SHIPPED)
     return order;
   apply_json (order, "OrderDelivered", "{}");
+  if (status == OD_STATUS_PARTIALLY_REFUNDED)
+    apply_json (order, "OrderRefunded", "{\"amount_cents\":300,\"reason\":\"broken\"}");
+  else if (status == OD_STATUS_REFUNDED)
+    apply_json (order, "OrderRefunded", "{\"amount_cents\":3300,\"reason\":\"lost\"}");
   return order;
 }
 
@@ -726,6 +736,8 @@ command_for (OdCommandType type)
   command->carrier = g_strdup ("DHL");
   command->tracking_number = g_strdup ("T-1");
   command->reason = g_strdup ("changed mind");
+  command->text = g_strdup ("Customer called");
+  command->amount_cents = 1;
   return command;
 }
 
@@ -739,25 +751,29 @@ test_order_status_table (void)
     { OD_STATUS_NONE, FALSE }, { OD_STATUS_DRAFT, FALSE }, { OD_STATUS_DRAFT, TRUE },
     { OD_STATUS_PLACED, TRUE }, { OD_STATUS_SHIPPED, TRUE }, { OD_STATUS_DELIVERED, TRUE },
     { OD_STATUS_CANCELLED, TRUE },
+    { OD_STATUS_PARTIALLY_REFUNDED, TRUE }, { OD_STATUS_REFUNDED, TRUE },
   };
   const int N = OD_PROBLEM_NOT_FOUND, S = OD_PROBLEM_INVALID_STATE, E = OD_PROBLEM_ORDER_EXISTS, OK = -1;
-  const int expect[7][OD_COMMAND_N_TYPES] = {
-    /* Create AddItem Remove Place Ship Deliver Cancel */
-    { OK, N, N, N, N, N, N },
-    { E, OK, S, S, S, S, OK },
-    { E, OK, OK, OK, S, S, OK },
-    { E, S, S, S, OK, S, OK },
-    { E, S, S, S, S, OK, S },
-    { E, S, S, S, S, S, S },
-    { E, S, S, S, S, S, S },
+  const int expect[9][OD_COMMAND_N_TYPES] = {
+    /* Create AddItem Remove Place Ship Deliver Cancel Note Refund */
+    { OK, N, N, N, N, N, N, N, N },
+    { E, OK, S, S, S, S, OK, OK, S },
+    { E, OK, OK, OK, S, S, OK, OK, S },
+    { E, S, S, S, OK, S, OK, OK, S },
+    { E, S, S, S, S, OK, S, OK, S },
+    { E, S, S, S, S, S, S, OK, OK },
+    { E, S, S, S, S, S, S, OK, S },
+    { E, S, S, S, S, S, S, OK, OK },
+    { E, S, S, S, S, S, S, OK, S },
   };
   const char *emits[OD_COMMAND_N_TYPES] = {
     "OrderCreated", "ItemAdded", "ItemRemoved", "OrderPlaced", "OrderShipped",
-    "OrderDelivered", "OrderCancelled",
+    "OrderDelivered", "OrderCancelled", "OrderNoteAdded", "OrderRefunded",
   };
+  /* OD_STATUS_NONE: the status does not change. */
   const OdOrderStatus after[OD_COMMAND_N_TYPES] = {
     OD_STATUS_DRAFT, OD_STATUS_DRAFT, OD_STATUS_DRAFT, OD_STATUS_PLACED, OD_STATUS_SHIPPED,
-    OD_STATUS_DELIVERED, OD_STATUS_CANCELLED,
+    OD_STATUS_DELIVERED, OD_STATUS_CANCELLED, OD_STATUS_NONE, OD_STATUS_PARTIALLY_REFUNDED,
   };
 
   for (guint r = 0; r < G_N_ELEMENTS (rows); r++)
@@ -778,6 +794,7 @@ test_order_status_table (void)
           {
             g_autoptr(JsonNode) node = NULL;
             gint64 version = order->version;
+            OdOrderStatus before = order->status;
 
             g_assert_true (ok);
             g_assert_null (problem);
@@ -787,7 +804,7 @@ test_order_status_table (void)
             g_assert_true (JSON_NODE_HOLDS_OBJECT (node));
             g_assert_true (od_order_apply (order, type, json_node_get_object (node), version + 1,
                                            100, "2026-11-26T10:00:01.000Z"));
-            g_assert_cmpint (order->status, ==, after[t]);
+            g_assert_cmpint (order->status, ==, after[t] == OD_STATUS_NONE ? before : after[t]);
             g_assert_cmpint (order->version, ==, version + 1);
           }
         else
@@ -987,6 +1004,127 @@ test_order_status_names (void)
   }
 }
 
+/* Commands are a boxed type whose copy is deep: the copy outlives and
+ * differs in memory from the original, field by field. */
+static void
+test_command_copy (void)
+{
+  g_autoptr(OdCommand) command = command_for (OD_COMMAND_REFUND_ORDER);
+  g_autoptr(OdCommand) copy = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *copy_json = NULL;
+
+  command->has_expected_version = TRUE;
+  command->expected_version = 4;
+  copy = g_boxed_copy (OD_TYPE_COMMAND, command);
+  json = od_command_to_json (command);
+  g_clear_pointer (&command->reason, g_free);
+  command->reason = g_strdup ("other");
+  copy_json = od_command_to_json (copy);
+  g_assert_cmpstr (copy_json, ==, json);
+  g_assert_true (copy->text != command->text);
+  g_assert_cmpstr (copy->text, ==, "Customer called");
+  g_assert_cmpstr (copy->reason, ==, "changed mind");
+  g_assert_cmpint (copy->amount_cents, ==, 1);
+  g_assert_true (G_TYPE_IS_BOXED (OD_TYPE_COMMAND));
+}
+
+/* The command table: every field has a label and a rule, every
+ * command an event; the event-type enum round-trips its names. */
+static void
+test_command_table (void)
+{
+  for (OdCommandType t = 0; t < OD_COMMAND_N_TYPES; t++)
+    {
+      const OdCommandSpec *spec = od_command_spec (t);
+
+      g_assert_cmpint (spec->type, ==, t);
+      g_assert_cmpint (spec->event, !=, OD_EVENT_UNKNOWN);
+      g_assert_nonnull (spec->title);
+      g_assert_nonnull (spec->send_label);
+      for (const OdFieldSpec *f = spec->fields; f->name; f++)
+        {
+          g_assert_nonnull (f->label);
+          g_assert_true (f->kind == OD_FIELD_TEXT ? f->check_text != NULL : f->check_int != NULL);
+          g_assert_true (od_command_field (t, f->name) == f);
+        }
+    }
+  for (OdEventType e = 1; e < OD_EVENT_N; e++)
+    g_assert_cmpint (od_event_type_from_name (od_event_type_name (e)), ==, e);
+  g_assert_cmpint (od_event_type_from_name ("OrderTeleported"), ==, OD_EVENT_UNKNOWN);
+  g_assert_cmpint (od_event_type_from_name (NULL), ==, OD_EVENT_UNKNOWN);
+  g_assert_null (od_check_note_text ("a"));
+  g_assert_nonnull (od_check_note_text (""));
+  {
+    g_autofree char *long_note = g_strnfill (OD_MAX_NOTE, 'n');
+    g_autofree char *too_long = g_strnfill (OD_MAX_NOTE + 1, 'n');
+
+    g_assert_null (od_check_note_text (long_note));
+    g_assert_cmpstr (od_check_note_text (too_long), ==, "must be at most 2000 characters");
+  }
+  g_assert_nonnull (od_check_refund_amount (0));
+  g_assert_null (od_check_refund_amount (1));
+}
+
+/* Refunds add up to the total and no further; notes count and leave the
+ * status alone. */
+static void
+test_order_refunds (void)
+{
+  g_autoptr(OdOrder) order = order_in (OD_STATUS_DELIVERED, TRUE);
+  g_autoptr(OdCommand) refund = command_for (OD_COMMAND_REFUND_ORDER);
+  g_autoptr(OdCommand) note = command_for (OD_COMMAND_ADD_ORDER_NOTE);
+  g_autoptr(OdProblem) problem = NULL;
+  g_autofree char *data = NULL;
+  const char *type = NULL;
+
+  g_assert_cmpint (od_order_total_cents (order), ==, 3300);
+  g_assert_cmpint (od_order_refundable_cents (order), ==, 3300);
+  apply_json (order, "OrderNoteAdded", "{\"text\":\"Customer called\"}");
+  g_assert_cmpint (order->status, ==, OD_STATUS_DELIVERED);
+  g_assert_cmpint (order->note_count, ==, 1);
+  apply_json (order, "OrderRefunded", "{\"amount_cents\":1000,\"reason\":\"dent\"}");
+  g_assert_cmpint (order->status, ==, OD_STATUS_PARTIALLY_REFUNDED);
+  g_assert_cmpint (order->refunded_cents, ==, 1000);
+  g_assert_cmpint (od_order_refundable_cents (order), ==, 2300);
+
+  refund->amount_cents = 2301;
+  g_assert_false (od_order_decide (order, refund, &type, &data, &problem));
+  g_assert_cmpint (problem->code, ==, OD_PROBLEM_REFUND_EXCEEDS_TOTAL);
+  g_assert_cmpuint (problem->status, ==, 422);
+  g_assert_cmpint (problem->refundable_cents, ==, 2300);
+  {
+    g_autofree char *json = od_problem_to_json (problem);
+    g_autoptr(OdProblem) back = od_problem_parse (422, json, strlen (json));
+
+    g_assert_cmpint (back->code, ==, OD_PROBLEM_REFUND_EXCEEDS_TOTAL);
+    g_assert_cmpint (back->refundable_cents, ==, 2300);
+  }
+  g_clear_pointer (&problem, od_problem_free);
+
+  refund->amount_cents = 2300;
+  g_assert_true (od_order_decide (order, refund, &type, &data, &problem));
+  g_assert_cmpstr (type, ==, "OrderRefunded");
+  g_assert_cmpstr (data, ==, "{\"amount_cents\":2300,\"reason\":\"changed mind\"}");
+  apply_json (order, type, data);
+  g_assert_cmpint (order->status, ==, OD_STATUS_REFUNDED);
+  g_assert_cmpint (order->refunded_cents, ==, 3300);
+  g_assert_false (od_order_allows (order, OD_COMMAND_REFUND_ORDER));
+  g_assert_true (od_order_allows (order, OD_COMMAND_ADD_ORDER_NOTE));
+
+  g_clear_pointer (&data, g_free);
+  g_assert_true (od_order_decide (order, note, &type, &data, &problem));
+  g_assert_cmpstr (type, ==, "OrderNoteAdded");
+  g_assert_cmpstr (data, ==, "{\"text\":\"Customer called\"}");
+  apply_json (order, type, data);
+  g_assert_cmpint (order->note_count, ==, 2);
+  g_assert_cmpint (order->status, ==, OD_STATUS_REFUNDED);
+
+  /* A hostile amount is clamped, never overflowing. */
+  apply_json (order, "OrderRefunded", "{\"amount_cents\":9223372036854775807}");
+  g_assert_cmpint (order->refunded_cents, <=, OD_MAX_REFUND_CENTS);
+}
+
 /* ---- problems ---- */
 
 static void
@@ -1014,6 +1152,7 @@ test_problem_table (void)
     { OD_PROBLEM_INTERNAL, "internal", 500 },
     { OD_PROBLEM_UNAVAILABLE, "unavailable", 503 },
     { OD_PROBLEM_NOT_READY, "not_ready", 503 },
+    { OD_PROBLEM_REFUND_EXCEEDS_TOTAL, "refund_exceeds_total", 422 },
   };
 
   G_STATIC_ASSERT (G_N_ELEMENTS (table) == OD_PROBLEM_UNKNOWN);
@@ -1298,6 +1437,9 @@ main (int   argc,
   g_test_add_func ("/protocol/command/size", test_command_size);
   g_test_add_func ("/protocol/command/roundtrip", test_command_roundtrip);
   g_test_add_func ("/protocol/command/validate", test_command_validate);
+  g_test_add_func ("/protocol/command/copy", test_command_copy);
+  g_test_add_func ("/protocol/command/table", test_command_table);
+  g_test_add_func ("/protocol/order/refunds-and-notes", test_order_refunds);
   g_test_add_func ("/protocol/order/status-table", test_order_status_table);
   g_test_add_func ("/protocol/order/data", test_order_data);
   g_test_add_func ("/protocol/order/lines", test_order_lines);

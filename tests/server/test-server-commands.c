@@ -719,6 +719,195 @@ test_invalid_command (void)
   g_assert_cmpint (od_test_head (server), ==, head);
 }
 
+/* ---- notes and refunds (v1.1) ---- */
+
+static char *
+refund_body (const char *order_id,
+             gint64      amount_cents,
+             const char *reason)
+{
+  g_autoptr(GString) data = g_string_new (NULL);
+
+  g_string_printf (data, "{\"amount_cents\":%" G_GINT64_FORMAT ",\"reason\":", amount_cents);
+  od_json_append_string (data, reason);
+  g_string_append_c (data, '}');
+  return od_body ("RefundOrder", order_id, -1, data->str);
+}
+
+/* An order delivered with a total of 2 × 1250 cents. */
+static char *
+delivered_order (void)
+{
+  char *id = new_order (OD_TEST_ALICE);
+  g_autofree char *add = od_body_add (id, -1, "MUG", "Mug", 2, 1250);
+  g_autofree char *place = od_body ("PlaceOrder", id, -1, NULL);
+  g_autofree char *ship = od_body_ship (id, -1, "DHL", "T1");
+  g_autofree char *deliver = od_body ("MarkDelivered", id, -1, NULL);
+
+  ok_command (OD_TEST_ALICE, id, add);
+  ok_command (OD_TEST_ALICE, id, place);
+  ok_command (OD_TEST_ALICE, id, ship);
+  ok_command (OD_TEST_ALICE, id, deliver);
+  return id;
+}
+
+static void
+test_add_order_note (void)
+{
+  g_autofree char *id = new_order (OD_TEST_ALICE);
+  g_autofree char *note = od_body_one ("AddOrderNote", id, 1, "text", "Customer called \xe2\x98\x8e");
+  g_autofree char *n2000 = od_repeat ("\xc3\xa9", 2000);
+  g_autofree char *n2001 = od_repeat ("\xc3\xa9", 2001);
+  g_autofree char *long_note = od_body_one ("AddOrderNote", id, -1, "text", n2000);
+  g_autofree char *cancel = od_body_one ("CancelOrder", id, -1, "reason", "r");
+  g_autofree char *after_cancel = od_body_one ("AddOrderNote", id, -1, "text", "After");
+  g_autofree char *missing = od_uuid_v7_new ();
+  g_autofree char *on_missing = od_body_one ("AddOrderNote", missing, -1, "text", "x");
+  Ack a;
+  gint64 head;
+
+  a = ok_command (OD_TEST_BOB, id, note);
+  g_assert_cmpint (a.version, ==, 2);
+  check_event (&a, -1, id, "OrderNoteAdded", "bob", "{\"text\":\"Customer called \xe2\x98\x8e\"}");
+  a = ok_command (OD_TEST_ALICE, id, long_note);
+  g_assert_cmpint (a.version, ==, 3);
+  /* Allowed in every status, cancelled too. */
+  ok_command (OD_TEST_ALICE, id, cancel);
+  a = ok_command (OD_TEST_ALICE, id, after_cancel);
+  g_assert_cmpint (a.version, ==, 5);
+
+  head = od_test_head (server);
+  {
+    struct { char *body; const char *field; } cases[] = {
+      { od_body_one ("AddOrderNote", id, -1, "text", n2001), "data.text" },
+      { od_body_one ("AddOrderNote", id, -1, "text", ""), "data.text" },
+      { od_body_one ("AddOrderNote", id, -1, "text", "bell\a"), "data.text" },
+      { od_body ("AddOrderNote", id, -1, "{}"), "data.text" },
+      { od_body ("AddOrderNote", id, -1, "{\"text\":\"a\",\"author\":\"eve\"}"), "data.author" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        expect_invalid (cases[i].body, cases[i].field);
+        g_free (cases[i].body);
+      }
+  }
+  {
+    g_autoptr(OdTestResponse) r = command (OD_TEST_ALICE, on_missing);
+
+    od_test_assert_problem (r, 404, "not_found");
+  }
+  /* Viewers may not add notes. */
+  {
+    g_autoptr(OdTestResponse) r = command (OD_TEST_VICTOR, after_cancel);
+
+    od_test_assert_problem (r, 403, "forbidden");
+  }
+  g_assert_cmpint (od_test_head (server), ==, head);
+}
+
+static void
+test_refund_order (void)
+{
+  g_autofree char *id = delivered_order ();
+  g_autofree char *r1 = refund_body (id, 1000, "Dented");
+  g_autofree char *r2 = refund_body (id, 1501, "Too much");
+  g_autofree char *r3 = refund_body (id, 1500, "The rest");
+  g_autofree char *r4 = refund_body (id, 1, "Once more");
+  Ack a;
+  gint64 head;
+
+  a = ok_command (OD_TEST_BOB, id, r1);
+  g_assert_cmpint (a.version, ==, 6);
+  check_event (&a, -1, id, "OrderRefunded", "bob", "{\"amount_cents\":1000,\"reason\":\"Dented\"}");
+
+  /* Partially refunded: 1500 cents left; one more is refused with what
+   * is still refundable, and nothing is appended. */
+  head = od_test_head (server);
+  {
+    g_autoptr(OdTestResponse) r = command (OD_TEST_ALICE, r2);
+
+    od_test_assert_problem (r, 422, "refund_exceeds_total");
+    g_assert_cmpint (od_test_response_int (r, "refundable_cents"), ==, 1500);
+  }
+  g_assert_cmpint (od_test_head (server), ==, head);
+
+  /* The whole rest: refunded; then nothing more may be refunded. */
+  a = ok_command (OD_TEST_ALICE, id, r3);
+  g_assert_cmpint (a.version, ==, 7);
+  check_event (&a, -1, id, "OrderRefunded", "alice", "{\"amount_cents\":1500,\"reason\":\"The rest\"}");
+  head = od_test_head (server);
+  expect_invalid_state (r4);
+  g_assert_cmpint (od_test_head (server), ==, head);
+
+  /* A single refund of the whole total goes straight to refunded; one
+   * beyond it is refused even as the first. */
+  {
+    g_autofree char *other = delivered_order ();
+    g_autofree char *over = refund_body (other, 2501, "All and more");
+    g_autofree char *all = refund_body (other, 2500, "All");
+    g_autofree char *after = refund_body (other, 1, "After");
+    g_autoptr(OdTestResponse) r = command (OD_TEST_ALICE, over);
+
+    od_test_assert_problem (r, 422, "refund_exceeds_total");
+    g_assert_cmpint (od_test_response_int (r, "refundable_cents"), ==, 2500);
+    ok_command (OD_TEST_ALICE, other, all);
+    expect_invalid_state (after);
+  }
+
+  /* Every status before delivered refuses a refund. */
+  {
+    g_autofree char *draft = new_order (OD_TEST_ALICE);
+    g_autofree char *add = od_body_add (draft, -1, "S", "N", 1, 100);
+    g_autofree char *place = od_body ("PlaceOrder", draft, -1, NULL);
+    g_autofree char *ship = od_body_ship (draft, -1, "C", "T");
+    g_autofree char *refund = refund_body (draft, 1, "r");
+    g_autofree char *cancelled = new_order (OD_TEST_ALICE);
+    g_autofree char *cancel = od_body_one ("CancelOrder", cancelled, -1, "reason", "r");
+    g_autofree char *refund_cancelled = refund_body (cancelled, 1, "r");
+
+    expect_invalid_state (refund);
+    ok_command (OD_TEST_ALICE, draft, add);
+    ok_command (OD_TEST_ALICE, draft, place);
+    expect_invalid_state (refund);
+    ok_command (OD_TEST_ALICE, draft, ship);
+    expect_invalid_state (refund);
+    ok_command (OD_TEST_ALICE, cancelled, cancel);
+    expect_invalid_state (refund_cancelled);
+  }
+
+  /* Invalid fields. */
+  head = od_test_head (server);
+  {
+    g_autofree char *other = delivered_order ();
+    g_autofree char *r501 = od_repeat ("r", 501);
+    struct { char *body; const char *field; } cases[] = {
+      { refund_body (other, 0, "r"), "data.amount_cents" },
+      { refund_body (other, -5, "r"), "data.amount_cents" },
+      { refund_body (other, 1, ""), "data.reason" },
+      { refund_body (other, 1, r501), "data.reason" },
+      { od_body ("RefundOrder", other, -1, "{\"reason\":\"r\"}"), "data.amount_cents" },
+      { od_body ("RefundOrder", other, -1, "{\"amount_cents\":1}"), "data.reason" },
+    };
+
+    head = od_test_head (server);
+    for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        expect_invalid (cases[i].body, cases[i].field);
+        g_free (cases[i].body);
+      }
+    /* A string amount is malformed, not invalid. */
+    {
+      g_autofree char *b = od_body ("RefundOrder", other, -1,
+                                    "{\"amount_cents\":\"1\",\"reason\":\"r\"}");
+      g_autoptr(OdTestResponse) r = command (OD_TEST_ALICE, b);
+
+      od_test_assert_problem (r, 400, "malformed");
+    }
+  }
+  g_assert_cmpint (od_test_head (server), ==, head);
+}
+
 static void
 test_payload_too_large (void)
 {
@@ -1016,6 +1205,8 @@ main (int   argc,
   g_test_add_func ("/errors/version-conflict", test_version_conflict);
   g_test_add_func ("/errors/invalid-state", test_invalid_state);
   g_test_add_func ("/errors/line-limits", test_line_limits);
+  g_test_add_func ("/commands/add-order-note", test_add_order_note);
+  g_test_add_func ("/commands/refund-order", test_refund_order);
   g_test_add_func ("/errors/order-exists", test_order_exists);
   g_test_add_func ("/errors/idempotency-key-missing", test_idempotency_key_missing);
   g_test_add_func ("/errors/idempotency-key-reused", test_idempotency_key_reused);
