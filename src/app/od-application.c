@@ -162,6 +162,8 @@ od_application_startup (GApplication *app)
     { "order.ship", { "<Primary><Shift>s", NULL } },
     { "order.mark-delivered", { "<Primary><Shift>d", NULL } },
     { "order.cancel", { "<Primary>Delete", NULL } },
+    { "order.add-note", { "<Primary><Shift>n", NULL } },
+    { "order.refund", { "<Primary><Shift>r", NULL } },
   };
 
   G_APPLICATION_CLASS (od_application_parent_class)->startup (app);

@@ -1001,6 +1001,8 @@ build_row_menu (OdOrderList *self)
     { N_("_Ship…"), "order.ship" },
     { N_("Mark _Delivered…"), "order.mark-delivered" },
     { N_("_Cancel Order…"), "order.cancel" },
+    { N_("Add _Note…"), "order.add-note" },
+    { N_("_Refund…"), "order.refund" },
   };
   g_autoptr(GMenu) menu = g_menu_new ();
   GtkGesture *click = gtk_gesture_click_new ();

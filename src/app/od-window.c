@@ -995,6 +995,8 @@ static const struct
   { "order.ship", OD_COMMAND_SHIP_ORDER },
   { "order.mark-delivered", OD_COMMAND_MARK_DELIVERED },
   { "order.cancel", OD_COMMAND_CANCEL_ORDER },
+  { "order.add-note", OD_COMMAND_ADD_ORDER_NOTE },
+  { "order.refund", OD_COMMAND_REFUND_ORDER },
 };
 
 static void

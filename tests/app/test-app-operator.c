@@ -800,7 +800,7 @@ test_row_menu (Fixture       *f,
   g_assert_true (od_test_wait (row_menu_open, list, 5000));
   items = row_menu_items (list);
   g_test_message ("row menu of a placed order: %s", items);
-  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…");
+  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…, Add Note…");
   /* The menu is about the row clicked, which is now selected. */
   {
     g_autofree char *short_id = od_format_short_id (od_order_list_get_selected_order_id (list));
@@ -816,7 +816,7 @@ test_row_menu (Fixture       *f,
   g_assert_true (od_test_wait (row_menu_open, list, 5000));
   g_clear_pointer (&items, g_free);
   items = row_menu_items (list);
-  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…");
+  g_assert_cmpstr (items, ==, "Ship…, Cancel Order…, Add Note…");
   key (NoSymbol, XK_Escape);
   g_assert_true (od_test_wait (row_menu_closed, list, 5000));
 
