@@ -20,6 +20,10 @@
 #define CHUNK_MAX_EVENTS   1000
 #define IDLE_HEAD_USEC     (4 * G_USEC_PER_SEC)
 #define MAX_HEADER_BYTES   (16 * 1024)
+/* A page (or a replay chunk) stops early once its text passes this, so
+ * that 10,000 events of 2,000-character notes (~80 MB) never make a body
+ * a client must refuse (the console takes pages up to 64 MiB). */
+#define PAGE_TEXT_MAX      (16 * 1024 * 1024)
 #define READY_TIMEOUT_MS   1000
 /* Page bodies built but not yet written, over all connections: beyond
  * it pages are refused with 503 (slow readers must not pin memory). */
@@ -620,7 +624,7 @@ read_in_thread (GTask        *task,
     {
       OdEvent *event = g_ptr_array_index (events, i);
 
-      if (event->position > request->upto)
+      if (event->position > request->upto || (i > 0 && result->text->len >= PAGE_TEXT_MAX))
         break;
       if (request->frames)
         od_event_append_sse (result->text, event);

@@ -1049,6 +1049,45 @@ test_rate_limited (void)
 
 /* ---- reads ---- */
 
+/* Events of large notes: a page stops once it passes 16 MiB rather than
+ * grow to what a client refuses (10,000 such events are ~80 MB); the
+ * next page goes on from its last event. */
+static void
+test_events_page_bytes (void)
+{
+  g_autofree char *id = new_order (OD_TEST_ALICE);
+  /* 2,000 four-byte characters: 8,000 bytes of data an event. */
+  g_autofree char *text = od_repeat ("\xf0\x9f\x93\xa6", 2000);
+  g_autofree char *body = od_body_one ("AddOrderNote", id, -1, "text", text);
+  g_autofree char *path = NULL;
+  g_autoptr(OdTestResponse) r = NULL;
+  g_autoptr(OdTestResponse) next = NULL;
+  JsonArray *events;
+  gint64 last;
+  guint n;
+
+  for (guint i = 0; i < 2200; i++)
+    od_test_command_ok (server, NULL, i % 2 ? OD_TEST_BOB : OD_TEST_ALICE, body, NULL);
+  r = od_test_get (server, OD_TEST_VICTOR, "/v1/events?limit=10000");
+  od_test_assert_status (r, 200);
+  g_test_message ("a page of 10,000: %" G_GSIZE_FORMAT " bytes", r->len);
+  g_assert_cmpuint (r->len, <, 16 * 1024 * 1024 + 64 * 1024);
+  events = json_object_get_array_member (od_test_response_object (r), "events");
+  n = json_array_get_length (events);
+  g_assert_cmpuint (n, >, 1000);
+  g_assert_cmpint (json_object_get_int_member (od_test_response_object (r), "head"), ==,
+                   od_test_head (server));
+  last = json_object_get_int_member (json_array_get_object_element (events, n - 1), "position");
+  g_assert_cmpint (last, <, od_test_head (server));
+  path = g_strdup_printf ("/v1/events?after=%" G_GINT64_FORMAT "&limit=10000", last);
+  next = od_test_get (server, OD_TEST_VICTOR, path);
+  od_test_assert_status (next, 200);
+  events = json_object_get_array_member (od_test_response_object (next), "events");
+  g_assert_cmpuint (json_array_get_length (events), >, 0);
+  g_assert_cmpint (json_object_get_int_member (json_array_get_object_element (events, 0), "prev"),
+                   ==, last);
+}
+
 static void
 test_events_page (void)
 {
@@ -1216,6 +1255,7 @@ main (int   argc,
   g_test_add_func ("/errors/headers-too-large", test_headers_too_large);
   g_test_add_func ("/errors/rate-limited", test_rate_limited);
   g_test_add_func ("/reads/events-page", test_events_page);
+  g_test_add_func ("/reads/events-page-bytes", test_events_page_bytes);
   g_test_add_func ("/reads/head-and-health", test_head_and_health);
   g_test_add_func ("/server/restart-keeps-log", test_restart_keeps_log);
   /* Last: it waits for the request timeout of its own server. */
