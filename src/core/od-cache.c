@@ -2,6 +2,7 @@
 #include "od-cache.h"
 #include "od-cache-private.h"
 #include "od-json.h"
+#include "od-outbox-store.h"
 #include "od-order.h"
 
 #include <errno.h>
@@ -150,25 +151,6 @@ static const char schema_sql[] =
   "  UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;"
   "END;"
   SEARCH_TABLE_SQL
-  "CREATE TABLE IF NOT EXISTS pending_commands ("
-  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-  "  idempotency_key TEXT NOT NULL UNIQUE,"
-  "  order_id TEXT NOT NULL,"
-  "  type TEXT NOT NULL,"
-  "  body TEXT NOT NULL,"
-  "  state INTEGER NOT NULL DEFAULT 0,"
-  "  attempts INTEGER NOT NULL DEFAULT 0,"
-  "  http_status INTEGER NOT NULL DEFAULT 0,"
-  "  position INTEGER NOT NULL DEFAULT -1,"
-  "  version INTEGER NOT NULL DEFAULT -1,"
-  "  code TEXT,"
-  "  detail TEXT,"
-  "  problem TEXT,"
-  "  created_at INTEGER NOT NULL,"
-  "  sent_at INTEGER NOT NULL DEFAULT 0,"
-  "  answered_at INTEGER NOT NULL DEFAULT 0,"
-  "  visible_at INTEGER NOT NULL DEFAULT 0);"
-  "CREATE INDEX IF NOT EXISTS pending_commands_state ON pending_commands (state, position);"
   INCONSISTENT_TABLE_SQL
   INDEXES_SQL;
 
@@ -466,51 +448,10 @@ has_table (sqlite3    *db,
 }
 
 static gboolean
-has_column (sqlite3    *db,
-            const char *table,
-            const char *column)
-{
-  sqlite3_stmt *stmt = NULL;
-  gboolean found = FALSE;
-
-  if (sqlite3_prepare_v2 (db, "SELECT 1 FROM pragma_table_info (?) WHERE name = ?", -1, &stmt,
-                          NULL) == SQLITE_OK)
-    {
-      sqlite3_bind_text (stmt, 1, table, -1, SQLITE_STATIC);
-      sqlite3_bind_text (stmt, 2, column, -1, SQLITE_STATIC);
-      found = sqlite3_step (stmt) == SQLITE_ROW;
-    }
-  sqlite3_finalize (stmt);
-  return found;
-}
-
-/* The outbox's identity and claim columns (see od-outbox.h), added to
- * caches made before them without a new schema version: the ALTERs are
- * idempotent (guarded by a column check) and run inside the migration's
- * transaction.  Commands queued before have no identity: they are held
- * until someone sends them as themselves or discards them. */
-static gboolean
-ensure_outbox_columns (sqlite3  *db,
-                       GError  **error)
-{
-  static const struct { const char *name; const char *sql; } columns[] = {
-    { "identity_fp", "ALTER TABLE pending_commands ADD COLUMN identity_fp TEXT" },
-    { "identity_server", "ALTER TABLE pending_commands ADD COLUMN identity_server TEXT" },
-    { "claim_owner", "ALTER TABLE pending_commands ADD COLUMN claim_owner TEXT" },
-    { "claim_at", "ALTER TABLE pending_commands ADD COLUMN claim_at INTEGER NOT NULL DEFAULT 0" },
-  };
-
-  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    if (!has_column (db, "pending_commands", columns[i].name) && !exec (db, columns[i].sql, error))
-      return FALSE;
-  return TRUE;
-}
-
-static gboolean
 schema_is_current (sqlite3 *db)
 {
   return get_user_version (db) == OD_CACHE_SCHEMA_VERSION
-         && has_column (db, "pending_commands", "claim_at");
+         && od_outbox_store_is_current (db);
 }
 
 /* Brings the schema to OD_CACHE_SCHEMA_VERSION.  Version 0 with tables is
@@ -562,21 +503,15 @@ migrate (sqlite3   *db,
                      version, OD_CACHE_SCHEMA_VERSION);
           if (!exec (db, drop_views_sql, error))
             goto fail;
-          if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
-            {
-              /* A newer outbox layout may not fit ours; keep it aside
-               * rather than lose unsent commands. */
-              if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
-                         error))
-                goto fail;
-            }
+          if (version > OD_CACHE_SCHEMA_VERSION && !od_outbox_store_set_aside (db, error))
+            goto fail;
         }
       if (!exec (db, schema_sql, error))
         goto fail;
       if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
         goto fail;
     }
-  if (!ensure_outbox_columns (db, error))
+  if (!od_outbox_store_ensure (db, error))
     goto fail;
   return exec (db, "COMMIT", error);
 
@@ -695,8 +630,8 @@ prepare_writer_statements (OdCache  *self,
                      " WHERE id = 1",
                      &self->st_sync_state, error)
          && prepare (db,
-                     "UPDATE pending_commands SET state = 3, visible_at = ?2"
-                     " WHERE state = 2 AND position <= ?1",
+                     "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_VISIBLE ", visible_at = ?2"
+                     " WHERE state = " OD_OUTBOX_SQL_ACCEPTED " AND position <= ?1",
                      &self->st_visible, error)
          && prepare (db,
                      "UPDATE sync_state SET known_head = max(known_head, ?1),"
@@ -1059,6 +994,7 @@ commit_tx (OdCache  *self,
 
   sqlite3_bind_int64 (self->st_visible, 1, self->tx_applied);
   sqlite3_bind_int64 (self->st_visible, 2, g_get_real_time ());
+  od_outbox_store_bind_states (self->st_visible);
   if (!step_done (self->wdb, self->st_visible, "outbox visible", error))
     goto fail;
   outbox_changed = sqlite3_changes (self->wdb) > 0;
@@ -1789,14 +1725,15 @@ watch_cb (gpointer data)
                               "SELECT count(*), max(id), total(state), total(attempts),"
                               " total(answered_at), total(visible_at), total(claim_at),"
                               " group_concat(coalesce(identity_fp, '-'))"
-                              " FROM pending_commands WHERE state IN (0, 1, 2)"
-                              "   OR answered_at > ?",
+                              " FROM pending_commands WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL
+                              "   OR answered_at > ?1",
                               NULL);
   if (st != NULL)
     {
       g_autofree char *signature = NULL;
 
       sqlite3_bind_int64 (st, 1, g_get_real_time () - 60 * G_USEC_PER_SEC);
+      od_outbox_store_bind_states (st);
       if (sqlite3_step (st) == SQLITE_ROW)
         signature = g_strdup_printf ("%lld/%lld/%g/%g/%g/%g/%g/%s",
                                      (long long) sqlite3_column_int64 (st, 0),

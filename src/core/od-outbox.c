@@ -2,6 +2,7 @@
 #include "od-outbox.h"
 #include "od-tls.h"
 #include "od-cache-private.h"
+#include "od-outbox-store.h"
 #include "od-json.h"
 #include "od-uuid.h"
 
@@ -261,7 +262,7 @@ insert_job (sqlite3   *db,
   sqlite3_stmt *st = prep (db,
                            "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
                            " state, created_at, identity_fp, identity_server)"
-                           " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                           " VALUES (?1, ?2, ?3, ?4, " OD_OUTBOX_SQL_QUEUED ", ?5, ?6, ?7)",
                            error);
   gint64 *id;
 
@@ -274,6 +275,7 @@ insert_job (sqlite3   *db,
   sqlite3_bind_int64 (st, 5, j->created_at);
   sqlite3_bind_text (st, 6, j->identity_fp, -1, SQLITE_STATIC);
   sqlite3_bind_text (st, 7, j->identity_server, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
   if (!run_stmt (db, st, error))
     return FALSE;
   id = g_new (gint64, 1);
@@ -282,11 +284,21 @@ insert_job (sqlite3   *db,
   return TRUE;
 }
 
+/* What an UpdateJob stores. */
+typedef enum
+{
+  UPDATE_MARK_SENT,
+  UPDATE_ACCEPTED,
+  UPDATE_REJECTED,
+  UPDATE_TRANSIENT,  /* a failure to retry: network, 5xx, 429 */
+  UPDATE_DISCARD,
+  UPDATE_SEND_AS_ME, /* a held command adopted by the current identity */
+} UpdateKind;
+
 typedef struct
 {
-  gint64  id;
-  int     kind;  /* 0 mark sent, 1 accepted, 2 rejected, 3 transient, 4 discard,
-                  * 5 send as me */
+  gint64      id;
+  UpdateKind  kind;
   guint   http_status;
   gint64  position;
   gint64  version;
@@ -294,7 +306,7 @@ typedef struct
   char   *detail;
   char   *problem;
   gint64  now;
-  char   *identity_fp;      /* 4, 5: the current identity */
+  char   *identity_fp;      /* discard, send as me: the current identity */
   char   *identity_server;
 } UpdateJob;
 
@@ -320,53 +332,55 @@ update_job (sqlite3   *db,
 
   switch (j->kind)
     {
-    case 0:
+    case UPDATE_MARK_SENT:
       st = prep (db,
-                 "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
                  " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
-                 " WHERE id = ?1 AND state IN (0, 1)",
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
                  error);
       break;
-    case 1:
+    case UPDATE_ACCEPTED:
       /* If the cache already applied the position (the stream was
        * faster than this answer), the command is visible right away. */
       st = prep (db,
                  "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
                  " answered_at = ?2, detail = NULL,"
                  " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
-                 "   THEN 3 ELSE 2 END,"
+                 "   THEN " OD_OUTBOX_SQL_VISIBLE " ELSE " OD_OUTBOX_SQL_ACCEPTED " END,"
                  " visible_at = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state"
                  "   WHERE id = 1) THEN ?2 ELSE 0 END"
-                 " WHERE id = ?1 AND state IN (0, 1)",
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
                  error);
       break;
-    case 2:
+    case UPDATE_REJECTED:
       st = prep (db,
-                 "UPDATE pending_commands SET state = 4, http_status = ?3, answered_at = ?2,"
-                 " code = ?6, detail = ?7, problem = ?8 WHERE id = ?1 AND state IN (0, 1)",
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_REJECTED ", http_status = ?3,"
+                 " answered_at = ?2, code = ?6, detail = ?7, problem = ?8"
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
                  error);
       break;
-    case 3:
+    case UPDATE_TRANSIENT:
       /* The claim goes: any process of this identity may retry it. */
       st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
                      " claim_owner = NULL WHERE id = ?1",
                  error);
       break;
-    case 4:
+    case UPDATE_DISCARD:
       /* A command never sent, or one held (queued by another sign-in)
        * that nobody is sending now. */
-      st = prep (db, "UPDATE pending_commands SET state = 5, answered_at = ?2"
-                     " WHERE id = ?1 AND (state = 0 OR (state = 1"
+      st = prep (db, "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
+                     " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
+                     "   OR (state = " OD_OUTBOX_SQL_SENT
                      "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
                      "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
       break;
-    case 5:
+    case UPDATE_SEND_AS_ME:
       /* The operator's consent: from now on it goes as them.  Only a
        * command never sent: keys are scoped by token on the server, so
        * one sent under the other sign-in (answer unknown) could be
        * applied a second time under this one. */
       st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state = 0"
+                     " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
                      "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
                      "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
       break;
@@ -375,27 +389,20 @@ update_job (sqlite3   *db,
     }
   if (st == NULL)
     return FALSE;
+  /* Every value is bound, used or not: binding a parameter a statement
+   * does not have fails with SQLITE_RANGE, harmlessly. */
   sqlite3_bind_int64 (st, 1, j->id);
   sqlite3_bind_int64 (st, 2, j->now);
-  if (sqlite3_bind_parameter_count (st) >= 3)
-    sqlite3_bind_int (st, 3, j->http_status);
-  if (sqlite3_bind_parameter_count (st) >= 5)
-    {
-      sqlite3_bind_int64 (st, 4, j->position);
-      sqlite3_bind_int64 (st, 5, j->version);
-    }
-  if (sqlite3_bind_parameter_count (st) >= 6)
-    sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 7)
-    sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 8)
-    sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 11)
-    {
-      sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
-      sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
-      sqlite3_bind_int64 (st, 11, j->now - CLAIM_LEASE_USEC);
-    }
+  sqlite3_bind_int (st, 3, j->http_status);
+  sqlite3_bind_int64 (st, 4, j->position);
+  sqlite3_bind_int64 (st, 5, j->version);
+  sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 11, j->now - CLAIM_LEASE_USEC);
+  od_outbox_store_bind_states (st);
   if (!run_stmt (db, st, error))
     return FALSE;
   *result = GINT_TO_POINTER (sqlite3_changes (db) > 0 ? 2 : 1);
@@ -490,7 +497,7 @@ od_outbox_list (OdOutbox  *self,
                                 ? "SELECT " COMMAND_COLUMNS " FROM pending_commands"
                                   " ORDER BY id DESC LIMIT ?"
                                 : "SELECT " COMMAND_COLUMNS " FROM pending_commands"
-                                  " WHERE state IN (0, 1, 2) ORDER BY id LIMIT ?",
+                                  " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL " ORDER BY id LIMIT ?1",
                               error);
   if (st == NULL)
     {
@@ -498,6 +505,7 @@ od_outbox_list (OdOutbox  *self,
       return NULL;
     }
   sqlite3_bind_int64 (st, 1, limit ? limit : G_MAXINT64);
+  od_outbox_store_bind_states (st);
   while (sqlite3_step (st) == SQLITE_ROW)
     g_ptr_array_add (list, read_command (st));
   sqlite3_reset (st);
@@ -507,7 +515,7 @@ od_outbox_list (OdOutbox  *self,
 /* Held commands (another identity's) are not pending here: this
  * outbox will not send them without consent. */
 #define NOT_HELD_SQL \
-  " AND NOT (state IN (0, 1) AND ?2 IS NOT NULL" \
+  " AND NOT (state IN " OD_OUTBOX_SQL_UNANSWERED " AND ?2 IS NOT NULL" \
   "   AND (identity_fp IS NOT ?1 OR identity_server IS NOT ?2))"
 
 static void
@@ -516,6 +524,7 @@ bind_identity (OdOutbox     *self,
 {
   sqlite3_bind_text (st, 1, self->identity_fp, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text (st, 2, self->server_url, -1, SQLITE_TRANSIENT);
+  od_outbox_store_bind_states (st);
 }
 
 guint
@@ -523,7 +532,7 @@ od_outbox_count_held (OdOutbox *self)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT count(*) FROM pending_commands"
-                                            " WHERE state IN (0, 1) AND ?2 IS NOT NULL"
+                                            " WHERE state IN " OD_OUTBOX_SQL_UNANSWERED " AND ?2 IS NOT NULL"
                                             "   AND (identity_fp IS NOT ?1"
                                             "        OR identity_server IS NOT ?2)",
                                             NULL);
@@ -543,7 +552,7 @@ od_outbox_count_pending (OdOutbox *self)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT count(*) FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
+                                            " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL NOT_HELD_SQL,
                                             NULL);
   guint n = 0;
 
@@ -562,7 +571,7 @@ od_outbox_pending_orders (OdOutbox *self)
   GHashTable *set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT DISTINCT order_id FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
+                                            " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL NOT_HELD_SQL,
                                             NULL);
 
   if (st == NULL)
@@ -740,7 +749,7 @@ transient_failure (OdOutbox   *self,
   guint delay;
 
   job->id = id;
-  job->kind = 3;
+  job->kind = UPDATE_TRANSIENT;
   job->http_status = http_status;
   job->detail = g_strdup (why);
   queue_update (self, job, TRUE);
@@ -811,7 +820,7 @@ answer_done (SendData *sd,
       self->backoff_exp = 0;
       job = g_new0 (UpdateJob, 1);
       job->id = id;
-      job->kind = 1;
+      job->kind = UPDATE_ACCEPTED;
       job->http_status = status;
       job->position = json_node_get_int (pos);
       job->version = od_json_is_integer (ver) ? json_node_get_int (ver) : -1;
@@ -829,7 +838,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = 2;
+          job->kind = UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name ? problem->code_name : "forbidden");
           job->detail = g_strdup (problem->detail ? problem->detail
@@ -845,7 +854,7 @@ answer_done (SendData *sd,
             UpdateJob *job = g_new0 (UpdateJob, 1);
 
             job->id = id;
-            job->kind = 3;
+            job->kind = UPDATE_TRANSIENT;
             job->http_status = status;
             job->detail = g_strdup (problem->detail);
             queue_update (self, job, TRUE);
@@ -870,7 +879,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = 2;
+          job->kind = UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name);
           job->detail = g_strdup (problem->detail);
@@ -960,7 +969,8 @@ claim_job_free (ClaimJob *j)
 }
 
 #define NEXT_TO_SEND_SQL \
-  "SELECT id, claim_owner, claim_at FROM pending_commands WHERE state IN (0, 1)" \
+  "SELECT id, claim_owner, claim_at FROM pending_commands" \
+  " WHERE state IN " OD_OUTBOX_SQL_UNANSWERED \
   " AND identity_fp = ?1 AND identity_server = ?2 ORDER BY id LIMIT 1"
 
 static gboolean
@@ -978,6 +988,7 @@ claim_job (sqlite3   *db,
     return FALSE;
   sqlite3_bind_text (st, 1, j->identity_fp, -1, SQLITE_STATIC);
   sqlite3_bind_text (st, 2, j->identity_server, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
   if (sqlite3_step (st) == SQLITE_ROW
       && claimable ((const char *) sqlite3_column_text (st, 1), sqlite3_column_int64 (st, 2),
                     j->owner, j->now))
@@ -987,7 +998,7 @@ claim_job (sqlite3   *db,
     return TRUE;
 
   st = prep (db,
-             "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
+             "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
              " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
              " claim_owner = ?3, claim_at = ?2 WHERE id = ?1",
              error);
@@ -996,6 +1007,7 @@ claim_job (sqlite3   *db,
   sqlite3_bind_int64 (st, 1, id);
   sqlite3_bind_int64 (st, 2, j->now);
   sqlite3_bind_text (st, 3, j->owner, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
   if (!run_stmt (db, st, error))
     return FALSE;
 
@@ -1462,7 +1474,7 @@ od_outbox_discard_async (OdOutbox           *self,
   g_hash_table_add (self->discarding, g_memdup2 (&id, sizeof id));
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = 4;
+  job->kind = UPDATE_DISCARD;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);
@@ -1524,7 +1536,7 @@ od_outbox_send_as_me_async (OdOutbox           *self,
     }
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = 5;
+  job->kind = UPDATE_SEND_AS_ME;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);
