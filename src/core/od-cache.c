@@ -938,11 +938,11 @@ bulk_end (OdCache *self)
     {
       /* The indexes are only an accelerator: reads stay correct without
        * them; the next start tries again. */
-      g_warning ("cache: could not rebuild the indexes: %s", error->message);
+      g_warning ("could not rebuild the cache's indexes: %s", error->message);
       return;
     }
   self->bulk = FALSE;
-  g_debug ("cache: indexes built in %.1f s", (g_get_monotonic_time () - t0) / 1e6);
+  g_debug ("cache indexes built in %.1f s", (g_get_monotonic_time () - t0) / 1e6);
 }
 
 static void
@@ -952,7 +952,7 @@ bulk_begin (OdCache *self)
 
   if (!run_script_tx (self, bulk_begin_sql, &error))
     {
-      g_warning ("cache: could not enter bulk mode: %s", error->message);
+      g_warning ("cache could not enter bulk mode: %s", error->message);
       return;
     }
   self->bulk = TRUE;
@@ -1003,10 +1003,9 @@ commit_tx (OdCache  *self,
   if (!exec (self->wdb, "COMMIT", error))
     goto fail;
   t2 = g_get_monotonic_time ();
-  if (g_getenv ("OD_CACHE_DEBUG"))
-    g_printerr ("commit: %u events, %u orders, apply %.0f ms, orders %.0f ms, commit %.0f ms\n",
-                self->tx_events, dirty->len, (t0 - self->tx_started) / 1000.0,
-                (t1 - t0) / 1000.0, (t2 - t1) / 1000.0);
+  g_debug ("commit: %u events, %u orders, apply %.0f ms, orders %.0f ms, commit %.0f ms",
+           self->tx_events, dirty->len, (t0 - self->tx_started) / 1000.0,
+           (t1 - t0) / 1000.0, (t2 - t1) / 1000.0);
   self->in_tx = FALSE;
   g_hash_table_remove_all (self->working);
   applied = self->tx_applied;
@@ -1082,7 +1081,7 @@ mark_inconsistent (OdCache       *self,
 {
   sqlite3_stmt *st = self->st_mark_inconsistent;
 
-  g_message ("cache: order %s breaks the protocol at position %" G_GINT64_FORMAT
+  g_message ("order %s breaks the protocol at position %" G_GINT64_FORMAT
              " (%s): shown as of version %" G_GINT64_FORMAT "; its later events are kept, not applied",
              ev->order_id, ev->position, why, w->order->version);
   sqlite3_bind_text (st, 1, ev->order_id, -1, SQLITE_STATIC);
@@ -1271,12 +1270,12 @@ upgrade_search (OdCache *self)
   sqlite3_db_release_memory (self->wdb);
   malloc_trim (0);
   if (ok)
-    g_debug ("cache: search index upgraded to schema %d in %.1f s", OD_CACHE_SCHEMA_VERSION,
+    g_debug ("cache search index upgraded to schema %d in %.1f s", OD_CACHE_SCHEMA_VERSION,
              (g_get_monotonic_time () - t0) / 1e6);
   else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    g_debug ("cache: search index upgrade interrupted by close; the next open starts it again");
+    g_debug ("cache search index upgrade interrupted by close; the next open starts it again");
   else
-    g_warning ("cache: search index not upgraded (%s); the old one serves until the next start",
+    g_warning ("cache search index not upgraded (%s); the old one serves until the next start",
                error->message);
 }
 
@@ -1510,7 +1509,7 @@ writer_thread (gpointer data)
 
         case ITEM_STOP:
           if (!commit_tx (self, &error))
-            g_warning ("cache: last commit failed: %s", error->message);
+            g_warning ("last cache commit failed: %s", error->message);
           if (self->bulk)
             bulk_end (self);
           running = FALSE;
@@ -1669,7 +1668,7 @@ take_writer_lock (OdCache *self)
       self->lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (self->lock_fd < 0)
         {
-          g_warning ("cache: cannot open %s: %s; following other writers only", lock_path,
+          g_warning ("cannot open %s: %s; following other writers only", lock_path,
                      g_strerror (errno));
           return FALSE;
         }

@@ -12,21 +12,22 @@ G_STATIC_ASSERT (OD_COMMAND_STATE_VISIBLE == 3);
 G_STATIC_ASSERT (OD_COMMAND_STATE_REJECTED == 4);
 G_STATIC_ASSERT (OD_COMMAND_STATE_DISCARDED == 5);
 
-/* The parameter number of each state's placeholder (OD_OUTBOX_SQL_*). */
-#define STATE_PARAM_BASE 60
-
-/* Binds every state placeholder a statement uses.  Binding one it does
- * not use fails with SQLITE_RANGE, harmlessly. */
+/* Binds every state placeholder (OD_OUTBOX_SQL_*) a statement uses.
+ * Binding one it does not use fails with SQLITE_RANGE, harmlessly. */
 void
 od_outbox_store_bind_states (sqlite3_stmt *st)
 {
-  static const OdCommandState states[] = {
-    OD_COMMAND_STATE_QUEUED, OD_COMMAND_STATE_SENT, OD_COMMAND_STATE_ACCEPTED,
-    OD_COMMAND_STATE_VISIBLE, OD_COMMAND_STATE_REJECTED, OD_COMMAND_STATE_DISCARDED,
+  static const struct { int param; OdCommandState state; } params[] = {
+    { 60, OD_COMMAND_STATE_QUEUED },   /* OD_OUTBOX_SQL_QUEUED */
+    { 61, OD_COMMAND_STATE_SENT },     /* OD_OUTBOX_SQL_SENT */
+    { 62, OD_COMMAND_STATE_ACCEPTED }, /* OD_OUTBOX_SQL_ACCEPTED */
+    { 63, OD_COMMAND_STATE_VISIBLE },  /* OD_OUTBOX_SQL_VISIBLE */
+    { 64, OD_COMMAND_STATE_REJECTED }, /* OD_OUTBOX_SQL_REJECTED */
+    { 65, OD_COMMAND_STATE_DISCARDED },/* OD_OUTBOX_SQL_DISCARDED */
   };
 
-  for (guint i = 0; i < G_N_ELEMENTS (states); i++)
-    sqlite3_bind_int (st, STATE_PARAM_BASE + (int) i, states[i]);
+  for (guint i = 0; i < G_N_ELEMENTS (params); i++)
+    sqlite3_bind_int (st, params[i].param, params[i].state);
 }
 
 static gboolean

@@ -646,7 +646,7 @@ update_done (GObject      *source,
   self->writes_in_flight--;
   od_cache_write_finish (OD_CACHE (source), result, &error);
   if (error != NULL)
-    g_warning ("outbox: could not store a command's state: %s", error->message);
+    g_warning ("could not store an outbox command's state: %s", error->message);
   else if (sd->id > 0)
     emit_changed (self, sd->id);
   g_object_unref (self);
@@ -691,7 +691,7 @@ answer_stored (GObject      *source,
     {
       /* Not stored: the command stays "sent" and is resent with the same
        * key, which the server answers from its idempotency store. */
-      g_warning ("outbox: could not store an answer: %s", error->message);
+      g_warning ("could not store a command's answer: %s", error->message);
       self->sending_id = 0;
       kick_later (self, 1);
     }
@@ -1079,7 +1079,7 @@ claim_done (GObject      *source,
   self->sending_id = 0;
   if (error != NULL)
     {
-      g_warning ("outbox: could not claim a command: %s", error->message);
+      g_warning ("could not claim an outbox command: %s", error->message);
       kick_later (self, 1);
     }
   else if (c != NULL && !g_cancellable_is_cancelled (self->cancellable))
