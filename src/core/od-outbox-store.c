@@ -131,3 +131,187 @@ od_outbox_store_set_aside (sqlite3  *db,
   return !found || exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
                          error);
 }
+
+/* ------------------------------------------------------------------ */
+/* Writes (run on the cache's writer thread, see od_cache_write_async)  */
+
+static gboolean
+run_stmt (sqlite3       *db,
+          sqlite3_stmt  *st,
+          GError       **error)
+{
+  int rc = sqlite3_step (st);
+
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    {
+      od_cache_set_sqlite_error (error, db, "outbox");
+      sqlite3_finalize (st);
+      return FALSE;
+    }
+  sqlite3_finalize (st);
+  return TRUE;
+}
+
+static sqlite3_stmt *
+prep (sqlite3     *db,
+      const char  *sql,
+      GError     **error)
+{
+  sqlite3_stmt *st = NULL;
+
+  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "outbox");
+      return NULL;
+    }
+  return st;
+}
+
+gboolean
+od_outbox_store_insert (sqlite3     *db,
+                        const char  *key,
+                        const char  *order_id,
+                        const char  *type,
+                        const char  *body,
+                        gint64       created_at,
+                        const char  *identity_fp,
+                        const char  *identity_server,
+                        gint64      *id,
+                        GError     **error)
+{
+  sqlite3_stmt *st = prep (db,
+                           "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
+                           " state, created_at, identity_fp, identity_server)"
+                           " VALUES (?1, ?2, ?3, ?4, " OD_OUTBOX_SQL_QUEUED ", ?5, ?6, ?7)",
+                           error);
+
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_text (st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 2, order_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 3, type, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 4, body, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 5, created_at);
+  sqlite3_bind_text (st, 6, identity_fp, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 7, identity_server, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
+  if (!run_stmt (db, st, error))
+    return FALSE;
+  *id = sqlite3_last_insert_rowid (db);
+  return TRUE;
+}
+
+/* Stores what happened to a command; *changed is FALSE when the row
+ * was no longer in a state the update applies to (e.g. a discard that
+ * lost the race with a send). */
+gboolean
+od_outbox_store_update (sqlite3               *db,
+                        const OdOutboxUpdate  *j,
+                        gboolean              *changed,
+                        GError               **error)
+{
+  sqlite3_stmt *st = NULL;
+
+  switch (j->kind)
+    {
+    case OD_OUTBOX_UPDATE_MARK_SENT:
+      st = prep (db,
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
+                 " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
+                 error);
+      break;
+    case OD_OUTBOX_UPDATE_ACCEPTED:
+      /* If the cache already applied the position (the stream was
+       * faster than this answer), the command is visible right away. */
+      st = prep (db,
+                 "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
+                 " answered_at = ?2, detail = NULL,"
+                 " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
+                 "   THEN " OD_OUTBOX_SQL_VISIBLE " ELSE " OD_OUTBOX_SQL_ACCEPTED " END,"
+                 " visible_at = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state"
+                 "   WHERE id = 1) THEN ?2 ELSE 0 END"
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
+                 error);
+      break;
+    case OD_OUTBOX_UPDATE_REJECTED:
+      st = prep (db,
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_REJECTED ", http_status = ?3,"
+                 " answered_at = ?2, code = ?6, detail = ?7, problem = ?8"
+                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
+                 error);
+      break;
+    case OD_OUTBOX_UPDATE_TRANSIENT:
+      /* The claim goes: any process of this identity may retry it. */
+      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
+                     " claim_owner = NULL WHERE id = ?1",
+                 error);
+      break;
+    case OD_OUTBOX_UPDATE_DISCARD:
+      /* A command never sent, or one held (queued by another sign-in)
+       * that nobody is sending now. */
+      st = prep (db, "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
+                     " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
+                     "   OR (state = " OD_OUTBOX_SQL_SENT
+                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
+      break;
+    case OD_OUTBOX_UPDATE_SEND_AS_ME:
+      /* The operator's consent: from now on it goes as them.  Only a
+       * command never sent: keys are scoped by token on the server, so
+       * one sent under the other sign-in (answer unknown) could be
+       * applied a second time under this one. */
+      st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
+                     " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
+                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+  if (st == NULL)
+    return FALSE;
+  /* Every value is bound, used or not: binding a parameter a statement
+   * does not have fails with SQLITE_RANGE, harmlessly. */
+  sqlite3_bind_int64 (st, 1, j->id);
+  sqlite3_bind_int64 (st, 2, j->now);
+  sqlite3_bind_int (st, 3, j->http_status);
+  sqlite3_bind_int64 (st, 4, j->position);
+  sqlite3_bind_int64 (st, 5, j->version);
+  sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
+  sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 11, j->claim_free_before);
+  od_outbox_store_bind_states (st);
+  if (!run_stmt (db, st, error))
+    return FALSE;
+  *changed = sqlite3_changes (db) > 0;
+  return TRUE;
+}
+
+/* Marks a command sent by `owner` (its claim: see claim_job() in
+ * od-outbox.c). */
+gboolean
+od_outbox_store_claim (sqlite3     *db,
+                       gint64       id,
+                       const char  *owner,
+                       gint64       now,
+                       GError     **error)
+{
+  sqlite3_stmt *st = prep (db,
+                           "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ","
+                           " attempts = attempts + 1,"
+                           " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
+                           " claim_owner = ?3, claim_at = ?2 WHERE id = ?1",
+                           error);
+
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (st, 1, id);
+  sqlite3_bind_int64 (st, 2, now);
+  sqlite3_bind_text (st, 3, owner, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
+  return run_stmt (db, st, error);
+}

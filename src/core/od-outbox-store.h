@@ -37,4 +37,51 @@ gboolean od_outbox_store_is_current  (sqlite3       *db);
 gboolean od_outbox_store_set_aside   (sqlite3       *db,
                                       GError       **error);
 
+/* What an update stores (od_outbox_store_update()). */
+typedef enum
+{
+  OD_OUTBOX_UPDATE_MARK_SENT,
+  OD_OUTBOX_UPDATE_ACCEPTED,
+  OD_OUTBOX_UPDATE_REJECTED,
+  OD_OUTBOX_UPDATE_TRANSIENT,  /* a failure to retry: network, 5xx, 429 */
+  OD_OUTBOX_UPDATE_DISCARD,
+  OD_OUTBOX_UPDATE_SEND_AS_ME, /* a held command adopted by the current identity */
+} OdOutboxUpdateKind;
+
+typedef struct
+{
+  gint64              id;
+  OdOutboxUpdateKind  kind;
+  guint               http_status;
+  gint64              position;
+  gint64              version;
+  char               *code;
+  char               *detail;
+  char               *problem;
+  gint64              now;
+  char               *identity_fp;      /* discard, send as me: the current identity */
+  char               *identity_server;
+  gint64              claim_free_before; /* a claim older than this is nobody's */
+} OdOutboxUpdate;
+
+gboolean od_outbox_store_insert      (sqlite3               *db,
+                                      const char            *key,
+                                      const char            *order_id,
+                                      const char            *type,
+                                      const char            *body,
+                                      gint64                 created_at,
+                                      const char            *identity_fp,
+                                      const char            *identity_server,
+                                      gint64                *id,
+                                      GError               **error);
+gboolean od_outbox_store_update      (sqlite3               *db,
+                                      const OdOutboxUpdate  *update,
+                                      gboolean              *changed,
+                                      GError               **error);
+gboolean od_outbox_store_claim       (sqlite3               *db,
+                                      gint64                 id,
+                                      const char            *owner,
+                                      gint64                 now,
+                                      GError               **error);
+
 G_END_DECLS

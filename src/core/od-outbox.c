@@ -195,24 +195,7 @@ claimable (const char *claim_owner,
 }
 
 /* ------------------------------------------------------------------ */
-/* Writer jobs (run on the cache's writer thread)                      */
-
-static gboolean
-run_stmt (sqlite3       *db,
-          sqlite3_stmt  *st,
-          GError       **error)
-{
-  int rc = sqlite3_step (st);
-
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      sqlite3_finalize (st);
-      return FALSE;
-    }
-  sqlite3_finalize (st);
-  return TRUE;
-}
+/* Writer jobs (run on the cache's writer thread; SQL in od-outbox-store.c) */
 
 static sqlite3_stmt *
 prep (sqlite3     *db,
@@ -259,56 +242,19 @@ insert_job (sqlite3   *db,
             GError   **error)
 {
   InsertJob *j = data;
-  sqlite3_stmt *st = prep (db,
-                           "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
-                           " state, created_at, identity_fp, identity_server)"
-                           " VALUES (?1, ?2, ?3, ?4, " OD_OUTBOX_SQL_QUEUED ", ?5, ?6, ?7)",
-                           error);
-  gint64 *id;
+  gint64 *id = g_new (gint64, 1);
 
-  if (st == NULL)
-    return FALSE;
-  sqlite3_bind_text (st, 1, j->key, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 2, j->order_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 3, j->type, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 4, j->body, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (st, 5, j->created_at);
-  sqlite3_bind_text (st, 6, j->identity_fp, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 7, j->identity_server, -1, SQLITE_STATIC);
-  od_outbox_store_bind_states (st);
-  if (!run_stmt (db, st, error))
-    return FALSE;
-  id = g_new (gint64, 1);
-  *id = sqlite3_last_insert_rowid (db);
+  if (!od_outbox_store_insert (db, j->key, j->order_id, j->type, j->body, j->created_at,
+                               j->identity_fp, j->identity_server, id, error))
+    {
+      g_free (id);
+      return FALSE;
+    }
   *result = id;
   return TRUE;
 }
 
-/* What an UpdateJob stores. */
-typedef enum
-{
-  UPDATE_MARK_SENT,
-  UPDATE_ACCEPTED,
-  UPDATE_REJECTED,
-  UPDATE_TRANSIENT,  /* a failure to retry: network, 5xx, 429 */
-  UPDATE_DISCARD,
-  UPDATE_SEND_AS_ME, /* a held command adopted by the current identity */
-} UpdateKind;
-
-typedef struct
-{
-  gint64      id;
-  UpdateKind  kind;
-  guint   http_status;
-  gint64  position;
-  gint64  version;
-  char   *code;
-  char   *detail;
-  char   *problem;
-  gint64  now;
-  char   *identity_fp;      /* discard, send as me: the current identity */
-  char   *identity_server;
-} UpdateJob;
+typedef OdOutboxUpdate UpdateJob;
 
 static void
 update_job_free (UpdateJob *j)
@@ -328,84 +274,12 @@ update_job (sqlite3   *db,
             GError   **error)
 {
   UpdateJob *j = data;
-  sqlite3_stmt *st = NULL;
+  gboolean changed = FALSE;
 
-  switch (j->kind)
-    {
-    case UPDATE_MARK_SENT:
-      st = prep (db,
-                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
-                 " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
-                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
-                 error);
-      break;
-    case UPDATE_ACCEPTED:
-      /* If the cache already applied the position (the stream was
-       * faster than this answer), the command is visible right away. */
-      st = prep (db,
-                 "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
-                 " answered_at = ?2, detail = NULL,"
-                 " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
-                 "   THEN " OD_OUTBOX_SQL_VISIBLE " ELSE " OD_OUTBOX_SQL_ACCEPTED " END,"
-                 " visible_at = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state"
-                 "   WHERE id = 1) THEN ?2 ELSE 0 END"
-                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
-                 error);
-      break;
-    case UPDATE_REJECTED:
-      st = prep (db,
-                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_REJECTED ", http_status = ?3,"
-                 " answered_at = ?2, code = ?6, detail = ?7, problem = ?8"
-                 " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
-                 error);
-      break;
-    case UPDATE_TRANSIENT:
-      /* The claim goes: any process of this identity may retry it. */
-      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
-                     " claim_owner = NULL WHERE id = ?1",
-                 error);
-      break;
-    case UPDATE_DISCARD:
-      /* A command never sent, or one held (queued by another sign-in)
-       * that nobody is sending now. */
-      st = prep (db, "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
-                     " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
-                     "   OR (state = " OD_OUTBOX_SQL_SENT
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
-      break;
-    case UPDATE_SEND_AS_ME:
-      /* The operator's consent: from now on it goes as them.  Only a
-       * command never sent: keys are scoped by token on the server, so
-       * one sent under the other sign-in (answer unknown) could be
-       * applied a second time under this one. */
-      st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
-      break;
-    default:
-      g_assert_not_reached ();
-    }
-  if (st == NULL)
+  j->claim_free_before = j->now - CLAIM_LEASE_USEC;
+  if (!od_outbox_store_update (db, j, &changed, error))
     return FALSE;
-  /* Every value is bound, used or not: binding a parameter a statement
-   * does not have fails with SQLITE_RANGE, harmlessly. */
-  sqlite3_bind_int64 (st, 1, j->id);
-  sqlite3_bind_int64 (st, 2, j->now);
-  sqlite3_bind_int (st, 3, j->http_status);
-  sqlite3_bind_int64 (st, 4, j->position);
-  sqlite3_bind_int64 (st, 5, j->version);
-  sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (st, 11, j->now - CLAIM_LEASE_USEC);
-  od_outbox_store_bind_states (st);
-  if (!run_stmt (db, st, error))
-    return FALSE;
-  *result = GINT_TO_POINTER (sqlite3_changes (db) > 0 ? 2 : 1);
+  *result = GINT_TO_POINTER (changed ? 2 : 1);
   return TRUE;
 }
 
@@ -749,7 +623,7 @@ transient_failure (OdOutbox   *self,
   guint delay;
 
   job->id = id;
-  job->kind = UPDATE_TRANSIENT;
+  job->kind = OD_OUTBOX_UPDATE_TRANSIENT;
   job->http_status = http_status;
   job->detail = g_strdup (why);
   queue_update (self, job, TRUE);
@@ -820,7 +694,7 @@ answer_done (SendData *sd,
       self->backoff_exp = 0;
       job = g_new0 (UpdateJob, 1);
       job->id = id;
-      job->kind = UPDATE_ACCEPTED;
+      job->kind = OD_OUTBOX_UPDATE_ACCEPTED;
       job->http_status = status;
       job->position = json_node_get_int (pos);
       job->version = od_json_is_integer (ver) ? json_node_get_int (ver) : -1;
@@ -838,7 +712,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = UPDATE_REJECTED;
+          job->kind = OD_OUTBOX_UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name ? problem->code_name : "forbidden");
           job->detail = g_strdup (problem->detail ? problem->detail
@@ -854,7 +728,7 @@ answer_done (SendData *sd,
             UpdateJob *job = g_new0 (UpdateJob, 1);
 
             job->id = id;
-            job->kind = UPDATE_TRANSIENT;
+            job->kind = OD_OUTBOX_UPDATE_TRANSIENT;
             job->http_status = status;
             job->detail = g_strdup (problem->detail);
             queue_update (self, job, TRUE);
@@ -879,7 +753,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = UPDATE_REJECTED;
+          job->kind = OD_OUTBOX_UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name);
           job->detail = g_strdup (problem->detail);
@@ -997,18 +871,7 @@ claim_job (sqlite3   *db,
   if (id == 0)
     return TRUE;
 
-  st = prep (db,
-             "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
-             " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
-             " claim_owner = ?3, claim_at = ?2 WHERE id = ?1",
-             error);
-  if (st == NULL)
-    return FALSE;
-  sqlite3_bind_int64 (st, 1, id);
-  sqlite3_bind_int64 (st, 2, j->now);
-  sqlite3_bind_text (st, 3, j->owner, -1, SQLITE_STATIC);
-  od_outbox_store_bind_states (st);
-  if (!run_stmt (db, st, error))
+  if (!od_outbox_store_claim (db, id, j->owner, j->now, error))
     return FALSE;
 
   st = prep (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
@@ -1474,7 +1337,7 @@ od_outbox_discard_async (OdOutbox           *self,
   g_hash_table_add (self->discarding, g_memdup2 (&id, sizeof id));
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = UPDATE_DISCARD;
+  job->kind = OD_OUTBOX_UPDATE_DISCARD;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);
@@ -1536,7 +1399,7 @@ od_outbox_send_as_me_async (OdOutbox           *self,
     }
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = UPDATE_SEND_AS_ME;
+  job->kind = OD_OUTBOX_UPDATE_SEND_AS_ME;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);
