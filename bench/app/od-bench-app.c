@@ -6,7 +6,7 @@
 #include "od-order-item.h"
 #include "od-test-app.h"
 #include "od-test-cache.h"
-#include "od-window.h"
+#include "od-window-private.h"
 
 /* The console at a million orders: window ready, page fetch, search,
  * filter and sort latency, and memory.  Run under Xvfb:

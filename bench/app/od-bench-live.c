@@ -4,7 +4,7 @@
 #include "od-order-item.h"
 #include "od-test-app.h"
 #include "od-test-server.h"
-#include "od-window.h"
+#include "od-window-private.h"
 
 /* Command to visible change in the console's window: an Add Item sent
  * from its dialog against a real orderdesk-server, until the order's row

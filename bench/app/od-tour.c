@@ -4,7 +4,7 @@
 #include <locale.h>
 
 #include "od-order-item.h"
-#include "od-window.h"
+#include "od-window-private.h"
 
 /* A guided tour of every screen against a running server, taking a
  * screenshot of each (under Xvfb: `xvfb-run -a -s '-screen 0 1280x800x24'

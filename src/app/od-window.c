@@ -11,7 +11,7 @@
 #include "od-secret.h"
 #include "od-tooltip.h"
 #include "od-welcome.h"
-#include "od-window.h"
+#include "od-window-private.h"
 
 /* The main window.  It owns the profile's session (cache, sync engine,
  * outbox) and wires the core's signals to the widgets; the widgets only

@@ -37,14 +37,4 @@ gboolean        od_window_export_csv        (OdWindow      *self,
 void            od_window_toast             (OdWindow      *self,
                                              const char    *message);
 
-/* For tests and benchmarks. */
-OdOrderList    *od_window_get_order_list    (OdWindow      *self);
-OdOrderDetail  *od_window_get_order_detail  (OdWindow      *self);
-OdLagIndicator *od_window_get_lag_indicator (OdWindow      *self);
-OdCache        *od_window_get_cache         (OdWindow      *self);
-OdOutbox       *od_window_get_outbox        (OdWindow      *self);
-OdSyncEngine   *od_window_get_sync_engine   (OdWindow      *self);
-const char     *od_window_get_last_toast    (OdWindow      *self);
-const char     *od_window_get_page          (OdWindow      *self);
-
 G_END_DECLS

@@ -2,6 +2,7 @@
 #include "od-cache.h"
 #include "od-cache-private.h"
 #include "od-json.h"
+#include "od-outbox-store.h"
 #include "od-order.h"
 
 #include <errno.h>
@@ -168,25 +169,6 @@ static const char schema_sql[] =
   "END;"
   SEARCH_TABLE_SQL
   NOTE_SEARCH_SQL
-  "CREATE TABLE IF NOT EXISTS pending_commands ("
-  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-  "  idempotency_key TEXT NOT NULL UNIQUE,"
-  "  order_id TEXT NOT NULL,"
-  "  type TEXT NOT NULL,"
-  "  body TEXT NOT NULL,"
-  "  state INTEGER NOT NULL DEFAULT 0,"
-  "  attempts INTEGER NOT NULL DEFAULT 0,"
-  "  http_status INTEGER NOT NULL DEFAULT 0,"
-  "  position INTEGER NOT NULL DEFAULT -1,"
-  "  version INTEGER NOT NULL DEFAULT -1,"
-  "  code TEXT,"
-  "  detail TEXT,"
-  "  problem TEXT,"
-  "  created_at INTEGER NOT NULL,"
-  "  sent_at INTEGER NOT NULL DEFAULT 0,"
-  "  answered_at INTEGER NOT NULL DEFAULT 0,"
-  "  visible_at INTEGER NOT NULL DEFAULT 0);"
-  "CREATE INDEX IF NOT EXISTS pending_commands_state ON pending_commands (state, position);"
   INCONSISTENT_TABLE_SQL
   INDEXES_SQL;
 
@@ -508,28 +490,6 @@ has_column (sqlite3    *db,
   return found;
 }
 
-/* The outbox's identity and claim columns (see od-outbox.h), added to
- * caches made before them without a new schema version: the ALTERs are
- * idempotent (guarded by a column check) and run inside the migration's
- * transaction.  Commands queued before have no identity: they are held
- * until someone sends them as themselves or discards them. */
-static gboolean
-ensure_outbox_columns (sqlite3  *db,
-                       GError  **error)
-{
-  static const struct { const char *name; const char *sql; } columns[] = {
-    { "identity_fp", "ALTER TABLE pending_commands ADD COLUMN identity_fp TEXT" },
-    { "identity_server", "ALTER TABLE pending_commands ADD COLUMN identity_server TEXT" },
-    { "claim_owner", "ALTER TABLE pending_commands ADD COLUMN claim_owner TEXT" },
-    { "claim_at", "ALTER TABLE pending_commands ADD COLUMN claim_at INTEGER NOT NULL DEFAULT 0" },
-  };
-
-  for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    if (!has_column (db, "pending_commands", columns[i].name) && !exec (db, columns[i].sql, error))
-      return FALSE;
-  return TRUE;
-}
-
 /* Version 6: refunds and notes.  Idempotent (it does nothing once the
  * columns exist) and run inside migrate()'s transaction, so it combines
  * with the steps of other versions.  An older console kept the
@@ -573,7 +533,7 @@ static gboolean
 schema_is_current (sqlite3 *db)
 {
   return get_user_version (db) == OD_CACHE_SCHEMA_VERSION
-         && has_column (db, "pending_commands", "claim_at");
+         && od_outbox_store_is_current (db);
 }
 
 /* Brings the schema to OD_CACHE_SCHEMA_VERSION.  Version 0 with tables is
@@ -628,21 +588,15 @@ migrate (sqlite3   *db,
                      version, OD_CACHE_SCHEMA_VERSION);
           if (!exec (db, drop_views_sql, error))
             goto fail;
-          if (has_table (db, "pending_commands") && version > OD_CACHE_SCHEMA_VERSION)
-            {
-              /* A newer outbox layout may not fit ours; keep it aside
-               * rather than lose unsent commands. */
-              if (!exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
-                         error))
-                goto fail;
-            }
+          if (version > OD_CACHE_SCHEMA_VERSION && !od_outbox_store_set_aside (db, error))
+            goto fail;
         }
       if (!exec (db, schema_sql, error))
         goto fail;
       if (!exec (db, "PRAGMA user_version = " G_STRINGIFY (OD_CACHE_SCHEMA_VERSION), error))
         goto fail;
     }
-  if (!ensure_outbox_columns (db, error))
+  if (!od_outbox_store_ensure (db, error))
     goto fail;
   return exec (db, "COMMIT", error);
 
@@ -783,8 +737,8 @@ prepare_writer_statements (OdCache  *self,
                      " WHERE id = 1",
                      &self->st_sync_state, error)
          && prepare (db,
-                     "UPDATE pending_commands SET state = 3, visible_at = ?2"
-                     " WHERE state = 2 AND position <= ?1",
+                     "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_VISIBLE ", visible_at = ?2"
+                     " WHERE state = " OD_OUTBOX_SQL_ACCEPTED " AND position <= ?1",
                      &self->st_visible, error)
          && prepare (db,
                      "UPDATE sync_state SET known_head = max(known_head, ?1),"
@@ -1097,11 +1051,11 @@ bulk_end (OdCache *self)
     {
       /* The indexes are only an accelerator: reads stay correct without
        * them; the next start tries again. */
-      g_warning ("cache: could not rebuild the indexes: %s", error->message);
+      g_warning ("could not rebuild the cache's indexes: %s", error->message);
       return;
     }
   self->bulk = FALSE;
-  g_debug ("cache: indexes built in %.1f s", (g_get_monotonic_time () - t0) / 1e6);
+  g_debug ("cache indexes built in %.1f s", (g_get_monotonic_time () - t0) / 1e6);
 }
 
 static void
@@ -1111,7 +1065,7 @@ bulk_begin (OdCache *self)
 
   if (!run_script_tx (self, bulk_begin_sql, &error))
     {
-      g_warning ("cache: could not enter bulk mode: %s", error->message);
+      g_warning ("cache could not enter bulk mode: %s", error->message);
       return;
     }
   self->bulk = TRUE;
@@ -1153,6 +1107,7 @@ commit_tx (OdCache  *self,
 
   sqlite3_bind_int64 (self->st_visible, 1, self->tx_applied);
   sqlite3_bind_int64 (self->st_visible, 2, g_get_real_time ());
+  od_outbox_store_bind_states (self->st_visible);
   if (!step_done (self->wdb, self->st_visible, "outbox visible", error))
     goto fail;
   outbox_changed = sqlite3_changes (self->wdb) > 0;
@@ -1161,10 +1116,9 @@ commit_tx (OdCache  *self,
   if (!exec (self->wdb, "COMMIT", error))
     goto fail;
   t2 = g_get_monotonic_time ();
-  if (g_getenv ("OD_CACHE_DEBUG"))
-    g_printerr ("commit: %u events, %u orders, apply %.0f ms, orders %.0f ms, commit %.0f ms\n",
-                self->tx_events, dirty->len, (t0 - self->tx_started) / 1000.0,
-                (t1 - t0) / 1000.0, (t2 - t1) / 1000.0);
+  g_debug ("commit: %u events, %u orders, apply %.0f ms, orders %.0f ms, commit %.0f ms",
+           self->tx_events, dirty->len, (t0 - self->tx_started) / 1000.0,
+           (t1 - t0) / 1000.0, (t2 - t1) / 1000.0);
   self->in_tx = FALSE;
   g_hash_table_remove_all (self->working);
   applied = self->tx_applied;
@@ -1246,7 +1200,7 @@ mark_inconsistent (OdCache       *self,
 {
   sqlite3_stmt *st = self->st_mark_inconsistent;
 
-  g_message ("cache: order %s breaks the protocol at position %" G_GINT64_FORMAT
+  g_message ("order %s breaks the protocol at position %" G_GINT64_FORMAT
              " (%s): shown as of version %" G_GINT64_FORMAT "; its later events are kept, not applied",
              ev->order_id, ev->position, why, w->order->version);
   sqlite3_bind_text (st, 1, ev->order_id, -1, SQLITE_STATIC);
@@ -1436,12 +1390,12 @@ upgrade_search (OdCache *self)
   sqlite3_db_release_memory (self->wdb);
   malloc_trim (0);
   if (ok)
-    g_debug ("cache: search index upgraded to schema %d in %.1f s", OD_CACHE_SCHEMA_VERSION,
+    g_debug ("cache search index upgraded to schema %d in %.1f s", OD_CACHE_SCHEMA_VERSION,
              (g_get_monotonic_time () - t0) / 1e6);
   else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    g_debug ("cache: search index upgrade interrupted by close; the next open starts it again");
+    g_debug ("cache search index upgrade interrupted by close; the next open starts it again");
   else
-    g_warning ("cache: search index not upgraded (%s); the old one serves until the next start",
+    g_warning ("cache search index not upgraded (%s); the old one serves until the next start",
                error->message);
 }
 
@@ -1673,7 +1627,7 @@ writer_thread (gpointer data)
 
         case ITEM_STOP:
           if (!commit_tx (self, &error))
-            g_warning ("cache: last commit failed: %s", error->message);
+            g_warning ("last cache commit failed: %s", error->message);
           if (self->bulk)
             bulk_end (self);
           running = FALSE;
@@ -1834,7 +1788,7 @@ take_writer_lock (OdCache *self)
       self->lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (self->lock_fd < 0)
         {
-          g_warning ("cache: cannot open %s: %s; following other writers only", lock_path,
+          g_warning ("cannot open %s: %s; following other writers only", lock_path,
                      g_strerror (errno));
           return FALSE;
         }
@@ -1890,14 +1844,15 @@ watch_cb (gpointer data)
                               "SELECT count(*), max(id), total(state), total(attempts),"
                               " total(answered_at), total(visible_at), total(claim_at),"
                               " group_concat(coalesce(identity_fp, '-'))"
-                              " FROM pending_commands WHERE state IN (0, 1, 2)"
-                              "   OR answered_at > ?",
+                              " FROM pending_commands WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL
+                              "   OR answered_at > ?1",
                               NULL);
   if (st != NULL)
     {
       g_autofree char *signature = NULL;
 
       sqlite3_bind_int64 (st, 1, g_get_real_time () - 60 * G_USEC_PER_SEC);
+      od_outbox_store_bind_states (st);
       if (sqlite3_step (st) == SQLITE_ROW)
         signature = g_strdup_printf ("%lld/%lld/%g/%g/%g/%g/%g/%s",
                                      (long long) sqlite3_column_int64 (st, 0),

@@ -2,6 +2,7 @@
 #include "od-outbox.h"
 #include "od-tls.h"
 #include "od-cache-private.h"
+#include "od-outbox-store.h"
 #include "od-json.h"
 #include "od-uuid.h"
 
@@ -194,24 +195,7 @@ claimable (const char *claim_owner,
 }
 
 /* ------------------------------------------------------------------ */
-/* Writer jobs (run on the cache's writer thread)                      */
-
-static gboolean
-run_stmt (sqlite3       *db,
-          sqlite3_stmt  *st,
-          GError       **error)
-{
-  int rc = sqlite3_step (st);
-
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      sqlite3_finalize (st);
-      return FALSE;
-    }
-  sqlite3_finalize (st);
-  return TRUE;
-}
+/* Writer jobs (run on the cache's writer thread; SQL in od-outbox-store.c) */
 
 static sqlite3_stmt *
 prep (sqlite3     *db,
@@ -258,45 +242,19 @@ insert_job (sqlite3   *db,
             GError   **error)
 {
   InsertJob *j = data;
-  sqlite3_stmt *st = prep (db,
-                           "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
-                           " state, created_at, identity_fp, identity_server)"
-                           " VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
-                           error);
-  gint64 *id;
+  gint64 *id = g_new (gint64, 1);
 
-  if (st == NULL)
-    return FALSE;
-  sqlite3_bind_text (st, 1, j->key, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 2, j->order_id, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 3, j->type, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 4, j->body, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (st, 5, j->created_at);
-  sqlite3_bind_text (st, 6, j->identity_fp, -1, SQLITE_STATIC);
-  sqlite3_bind_text (st, 7, j->identity_server, -1, SQLITE_STATIC);
-  if (!run_stmt (db, st, error))
-    return FALSE;
-  id = g_new (gint64, 1);
-  *id = sqlite3_last_insert_rowid (db);
+  if (!od_outbox_store_insert (db, j->key, j->order_id, j->type, j->body, j->created_at,
+                               j->identity_fp, j->identity_server, id, error))
+    {
+      g_free (id);
+      return FALSE;
+    }
   *result = id;
   return TRUE;
 }
 
-typedef struct
-{
-  gint64  id;
-  int     kind;  /* 0 mark sent, 1 accepted, 2 rejected, 3 transient, 4 discard,
-                  * 5 send as me */
-  guint   http_status;
-  gint64  position;
-  gint64  version;
-  char   *code;
-  char   *detail;
-  char   *problem;
-  gint64  now;
-  char   *identity_fp;      /* 4, 5: the current identity */
-  char   *identity_server;
-} UpdateJob;
+typedef OdOutboxUpdate UpdateJob;
 
 static void
 update_job_free (UpdateJob *j)
@@ -316,89 +274,12 @@ update_job (sqlite3   *db,
             GError   **error)
 {
   UpdateJob *j = data;
-  sqlite3_stmt *st = NULL;
+  gboolean changed = FALSE;
 
-  switch (j->kind)
-    {
-    case 0:
-      st = prep (db,
-                 "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
-                 " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
-                 " WHERE id = ?1 AND state IN (0, 1)",
-                 error);
-      break;
-    case 1:
-      /* If the cache already applied the position (the stream was
-       * faster than this answer), the command is visible right away. */
-      st = prep (db,
-                 "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
-                 " answered_at = ?2, detail = NULL,"
-                 " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
-                 "   THEN 3 ELSE 2 END,"
-                 " visible_at = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state"
-                 "   WHERE id = 1) THEN ?2 ELSE 0 END"
-                 " WHERE id = ?1 AND state IN (0, 1)",
-                 error);
-      break;
-    case 2:
-      st = prep (db,
-                 "UPDATE pending_commands SET state = 4, http_status = ?3, answered_at = ?2,"
-                 " code = ?6, detail = ?7, problem = ?8 WHERE id = ?1 AND state IN (0, 1)",
-                 error);
-      break;
-    case 3:
-      /* The claim goes: any process of this identity may retry it. */
-      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
-                     " claim_owner = NULL WHERE id = ?1",
-                 error);
-      break;
-    case 4:
-      /* A command never sent, or one held (queued by another sign-in)
-       * that nobody is sending now. */
-      st = prep (db, "UPDATE pending_commands SET state = 5, answered_at = ?2"
-                     " WHERE id = ?1 AND (state = 0 OR (state = 1"
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
-      break;
-    case 5:
-      /* The operator's consent: from now on it goes as them.  Only a
-       * command never sent: keys are scoped by token on the server, so
-       * one sent under the other sign-in (answer unknown) could be
-       * applied a second time under this one. */
-      st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state = 0"
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
-      break;
-    default:
-      g_assert_not_reached ();
-    }
-  if (st == NULL)
+  j->claim_free_before = j->now - CLAIM_LEASE_USEC;
+  if (!od_outbox_store_update (db, j, &changed, error))
     return FALSE;
-  sqlite3_bind_int64 (st, 1, j->id);
-  sqlite3_bind_int64 (st, 2, j->now);
-  if (sqlite3_bind_parameter_count (st) >= 3)
-    sqlite3_bind_int (st, 3, j->http_status);
-  if (sqlite3_bind_parameter_count (st) >= 5)
-    {
-      sqlite3_bind_int64 (st, 4, j->position);
-      sqlite3_bind_int64 (st, 5, j->version);
-    }
-  if (sqlite3_bind_parameter_count (st) >= 6)
-    sqlite3_bind_text (st, 6, j->code, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 7)
-    sqlite3_bind_text (st, 7, j->detail, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 8)
-    sqlite3_bind_text (st, 8, j->problem, -1, SQLITE_STATIC);
-  if (sqlite3_bind_parameter_count (st) >= 11)
-    {
-      sqlite3_bind_text (st, 9, j->identity_fp, -1, SQLITE_STATIC);
-      sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
-      sqlite3_bind_int64 (st, 11, j->now - CLAIM_LEASE_USEC);
-    }
-  if (!run_stmt (db, st, error))
-    return FALSE;
-  *result = GINT_TO_POINTER (sqlite3_changes (db) > 0 ? 2 : 1);
+  *result = GINT_TO_POINTER (changed ? 2 : 1);
   return TRUE;
 }
 
@@ -490,7 +371,7 @@ od_outbox_list (OdOutbox  *self,
                                 ? "SELECT " COMMAND_COLUMNS " FROM pending_commands"
                                   " ORDER BY id DESC LIMIT ?"
                                 : "SELECT " COMMAND_COLUMNS " FROM pending_commands"
-                                  " WHERE state IN (0, 1, 2) ORDER BY id LIMIT ?",
+                                  " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL " ORDER BY id LIMIT ?1",
                               error);
   if (st == NULL)
     {
@@ -498,6 +379,7 @@ od_outbox_list (OdOutbox  *self,
       return NULL;
     }
   sqlite3_bind_int64 (st, 1, limit ? limit : G_MAXINT64);
+  od_outbox_store_bind_states (st);
   while (sqlite3_step (st) == SQLITE_ROW)
     g_ptr_array_add (list, read_command (st));
   sqlite3_reset (st);
@@ -507,7 +389,7 @@ od_outbox_list (OdOutbox  *self,
 /* Held commands (another identity's) are not pending here: this
  * outbox will not send them without consent. */
 #define NOT_HELD_SQL \
-  " AND NOT (state IN (0, 1) AND ?2 IS NOT NULL" \
+  " AND NOT (state IN " OD_OUTBOX_SQL_UNANSWERED " AND ?2 IS NOT NULL" \
   "   AND (identity_fp IS NOT ?1 OR identity_server IS NOT ?2))"
 
 static void
@@ -516,6 +398,7 @@ bind_identity (OdOutbox     *self,
 {
   sqlite3_bind_text (st, 1, self->identity_fp, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text (st, 2, self->server_url, -1, SQLITE_TRANSIENT);
+  od_outbox_store_bind_states (st);
 }
 
 guint
@@ -523,7 +406,7 @@ od_outbox_count_held (OdOutbox *self)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT count(*) FROM pending_commands"
-                                            " WHERE state IN (0, 1) AND ?2 IS NOT NULL"
+                                            " WHERE state IN " OD_OUTBOX_SQL_UNANSWERED " AND ?2 IS NOT NULL"
                                             "   AND (identity_fp IS NOT ?1"
                                             "        OR identity_server IS NOT ?2)",
                                             NULL);
@@ -543,7 +426,7 @@ od_outbox_count_pending (OdOutbox *self)
 {
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT count(*) FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
+                                            " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL NOT_HELD_SQL,
                                             NULL);
   guint n = 0;
 
@@ -562,7 +445,7 @@ od_outbox_pending_orders (OdOutbox *self)
   GHashTable *set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   sqlite3_stmt *st = od_cache_prepare_read (self->cache,
                                             "SELECT DISTINCT order_id FROM pending_commands"
-                                            " WHERE state IN (0, 1, 2)" NOT_HELD_SQL,
+                                            " WHERE state IN " OD_OUTBOX_SQL_NOT_FINAL NOT_HELD_SQL,
                                             NULL);
 
   if (st == NULL)
@@ -637,7 +520,7 @@ update_done (GObject      *source,
   self->writes_in_flight--;
   od_cache_write_finish (OD_CACHE (source), result, &error);
   if (error != NULL)
-    g_warning ("outbox: could not store a command's state: %s", error->message);
+    g_warning ("could not store an outbox command's state: %s", error->message);
   else if (sd->id > 0)
     emit_changed (self, sd->id);
   g_object_unref (self);
@@ -682,7 +565,7 @@ answer_stored (GObject      *source,
     {
       /* Not stored: the command stays "sent" and is resent with the same
        * key, which the server answers from its idempotency store. */
-      g_warning ("outbox: could not store an answer: %s", error->message);
+      g_warning ("could not store a command's answer: %s", error->message);
       self->sending_id = 0;
       kick_later (self, 1);
     }
@@ -740,7 +623,7 @@ transient_failure (OdOutbox   *self,
   guint delay;
 
   job->id = id;
-  job->kind = 3;
+  job->kind = OD_OUTBOX_UPDATE_TRANSIENT;
   job->http_status = http_status;
   job->detail = g_strdup (why);
   queue_update (self, job, TRUE);
@@ -811,7 +694,7 @@ answer_done (SendData *sd,
       self->backoff_exp = 0;
       job = g_new0 (UpdateJob, 1);
       job->id = id;
-      job->kind = 1;
+      job->kind = OD_OUTBOX_UPDATE_ACCEPTED;
       job->http_status = status;
       job->position = json_node_get_int (pos);
       job->version = od_json_is_integer (ver) ? json_node_get_int (ver) : -1;
@@ -829,7 +712,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = 2;
+          job->kind = OD_OUTBOX_UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name ? problem->code_name : "forbidden");
           job->detail = g_strdup (problem->detail ? problem->detail
@@ -845,7 +728,7 @@ answer_done (SendData *sd,
             UpdateJob *job = g_new0 (UpdateJob, 1);
 
             job->id = id;
-            job->kind = 3;
+            job->kind = OD_OUTBOX_UPDATE_TRANSIENT;
             job->http_status = status;
             job->detail = g_strdup (problem->detail);
             queue_update (self, job, TRUE);
@@ -870,7 +753,7 @@ answer_done (SendData *sd,
           UpdateJob *job = g_new0 (UpdateJob, 1);
 
           job->id = id;
-          job->kind = 2;
+          job->kind = OD_OUTBOX_UPDATE_REJECTED;
           job->http_status = status;
           job->code = g_strdup (problem->code_name);
           job->detail = g_strdup (problem->detail);
@@ -960,7 +843,8 @@ claim_job_free (ClaimJob *j)
 }
 
 #define NEXT_TO_SEND_SQL \
-  "SELECT id, claim_owner, claim_at FROM pending_commands WHERE state IN (0, 1)" \
+  "SELECT id, claim_owner, claim_at FROM pending_commands" \
+  " WHERE state IN " OD_OUTBOX_SQL_UNANSWERED \
   " AND identity_fp = ?1 AND identity_server = ?2 ORDER BY id LIMIT 1"
 
 static gboolean
@@ -978,6 +862,7 @@ claim_job (sqlite3   *db,
     return FALSE;
   sqlite3_bind_text (st, 1, j->identity_fp, -1, SQLITE_STATIC);
   sqlite3_bind_text (st, 2, j->identity_server, -1, SQLITE_STATIC);
+  od_outbox_store_bind_states (st);
   if (sqlite3_step (st) == SQLITE_ROW
       && claimable ((const char *) sqlite3_column_text (st, 1), sqlite3_column_int64 (st, 2),
                     j->owner, j->now))
@@ -986,17 +871,7 @@ claim_job (sqlite3   *db,
   if (id == 0)
     return TRUE;
 
-  st = prep (db,
-             "UPDATE pending_commands SET state = 1, attempts = attempts + 1,"
-             " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
-             " claim_owner = ?3, claim_at = ?2 WHERE id = ?1",
-             error);
-  if (st == NULL)
-    return FALSE;
-  sqlite3_bind_int64 (st, 1, id);
-  sqlite3_bind_int64 (st, 2, j->now);
-  sqlite3_bind_text (st, 3, j->owner, -1, SQLITE_STATIC);
-  if (!run_stmt (db, st, error))
+  if (!od_outbox_store_claim (db, id, j->owner, j->now, error))
     return FALSE;
 
   st = prep (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
@@ -1067,7 +942,7 @@ claim_done (GObject      *source,
   self->sending_id = 0;
   if (error != NULL)
     {
-      g_warning ("outbox: could not claim a command: %s", error->message);
+      g_warning ("could not claim an outbox command: %s", error->message);
       kick_later (self, 1);
     }
   else if (c != NULL && !g_cancellable_is_cancelled (self->cancellable))
@@ -1462,7 +1337,7 @@ od_outbox_discard_async (OdOutbox           *self,
   g_hash_table_add (self->discarding, g_memdup2 (&id, sizeof id));
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = 4;
+  job->kind = OD_OUTBOX_UPDATE_DISCARD;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);
@@ -1524,7 +1399,7 @@ od_outbox_send_as_me_async (OdOutbox           *self,
     }
   job = g_new0 (UpdateJob, 1);
   job->id = id;
-  job->kind = 5;
+  job->kind = OD_OUTBOX_UPDATE_SEND_AS_ME;
   job->now = g_get_real_time ();
   job->identity_fp = g_strdup (self->identity_fp);
   job->identity_server = g_strdup (self->server_url);

@@ -394,7 +394,7 @@ on_frame (const char *event,
                   g_mutex_lock (&s->lock);
                   s->stats.gaps++;
                   g_mutex_unlock (&s->lock);
-                  g_message ("sync: the stream is stuck at %" G_GINT64_FORMAT " below its head %"
+                  g_message ("the event stream is stuck at %" G_GINT64_FORMAT " below its head %"
                              G_GINT64_FORMAT "; reading pages", w->last, head);
                   w->frame_result = RESULT_GAP;
                 }
@@ -424,7 +424,7 @@ on_frame (const char *event,
     {
       /* The event it may have carried is not skipped: the next one
        * shows a gap, which the pages fill in. */
-      g_message ("sync: refusing a frame that is not a strict JSON object (event %s, id %s): %s",
+      g_message ("refusing a stream frame that is not a strict JSON object (event %s, id %s): %s",
                  event, id ? id : "-", w->refused ? w->refused : "no object");
       return;
     }
@@ -434,7 +434,7 @@ on_frame (const char *event,
 
     if (ev == NULL)
       {
-        g_warning ("sync: ignoring a malformed event: %s", error->message);
+        g_warning ("ignoring a malformed event: %s", error->message);
         return;
       }
     if (!accept_event (w, ev))
@@ -694,7 +694,7 @@ catch_up_pages (Worker *w)
               why = g_strdup_printf ("the server's head is %" G_GINT64_FORMAT
                                      " but its pages end at %" G_GINT64_FORMAT,
                                      head, w->last);
-              g_message ("sync: %s; retrying later", why);
+              g_message ("%s; retrying later", why);
               set_state (w, OD_LAG_STATE_CONNECTING, why);
               return RESULT_DROPPED;
             }
@@ -868,7 +868,7 @@ run_stream (Worker *w)
           g_autofree char *why = g_strdup_printf ("the server sent a stream frame larger than %s",
                                                   size);
 
-          g_message ("sync: %s; dropping the stream", why);
+          g_message ("%s; dropping the stream", why);
           flush_batch (w);
           end_op (w);
           g_input_stream_close (in, NULL, NULL);
@@ -1572,7 +1572,7 @@ reach_done (GObject      *source,
         od_sync_engine_reconnect_now (self);
     }
   if (was_unreachable != self->unreachable)
-    g_debug ("sync: server %s", self->unreachable ? "out of the network's reach" : "reachable");
+    g_debug ("server %s", self->unreachable ? "out of the network's reach" : "reachable");
   refresh_lag (self);
 }
 

@@ -8,6 +8,7 @@
 
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -421,6 +422,123 @@ test_viewer_refused_at_once (void)
   od_test_rmdir (dir);
 }
 
+/* The numbers a command's state is stored as are frozen (old caches
+ * hold them; see od-outbox-store.c): each state the outbox writes reads
+ * back in SQL as its number, whatever the enum looks like. */
+static gint64
+stored_state (const char *cache_path,
+              gint64      id)
+{
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  gint64 state = -1;
+
+  g_assert_cmpint (sqlite3_open_v2 (cache_path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT state FROM pending_commands WHERE id = ?", -1,
+                                       &st, NULL), ==, SQLITE_OK);
+  sqlite3_bind_int64 (st, 1, id);
+  if (sqlite3_step (st) == SQLITE_ROW)
+    state = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  sqlite3_close (db);
+  return state;
+}
+
+static void
+test_stored_states (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("states");
+  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
+  g_autofree char *visible_id = NULL;
+  g_autofree char *rejected_id = NULL;
+  g_autofree char *queued_id = NULL;
+  g_autofree char *discarded_id = NULL;
+  g_autofree char *visible_body = new_order_body (&visible_id);
+  g_autofree char *rejected_body = new_order_body (&rejected_id);
+  g_autofree char *queued_body = new_order_body (&queued_id);
+  g_autofree char *discarded_body = new_order_body (&discarded_id);
+  const char *submit_args[] = { "submit", cmd_path, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(OdOutbox) outbox = NULL;
+  g_autoptr(GPtrArray) all = NULL;
+  const char *bodies[2] = { queued_body, discarded_body };
+  gint64 ids[2];
+  guint seen = 0;
+
+  /* Visible (an operator's), rejected (a viewer's: 403). */
+  g_assert_true (g_file_set_contents (cmd_path, visible_body, -1, NULL));
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, NULL, submit_args,
+                                    NULL), ==, 0);
+  g_assert_true (g_file_set_contents (cmd_path, rejected_body, -1, NULL));
+  g_assert_cmpint (od_test_run_ctl (server, cache_path, OD_TEST_VIEWER_TOKEN, NULL, submit_args,
+                                    NULL), ==, 5);
+
+  /* Queued (an outbox with no server never sends), discarded. */
+  cache = od_cache_open (cache_path, &error);
+  g_assert_no_error (error);
+  outbox = od_outbox_new (cache, NULL, NULL);
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autoptr(GAsyncResult) result = NULL;
+
+      od_outbox_submit_json_async (outbox, bodies[i], NULL, od_test_async_result, &result);
+      while (result == NULL)
+        g_main_context_iteration (NULL, TRUE);
+      ids[i] = od_outbox_submit_finish (outbox, result, &error);
+      g_assert_no_error (error);
+    }
+  {
+    g_autoptr(GAsyncResult) result = NULL;
+
+    od_outbox_discard_async (outbox, ids[1], NULL, od_test_async_result, &result);
+    while (result == NULL)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_true (od_outbox_discard_finish (outbox, result, &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (od_cache_flush (cache, &error));
+  g_assert_no_error (error);
+
+  all = od_outbox_list (outbox, TRUE, 10, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (all->len, ==, 4);
+  for (guint i = 0; i < all->len; i++)
+    {
+      OdPendingCommand *c = g_ptr_array_index (all, i);
+      gint64 stored = stored_state (cache_path, c->id);
+
+      if (g_strcmp0 (c->order_id, visible_id) == 0)
+        {
+          g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_VISIBLE);
+          g_assert_cmpint (stored, ==, 3);
+        }
+      else if (g_strcmp0 (c->order_id, rejected_id) == 0)
+        {
+          g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_REJECTED);
+          g_assert_cmpint (stored, ==, 4);
+        }
+      else if (g_strcmp0 (c->order_id, queued_id) == 0)
+        {
+          g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_QUEUED);
+          g_assert_cmpint (stored, ==, 0);
+        }
+      else
+        {
+          g_assert_cmpstr (c->order_id, ==, discarded_id);
+          g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_DISCARDED);
+          g_assert_cmpint (stored, ==, 5);
+        }
+      seen++;
+    }
+  g_assert_cmpuint (seen, ==, 4);
+  g_clear_object (&outbox);
+  g_clear_object (&cache);
+  od_test_rmdir (dir);
+}
+
 static guint
 file_mode (const char *path)
 {
@@ -517,5 +635,6 @@ main (int    argc,
   g_test_add_func ("/shared/follow-takes-over", test_follow_takes_over);
   g_test_add_func ("/outbox/identity-held", test_identity_held);
   g_test_add_func ("/outbox/viewer-refused-at-once", test_viewer_refused_at_once);
+  g_test_add_func ("/outbox/stored-states", test_stored_states);
   return g_test_run ();
 }
