@@ -149,6 +149,7 @@ typedef struct
   gboolean      caught_up;
   /* submit */
   gint64        submit_id;
+  gboolean      one_command;  /* submit, outbox send-as-me: done when it is, not when caught up */
   gboolean      no_wait;
   gint64        last_progress;
 } Ctl;
@@ -408,7 +409,10 @@ outbox_settled (Ctl *ctl)
 static void
 check_sync_done (Ctl *ctl)
 {
-  if (ctl->follow || !ctl->caught_up)
+  /* A command in flight ends the run by its own outcome: the cache may
+   * catch up with it (and the outbox look settled) before the outbox
+   * has told us its id. */
+  if (ctl->follow || ctl->one_command || !ctl->caught_up)
     return;
   if (!outbox_settled (ctl))
     return;
@@ -746,6 +750,7 @@ cmd_submit (Ctl   *ctl,
   if (!open_cache (ctl, TRUE))
     return ctl->exit_code;
   ctl->caught_up = FALSE;
+  ctl->one_command = TRUE;
   start_online (ctl);
   od_outbox_submit_json_async (ctl->outbox, body, NULL, submitted, ctl);
   g_main_loop_run (ctl->loop);
@@ -1151,6 +1156,7 @@ cmd_outbox_action (Ctl   *ctl,
     return ctl->exit_code;
   if (send)
     {
+      ctl->one_command = TRUE;
       start_online (ctl);
       ctl->submit_id = id;
       od_outbox_send_as_me_async (ctl->outbox, id, NULL, outbox_action_done, ctl);
