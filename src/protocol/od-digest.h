@@ -22,4 +22,23 @@ void od_digest_add_event (GChecksum  *sum,
                           const char *data,
                           gssize      data_len);
 
+/* Raw JSON spans, for keeping `data` byte for byte as received: json-glib
+ * parses but cannot say where a value was in its text.  Both expect text
+ * that a strict parser has accepted (they stay within len whatever it
+ * is) and return FALSE when the shape is not the expected one. */
+
+/* The value of the top-level member name (a plain key, no escapes) of the
+ * JSON object in text. */
+gboolean od_json_raw_member   (const char  *text,
+                               gsize        len,
+                               const char  *name,
+                               const char **value,
+                               gsize       *value_len);
+
+/* The elements of the array that is the top-level member name of the
+ * object in text: pairs of (offset, length) into text, 2 per element. */
+GArray  *od_json_raw_elements (const char  *text,
+                               gsize        len,
+                               const char  *name);
+
 G_END_DECLS
