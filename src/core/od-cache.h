@@ -22,6 +22,8 @@ G_BEGIN_DECLS
  *   status_counts(status PK, n)  -- maintained by triggers on orders
  *   pending_commands(...)         -- the outbox, see od-outbox.h
  *   order_search                  -- FTS5 over customer name and email
+ *   verify_runs(id, verified_at, after_position, upto_position,
+ *               events_checked, result, report)  -- see od-verify.h
  *
  * Threads: an OdCache has one connection for reads, used on the thread
  * that opened it (the main thread in the console), and a writer thread
@@ -42,7 +44,7 @@ G_BEGIN_DECLS
  *       nothing of that batch was applied; the sync engine retries later.
  */
 
-#define OD_CACHE_SCHEMA_VERSION 4
+#define OD_CACHE_SCHEMA_VERSION 5
 
 /* Times in the cache are text in RFC 3339 UTC with milliseconds (as the
  * server sends them) for event times, and integer µs since the epoch for
