@@ -107,8 +107,9 @@ http_get (Verify      *v,
       g_autoptr(OdProblem) problem = od_problem_parse (status, g_bytes_get_data (body, NULL),
                                                        g_bytes_get_size (body));
 
-      g_set_error (error, OD_VERIFY_ERROR, OD_VERIFY_ERROR_SERVER, "GET %s: HTTP %u: %s", path,
-                   status, problem->detail);
+      g_set_error (error, OD_VERIFY_ERROR,
+                   status == 401 || status == 403 ? OD_VERIFY_ERROR_SIGN_IN : OD_VERIFY_ERROR_SERVER,
+                   "GET %s: HTTP %u: %s", path, status, problem->detail);
       return NULL;
     }
   return g_steal_pointer (&body);
@@ -1015,6 +1016,7 @@ OdVerifyReport *
 od_verify_run (OdCache          *cache,
                const char       *server_url,
                const char       *token,
+               GTlsDatabase     *tls_database,
                gint64            after,
                gboolean          repair,
                OdVerifyProgress  progress,
@@ -1041,6 +1043,8 @@ od_verify_run (OdCache          *cache,
   v.server_events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
   v.touched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   v.session = soup_session_new_with_options ("timeout", 120, "idle-timeout", 30, NULL);
+  if (tls_database != NULL)
+    soup_session_set_tls_database (v.session, tls_database);
   if (v.url != NULL)
     while (g_str_has_suffix (v.url, "/"))
       v.url[strlen (v.url) - 1] = '\0';
@@ -1187,9 +1191,10 @@ od_verify_get_last (OdCache  *cache,
 
 typedef struct
 {
-  OdCache *cache;
-  char    *url;
-  char    *token;
+  OdCache      *cache;
+  char         *url;
+  char         *token;
+  GTlsDatabase *trust;
   gint64   after;
   gboolean repair;
 } AsyncData;
@@ -1200,6 +1205,7 @@ async_data_free (AsyncData *d)
   g_object_unref (d->cache);
   g_free (d->url);
   g_free (d->token);
+  g_clear_object (&d->trust);
   g_free (d);
 }
 
@@ -1211,8 +1217,8 @@ run_in_thread (GTask        *task,
 {
   AsyncData *d = task_data;
   GError *error = NULL;
-  OdVerifyReport *report = od_verify_run (d->cache, d->url, d->token, d->after, d->repair, NULL,
-                                          NULL, cancellable, &error);
+  OdVerifyReport *report = od_verify_run (d->cache, d->url, d->token, d->trust, d->after, d->repair,
+                                          NULL, NULL, cancellable, &error);
 
   if (report != NULL)
     g_task_return_pointer (task, report, (GDestroyNotify) od_verify_report_free);
@@ -1224,6 +1230,7 @@ void
 od_verify_run_async (OdCache            *cache,
                      const char         *server_url,
                      const char         *token,
+                     GTlsDatabase       *tls_database,
                      gint64              after,
                      gboolean            repair,
                      GCancellable       *cancellable,
@@ -1236,6 +1243,7 @@ od_verify_run_async (OdCache            *cache,
   d->cache = g_object_ref (cache);
   d->url = g_strdup (server_url);
   d->token = g_strdup (token);
+  d->trust = tls_database ? g_object_ref (tls_database) : NULL;
   d->after = after;
   d->repair = repair;
   g_task_set_task_data (task, d, (GDestroyNotify) async_data_free);

@@ -31,6 +31,7 @@ typedef enum
 {
   OD_VERIFY_ERROR_FOREIGN_LOG,
   OD_VERIFY_ERROR_SERVER,
+  OD_VERIFY_ERROR_SIGN_IN,   /* 401/403 */
 } OdVerifyError;
 
 typedef struct
@@ -56,13 +57,16 @@ char           *od_verify_report_to_json (const OdVerifyReport *report);
 typedef void (*OdVerifyProgress) (double   fraction,
                                   gpointer user_data);
 
-/* Blocking: for a worker thread (or a command-line tool), never the GUI
- * thread; cache may be in use by sync on other threads.  token may be
+/* Blocking: for a worker thread only, never the thread that opened the
+ * cache (its repairs complete through that thread's main context), which
+ * uses od_verify_run_async(); cache may be in use by sync meanwhile.  token may be
  * NULL.  after < 0 means "since the last verified position" (0 when
- * never). */
+ * never).  tls_database: the authorities to trust for HTTPS (NULL: the
+ * system's). */
 OdVerifyReport *od_verify_run          (OdCache          *cache,
                                         const char       *server_url,
                                         const char       *token,
+                                        GTlsDatabase     *tls_database,
                                         gint64            after,
                                         gboolean          repair,
                                         OdVerifyProgress  progress,
@@ -82,6 +86,7 @@ gboolean        od_verify_get_last     (OdCache          *cache,
 void            od_verify_run_async    (OdCache            *cache,
                                         const char         *server_url,
                                         const char         *token,
+                                        GTlsDatabase       *tls_database,
                                         gint64              after,
                                         gboolean            repair,
                                         GCancellable       *cancellable,

@@ -160,7 +160,7 @@ verify (OdCache      *cache,
 {
   Run run = { 0 };
 
-  od_verify_run_async (cache, server->url, OD_TEST_VIEWER_TOKEN, 0, repair, NULL, run_done, &run);
+  od_verify_run_async (cache, server->url, OD_TEST_VIEWER_TOKEN, NULL, 0, repair, NULL, run_done, &run);
   g_assert_true (run_until (&run.done, 120));
   g_assert_no_error (run.error);
   return run.report;
@@ -305,7 +305,7 @@ test_foreign_log (void)
   events = scalar (cache, "SELECT count(*) FROM order_events");
   orders = scalar (cache, "SELECT count(*) FROM orders");
 
-  od_verify_run_async (cache, other->url, OD_TEST_VIEWER_TOKEN, 0, TRUE, NULL, run_done, &run);
+  od_verify_run_async (cache, other->url, OD_TEST_VIEWER_TOKEN, NULL, 0, TRUE, NULL, run_done, &run);
   g_assert_true (run_until (&run.done, 120));
   report = run.report;
   g_assert_null (report);
@@ -366,6 +366,71 @@ test_data_as_received (void)
   od_test_rmdir (dir);
 }
 
+/* orderdeskctl verify: exit 7 and the position when it differs, 0 after
+ * --repair, --json, and exit 8 for another server's log. */
+static void
+test_ctl (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (100);
+  g_autoptr(OdTestServer) other = od_test_server_start (50);
+  g_autofree char *dir = od_test_tmpdir ("verify-ctl");
+  g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  g_autoptr(OdSyncEngine) sync = NULL;
+  const char *plain[] = { "verify", NULL };
+  const char *repair[] = { "verify", "--repair", NULL };
+  const char *json[] = { "verify", "--json", NULL };
+  const char *bad_after[] = { "verify", "--after", "x", NULL };
+  g_autofree char *position = NULL;
+
+  g_assert_no_error (error);
+  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  od_sync_engine_start (sync);
+  g_assert_true (wait_applied (cache, od_test_head (server), 60));
+  od_sync_engine_stop (sync);
+  position = g_strdup_printf ("%" G_GINT64_FORMAT, od_cache_get_applied_position (cache) / 2);
+  damage_sql (cache, "UPDATE order_events SET data = '{}' WHERE position ="
+                     " (SELECT applied_position / 2 FROM sync_state)");
+
+  {
+    g_autofree char *out = NULL;
+
+    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, plain,
+                                           &out, NULL), ==, 7);
+    g_assert_nonnull (strstr (out, position));
+    g_assert_nonnull (strstr (out, "not repaired"));
+  }
+  {
+    g_autofree char *out = NULL;
+
+    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, repair,
+                                           &out, NULL), ==, 0);
+    g_assert_nonnull (strstr (out, "repaired"));
+  }
+  {
+    g_autofree char *out = NULL;
+    g_autoptr(JsonNode) node = NULL;
+
+    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, json,
+                                           &out, NULL), ==, 0);
+    node = json_from_string (out, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (json_object_get_string_member (json_node_get_object (node), "result"), ==, "clean");
+  }
+  g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, bad_after,
+                                         NULL, NULL), ==, 2);
+  {
+    g_autofree char *err = NULL;
+
+    g_assert_cmpint (od_test_run_ctl_full (other->url, path, OD_TEST_VIEWER_TOKEN, NULL, repair,
+                                           NULL, &err), ==, 8);
+    g_assert_nonnull (strstr (err, "not this server's log"));
+  }
+  assert_equals_server (cache, server);
+  od_test_rmdir (dir);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -393,5 +458,6 @@ main (int    argc,
   g_test_add_func ("/verify/live/item-removed", test_live_item_removed);
   g_test_add_func ("/verify/live/status-counts", test_live_status_counts);
   g_test_add_func ("/verify/foreign-log", test_foreign_log);
+  g_test_add_func ("/verify/ctl", test_ctl);
   return g_test_run ();
 }
