@@ -53,12 +53,14 @@ od_verify_report_to_json (const OdVerifyReport *report)
   g_string_append_printf (out, "\"after\":%" G_GINT64_FORMAT ",\"upto\":%" G_GINT64_FORMAT
                           ",\"events_checked\":%" G_GINT64_FORMAT ",\"orders_checked\":%"
                           G_GINT64_FORMAT ",\"requests\":%u,\"clean\":%s,\"repaired\":%s,"
-                          "\"counts_differed\":%s,\"positions\":[",
+                          "\"counts_differed\":%s,\"events_seconds\":%.2f,\"views_seconds\":%.2f,"
+                          "\"positions\":[",
                           report->after, report->upto, report->events_checked,
                           report->orders_checked, report->requests,
                           od_verify_report_clean (report) ? "true" : "false",
                           report->repaired ? "true" : "false",
-                          report->counts_differed ? "true" : "false");
+                          report->counts_differed ? "true" : "false",
+                          report->events_seconds, report->views_seconds);
   for (guint i = 0; i < report->positions->len; i++)
     g_string_append_printf (out, "%s%" G_GINT64_FORMAT, i ? "," : "",
                             g_array_index (report->positions, gint64, i));
