@@ -498,6 +498,40 @@ check_same_log (Verify  *v,
 /* ------------------------------------------------------------------ */
 /* Views: the fold of the stored events                                */
 
+/* Statements of the re-fold, prepared once per connection: preparing
+ * them per order was most of the time of a re-fold. */
+typedef struct
+{
+  sqlite3_stmt *events;
+  sqlite3_stmt *order;
+  sqlite3_stmt *items;
+  sqlite3_stmt *mark;
+} Stmts;
+
+static void
+stmts_clear (Stmts *s)
+{
+  g_clear_pointer (&s->events, sqlite3_finalize);
+  g_clear_pointer (&s->order, sqlite3_finalize);
+  g_clear_pointer (&s->items, sqlite3_finalize);
+  g_clear_pointer (&s->mark, sqlite3_finalize);
+}
+
+static sqlite3_stmt *
+stmt (sqlite3       *db,
+      sqlite3_stmt **slot,
+      const char    *sql)
+{
+  if (*slot == NULL)
+    sqlite3_prepare_v2 (db, sql, -1, slot, NULL);
+  else
+    {
+      sqlite3_reset (*slot);
+      sqlite3_clear_bindings (*slot);
+    }
+  return *slot;
+}
+
 typedef struct
 {
   OdOrder *order;
@@ -518,17 +552,19 @@ folded_clear (Folded *f)
  * first break. */
 static gboolean
 fold_order (sqlite3     *db,
+            Stmts       *stmts,
             const char  *order_id,
             Folded      *f,
             GError     **error)
 {
-  sqlite3_stmt *st = NULL;
+  sqlite3_stmt *st;
   int rc;
 
   memset (f, 0, sizeof *f);
   f->order = od_order_new (order_id);
-  if (sqlite3_prepare_v2 (db, "SELECT " EVENT_COLUMNS " FROM order_events WHERE order_id = ?1"
-                          " ORDER BY position", -1, &st, NULL) != SQLITE_OK)
+  st = stmt (db, &stmts->events, "SELECT " EVENT_COLUMNS " FROM order_events WHERE order_id = ?1"
+             " ORDER BY position");
+  if (st == NULL)
     {
       od_cache_set_sqlite_error (error, db, "fold");
       return FALSE;
@@ -551,7 +587,7 @@ fold_order (sqlite3     *db,
         od_order_apply (f->order, ev->type, od_event_get_data (ev), ev->version, ev->position,
                         ev->recorded_at);
     }
-  sqlite3_finalize (st);
+  sqlite3_reset (st);
   if (rc != SQLITE_DONE)
     {
       od_cache_set_sqlite_error (error, db, "fold");
@@ -569,17 +605,17 @@ or_empty (const char *s)
 /* Whether the cache's rows for the order are the fold's. */
 static gboolean
 order_matches (sqlite3 *db,
+               Stmts   *stmts,
                Folded  *f)
 {
   OdOrder *o = f->order;
-  sqlite3_stmt *st = NULL;
+  sqlite3_stmt *st;
   gboolean same = TRUE, found;
   guint n = 0;
 
-  sqlite3_prepare_v2 (db, "SELECT customer_name, customer_email, currency, status, item_count,"
-                      " total_cents, version, created_at, updated_at, last_position, carrier,"
-                      " tracking_number, cancel_reason FROM orders WHERE order_id = ?1", -1, &st,
-                      NULL);
+  st = stmt (db, &stmts->order, "SELECT customer_name, customer_email, currency, status, item_count,"
+             " total_cents, version, created_at, updated_at, last_position, carrier,"
+             " tracking_number, cancel_reason FROM orders WHERE order_id = ?1");
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   found = sqlite3_step (st) == SQLITE_ROW;
   if (found != (o->status != OD_STATUS_NONE))
@@ -598,12 +634,12 @@ order_matches (sqlite3 *db,
            && g_strcmp0 ((const char *) sqlite3_column_text (st, 10), o->carrier) == 0
            && g_strcmp0 ((const char *) sqlite3_column_text (st, 11), o->tracking_number) == 0
            && g_strcmp0 ((const char *) sqlite3_column_text (st, 12), o->cancel_reason) == 0;
-  sqlite3_finalize (st);
+  sqlite3_reset (st);
   if (!same)
     return FALSE;
 
-  sqlite3_prepare_v2 (db, "SELECT sku, name, quantity, unit_price_cents FROM order_items"
-                      " WHERE order_id = ?1 ORDER BY line_no", -1, &st, NULL);
+  st = stmt (db, &stmts->items, "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+             " WHERE order_id = ?1 ORDER BY line_no");
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   while (same && sqlite3_step (st) == SQLITE_ROW)
     {
@@ -616,12 +652,11 @@ order_matches (sqlite3 *db,
              && sqlite3_column_int64 (st, 3) == line->unit_price_cents;
       n++;
     }
-  sqlite3_finalize (st);
+  sqlite3_reset (st);
   if (!same || n != (found ? o->lines->len : 0))
     return FALSE;
 
-  sqlite3_prepare_v2 (db, "SELECT version, position FROM inconsistent_orders WHERE order_id = ?1",
-                      -1, &st, NULL);
+  st = stmt (db, &stmts->mark, "SELECT version, position FROM inconsistent_orders WHERE order_id = ?1");
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   found = sqlite3_step (st) == SQLITE_ROW;
   if (found != (f->reason != NULL))
@@ -629,7 +664,7 @@ order_matches (sqlite3 *db,
   else if (found)
     same = sqlite3_column_int64 (st, 0) == f->mark_version
            && sqlite3_column_int64 (st, 1) == f->mark_position;
-  sqlite3_finalize (st);
+  sqlite3_reset (st);
   return same;
 }
 
@@ -653,6 +688,7 @@ check_views (Verify  *v,
              GError **error)
 {
   g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  Stmts stmts = { 0 };
   sqlite3_stmt *st = NULL;
   GHashTableIter iter;
   gpointer key;
@@ -686,16 +722,23 @@ check_views (Verify  *v,
       gboolean same;
 
       if ((i % 4096) == 0 && g_cancellable_set_error_if_cancelled (v->cancellable, error))
-        return FALSE;
-      if (!fold_order (v->db, g_ptr_array_index (ids, i), &f, error))
-        return FALSE;
-      same = order_matches (v->db, &f);
+        {
+          stmts_clear (&stmts);
+          return FALSE;
+        }
+      if (!fold_order (v->db, &stmts, g_ptr_array_index (ids, i), &f, error))
+        {
+          stmts_clear (&stmts);
+          return FALSE;
+        }
+      same = order_matches (v->db, &stmts, &f);
       folded_clear (&f);
       if (!same)
         g_ptr_array_add (v->report->orders, g_strdup (g_ptr_array_index (ids, i)));
       if (v->progress != NULL && (i % 4096) == 0)
         v->progress (0.5 + 0.5 * i / ids->len, v->progress_data);
     }
+  stmts_clear (&stmts);
   v->report->orders_checked = ids->len;
   v->report->counts_differed = !counts_match (v->db);
   return TRUE;
@@ -773,6 +816,7 @@ rewrite_order (sqlite3     *db,
                GError     **error)
 {
   Folded f;
+  Stmts stmts = { 0 };
   sqlite3_stmt *st = NULL;
   gint64 rowid = 0;
   g_autofree char *old_name = NULL;
@@ -780,8 +824,13 @@ rewrite_order (sqlite3     *db,
   gboolean ok = TRUE;
   OdOrder *o;
 
-  if (!fold_order (db, order_id, &f, error))
-    return FALSE;
+  ok = fold_order (db, &stmts, order_id, &f, error);
+  stmts_clear (&stmts);
+  if (!ok)
+    {
+      folded_clear (&f);
+      return FALSE;
+    }
   o = f.order;
   sqlite3_prepare_v2 (db, "SELECT rowid, customer_name, customer_email FROM orders"
                       " WHERE order_id = ?1", -1, &st, NULL);
@@ -1058,10 +1107,10 @@ od_verify_run (OdCache          *cache,
       goto out;
     }
   sqlite3_busy_timeout (v.db, 10000);
-  if (!server_head (&v, &head, error))
-    goto out;
   /* One read transaction: events and views are one snapshot, whatever
-   * sync commits meanwhile. */
+   * sync commits meanwhile.  The server's head is read after it: heads
+   * only grow, so a head read before could be below what sync applied
+   * in between, and look like a shorter, foreign log. */
   if (sqlite3_exec (v.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK
       || sqlite3_prepare_v2 (v.db, "SELECT applied_position FROM sync_state WHERE id = 1", -1, &st,
                              NULL) != SQLITE_OK)
@@ -1072,6 +1121,8 @@ od_verify_run (OdCache          *cache,
   if (sqlite3_step (st) == SQLITE_ROW)
     applied = sqlite3_column_int64 (st, 0);
   sqlite3_finalize (st);
+  if (!server_head (&v, &head, error))
+    goto out;
   all = after < 0 ? FALSE : after == 0;
   if (after < 0)
     after = last_verified (v.db);
