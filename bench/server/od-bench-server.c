@@ -304,6 +304,45 @@ bench_replay (void)
   return events >= head ? 0 : 1;
 }
 
+/* Asks for the digest of events 0..min(head, 1,000,000) and times the
+ * whole request: what a client pays to check that many events, to set
+ * against replaying them. */
+static int
+bench_digest (void)
+{
+  g_autoptr(GUri) uri = g_uri_parse (opt_url, G_URI_FLAGS_NONE, NULL);
+  gint64 head = get_head (uri);
+  gint64 upto = MIN (head, 1000000);
+  g_autoptr(GSocketConnection) connection = connect_to (uri);
+  g_autofree char *request = g_strdup_printf ("GET /v1/events/digest?after=0&upto=%" G_GINT64_FORMAT
+                                              " HTTP/1.1\r\nHost: bench\r\nAuthorization: "
+                                              "Bearer %s\r\n\r\n", upto, opt_token);
+  GInputStream *in = g_io_stream_get_input_stream (G_IO_STREAM (connection));
+  g_autoptr(GString) seen = g_string_new (NULL);
+  gint64 start = g_get_monotonic_time ();
+  const char *count;
+  double elapsed;
+
+  g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)), request,
+                             strlen (request), NULL, NULL, NULL);
+  while (strchr (seen->str, '}') == NULL)
+    {
+      char buf[4096];
+      gssize n = g_input_stream_read (in, buf, sizeof buf, NULL, NULL);
+
+      if (n <= 0)
+        g_error ("digest: no answer: %s", seen->str);
+      g_string_append_len (seen, buf, n);
+    }
+  elapsed = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  if ((count = strstr (seen->str, "\"count\":")) == NULL)
+    g_error ("digest: %s", seen->str);
+  printf ("digest events=%" G_GINT64_FORMAT " seconds=%.2f events/s=%.0f\n",
+          g_ascii_strtoll (count + 8, NULL, 10), elapsed,
+          g_ascii_strtoll (count + 8, NULL, 10) / elapsed);
+  return g_ascii_strtoll (count + 8, NULL, 10) == upto ? 0 : 1;
+}
+
 /* Opens N streams at the head, waits until each has its head frame, then
  * reports the server's RSS before and after. */
 static int
@@ -394,7 +433,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  g_autoptr(GOptionContext) context = g_option_context_new ("commands|replay|idle|preload");
+  g_autoptr(GOptionContext) context = g_option_context_new ("commands|replay|digest|idle|preload");
   g_autoptr(GError) error = NULL;
 
   g_option_context_add_main_entries (context, entries, NULL);
@@ -416,6 +455,8 @@ main (int   argc,
     return bench_replay ();
   if (g_str_equal (argv[1], "idle"))
     return bench_idle ();
+  if (g_str_equal (argv[1], "digest"))
+    return bench_digest ();
   g_printerr ("unknown mode %s\n", argv[1]);
   return 2;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "od-cache.h"
+#include "od-order.h"
 
 G_BEGIN_DECLS
 
@@ -33,5 +34,10 @@ void          od_cache_write_async_full (OdCache            *self,
                                          GCancellable       *cancellable,
                                          GAsyncReadyCallback callback,
                                          gpointer            user_data);
+
+/* Why the event cannot follow the order by the protocol's rules (the
+ * projector's check), or NULL: a re-fold must judge as the projector. */
+char         *od_cache_contract_break (const OdOrder *order,
+                                        const OdEvent *event);
 
 G_END_DECLS

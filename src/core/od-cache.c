@@ -529,6 +529,25 @@ migrate_refunds_and_notes (sqlite3  *db,
                error);
 }
 
+/* Schema 5: a record of every verification (od-verify.c): when, which
+ * range, and what was found and repaired.  Idempotent, and in the
+ * migration's transaction like every step. */
+static gboolean
+ensure_verify_table (sqlite3  *db,
+                     GError  **error)
+{
+  return exec (db,
+               "CREATE TABLE IF NOT EXISTS verify_runs ("
+               "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+               "  verified_at INTEGER NOT NULL,"
+               "  after_position INTEGER NOT NULL,"
+               "  upto_position INTEGER NOT NULL,"
+               "  events_checked INTEGER NOT NULL,"
+               "  result TEXT NOT NULL,"
+               "  report TEXT NOT NULL);",
+               error);
+}
+
 static gboolean
 schema_is_current (sqlite3 *db)
 {
@@ -567,7 +586,8 @@ migrate (sqlite3   *db,
       /* Version 3 lacks only inconsistent_orders (empty until an event
        * breaks the protocol, so nothing to fill); 1 and 2 also get it
        * now, and the current version once their search index is
-       * rebuilt.  Each later step is its own idempotent function. */
+       * rebuilt.  Each later step is its own idempotent function
+       * (verify_runs, version 5, is made below for every version). */
       if (!exec (db, INCONSISTENT_TABLE_SQL, error))
         goto fail;
       if (!migrate_refunds_and_notes (db, error))
@@ -597,6 +617,8 @@ migrate (sqlite3   *db,
         goto fail;
     }
   if (!od_outbox_store_ensure (db, error))
+    goto fail;
+  if (!ensure_verify_table (db, error))
     goto fail;
   return exec (db, "COMMIT", error);
 
@@ -1189,6 +1211,13 @@ contract_break (const OdOrder *order,
         break;
       }
   return NULL;
+}
+
+char *
+od_cache_contract_break (const OdOrder *order,
+                         const OdEvent *event)
+{
+  return contract_break (order, event);
 }
 
 static gboolean

@@ -24,6 +24,8 @@ G_BEGIN_DECLS
  *   pending_commands(...)         -- the outbox, see od-outbox.h
  *   order_search                  -- FTS5 over customer name and email
  *   note_search                   -- FTS5 over note texts, rowid = position
+ *   verify_runs(id, verified_at, after_position, upto_position,
+ *               events_checked, result, report)  -- see od-verify.h
  *
  * Threads: an OdCache has one connection for reads, used on the thread
  * that opened it (the main thread in the console), and a writer thread

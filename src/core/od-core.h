@@ -24,3 +24,4 @@
 #include "od-sse.h"
 #include "od-sync.h"
 #include "od-tls.h"
+#include "od-verify.h"

@@ -2,6 +2,7 @@
 #include "od-sync.h"
 #include "od-tls.h"
 #include "od-cache-private.h"
+#include "od-digest.h"
 #include "od-event-fast.h"
 #include "od-json.h"
 #include "od-problem.h"
@@ -437,6 +438,7 @@ on_frame (const char *event,
         g_warning ("ignoring a malformed event: %s", error->message);
         return;
       }
+    od_event_keep_raw_data (ev, data, data_len);
     if (!accept_event (w, ev))
       w->frame_result = RESULT_GAP;
   }
@@ -636,6 +638,7 @@ catch_up_pages (Worker *w)
       JsonNode *root;
       JsonObject *o;
       JsonArray *events;
+      g_autoptr(GArray) spans = NULL;
       JsonNode *head_node;
       gint64 head;
       guint n;
@@ -679,6 +682,10 @@ catch_up_pages (Worker *w)
       head = json_node_get_int (head_node);
       note_contact (w, head);
       n = json_array_get_length (events);
+      /* Where each event is in the body, to keep its data as sent. */
+      spans = od_json_raw_elements (g_bytes_get_data (body, NULL), g_bytes_get_size (body), "events");
+      if (spans != NULL && spans->len != 2 * n)
+        g_clear_pointer (&spans, g_array_unref);
       if (n == 0)
         {
           flush_batch (w);
@@ -713,6 +720,10 @@ catch_up_pages (Worker *w)
               flush_batch (w);
               return RESULT_DROPPED;
             }
+          if (spans != NULL)
+            od_event_keep_raw_data (ev, (const char *) g_bytes_get_data (body, NULL)
+                                          + g_array_index (spans, gsize, 2 * i),
+                                    g_array_index (spans, gsize, 2 * i + 1));
           /* Pages are contiguous by contract: a first event that does
            * not follow our checkpoint means the server's log is not the
            * one the cache was built from. */

@@ -21,6 +21,8 @@ enum
   EXIT_UNREACHABLE = 4, /* the server could not be reached in time */
   EXIT_SIGN_IN = 5,   /* 401/403: token missing, unknown or not allowed */
   EXIT_INVALID = 6,   /* the command is invalid (checked before sending) */
+  EXIT_DIFFERS = 7,   /* verify: the cache differs from the server (not repaired) */
+  EXIT_FOREIGN = 8,   /* verify: the cache is not of this server's log */
 };
 
 /* Every option, of every command: GOptionContext fills these.  Global
@@ -49,6 +51,8 @@ static struct
   char     *sort;
   char     *limit;
   char     *csv;
+  gboolean  repair;
+  char     *after;
 } opt;
 
 static const GOptionEntry global_entries[] = {
@@ -118,13 +122,23 @@ static const GOptionEntry outbox_entries[] = {
   G_OPTION_ENTRY_NULL
 };
 
+static const GOptionEntry verify_entries[] = {
+  { "repair", 0, 0, G_OPTION_ARG_NONE, &opt.repair,
+    "Repair what differs (events fetched again, orders folded again)", NULL },
+  { "after", 0, 0, G_OPTION_ARG_STRING, &opt.after,
+    "Only events after position P, and the orders they touch (default 0: everything)", "P" },
+  { "json", 0, 0, G_OPTION_ARG_NONE, &opt.json, "One JSON object", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
 static const char exit_status_text[] =
   "Without --server, the server the cache last synced with is used; without --server\n"
   "and --cache, the cache (in $XDG_DATA_HOME/orderdesk) that synced last.\n"
   "\n"
   "Exit status: 0 ok, 1 error, 2 usage, 3 command rejected by the server,\n"
   "4 server unreachable (timeout or certificate refused), 5 sign-in needed (401/403),\n"
-  "6 invalid command.\n"
+  "6 invalid command, 7 verify: the cache differs from the server (not repaired),\n"
+  "8 verify: the cache is not of this server's log.\n"
   "\n"
   "Documentation: docs/orderdeskctl.md in the OrderDesk sources; the commands'\n"
   "JSON is described in docs/protocol.md (\"Commands: POST /v1/commands\").";
@@ -1205,6 +1219,128 @@ cmd_outbox (Ctl   *ctl,
 }
 
 /* ------------------------------------------------------------------ */
+/* verify                                                              */
+
+static void
+print_positions (GString *out,
+                 GArray  *positions)
+{
+  for (guint i = 0; i < positions->len && i < 20; i++)
+    g_string_append_printf (out, "%s%" G_GINT64_FORMAT, i ? ", " : "",
+                            g_array_index (positions, gint64, i));
+  if (positions->len > 20)
+    g_string_append_printf (out, " and %u more", positions->len - 20);
+}
+
+typedef struct
+{
+  GMainLoop      *loop;
+  OdVerifyReport *report;
+  GError         *error;
+} VerifyRun;
+
+static void
+verify_done (GObject      *source,
+             GAsyncResult *res,
+             gpointer      user_data)
+{
+  VerifyRun *run = user_data;
+
+  run->report = od_verify_run_finish (res, &run->error);
+  g_main_loop_quit (run->loop);
+}
+
+static int
+cmd_verify (Ctl   *ctl,
+            int    argc,
+            char **argv)
+{
+  g_autoptr(OdVerifyReport) report = NULL;
+  g_autoptr(GError) error = NULL;
+  VerifyRun run = { ctl->loop, NULL, NULL };
+  gint64 after = 0;
+  int code;
+
+  if (opt.after != NULL
+      && !g_ascii_string_to_signed (opt.after, 10, 0, G_MAXINT64, &after, NULL))
+    return usage_error ("--after must be a position (an integer >= 0)");
+  if (!open_cache (ctl, TRUE))
+    return ctl->exit_code;
+  /* In a thread: its repairs complete through this thread's main loop. */
+  od_verify_run_async (ctl->cache, ctl->server, ctl->token, ctl->trust, after, opt.repair, NULL,
+                       verify_done, &run);
+  g_main_loop_run (ctl->loop);
+  report = run.report;
+  error = run.error;
+  if (report == NULL)
+    {
+      g_autofree char *why = tty_text (error->message);
+
+      if (g_error_matches (error, OD_VERIFY_ERROR, OD_VERIFY_ERROR_FOREIGN_LOG))
+        code = EXIT_FOREIGN;
+      else if (g_error_matches (error, OD_VERIFY_ERROR, OD_VERIFY_ERROR_SIGN_IN))
+        code = EXIT_SIGN_IN;
+      else if (error->domain == G_IO_ERROR || error->domain == G_RESOLVER_ERROR
+               || error->domain == G_TLS_ERROR)
+        code = EXIT_UNREACHABLE;
+      else
+        code = EXIT_FAILURE_;
+      if (opt.json)
+        {
+          g_autoptr(GString) out = g_string_new ("{\"result\":");
+
+          od_json_append_string (out, code == EXIT_FOREIGN ? "foreign" : "error");
+          g_string_append (out, ",\"error\":");
+          od_json_append_string (out, error->message);
+          g_string_append (out, "}\n");
+          fputs (out->str, stdout);
+        }
+      g_printerr ("orderdeskctl: verify: %s\n", why);
+      return code;
+    }
+  code = od_verify_report_clean (report) || report->repaired ? EXIT_OK : EXIT_DIFFERS;
+  if (opt.json)
+    {
+      g_autofree char *json = od_verify_report_to_json (report);
+
+      /* The report, with the verdict first. */
+      printf ("{\"result\":\"%s\",%s\n",
+              od_verify_report_clean (report) ? "clean" : report->repaired ? "repaired" : "differs",
+              json + 1);
+      return code;
+    }
+  printf ("verified positions %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT ": %" G_GINT64_FORMAT
+          " events, %" G_GINT64_FORMAT " orders (%u requests)\n",
+          report->after, report->upto, report->events_checked, report->orders_checked,
+          report->requests);
+  if (od_verify_report_clean (report))
+    {
+      printf ("clean: the cache is the server's log and its fold\n");
+      return code;
+    }
+  if (report->positions->len > 0)
+    {
+      g_autoptr(GString) out = g_string_new (NULL);
+
+      print_positions (out, report->positions);
+      printf ("events that differ from the server's: %u (positions %s)\n",
+              report->positions->len, out->str);
+    }
+  for (guint i = 0; i < report->orders->len && i < 50; i++)
+    {
+      g_autofree char *id = tty_text (g_ptr_array_index (report->orders, i));
+
+      printf ("order whose rows differ from the fold of its events: %s\n", id);
+    }
+  if (report->orders->len > 50)
+    printf ("… and %u more orders\n", report->orders->len - 50);
+  if (report->counts_differed)
+    printf ("status counts differ from the orders\n");
+  printf (report->repaired ? "repaired\n" : "not repaired (run with --repair)\n");
+  return code;
+}
+
+/* ------------------------------------------------------------------ */
 /* command line                                                        */
 
 typedef struct
@@ -1245,6 +1381,13 @@ static const CtlCommand commands[] = {
     "'outbox send-as-me ID' sends a held command under this sign-in (only one never\n"
     "sent); 'outbox discard ID' discards a queued or held command.",
     outbox_entries, cmd_outbox },
+  { "verify", "", 0, 0, "check the cache against the server, repair it",
+    "Check the cache against the server: its events against the server's (digests\n"
+    "of ranges, bisected down to the events that differ) and its orders against the\n"
+    "fold of its events; print what differs (--json: one JSON object).  --repair\n"
+    "fetches differing events again and folds the orders again.  A cache of another\n"
+    "server's log is refused (exit 8), never repaired.",
+    verify_entries, cmd_verify },
 };
 
 static const CtlCommand *

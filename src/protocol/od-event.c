@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-event.h"
 #include "od-json.h"
+#include "od-digest.h"
 
 #include <string.h>
 
@@ -163,10 +164,33 @@ od_event_parse (const char  *text,
                 GError     **error)
 {
   g_autoptr(JsonNode) root = od_json_parse_object (text, len, error);
+  OdEvent *event;
 
   if (root == NULL)
     return NULL;
-  return od_event_from_object (json_node_get_object (root), error);
+  event = od_event_from_object (json_node_get_object (root), error);
+  if (event != NULL)
+    od_event_keep_raw_data (event, text, len < 0 ? strlen (text) : (gsize) len);
+  return event;
+}
+
+/* Replaces data (as json-glib wrote it again) with its bytes in text, the
+ * event object it was parsed from: a digest of the log hashes `data` as
+ * the server sent it, which re-serialising changes (escapes, numbers,
+ * spaces). */
+void
+od_event_keep_raw_data (OdEvent    *event,
+                        const char *text,
+                        gsize       len)
+{
+  const char *value;
+  gsize value_len;
+
+  if (od_json_raw_member (text, len, "data", &value, &value_len) && *value == '{')
+    {
+      g_free (event->data);
+      event->data = g_strndup (value, value_len);
+    }
 }
 
 /* Parses `data` lazily for events read from a store. */

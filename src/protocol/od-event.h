@@ -34,6 +34,9 @@ OdEvent    *od_event_parse         (const char   *text,
                                     gssize        len,
                                     GError      **error);
 JsonObject *od_event_get_data      (OdEvent      *event);
+void        od_event_keep_raw_data (OdEvent      *event,
+                                    const char   *text,
+                                    gsize         len);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdEvent, od_event_free)
 

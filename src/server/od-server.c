@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-server.h"
 #include "od-metrics.h"
+#include "od-digest.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -791,6 +792,102 @@ handle_events_page (OdServer          *self,
   g_object_set_data (G_OBJECT (msg), "od-page-estimate", GSIZE_TO_POINTER (estimate));
   soup_server_message_pause (msg);
   start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
+}
+
+typedef struct
+{
+  gint64 after;
+  gint64 upto;
+} DigestRequest;
+
+static void
+digest_in_thread (GTask        *task,
+                  gpointer      source,
+                  gpointer      task_data,
+                  GCancellable *cancellable)
+{
+  OdServer *self = source;
+  DigestRequest *request = task_data;
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  GError *error = NULL;
+  gint64 head = 0, upto, count = 0;
+
+  if (!od_store_get_head (self->store, &head, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  upto = MAX (MIN (request->upto, head), request->after);
+  if (!od_store_digest (self->store, request->after, upto, sum, &count, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_pointer (task,
+                         g_strdup_printf ("{\"after\":%" G_GINT64_FORMAT ",\"upto\":%" G_GINT64_FORMAT
+                                          ",\"count\":%" G_GINT64_FORMAT ",\"sha256\":\"%s\"}",
+                                          request->after, upto, count,
+                                          g_checksum_get_string (sum)),
+                         g_free);
+}
+
+static void
+digest_done (GObject      *source,
+             GAsyncResult *res,
+             gpointer      user_data)
+{
+  SoupServerMessage *msg = user_data;
+  g_autoptr(GError) error = NULL;
+  char *body = g_task_propagate_pointer (G_TASK (res), &error);
+
+  if (body != NULL)
+    respond (msg, 200, "application/json", body);
+  else
+    {
+      od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
+      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                            error->message));
+    }
+  soup_server_message_unpause (msg);
+  g_object_unref (msg);
+}
+
+static void
+handle_events_digest (OdServer          *self,
+                      SoupServerMessage *msg)
+{
+  g_autoptr(GHashTable) params = NULL;
+  g_autoptr(GTask) task = NULL;
+  DigestRequest *request;
+  gint64 after, upto;
+  gboolean ok;
+
+  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+    return;
+  params = query_params (msg, &ok);
+  if (!ok || !query_int (params, "after", 0, &after, msg)
+      || !query_int (params, "upto", -1, &upto, msg))
+    return;
+  after = MAX (after, 0);
+  /* The range is judged as asked, not as clamped to the head, so that
+   * whether a request is answered does not depend on the log's length. */
+  if (params == NULL || g_hash_table_lookup (params, "upto") == NULL)
+    upto = after > G_MAXINT64 - OD_DIGEST_MAX_RANGE ? G_MAXINT64 : after + OD_DIGEST_MAX_RANGE;
+  else if (upto > after && upto - after > OD_DIGEST_MAX_RANGE)
+    {
+      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
+                                            "A digest covers at most %d positions.",
+                                            OD_DIGEST_MAX_RANGE));
+      return;
+    }
+  request = g_new0 (DigestRequest, 1);
+  request->after = after;
+  request->upto = upto;
+  /* Hashing up to a million events takes a while: never on the main loop. */
+  soup_server_message_pause (msg);
+  task = g_task_new (self, NULL, digest_done, g_object_ref (msg));
+  g_task_set_task_data (task, request, g_free);
+  g_task_run_in_thread (task, digest_in_thread);
 }
 
 static void
@@ -1919,6 +2016,12 @@ handle_request (SoupServer        *server,
     {
       if (is_get)
         return handle_events_page (self, msg);
+      allow = "GET";
+    }
+  else if (g_strcmp0 (path, "/v1/events/digest") == 0)
+    {
+      if (is_get)
+        return handle_events_digest (self, msg);
       allow = "GET";
     }
   else if (g_strcmp0 (path, "/v1/events/stream") == 0)

@@ -78,6 +78,17 @@ struct _OdStoreInterface
   gboolean   (*check)       (OdStore  *self,
                              gint64   *head,
                              GError  **error);
+
+  /* Feeds the canonical line (od_digest_add_event) of every event with
+   * after < position <= upto, ascending, to sum; count receives their
+   * number.  upto is at most a head already read.  Optional: paged
+   * through read_events () when NULL. */
+  gboolean   (*digest)      (OdStore   *self,
+                             gint64     after,
+                             gint64     upto,
+                             GChecksum *sum,
+                             gint64    *count,
+                             GError   **error);
 };
 
 OdStore   *od_store_open        (const char  *uri,
@@ -96,6 +107,12 @@ gboolean   od_store_get_head    (OdStore     *self,
                                  GError     **error);
 gboolean   od_store_check       (OdStore     *self,
                                  gint64      *head,
+                                 GError     **error);
+gboolean   od_store_digest      (OdStore     *self,
+                                 gint64       after,
+                                 gint64       upto,
+                                 GChecksum   *sum,
+                                 gint64      *count,
                                  GError     **error);
 void       od_store_emit_appended (OdStore   *self);
 

@@ -543,6 +543,51 @@ test_gap_uses_pages (Plan plan)
   stream_server_free (s);
 }
 
+/* Each event's data is stored exactly as the server sent it, whether it
+ * came through the stream (here the strict parser's path: the fast one
+ * takes no spaces or escapes) or a page: verification hashes those bytes
+ * (GET /v1/events/digest), so a cache that re-serialised them could
+ * never agree with its server. */
+static void
+test_data_kept_as_sent (void)
+{
+  StreamServer *s = stream_server_new (PLAN_GAP);
+  char *dir;
+  OdCache *cache = new_cache (&dir);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, s->url, "t");
+  sqlite3_stmt *st = NULL;
+  guint n = 0;
+
+  for (guint i = 0; i < s->log->events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (s->log->events, i);
+      char *spaced = g_strdup_printf ("{ \"note\" : \"caf\\u00e9 \\/\" %s%s",
+                                      ev->data[1] == '}' ? "" : ",", ev->data + 1);
+
+      g_free (ev->data);
+      ev->data = spaced;
+    }
+  od_sync_engine_start (sync);
+  settle (cache, s->log->head, 10);
+  g_assert_cmpuint (s->pages, >=, 1);
+  sqlite3_prepare_v2 (od_cache_get_db (cache), "SELECT position, data FROM order_events ORDER BY position",
+                      -1, &st, NULL);
+  while (sqlite3_step (st) == SQLITE_ROW)
+    {
+      OdEvent *ev = g_ptr_array_index (s->log->events, sqlite3_column_int64 (st, 0) - 1);
+
+      g_assert_cmpint (ev->position, ==, sqlite3_column_int64 (st, 0));
+      g_assert_cmpstr ((const char *) sqlite3_column_text (st, 1), ==, ev->data);
+      n++;
+    }
+  sqlite3_finalize (st);
+  g_assert_cmpuint (n, ==, s->log->head);
+  od_sync_engine_stop (sync);
+  g_clear_object (&sync);
+  rm_cache (cache, dir);
+  stream_server_free (s);
+}
+
 static void
 test_real_gap (void)
 {
@@ -993,6 +1038,7 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/stream/duplicates-have-no-effect", test_duplicates_have_no_effect);
   g_test_add_func ("/stream/real-gap-uses-pages", test_real_gap);
+  g_test_add_func ("/stream/data-kept-as-sent", test_data_kept_as_sent);
   g_test_add_func ("/stream/reordered-uses-pages", test_reordered);
   g_test_add_func ("/stream/stuck-below-head-uses-pages", test_stuck);
   g_test_add_func ("/stream/not-strict-json-refused", test_not_strict_refused);
