@@ -224,12 +224,14 @@ check_damage (Damage   how,
       g_assert_true (before->counts_differed);
       break;
     }
+  g_clear_pointer (&result, g_free);
   g_assert_true (od_verify_get_last (cache, &when, &upto, &result, &error));
   g_assert_cmpstr (result, ==, "differs");
   g_clear_pointer (&result, g_free);
 
   repaired = verify (cache, server, TRUE);
   g_assert_true (repaired->repaired);
+  g_clear_pointer (&result, g_free);
   g_assert_true (od_verify_get_last (cache, &when, &upto, &result, &error));
   g_assert_cmpstr (result, ==, "repaired");
   g_clear_pointer (&result, g_free);
