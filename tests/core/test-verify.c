@@ -231,7 +231,6 @@ check_damage (Damage   how,
 
   repaired = verify (cache, server, TRUE);
   g_assert_true (repaired->repaired);
-  g_clear_pointer (&result, g_free);
   g_assert_true (od_verify_get_last (cache, &when, &upto, &result, &error));
   g_assert_cmpstr (result, ==, "repaired");
   g_clear_pointer (&result, g_free);
