@@ -391,7 +391,8 @@ test_ctl (void)
   g_assert_true (wait_applied (cache, od_test_head (server), 60));
   od_sync_engine_stop (sync);
   position = g_strdup_printf ("%" G_GINT64_FORMAT, od_cache_get_applied_position (cache) / 2);
-  damage_sql (cache, "UPDATE order_events SET data = '{}' WHERE position ="
+  /* Not '{}': an OrderDelivered's data already is that. */
+  damage_sql (cache, "UPDATE order_events SET data = '{\"damaged\":true}' WHERE position ="
                      " (SELECT applied_position / 2 FROM sync_state)");
 
   {
