@@ -1289,6 +1289,27 @@ od_outbox_submit_finish (OdOutbox      *self,
   return id;
 }
 
+/* An operator's decision on one command (discard, send as me), written
+ * with this outbox's sign-in: the job checks the row may be changed by it. */
+static void
+write_operator_update (OdOutbox           *self,
+                       gint64              id,
+                       OdOutboxUpdateKind  kind,
+                       GAsyncReadyCallback done,
+                       GTask              *task)
+{
+  UpdateJob *job = g_new0 (UpdateJob, 1);
+
+  job->id = id;
+  job->kind = kind;
+  job->now = g_get_real_time ();
+  job->identity_fp = g_strdup (self->identity_fp);
+  job->identity_server = g_strdup (self->server_url);
+  self->writes_in_flight++;
+  od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
+                        done, task);
+}
+
 static void
 discard_done (GObject      *source,
               GAsyncResult *result,
@@ -1324,7 +1345,6 @@ od_outbox_discard_async (OdOutbox           *self,
                          gpointer            user_data)
 {
   GTask *task = g_task_new (self, cancellable, callback, user_data);
-  UpdateJob *job;
 
   g_task_set_source_tag (task, od_outbox_discard_async);
   g_task_set_task_data (task, g_memdup2 (&id, sizeof id), g_free);
@@ -1335,15 +1355,7 @@ od_outbox_discard_async (OdOutbox           *self,
       return;
     }
   g_hash_table_add (self->discarding, g_memdup2 (&id, sizeof id));
-  job = g_new0 (UpdateJob, 1);
-  job->id = id;
-  job->kind = OD_OUTBOX_UPDATE_DISCARD;
-  job->now = g_get_real_time ();
-  job->identity_fp = g_strdup (self->identity_fp);
-  job->identity_server = g_strdup (self->server_url);
-  self->writes_in_flight++;
-  od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
-                        discard_done, task);
+  write_operator_update (self, id, OD_OUTBOX_UPDATE_DISCARD, discard_done, task);
 }
 
 gboolean
@@ -1386,7 +1398,6 @@ od_outbox_send_as_me_async (OdOutbox           *self,
                             gpointer            user_data)
 {
   GTask *task = g_task_new (self, cancellable, callback, user_data);
-  UpdateJob *job;
 
   g_task_set_source_tag (task, od_outbox_send_as_me_async);
   g_task_set_task_data (task, g_memdup2 (&id, sizeof id), g_free);
@@ -1397,15 +1408,7 @@ od_outbox_send_as_me_async (OdOutbox           *self,
       g_object_unref (task);
       return;
     }
-  job = g_new0 (UpdateJob, 1);
-  job->id = id;
-  job->kind = OD_OUTBOX_UPDATE_SEND_AS_ME;
-  job->now = g_get_real_time ();
-  job->identity_fp = g_strdup (self->identity_fp);
-  job->identity_server = g_strdup (self->server_url);
-  self->writes_in_flight++;
-  od_cache_write_async (self->cache, update_job, job, (GDestroyNotify) update_job_free, NULL,
-                        send_as_me_done, task);
+  write_operator_update (self, id, OD_OUTBOX_UPDATE_SEND_AS_ME, send_as_me_done, task);
 }
 
 gboolean
