@@ -131,7 +131,8 @@ struct _Subscriber
   SoupServerMessage *msg;
   gint64             cursor;
   gint64             connect_head;
-  gboolean           head_known;   /* connect_head read from the store */
+  gboolean           head_known;   /* connect_head read from the store; until
+                                    * then the response (headers too) waits */
   gboolean           head_sent;
   gboolean           chunk_pending;
   gboolean           reading;
@@ -1200,7 +1201,7 @@ subscriber_pump (Subscriber *sub)
   gint64 upto = sub->head_sent ? G_MAXINT64 : sub->connect_head;
   GString *out = NULL;
 
-  if (sub->closed || sub->chunk_pending || sub->reading)
+  if (sub->closed || sub->chunk_pending || sub->reading || !sub->head_known)
     return;
 
   if (sub->cursor < upto && sub->cursor < self->tail_position)
@@ -1262,8 +1263,9 @@ subscriber_finished (SoupServerMessage *msg,
 }
 
 /* The head "current when the client connected" is the store's: the ring's
- * tail may still be reading the newest commit.  Until it is known the
- * stream only replays up to the tail's head, and sends no head frame. */
+ * tail may still be reading the newest commit.  The response stays paused
+ * until it is known, so a client that reads the head after its stream
+ * opened never sees one older than the stream's first head frame. */
 static void
 stream_head_done (GObject      *source,
                   GAsyncResult *res,
@@ -1283,7 +1285,9 @@ stream_head_done (GObject      *source,
     {
       if (sub->connect_head > self->tail_position)
         tail_read (self);
-      subscriber_pump (sub);
+      /* Unpauses: the headers and this frame go out now; the replay
+       * follows once it is written. */
+      subscriber_write (sub, g_string_new ("retry: 2000\n\n"));
     }
   subscriber_unref (sub);
 }
@@ -1339,7 +1343,7 @@ handle_stream (OdServer          *self,
   sub->wrote_id = g_signal_connect (msg, "wrote-chunk", G_CALLBACK (subscriber_wrote_chunk), sub);
   sub->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (subscriber_finished), sub);
 
-  subscriber_write (sub, g_string_new ("retry: 2000\n\n"));
+  soup_server_message_pause (msg);
 
   {
     g_autoptr(GTask) task = g_task_new (self, NULL, stream_head_done, subscriber_ref (sub));
