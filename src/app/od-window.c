@@ -12,6 +12,7 @@
 #include "od-tooltip.h"
 #include "od-welcome.h"
 #include "od-window-private.h"
+#include "od-cache-private.h" /* until the window uses OdSession */
 
 /* The main window.  It owns the profile's session (cache, sync engine,
  * outbox) and wires the core's signals to the widgets; the widgets only
