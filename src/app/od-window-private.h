@@ -10,6 +10,7 @@ G_BEGIN_DECLS
 OdOrderList    *od_window_get_order_list    (OdWindow      *self);
 OdOrderDetail  *od_window_get_order_detail  (OdWindow      *self);
 OdLagIndicator *od_window_get_lag_indicator (OdWindow      *self);
+OdSession      *od_window_get_session       (OdWindow      *self);
 OdCache        *od_window_get_cache         (OdWindow      *self);
 OdOutbox       *od_window_get_outbox        (OdWindow      *self);
 OdSyncEngine   *od_window_get_sync_engine   (OdWindow      *self);
