@@ -61,6 +61,12 @@ OdSession    *od_session_open              (const char     *cache_path,
                                             OdSessionFlags  flags,
                                             GError        **error);
 
+/* Of the caches in the default directory (od_cache_default_path ()), the
+ * one last in contact with its server, read without opening it (nothing
+ * is created, migrated or locked); NULL when none has synced.  For a
+ * tool given neither a server nor a cache. */
+char         *od_session_find_last_synced  (void);
+
 OdCache      *od_session_get_cache         (OdSession      *self);
 OdSyncEngine *od_session_get_sync_engine   (OdSession      *self);
 OdOutbox     *od_session_get_outbox        (OdSession      *self);

@@ -5,7 +5,6 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <locale.h>
-#include <sqlite3.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,52 +310,6 @@ read_token_file (const char  *path,
   return g_steal_pointer (&contents);
 }
 
-/* Of the caches in the default place ($XDG_DATA_HOME/orderdesk, one per
- * server, written by this tool and by the console), the one that was last
- * in contact with its server, read with a read-only connection of its own
- * so that nothing is created, migrated or locked; NULL when none has ever
- * synced. */
-static char *
-find_last_synced_cache (void)
-{
-  g_autofree char *dir_path = g_build_filename (g_get_user_data_dir (), "orderdesk", NULL);
-  g_autoptr(GDir) dir = g_dir_open (dir_path, 0, NULL);
-  char *best = NULL;
-  gint64 best_contact = 0;
-  const char *name;
-
-  if (dir == NULL)
-    return NULL;
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = NULL;
-      sqlite3 *db = NULL;
-      sqlite3_stmt *st = NULL;
-      gint64 contact = 0;
-
-      if (!g_str_has_suffix (name, ".sqlite"))
-        continue;
-      path = g_build_filename (dir_path, name, NULL);
-      if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
-        {
-          sqlite3_busy_timeout (db, 2000);
-          if (sqlite3_prepare_v2 (db, "SELECT last_contact_at FROM sync_state WHERE id = 1",
-                                  -1, &st, NULL) == SQLITE_OK
-              && sqlite3_step (st) == SQLITE_ROW)
-            contact = sqlite3_column_int64 (st, 0);
-          sqlite3_finalize (st);
-        }
-      sqlite3_close (db);
-      if (contact > best_contact)
-        {
-          best_contact = contact;
-          g_free (best);
-          best = g_steal_pointer (&path);
-        }
-    }
-  return best;
-}
-
 static gboolean
 open_cache (Ctl      *ctl,
             gboolean  need_server)
@@ -365,7 +318,7 @@ open_cache (Ctl      *ctl,
 
   if (ctl->cache_path == NULL && ctl->server == NULL)
     {
-      ctl->cache_path = find_last_synced_cache ();
+      ctl->cache_path = od_session_find_last_synced ();
       if (ctl->cache_path == NULL)
         {
           usage_error ("no cache has synced yet: give --server URL (or --cache FILE)");
