@@ -56,16 +56,22 @@ enum
 
 static GParamSpec *properties[N_PROPS];
 
+/* The token is a secret: no copy of it stays behind in freed memory. */
+static void
+clear_token (OdSession *self)
+{
+  if (self->token != NULL)
+    memset (self->token, 0, strlen (self->token));
+  g_clear_pointer (&self->token, g_free);
+}
+
 static void
 set_token (OdSession  *self,
            const char *token)
 {
   g_autofree char *identity = od_outbox_token_fingerprint (token);
 
-  /* The token is a secret: no copy of it stays behind in freed memory. */
-  if (self->token != NULL)
-    memset (self->token, 0, strlen (self->token));
-  g_free (self->token);
+  clear_token (self);
   self->token = g_strdup (token);
   if (g_strcmp0 (identity, self->identity) != 0)
     {
@@ -647,7 +653,7 @@ od_session_finalize (GObject *object)
 {
   OdSession *self = OD_SESSION (object);
 
-  set_token (self, NULL);
+  clear_token (self);
   g_free (self->identity);
   g_free (self->server_url);
   g_array_unref (self->latencies);
