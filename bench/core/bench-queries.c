@@ -6,6 +6,7 @@
  *   bench-core-queries [N_ORDERS] [CACHE_FILE]
  */
 #include "od-core.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 
 #include <glib/gstdio.h>
 #include <stdlib.h>

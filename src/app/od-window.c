@@ -13,73 +13,20 @@
 #include "od-welcome.h"
 #include "od-window-private.h"
 
-/* The main window.  It owns the profile's session (cache, sync engine,
- * outbox) and wires the core's signals to the widgets; the widgets only
- * read the cache through the core's queries. */
+/* The main window.  It holds the profile's OdSession (the core object
+ * that owns the cache, sync engine, outbox, trust and identity) and shows
+ * it: the session's signals and properties drive the widgets, and the
+ * widgets only read the cache through the core's queries. */
 
 #define REFRESH_INTERVAL_MS 100
 #define PROGRESS_THRESHOLD  500
-#define MAX_LATENCIES       256
 /* The list and the detail ask for 350 px each, and a separator. */
 #define FOLD_WIDTH          701
 
-struct _OdWindow
-{
-  AdwApplicationWindow  parent_instance;
-
-  AdwToastOverlay      *toast_overlay;
-  GtkStack             *main_stack;
-  OdWelcome            *welcome;
-  AdwWindowTitle       *window_title;
-  GtkLabel             *pending_label;
-  OdLagIndicator       *lag_indicator;
-  GtkRevealer          *progress_revealer;
-  GtkLabel             *progress_label;
-  GtkProgressBar       *progress_bar;
-  GtkWidget            *header_bar;
-  GtkWidget            *ledger_button;
-  GtkWidget            *back_button;
-  GtkWidget            *new_button;
-  GtkWidget            *search_button;
-  GtkWidget            *lag_header_box;
-  GtkWidget            *lag_strip;
-  /* AdwLeaflet from the template; on libadwaita 1.4+ it is replaced by an
-   * AdwNavigationSplitView (see setup_split_view()) and is NULL. */
-  GtkWidget            *leaflet;
-  GtkWidget            *split_view;
-  guint                 relayout_source;
-  guint                 label_toasts_source;
-  gboolean              disposed;
-  OdOrderList          *order_list;
-  OdOrderDetail        *order_detail;
-
-  char                 *server_url;
-  char                 *token;
-  OdCache              *cache;
-  OdSyncEngine         *sync;
-  OdOutbox             *outbox;
-  GCancellable         *cancellable;
-  GHashTable           *descriptions; /* command id → what the operator did */
-  GArray               *latencies;    /* double ms */
-  OdLedgerWindow       *ledger;
-
-  guint                 refresh_source;
-  gint64                last_refresh;
-  gboolean              refresh_wanted;
-
-  /* An order created here, to select and show once it is cached. */
-  char                 *created_id;
-
-  /* Catch-up progress. */
-  gint64                progress_start_position;
-  gint64                progress_start_time;
-  char                 *last_toast;
-};
 
 G_DEFINE_FINAL_TYPE (OdWindow, od_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void update_pending (OdWindow *self);
-static void update_order_actions (OdWindow *self);
 
 /* A toast's widget (and its close button) exists once the toast shows,
  * after the one before it is dismissed. */
@@ -154,9 +101,9 @@ show_created (OdWindow *self)
 {
   g_autoptr(OdOrder) order = NULL;
 
-  if (self->created_id == NULL || self->cache == NULL)
+  if (self->created_id == NULL || self->session == NULL)
     return;
-  order = od_query_order (self->cache, self->created_id, NULL);
+  order = od_query_order (od_session_get_cache (self->session), self->created_id, NULL);
   if (order == NULL)
     return;
   if (!od_order_list_select_order (self->order_list, self->created_id))
@@ -172,7 +119,7 @@ do_refresh (OdWindow *self)
   od_order_list_refresh (self->order_list);
   od_order_detail_reload (self->order_detail);
   show_created (self);
-  update_order_actions (self);
+  _od_window_actions_update (self);
 }
 
 static gboolean
@@ -212,7 +159,7 @@ static void
 on_cache_reset (OdCache  *cache,
                 OdWindow *self)
 {
-  od_order_list_set_cache (self->order_list, self->cache);
+  od_order_list_set_cache (self->order_list, cache);
   od_order_detail_reload (self->order_detail);
 }
 
@@ -229,10 +176,11 @@ update_pending (OdWindow *self)
   g_autoptr(GHashTable) pending = NULL;
   guint n = 0;
 
-  if (self->outbox != NULL)
+  /* The session has counted already: its handlers run first. */
+  if (self->session != NULL)
     {
-      n = od_outbox_count_pending (self->outbox);
-      pending = od_outbox_pending_orders (self->outbox);
+      n = od_session_get_pending_commands (self->session);
+      pending = od_outbox_pending_orders (od_session_get_outbox (self->session));
     }
   od_order_list_set_pending (self->order_list, pending);
   od_order_detail_set_pending_orders (self->order_detail, pending);
@@ -253,38 +201,6 @@ update_pending (OdWindow *self)
     gtk_accessible_update_property (GTK_ACCESSIBLE (self->ledger_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                     _("Commands"), -1);
   gtk_widget_set_visible (GTK_WIDGET (self->pending_label), n > 0);
-}
-
-static int
-compare_double (gconstpointer a,
-                gconstpointer b)
-{
-  double x = *(const double *) a;
-  double y = *(const double *) b;
-
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
-static void
-note_latency (OdWindow *self,
-              double    ms)
-{
-  g_autoptr(GArray) sorted = NULL;
-  double p50;
-  double p99;
-
-  if (ms < 0)
-    return;
-  if (self->latencies->len >= MAX_LATENCIES)
-    g_array_remove_index (self->latencies, 0);
-  g_array_append_val (self->latencies, ms);
-  sorted = g_array_copy (self->latencies);
-  g_array_sort (sorted, compare_double);
-  /* Nearest rank, rounded up: the p99 of fewer than 100 samples is the
-   * largest, never below the latest one. */
-  p50 = g_array_index (sorted, double, (sorted->len + 1) / 2 - 1);
-  p99 = g_array_index (sorted, double, (sorted->len * 99 + 99) / 100 - 1);
-  od_lag_indicator_set_latency (self->lag_indicator, ms, p50, p99);
 }
 
 static void
@@ -310,9 +226,14 @@ on_command_changed (OdOutbox       *outbox,
 
   if (state == OD_COMMAND_STATE_VISIBLE)
     {
-      double ms = od_pending_command_latency_ms (command);
+      double last;
+      double p50;
+      double p99;
 
-      note_latency (self, ms);
+      /* The session noted the latency before this handler ran. */
+      od_session_get_latency (self->session, &last, &p50, &p99);
+      if (od_pending_command_latency_ms (command) >= 0)
+        od_lag_indicator_set_latency (self->lag_indicator, last, p50, p99);
       /* The row updates in place; make sure it does so now. */
       do_refresh (self);
       /* The latency is in the command ledger and the lag details; the
@@ -405,22 +326,14 @@ close_session (OdWindow *self)
   if (self->ledger != NULL)
     gtk_window_destroy (GTK_WINDOW (self->ledger));
 
-  if (self->sync != NULL)
+  if (self->session != NULL)
     {
-      g_signal_handlers_disconnect_by_data (od_sync_engine_get_lag (self->sync), self);
-      od_sync_engine_stop (self->sync);
+      g_signal_handlers_disconnect_by_data (od_session_get_lag (self->session), self);
+      g_signal_handlers_disconnect_by_data (od_session_get_outbox (self->session), self);
+      g_signal_handlers_disconnect_by_data (od_session_get_cache (self->session), self);
+      od_session_close (self->session);
     }
-  if (self->outbox != NULL)
-    g_signal_handlers_disconnect_by_data (self->outbox, self);
-  if (self->cache != NULL)
-    g_signal_handlers_disconnect_by_data (self->cache, self);
-  g_clear_object (&self->sync);
-  g_clear_object (&self->outbox);
-  if (self->cache != NULL)
-    od_cache_close (self->cache);
-  g_clear_object (&self->cache);
-  g_clear_pointer (&self->server_url, g_free);
-  g_clear_pointer (&self->token, g_free);
+  g_clear_object (&self->session);
   g_clear_pointer (&self->created_id, g_free);
 }
 
@@ -433,26 +346,18 @@ apply_tls_trust (OdWindow *self)
 {
   GSettings *settings = od_application_get_settings ();
   g_autofree char *path = settings ? g_settings_get_string (settings, "ca-file") : NULL;
-  g_autoptr(GTlsDatabase) database = NULL;
+  g_autoptr(GError) error = NULL;
 
-  if (self->sync == NULL)
+  if (self->session == NULL)
     return;
-  if (path != NULL && *path != '\0')
+  if (!od_session_set_ca_file (self->session, path, &error))
     {
-      g_autoptr(GError) error = NULL;
+      /* TRANSLATORS: %s says why the file could not be read */
+      g_autofree char *message = g_strdup_printf (_("The trusted certificate file cannot be used: %s"),
+                                                  error->message);
 
-      database = g_tls_file_database_new (path, &error);
-      if (database == NULL)
-        {
-          /* TRANSLATORS: %s says why the file could not be read */
-          g_autofree char *message = g_strdup_printf (_("The trusted certificate file cannot be used: %s"),
-                                                      error->message);
-
-          toast_with_action (self, message, _("Preferences"), "app.preferences");
-        }
+      toast_with_action (self, message, _("Preferences"), "app.preferences");
     }
-  od_sync_engine_set_tls_database (self->sync, database);
-  od_outbox_set_tls_database (self->outbox, database);
 }
 
 static void
@@ -467,15 +372,8 @@ static void
 start_connection (OdWindow   *self,
                   const char *token)
 {
-  if (token != self->token)
-    {
-      g_free (self->token);
-      self->token = g_strdup (token);
-    }
-  od_sync_engine_set_server (self->sync, self->server_url, self->token);
-  od_outbox_set_server (self->outbox, self->server_url, self->token);
-  od_sync_engine_start (self->sync);
-  od_outbox_kick (self->outbox);
+  od_session_sign_in (self->session, token);
+  od_session_connect (self->session);
 }
 
 static void
@@ -508,52 +406,45 @@ od_window_open_profile (OdWindow    *self,
                         gboolean     offline,
                         GError     **error)
 {
-  g_autofree char *path = NULL;
-  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(OdSession) session = NULL;
   GSettings *settings = od_application_get_settings ();
+  OdCache *cache;
+  OdOutbox *outbox;
 
   g_return_val_if_fail (OD_IS_WINDOW (self), FALSE);
   g_return_val_if_fail (server_url != NULL, FALSE);
 
-  path = cache_path ? g_strdup (cache_path) : od_cache_default_path (server_url);
-  cache = od_cache_open (path, error);
-  if (cache == NULL)
+  /* A small read cache, and catch-up committed in smaller transactions
+   * than a tool would, so the list and the progress move meanwhile. */
+  session = od_session_open (cache_path, server_url, OD_SESSION_FLAGS_INTERACTIVE, error);
+  if (session == NULL)
     return FALSE;
 
   close_session (self);
-  /* The console's memory budget is 150 MB at a million orders.  Pages of
-   * a memory-mapped database count in the process's resident size as soon
-   * as a deep scroll touches them, and the read connection's page cache
-   * grows to its limit; keep both small for the window.  The indexes make
-   * every screen query a short walk, so a small cache costs little. */
-  sqlite3_exec (od_cache_get_db (cache), "PRAGMA mmap_size=0; PRAGMA cache_size=-8192;",
-                NULL, NULL, NULL);
-  /* Commit catch-up in smaller transactions than a tool would, so the
-   * list and the progress move while a long catch-up runs. */
-  od_cache_set_max_transaction (cache, 20000);
   self->cancellable = g_cancellable_new ();
-  self->server_url = g_strdup (server_url);
-  self->cache = g_steal_pointer (&cache);
-  self->sync = od_sync_engine_new (self->cache, server_url, token);
-  self->outbox = od_outbox_new (self->cache, server_url, token);
+  self->session = g_steal_pointer (&session);
+  cache = od_session_get_cache (self->session);
+  outbox = od_session_get_outbox (self->session);
   apply_tls_trust (self);
+  /* Without a token yet (it is looked up below), commands wait. */
+  od_session_sign_in (self->session, token);
 
-  g_signal_connect (self->cache, "applied", G_CALLBACK (on_cache_applied), self);
-  g_signal_connect (self->cache, "reset", G_CALLBACK (on_cache_reset), self);
-  g_signal_connect (self->cache, "outbox-changed", G_CALLBACK (on_outbox_changed), self);
-  g_signal_connect (self->outbox, "command-changed", G_CALLBACK (on_command_changed), self);
-  g_signal_connect (self->outbox, "sign-in-needed", G_CALLBACK (on_sign_in_needed), self);
-  g_signal_connect (od_sync_engine_get_lag (self->sync), "notify",
+  g_signal_connect (cache, "applied", G_CALLBACK (on_cache_applied), self);
+  g_signal_connect (cache, "reset", G_CALLBACK (on_cache_reset), self);
+  g_signal_connect (cache, "outbox-changed", G_CALLBACK (on_outbox_changed), self);
+  g_signal_connect (outbox, "command-changed", G_CALLBACK (on_command_changed), self);
+  g_signal_connect (outbox, "sign-in-needed", G_CALLBACK (on_sign_in_needed), self);
+  g_signal_connect (od_session_get_lag (self->session), "notify",
                     G_CALLBACK (on_lag_notify), self);
 
   /* The cache shows at once, whatever the network does. */
-  od_order_list_set_cache (self->order_list, self->cache);
-  od_order_detail_set_cache (self->order_detail, self->cache);
-  od_lag_indicator_set_lag (self->lag_indicator, od_sync_engine_get_lag (self->sync));
+  od_order_list_set_cache (self->order_list, cache);
+  od_order_detail_set_cache (self->order_detail, cache);
+  od_lag_indicator_set_lag (self->lag_indicator, od_session_get_lag (self->session));
   {
     OdSyncState state = { 0 };
 
-    if (od_cache_get_sync_state (self->cache, &state, NULL))
+    if (od_cache_get_sync_state (cache, &state, NULL))
       od_lag_indicator_set_as_of (self->lag_indicator, state.last_contact_at);
     od_sync_state_clear (&state);
   }
@@ -613,7 +504,7 @@ on_submitted (GObject      *source,
   SubmitData *data = user_data;
   OdWindow *self = data->self;
   g_autoptr(GError) error = NULL;
-  gint64 id = od_outbox_submit_finish (OD_OUTBOX (source), result, &error);
+  gint64 id = od_session_submit_finish (OD_SESSION (source), result, &error);
 
   if (id < 0)
     {
@@ -641,7 +532,7 @@ od_window_submit (OdWindow        *self,
 
   g_return_if_fail (OD_IS_WINDOW (self));
 
-  if (self->outbox == NULL)
+  if (self->session == NULL)
     {
       od_window_toast (self, _("Connect to a server first"));
       return;
@@ -650,7 +541,7 @@ od_window_submit (OdWindow        *self,
   data->self = g_object_ref (self);
   data->command = od_command_copy (command);
   data->description = g_strdup (description);
-  od_outbox_submit_async (self->outbox, data->command, NULL, on_submitted, data);
+  od_session_submit_async (self->session, data->command, NULL, on_submitted, data);
 }
 
 static void
@@ -668,10 +559,10 @@ on_dialog_submit (OdCommandDialog *dialog,
   od_window_submit (self, command, od_command_dialog_get_description (dialog));
 }
 
-static OdCommandDialog *
-open_command_dialog (OdWindow        *self,
-                     OdCommandType    type,
-                     const OdCommand *prefill)
+OdCommandDialog *
+_od_window_open_command_dialog (OdWindow        *self,
+                                OdCommandType    type,
+                                const OdCommand *prefill)
 {
   g_autoptr(OdOrder) edited = NULL;
   const OdOrder *order = od_order_detail_get_order (self->order_detail);
@@ -679,9 +570,9 @@ open_command_dialog (OdWindow        *self,
 
   /* Editing a command: decide it against the order it was for, as the
    * cache has it now. */
-  if (prefill != NULL && self->cache != NULL && type != OD_COMMAND_CREATE_ORDER)
+  if (prefill != NULL && self->session != NULL && type != OD_COMMAND_CREATE_ORDER)
     {
-      edited = od_query_order (self->cache, prefill->order_id, NULL);
+      edited = od_query_order (od_session_get_cache (self->session), prefill->order_id, NULL);
       order = edited;
     }
   if (type != OD_COMMAND_CREATE_ORDER && prefill == NULL && order == NULL)
@@ -698,14 +589,14 @@ od_window_open_command_dialog (OdWindow      *self,
                                OdCommandType  type)
 {
   g_return_val_if_fail (OD_IS_WINDOW (self), NULL);
-  return open_command_dialog (self, type, NULL);
+  return _od_window_open_command_dialog (self, type, NULL);
 }
 
 static void
 on_detail_command (OdWindow *self,
                    int       type)
 {
-  open_command_dialog (self, type, NULL);
+  _od_window_open_command_dialog (self, type, NULL);
 }
 
 static void
@@ -759,9 +650,9 @@ is_showing_detail (OdWindow *self)
 #endif
 }
 
-static void
-show_detail (OdWindow *self,
-             gboolean  detail)
+void
+_od_window_show_detail (OdWindow *self,
+                        gboolean  detail)
 {
   if (!is_narrow (self))
     return;
@@ -873,21 +764,13 @@ setup_split_view (OdWindow *self)
 #endif
 
 static void
-back_action (GtkWidget  *widget,
-             const char *action_name,
-             GVariant   *parameter)
-{
-  show_detail (OD_WINDOW (widget), FALSE);
-}
-
-static void
 on_selection_changed (OdWindow   *self,
                       const char *order_id)
 {
   od_order_detail_show (self->order_detail, order_id);
   if (order_id != NULL && is_narrow (self))
-    show_detail (self, TRUE);
-  update_order_actions (self);
+    _od_window_show_detail (self, TRUE);
+  _od_window_actions_update (self);
 }
 
 /* Enter or a double click on the row already selected opens it again. */
@@ -896,15 +779,7 @@ on_row_activated (OdWindow *self,
                   guint     position)
 {
   if (is_narrow (self) && od_order_list_get_selected_order_id (self->order_list) != NULL)
-    show_detail (self, TRUE);
-}
-
-static void
-on_ledger_edit (OdLedgerWindow *ledger,
-                gpointer        command,
-                OdWindow       *self)
-{
-  open_command_dialog (self, ((OdCommand *) command)->type, command);
+    _od_window_show_detail (self, TRUE);
 }
 
 static void
@@ -954,12 +829,12 @@ on_preferences_apply (OdPreferences *preferences,
   if (token != NULL && *token != '\0')
     od_secret_store_async (url, token, NULL, on_token_stored, g_object_ref (self));
 
-  if (g_strcmp0 (url, self->server_url) == 0 && self->sync != NULL)
+  if (self->session != NULL && g_strcmp0 (url, od_session_get_server_url (self->session)) == 0)
     {
       if (token != NULL && *token != '\0')
         start_connection (self, token);
       else
-        od_sync_engine_reconnect_now (self->sync);
+        od_session_reconnect_now (self->session);
       return;
     }
   if (token != NULL && *token != '\0')
@@ -975,306 +850,12 @@ on_preferences_apply (OdPreferences *preferences,
 void
 od_window_show_preferences (OdWindow *self)
 {
-  OdPreferences *preferences = od_preferences_new (GTK_WINDOW (self), self->server_url);
+  OdPreferences *preferences = od_preferences_new (GTK_WINDOW (self),
+                                                   self->session ? od_session_get_server_url (self->session)
+                                                                 : NULL);
 
   g_signal_connect_object (preferences, "apply", G_CALLBACK (on_preferences_apply), self, 0);
   gtk_window_present (GTK_WINDOW (preferences));
-}
-
-/* Actions. */
-
-/* The commands on the selected order, for the list's row menu and the
- * keyboard; each is enabled only when the order's status allows it. */
-static const struct
-{
-  const char    *action;
-  OdCommandType  type;
-} order_actions[] = {
-  { "order.add-item", OD_COMMAND_ADD_ITEM },
-  { "order.place", OD_COMMAND_PLACE_ORDER },
-  { "order.ship", OD_COMMAND_SHIP_ORDER },
-  { "order.mark-delivered", OD_COMMAND_MARK_DELIVERED },
-  { "order.cancel", OD_COMMAND_CANCEL_ORDER },
-  { "order.add-note", OD_COMMAND_ADD_ORDER_NOTE },
-  { "order.refund", OD_COMMAND_REFUND_ORDER },
-};
-
-static void
-update_order_actions (OdWindow *self)
-{
-  const OdOrder *order = od_order_detail_get_order (self->order_detail);
-  const char *selected = od_order_list_get_selected_order_id (self->order_list);
-  /* The order shown is the selected one (not a created order shown
-   * without being in the list, nor an old version of it). */
-  gboolean current = order != NULL && self->outbox != NULL
-                     && g_strcmp0 (order->order_id, selected) == 0;
-
-  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
-    gtk_widget_action_set_enabled (GTK_WIDGET (self), order_actions[i].action,
-                                   current && od_order_allows (order, order_actions[i].type));
-}
-
-static void
-order_action (GtkWidget  *widget,
-              const char *action_name,
-              GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-
-  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
-    if (g_str_equal (action_name, order_actions[i].action))
-      open_command_dialog (self, order_actions[i].type, NULL);
-}
-
-static void
-new_order_action (GtkWidget  *widget,
-                  const char *action_name,
-                  GVariant   *parameter)
-{
-  open_command_dialog (OD_WINDOW (widget), OD_COMMAND_CREATE_ORDER, NULL);
-}
-
-static void
-search_action (GtkWidget  *widget,
-               const char *action_name,
-               GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-
-  show_detail (self, FALSE);
-  od_order_list_focus_search (self->order_list);
-}
-
-static void
-ledger_action (GtkWidget  *widget,
-               const char *action_name,
-               GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-
-  if (self->outbox == NULL)
-    return;
-  if (self->ledger == NULL)
-    {
-      self->ledger = od_ledger_window_new (GTK_WINDOW (self), self->outbox, self->cache);
-      g_object_add_weak_pointer (G_OBJECT (self->ledger), (gpointer *) &self->ledger);
-      g_signal_connect_object (self->ledger, "edit", G_CALLBACK (on_ledger_edit), self, 0);
-    }
-  gtk_window_present (GTK_WINDOW (self->ledger));
-}
-
-static void
-reconnect_action (GtkWidget  *widget,
-                  const char *action_name,
-                  GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-
-  if (self->sync == NULL)
-    return;
-  if (self->token == NULL)
-    {
-      od_window_show_preferences (self);
-      return;
-    }
-  if (!od_sync_engine_get_running (self->sync))
-    od_sync_engine_start (self->sync);
-  else
-    od_sync_engine_reconnect_now (self->sync);
-  od_outbox_kick (self->outbox);
-}
-
-static void
-on_rebuilt (GObject      *source,
-            GAsyncResult *result,
-            gpointer      user_data)
-{
-  g_autoptr(OdWindow) self = user_data;
-  g_autoptr(GError) error = NULL;
-
-  if (!od_cache_rebuild_finish (OD_CACHE (source), result, &error))
-    {
-      g_autofree char *message = g_strdup_printf (_("Could not rebuild the cache: %s"), error->message);
-
-      od_window_toast (self, message);
-      return;
-    }
-  od_window_toast (self, _("Cache emptied: replaying the event log"));
-  od_order_list_set_cache (self->order_list, self->cache);
-  if (self->sync != NULL && self->token != NULL)
-    {
-      if (!od_sync_engine_get_running (self->sync))
-        od_sync_engine_start (self->sync);
-      else
-        od_sync_engine_reconnect_now (self->sync);
-    }
-}
-
-static void
-on_rebuild_response (AdwMessageDialog *dialog,
-                     const char       *response,
-                     OdWindow         *self)
-{
-  if (g_strcmp0 (response, "rebuild") != 0 || self->cache == NULL)
-    return;
-  od_cache_rebuild_async (self->cache, self->cancellable, on_rebuilt, g_object_ref (self));
-}
-
-static void
-rebuild_action (GtkWidget  *widget,
-                const char *action_name,
-                GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-  GtkWidget *dialog;
-
-  if (self->cache == NULL)
-    return;
-  dialog = adw_message_dialog_new (GTK_WINDOW (self), _("Rebuild the Cache?"),
-                                   _("Every order is dropped from this computer and read again from the server’s event log. Queued commands are kept."));
-  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog),
-                                    "cancel", _("_Cancel"),
-                                    "rebuild", _("_Rebuild"),
-                                    NULL);
-  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "rebuild",
-                                              ADW_RESPONSE_DESTRUCTIVE);
-  g_signal_connect_object (dialog, "response", G_CALLBACK (on_rebuild_response), self, 0);
-  gtk_window_present (GTK_WINDOW (dialog));
-}
-
-gboolean
-od_window_export_csv (OdWindow  *self,
-                      GFile     *file,
-                      GError   **error)
-{
-  g_autoptr(GFileOutputStream) stream = NULL;
-  OdOrderListModel *model;
-
-  g_return_val_if_fail (OD_IS_WINDOW (self), FALSE);
-
-  model = od_order_list_get_model (self->order_list);
-  if (model == NULL || self->cache == NULL)
-    {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED, _("No cache is open"));
-      return FALSE;
-    }
-  /* The rows of the view as it is filtered, searched and sorted now;
-   * the core stamps the file with the position it is as of. */
-  stream = g_file_replace (file, NULL, FALSE, G_FILE_CREATE_REPLACE_DESTINATION, NULL, error);
-  return stream != NULL
-      && od_query_export_csv (self->cache, od_order_list_model_get_query (model),
-                              G_OUTPUT_STREAM (stream), NULL, error)
-      && g_output_stream_close (G_OUTPUT_STREAM (stream), NULL, error);
-}
-
-typedef struct
-{
-  OdWindow         *self;
-  GFile            *file;
-  GFileOutputStream *stream;
-} ExportJob;
-
-static void
-export_done (GObject      *source,
-             GAsyncResult *result,
-             gpointer      data)
-{
-  ExportJob *job = data;
-  g_autoptr(GError) error = NULL;
-  gboolean ok = od_query_export_csv_finish (OD_CACHE (source), result, &error);
-
-  if (ok)
-    ok = g_output_stream_close (G_OUTPUT_STREAM (job->stream), NULL, &error);
-  else
-    {
-      /* Closing a replacing stream with a cancelled cancellable keeps
-       * the file that was there: a failed export leaves no half file. */
-      g_autoptr(GCancellable) abort = g_cancellable_new ();
-
-      g_cancellable_cancel (abort);
-      g_output_stream_close (G_OUTPUT_STREAM (job->stream), abort, NULL);
-    }
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    ;
-  else if (ok)
-    {
-      g_autofree char *name = g_file_get_basename (job->file);
-      g_autofree char *message = g_strdup_printf (_("Exported to %s"), name);
-
-      od_window_toast (job->self, message);
-    }
-  else
-    {
-      g_autofree char *message = g_strdup_printf (_("Could not export: %s"), error->message);
-
-      od_window_toast (job->self, message);
-    }
-  g_object_unref (job->self);
-  g_object_unref (job->file);
-  g_object_unref (job->stream);
-  g_free (job);
-}
-
-static void
-on_export_response (GtkNativeDialog *dialog,
-                    int              response,
-                    OdWindow        *self)
-{
-  g_autoptr(GError) error = NULL;
-  OdOrderListModel *model = od_order_list_get_model (self->order_list);
-
-  if (response == GTK_RESPONSE_ACCEPT && model != NULL && self->cache != NULL)
-    {
-      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
-      g_autoptr(GFileOutputStream) stream = g_file_replace (file, NULL, FALSE,
-                                                            G_FILE_CREATE_REPLACE_DESTINATION,
-                                                            NULL, &error);
-
-      /* A million rows take seconds: written by a worker thread with its
-       * own read connection while the window goes on. */
-      if (stream != NULL)
-        {
-          ExportJob *job = g_new0 (ExportJob, 1);
-
-          job->self = g_object_ref (self);
-          job->file = g_object_ref (file);
-          job->stream = g_steal_pointer (&stream);
-          od_window_toast (self, _("Exporting…"));
-          od_query_export_csv_async (self->cache, od_order_list_model_get_query (model),
-                                     G_OUTPUT_STREAM (job->stream), self->cancellable,
-                                     export_done, job);
-        }
-      else
-        {
-          g_autofree char *message = g_strdup_printf (_("Could not export: %s"), error->message);
-
-          od_window_toast (self, message);
-        }
-    }
-  gtk_native_dialog_destroy (dialog);
-  g_object_unref (dialog);
-}
-
-static void
-export_action (GtkWidget  *widget,
-               const char *action_name,
-               GVariant   *parameter)
-{
-  OdWindow *self = OD_WINDOW (widget);
-  GtkFileChooserNative *chooser;
-  g_autoptr(GtkFileFilter) filter = gtk_file_filter_new ();
-
-  if (self->cache == NULL)
-    return;
-  chooser = gtk_file_chooser_native_new (_("Export Orders"), GTK_WINDOW (self),
-                                         GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), _("_Cancel"));
-  gtk_file_filter_set_name (filter, _("CSV files"));
-  gtk_file_filter_add_mime_type (filter, "text/csv");
-  gtk_file_filter_add_suffix (filter, "csv");
-  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
-  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "orders.csv");
-  g_signal_connect (chooser, "response", G_CALLBACK (on_export_response), self);
-  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
 }
 
 /* Window state. */
@@ -1319,22 +900,28 @@ od_window_get_lag_indicator (OdWindow *self)
   return self->lag_indicator;
 }
 
+OdSession *
+od_window_get_session (OdWindow *self)
+{
+  return self->session;
+}
+
 OdCache *
 od_window_get_cache (OdWindow *self)
 {
-  return self->cache;
+  return self->session ? od_session_get_cache (self->session) : NULL;
 }
 
 OdOutbox *
 od_window_get_outbox (OdWindow *self)
 {
-  return self->outbox;
+  return self->session ? od_session_get_outbox (self->session) : NULL;
 }
 
 OdSyncEngine *
 od_window_get_sync_engine (OdWindow *self)
 {
-  return self->sync;
+  return self->session ? od_session_get_sync_engine (self->session) : NULL;
 }
 
 const char *
@@ -1457,7 +1044,6 @@ od_window_finalize (GObject *object)
   OdWindow *self = OD_WINDOW (object);
 
   g_hash_table_unref (self->descriptions);
-  g_array_unref (self->latencies);
   g_free (self->last_toast);
 
   G_OBJECT_CLASS (od_window_parent_class)->finalize (object);
@@ -1506,16 +1092,7 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_detail_remove_item);
   gtk_widget_class_bind_template_callback (widget_class, on_fold_changed);
 
-  gtk_widget_class_install_action (widget_class, "win.new-order", NULL, new_order_action);
-  gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
-  gtk_widget_class_install_action (widget_class, "win.ledger", NULL, ledger_action);
-  gtk_widget_class_install_action (widget_class, "win.reconnect", NULL, reconnect_action);
-  gtk_widget_class_install_action (widget_class, "win.rebuild", NULL, rebuild_action);
-  gtk_widget_class_install_action (widget_class, "win.export", NULL, export_action);
-  gtk_widget_class_install_action (widget_class, "win.back", NULL, back_action);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Left, GDK_ALT_MASK, "win.back", NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (order_actions); i++)
-    gtk_widget_class_install_action (widget_class, order_actions[i].action, NULL, order_action);
+  _od_window_class_actions_init (widget_class);
 }
 
 static void
@@ -1533,6 +1110,5 @@ od_window_init (OdWindow *self)
     g_signal_connect_object (od_application_get_settings (), "changed::ca-file",
                              G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
-  self->latencies = g_array_new (FALSE, FALSE, sizeof (double));
-  update_order_actions (self);
+  _od_window_actions_update (self);
 }

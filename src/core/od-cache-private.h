@@ -6,6 +6,11 @@
 
 G_BEGIN_DECLS
 
+/* The read connection; only for the thread that opened the cache.  Not
+ * public: SQL on the cache belongs in the core (od-query.c, the outbox,
+ * the session); tests read the file through it. */
+sqlite3      *od_cache_get_db       (OdCache     *self);
+
 /* A statement prepared once on the read connection and kept; reset and
  * cleared of bindings before it is returned. */
 sqlite3_stmt *od_cache_prepare_read (OdCache     *self,

@@ -79,8 +79,6 @@ OdCache     *od_cache_open              (const char  *path,
                                          GError     **error);
 const char  *od_cache_get_path          (OdCache     *self);
 
-/* The read connection; only for the thread that opened the cache. */
-sqlite3     *od_cache_get_db            (OdCache     *self);
 
 /* Thread-safe: what the writer last committed. */
 gint64       od_cache_get_applied_position (OdCache  *self);

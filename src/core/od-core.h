@@ -6,13 +6,13 @@
  *
  * Typical use (main thread):
  *
- *   g_autoptr(OdCache) cache = od_cache_open (od_cache_default_path (url), &error);
- *   g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, url, token);
- *   g_autoptr(OdOutbox) outbox = od_outbox_new (cache, url, token);
- *   od_sync_engine_start (sync);
- *   g_signal_connect (cache, "applied", G_CALLBACK (on_applied), self);
- *   g_object_bind_property (od_sync_engine_get_lag (sync), "state", ...);
- *   rows = od_query_orders (cache, &query, &cursor, 100, &error);
+ *   g_autoptr(OdSession) session = od_session_open (NULL, url, OD_SESSION_FLAGS_NONE, &error);
+ *   od_session_sign_in (session, token);
+ *   od_session_connect (session);
+ *   g_signal_connect (od_session_get_cache (session), "applied", G_CALLBACK (on_applied), self);
+ *   g_signal_connect (session, "notify::pending-commands", G_CALLBACK (on_pending), self);
+ *   od_session_submit_async (session, command, cancellable, on_submitted, self);
+ *   rows = od_query_orders (od_session_get_cache (session), &query, &cursor, 100, &error);
  */
 
 #include "od-protocol.h"
@@ -21,6 +21,7 @@
 #include "od-lag.h"
 #include "od-outbox.h"
 #include "od-query.h"
+#include "od-session.h"
 #include "od-sse.h"
 #include "od-sync.h"
 #include "od-tls.h"

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-outbox.h"
+#include "od-http.h"
 #include "od-tls.h"
 #include "od-cache-private.h"
 #include "od-outbox-store.h"
@@ -905,13 +906,7 @@ send_claimed (OdOutbox         *self,
       transient_failure (self, c->id, 0, "the server address is not a valid URL", 0);
       return;
     }
-  if (self->token != NULL)
-    {
-      g_autofree char *auth = g_strconcat ("Bearer ", self->token, NULL);
-
-      soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
-                                    auth);
-    }
+  od_http_authorize (msg, self->token);
   soup_message_headers_replace (soup_message_get_request_headers (msg), "Idempotency-Key",
                                 c->idempotency_key);
   /* The exact bytes stored: a resend must be byte-identical for the

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-sync.h"
 #include "od-tls.h"
+#include "od-http.h"
 #include "od-cache-private.h"
 #include "od-digest.h"
 #include "od-event-fast.h"
@@ -39,7 +40,13 @@ typedef enum
   RESULT_HISTORY_LOST,/* the server's log does not contain our checkpoint */
 } RunResult;
 
-/* State shared between the main thread and the sync thread, under lock. */
+/* State shared between the main thread and the sync thread, under lock.
+ * One per run (start to stop), reference counted (g_atomic_rc_box): the
+ * engine holds it while the run is current, the thread until it ends,
+ * and each refresh it posts to the main loop until that is dispatched.
+ * The cache's gap function gets it without a reference: it is set when
+ * the run starts and unset (under the cache's gap lock, which waits for a
+ * call in progress) before the engine lets go of it. */
 typedef struct
 {
   GMutex        lock;
@@ -91,8 +98,8 @@ struct _OdSyncEngine
   gulong        reset_id;
   gboolean      caught_up_emitted;
   gint64        caught_up_target;
-  Shared       *shared;          /* owned; also referenced by the thread */
-  gint          shared_refs;
+  Shared       *shared;          /* the current run's; NULL when stopped */
+  OdSyncStats   last_stats;      /* the counters of the last run, once stopped */
   GTlsDatabase *tls_database;    /* NULL = the system's trust */
   GNetworkMonitor *network;      /* NULL until started: the default one */
   gulong        network_changed_id;
@@ -129,7 +136,7 @@ typedef struct
 {
   OdSyncEngine *engine;   /* weak: only used through main-context invokes guarded by `alive` */
   OdCache      *cache;
-  Shared       *shared;
+  Shared       *shared;   /* a reference */
   char         *server_url;
   char         *token;
   guint         batch_size;
@@ -158,15 +165,32 @@ typedef struct
 
 static void post_update (Worker *w);
 
+static Shared *
+shared_new (void)
+{
+  Shared *s = g_atomic_rc_box_new0 (Shared);
+
+  g_mutex_init (&s->lock);
+  g_cond_init (&s->cond);
+  g_queue_init (&s->pending);
+  s->state = OD_LAG_STATE_CONNECTING;
+  return s;
+}
+
 static void
-shared_free (Shared *s)
+shared_clear (Shared *s)
 {
   g_mutex_clear (&s->lock);
   g_cond_clear (&s->cond);
   g_clear_object (&s->op_cancellable);
   g_free (s->last_error);
   g_queue_clear_full (&s->pending, g_free);
-  g_free (s);
+}
+
+static void
+shared_unref (Shared *s)
+{
+  g_atomic_rc_box_release_full (s, (GDestroyNotify) shared_clear);
 }
 
 /* ------------------------------------------------------------------ */
@@ -482,13 +506,7 @@ new_request (Worker     *w,
   if (msg == NULL)
     return NULL;
   od_tls_watch_message (msg, &w->tls_errors);
-  if (w->token != NULL)
-    {
-      g_autofree char *auth = g_strconcat ("Bearer ", w->token, NULL);
-
-      soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
-                                    auth);
-    }
+  od_http_authorize (msg, w->token);
   return msg;
 }
 
@@ -563,46 +581,48 @@ send_bounded (Worker        *w,
   return body;
 }
 
-static char *
-read_problem (Worker       *w,
-              GInputStream *in,
+/* The server answered other than 200 (`body` its error body, NULL when
+ * it could not be read, `error` why): the lag says why, in the problem's
+ * words; 401 and 403 stop until signed in again, anything else backs
+ * off.  Every request of the engine ends here on such an answer. */
+static RunResult
+http_failure (Worker       *w,
               SoupMessage  *msg,
-              GCancellable *cancellable)
+              GBytes       *body,
+              const GError *error)
 {
-  g_autoptr(GBytes) body = NULL;
-  g_autoptr(OdProblem) problem = NULL;
-  g_autoptr(GError) error = NULL;
   guint status = soup_message_get_status (msg);
+  gboolean auth = status == 401 || status == 403;
+  g_autofree char *why = NULL;
 
-  if (in != NULL)
-    {
-      body = read_bounded (w, in, MAX_PROBLEM_BYTES, "the server's error body", cancellable,
-                           &error);
-      g_input_stream_close (in, NULL, NULL);
-    }
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
-    return g_strdup_printf ("HTTP %u: %s", status, error->message);
-  if (body == NULL)
-    body = g_bytes_new_static ("", 0);
-  problem = od_problem_parse (status, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
-  return g_strdup_printf ("HTTP %u: %s", status, problem->detail ? problem->detail : "");
+    why = g_strdup_printf ("HTTP %u: %s", status, error->message);
+  else
+    {
+      g_autoptr(OdProblem) problem = od_problem_parse (status,
+                                                       body ? g_bytes_get_data (body, NULL) : "",
+                                                       body ? g_bytes_get_size (body) : 0);
+
+      why = g_strdup_printf ("HTTP %u: %s", status, problem->detail ? problem->detail : "");
+    }
+  set_state (w, auth ? OD_LAG_STATE_SIGN_IN_NEEDED : OD_LAG_STATE_CONNECTING, why);
+  return auth ? RESULT_AUTH : RESULT_DROPPED;
 }
 
+/* The stream's answer was not 200: its error body, bounded, then as
+ * any other failed request. */
 static RunResult
-classify_status (Worker       *w,
-                 SoupMessage  *msg,
-                 GInputStream *in,
-                 GCancellable *cancellable)
+stream_failure (Worker       *w,
+                SoupMessage  *msg,
+                GInputStream *in,
+                GCancellable *cancellable)
 {
-  guint status = soup_message_get_status (msg);
-  g_autofree char *why = read_problem (w, in, msg, cancellable);
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GError) error = NULL;
 
-  set_state (w, status == 401 || status == 403 ? OD_LAG_STATE_SIGN_IN_NEEDED
-                                               : OD_LAG_STATE_CONNECTING,
-             why);
-  if (status == 401 || status == 403)
-    return RESULT_AUTH;
-  return RESULT_DROPPED;
+  body = read_bounded (w, in, MAX_PROBLEM_BYTES, "the server's error body", cancellable, &error);
+  g_input_stream_close (in, NULL, NULL);
+  return http_failure (w, msg, body, error);
 }
 
 static RunResult
@@ -660,16 +680,7 @@ catch_up_pages (Worker *w)
       w->shared->stats.pages_fetched++;
       g_mutex_unlock (&w->shared->lock);
       if (soup_message_get_status (msg) != 200)
-        {
-          guint status = soup_message_get_status (msg);
-          g_autoptr(OdProblem) problem = od_problem_parse (status, g_bytes_get_data (body, NULL),
-                                                           g_bytes_get_size (body));
-          g_autofree char *why = g_strdup_printf ("HTTP %u: %s", status, problem->detail);
-
-          set_state (w, status == 401 || status == 403 ? OD_LAG_STATE_SIGN_IN_NEEDED
-                                                       : OD_LAG_STATE_CONNECTING, why);
-          return status == 401 || status == 403 ? RESULT_AUTH : RESULT_DROPPED;
-        }
+        return http_failure (w, msg, body, NULL);
       root = parse_json (w, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
       o = root ? json_node_get_object (root) : NULL;
       head_node = o ? json_object_get_member (o, "head") : NULL;
@@ -752,7 +763,6 @@ fetch_head (Worker *w)
   g_autoptr(GBytes) body = NULL;
   JsonNode *root;
   JsonNode *head;
-  guint status;
 
   if (msg == NULL)
     {
@@ -767,17 +777,8 @@ fetch_head (Worker *w)
       set_failure (w, msg, error);
       return stopped_or (w, RESULT_DROPPED);
     }
-  status = soup_message_get_status (msg);
-  if (status != 200)
-    {
-      g_autoptr(OdProblem) problem = od_problem_parse (status, g_bytes_get_data (body, NULL),
-                                                       g_bytes_get_size (body));
-      g_autofree char *why = g_strdup_printf ("HTTP %u: %s", status, problem->detail);
-
-      set_state (w, status == 401 || status == 403 ? OD_LAG_STATE_SIGN_IN_NEEDED
-                                                   : OD_LAG_STATE_CONNECTING, why);
-      return status == 401 || status == 403 ? RESULT_AUTH : RESULT_DROPPED;
-    }
+  if (soup_message_get_status (msg) != 200)
+    return http_failure (w, msg, body, NULL);
   root = parse_json (w, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
   head = root ? json_object_get_member (json_node_get_object (root), "head") : NULL;
   if (!od_json_is_integer (head))
@@ -837,7 +838,7 @@ run_stream (Worker *w)
     }
   if (soup_message_get_status (msg) != 200)
     {
-      RunResult r = classify_status (w, msg, in, c);
+      RunResult r = stream_failure (w, msg, in, c);
 
       end_op (w);
       return stopped_or (w, r);
@@ -977,6 +978,7 @@ worker_free (Worker *w)
   g_clear_object (&w->tls_database);
   g_clear_pointer (&w->batch, g_ptr_array_unref);
   g_object_unref (w->cache);
+  shared_unref (w->shared);
   g_weak_ref_clear (&w->engine_ref);
   g_main_context_unref (w->main_context);
   g_free (w->server_url);
@@ -1268,8 +1270,8 @@ update_main (gpointer data)
   UpdateData *u = data;
   g_autoptr(OdSyncEngine) self = g_weak_ref_get (&u->engine);
 
-  /* A Shared of a stopped run may be gone: touch it only while it is
-   * the engine's current one. */
+  /* A refresh posted by a run that has stopped since: the lag is the
+   * current run's (or the cache's, when stopped). */
   if (self == NULL || self->shared != u->shared)
     return G_SOURCE_REMOVE;
   g_mutex_lock (&u->shared->lock);
@@ -1283,6 +1285,7 @@ static void
 update_data_free (UpdateData *u)
 {
   g_weak_ref_clear (&u->engine);
+  shared_unref (u->shared);
   g_free (u);
 }
 
@@ -1305,7 +1308,7 @@ post_update (Worker *w)
   engine = g_weak_ref_get (&w->engine_ref);
   u = g_new0 (UpdateData, 1);
   g_weak_ref_init (&u->engine, engine);
-  u->shared = w->shared;
+  u->shared = g_atomic_rc_box_acquire (w->shared);
   od_core_invoke (w->main_context, G_PRIORITY_DEFAULT, update_main, u,
                               (GDestroyNotify) update_data_free);
 }
@@ -1639,17 +1642,13 @@ od_sync_engine_start (OdSyncEngine *self)
   if (self->thread != NULL || self->server_url == NULL || self->cache == NULL)
     return;
 
-  s = g_new0 (Shared, 1);
-  g_mutex_init (&s->lock);
-  g_cond_init (&s->cond);
-  g_queue_init (&s->pending);
-  s->state = OD_LAG_STATE_CONNECTING;
+  s = shared_new ();
   self->shared = s;
   self->caught_up_emitted = FALSE;
 
   w = g_new0 (Worker, 1);
   w->cache = g_object_ref (self->cache);
-  w->shared = s;
+  w->shared = g_atomic_rc_box_acquire (s);
   w->server_url = g_strdup (self->server_url);
   while (g_str_has_suffix (w->server_url, "/"))
     w->server_url[strlen (w->server_url) - 1] = '\0';
@@ -1696,11 +1695,14 @@ od_sync_engine_stop (OdSyncEngine *self)
     g_clear_signal_handler (&self->network_changed_id, self->network);
   self->unreachable = FALSE;
   g_clear_handle_id (&self->tick_id, g_source_remove);
-  /* Pending update callbacks compare their Shared with ours before using
-   * it; keep the last one alive until the engine goes (small, bounded). */
   refresh_lag (self);
+  /* The thread is gone and the gap function unset: only refreshes still
+   * queued hold the run's state now, and they see it is not current. */
+  g_mutex_lock (&s->lock);
+  self->last_stats = s->stats;
+  g_mutex_unlock (&s->lock);
   self->shared = NULL;
-  g_object_set_data_full (G_OBJECT (self), "od-last-shared", s, (GDestroyNotify) shared_free);
+  shared_unref (s);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
 }
 
@@ -1736,11 +1738,11 @@ od_sync_engine_get_stats (OdSyncEngine *self,
 {
   Shared *s = self->shared;
 
-  memset (stats, 0, sizeof *stats);
   if (s == NULL)
-    s = g_object_get_data (G_OBJECT (self), "od-last-shared");
-  if (s == NULL)
-    return;
+    {
+      *stats = self->last_stats;
+      return;
+    }
   g_mutex_lock (&s->lock);
   *stats = s->stats;
   g_mutex_unlock (&s->lock);

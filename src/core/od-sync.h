@@ -65,7 +65,8 @@ void          od_sync_engine_reconnect_now (OdSyncEngine *self);
 void          od_sync_engine_set_batch_size (OdSyncEngine *self,
                                              guint         n);
 
-/* Counters for diagnostics and benchmarks. */
+/* Counters for diagnostics and benchmarks: the running engine's, or its
+ * last run's once stopped (zero before the first start). */
 typedef struct
 {
   guint64 events_received;   /* parsed from stream or pages */

@@ -2,6 +2,7 @@
 #include "od-verify.h"
 #include "od-cache-private.h"
 #include "od-digest.h"
+#include "od-http.h"
 #include "od-json.h"
 #include "od-order.h"
 
@@ -93,12 +94,7 @@ http_get (Verify      *v,
       g_set_error (error, OD_VERIFY_ERROR, OD_VERIFY_ERROR_SERVER, "invalid server URL %s", v->url);
       return NULL;
     }
-  if (v->token != NULL)
-    {
-      g_autofree char *auth = g_strconcat ("Bearer ", v->token, NULL);
-
-      soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization", auth);
-    }
+  od_http_authorize (msg, v->token);
   v->report->requests++;
   body = soup_session_send_and_read (v->session, msg, v->cancellable, error);
   if (body == NULL)

@@ -5,7 +5,6 @@
 #include <glib-unix.h>
 #include <signal.h>
 #include <locale.h>
-#include <sqlite3.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,9 +152,8 @@ typedef struct
   GTlsDatabase *trust;          /* --ca-file; NULL: the system's */
 
   GMainLoop    *loop;
-  OdCache      *cache;
-  OdSyncEngine *sync;
-  OdOutbox     *outbox;
+  OdSession    *session;        /* the cache, sync engine and outbox */
+  OdCache      *cache;          /* the session's */
   int           exit_code;
 
   /* sync */
@@ -312,52 +310,6 @@ read_token_file (const char  *path,
   return g_steal_pointer (&contents);
 }
 
-/* Of the caches in the default place ($XDG_DATA_HOME/orderdesk, one per
- * server, written by this tool and by the console), the one that was last
- * in contact with its server, read with a read-only connection of its own
- * so that nothing is created, migrated or locked; NULL when none has ever
- * synced. */
-static char *
-find_last_synced_cache (void)
-{
-  g_autofree char *dir_path = g_build_filename (g_get_user_data_dir (), "orderdesk", NULL);
-  g_autoptr(GDir) dir = g_dir_open (dir_path, 0, NULL);
-  char *best = NULL;
-  gint64 best_contact = 0;
-  const char *name;
-
-  if (dir == NULL)
-    return NULL;
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = NULL;
-      sqlite3 *db = NULL;
-      sqlite3_stmt *st = NULL;
-      gint64 contact = 0;
-
-      if (!g_str_has_suffix (name, ".sqlite"))
-        continue;
-      path = g_build_filename (dir_path, name, NULL);
-      if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
-        {
-          sqlite3_busy_timeout (db, 2000);
-          if (sqlite3_prepare_v2 (db, "SELECT last_contact_at FROM sync_state WHERE id = 1",
-                                  -1, &st, NULL) == SQLITE_OK
-              && sqlite3_step (st) == SQLITE_ROW)
-            contact = sqlite3_column_int64 (st, 0);
-          sqlite3_finalize (st);
-        }
-      sqlite3_close (db);
-      if (contact > best_contact)
-        {
-          best_contact = contact;
-          g_free (best);
-          best = g_steal_pointer (&path);
-        }
-    }
-  return best;
-}
-
 static gboolean
 open_cache (Ctl      *ctl,
             gboolean  need_server)
@@ -366,7 +318,7 @@ open_cache (Ctl      *ctl,
 
   if (ctl->cache_path == NULL && ctl->server == NULL)
     {
-      ctl->cache_path = find_last_synced_cache ();
+      ctl->cache_path = od_session_find_last_synced ();
       if (ctl->cache_path == NULL)
         {
           usage_error ("no cache has synced yet: give --server URL (or --cache FILE)");
@@ -374,15 +326,16 @@ open_cache (Ctl      *ctl,
           return FALSE;
         }
     }
-  if (ctl->cache_path == NULL)
-    ctl->cache_path = od_cache_default_path (ctl->server);
-  ctl->cache = od_cache_open (ctl->cache_path, &error);
-  if (ctl->cache == NULL)
+  /* Without --server, the session takes the URL the cache last synced
+   * with. */
+  ctl->session = od_session_open (ctl->cache_path, ctl->server, OD_SESSION_FLAGS_NONE, &error);
+  if (ctl->session == NULL)
     {
       g_printerr ("orderdeskctl: %s\n", error->message);
       ctl->exit_code = EXIT_FAILURE_;
       return FALSE;
     }
+  ctl->cache = od_session_get_cache (ctl->session);
   /* Tuning for tests and benchmarks: events per catch-up transaction,
    * and how far behind a catch-up builds its indexes at the end. */
   if (g_getenv ("ORDERDESK_BULK_THRESHOLD") != NULL)
@@ -393,13 +346,7 @@ open_cache (Ctl      *ctl,
                                   (guint) g_ascii_strtoull (g_getenv ("ORDERDESK_MAX_TRANSACTION"),
                                                             NULL, 10));
   if (ctl->server == NULL)
-    {
-      OdSyncState st = { 0 };
-
-      if (od_cache_get_sync_state (ctl->cache, &st, NULL) && st.server_url)
-        ctl->server = g_strdup (st.server_url);
-      od_sync_state_clear (&st);
-    }
+    ctl->server = g_strdup (od_session_get_server_url (ctl->session));
   if (need_server && ctl->server == NULL)
     {
       usage_error ("no server: give --server (the cache has never synced)");
@@ -417,7 +364,7 @@ open_cache (Ctl      *ctl,
 static gboolean
 outbox_settled (Ctl *ctl)
 {
-  return od_outbox_count_pending (ctl->outbox) == 0;
+  return od_outbox_count_pending (od_session_get_outbox (ctl->session)) == 0;
 }
 
 static void
@@ -476,8 +423,7 @@ on_lag_state (OdLag      *lag,
     {
       /* The server is back: what waits in the outbox goes now rather than
        * at the end of its backoff. */
-      if (ctl->outbox != NULL)
-        od_outbox_kick (ctl->outbox);
+      od_outbox_kick (od_session_get_outbox (ctl->session));
     }
   else if (!ctl->quiet && od_lag_get_state (lag) == OD_LAG_STATE_RECONNECTING)
     {
@@ -497,7 +443,7 @@ on_applied (OdCache *cache,
 
   if (!ctl->quiet && now - ctl->last_progress > G_USEC_PER_SEC)
     {
-      OdLag *lag = od_sync_engine_get_lag (ctl->sync);
+      OdLag *lag = od_session_get_lag (ctl->session);
 
       ctl->last_progress = now;
       g_printerr ("orderdeskctl: applied %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT "\n",
@@ -517,7 +463,7 @@ on_timeout (gpointer data)
 {
   Ctl *ctl = data;
 
-  OdLag *lag = od_sync_engine_get_lag (ctl->sync);
+  OdLag *lag = od_session_get_lag (ctl->session);
   g_autofree char *why = NULL;
 
   if (ctl->caught_up && ctl->submit_id == 0)
@@ -570,23 +516,22 @@ on_outbox_sign_in (OdOutbox *outbox,
 static void
 start_online (Ctl *ctl)
 {
-  ctl->sync = od_sync_engine_new (ctl->cache, ctl->server, ctl->token);
-  ctl->outbox = od_outbox_new (ctl->cache, ctl->server, ctl->token);
+  OdOutbox *outbox = od_session_get_outbox (ctl->session);
+
   if (ctl->trust != NULL)
-    {
-      od_sync_engine_set_tls_database (ctl->sync, ctl->trust);
-      od_outbox_set_tls_database (ctl->outbox, ctl->trust);
-    }
-  g_signal_connect (ctl->sync, "caught-up", G_CALLBACK (on_caught_up), ctl);
-  g_signal_connect (od_sync_engine_get_lag (ctl->sync), "notify::state",
+    od_session_set_tls_database (ctl->session, ctl->trust);
+  od_session_sign_in (ctl->session, ctl->token);
+  g_signal_connect (od_session_get_sync_engine (ctl->session), "caught-up",
+                    G_CALLBACK (on_caught_up), ctl);
+  g_signal_connect (od_session_get_lag (ctl->session), "notify::state",
                     G_CALLBACK (on_lag_state), ctl);
   g_signal_connect (ctl->cache, "applied", G_CALLBACK (on_applied), ctl);
   g_signal_connect (ctl->cache, "write-failed", G_CALLBACK (on_write_failed), ctl);
-  g_signal_connect (ctl->outbox, "command-changed", G_CALLBACK (on_command_changed), ctl);
-  g_signal_connect (ctl->outbox, "sign-in-needed", G_CALLBACK (on_outbox_sign_in), ctl);
+  g_signal_connect (outbox, "command-changed", G_CALLBACK (on_command_changed), ctl);
+  g_signal_connect (outbox, "sign-in-needed", G_CALLBACK (on_outbox_sign_in), ctl);
   if (ctl->timeout > 0 && !ctl->follow)
     g_timeout_add_seconds (ctl->timeout, on_timeout, ctl);
-  od_sync_engine_start (ctl->sync);
+  od_session_connect (ctl->session);
 }
 
 static int
@@ -701,7 +646,8 @@ submitted (GObject      *source,
 {
   Ctl *ctl = data;
   g_autoptr(GError) error = NULL;
-  gint64 id = od_outbox_submit_finish (OD_OUTBOX (source), result, &error);
+  OdOutbox *outbox = od_session_get_outbox (ctl->session);
+  gint64 id = od_session_submit_finish (OD_SESSION (source), result, &error);
 
   if (id < 0)
     {
@@ -717,10 +663,10 @@ submitted (GObject      *source,
   ctl->submit_id = id;
   /* It may have been answered before we learned its id. */
   {
-    g_autoptr(OdPendingCommand) c = od_outbox_get (OD_OUTBOX (source), id, NULL);
+    g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, id, NULL);
 
     if (c != NULL && c->state != OD_COMMAND_STATE_QUEUED && c->state != OD_COMMAND_STATE_SENT)
-      on_command_changed (OD_OUTBOX (source), id, c->state, ctl);
+      on_command_changed (outbox, id, c->state, ctl);
   }
 }
 
@@ -766,7 +712,7 @@ cmd_submit (Ctl   *ctl,
   ctl->caught_up = FALSE;
   ctl->one_command = TRUE;
   start_online (ctl);
-  od_outbox_submit_json_async (ctl->outbox, body, NULL, submitted, ctl);
+  od_session_submit_json_async (ctl->session, body, NULL, submitted, ctl);
   g_main_loop_run (ctl->loop);
   return ctl->exit_code;
 }
@@ -783,7 +729,6 @@ cmd_status (Ctl   *ctl,
   OdSyncState st = { 0 };
   gint64 counts[OD_STATUS_N];
   g_autoptr(GError) error = NULL;
-  g_autoptr(OdOutbox) outbox = NULL;
   gint64 behind, now = g_get_real_time ();
   gint64 inconsistent;
   double seconds_behind = 0;
@@ -805,8 +750,8 @@ cmd_status (Ctl   *ctl,
       g_printerr ("orderdeskctl: %s\n", error->message);
       return EXIT_FAILURE_;
     }
-  outbox = od_outbox_new (ctl->cache, NULL, NULL);
-  pending = od_outbox_count_pending (outbox);
+  /* No identity: every unanswered command counts, whoever queued it. */
+  pending = od_session_get_pending_commands (ctl->session);
   behind = MAX (0, st.known_head - st.applied_position);
   /* Offline, so the lag is counted from the last contact: anything the
    * server did since is unknown. */
@@ -1173,14 +1118,15 @@ cmd_outbox_action (Ctl   *ctl,
       ctl->one_command = TRUE;
       start_online (ctl);
       ctl->submit_id = id;
-      od_outbox_send_as_me_async (ctl->outbox, id, NULL, outbox_action_done, ctl);
+      od_outbox_send_as_me_async (od_session_get_outbox (ctl->session), id, NULL,
+                                  outbox_action_done, ctl);
     }
   else
     {
-      ctl->outbox = od_outbox_new (ctl->cache, NULL, NULL);
-      od_outbox_set_identity (ctl->outbox, ctl->server, ctl->token);
+      od_session_set_identity (ctl->session, ctl->token);
       ctl->submit_id = -id;
-      od_outbox_discard_async (ctl->outbox, id, NULL, outbox_action_done, ctl);
+      od_outbox_discard_async (od_session_get_outbox (ctl->session), id, NULL,
+                               outbox_action_done, ctl);
     }
   g_main_loop_run (ctl->loop);
   return ctl->exit_code;
@@ -1192,7 +1138,6 @@ cmd_outbox (Ctl   *ctl,
             char **argv)
 {
   gboolean all = opt.all;
-  g_autoptr(OdOutbox) outbox = NULL;
   g_autoptr(GPtrArray) list = NULL;
   g_autoptr(GError) error = NULL;
 
@@ -1204,10 +1149,9 @@ cmd_outbox (Ctl   *ctl,
     }
   if (!open_cache (ctl, FALSE))
     return ctl->exit_code;
-  outbox = od_outbox_new (ctl->cache, NULL, NULL);
   /* Held commands are marked as such for this sign-in. */
-  od_outbox_set_identity (outbox, ctl->server, ctl->token);
-  list = od_outbox_list (outbox, all, all ? 1000 : 0, &error);
+  od_session_set_identity (ctl->session, ctl->token);
+  list = od_outbox_list (od_session_get_outbox (ctl->session), all, all ? 1000 : 0, &error);
   if (list == NULL)
     {
       g_printerr ("orderdeskctl: %s\n", error->message);
@@ -1648,13 +1592,9 @@ main (int    argc,
   else
     rc = cmd->run (&ctl, g_strv_length (operands), operands);
 
-  if (ctl.sync)
-    od_sync_engine_stop (ctl.sync);
-  g_clear_object (&ctl.outbox);
-  g_clear_object (&ctl.sync);
-  if (ctl.cache)
-    od_cache_close (ctl.cache);
-  g_clear_object (&ctl.cache);
+  if (ctl.session != NULL)
+    od_session_close (ctl.session);
+  g_clear_object (&ctl.session);
   g_main_loop_unref (ctl.loop);
   g_free (ctl.server);
   if (ctl.token != NULL)

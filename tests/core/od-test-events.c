@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-test-events.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 
 #include <string.h>
 

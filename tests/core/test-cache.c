@@ -2,6 +2,7 @@
 /* The cache, projector, queries and SSE parser, fed with events made by
  * the test itself (no server needed). */
 #include "od-core.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
 #include "od-event-fast.h"
 

@@ -4,6 +4,7 @@
  * real gap: repeats and replays change nothing, and a gap is filled from
  * the page endpoint, never skipped. */
 #include "od-core.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
 
 #include <libsoup/soup.h>

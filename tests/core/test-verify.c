@@ -3,6 +3,7 @@
  * is found out, repaired, and equal to the server's fold afterwards; a
  * cache of another server's log is refused. */
 #include "od-core.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
 #include "od-test-server.h"
 

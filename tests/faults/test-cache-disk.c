@@ -15,6 +15,7 @@
  * writes refused by that limit with EFBIG, which SQLite reports as
  * SQLITE_IOERR_WRITE.  No LD_PRELOAD, no mock. */
 #include "od-fault-server.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 
 #include <errno.h>
 #include <fcntl.h>

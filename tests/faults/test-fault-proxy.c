@@ -12,6 +12,7 @@
  * cut in the request or in the response of each: every command must be
  * accepted exactly once. */
 #include "od-fault-proxy.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-fault-server.h"
 
 #include <string.h>

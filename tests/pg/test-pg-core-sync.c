@@ -8,6 +8,7 @@
 #include <glib/gstdio.h>
 
 #include "od-cache.h"
+#include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-sync.h"
 #include "od-pg-test.h"
 
