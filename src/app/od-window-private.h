@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "od-verify-banner.h"
 #include "od-window.h"
 
 G_BEGIN_DECLS
@@ -10,6 +11,8 @@ G_BEGIN_DECLS
 OdOrderList    *od_window_get_order_list    (OdWindow      *self);
 OdOrderDetail  *od_window_get_order_detail  (OdWindow      *self);
 OdLagIndicator *od_window_get_lag_indicator (OdWindow      *self);
+OdVerifyBanner *od_window_get_verify_banner (OdWindow      *self);
+OdVerifyRunner *od_window_get_verify_runner (OdWindow      *self);
 OdCache        *od_window_get_cache         (OdWindow      *self);
 OdOutbox       *od_window_get_outbox        (OdWindow      *self);
 OdSyncEngine   *od_window_get_sync_engine   (OdWindow      *self);

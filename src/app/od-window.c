@@ -10,6 +10,7 @@
 #include "od-preferences.h"
 #include "od-secret.h"
 #include "od-tooltip.h"
+#include "od-verify-banner.h"
 #include "od-welcome.h"
 #include "od-window-private.h"
 
@@ -52,6 +53,8 @@ struct _OdWindow
   gboolean              disposed;
   OdOrderList          *order_list;
   OdOrderDetail        *order_detail;
+  OdVerifyBanner       *verify_banner;
+  OdVerifyRunner       *verifier;
 
   char                 *server_url;
   char                 *token;
@@ -214,6 +217,12 @@ on_cache_reset (OdCache  *cache,
 {
   od_order_list_set_cache (self->order_list, self->cache);
   od_order_detail_reload (self->order_detail);
+}
+
+static void
+on_verify_repaired (OdWindow *self)
+{
+  on_cache_reset (self->cache, self);
 }
 
 static void
@@ -400,6 +409,8 @@ close_session (OdWindow *self)
   g_clear_handle_id (&self->refresh_source, g_source_remove);
 
   od_lag_indicator_set_lag (self->lag_indicator, NULL);
+  if (self->verifier != NULL)
+    od_verify_runner_set_session (self->verifier, NULL, NULL, NULL);
   od_order_list_set_cache (self->order_list, NULL);
   od_order_detail_set_cache (self->order_detail, NULL);
   if (self->ledger != NULL)
@@ -453,6 +464,7 @@ apply_tls_trust (OdWindow *self)
     }
   od_sync_engine_set_tls_database (self->sync, database);
   od_outbox_set_tls_database (self->outbox, database);
+  od_verify_runner_set_tls_database (self->verifier, database);
 }
 
 static void
@@ -473,6 +485,7 @@ start_connection (OdWindow   *self,
       self->token = g_strdup (token);
     }
   od_sync_engine_set_server (self->sync, self->server_url, self->token);
+  od_verify_runner_set_token (self->verifier, self->token);
   od_outbox_set_server (self->outbox, self->server_url, self->token);
   od_sync_engine_start (self->sync);
   od_outbox_kick (self->outbox);
@@ -536,6 +549,9 @@ od_window_open_profile (OdWindow    *self,
   self->cache = g_steal_pointer (&cache);
   self->sync = od_sync_engine_new (self->cache, server_url, token);
   self->outbox = od_outbox_new (self->cache, server_url, token);
+  od_verify_runner_set_session (self->verifier, self->cache, od_sync_engine_get_lag (self->sync),
+                                server_url);
+  od_verify_runner_set_token (self->verifier, token);
   apply_tls_trust (self);
 
   g_signal_connect (self->cache, "applied", G_CALLBACK (on_cache_applied), self);
@@ -1319,6 +1335,18 @@ od_window_get_lag_indicator (OdWindow *self)
   return self->lag_indicator;
 }
 
+OdVerifyBanner *
+od_window_get_verify_banner (OdWindow *self)
+{
+  return self->verify_banner;
+}
+
+OdVerifyRunner *
+od_window_get_verify_runner (OdWindow *self)
+{
+  return self->verifier;
+}
+
 OdCache *
 od_window_get_cache (OdWindow *self)
 {
@@ -1447,6 +1475,7 @@ od_window_dispose (GObject *object)
   g_clear_handle_id (&self->relayout_source, g_source_remove);
   g_clear_handle_id (&self->label_toasts_source, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_WINDOW);
+  g_clear_object (&self->verifier);
 
   G_OBJECT_CLASS (od_window_parent_class)->dispose (object);
 }
@@ -1478,6 +1507,7 @@ od_window_class_init (OdWindowClass *klass)
   g_type_ensure (OD_TYPE_ORDER_LIST);
   g_type_ensure (OD_TYPE_ORDER_DETAIL);
   g_type_ensure (OD_TYPE_LAG_INDICATOR);
+  g_type_ensure (OD_TYPE_VERIFY_BANNER);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/orderdesk/OrderDesk/ui/od-window.ui");
@@ -1488,6 +1518,7 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdWindow, pending_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, lag_indicator);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_revealer);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, verify_banner);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, header_bar);
@@ -1534,5 +1565,12 @@ od_window_init (OdWindow *self)
                              G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
   self->latencies = g_array_new (FALSE, FALSE, sizeof (double));
+  /* Verification: its actions ("verify.run", …), the banner, and the lag
+   * popover's part; a repair rewrote views, which are read again. */
+  self->verifier = od_verify_runner_new ();
+  gtk_widget_insert_action_group (GTK_WIDGET (self), "verify", od_verify_runner_get_actions (self->verifier));
+  od_verify_banner_set_runner (self->verify_banner, self->verifier);
+  od_lag_indicator_set_verify_runner (self->lag_indicator, self->verifier);
+  g_signal_connect_swapped (self->verifier, "repaired", G_CALLBACK (on_verify_repaired), self);
   update_order_actions (self);
 }
