@@ -1296,6 +1296,10 @@ verify_run (OdCache          *cache,
   report->views_seconds = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   sqlite3_exec (v.db, "COMMIT", NULL, NULL, NULL);
 
+  /* A run cancelled by now records nothing: the console cancels before
+   * it closes the cache, whose writer would then never take the job. */
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    goto out;
   r = g_new0 (Repair, 1);
   r->after = report->after;
   r->upto = report->upto;
