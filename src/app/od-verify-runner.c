@@ -307,6 +307,9 @@ on_run_done (GObject      *source,
     set_outcome (self, OD_VERIFY_OUTCOME_FOREIGN,
                  _("This cache was made from another server’s log: it is not this server’s data and "
                    "cannot be repaired. Rebuild the cache to see this server’s orders."));
+  else if (g_error_matches (error, OD_VERIFY_ERROR, OD_VERIFY_ERROR_SIGN_IN))
+    set_outcome (self, OD_VERIFY_OUTCOME_FAILED,
+                 _("The cache could not be verified: the server refused the token. Sign in again."));
   else
     {
       /* TRANSLATORS: %s says why (the server's answer, a network error) */
