@@ -34,8 +34,8 @@ struct _OdVerifyRunner
   OdVerifyOutcome     outcome;
   char               *message;
 
-  /* Catch-up tracking for the automatic run: the applied position when
-   * a catch-up began, or -1. */
+  /* For the automatic run: the applied position when the session last
+   * was not live (a catch-up's start), or -1 while live. */
   gint64              catch_up_from;
   OdLagState          lag_state;
 };
@@ -375,7 +375,10 @@ on_lag_notify (OdLag          *lag,
   if (state == self->lag_state)
     return;
   self->lag_state = state;
-  if (state == OD_LAG_STATE_CATCHING_UP && self->catch_up_from < 0)
+  /* A catch-up is what was applied between leaving live (or opening
+   * the cache) and being live again, whether or not the engine said
+   * "catching up" on the way. */
+  if (state != OD_LAG_STATE_LIVE && self->catch_up_from < 0)
     self->catch_up_from = applied;
   else if (state == OD_LAG_STATE_LIVE && self->catch_up_from >= 0)
     {
@@ -405,10 +408,9 @@ od_verify_runner_set_session (OdVerifyRunner *self,
   g_free (self->url);
   self->url = g_strdup (server_url);
   g_clear_pointer (&self->token, g_free);
-  self->catch_up_from = -1;
   self->lag_state = lag ? od_lag_get_state (lag) : OD_LAG_STATE_OFFLINE;
-  if (self->lag_state == OD_LAG_STATE_CATCHING_UP)
-    self->catch_up_from = od_lag_get_applied_position (lag);
+  self->catch_up_from = cache != NULL && self->lag_state != OD_LAG_STATE_LIVE
+                          ? od_cache_get_applied_position (cache) : -1;
   if (lag != NULL)
     g_signal_connect (lag, "notify", G_CALLBACK (on_lag_notify), self);
   set_string (self, &self->progress_text, NULL, PROP_PROGRESS_TEXT);
