@@ -3,7 +3,8 @@
 # Verification of a clean cache of EVENTS events (default 1,000,000)
 # against a local orderdesk-server: `orderdeskctl verify --json`, end to
 # end (digests of the events, bisect of nothing, re-fold of every order),
-# with the time of each part from its report.
+# with the time of each part from its report; then what a verification
+# costs the list's page query, at full speed and paced (bench-verify-pace.c).
 #
 #   bench/core/bench-verify.sh BUILD_DIR [EVENTS]
 #
@@ -34,3 +35,5 @@ echo "== catch-up into a cold cache (to have something to verify)"
 /usr/bin/time -f '%e s' "$ctl" -q --server "$url" --cache "$work/cache.sqlite" sync
 echo "== verify, clean cache, end to end"
 /usr/bin/time -f '%e s, %M KiB peak RSS' "$ctl" -q --server "$url" --cache "$work/cache.sqlite" verify --json
+echo "== the list's page query alone, during a verification at full speed, and paced"
+"$build/bench/core/bench-core-verify-pace" "$url" "$token" "$work/cache.sqlite"

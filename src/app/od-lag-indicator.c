@@ -6,6 +6,7 @@
 #include "od-format.h"
 #include "od-lag-indicator.h"
 #include "od-lag-plot.h"
+#include "od-verify-status.h"
 
 /* The always-visible synchronization state in the header bar.  All text is
  * built here from the OdLag properties, so it is translated and never
@@ -37,6 +38,7 @@ struct _OdLagIndicator
   GtkLabel   *title_label;
   GtkGrid    *grid;
   OdLagPlot  *plot;
+  OdVerifyStatus *verify_status;
   GtkLabel   *values[N_ROWS];
   GtkWidget  *keys[N_ROWS];
 
@@ -358,6 +360,16 @@ od_lag_indicator_set_as_of (OdLagIndicator *self,
   od_lag_indicator_update (self);
 }
 
+/* The popover's "Verified up to" and Verify Cache. */
+void
+od_lag_indicator_set_verify_runner (OdLagIndicator *self,
+                                    OdVerifyRunner *runner)
+{
+  g_return_if_fail (OD_IS_LAG_INDICATOR (self));
+
+  od_verify_status_set_runner (self->verify_status, runner);
+}
+
 void
 od_lag_indicator_popup (OdLagIndicator *self)
 {
@@ -474,6 +486,7 @@ od_lag_indicator_class_init (OdLagIndicatorClass *klass)
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (OD_TYPE_LAG_PLOT);
+  g_type_ensure (OD_TYPE_VERIFY_STATUS);
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/orderdesk/OrderDesk/ui/od-lag-indicator.ui");
   gtk_widget_class_bind_template_child (widget_class, OdLagIndicator, button);
@@ -482,6 +495,7 @@ od_lag_indicator_class_init (OdLagIndicatorClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdLagIndicator, title_label);
   gtk_widget_class_bind_template_child (widget_class, OdLagIndicator, grid);
   gtk_widget_class_bind_template_child (widget_class, OdLagIndicator, plot);
+  gtk_widget_class_bind_template_child (widget_class, OdLagIndicator, verify_status);
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "lagindicator");
 }

@@ -4,6 +4,7 @@
 #include <gtk/gtk.h>
 
 #include "od-lag.h"
+#include "od-verify-runner.h"
 
 G_BEGIN_DECLS
 
@@ -22,6 +23,8 @@ void        od_lag_indicator_set_latency    (OdLagIndicator *self,
                                              double          p99_ms);
 void        od_lag_indicator_set_as_of      (OdLagIndicator *self,
                                              gint64          last_contact_usec);
+void        od_lag_indicator_set_verify_runner (OdLagIndicator *self,
+                                                OdVerifyRunner *runner);
 void        od_lag_indicator_popup          (OdLagIndicator *self);
 void        od_lag_indicator_popdown        (OdLagIndicator *self);
 const char *od_lag_indicator_get_text       (OdLagIndicator *self);

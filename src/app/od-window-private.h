@@ -3,6 +3,7 @@
 
 #include "od-ledger-window.h"
 #include "od-welcome.h"
+#include "od-verify-banner.h"
 #include "od-window.h"
 
 G_BEGIN_DECLS
@@ -37,6 +38,8 @@ struct _OdWindow
   gboolean              disposed;
   OdOrderList          *order_list;
   OdOrderDetail        *order_detail;
+  OdVerifyBanner       *verify_banner;
+  OdVerifyRunner       *verifier;
 
   OdSession            *session;
   GCancellable         *cancellable;
@@ -71,6 +74,8 @@ OdCommandDialog *_od_window_open_command_dialog (OdWindow        *self,
 OdOrderList    *od_window_get_order_list    (OdWindow      *self);
 OdOrderDetail  *od_window_get_order_detail  (OdWindow      *self);
 OdLagIndicator *od_window_get_lag_indicator (OdWindow      *self);
+OdVerifyBanner *od_window_get_verify_banner (OdWindow      *self);
+OdVerifyRunner *od_window_get_verify_runner (OdWindow      *self);
 OdSession      *od_window_get_session       (OdWindow      *self);
 OdCache        *od_window_get_cache         (OdWindow      *self);
 OdOutbox       *od_window_get_outbox        (OdWindow      *self);

@@ -10,6 +10,7 @@
 #include "od-preferences.h"
 #include "od-secret.h"
 #include "od-tooltip.h"
+#include "od-verify-banner.h"
 #include "od-welcome.h"
 #include "od-window-private.h"
 
@@ -161,6 +162,13 @@ on_cache_reset (OdCache  *cache,
 {
   od_order_list_set_cache (self->order_list, cache);
   od_order_detail_reload (self->order_detail);
+}
+
+static void
+on_verify_repaired (OdWindow *self)
+{
+  if (self->session != NULL)
+    on_cache_reset (od_session_get_cache (self->session), self);
 }
 
 static void
@@ -321,6 +329,8 @@ close_session (OdWindow *self)
   g_clear_handle_id (&self->refresh_source, g_source_remove);
 
   od_lag_indicator_set_lag (self->lag_indicator, NULL);
+  if (self->verifier != NULL)
+    od_verify_runner_set_session (self->verifier, NULL, NULL, NULL);
   od_order_list_set_cache (self->order_list, NULL);
   od_order_detail_set_cache (self->order_detail, NULL);
   if (self->ledger != NULL)
@@ -358,6 +368,7 @@ apply_tls_trust (OdWindow *self)
 
       toast_with_action (self, message, _("Preferences"), "app.preferences");
     }
+  od_verify_runner_set_tls_database (self->verifier, od_session_get_tls_database (self->session));
 }
 
 static void
@@ -373,6 +384,7 @@ start_connection (OdWindow   *self,
                   const char *token)
 {
   od_session_sign_in (self->session, token);
+  od_verify_runner_set_token (self->verifier, token);
   od_session_connect (self->session);
 }
 
@@ -425,9 +437,12 @@ od_window_open_profile (OdWindow    *self,
   self->session = g_steal_pointer (&session);
   cache = od_session_get_cache (self->session);
   outbox = od_session_get_outbox (self->session);
+  od_verify_runner_set_session (self->verifier, cache, od_session_get_lag (self->session),
+                                server_url);
   apply_tls_trust (self);
   /* Without a token yet (it is looked up below), commands wait. */
   od_session_sign_in (self->session, token);
+  od_verify_runner_set_token (self->verifier, token);
 
   g_signal_connect (cache, "applied", G_CALLBACK (on_cache_applied), self);
   g_signal_connect (cache, "reset", G_CALLBACK (on_cache_reset), self);
@@ -906,6 +921,18 @@ od_window_get_session (OdWindow *self)
   return self->session;
 }
 
+OdVerifyBanner *
+od_window_get_verify_banner (OdWindow *self)
+{
+  return self->verify_banner;
+}
+
+OdVerifyRunner *
+od_window_get_verify_runner (OdWindow *self)
+{
+  return self->verifier;
+}
+
 OdCache *
 od_window_get_cache (OdWindow *self)
 {
@@ -1034,6 +1061,7 @@ od_window_dispose (GObject *object)
   g_clear_handle_id (&self->relayout_source, g_source_remove);
   g_clear_handle_id (&self->label_toasts_source, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), OD_TYPE_WINDOW);
+  g_clear_object (&self->verifier);
 
   G_OBJECT_CLASS (od_window_parent_class)->dispose (object);
 }
@@ -1064,6 +1092,7 @@ od_window_class_init (OdWindowClass *klass)
   g_type_ensure (OD_TYPE_ORDER_LIST);
   g_type_ensure (OD_TYPE_ORDER_DETAIL);
   g_type_ensure (OD_TYPE_LAG_INDICATOR);
+  g_type_ensure (OD_TYPE_VERIFY_BANNER);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/orderdesk/OrderDesk/ui/od-window.ui");
@@ -1074,6 +1103,7 @@ od_window_class_init (OdWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdWindow, pending_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, lag_indicator);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_revealer);
+  gtk_widget_class_bind_template_child (widget_class, OdWindow, verify_banner);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_label);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, OdWindow, header_bar);
@@ -1110,5 +1140,13 @@ od_window_init (OdWindow *self)
     g_signal_connect_object (od_application_get_settings (), "changed::ca-file",
                              G_CALLBACK (on_ca_file_changed), self, 0);
   self->descriptions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  /* Verification: its actions ("verify.run", …), the banner, and the lag
+   * popover's part; a repair rewrote views, which are read again. */
+  self->verifier = od_verify_runner_new ();
+  gtk_widget_insert_action_group (GTK_WIDGET (self), "verify",
+                                  od_verify_runner_get_actions (self->verifier));
+  od_verify_banner_set_runner (self->verify_banner, self->verifier);
+  od_lag_indicator_set_verify_runner (self->lag_indicator, self->verifier);
+  g_signal_connect_swapped (self->verifier, "repaired", G_CALLBACK (on_verify_repaired), self);
   _od_window_actions_update (self);
 }

@@ -28,7 +28,41 @@ typedef struct
   GHashTable     *touched;       /* order ids of events that differed */
   OdVerifyProgress progress;
   gpointer         progress_data;
+  OdVerifyStepFunc step;
+  gpointer         step_data;
+  gboolean         paced;
 } Verify;
+
+/* The automatic run's modest pace: after each piece of work, rest as
+ * long as it took (at most PACE_MAX_USEC), so it takes at most about
+ * half a core from the list and sync.  The rest ends early on cancel. */
+#define PACE_MAX_USEC (200 * 1000)
+
+static void
+pace (Verify *v,
+      gint64  since)
+{
+  gint64 rest;
+
+  if (!v->paced)
+    return;
+  rest = MIN (g_get_monotonic_time () - since, PACE_MAX_USEC);
+  while (rest > 0 && !g_cancellable_is_cancelled (v->cancellable))
+    {
+      g_usleep (MIN (rest, 10000));
+      rest -= 10000;
+    }
+}
+
+static void
+report_step (Verify       *v,
+             OdVerifyStep  step,
+             gint64        done,
+             gint64        total)
+{
+  if (v->step != NULL)
+    v->step (step, done, total, v->step_data);
+}
 
 void
 od_verify_report_free (OdVerifyReport *report)
@@ -691,6 +725,7 @@ check_views (Verify  *v,
   sqlite3_stmt *st = NULL;
   GHashTableIter iter;
   gpointer key;
+  gint64 chunk_start = g_get_monotonic_time ();
 
   if (all)
     sqlite3_prepare_v2 (v->db, "SELECT order_id FROM orders UNION SELECT order_id FROM order_events",
@@ -736,7 +771,14 @@ check_views (Verify  *v,
         g_ptr_array_add (v->report->orders, g_strdup (g_ptr_array_index (ids, i)));
       if (v->progress != NULL && (i % 4096) == 0)
         v->progress (0.5 + 0.5 * i / ids->len, v->progress_data);
+      if ((i % 1024) == 1023)
+        {
+          report_step (v, OD_VERIFY_STEP_VIEWS, i + 1, ids->len);
+          pace (v, chunk_start);
+          chunk_start = g_get_monotonic_time ();
+        }
     }
+  report_step (v, OD_VERIFY_STEP_VIEWS, ids->len, ids->len);
   stmts_clear (&stmts);
   v->report->orders_checked = ids->len;
   v->report->counts_differed = !counts_match (v->db);
@@ -941,6 +983,47 @@ rewrite_order (sqlite3     *db,
   return ok;
 }
 
+/* Whether a query (one bound parameter) finds a row: here, whether an
+ * event or order the repair touches is or has a note. */
+static gboolean
+has_note (sqlite3    *db,
+          const char *sql,
+          const char *text,
+          gint64      num)
+{
+  sqlite3_stmt *st = NULL;
+  gboolean found;
+
+  sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
+  if (text != NULL)
+    sqlite3_bind_text (st, 1, text, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_int64 (st, 1, num);
+  found = sqlite3_step (st) == SQLITE_ROW;
+  sqlite3_finalize (st);
+  return found;
+}
+
+/* note_search is contentless: an entry can only be deleted with the text
+ * it was made from, which a damaged cache cannot tell (the stored event
+ * may have been edited after it was indexed, or indexed wrong).  So a
+ * repair that touches notes makes the index again from the repaired
+ * events, as the writer would have (an inconsistent order's notes up to
+ * its break).  Notes are few next to orders. */
+static gboolean
+rebuild_note_search (sqlite3  *db,
+                     GError  **error)
+{
+  return run_sql (db, "INSERT INTO note_search (note_search) SELECT 'delete-all' WHERE ?1 = 1",
+                  NULL, 1, error)
+         && run_sql (db, "INSERT INTO note_search (rowid, text)"
+                     " SELECT e.position, json_extract (e.data, '$.text') FROM order_events e"
+                     " LEFT JOIN inconsistent_orders i ON i.order_id = e.order_id"
+                     " WHERE e.type = 'OrderNoteAdded' AND json_type (e.data, '$.text') = 'text'"
+                     " AND (i.order_id IS NULL OR e.position < i.position) AND ?1 = 1",
+                     NULL, 1, error);
+}
+
 static gboolean
 repair_in_writer (sqlite3   *db,
                   gpointer   data,
@@ -950,7 +1033,7 @@ repair_in_writer (sqlite3   *db,
   Repair *r = data;
   sqlite3_stmt *st = NULL;
   gint64 applied = 0;
-  gboolean ok = TRUE;
+  gboolean ok = TRUE, notes = FALSE;
 
   if (r->positions != NULL)
     {
@@ -965,8 +1048,12 @@ repair_in_writer (sqlite3   *db,
           /* Above the applied position only events nobody applied can be
            * extra; below it, what sync applied since the check is the
            * server's and stays. */
+          notes = notes || has_note (db, "SELECT 1 FROM order_events WHERE position = ?1"
+                                     " AND type = 'OrderNoteAdded'", NULL, position);
           ok = run_sql (db, "DELETE FROM order_events WHERE position = ?1", NULL, position, error);
         }
+      notes = notes || has_note (db, "SELECT 1 FROM order_events WHERE position > ?1"
+                                 " AND type = 'OrderNoteAdded' LIMIT 1", NULL, applied);
       ok = ok && run_sql (db, "DELETE FROM order_events WHERE position > ?1", NULL, applied, error);
       for (guint i = 0; ok && i < r->events->len; i++)
         {
@@ -974,6 +1061,7 @@ repair_in_writer (sqlite3   *db,
 
           if (ev->position > applied)
             continue;
+          notes = notes || g_strcmp0 (ev->type, "OrderNoteAdded") == 0;
           sqlite3_prepare_v2 (db, "INSERT INTO order_events (" EVENT_COLUMNS ")"
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1, &st, NULL);
           sqlite3_bind_int64 (st, 1, ev->position);
@@ -991,7 +1079,17 @@ repair_in_writer (sqlite3   *db,
         }
     }
   for (guint i = 0; ok && r->orders != NULL && i < r->orders->len; i++)
-    ok = rewrite_order (db, g_ptr_array_index (r->orders, i), error);
+    {
+      const char *order_id = g_ptr_array_index (r->orders, i);
+
+      /* A re-fold can mark or clear an order inconsistent, which decides
+       * whether its notes are searchable. */
+      notes = notes || has_note (db, "SELECT 1 FROM order_events WHERE order_id = ?1"
+                                 " AND type = 'OrderNoteAdded' LIMIT 1", order_id, 0);
+      ok = rewrite_order (db, order_id, error);
+    }
+  if (ok && notes)
+    ok = rebuild_note_search (db, error);
   if (ok && r->orders != NULL)
     ok = run_sql (db, "UPDATE status_counts SET n = (SELECT count(*) FROM orders o"
                   " WHERE o.status = status_counts.status) WHERE ?1 = 1", NULL, 1, error);
@@ -1067,21 +1165,24 @@ last_verified (sqlite3 *db)
   return upto;
 }
 
-OdVerifyReport *
-od_verify_run (OdCache          *cache,
-               const char       *server_url,
-               const char       *token,
-               GTlsDatabase     *tls_database,
-               gint64            after,
-               gboolean          repair,
-               OdVerifyProgress  progress,
-               gpointer          progress_data,
-               GCancellable     *cancellable,
-               GError          **error)
+static OdVerifyReport *
+verify_run (OdCache          *cache,
+            const char       *server_url,
+            const char       *token,
+            GTlsDatabase     *tls_database,
+            gint64            after,
+            gboolean          repair,
+            OdVerifyProgress  progress,
+            gpointer          progress_data,
+            OdVerifyStepFunc  step,
+            gpointer          step_data,
+            gboolean          paced,
+            GCancellable     *cancellable,
+            GError          **error)
 {
   g_autoptr(OdVerifyReport) report = g_new0 (OdVerifyReport, 1);
   Verify v = { 0 };
-  gint64 head = 0, applied = 0, start, extra = 0;
+  gint64 head = 0, applied = 0, start, extra = 0, range;
   sqlite3_stmt *st = NULL;
   gboolean ok = FALSE, all;
   Repair *r;
@@ -1095,6 +1196,9 @@ od_verify_run (OdCache          *cache,
   v.cancellable = cancellable;
   v.progress = progress;
   v.progress_data = progress_data;
+  v.step = step;
+  v.step_data = step_data;
+  v.paced = paced;
   v.server_events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
   v.touched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   v.session = soup_session_new_with_options ("timeout", 120, "idle-timeout", 30, NULL);
@@ -1144,12 +1248,23 @@ od_verify_run (OdCache          *cache,
     goto out;
 
   start = g_get_monotonic_time ();
-  for (gint64 a = report->after; a < report->upto; a += OD_DIGEST_MAX_RANGE)
+  /* With a step callback (the console), ranges of about a fiftieth of the
+   * whole: the progress moves, and a paced run rests between them. */
+  range = OD_DIGEST_MAX_RANGE;
+  if (step != NULL)
+    range = CLAMP ((report->upto - report->after) / 50, 10000, OD_DIGEST_MAX_RANGE);
+  report_step (&v, OD_VERIFY_STEP_EVENTS, 0, report->upto - report->after);
+  for (gint64 a = report->after; a < report->upto; a += range)
     {
-      if (!check_range (&v, a, MIN (a + OD_DIGEST_MAX_RANGE, report->upto), FALSE, error))
+      gint64 chunk_start = g_get_monotonic_time ();
+
+      if (!check_range (&v, a, MIN (a + range, report->upto), FALSE, error))
         goto out;
       if (progress != NULL)
         progress (0.5 * (a - report->after) / MAX (report->upto - report->after, 1), progress_data);
+      report_step (&v, OD_VERIFY_STEP_EVENTS, MIN (a + range, report->upto) - report->after,
+                   report->upto - report->after);
+      pace (&v, chunk_start);
     }
   /* Events above the applied position were never applied by sync: extra. */
   sqlite3_prepare_v2 (v.db, "SELECT position, order_id FROM order_events WHERE position > ?1",
@@ -1177,6 +1292,10 @@ od_verify_run (OdCache          *cache,
   report->views_seconds = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   sqlite3_exec (v.db, "COMMIT", NULL, NULL, NULL);
 
+  /* A run cancelled by now records nothing: the console cancels before
+   * it closes the cache, whose writer would then never take the job. */
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    goto out;
   r = g_new0 (Repair, 1);
   r->after = report->after;
   r->upto = report->upto;
@@ -1221,6 +1340,22 @@ out:
   return ok ? g_steal_pointer (&report) : NULL;
 }
 
+OdVerifyReport *
+od_verify_run (OdCache          *cache,
+               const char       *server_url,
+               const char       *token,
+               GTlsDatabase     *tls_database,
+               gint64            after,
+               gboolean          repair,
+               OdVerifyProgress  progress,
+               gpointer          progress_data,
+               GCancellable     *cancellable,
+               GError          **error)
+{
+  return verify_run (cache, server_url, token, tls_database, after, repair, progress, progress_data,
+                     NULL, NULL, FALSE, cancellable, error);
+}
+
 gboolean
 od_verify_get_last (OdCache  *cache,
                     gint64   *verified_at_usec,
@@ -1254,7 +1389,56 @@ typedef struct
   GTlsDatabase *trust;
   gint64   after;
   gboolean repair;
+  gboolean paced;
+  GMainContext    *context;  /* where steps are reported */
+  OdVerifyStepFunc step;
+  gpointer         step_data;
+  GDestroyNotify   step_destroy;
 } AsyncData;
+
+typedef struct
+{
+  AsyncData    *d;
+  GTask        *task;   /* keeps d alive until the step is delivered */
+  OdVerifyStep  step;
+  gint64        done, total;
+} Step;
+
+static gboolean
+deliver_step (gpointer data)
+{
+  Step *s = data;
+
+  if (!g_task_get_completed (s->task))
+    s->d->step (s->step, s->done, s->total, s->d->step_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+step_free (Step *s)
+{
+  g_object_unref (s->task);
+  g_free (s);
+}
+
+/* On the worker thread: hands the step to the caller's context. */
+static void
+step_in_thread (OdVerifyStep step,
+                gint64       done,
+                gint64       total,
+                gpointer     data)
+{
+  GTask *task = data;
+  Step *s = g_new0 (Step, 1);
+
+  s->d = g_task_get_task_data (task);
+  s->task = g_object_ref (task);
+  s->step = step;
+  s->done = done;
+  s->total = total;
+  g_main_context_invoke_full (s->d->context, G_PRIORITY_DEFAULT, deliver_step, s,
+                              (GDestroyNotify) step_free);
+}
 
 static void
 async_data_free (AsyncData *d)
@@ -1263,6 +1447,9 @@ async_data_free (AsyncData *d)
   g_free (d->url);
   g_free (d->token);
   g_clear_object (&d->trust);
+  if (d->step_destroy != NULL)
+    d->step_destroy (d->step_data);
+  g_main_context_unref (d->context);
   g_free (d);
 }
 
@@ -1274,8 +1461,9 @@ run_in_thread (GTask        *task,
 {
   AsyncData *d = task_data;
   GError *error = NULL;
-  OdVerifyReport *report = od_verify_run (d->cache, d->url, d->token, d->trust, d->after, d->repair,
-                                          NULL, NULL, cancellable, &error);
+  OdVerifyReport *report = verify_run (d->cache, d->url, d->token, d->trust, d->after, d->repair,
+                                       NULL, NULL, d->step ? step_in_thread : NULL, task, d->paced,
+                                       cancellable, &error);
 
   if (report != NULL)
     g_task_return_pointer (task, report, (GDestroyNotify) od_verify_report_free);
@@ -1294,8 +1482,33 @@ od_verify_run_async (OdCache            *cache,
                      GAsyncReadyCallback callback,
                      gpointer            user_data)
 {
+  od_verify_run_full_async (cache, server_url, token, tls_database, after, repair, FALSE, NULL, NULL,
+                            NULL, cancellable, callback, user_data);
+}
+
+void
+od_verify_run_full_async (OdCache            *cache,
+                          const char         *server_url,
+                          const char         *token,
+                          GTlsDatabase       *tls_database,
+                          gint64              after,
+                          gboolean            repair,
+                          gboolean            paced,
+                          OdVerifyStepFunc    step,
+                          gpointer            step_data,
+                          GDestroyNotify      step_destroy,
+                          GCancellable       *cancellable,
+                          GAsyncReadyCallback callback,
+                          gpointer            user_data)
+{
   g_autoptr(GTask) task = g_task_new (NULL, cancellable, callback, user_data);
   AsyncData *d = g_new0 (AsyncData, 1);
+
+  d->paced = paced;
+  d->context = g_main_context_ref_thread_default ();
+  d->step = step;
+  d->step_data = step_data;
+  d->step_destroy = step_destroy;
 
   d->cache = g_object_ref (cache);
   d->url = g_strdup (server_url);

@@ -81,6 +81,17 @@ gboolean        od_verify_get_last     (OdCache          *cache,
                                         char            **result,
                                         GError          **error);
 
+typedef enum
+{
+  OD_VERIFY_STEP_EVENTS,   /* done/total: positions compared by digest */
+  OD_VERIFY_STEP_VIEWS,    /* done/total: orders folded again and compared */
+} OdVerifyStep;
+
+typedef void (*OdVerifyStepFunc) (OdVerifyStep step,
+                                  gint64       done,
+                                  gint64       total,
+                                  gpointer     user_data);
+
 /* The same, in a thread; completes on the caller's thread-default
  * context. */
 void            od_verify_run_async    (OdCache            *cache,
@@ -92,6 +103,23 @@ void            od_verify_run_async    (OdCache            *cache,
                                         GCancellable       *cancellable,
                                         GAsyncReadyCallback callback,
                                         gpointer            user_data);
+/* The same with steps reported on the caller's thread-default context
+ * (ranges of about a fiftieth of the positions, then every 1,024
+ * orders), and, when paced, a rest after each piece as long as the piece
+ * took: the automatic run, which must not slow the list or sync. */
+void            od_verify_run_full_async (OdCache            *cache,
+                                          const char         *server_url,
+                                          const char         *token,
+                                          GTlsDatabase       *tls_database,
+                                          gint64              after,
+                                          gboolean            repair,
+                                          gboolean            paced,
+                                          OdVerifyStepFunc    step,
+                                          gpointer            step_data,
+                                          GDestroyNotify      step_destroy,
+                                          GCancellable       *cancellable,
+                                          GAsyncReadyCallback callback,
+                                          gpointer            user_data);
 OdVerifyReport *od_verify_run_finish   (GAsyncResult       *result,
                                         GError            **error);
 

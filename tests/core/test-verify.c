@@ -17,6 +17,9 @@ typedef enum
   DAMAGE_ORDER_TOTAL,
   DAMAGE_ITEM_REMOVED,
   DAMAGE_STATUS_COUNTS,
+  DAMAGE_REFUNDED,
+  DAMAGE_NOTE_COUNT,
+  DAMAGE_NOTE_INDEXED,
 } Damage;
 
 static gboolean
@@ -119,7 +122,80 @@ damage (OdCache *cache,
     case DAMAGE_STATUS_COUNTS:
       damage_sql (cache, "UPDATE status_counts SET n = n + 3 WHERE status = 'placed'");
       break;
+    case DAMAGE_REFUNDED:
+      damage_sql (cache, "UPDATE orders SET refunded_cents = refunded_cents + 100 WHERE refunded_cents > 0");
+      break;
+    case DAMAGE_NOTE_COUNT:
+      damage_sql (cache, "UPDATE orders SET note_count = note_count + 1 WHERE note_count > 0");
+      break;
+    case DAMAGE_NOTE_INDEXED:
+      /* A note received wrong and indexed as received (a bug, a log
+       * restored since): event and index agree with each other, not
+       * with the server. */
+      damage_sql (cache, "INSERT INTO note_search (note_search, rowid, text)"
+                         " SELECT 'delete', position, json_extract (data, '$.text') FROM order_events"
+                         " WHERE type = 'OrderNoteAdded' AND data LIKE '%fragile%';"
+                         "UPDATE order_events SET data = replace(data, 'fragile', 'sturdy')"
+                         " WHERE type = 'OrderNoteAdded' AND data LIKE '%fragile%';"
+                         "INSERT INTO note_search (rowid, text)"
+                         " SELECT position, json_extract (data, '$.text') FROM order_events"
+                         " WHERE type = 'OrderNoteAdded' AND data LIKE '%sturdy%'");
+      break;
     }
+}
+
+static void
+post (OdTestServer *server,
+      const char   *order_id,
+      const char   *type,
+      const char   *data)
+{
+  g_autofree char *key = od_uuid_v7_new ();
+  g_autofree char *body = g_strdup_printf ("{\"type\":\"%s\",\"order_id\":\"%s\",\"data\":%s}",
+                                           type, order_id, data);
+  g_autofree char *answer = NULL;
+  guint status = od_test_post_command (server, key, body, &answer);
+
+  if (status != 200)
+    g_error ("%s: HTTP %u: %s", type, status, answer);
+}
+
+/* The demo has no refunds and no notes: one delivered order, refunded
+ * in part, with two notes. */
+static void
+seed_refund_and_notes (OdTestServer *server)
+{
+  g_autofree char *id = od_uuid_v7_new ();
+
+  post (server, id, "CreateOrder",
+        "{\"customer_name\":\"Ada\",\"customer_email\":\"ada@example.com\",\"currency\":\"EUR\"}");
+  post (server, id, "AddItem",
+        "{\"sku\":\"MUG-1\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":1500}");
+  post (server, id, "PlaceOrder", "{}");
+  post (server, id, "AddOrderNote", "{\"text\":\"fragile parcel, call first\"}");
+  post (server, id, "ShipOrder", "{\"carrier\":\"DHL\",\"tracking_number\":\"T1\"}");
+  post (server, id, "MarkDelivered", "{}");
+  post (server, id, "RefundOrder", "{\"amount_cents\":700,\"reason\":\"chipped\"}");
+  post (server, id, "AddOrderNote", "{\"text\":\"refund agreed\"}");
+}
+
+/* How many orders a note search finds, as the list's search does. */
+static gint64
+note_hits (OdCache    *cache,
+           const char *word)
+{
+  sqlite3_stmt *st = NULL;
+  gint64 n;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (od_cache_get_db (cache),
+                                       "SELECT count(*) FROM note_search n JOIN order_events e"
+                                       " ON e.position = n.rowid WHERE note_search MATCH ?1",
+                                       -1, &st, NULL), ==, SQLITE_OK);
+  sqlite3_bind_text (st, 1, word, -1, SQLITE_STATIC);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  n = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  return n;
 }
 
 static gboolean
@@ -185,6 +261,7 @@ check_damage (Damage   how,
   g_autofree char *result = NULL;
 
   g_assert_no_error (error);
+  seed_refund_and_notes (server);
   sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
   od_sync_engine_start (sync);
   g_assert_true (wait_applied (cache, od_test_head (server), 60));
@@ -216,8 +293,15 @@ check_damage (Damage   how,
       /* A handful of requests, not a download. */
       g_assert_cmpuint (before->requests, <, 40);
       break;
+    case DAMAGE_NOTE_INDEXED:
+      g_assert_cmpuint (before->positions->len, ==, 1);
+      g_assert_cmpint (note_hits (cache, "sturdy"), ==, 1);
+      g_assert_cmpint (note_hits (cache, "fragile"), ==, 0);
+      break;
     case DAMAGE_ORDER_TOTAL:
     case DAMAGE_ITEM_REMOVED:
+    case DAMAGE_REFUNDED:
+    case DAMAGE_NOTE_COUNT:
       g_assert_cmpuint (before->positions->len, ==, 0);
       g_assert_cmpuint (before->orders->len, ==, 1);
       break;
@@ -254,6 +338,12 @@ check_damage (Damage   how,
   if (!od_verify_report_clean (after))
     g_error ("still differs after repair: %s", od_verify_report_to_json (after));
   assert_equals_server (cache, server);
+  /* The note search finds what the server's notes say. */
+  g_assert_cmpint (note_hits (cache, "fragile"), ==, 1);
+  g_assert_cmpint (note_hits (cache, "sturdy"), ==, 0);
+  g_assert_cmpint (note_hits (cache, "agreed"), ==, 1);
+  g_assert_cmpint (sqlite3_exec (od_cache_get_db (cache), "INSERT INTO note_search (note_search, rank)"
+                                 " VALUES ('integrity-check', 0)", NULL, NULL, NULL), ==, SQLITE_OK);
   od_test_rmdir (dir);
 }
 
@@ -263,6 +353,9 @@ static void test_event_inserted (void) { check_damage (DAMAGE_EVENT_INSERTED, FA
 static void test_order_total (void) { check_damage (DAMAGE_ORDER_TOTAL, FALSE); }
 static void test_item_removed (void) { check_damage (DAMAGE_ITEM_REMOVED, FALSE); }
 static void test_status_counts (void) { check_damage (DAMAGE_STATUS_COUNTS, FALSE); }
+static void test_refunded (void) { check_damage (DAMAGE_REFUNDED, FALSE); }
+static void test_note_count (void) { check_damage (DAMAGE_NOTE_COUNT, FALSE); }
+static void test_note_indexed (void) { check_damage (DAMAGE_NOTE_INDEXED, FALSE); }
 static void test_live_event_data (void) { check_damage (DAMAGE_EVENT_DATA, TRUE); }
 static void test_live_event_deleted (void) { check_damage (DAMAGE_EVENT_DELETED, TRUE); }
 static void test_live_event_inserted (void) { check_damage (DAMAGE_EVENT_INSERTED, TRUE); }
@@ -454,6 +547,9 @@ main (int    argc,
   g_test_add_func ("/verify/order-total", test_order_total);
   g_test_add_func ("/verify/item-removed", test_item_removed);
   g_test_add_func ("/verify/status-counts", test_status_counts);
+  g_test_add_func ("/verify/refunded", test_refunded);
+  g_test_add_func ("/verify/note-count", test_note_count);
+  g_test_add_func ("/verify/note-indexed", test_note_indexed);
   g_test_add_func ("/verify/live/event-data", test_live_event_data);
   g_test_add_func ("/verify/live/event-deleted", test_live_event_deleted);
   g_test_add_func ("/verify/live/event-inserted", test_live_event_inserted);
