@@ -813,10 +813,10 @@ bind_or_null (sqlite3_stmt *st,
 
 /* Rewrites one order's rows from a fold made inside this transaction, so
  * that events applied since the check are in it. */
-static gboolean
-rewrite_order (sqlite3     *db,
-               const char  *order_id,
-               GError     **error)
+gboolean
+od_verify_rewrite_order (sqlite3     *db,
+                         const char  *order_id,
+                         GError     **error)
 {
   Folded f;
   Stmts stmts = { 0 };
@@ -995,7 +995,7 @@ repair_in_writer (sqlite3   *db,
         }
     }
   for (guint i = 0; ok && r->orders != NULL && i < r->orders->len; i++)
-    ok = rewrite_order (db, g_ptr_array_index (r->orders, i), error);
+    ok = od_verify_rewrite_order (db, g_ptr_array_index (r->orders, i), error);
   if (ok && r->orders != NULL)
     ok = run_sql (db, "UPDATE status_counts SET n = (SELECT count(*) FROM orders o"
                   " WHERE o.status = status_counts.status) WHERE ?1 = 1", NULL, 1, error);
