@@ -506,6 +506,20 @@ has_column (sqlite3    *db,
   "  id INTEGER PRIMARY KEY CHECK (id = 1)," \
   "  remaining INTEGER NOT NULL);"
 
+static gint64
+refold_remaining (sqlite3 *db)
+{
+  sqlite3_stmt *st = NULL;
+  gint64 remaining = 0;
+
+  if (sqlite3_prepare_v2 (db, "SELECT remaining FROM refold_pending WHERE id = 1", -1, &st,
+                          NULL) == SQLITE_OK
+      && sqlite3_step (st) == SQLITE_ROW)
+    remaining = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  return remaining;
+}
+
 static gboolean
 migrate_refunds_and_notes (sqlite3  *db,
                            GError  **error)
@@ -513,15 +527,18 @@ migrate_refunds_and_notes (sqlite3  *db,
   if (has_column (db, "orders", "refunded_cents"))
     return TRUE;
   /* max (position) is the last row of the table's b-tree: one seek. */
-  return exec (db,
-               "ALTER TABLE orders ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;"
-               "ALTER TABLE orders ADD COLUMN note_count INTEGER NOT NULL DEFAULT 0;"
-               STATUS_ROWS_SQL
-               NOTE_SEARCH_SQL
-               REFOLD_TABLE_SQL
-               "INSERT INTO refold_pending (id, remaining)"
-               "  SELECT 1, max (position) FROM order_events HAVING max (position) > 0;",
-               error);
+  if (!exec (db,
+             "ALTER TABLE orders ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE orders ADD COLUMN note_count INTEGER NOT NULL DEFAULT 0;"
+             STATUS_ROWS_SQL
+             NOTE_SEARCH_SQL
+             REFOLD_TABLE_SQL
+             "INSERT INTO refold_pending (id, remaining)"
+             "  SELECT 1, max (position) FROM order_events HAVING max (position) > 0;",
+             error))
+    return FALSE;
+  /* Nothing kept (no events): nothing to fold. */
+  return refold_remaining (db) > 0 || exec (db, "DROP TABLE refold_pending", error);
 }
 
 /* Schema 5: a record of every verification (od-verify.c): when, which
@@ -1440,19 +1457,6 @@ od_cache_set_upgrade_hook (gint64             chunk_positions,
   refold_hook_data = data;
 }
 
-static gint64
-refold_remaining (sqlite3 *db)
-{
-  sqlite3_stmt *st = NULL;
-  gint64 remaining = 0;
-
-  if (sqlite3_prepare_v2 (db, "SELECT remaining FROM refold_pending WHERE id = 1", -1, &st,
-                          NULL) == SQLITE_OK
-      && sqlite3_step (st) == SQLITE_ROW)
-    remaining = sqlite3_column_int64 (st, 0);
-  sqlite3_finalize (st);
-  return remaining;
-}
 
 static gboolean
 step_range (sqlite3     *db,
