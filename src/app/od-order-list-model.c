@@ -18,15 +18,18 @@
 #define MAX_PAGES     40
 #define FRESH_WALK_MAX_PAGES 50
 /* A new query shows its top (the list scrolls there).  GTK 4.8 keeps about
- * 200 rows bound, so the first three pages take their new rows in place
- * and GTK creates no row widgets; other pages are only read again if the
- * view asks. */
+ * 200 rows bound, so the items of the first three pages take the new rows
+ * in place and GTK creates no row widgets: the first page at once, the
+ * other two after the frame that shows the result (Page.deferred); other
+ * pages are only read again if the view asks. */
 #define NEW_QUERY_PAGES 3
 
 typedef struct
 {
   guint      index;
-  GPtrArray *items; /* OdOrderItem */
+  GPtrArray *items;    /* OdOrderItem */
+  gboolean   deferred; /* a new query's page whose items hold blank rows
+                        * until it is read (od_order_list_model_settle) */
 } Page;
 
 struct _OdOrderListModel
@@ -304,6 +307,55 @@ take_rows (GPtrArray *rows,
   return taken;
 }
 
+static OdOrderRow *
+blank_row (void)
+{
+  OdOrderRow *blank = g_new0 (OdOrderRow, 1);
+
+  blank->customer_name = g_strdup ("");
+  blank->customer_email = g_strdup ("");
+  blank->currency = g_strdup ("");
+  blank->created_at = g_strdup ("");
+  blank->updated_at = g_strdup ("");
+  return blank;
+}
+
+/* Reads a deferred page into its items, and the deferred pages before
+ * it first: each page's keyset anchor comes from the one before. */
+static void
+fill_deferred (OdOrderListModel *self,
+               guint             upto)
+{
+  for (guint index = 1; index <= upto && index < NEW_QUERY_PAGES; index++)
+    {
+      Page *page = g_hash_table_lookup (self->pages, GUINT_TO_POINTER (index));
+      g_autoptr(GPtrArray) rows = NULL;
+
+      if (page == NULL || !page->deferred)
+        continue;
+      page->deferred = FALSE;
+      rows = fetch_page_rows (self, index);
+      g_ptr_array_set_free_func (rows, NULL);
+      for (guint i = 0; i < rows->len; i++)
+        {
+          OdOrderRow *row = g_ptr_array_index (rows, i);
+          OdOrderItem *item;
+
+          /* Written since the count: the refresh that follows the write
+           * brings the page to the new count. */
+          if (i >= page->items->len)
+            {
+              od_order_row_free (row);
+              continue;
+            }
+          item = g_ptr_array_index (page->items, i);
+          od_order_item_set_row (item, row);
+          od_order_item_set_pending (item, self->pending != NULL
+                                     && g_hash_table_contains (self->pending, row->order_id));
+        }
+    }
+}
+
 static GType
 od_order_list_model_get_item_type (GListModel *model)
 {
@@ -328,21 +380,14 @@ od_order_list_model_get_item (GListModel *model,
     return NULL;
 
   page = load_page (self, position / PAGE_SIZE);
+  if (page->deferred)
+    fill_deferred (self, page->index);
   offset = position % PAGE_SIZE;
   /* The count is ahead of the rows (a refresh is on its way).  A list
    * model has an item at every position below its count: GTK 4.8 given
    * none leaves the row widget with the order it showed before. */
   if (offset >= page->items->len)
-    {
-      OdOrderRow *blank = g_new0 (OdOrderRow, 1);
-
-      blank->customer_name = g_strdup ("");
-      blank->customer_email = g_strdup ("");
-      blank->currency = g_strdup ("");
-      blank->created_at = g_strdup ("");
-      blank->updated_at = g_strdup ("");
-      return od_order_item_new (blank);
-    }
+    return od_order_item_new (blank_row ());
   return g_object_ref (g_ptr_array_index (page->items, offset));
 }
 
@@ -416,6 +461,8 @@ od_order_list_model_set_query (OdOrderListModel *self,
         g_array_append_val (indices, index);
       kept_n = self->parked->len;
     }
+  /* Pages still deferred from the query before are taken as they are:
+   * their items take this query's rows like the others. */
   for (GList *l = self->lru.head; l != NULL; l = l->next)
     {
       Page *page = l->data;
@@ -462,11 +509,15 @@ od_order_list_model_set_query (OdOrderListModel *self,
   else if (new_n > 0)
     g_clear_pointer (&self->parked, g_ptr_array_unref);
 
-  /* The first pages' rows in one query: a search sorts its matches once
-   * rather than once a page. */
+  /* Only the first page is read now: it holds every row on screen (the
+   * view goes to the top).  The other pages GTK holds rows of keep their
+   * items, with blank rows, and are read after the frame that shows the
+   * result (od_order_list_model_settle), or as soon as anyone asks for
+   * one of their items: half the reading and the rows' updating of a
+   * search were for rows nobody sees in that frame. */
   for (guint k = 0; k < indices->len; k++)
-    if ((gsize) g_array_index (indices, guint, k) * PAGE_SIZE < MIN (kept_n, new_n))
-      span = MAX (span, (g_array_index (indices, guint, k) + 1) * PAGE_SIZE);
+    if (g_array_index (indices, guint, k) == 0 && MIN (kept_n, new_n) > 0)
+      span = PAGE_SIZE;
   if (span > 0)
     {
       head = fetch (self, NULL, span);
@@ -485,9 +536,19 @@ od_order_list_model_set_query (OdOrderListModel *self,
 
       if ((gsize) index * PAGE_SIZE >= MIN (kept_n, new_n))
         continue;
-      rows = take_rows (head, index * PAGE_SIZE, PAGE_SIZE);
+      if (index == 0)
+        rows = take_rows (head, 0, PAGE_SIZE);
+      else
+        {
+          guint len = MIN (PAGE_SIZE, new_n - index * PAGE_SIZE);
+
+          rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
+          for (guint i = 0; i < len; i++)
+            g_ptr_array_add (rows, blank_row ());
+        }
       page = g_new0 (Page, 1);
       page->index = index;
+      page->deferred = index > 0;
       page->items = g_ptr_array_new_full (rows->len, g_object_unref);
       g_ptr_array_set_free_func (rows, NULL);
       for (guint i = 0; i < rows->len; i++)
@@ -582,6 +643,7 @@ od_order_list_model_refresh (OdOrderListModel *self)
   if (self->cache == NULL)
     return;
 
+  fill_deferred (self, G_MAXUINT);
   new_n = count_items (self);
   if (new_n > 0)
     g_clear_pointer (&self->parked, g_ptr_array_unref);
@@ -711,6 +773,7 @@ od_order_list_model_find (OdOrderListModel *self,
 {
   g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), G_MAXUINT);
 
+  fill_deferred (self, G_MAXUINT);
   for (GList *l = self->lru.head; l != NULL; l = l->next)
     {
       Page *page = l->data;
@@ -730,6 +793,26 @@ od_order_list_model_find (OdOrderListModel *self,
           return index * PAGE_SIZE + i;
     }
   return G_MAXUINT;
+}
+
+/* Reads the pages a new query left for later (see set_query); the view
+ * calls it after the frame that shows the result, and before it shows
+ * any of their rows. */
+void
+od_order_list_model_settle (OdOrderListModel *self)
+{
+  g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
+  fill_deferred (self, G_MAXUINT);
+}
+
+gboolean
+od_order_list_model_is_settled (OdOrderListModel *self)
+{
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), TRUE);
+  for (GList *l = self->lru.head; l != NULL; l = l->next)
+    if (((Page *) l->data)->deferred)
+      return FALSE;
+  return TRUE;
 }
 
 guint

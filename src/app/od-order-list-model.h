@@ -32,6 +32,8 @@ void              od_order_list_model_set_pending  (OdOrderListModel   *self,
 GPtrArray        *od_order_list_model_get_parked   (OdOrderListModel   *self);
 guint             od_order_list_model_find         (OdOrderListModel   *self,
                                                     const char         *order_id);
+void              od_order_list_model_settle       (OdOrderListModel   *self);
+gboolean          od_order_list_model_is_settled   (OdOrderListModel   *self);
 guint             od_order_list_model_get_cached_pages (OdOrderListModel *self);
 double            od_order_list_model_get_last_fetch_ms (OdOrderListModel *self);
 

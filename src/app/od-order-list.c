@@ -68,6 +68,7 @@ struct _OdOrderList
   gboolean             applying_sort;
   GHashTable          *stale_cells; /* GtkListItem → itself, ref held */
   guint                stale_tick_id;
+  guint                settle_id;   /* idle: reads a new query's deferred pages */
   gint64               stale_frame;
   GtkAdjustment       *vadjustment;
   double               row_height;
@@ -326,13 +327,14 @@ update_cell (GtkListItem *list_item)
   if (child == NULL)
     return;
   forget_stale_cell (list_item);
-  /* No order: nothing, rather than the text of the one shown before. */
-  if (item == NULL)
+  /* No order (or a blank row, while its page is read): nothing, rather
+   * than the text of the one shown before. */
+  row = item != NULL ? od_order_item_get_row (item) : NULL;
+  if (row == NULL || row->order_id[0] == '\0')
     {
       gtk_widget_set_opacity (child, 0);
       return;
     }
-  row = od_order_item_get_row (item);
 
   switch (column)
     {
@@ -515,6 +517,10 @@ update_stale_in_view (OdOrderList *self)
   while (g_hash_table_iter_next (&iter, &key, NULL))
     if (position_in_view (self, gtk_list_item_get_position (key)))
       g_ptr_array_add (cells, g_object_ref (key));
+  /* Rows a new query left for after its frame are read before they are
+   * shown (their items take their rows: the cells stay stale). */
+  if (cells->len > 0 && self->model != NULL && !od_order_list_model_is_settled (self->model))
+    od_order_list_model_settle (self->model);
   for (guint i = 0; i < cells->len; i++)
     update_cell (g_ptr_array_index (cells, i));
 }
@@ -529,6 +535,27 @@ static void
 on_layout_ends (OdOrderList *self)
 {
   self->in_layout = FALSE;
+}
+
+static gboolean
+settle_model (gpointer data)
+{
+  OdOrderList *self = data;
+
+  self->settle_id = 0;
+  if (self->model != NULL)
+    od_order_list_model_settle (self->model);
+  return G_SOURCE_REMOVE;
+}
+
+/* The frame that shows a new query's first rows is drawn: the rest of
+ * the rows GTK holds are read now, off that frame's path. */
+static void
+on_after_paint (OdOrderList *self)
+{
+  if (self->settle_id == 0 && self->model != NULL
+      && !od_order_list_model_is_settled (self->model))
+    self->settle_id = g_idle_add (settle_model, self);
 }
 
 /* After the layout phase: a view that was at the top before a live
@@ -562,6 +589,8 @@ od_order_list_realize (GtkWidget *widget)
                            G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   /* A frame without a layout phase ends here. */
   g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_after_paint), self,
                            G_CONNECT_SWAPPED);
 }
 
@@ -609,6 +638,8 @@ drain_stale_cells (GtkWidget     *widget,
   GHashTableIter iter;
   gpointer key;
 
+  if (budget > 0 && self->model != NULL && !od_order_list_model_is_settled (self->model))
+    od_order_list_model_settle (self->model);
   if (self->vadjustment != NULL && self->row_height > 0)
     center = (gtk_adjustment_get_value (self->vadjustment)
               + gtk_adjustment_get_page_size (self->vadjustment) / 2) / self->row_height;
@@ -1247,6 +1278,7 @@ od_order_list_dispose (GObject *object)
   g_clear_object (&self->selection);
   g_clear_object (&self->model);
   g_clear_pointer (&self->pending, g_hash_table_unref);
+  g_clear_handle_id (&self->settle_id, g_source_remove);
   if (self->stale_tick_id != 0)
     {
       gtk_widget_remove_tick_callback (GTK_WIDGET (self), self->stale_tick_id);

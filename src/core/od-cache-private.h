@@ -45,4 +45,23 @@ void          od_cache_write_async_full (OdCache            *self,
 char         *od_cache_contract_break (const OdOrder *order,
                                         const OdEvent *event);
 
+/* Rewrites one order's rows (orders, order_items, its search entry,
+ * inconsistent_orders) from the fold of its stored events, inside the
+ * caller's transaction on db (od-verify.c's repair; the cache's fold of
+ * events an older version kept). */
+gboolean      od_verify_rewrite_order (sqlite3     *db,
+                                       const char  *order_id,
+                                       GError     **error);
+
+/* For tests: the schema-6 fold of kept events covers chunk_positions
+ * positions a transaction, and hook, if set, is called on the writer
+ * thread before each one with the highest position still to fold;
+ * FALSE stops the fold there as closing the cache would. */
+typedef gboolean (*OdCacheUpgradeHook) (gint64   remaining,
+                                        gpointer data);
+
+void          od_cache_set_upgrade_hook (gint64             chunk_positions,
+                                         OdCacheUpgradeHook hook,
+                                         gpointer           data);
+
 G_END_DECLS

@@ -186,6 +186,7 @@ static const char drop_views_sql[] =
   "DROP TABLE IF EXISTS order_events;"
   "DROP TABLE IF EXISTS status_counts;"
   "DROP TABLE IF EXISTS inconsistent_orders;"
+  "DROP TABLE IF EXISTS refold_pending;"
   "DROP TABLE IF EXISTS sync_state;";
 
 typedef enum
@@ -490,43 +491,54 @@ has_column (sqlite3    *db,
   return found;
 }
 
-/* Version 6: refunds and notes.  Idempotent (it does nothing once the
- * columns exist) and run inside migrate()'s transaction, so it combines
- * with the steps of other versions.  An older console kept the
- * OrderRefunded and OrderNoteAdded events it did not know (readers keep
- * unknown types) and only advanced the order's version: they are folded
- * here from order_events, as od_order_apply() would have, except for
- * orders already held as inconsistent (nothing after their break is
- * applied). */
+/* Version 6: refunds and notes.  An older console kept the OrderRefunded
+ * and OrderNoteAdded events it did not know (readers keep unknown types)
+ * and only advanced the order's version.  Here, in migrate()'s
+ * transaction, only the schema changes: columns added with a constant
+ * default do not touch the rows, so this is cheap at any size.  Folding
+ * the kept events is the writer thread's work (refold_kept_events()),
+ * from the newest position down, in small transactions; refold_pending
+ * says how far it has come, so an interrupted fold resumes.  An empty
+ * log has nothing to fold.  Idempotent (nothing once the columns
+ * exist), so it combines with the steps of other versions. */
+#define REFOLD_TABLE_SQL \
+  "CREATE TABLE IF NOT EXISTS refold_pending (" \
+  "  id INTEGER PRIMARY KEY CHECK (id = 1)," \
+  "  remaining INTEGER NOT NULL);"
+
+static gint64
+refold_remaining (sqlite3 *db)
+{
+  sqlite3_stmt *st = NULL;
+  gint64 remaining = 0;
+
+  if (sqlite3_prepare_v2 (db, "SELECT remaining FROM refold_pending WHERE id = 1", -1, &st,
+                          NULL) == SQLITE_OK
+      && sqlite3_step (st) == SQLITE_ROW)
+    remaining = sqlite3_column_int64 (st, 0);
+  sqlite3_finalize (st);
+  return remaining;
+}
+
 static gboolean
 migrate_refunds_and_notes (sqlite3  *db,
                            GError  **error)
 {
   if (has_column (db, "orders", "refunded_cents"))
     return TRUE;
-  return exec (db,
-               "ALTER TABLE orders ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;"
-               "ALTER TABLE orders ADD COLUMN note_count INTEGER NOT NULL DEFAULT 0;"
-               STATUS_ROWS_SQL
-               NOTE_SEARCH_SQL
-               "INSERT INTO note_search (rowid, text)"
-               "  SELECT position, json_extract (data, '$.text') FROM order_events"
-               "  WHERE type = 'OrderNoteAdded' AND json_type (data, '$.text') = 'text'"
-               "  AND order_id NOT IN (SELECT order_id FROM inconsistent_orders);"
-               "UPDATE orders SET"
-               "  note_count = (SELECT count(*) FROM order_events e"
-               "    WHERE e.order_id = orders.order_id AND e.type = 'OrderNoteAdded'),"
-               "  refunded_cents = (SELECT coalesce (sum (max (json_extract (e.data,"
-               "    '$.amount_cents'), 0)), 0) FROM order_events e"
-               "    WHERE e.order_id = orders.order_id AND e.type = 'OrderRefunded'"
-               "    AND json_type (e.data, '$.amount_cents') = 'integer')"
-               "  WHERE order_id IN (SELECT order_id FROM order_events"
-               "    WHERE type IN ('OrderNoteAdded', 'OrderRefunded'))"
-               "  AND order_id NOT IN (SELECT order_id FROM inconsistent_orders);"
-               "UPDATE orders SET status = CASE WHEN refunded_cents >= total_cents"
-               "  THEN 'refunded' ELSE 'partially_refunded' END"
-               "  WHERE refunded_cents > 0 AND status = 'delivered';",
-               error);
+  /* max (position) is the last row of the table's b-tree: one seek. */
+  if (!exec (db,
+             "ALTER TABLE orders ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;"
+             "ALTER TABLE orders ADD COLUMN note_count INTEGER NOT NULL DEFAULT 0;"
+             STATUS_ROWS_SQL
+             NOTE_SEARCH_SQL
+             REFOLD_TABLE_SQL
+             "INSERT INTO refold_pending (id, remaining)"
+             "  SELECT 1, max (position) FROM order_events HAVING max (position) > 0;",
+             error))
+    return FALSE;
+  /* Nothing kept (no events): nothing to fold. */
+  return refold_remaining (db) > 0 || exec (db, "DROP TABLE refold_pending", error);
 }
 
 /* Schema 5: a record of every verification (od-verify.c): when, which
@@ -1428,6 +1440,182 @@ upgrade_search (OdCache *self)
                error->message);
 }
 
+/* The fold of events an older cache kept (schema 6, see
+ * migrate_refunds_and_notes()).  Test knobs: the positions a transaction
+ * covers, and a hook called on the writer before each transaction. */
+static gint64 refold_chunk_positions = 20000;
+static OdCacheUpgradeHook refold_hook;
+static gpointer refold_hook_data;
+
+void
+od_cache_set_upgrade_hook (gint64             chunk_positions,
+                           OdCacheUpgradeHook hook,
+                           gpointer           data)
+{
+  refold_chunk_positions = chunk_positions > 0 ? chunk_positions : 20000;
+  refold_hook = hook;
+  refold_hook_data = data;
+}
+
+
+static gboolean
+step_range (sqlite3     *db,
+            const char  *sql,
+            gint64       lo,
+            gint64       hi,
+            GError     **error)
+{
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, db, "refold");
+      return FALSE;
+    }
+  if (sqlite3_bind_parameter_count (st) >= 2)
+    {
+      sqlite3_bind_int64 (st, 1, lo);
+      sqlite3_bind_int64 (st, 2, hi);
+    }
+  else if (sqlite3_bind_parameter_count (st) == 1)
+    sqlite3_bind_int64 (st, 1, lo);
+  rc = sqlite3_step (st);
+  sqlite3_finalize (st);
+  if (rc != SQLITE_DONE)
+    {
+      od_cache_set_sqlite_error (error, db, "refold");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* One transaction of the fold: the events at positions (lo, hi].  Every
+ * order with a kept OrderRefunded or OrderNoteAdded there is folded
+ * again from all its events, exactly as `orderdeskctl verify` repairs
+ * it (so later events, and a contract break the new types reveal, come
+ * out as the projector makes them), and its rows, the status counts
+ * (triggers) and the notes' search entries change in the same commit as
+ * the progress: a reader sees an order either as the older console left
+ * it or folded, never half.  An order met again in a lower range is
+ * folded again, which changes nothing. */
+static gboolean
+refold_range (OdCache  *self,
+              gint64    lo,
+              gint64    hi,
+              guint    *n_orders,
+              GError  **error)
+{
+  g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  sqlite3_stmt *st = NULL;
+  gboolean ok = TRUE;
+  int rc;
+
+  if (!exec (self->wdb, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  if (sqlite3_prepare_v2 (self->wdb,
+                          "SELECT DISTINCT order_id FROM order_events"
+                          " WHERE position > ?1 AND position <= ?2"
+                          " AND type IN ('OrderNoteAdded', 'OrderRefunded')",
+                          -1, &st, NULL) != SQLITE_OK)
+    {
+      od_cache_set_sqlite_error (error, self->wdb, "refold");
+      ok = FALSE;
+    }
+  else
+    {
+      sqlite3_bind_int64 (st, 1, lo);
+      sqlite3_bind_int64 (st, 2, hi);
+      while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+        g_ptr_array_add (ids, g_strdup ((const char *) sqlite3_column_text (st, 0)));
+      if (rc != SQLITE_DONE)
+        {
+          od_cache_set_sqlite_error (error, self->wdb, "refold");
+          ok = FALSE;
+        }
+      sqlite3_finalize (st);
+    }
+  for (guint i = 0; ok && i < ids->len; i++)
+    ok = od_verify_rewrite_order (self->wdb, g_ptr_array_index (ids, i), error);
+  /* Each note is in exactly one range: indexed once, as the projector
+   * indexes a note it applies (none after an order's break). */
+  ok = ok && step_range (self->wdb,
+                         "INSERT INTO note_search (rowid, text)"
+                         "  SELECT position, json_extract (data, '$.text') FROM order_events e"
+                         "  WHERE position > ?1 AND position <= ?2 AND type = 'OrderNoteAdded'"
+                         "  AND json_type (data, '$.text') = 'text'"
+                         "  AND NOT EXISTS (SELECT 1 FROM inconsistent_orders i"
+                         "    WHERE i.order_id = e.order_id AND i.position <= e.position)",
+                         lo, hi, error);
+  ok = ok && step_range (self->wdb,
+                         lo > 0 ? "UPDATE refold_pending SET remaining = ?1"
+                                : "DROP TABLE refold_pending",
+                         lo, hi, error);
+  if (!ok || !exec (self->wdb, "COMMIT", error))
+    {
+      exec (self->wdb, "ROLLBACK", NULL);
+      return FALSE;
+    }
+  *n_orders += ids->len;
+  return TRUE;
+}
+
+/* Folds what an older cache kept, on the writer thread after the open
+ * (the opening thread only changed the schema): newest positions first,
+ * because events of types an older console did not know are recent, so
+ * the orders they concern are usually right in the first transactions.
+ * Closing the cache interrupts it, like the search upgrade, and the next
+ * open (or the process that takes the writer's place) goes on from
+ * refold_pending. */
+static void
+refold_kept_events (OdCache *self)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+  gint64 remaining = refold_remaining (self->wdb);
+  guint n_orders = 0;
+  gboolean stopped = FALSE;
+
+  if (remaining <= 0)
+    return;
+  g_debug ("cache folding refunds and notes kept by an older version, positions %" G_GINT64_FORMAT
+           " down", remaining);
+  exec (self->wdb, "PRAGMA cache_size=-16384", NULL);
+  while (remaining > 0 && error == NULL)
+    {
+      gint64 lo = MAX (remaining - refold_chunk_positions, 0);
+
+      g_mutex_lock (&self->queue_lock);
+      self->upgrading = !self->closed;
+      g_mutex_unlock (&self->queue_lock);
+      if (!self->upgrading || (refold_hook != NULL && !refold_hook (remaining, refold_hook_data)))
+        {
+          stopped = TRUE;
+          break;
+        }
+      if (refold_range (self, lo, remaining, &n_orders, &error))
+        remaining = lo;
+    }
+  g_mutex_lock (&self->queue_lock);
+  self->upgrading = FALSE;
+  stopped = stopped || self->closed;
+  g_mutex_unlock (&self->queue_lock);
+  exec (self->wdb, "PRAGMA cache_size=-262144", NULL);
+  sqlite3_db_release_memory (self->wdb);
+  malloc_trim (0);
+  if (n_orders > 0)
+    post_notify (self, od_cache_get_applied_position (self), FALSE, FALSE, NULL);
+  if (remaining <= 0)
+    g_debug ("cache folded refunds and notes of %u orders in %.1f s", n_orders,
+             (g_get_monotonic_time () - t0) / 1e6);
+  else if (stopped)
+    g_debug ("cache refund and note fold interrupted at position %" G_GINT64_FORMAT
+             "; the next open goes on", remaining);
+  else
+    g_warning ("cache refunds and notes not folded (%s); the next start tries again",
+               error->message);
+}
+
 /* A writer item's task is completed, and its last reference dropped, on
  * the owner's main context: were the writer thread to drop the last
  * reference (the caller's callback having run already), the cache it
@@ -1500,6 +1688,7 @@ writer_startup (OdCache *self)
   }
   if (self->search_upgrade)
     upgrade_search (self);
+  refold_kept_events (self);
 }
 
 static gpointer

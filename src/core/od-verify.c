@@ -851,10 +851,10 @@ bind_or_null (sqlite3_stmt *st,
 
 /* Rewrites one order's rows from a fold made inside this transaction, so
  * that events applied since the check are in it. */
-static gboolean
-rewrite_order (sqlite3     *db,
-               const char  *order_id,
-               GError     **error)
+gboolean
+od_verify_rewrite_order (sqlite3     *db,
+                         const char  *order_id,
+                         GError     **error)
 {
   Folded f;
   Stmts stmts = { 0 };
@@ -1086,7 +1086,7 @@ repair_in_writer (sqlite3   *db,
        * whether its notes are searchable. */
       notes = notes || has_note (db, "SELECT 1 FROM order_events WHERE order_id = ?1"
                                  " AND type = 'OrderNoteAdded' LIMIT 1", order_id, 0);
-      ok = rewrite_order (db, order_id, error);
+      ok = od_verify_rewrite_order (db, order_id, error);
     }
   if (ok && notes)
     ok = rebuild_note_search (db, error);

@@ -434,6 +434,92 @@ test_scroll_then_search (Fixture       *f,
   g_assert_cmpuint (mismatched, ==, 0);
 }
 
+/* A search shows its first page at once and reads the rest of the rows
+ * GTK holds after that frame (od_order_list_model_settle).  Right after a
+ * search with many results (in the same main loop turn, or after its
+ * first frame), the view jumps to a random row among the first 300:
+ * every row then shown must be the query's, never an older order, and
+ * the model must hold the query's rows at every position. */
+static void
+test_search_then_jump (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *shared = od_test_shared_cache (ROWS_CACHE, &error);
+  g_autofree char *cache = NULL;
+  guint runs = g_test_thorough () ? 300 : 100;
+  guint mismatched = 0;
+  guint shown = 0;
+  guint blank = 0;
+  guint deep = 0;
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+
+  g_assert_no_error (error);
+  cache = od_test_copy_cache (shared, f->tmpdir);
+  open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  od_test_spin (100);
+
+  for (guint run = 0; run < runs; run++)
+    {
+      OdCache *c = od_window_get_cache (f->window);
+      OdOrderQuery all = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
+      g_autoptr(GPtrArray) pick = od_query_orders_at (c, &all, g_test_rand_int_range (0, ROWS_CACHE),
+                                                      1, NULL);
+      const OdOrderRow *picked = g_ptr_array_index (pick, 0);
+      /* A first name: hundreds of results; sometimes every order. */
+      g_autofree char *query = g_test_rand_int_range (0, 8) == 0
+        ? NULL : g_strndup (picked->customer_name, strcspn (picked->customer_name, " "));
+      guint n, target, run_mismatched = 0;
+      double row_height;
+
+      od_order_list_set_search (list, query);
+      n = g_list_model_get_n_items (G_LIST_MODEL (list_model (f)));
+      if (n == 0)
+        continue;
+      if (g_test_rand_bit ())
+        od_test_wait_frame (GTK_WIDGET (view));
+      /* The rows' height from a layout before this search. */
+      row_height = gtk_adjustment_get_upper (adjustment) / MAX (n, 1);
+      target = g_test_rand_int_range (0, MIN (n, 300));
+      deep += target >= 100;
+      if (row_height > 0)
+        gtk_adjustment_set_value (adjustment, target * row_height);
+      for (guint frame = 0; frame < 4; frame++)
+        {
+          od_test_wait_frame (GTK_WIDGET (view));
+          run_mismatched += count_mismatches (f, FALSE, &shown, &blank);
+        }
+      /* The model holds the query's rows (read if still deferred). */
+      {
+        const OdOrderQuery *q = od_order_list_model_get_query (list_model (f));
+        g_autoptr(GPtrArray) truth = od_query_orders (c, q, NULL, MIN (n, 300), NULL);
+
+        for (guint i = 0; i < truth->len; i++)
+          {
+            g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (list_model (f)), i);
+
+            if (g_strcmp0 (od_order_item_get_order_id (item),
+                           ((OdOrderRow *) g_ptr_array_index (truth, i))->order_id) != 0)
+              run_mismatched++;
+          }
+      }
+      if (run_mismatched > 0)
+        g_test_message ("run %u: \"%s\" (%u rows), jump to %u: %u mismatched", run,
+                        query ? query : "", n, target, run_mismatched);
+      mismatched += run_mismatched;
+    }
+  g_test_message ("%u runs (%u jumps below row 100): %u rows compared, %u blank, %u mismatched",
+                  runs, deep, shown, blank, mismatched);
+  g_assert_cmpuint (shown, >, runs);
+  g_assert_cmpuint (deep, >, runs / 4);
+  g_assert_cmpuint (mismatched, ==, 0);
+}
+
 static gboolean
 window_live (gpointer data)
 {
@@ -882,5 +968,7 @@ main (int   argc,
               test_live_stays_at_top, fixture_tear_down);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
               test_scroll_then_search, fixture_tear_down);
+  g_test_add ("/operator/search-then-jump", Fixture, NULL, fixture_set_up,
+              test_search_then_jump, fixture_tear_down);
   return g_test_run ();
 }

@@ -915,6 +915,287 @@ test_migration_v4 (Fixture       *f,
   check_refunds_and_notes (f->cache);
 }
 
+/* A generated log with refunds and notes woven in: after some orders'
+ * OrderDelivered a refund of half the total (and sometimes one of the
+ * rest), and notes after some OrderCreated, so kept events lie all
+ * through the log.  Positions and versions are numbered again. */
+static GPtrArray *
+log_with_refunds (guint   n_orders,
+                  guint32 seed)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (n_orders, seed);
+  g_autoptr(GHashTable) versions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GHashTable) upto = NULL;
+  GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  GRand *rand = g_rand_new_with_seed (seed);
+  g_autoptr(GPtrArray) done = g_ptr_array_new ();
+  gint64 pos = 0;
+
+  for (guint i = 0; i < log->events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (log->events, i);
+      gint64 v = GPOINTER_TO_SIZE (g_hash_table_lookup (versions, ev->order_id)) + 1;
+      const char *extra[2] = { NULL, NULL };
+      g_autofree char *a = NULL;
+      g_autofree char *b = NULL;
+
+      pos++;
+      g_ptr_array_add (events, od_test_event_new (pos, pos - 1, ev->order_id, v, ev->type, ev->data));
+      g_ptr_array_add (done, ev);
+      if (g_str_equal (ev->type, "OrderCreated") && g_rand_int_range (rand, 0, 6) == 0)
+        extra[0] = a = g_strdup_printf ("OrderNoteAdded|{\"text\":\"zebra note %" G_GINT64_FORMAT "\"}", pos);
+      else if (g_str_equal (ev->type, "OrderDelivered") && g_rand_int_range (rand, 0, 3) == 0)
+        {
+          OdOrder *o;
+          gint64 total;
+
+          upto = od_test_fold (done);
+          o = g_hash_table_lookup (upto, ev->order_id);
+          total = od_order_total_cents (o);
+          if (total < 2)
+            {
+              g_clear_pointer (&upto, g_hash_table_unref);
+              goto next;
+            }
+          extra[0] = a = g_strdup_printf ("OrderRefunded|{\"amount_cents\":%" G_GINT64_FORMAT
+                                          ",\"reason\":\"r\"}", total / 2);
+          if (g_rand_boolean (rand))
+            extra[1] = b = g_strdup_printf ("OrderRefunded|{\"amount_cents\":%" G_GINT64_FORMAT
+                                            ",\"reason\":\"rest\"}", total - total / 2);
+          g_clear_pointer (&upto, g_hash_table_unref);
+        }
+      for (guint e = 0; e < 2 && extra[e] != NULL; e++)
+        {
+          g_auto(GStrv) parts = g_strsplit (extra[e], "|", 2);
+
+          pos++;
+          v++;
+          g_ptr_array_add (events, od_test_event_new (pos, pos - 1, ev->order_id, v, parts[0], parts[1]));
+        }
+    next:
+      g_hash_table_replace (versions, g_strdup (ev->order_id), GSIZE_TO_POINTER (v));
+    }
+  g_rand_free (rand);
+  return events;
+}
+
+static GPtrArray *
+copy_events (GPtrArray *events,
+             guint      from,
+             guint      to)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+
+  for (guint i = from; i < to && i < events->len; i++)
+    {
+      OdEvent *ev = g_ptr_array_index (events, i);
+
+      g_ptr_array_add (out, od_test_event_new (ev->position, ev->prev, ev->order_id, ev->version,
+                                               ev->type, ev->data));
+    }
+  return out;
+}
+
+/* What a version-4 console made of the log: refunds and notes kept but
+ * not applied (see test_migration_v4). */
+static void
+make_version_4 (const char *path)
+{
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db,
+                                 "UPDATE orders SET status = 'delivered'"
+                                 "  WHERE status IN ('refunded', 'partially_refunded');"
+                                 "DELETE FROM status_counts"
+                                 "  WHERE status IN ('refunded', 'partially_refunded');"
+                                 "ALTER TABLE orders DROP COLUMN refunded_cents;"
+                                 "ALTER TABLE orders DROP COLUMN note_count;"
+                                 "DROP TABLE note_search;"
+                                 "PRAGMA user_version = 4;",
+                                 NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+}
+
+static void
+check_folded (OdCache    *cache,
+              GPtrArray  *events,
+              gint64      notes)
+{
+  g_autoptr(GHashTable) fold = od_test_fold (events);
+  g_autofree char *why = NULL;
+  OdOrderQuery zebra = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "zebra" };
+
+  if (!od_test_cache_equals_fold (cache, fold, &why))
+    g_error ("%s", why);
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM status_counts c WHERE c.n <>"
+                                  " (SELECT count(*) FROM orders o WHERE o.status = c.status)"), ==, 0);
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM sqlite_master WHERE name = 'refold_pending'"), ==, 0);
+  g_assert_cmpint (scalar (cache, "SELECT count(*) FROM note_search"), ==, notes);
+  g_assert_cmpint (od_query_count_orders (cache, &zebra, NULL), ==,
+                   scalar (cache, "SELECT count(DISTINCT order_id) FROM order_events"
+                                  " WHERE type = 'OrderNoteAdded'"));
+}
+
+typedef struct
+{
+  GMutex   lock;
+  GCond    cond;
+  GThread *thread;     /* the thread the hook ran on */
+  guint    calls;
+  guint    stop_after; /* 0: never */
+  gboolean hold;       /* the first call waits until released */
+} Hook;
+
+static gboolean
+upgrade_hook (gint64   remaining,
+              gpointer data)
+{
+  Hook *h = data;
+  gboolean go_on;
+
+  g_mutex_lock (&h->lock);
+  h->thread = g_thread_self ();
+  h->calls++;
+  g_cond_broadcast (&h->cond);
+  while (h->hold)
+    g_cond_wait (&h->cond, &h->lock);
+  go_on = h->stop_after == 0 || h->calls <= h->stop_after;
+  g_mutex_unlock (&h->lock);
+  return go_on;
+}
+
+/* Opening a version-4 cache only changes its schema; the writer thread
+ * folds the kept refunds and notes after the open, in small
+ * transactions, while readers see each order either as the older
+ * console left it or folded; an interrupted fold (stopped after three
+ * transactions, with a live event applied before the rest) is finished
+ * by the next open; the views then equal the fold of the log. */
+static void
+test_migration_refold_on_writer (Fixture       *f,
+                                 gconstpointer  data)
+{
+  g_autoptr(GPtrArray) events = log_with_refunds (400, 41);
+  g_autoptr(GError) error = NULL;
+  Hook hook = { .hold = TRUE };
+  gint64 notes, max_position, remaining;
+  gint64 end_time;
+
+  od_cache_push_events (f->cache, copy_events (events, 0, events->len), events->len);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  check_folded (f->cache, events, scalar (f->cache, "SELECT count(*) FROM note_search"));
+  notes = scalar (f->cache, "SELECT count(*) FROM note_search");
+  g_assert_cmpint (notes, >, 10);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM orders WHERE status = 'refunded'"), >, 10);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM orders WHERE status = 'partially_refunded'"), >, 10);
+  max_position = events->len;
+  g_clear_object (&f->cache);
+  make_version_4 (f->path);
+
+  /* The open returns with the work not done; the writer thread does it. */
+  g_mutex_init (&hook.lock);
+  g_cond_init (&hook.cond);
+  od_cache_set_upgrade_hook (50, upgrade_hook, &hook);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  end_time = g_get_monotonic_time () + 30 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&hook.lock);
+  while (hook.calls == 0 && g_cond_wait_until (&hook.cond, &hook.lock, end_time))
+    ;
+  g_assert_cmpuint (hook.calls, ==, 1);
+  g_assert_true (hook.thread != g_thread_self ());
+  g_mutex_unlock (&hook.lock);
+  /* Held before its first transaction: the schema is current, nothing is
+   * folded yet, and what readers see is consistent. */
+  g_assert_cmpint (scalar (f->cache, "PRAGMA user_version"), ==, OD_CACHE_SCHEMA_VERSION);
+  g_assert_cmpint (scalar (f->cache, "SELECT remaining FROM refold_pending"), ==, max_position);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM orders WHERE note_count > 0 OR refunded_cents > 0"
+                                     " OR status IN ('refunded', 'partially_refunded')"), ==, 0);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM note_search"), ==, 0);
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM status_counts c WHERE c.n <>"
+                                     " (SELECT count(*) FROM orders o WHERE o.status = c.status)"), ==, 0);
+
+  /* Stopped after three transactions of 50 positions, as a close would. */
+  g_mutex_lock (&hook.lock);
+  hook.stop_after = 3;
+  hook.hold = FALSE;
+  g_cond_broadcast (&hook.cond);
+  g_mutex_unlock (&hook.lock);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  remaining = scalar (f->cache, "SELECT remaining FROM refold_pending");
+  g_assert_cmpint (remaining, ==, max_position - 150);
+  /* Folded: exactly the orders with a kept event above `remaining`. */
+  {
+    const char *sql = "SELECT count(*) FROM orders WHERE note_count > 0 OR refunded_cents > 0"
+                      " OR status IN ('refunded', 'partially_refunded')";
+    g_autofree char *above = g_strdup_printf ("SELECT count(DISTINCT order_id) FROM order_events"
+                                              " WHERE position > %" G_GINT64_FORMAT
+                                              " AND type IN ('OrderNoteAdded', 'OrderRefunded')",
+                                              remaining);
+
+    g_assert_cmpint (scalar (f->cache, sql), ==, scalar (f->cache, above));
+    g_assert_cmpint (scalar (f->cache, above), >, 0);
+  }
+  g_assert_cmpint (scalar (f->cache, "SELECT count(*) FROM status_counts c WHERE c.n <>"
+                                     " (SELECT count(*) FROM orders o WHERE o.status = c.status)"), ==, 0);
+
+  /* A live event for an order not folded yet is applied meanwhile: a
+   * note on the order of the lowest kept note. */
+  {
+    sqlite3_stmt *st = NULL;
+    g_autofree char *order_id = NULL;
+    gint64 version = 0;
+    OdEvent *note;
+
+    sqlite3_prepare_v2 (od_cache_get_db (f->cache),
+                        "SELECT order_id FROM order_events WHERE type = 'OrderNoteAdded'"
+                        " ORDER BY position LIMIT 1", -1, &st, NULL);
+    g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+    order_id = g_strdup ((const char *) sqlite3_column_text (st, 0));
+    sqlite3_finalize (st);
+    for (guint i = 0; i < events->len; i++)
+      {
+        OdEvent *ev = g_ptr_array_index (events, i);
+
+        if (g_str_equal (ev->order_id, order_id))
+          version = ev->version;
+      }
+    note = od_test_event_new (max_position + 1, max_position, order_id, version + 1,
+                              "OrderNoteAdded", "{\"text\":\"zebra live\"}");
+    g_ptr_array_add (events, note);
+    od_cache_push_events (f->cache, copy_events (events, events->len - 1, events->len),
+                          max_position + 1);
+    g_assert_true (od_cache_flush (f->cache, NULL));
+  }
+  g_clear_object (&f->cache);
+
+  /* The next open goes on from `remaining` and finishes. */
+  g_mutex_lock (&hook.lock);
+  hook.calls = 0;
+  hook.stop_after = 0;
+  g_mutex_unlock (&hook.lock);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_cmpuint (hook.calls, ==, (remaining + 49) / 50);
+  check_folded (f->cache, events, notes + 1);
+  od_cache_set_upgrade_hook (0, NULL, NULL);
+
+  /* Closed right after the open, which interrupts the fold wherever it
+   * is: the open after that finishes it the same way. */
+  g_clear_object (&f->cache);
+  make_version_4 (f->path);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  g_clear_object (&f->cache);
+  f->cache = od_cache_open (f->path, &error);
+  g_assert_no_error (error);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  check_folded (f->cache, events, notes + 1);
+  g_mutex_clear (&hook.lock);
+  g_cond_clear (&hook.cond);
+}
+
 static void
 test_migration_rebuilds (void)
 {
@@ -1321,6 +1602,8 @@ main (int    argc,
               fixture_teardown);
   g_test_add ("/cache/migration-v4", Fixture, NULL, fixture_setup, test_migration_v4,
               fixture_teardown);
+  g_test_add ("/cache/migration-refold-on-writer", Fixture, NULL, fixture_setup,
+              test_migration_refold_on_writer, fixture_teardown);
   g_test_add ("/cache/migration-old-search", Fixture, NULL, fixture_setup,
               test_migration_old_search, fixture_teardown);
   g_test_add_func ("/cache/default-path", test_default_path);
