@@ -88,6 +88,29 @@ ring_find (OdServer *self,
   return lo;
 }
 
+typedef struct
+{
+  GPtrArray *entries;
+  GString   *frame;     /* reused for every event */
+} TailVisit;
+
+static gboolean
+tail_visit (const OdEvent *event,
+            gpointer       user_data)
+{
+  TailVisit *visit = user_data;
+  RingEntry *entry = g_new (RingEntry, 1);
+
+  g_string_truncate (visit->frame, 0);
+  od_store_append_event (visit->frame, event, TRUE);
+  entry->position = event->position;
+  entry->prev = event->prev;
+  entry->len = visit->frame->len;
+  entry->frame = g_memdup2 (visit->frame->str, visit->frame->len + 1);
+  g_ptr_array_add (visit->entries, entry);
+  return TRUE;
+}
+
 static void
 tail_entries_in_thread (GTask        *task,
                         gpointer      source,
@@ -96,34 +119,24 @@ tail_entries_in_thread (GTask        *task,
 {
   OdServer *self = source;
   gint64 after = *(gint64 *) task_data;
-  g_autoptr(GPtrArray) events = NULL;
+  TailVisit visit = { g_ptr_array_new_with_free_func (g_free), g_string_sized_new (1024) };
   GError *error = NULL;
   ReadResult *result;
   gint64 head = 0;
 
-  events = od_store_read_events (self->store, after, TAIL_READ_LIMIT, &head, &error);
-  if (events == NULL)
+  if (!od_store_visit_events (self->store, after, TAIL_READ_LIMIT, &head, tail_visit, &visit,
+                              &error))
     {
+      g_ptr_array_unref (visit.entries);
+      g_string_free (visit.frame, TRUE);
       g_task_return_error (task, error);
       return;
     }
+  g_string_free (visit.frame, TRUE);
   result = g_new0 (ReadResult, 1);
   result->head = head;
-  result->entries = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < events->len; i++)
-    {
-      OdEvent *event = g_ptr_array_index (events, i);
-      RingEntry *entry = g_new0 (RingEntry, 1);
-      GString *frame = g_string_sized_new (320);
-
-      od_event_append_sse (frame, event);
-      entry->position = event->position;
-      entry->prev = event->prev;
-      entry->len = frame->len;
-      entry->frame = g_string_free (frame, FALSE);
-      g_ptr_array_add (result->entries, entry);
-    }
-  result->n_events = events->len;
+  result->entries = visit.entries;
+  result->n_events = visit.entries->len;
   g_task_return_pointer (task, result, (GDestroyNotify) od_server_read_result_free);
 }
 

@@ -476,6 +476,31 @@ od_server_read_result_free (ReadResult *result)
   g_free (result);
 }
 
+typedef struct
+{
+  ReadRequest *request;
+  ReadResult  *result;
+  guint        seen;
+} ReadVisit;
+
+static gboolean
+read_visit (const OdEvent *event,
+            gpointer       user_data)
+{
+  ReadVisit *visit = user_data;
+  ReadResult *result = visit->result;
+
+  if (event->position > visit->request->upto
+      || (visit->seen++ > 0 && result->text->len >= PAGE_TEXT_MAX))
+    return FALSE;
+  if (!visit->request->frames && result->n_events > 0)
+    g_string_append_c (result->text, ',');
+  od_store_append_event (result->text, event, visit->request->frames);
+  result->last_position = event->position;
+  result->n_events++;
+  return TRUE;
+}
+
 static void
 read_in_thread (GTask        *task,
                 gpointer      source,
@@ -484,42 +509,29 @@ read_in_thread (GTask        *task,
 {
   OdServer *self = source;
   ReadRequest *request = task_data;
-  g_autoptr(GPtrArray) events = NULL;
+  ReadVisit visit = { request, g_new0 (ReadResult, 1), 0 };
+  ReadResult *result = visit.result;
   GError *error = NULL;
-  ReadResult *result;
   gint64 head = 0;
 
-  events = od_store_read_events (self->store, request->after, request->limit, &head, &error);
-  if (events == NULL)
+  result->last_position = request->after;
+  result->text = g_string_sized_new (MIN (request->limit, 2000) * 320 + 64);
+  if (!request->frames)
+    g_string_append (result->text, "{\"events\":[");
+  if (!od_store_visit_events (self->store, request->after, request->limit, &head, read_visit,
+                              &visit, &error))
     {
+      od_server_read_result_free (result);
       g_task_return_error (task, error);
       return;
     }
-  result = g_new0 (ReadResult, 1);
   result->head = head;
-  result->last_position = request->after;
-  result->text = g_string_sized_new (events->len * 320 + 64);
   if (!request->frames)
-    g_string_append (result->text, "{\"events\":[");
-  for (guint i = 0; i < events->len; i++)
     {
-      OdEvent *event = g_ptr_array_index (events, i);
-
-      if (event->position > request->upto || (i > 0 && result->text->len >= PAGE_TEXT_MAX))
-        break;
-      if (request->frames)
-        od_event_append_sse (result->text, event);
-      else
-        {
-          if (i > 0)
-            g_string_append_c (result->text, ',');
-          od_event_append_json (result->text, event);
-        }
-      result->last_position = event->position;
-      result->n_events++;
+      g_string_append (result->text, "],\"head\":");
+      od_store_append_int (result->text, head);
+      g_string_append_c (result->text, '}');
     }
-  if (!request->frames)
-    g_string_append_printf (result->text, "],\"head\":%" G_GINT64_FORMAT "}", head);
   g_task_return_pointer (task, result, (GDestroyNotify) od_server_read_result_free);
 }
 

@@ -364,6 +364,70 @@ failed:
   return NULL;
 }
 
+/* read_events () without building the events: one OdEvent on the stack
+ * whose strings point into SQLite's column buffers. */
+static gboolean
+od_store_sqlite_visit_events (OdStore           *store,
+                              gint64             after,
+                              guint              limit,
+                              gint64            *head,
+                              OdEventVisitFunc   visit,
+                              gpointer           user_data,
+                              GError           **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  Reader *reader;
+  gint64 h = 0;
+  int rc;
+
+  if ((reader = reader_acquire (self, error)) == NULL)
+    return FALSE;
+
+  sqlite3_step (reader->begin);
+  sqlite3_reset (reader->begin);
+  if (!read_head (reader, &h, error))
+    goto failed;
+  sqlite3_bind_int64 (reader->events, 1, after);
+  sqlite3_bind_int64 (reader->events, 2, limit);
+  while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
+    {
+      OdEvent event = { 0 };
+      const char *order_id = (const char *) sqlite3_column_text (reader->events, 2);
+
+      event.position = sqlite3_column_int64 (reader->events, 0);
+      event.prev = sqlite3_column_int64 (reader->events, 1);
+      g_strlcpy (event.order_id, order_id ? order_id : "", sizeof event.order_id);
+      event.version = sqlite3_column_int64 (reader->events, 3);
+      /* Borrowed: the visitor gets a const event and may not keep them. */
+      event.type = (char *) sqlite3_column_text (reader->events, 4);
+      event.recorded_at = (char *) sqlite3_column_text (reader->events, 5);
+      event.actor = (char *) sqlite3_column_text (reader->events, 6);
+      event.data = (char *) sqlite3_column_text (reader->events, 7);
+      if (!visit (&event, user_data))
+        {
+          rc = SQLITE_DONE;
+          break;
+        }
+    }
+  sqlite3_reset (reader->events);
+  if (rc != SQLITE_DONE)
+    {
+      sql_error (reader->db, error, "read events");
+      goto failed;
+    }
+  sqlite3_step (reader->commit);
+  sqlite3_reset (reader->commit);
+  reader_release (self, reader);
+  if (head != NULL)
+    *head = h;
+  return TRUE;
+
+failed:
+  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
+  reader_release (self, reader);
+  return FALSE;
+}
+
 /* Hashes straight from the column buffers: no event is built, which
  * keeps a digest of a million events well below streaming them. */
 static gboolean
@@ -776,6 +840,7 @@ od_store_sqlite_iface_init (OdStoreInterface *iface)
 {
   iface->execute = od_store_sqlite_execute;
   iface->read_events = od_store_sqlite_read_events;
+  iface->visit_events = od_store_sqlite_visit_events;
   iface->digest = od_store_sqlite_digest;
   iface->get_head = od_store_sqlite_get_head;
   iface->check = od_store_sqlite_check;

@@ -76,6 +76,29 @@ od_store_read_events (OdStore  *self,
 }
 
 gboolean
+od_store_visit_events (OdStore           *self,
+                       gint64             after,
+                       guint              limit,
+                       gint64            *head,
+                       OdEventVisitFunc   visit,
+                       gpointer           user_data,
+                       GError           **error)
+{
+  OdStoreInterface *iface = OD_STORE_GET_IFACE (self);
+  g_autoptr(GPtrArray) events = NULL;
+
+  if (iface->visit_events != NULL)
+    return iface->visit_events (self, after, limit, head, visit, user_data, error);
+  events = iface->read_events (self, after, limit, head, error);
+  if (events == NULL)
+    return FALSE;
+  for (guint i = 0; i < events->len; i++)
+    if (!visit (g_ptr_array_index (events, i), user_data))
+      break;
+  return TRUE;
+}
+
+gboolean
 od_store_get_head (OdStore  *self,
                    gint64   *head,
                    GError  **error)
@@ -134,6 +157,60 @@ od_store_digest (OdStore    *self,
         }
     }
   return TRUE;
+}
+
+/* Decimal digits without printf: replay formats millions of them. */
+void
+od_store_append_int (GString *out,
+                     gint64   value)
+{
+  char buf[24];
+  char *p = buf + sizeof buf;
+  guint64 v = value < 0 ? -(guint64) value : (guint64) value;
+
+  do
+    *--p = '0' + v % 10;
+  while ((v /= 10) != 0);
+  if (value < 0)
+    *--p = '-';
+  g_string_append_len (out, p, buf + sizeof buf - p);
+}
+
+/* The bytes of od_event_append_json () or, for FRAME, of
+ * od_event_append_sse (), without printf: replay and pages spend most of
+ * their time here. */
+void
+od_store_append_event (GString       *out,
+                        const OdEvent *event,
+                        gboolean       frame)
+{
+  if (frame)
+    {
+      g_string_append_len (out, "id: ", 4);
+      od_store_append_int (out, event->position);
+      g_string_append_len (out, "\nevent: ", 8);
+      g_string_append (out, event->type);
+      g_string_append_len (out, "\ndata: ", 7);
+    }
+  g_string_append_len (out, "{\"position\":", 12);
+  od_store_append_int (out, event->position);
+  g_string_append_len (out, ",\"prev\":", 8);
+  od_store_append_int (out, event->prev);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "order_id", event->order_id);
+  g_string_append_len (out, ",\"version\":", 11);
+  od_store_append_int (out, event->version);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "type", event->type);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "recorded_at", event->recorded_at);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "actor", event->actor);
+  g_string_append_len (out, ",\"data\":", 8);
+  g_string_append (out, event->data ? event->data : "{}");
+  g_string_append_c (out, '}');
+  if (frame)
+    g_string_append_len (out, "\n\n", 2);
 }
 
 OdJob *

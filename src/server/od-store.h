@@ -39,6 +39,17 @@ void      od_job_set_success  (OdJob            *job,
 void      od_job_set_problem  (OdJob            *job,
                                OdProblem        *problem);
 
+void      od_store_append_int   (GString          *out,
+                                 gint64            value);
+void      od_store_append_event (GString          *out,
+                                 const OdEvent    *event,
+                                 gboolean          frame);
+
+/* Called for one event of a read; the event and its strings are the
+ * store's, valid during the call only.  Returns FALSE to stop the read. */
+typedef gboolean (*OdEventVisitFunc) (const OdEvent *event,
+                                      gpointer       user_data);
+
 #define OD_TYPE_STORE (od_store_get_type ())
 G_DECLARE_INTERFACE (OdStore, od_store, OD, STORE, GObject)
 
@@ -67,6 +78,18 @@ struct _OdStoreInterface
                              guint     limit,
                              gint64   *head,
                              GError  **error);
+
+  /* The events read_events () would return, one call of visit each in
+   * order until it returns FALSE, with no allocation per event: what
+   * replay and the tail read, which only format each event once.
+   * Optional: through read_events () when NULL. */
+  gboolean   (*visit_events) (OdStore          *self,
+                              gint64            after,
+                              guint             limit,
+                              gint64           *head,
+                              OdEventVisitFunc  visit,
+                              gpointer          user_data,
+                              GError          **error);
 
   gboolean   (*get_head)    (OdStore  *self,
                              gint64   *head,
@@ -102,6 +125,13 @@ GPtrArray *od_store_read_events (OdStore     *self,
                                  guint        limit,
                                  gint64      *head,
                                  GError     **error);
+gboolean   od_store_visit_events (OdStore         *self,
+                                  gint64           after,
+                                  guint            limit,
+                                  gint64          *head,
+                                  OdEventVisitFunc visit,
+                                  gpointer         user_data,
+                                  GError         **error);
 gboolean   od_store_get_head    (OdStore     *self,
                                  gint64      *head,
                                  GError     **error);
