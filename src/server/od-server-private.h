@@ -134,6 +134,9 @@ void            od_server_stream_init      (OdServer            *self,
                                             gint64               head);
 void            od_server_stream_clear     (OdServer            *self);
 void            od_server_tail_read        (OdServer            *self);
+void            od_server_stream_feed      (OdServer            *self,
+                                            OdJob              **jobs,
+                                            guint                n_jobs);
 void            od_server_handle_stream    (OdServer            *self,
                                             SoupServerMessage   *msg);
 void            od_server_stream_tick      (OdServer            *self,

@@ -163,6 +163,9 @@ tail_read_done (GObject      *source,
         {
           RingEntry *entry = g_ptr_array_index (result->entries, i);
 
+          /* The writer's batch may have put it there since the read began. */
+          if (entry->position <= self->tail_position)
+            continue;
           ring_push (self, entry);
           /* The ring owns the frame now; only the holder is freed. */
           entry->frame = NULL;
@@ -457,6 +460,48 @@ od_server_handle_stream (OdServer          *self,
   }
 }
 
+/* The events a batch of the writer just committed go into the ring as
+ * the store formatted them, when they follow its tail directly; anything
+ * else (a store that gives no frames, another instance's events in
+ * between) is left to a tail read.  Then the subscribers are fed. */
+void
+od_server_stream_feed (OdServer  *self,
+                       OdJob    **jobs,
+                       guint      n_jobs)
+{
+  gboolean fed = FALSE, read = FALSE;
+
+  for (guint i = 0; i < n_jobs; i++)
+    {
+      OdJob *job = jobs[i];
+      RingEntry entry;
+
+      if (job->status != 200 || job->replayed || job->position <= 0
+          || job->position <= self->tail_position)
+        continue;
+      if (job->frame == NULL || job->prev != self->tail_position)
+        {
+          read = TRUE;
+          break;
+        }
+      entry.position = job->position;
+      entry.prev = job->prev;
+      entry.frame = g_steal_pointer (&job->frame);
+      entry.len = job->frame_len;
+      ring_push (self, &entry);
+      self->tail_position = job->position;
+      fed = TRUE;
+    }
+  if (fed)
+    {
+      self->head = MAX (self->head, self->tail_position);
+      for (GList *l = self->subscribers; l; l = l->next)
+        subscriber_pump (l->data);
+    }
+  if (read)
+    od_server_tail_read (self);
+}
+
 /* ------------------------------------------------------------------ */
 /* Set-up, the once-a-second check, clean-up                          */
 
@@ -464,6 +509,10 @@ static void
 store_appended (OdStore  *store,
                 OdServer *self)
 {
+  /* Our own writer's commits reach the ring through
+   * od_server_stream_feed (), which reads the store only when it must. */
+  if (g_thread_self () == self->writer)
+    return;
   /* From any thread: hop to the main loop, where the tail lives. */
   g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, appended_idle, g_object_ref (self),
                               g_object_unref);

@@ -222,12 +222,16 @@ batch_done (gpointer data)
   GPtrArray *batch = data;
   OdServer *self = NULL;
 
+  if (batch->len > 0)
+    {
+      self = ((Pending *) ((OdJob *) g_ptr_array_index (batch, 0))->user_data)->server;
+      od_server_stream_feed (self, (OdJob **) batch->pdata, batch->len);
+    }
   for (guint i = 0; i < batch->len; i++)
     {
       OdJob *job = g_ptr_array_index (batch, i);
       Pending *pending = job->user_data;
 
-      self = pending->server;
       count_job (job);
       if (pending->flight_key != NULL)
         g_hash_table_remove (self->in_flight, pending->flight_key);
@@ -248,8 +252,6 @@ batch_done (gpointer data)
       pending_free (pending);
       od_job_free (job);
     }
-  if (self != NULL)
-    od_server_tail_read (self);
   for (guint i = 0; i < batch->len; i++)
     g_object_unref (self);
   g_ptr_array_unref (batch);

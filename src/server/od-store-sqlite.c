@@ -48,6 +48,7 @@ struct _OdStoreSqlite
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
   gint64        last_position;
   gint64        last_purge;
+  GString      *frame;      /* reused to format each appended event */
 
   GMutex        readers_lock;
   GPtrArray    *readers;    /* idle Reader pool */
@@ -665,6 +666,29 @@ append_event (OdStoreSqlite  *self,
   if (!ok)
     return sql_error (self->db, error, "append event");
 
+  /* The server feeds its live ring from this frame instead of reading
+   * the event back after the commit. */
+  {
+    OdEvent event = { 0 };
+
+    event.position = position;
+    event.prev = self->last_position;
+    g_strlcpy (event.order_id, order->order_id, sizeof event.order_id);
+    event.version = version;
+    event.type = (char *) type;
+    event.recorded_at = (char *) recorded_at;
+    event.actor = job->actor;
+    event.data = (char *) data;
+    if (self->frame == NULL)
+      self->frame = g_string_sized_new (1024);
+    g_string_truncate (self->frame, 0);
+    od_store_append_event (self->frame, &event, TRUE);
+    g_free (job->frame);
+    job->frame_len = self->frame->len;
+    job->frame = g_memdup2 (self->frame->str, self->frame->len + 1);
+    job->prev = self->last_position;
+  }
+
   self->last_position = position;
   node = od_json_parse_object (data, -1, NULL);
   od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
@@ -785,6 +809,7 @@ od_store_sqlite_execute (OdStore  *store,
         {
           jobs[i]->status = 0;
           g_clear_pointer (&jobs[i]->response, g_free);
+          g_clear_pointer (&jobs[i]->frame, g_free);
         }
       return FALSE;
     }
@@ -821,6 +846,8 @@ od_store_sqlite_finalize (GObject *object)
   g_clear_pointer (&self->db, sqlite3_close);
   g_clear_pointer (&self->readers, g_ptr_array_unref);
   g_clear_pointer (&self->orders, g_hash_table_unref);
+  if (self->frame != NULL)
+    g_string_free (self->frame, TRUE);
   g_mutex_clear (&self->readers_lock);
   g_clear_pointer (&self->checker, sqlite3_close);
   g_mutex_clear (&self->check_lock);

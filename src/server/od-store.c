@@ -246,6 +246,7 @@ od_job_free (OdJob *job)
   g_free (job->idempotency_key);
   g_free (job->recorded_at);
   g_free (job->response);
+  g_free (job->frame);
   g_free (job);
 }
 

@@ -23,6 +23,10 @@ typedef struct
   gboolean   replayed;         /* an idempotent replay of a stored answer */
   gint64     position;         /* of the appended event, 0 when none */
   gint64     version;
+  gint64     prev;             /* of the appended event */
+  char      *frame;            /* the appended event as an SSE frame, from
+                                * stores that make it (NULL otherwise) */
+  gsize      frame_len;
 
   gpointer   user_data;        /* the caller's, untouched by the store */
 } OdJob;
