@@ -64,7 +64,7 @@ for r in $(seq 1 "$rounds"); do
     start_server "$b" "$work/replay.sqlite"
     "$b/bench/server/od-bench-server" replay --url "$url" --token "$token" >/dev/null # warm
     r0=$(cpu "/proc/$server_pid/stat"); rates=""
-    for i in 1 2 3; do
+    for _ in 1 2 3; do
       out=$("$b/bench/server/od-bench-server" replay --url "$url" --token "$token")
       rates="$rates $(field events/s "$out")"
     done
