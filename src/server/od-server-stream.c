@@ -318,7 +318,7 @@ subscriber_pump (Subscriber *sub)
         {
           sub->reading = TRUE;
           od_server_start_read (self, sub->cursor, REPLAY_READ_LIMIT, upto, TRUE, replay_done,
-                      subscriber_ref (sub));
+                                subscriber_ref (sub));
           return;
         }
       out = g_string_sized_new (CHUNK_MAX_BYTES + 1024);
@@ -427,7 +427,7 @@ od_server_handle_stream (OdServer          *self,
                                                     &after, NULL))
     {
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
-                                            "Last-Event-ID must be an integer."));
+                                                      "Last-Event-ID must be an integer."));
       return;
     }
 

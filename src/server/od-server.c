@@ -123,9 +123,9 @@ od_server_authenticate (OdServer          *self,
   if (token == NULL)
     {
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
-                                            value == NULL && !duplicate
-                                              ? "An Authorization: Bearer token is required."
-                                              : "The bearer token is malformed or unknown."));
+                                                      value == NULL && !duplicate
+                                                        ? "An Authorization: Bearer token is required."
+                                                        : "The bearer token is malformed or unknown."));
       return NULL;
     }
   /* For the request log: the name, never the token. */
@@ -133,8 +133,8 @@ od_server_authenticate (OdServer          *self,
   if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
     {
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
-                                            "Token '%s' has the viewer role; commands need an "
-                                            "operator token.", token->name));
+                                                      "Token '%s' has the viewer role; commands need an "
+                                                      "operator token.", token->name));
       return NULL;
     }
   return token;
@@ -243,8 +243,8 @@ batch_done (gpointer data)
             soup_message_headers_replace (soup_server_message_get_response_headers (msg),
                                           "Idempotent-Replayed", "true");
           od_server_respond (msg, job->status,
-                   job->status == 200 ? "application/json" : "application/problem+json",
-                   g_strdup (job->response));
+                             job->status == 200 ? "application/json" : "application/problem+json",
+                             g_strdup (job->response));
           soup_server_message_unpause (msg);
         }
       if (pending->done != NULL)
@@ -599,7 +599,7 @@ page_read_done (GObject      *source,
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+                                                      error->message));
     }
   else
     {
@@ -740,7 +740,7 @@ digest_done (GObject      *source,
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+                                                      error->message));
     }
   soup_server_message_unpause (msg);
   g_object_unref (msg);
@@ -770,8 +770,8 @@ handle_events_digest (OdServer          *self,
   else if (upto > after && upto - after > OD_DIGEST_MAX_RANGE)
     {
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
-                                            "A digest covers at most %d positions.",
-                                            OD_DIGEST_MAX_RANGE));
+                                                      "A digest covers at most %d positions.",
+                                                      OD_DIGEST_MAX_RANGE));
       return;
     }
   request = g_new0 (DigestRequest, 1);
@@ -797,7 +797,7 @@ head_done (GObject      *source,
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+                                                      error->message));
     }
   else
     od_server_respond (msg, 200, "application/json", od_server_head_json (head));
@@ -854,10 +854,10 @@ ready_answer (ReadyWaiter *waiter,
 {
   if (ready)
     od_server_respond (waiter->msg, 200, "application/json",
-             g_strdup_printf ("{\"status\":\"ok\",\"head\":%" G_GINT64_FORMAT "}", head));
+                       g_strdup_printf ("{\"status\":\"ok\",\"head\":%" G_GINT64_FORMAT "}", head));
   else
     od_server_respond_problem (waiter->msg, od_problem_new (OD_PROBLEM_NOT_READY,
-                                                  "The event store cannot be used now: %s", why));
+                                                            "The event store cannot be used now: %s", why));
   soup_server_message_unpause (waiter->msg);
   g_clear_handle_id (&waiter->timeout_id, g_source_remove);
   g_object_unref (waiter->msg);
@@ -965,13 +965,13 @@ handle_metrics (OdServer          *self,
       if (diff != 0)
         {
           od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
-                                                "GET /metrics needs the metrics token."));
+                                                          "GET /metrics needs the metrics token."));
           return;
         }
       g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup ("metrics"), g_free);
     }
   od_server_respond (msg, 200, "text/plain; version=0.0.4; charset=utf-8",
-           od_metrics_render (self->head, self->n_subscribers));
+                     od_metrics_render (self->head, self->n_subscribers));
 }
 
 static gboolean
@@ -1142,7 +1142,7 @@ handle_request (SoupServer        *server,
     {
       soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", allow);
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_METHOD_NOT_ALLOWED,
-                                            "%s is not allowed on %s.", method, path));
+                                                      "%s is not allowed on %s.", method, path));
     }
   else
     od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_FOUND, "No route %s.", path));
