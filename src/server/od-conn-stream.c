@@ -38,6 +38,21 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (OdConnInput, od_conn_input, G_TYPE_INPUT_STREAM,
                                G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
                                                       od_conn_input_pollable_init))
 
+/* GLib 2.74 blocks a source while it dispatches: it removes the source's
+ * file descriptors (and its children's) from the poll set and adds them
+ * back afterwards, and each change writes to the main context's wake-up
+ * fd, even from the thread that owns it.  libsoup dispatches a few such
+ * sources per request: that was 8-11 write()s a request, a quarter of
+ * the main thread's time on a command.  A source that may recurse is not
+ * blocked; nothing here runs the main loop from inside a callback of
+ * libsoup's, so none recurses. */
+static GSource *
+source_no_block (GSource *source)
+{
+  g_source_set_can_recurse (source, TRUE);
+  return source;
+}
+
 static gboolean
 emit_peer_gone (gpointer data)
 {
@@ -125,7 +140,8 @@ od_conn_input_create_source (GPollableInputStream *stream,
   if (self->owner != NULL && self->owner->peer_gone)
     return g_pollable_source_new_full (stream, NULL, cancellable);
   base_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (self->base), NULL);
-  return g_pollable_source_new_full (stream, base_source, cancellable);
+  return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
+                                                      cancellable));
 }
 
 static gssize
@@ -265,7 +281,8 @@ od_conn_output_create_source (GPollableOutputStream *stream,
   g_autoptr(GSource) base_source =
     g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base), NULL);
 
-  return g_pollable_source_new_full (stream, base_source, cancellable);
+  return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
+                                                      cancellable));
 }
 
 static gssize

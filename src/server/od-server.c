@@ -1,108 +1,26 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-#include "od-server.h"
+/* OdServer: the routes, the commands and their writer thread, pages,
+ * digests, head, readiness, metrics and the request log.  The event
+ * stream is in od-server-stream.c, the connections in od-server-conn.c. */
+#include "od-server-private.h"
 #include "od-metrics.h"
 #include "od-digest.h"
 
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include "od-conn-stream.h"
 
 #define WRITER_BATCH_MAX   1024
-#define RING_CAPACITY      32768
-#define TAIL_READ_LIMIT    5000
-#define REPLAY_READ_LIMIT  2000
-#define CHUNK_MAX_BYTES    (64 * 1024)
-#define CHUNK_MAX_EVENTS   1000
-#define IDLE_HEAD_USEC     (4 * G_USEC_PER_SEC)
-#define MAX_HEADER_BYTES   (16 * 1024)
-/* A page (or a replay chunk) stops early once its text passes this, so
- * that 10,000 events of 2,000-character notes (~80 MB) never make a body
- * a client must refuse (the console takes pages up to 64 MiB). */
-#define PAGE_TEXT_MAX      (16 * 1024 * 1024)
 #define READY_TIMEOUT_MS   1000
 /* Page bodies built but not yet written, over all connections: beyond
  * it pages are refused with 503 (slow readers must not pin memory). */
 #define PAGE_BYTES_MAX     (64 * 1024 * 1024)
 /* What reading one event for a page may take, events and text. */
 #define PAGE_EVENT_BYTES   512
-/* Connections refused beyond the cap that are still being answered. */
-#define REFUSING_MAX       64
-#define ACCEPT_RETRY_MS    100
 /* GnuTLS priorities for the server's TLS: 1.2 and 1.3 only, forward
  * secret key exchange, AEAD ciphers only. */
 #define OD_TLS_PRIORITY \
   "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
   "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:" \
   "-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA"
-
-typedef struct
-{
-  gint64  position;
-  gint64  prev;
-  char   *frame;
-  gsize   len;
-} RingEntry;
-
-typedef struct _Subscriber Subscriber;
-
-struct _OdServer
-{
-  GObject        parent_instance;
-
-  SoupServer    *soup;
-  OdStore       *store;
-  OdAuth        *auth;
-  char          *url;
-  double         rate_limit;
-  double         rate_burst;
-  gint64         request_timeout_usec;
-  gint64         stall_timeout_usec;
-  gboolean       stopping;
-
-  GThread       *writer;
-  GAsyncQueue   *queue;
-  GHashTable    *in_flight;   /* "actor\nkey" */
-  GHashTable    *buckets;     /* token name → Bucket */
-  GHashTable    *requests;    /* SoupServerMessage → start time, while being read */
-
-  /* Newest events, as SSE frames, for live fan-out without a database
-   * read per subscriber.  Holds every event with position > ring_base up
-   * to tail_position. */
-  RingEntry     *ring;
-  guint          ring_start;
-  guint          ring_len;
-  gint64         ring_base;
-  gint64         tail_position;
-  gint64         head;
-  gboolean       tail_reading;
-  gboolean       tail_again;
-  gulong         appended_id;
-
-  GList         *subscribers;
-  guint          n_subscribers;
-  guint          tick_id;
-
-  gboolean       metrics_protected;
-  guint8         metrics_token_sha256[32];
-  GPtrArray     *ready_waiters;  /* ReadyWaiter, answered by the check in flight */
-  gboolean       ready_checking;
-  /* Connections: accepted here, not by libsoup (see accept_ready). */
-  GSocket         *listen_socket;
-  GSource         *accept_source;
-  guint            accept_retry_id;
-  gboolean         accept_failing;
-  GTlsCertificate *certificate;
-  GHashTable      *conns;        /* Conn → itself: every open connection */
-  guint            max_conns;
-  guint            n_refusing;
-  gsize            page_bytes;   /* page bodies not yet written */
-};
 
 G_DEFINE_FINAL_TYPE (OdServer, od_server, G_TYPE_OBJECT)
 
@@ -124,48 +42,24 @@ typedef struct
   gint64 updated;
 } Bucket;
 
-struct _Subscriber
-{
-  gint               ref_count;
-  OdServer          *server;
-  SoupServerMessage *msg;
-  gint64             cursor;
-  gint64             connect_head;
-  gboolean           head_known;   /* connect_head read from the store; until
-                                    * then the response (headers too) waits */
-  gboolean           head_sent;
-  gboolean           chunk_pending;
-  gboolean           reading;
-  gboolean           closed;
-  gint64             pending_since;
-  gint64             last_write;
-  gulong             wrote_id;
-  gulong             finished_id;
-  gboolean           dropped;      /* disconnected as too slow */
-};
-
 static OdJob *const STOP_JOB = (OdJob *) &STOP_JOB;
-
-static void tail_read (OdServer *self);
-static void msg_shutdown (SoupServerMessage *msg);
-static void subscriber_pump (Subscriber *sub);
 
 /* ------------------------------------------------------------------ */
 /* Responses                                                           */
 
-static void
-respond (SoupServerMessage *msg,
-         guint              status,
-         const char        *content_type,
-         char              *body)
+void
+od_server_respond (SoupServerMessage *msg,
+                   guint              status,
+                   const char        *content_type,
+                   char              *body)
 {
   soup_server_message_set_status (msg, status, NULL);
   soup_server_message_set_response (msg, content_type, SOUP_MEMORY_TAKE, body, strlen (body));
 }
 
-static void
-respond_problem (SoupServerMessage *msg,
-                 OdProblem         *problem)
+void
+od_server_respond_problem (SoupServerMessage *msg,
+                           OdProblem         *problem)
 {
   SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
 
@@ -178,16 +72,16 @@ respond_problem (SoupServerMessage *msg,
       g_snprintf (value, sizeof value, "%u", problem->retry_after);
       soup_message_headers_replace (headers, "Retry-After", value);
     }
-  respond (msg, problem->status, "application/problem+json", od_problem_to_json (problem));
+  od_server_respond (msg, problem->status, "application/problem+json", od_problem_to_json (problem));
   od_problem_free (problem);
 }
 
 /* Returns the value of a header that must appear at most once.  A header
  * given twice is ambiguous and reported through duplicate. */
-static const char *
-header_once (SoupMessageHeaders *headers,
-             const char         *name,
-             gboolean           *duplicate)
+const char *
+od_server_header_once (SoupMessageHeaders *headers,
+                       const char         *name,
+                       gboolean           *duplicate)
 {
   SoupMessageHeadersIter iter;
   const char *hname, *hvalue, *found = NULL;
@@ -204,8 +98,8 @@ header_once (SoupMessageHeaders *headers,
   return count == 1 ? found : NULL;
 }
 
-static char *
-head_json (gint64 head)
+char *
+od_server_head_json (gint64 head)
 {
   g_autofree char *now = od_timestamp_now ();
 
@@ -215,32 +109,32 @@ head_json (gint64 head)
 /* ------------------------------------------------------------------ */
 /* Authentication and rate limit                                       */
 
-static const OdToken *
-authenticate (OdServer          *self,
-              SoupServerMessage *msg,
-              OdRole             needed)
+const OdToken *
+od_server_authenticate (OdServer          *self,
+                        SoupServerMessage *msg,
+                        OdRole             needed)
 {
   SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
   const OdToken *token;
   gboolean duplicate;
-  const char *value = header_once (headers, "Authorization", &duplicate);
+  const char *value = od_server_header_once (headers, "Authorization", &duplicate);
 
   token = duplicate ? NULL : od_auth_check (self->auth, value);
   if (token == NULL)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
-                                            value == NULL && !duplicate
-                                              ? "An Authorization: Bearer token is required."
-                                              : "The bearer token is malformed or unknown."));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
+                                                      value == NULL && !duplicate
+                                                        ? "An Authorization: Bearer token is required."
+                                                        : "The bearer token is malformed or unknown."));
       return NULL;
     }
   /* For the request log: the name, never the token. */
   g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup (token->name), g_free);
   if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
-                                            "Token '%s' has the viewer role; commands need an "
-                                            "operator token.", token->name));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
+                                                      "Token '%s' has the viewer role; commands need an "
+                                                      "operator token.", token->name));
       return NULL;
     }
   return token;
@@ -328,12 +222,16 @@ batch_done (gpointer data)
   GPtrArray *batch = data;
   OdServer *self = NULL;
 
+  if (batch->len > 0)
+    {
+      self = ((Pending *) ((OdJob *) g_ptr_array_index (batch, 0))->user_data)->server;
+      od_server_stream_feed (self, (OdJob **) batch->pdata, batch->len);
+    }
   for (guint i = 0; i < batch->len; i++)
     {
       OdJob *job = g_ptr_array_index (batch, i);
       Pending *pending = job->user_data;
 
-      self = pending->server;
       count_job (job);
       if (pending->flight_key != NULL)
         g_hash_table_remove (self->in_flight, pending->flight_key);
@@ -344,9 +242,9 @@ batch_done (gpointer data)
           if (job->replayed)
             soup_message_headers_replace (soup_server_message_get_response_headers (msg),
                                           "Idempotent-Replayed", "true");
-          respond (msg, job->status,
-                   job->status == 200 ? "application/json" : "application/problem+json",
-                   g_strdup (job->response));
+          od_server_respond (msg, job->status,
+                             job->status == 200 ? "application/json" : "application/problem+json",
+                             g_strdup (job->response));
           soup_server_message_unpause (msg);
         }
       if (pending->done != NULL)
@@ -354,8 +252,6 @@ batch_done (gpointer data)
       pending_free (pending);
       od_job_free (job);
     }
-  if (self != NULL)
-    tail_read (self);
   for (guint i = 0; i < batch->len; i++)
     g_object_unref (self);
   g_ptr_array_unref (batch);
@@ -459,7 +355,7 @@ refuse_command (SoupServerMessage *msg,
                 OdProblem         *problem)
 {
   od_metrics_command (NULL, od_problem_code_name (problem->code));
-  respond_problem (msg, problem);
+  od_server_respond_problem (msg, problem);
 }
 
 static void
@@ -483,7 +379,7 @@ handle_command (OdServer          *self,
   const char *data;
 
   /* The size is decided from the headers, before the token (see
-   * early_handler); this catches a chunked body that grew too large. */
+   * od_server_early_handler); this catches a chunked body that grew too large. */
   if (body->length > OD_MAX_BODY
       || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
     {
@@ -491,7 +387,7 @@ handle_command (OdServer          *self,
                                            "The body is over %d bytes.", OD_MAX_BODY));
       return;
     }
-  if ((token = authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
+  if ((token = od_server_authenticate (self, msg, OD_ROLE_OPERATOR)) == NULL)
     {
       od_metrics_command (NULL, soup_server_message_get_status (msg) == 403 ? "forbidden"
                                                                             : "unauthorized");
@@ -507,7 +403,7 @@ handle_command (OdServer          *self,
       refuse_command (msg, problem);
       return;
     }
-  key = header_once (headers, "Idempotency-Key", &duplicate);
+  key = od_server_header_once (headers, "Idempotency-Key", &duplicate);
   if (duplicate || !od_idempotency_key_valid (key))
     {
       refuse_command (msg, od_problem_new (OD_PROBLEM_IDEMPOTENCY_KEY_MISSING,
@@ -572,29 +468,39 @@ typedef struct
   gboolean frames;   /* SSE frames, else a JSON page */
 } ReadRequest;
 
-typedef struct
-{
-  GString   *text;
-  GPtrArray *entries; /* RingEntry, for the tail read */
-  gint64     last_position;
-  gint64     head;
-  guint      n_events;
-} ReadResult;
-
-static void
-ring_entry_clear (RingEntry *entry)
-{
-  g_clear_pointer (&entry->frame, g_free);
-}
-
-static void
-read_result_free (ReadResult *result)
+void
+od_server_read_result_free (ReadResult *result)
 {
   if (result->text != NULL)
     g_string_free (result->text, TRUE);
   if (result->entries != NULL)
     g_ptr_array_unref (result->entries);
   g_free (result);
+}
+
+typedef struct
+{
+  ReadRequest *request;
+  ReadResult  *result;
+  guint        seen;
+} ReadVisit;
+
+static gboolean
+read_visit (const OdEvent *event,
+            gpointer       user_data)
+{
+  ReadVisit *visit = user_data;
+  ReadResult *result = visit->result;
+
+  if (event->position > visit->request->upto
+      || (visit->seen++ > 0 && result->text->len >= PAGE_TEXT_MAX))
+    return FALSE;
+  if (!visit->request->frames && result->n_events > 0)
+    g_string_append_c (result->text, ',');
+  od_store_append_event (result->text, event, visit->request->frames);
+  result->last_position = event->position;
+  result->n_events++;
+  return TRUE;
 }
 
 static void
@@ -605,53 +511,40 @@ read_in_thread (GTask        *task,
 {
   OdServer *self = source;
   ReadRequest *request = task_data;
-  g_autoptr(GPtrArray) events = NULL;
+  ReadVisit visit = { request, g_new0 (ReadResult, 1), 0 };
+  ReadResult *result = visit.result;
   GError *error = NULL;
-  ReadResult *result;
   gint64 head = 0;
 
-  events = od_store_read_events (self->store, request->after, request->limit, &head, &error);
-  if (events == NULL)
+  result->last_position = request->after;
+  result->text = g_string_sized_new (MIN (request->limit, 2000) * 320 + 64);
+  if (!request->frames)
+    g_string_append (result->text, "{\"events\":[");
+  if (!od_store_visit_events (self->store, request->after, request->limit, &head, read_visit,
+                              &visit, &error))
     {
+      od_server_read_result_free (result);
       g_task_return_error (task, error);
       return;
     }
-  result = g_new0 (ReadResult, 1);
   result->head = head;
-  result->last_position = request->after;
-  result->text = g_string_sized_new (events->len * 320 + 64);
   if (!request->frames)
-    g_string_append (result->text, "{\"events\":[");
-  for (guint i = 0; i < events->len; i++)
     {
-      OdEvent *event = g_ptr_array_index (events, i);
-
-      if (event->position > request->upto || (i > 0 && result->text->len >= PAGE_TEXT_MAX))
-        break;
-      if (request->frames)
-        od_event_append_sse (result->text, event);
-      else
-        {
-          if (i > 0)
-            g_string_append_c (result->text, ',');
-          od_event_append_json (result->text, event);
-        }
-      result->last_position = event->position;
-      result->n_events++;
+      g_string_append (result->text, "],\"head\":");
+      od_store_append_int (result->text, head);
+      g_string_append_c (result->text, '}');
     }
-  if (!request->frames)
-    g_string_append_printf (result->text, "],\"head\":%" G_GINT64_FORMAT "}", head);
-  g_task_return_pointer (task, result, (GDestroyNotify) read_result_free);
+  g_task_return_pointer (task, result, (GDestroyNotify) od_server_read_result_free);
 }
 
-static void
-start_read (OdServer            *self,
-            gint64               after,
-            guint                limit,
-            gint64               upto,
-            gboolean             frames,
-            GAsyncReadyCallback  callback,
-            gpointer             user_data)
+void
+od_server_start_read (OdServer            *self,
+                      gint64               after,
+                      guint                limit,
+                      gint64               upto,
+                      gboolean             frames,
+                      GAsyncReadyCallback  callback,
+                      gpointer             user_data)
 {
   g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
   ReadRequest *request = g_new0 (ReadRequest, 1);
@@ -688,7 +581,7 @@ respond_busy (SoupServerMessage *msg)
                                        "shortly.");
 
   problem->retry_after = 1;
-  respond_problem (msg, problem);
+  od_server_respond_problem (msg, problem);
 }
 
 static void
@@ -705,8 +598,8 @@ page_read_done (GObject      *source,
   if (result == NULL)
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                                      error->message));
     }
   else
     {
@@ -716,19 +609,19 @@ page_read_done (GObject      *source,
       hold->len = result->text->len;
       self->page_bytes += hold->len;
       g_signal_connect (msg, "finished", G_CALLBACK (page_written), hold);
-      respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
-      read_result_free (result);
+      od_server_respond (msg, 200, "application/json", g_string_free (g_steal_pointer (&result->text), FALSE));
+      od_server_read_result_free (result);
     }
   soup_server_message_unpause (msg);
   g_object_unref (msg);
 }
 
-static gboolean
-query_int (GHashTable         *params,
-           const char         *name,
-           gint64              fallback,
-           gint64             *out,
-           SoupServerMessage  *msg)
+gboolean
+od_server_query_int (GHashTable         *params,
+                     const char         *name,
+                     gint64              fallback,
+                     gint64             *out,
+                     SoupServerMessage  *msg)
 {
   const char *text = params ? g_hash_table_lookup (params, name) : NULL;
   g_autoptr(GError) error = NULL;
@@ -738,15 +631,15 @@ query_int (GHashTable         *params,
     return TRUE;
   if (!g_ascii_string_to_signed (text, 10, G_MININT64, G_MAXINT64, out, &error))
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "%s must be an integer.", name));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "%s must be an integer.", name));
       return FALSE;
     }
   return TRUE;
 }
 
-static GHashTable *
-query_params (SoupServerMessage *msg,
-              gboolean          *ok)
+GHashTable *
+od_server_query_params (SoupServerMessage *msg,
+                        gboolean          *ok)
 {
   GUri *uri = soup_server_message_get_uri (msg);
   const char *query = g_uri_get_query (uri);
@@ -759,7 +652,7 @@ query_params (SoupServerMessage *msg,
   if (params == NULL)
     {
       *ok = FALSE;
-      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "The query string is malformed."));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "The query string is malformed."));
     }
   return params;
 }
@@ -773,10 +666,10 @@ handle_events_page (OdServer          *self,
   gsize estimate;
   gboolean ok;
 
-  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+  if (od_server_authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
     return;
-  params = query_params (msg, &ok);
-  if (!ok || !query_int (params, "after", 0, &after, msg) || !query_int (params, "limit", 1000, &limit, msg))
+  params = od_server_query_params (msg, &ok);
+  if (!ok || !od_server_query_int (params, "after", 0, &after, msg) || !od_server_query_int (params, "limit", 1000, &limit, msg))
     return;
   after = MAX (after, 0);
   limit = CLAMP (limit, 1, 10000);
@@ -792,7 +685,7 @@ handle_events_page (OdServer          *self,
   self->page_bytes += estimate;
   g_object_set_data (G_OBJECT (msg), "od-page-estimate", GSIZE_TO_POINTER (estimate));
   soup_server_message_pause (msg);
-  start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
+  od_server_start_read (self, after, limit, G_MAXINT64, FALSE, page_read_done, g_object_ref (msg));
 }
 
 typedef struct
@@ -842,12 +735,12 @@ digest_done (GObject      *source,
   char *body = g_task_propagate_pointer (G_TASK (res), &error);
 
   if (body != NULL)
-    respond (msg, 200, "application/json", body);
+    od_server_respond (msg, 200, "application/json", body);
   else
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                                      error->message));
     }
   soup_server_message_unpause (msg);
   g_object_unref (msg);
@@ -863,11 +756,11 @@ handle_events_digest (OdServer          *self,
   gint64 after, upto;
   gboolean ok;
 
-  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+  if (od_server_authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
     return;
-  params = query_params (msg, &ok);
-  if (!ok || !query_int (params, "after", 0, &after, msg)
-      || !query_int (params, "upto", -1, &upto, msg))
+  params = od_server_query_params (msg, &ok);
+  if (!ok || !od_server_query_int (params, "after", 0, &after, msg)
+      || !od_server_query_int (params, "upto", -1, &upto, msg))
     return;
   after = MAX (after, 0);
   /* The range is judged as asked, not as clamped to the head, so that
@@ -876,9 +769,9 @@ handle_events_digest (OdServer          *self,
     upto = after > G_MAXINT64 - OD_DIGEST_MAX_RANGE ? G_MAXINT64 : after + OD_DIGEST_MAX_RANGE;
   else if (upto > after && upto - after > OD_DIGEST_MAX_RANGE)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
-                                            "A digest covers at most %d positions.",
-                                            OD_DIGEST_MAX_RANGE));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
+                                                      "A digest covers at most %d positions.",
+                                                      OD_DIGEST_MAX_RANGE));
       return;
     }
   request = g_new0 (DigestRequest, 1);
@@ -903,20 +796,20 @@ head_done (GObject      *source,
   if (error != NULL)
     {
       od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
-                                            error->message));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The event store failed: %s",
+                                                      error->message));
     }
   else
-    respond (msg, 200, "application/json", head_json (head));
+    od_server_respond (msg, 200, "application/json", od_server_head_json (head));
   soup_server_message_unpause (msg);
   g_object_unref (msg);
 }
 
-static void
-head_in_thread (GTask        *task,
-                gpointer      source,
-                gpointer      task_data,
-                GCancellable *cancellable)
+void
+od_server_head_in_thread (GTask        *task,
+                          gpointer      source,
+                          gpointer      task_data,
+                          GCancellable *cancellable)
 {
   OdServer *self = source;
   GError *error = NULL;
@@ -934,422 +827,11 @@ handle_head (OdServer          *self,
 {
   g_autoptr(GTask) task = NULL;
 
-  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
+  if (od_server_authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
     return;
   soup_server_message_pause (msg);
   task = g_task_new (self, NULL, head_done, g_object_ref (msg));
-  g_task_run_in_thread (task, head_in_thread);
-}
-
-/* ------------------------------------------------------------------ */
-/* The ring and the tail                                               */
-
-static RingEntry *
-ring_at (OdServer *self,
-         guint     i)
-{
-  return &self->ring[(self->ring_start + i) % RING_CAPACITY];
-}
-
-static void
-ring_push (OdServer  *self,
-           RingEntry *entry)
-{
-  if (self->ring_len == RING_CAPACITY)
-    {
-      RingEntry *oldest = ring_at (self, 0);
-
-      self->ring_base = oldest->position;
-      ring_entry_clear (oldest);
-      self->ring_start = (self->ring_start + 1) % RING_CAPACITY;
-      self->ring_len--;
-    }
-  *ring_at (self, self->ring_len) = *entry;
-  self->ring_len++;
-}
-
-/* Index of the first entry with position > after. */
-static guint
-ring_find (OdServer *self,
-           gint64    after)
-{
-  guint lo = 0, hi = self->ring_len;
-
-  while (lo < hi)
-    {
-      guint mid = lo + (hi - lo) / 2;
-
-      if (ring_at (self, mid)->position <= after)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-  return lo;
-}
-
-static void
-tail_entries_in_thread (GTask        *task,
-                        gpointer      source,
-                        gpointer      task_data,
-                        GCancellable *cancellable)
-{
-  OdServer *self = source;
-  gint64 after = *(gint64 *) task_data;
-  g_autoptr(GPtrArray) events = NULL;
-  GError *error = NULL;
-  ReadResult *result;
-  gint64 head = 0;
-
-  events = od_store_read_events (self->store, after, TAIL_READ_LIMIT, &head, &error);
-  if (events == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  result = g_new0 (ReadResult, 1);
-  result->head = head;
-  result->entries = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < events->len; i++)
-    {
-      OdEvent *event = g_ptr_array_index (events, i);
-      RingEntry *entry = g_new0 (RingEntry, 1);
-      GString *frame = g_string_sized_new (320);
-
-      od_event_append_sse (frame, event);
-      entry->position = event->position;
-      entry->prev = event->prev;
-      entry->len = frame->len;
-      entry->frame = g_string_free (frame, FALSE);
-      g_ptr_array_add (result->entries, entry);
-    }
-  result->n_events = events->len;
-  g_task_return_pointer (task, result, (GDestroyNotify) read_result_free);
-}
-
-static void
-tail_read_done (GObject      *source,
-                GAsyncResult *res,
-                gpointer      user_data)
-{
-  OdServer *self = OD_SERVER (source);
-  g_autoptr(GError) error = NULL;
-  ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
-  gboolean more;
-
-  self->tail_reading = FALSE;
-  if (result == NULL)
-    {
-      od_metrics_add (OD_METRIC_STORE_ERRORS, 1);
-      g_warning ("reading new events failed: %s", error->message);
-      more = TRUE;
-    }
-  else
-    {
-      for (guint i = 0; i < result->entries->len; i++)
-        {
-          RingEntry *entry = g_ptr_array_index (result->entries, i);
-
-          ring_push (self, entry);
-          /* The ring owns the frame now; only the holder is freed. */
-          entry->frame = NULL;
-          self->tail_position = entry->position;
-        }
-      self->head = self->tail_position;
-      more = result->n_events == TAIL_READ_LIMIT;
-      read_result_free (result);
-
-      for (GList *l = self->subscribers; l; l = l->next)
-        subscriber_pump (l->data);
-    }
-
-  if (more || self->tail_again)
-    {
-      self->tail_again = FALSE;
-      if (result == NULL)
-        g_timeout_add_once (100, (GSourceOnceFunc) tail_read, self);
-      else
-        tail_read (self);
-    }
-  g_object_unref (self);
-}
-
-static void
-tail_read (OdServer *self)
-{
-  g_autoptr(GTask) task = NULL;
-  gint64 *after;
-
-  if (self->tail_reading)
-    {
-      self->tail_again = TRUE;
-      return;
-    }
-  self->tail_reading = TRUE;
-  after = g_new (gint64, 1);
-  *after = self->tail_position;
-  task = g_task_new (self, NULL, tail_read_done, g_object_ref (self));
-  g_task_set_task_data (task, after, g_free);
-  g_task_run_in_thread (task, tail_entries_in_thread);
-}
-
-static gboolean
-appended_idle (gpointer data)
-{
-  tail_read (data);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-store_appended (OdStore  *store,
-                OdServer *self)
-{
-  /* From any thread: hop to the main loop, where the tail lives. */
-  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, appended_idle, g_object_ref (self),
-                              g_object_unref);
-}
-
-/* ------------------------------------------------------------------ */
-/* Event stream subscribers                                            */
-
-static Subscriber *
-subscriber_ref (Subscriber *sub)
-{
-  sub->ref_count++;
-  return sub;
-}
-
-static void
-subscriber_unref (Subscriber *sub)
-{
-  if (--sub->ref_count > 0)
-    return;
-  g_clear_object (&sub->msg);
-  g_free (sub);
-}
-
-static void
-subscriber_write (Subscriber *sub,
-                  GString    *text)
-{
-  SoupMessageBody *body = soup_server_message_get_response_body (sub->msg);
-  gsize len = text->len;
-
-  od_metrics_add (OD_METRIC_STREAM_BYTES, len);
-  soup_message_body_append_take (body, (guchar *) g_string_free (text, FALSE), len);
-  sub->chunk_pending = TRUE;
-  sub->pending_since = sub->last_write = g_get_monotonic_time ();
-  soup_server_message_unpause (sub->msg);
-}
-
-static void
-append_head_frame (GString *out,
-                   gint64   head)
-{
-  g_autofree char *json = head_json (head);
-
-  g_string_append (out, "event: head\ndata: ");
-  g_string_append (out, json);
-  g_string_append (out, "\n\n");
-}
-
-static void
-replay_done (GObject      *source,
-             GAsyncResult *res,
-             gpointer      user_data)
-{
-  Subscriber *sub = user_data;
-  g_autoptr(GError) error = NULL;
-  ReadResult *result = g_task_propagate_pointer (G_TASK (res), &error);
-
-  sub->reading = FALSE;
-  if (sub->closed)
-    goto out;
-  if (result == NULL)
-    {
-      g_warning ("stream replay failed: %s; closing the stream", error->message);
-      msg_shutdown (sub->msg);
-      goto out;
-    }
-  if (result->n_events == 0 && sub->cursor < sub->server->ring_base)
-    {
-      /* Nothing in the log between the cursor and the ring: move on to
-       * the ring rather than asking again forever. */
-      sub->cursor = sub->server->ring_base;
-    }
-  else
-    sub->cursor = result->last_position;
-  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
-    {
-      append_head_frame (result->text, MAX (sub->server->head, sub->connect_head));
-      sub->head_sent = TRUE;
-    }
-  if (result->text->len > 0)
-    subscriber_write (sub, g_steal_pointer (&result->text));
-  else
-    subscriber_pump (sub);
-
-out:
-  if (result != NULL)
-    read_result_free (result);
-  subscriber_unref (sub);
-}
-
-static void
-subscriber_pump (Subscriber *sub)
-{
-  OdServer *self = sub->server;
-  gint64 upto = sub->head_sent ? G_MAXINT64 : sub->connect_head;
-  GString *out = NULL;
-
-  if (sub->closed || sub->chunk_pending || sub->reading || !sub->head_known)
-    return;
-
-  if (sub->cursor < upto && sub->cursor < self->tail_position)
-    {
-      if (sub->cursor < self->ring_base)
-        {
-          sub->reading = TRUE;
-          start_read (self, sub->cursor, REPLAY_READ_LIMIT, upto, TRUE, replay_done,
-                      subscriber_ref (sub));
-          return;
-        }
-      out = g_string_sized_new (CHUNK_MAX_BYTES + 1024);
-      for (guint i = ring_find (self, sub->cursor), n = 0;
-           i < self->ring_len && out->len < CHUNK_MAX_BYTES && n < CHUNK_MAX_EVENTS; i++, n++)
-        {
-          RingEntry *entry = ring_at (self, i);
-
-          if (entry->position > upto)
-            break;
-          g_string_append_len (out, entry->frame, entry->len);
-          sub->cursor = entry->position;
-        }
-    }
-
-  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
-    {
-      if (out == NULL)
-        out = g_string_new (NULL);
-      append_head_frame (out, MAX (self->head, sub->connect_head));
-      sub->head_sent = TRUE;
-    }
-
-  if (out != NULL && out->len > 0)
-    subscriber_write (sub, out);
-  else if (out != NULL)
-    g_string_free (out, TRUE);
-}
-
-static void
-subscriber_wrote_chunk (SoupServerMessage *msg,
-                        Subscriber        *sub)
-{
-  sub->chunk_pending = FALSE;
-  subscriber_pump (sub);
-}
-
-static void
-subscriber_finished (SoupServerMessage *msg,
-                     Subscriber        *sub)
-{
-  OdServer *self = sub->server;
-
-  sub->closed = TRUE;
-  g_signal_handler_disconnect (msg, sub->wrote_id);
-  g_signal_handler_disconnect (msg, sub->finished_id);
-  self->subscribers = g_list_remove (self->subscribers, sub);
-  self->n_subscribers--;
-  subscriber_unref (sub);
-}
-
-/* The head "current when the client connected" is the store's: the ring's
- * tail may still be reading the newest commit.  The response stays paused
- * until it is known, so a client that reads the head after its stream
- * opened never sees one older than the stream's first head frame. */
-static void
-stream_head_done (GObject      *source,
-                  GAsyncResult *res,
-                  gpointer      user_data)
-{
-  Subscriber *sub = user_data;
-  OdServer *self = OD_SERVER (source);
-  g_autoptr(GError) error = NULL;
-  gssize head = g_task_propagate_int (G_TASK (res), &error);
-
-  if (error != NULL)
-    g_warning ("reading the head for a new stream failed: %s", error->message);
-  else
-    sub->connect_head = MAX (sub->connect_head, head);
-  sub->head_known = TRUE;
-  if (!sub->closed)
-    {
-      if (sub->connect_head > self->tail_position)
-        tail_read (self);
-      /* Unpauses: the headers and this frame go out now; the replay
-       * follows once it is written. */
-      subscriber_write (sub, g_string_new ("retry: 2000\n\n"));
-    }
-  subscriber_unref (sub);
-}
-
-static void
-handle_stream (OdServer          *self,
-               SoupServerMessage *msg)
-{
-  SoupMessageHeaders *request_headers = soup_server_message_get_request_headers (msg);
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
-  g_autoptr(GHashTable) params = NULL;
-  const char *last_id;
-  Subscriber *sub;
-  gboolean duplicate, ok;
-  gint64 after;
-
-  if (authenticate (self, msg, OD_ROLE_VIEWER) == NULL)
-    return;
-  params = query_params (msg, &ok);
-  if (!ok || !query_int (params, "after", 0, &after, msg))
-    return;
-  last_id = header_once (request_headers, "Last-Event-ID", &duplicate);
-  if (duplicate)
-    {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED, "Last-Event-ID was given twice."));
-      return;
-    }
-  if (last_id != NULL && !g_ascii_string_to_signed (last_id, 10, G_MININT64, G_MAXINT64,
-                                                    &after, NULL))
-    {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_MALFORMED,
-                                            "Last-Event-ID must be an integer."));
-      return;
-    }
-
-  sub = g_new0 (Subscriber, 1);
-  sub->ref_count = 1;
-  sub->server = self;
-  sub->msg = g_object_ref (msg);
-  sub->cursor = MAX (after, 0);
-  sub->connect_head = self->head;
-  self->subscribers = g_list_prepend (self->subscribers, sub);
-  self->n_subscribers++;
-
-  soup_server_message_set_status (msg, 200, NULL);
-  /* A stream ends when the client goes, which libsoup reports as a 500:
-   * the log says what the client was answered. */
-  g_object_set_data (G_OBJECT (msg), "od-status", GUINT_TO_POINTER (200));
-  soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
-  soup_message_headers_replace (headers, "Cache-Control", "no-store");
-  soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
-  soup_message_body_set_accumulate (soup_server_message_get_response_body (msg), FALSE);
-  sub->wrote_id = g_signal_connect (msg, "wrote-chunk", G_CALLBACK (subscriber_wrote_chunk), sub);
-  sub->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (subscriber_finished), sub);
-
-  soup_server_message_pause (msg);
-
-  {
-    g_autoptr(GTask) task = g_task_new (self, NULL, stream_head_done, subscriber_ref (sub));
-
-    g_task_run_in_thread (task, head_in_thread);
-  }
+  g_task_run_in_thread (task, od_server_head_in_thread);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1371,11 +853,11 @@ ready_answer (ReadyWaiter *waiter,
               const char  *why)
 {
   if (ready)
-    respond (waiter->msg, 200, "application/json",
-             g_strdup_printf ("{\"status\":\"ok\",\"head\":%" G_GINT64_FORMAT "}", head));
+    od_server_respond (waiter->msg, 200, "application/json",
+                       g_strdup_printf ("{\"status\":\"ok\",\"head\":%" G_GINT64_FORMAT "}", head));
   else
-    respond_problem (waiter->msg, od_problem_new (OD_PROBLEM_NOT_READY,
-                                                  "The event store cannot be used now: %s", why));
+    od_server_respond_problem (waiter->msg, od_problem_new (OD_PROBLEM_NOT_READY,
+                                                            "The event store cannot be used now: %s", why));
   soup_server_message_unpause (waiter->msg);
   g_clear_handle_id (&waiter->timeout_id, g_source_remove);
   g_object_unref (waiter->msg);
@@ -1438,7 +920,7 @@ handle_ready (OdServer          *self,
 
   if (self->stopping)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_READY, "The server is stopping."));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_READY, "The server is stopping."));
       return;
     }
   waiter = g_new0 (ReadyWaiter, 1);
@@ -1464,7 +946,7 @@ handle_metrics (OdServer          *self,
     {
       SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
       gboolean duplicate;
-      const char *value = header_once (headers, "Authorization", &duplicate);
+      const char *value = od_server_header_once (headers, "Authorization", &duplicate);
       guint8 digest[32] = { 0 };
       guint8 diff = 1;
 
@@ -1482,14 +964,14 @@ handle_metrics (OdServer          *self,
         }
       if (diff != 0)
         {
-          respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
-                                                "GET /metrics needs the metrics token."));
+          od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAUTHORIZED,
+                                                          "GET /metrics needs the metrics token."));
           return;
         }
       g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup ("metrics"), g_free);
     }
-  respond (msg, 200, "text/plain; version=0.0.4; charset=utf-8",
-           od_metrics_render (self->head, self->n_subscribers));
+  od_server_respond (msg, 200, "text/plain; version=0.0.4; charset=utf-8",
+                     od_metrics_render (self->head, self->n_subscribers));
 }
 
 static gboolean
@@ -1584,405 +1066,6 @@ log_request (SoupServer        *server,
                     duration, token_name ? token_name : "-", request_id);
 }
 
-/* Connections                                                         */
-
-/* One accepted connection, from accept() to close.  libsoup 3.2 is given
- * each one through soup_server_accept_iostream() wrapped in an
- * OdConnStream: its own listener drops its listening source for good
- * when accept() fails (EMFILE), and it leaks idle keep-alive connections
- * whose peer closed. */
-typedef struct
-{
-  OdServer          *server;
-  GSocket           *socket;
-  GIOStream         *base;      /* GSocketConnection or GTlsServerConnection */
-  OdConnStream      *stream;    /* what libsoup has; NULL before that */
-  GSocketAddress    *remote;
-  GCancellable      *handshake;
-  guint              handshake_timeout_id;
-  SoupServerMessage *last;      /* the last finished request, while idle */
-  gboolean           idle;
-  gint64             idle_since;
-  gboolean           stall_logged;
-} Conn;
-
-static void
-conn_free (Conn *conn)
-{
-  OdServer *self = conn->server;
-
-  g_hash_table_remove (self->conns, conn);
-  g_clear_handle_id (&conn->handshake_timeout_id, g_source_remove);
-  g_clear_object (&conn->handshake);
-  g_clear_object (&conn->last);
-  if (conn->remote != NULL)
-    g_object_set_data (G_OBJECT (conn->remote), "od-conn", NULL);
-  g_clear_object (&conn->remote);
-  if (conn->stream != NULL)
-    {
-      g_signal_handlers_disconnect_by_data (conn->stream, conn);
-      g_clear_object (&conn->stream);
-    }
-  if (conn->base != NULL && !g_io_stream_is_closed (conn->base))
-    g_io_stream_close (conn->base, NULL, NULL);
-  g_clear_object (&conn->base);
-  g_clear_object (&conn->socket);
-  g_free (conn);
-}
-
-/* The connection a request arrived on.  libsoup keeps the remote address
- * object it was given with the stream, and hands it back per request. */
-static Conn *
-conn_for_msg (SoupServerMessage *msg)
-{
-  GSocketAddress *remote = soup_server_message_get_remote_address (msg);
-
-  return remote != NULL ? g_object_get_data (G_OBJECT (remote), "od-conn") : NULL;
-}
-
-static GSocket *
-msg_socket (SoupServerMessage *msg)
-{
-  Conn *conn = conn_for_msg (msg);
-
-  return conn != NULL ? conn->socket : NULL;
-}
-
-/* Ends a connection at once: libsoup's next read or write fails, and it
- * cleans up as for any client that went away. */
-static void
-msg_shutdown (SoupServerMessage *msg)
-{
-  GSocket *socket = msg_socket (msg);
-
-  if (socket != NULL && !g_socket_is_closed (socket))
-    g_socket_shutdown (socket, TRUE, TRUE, NULL);
-}
-
-/* Writes a whole short answer without waiting, through TLS when the
- * connection has it; what does not fit is dropped (the connection is
- * closed next anyway). */
-static void
-msg_write_raw (SoupServerMessage *msg,
-               const char        *response)
-{
-  Conn *conn = conn_for_msg (msg);
-  GOutputStream *out;
-
-  if (conn == NULL || conn->base == NULL || g_io_stream_is_closed (conn->base))
-    return;
-  out = g_io_stream_get_output_stream (conn->base);
-  g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (out), response,
-                                              strlen (response), NULL, NULL);
-}
-
-static void
-conn_stream_closed (OdConnStream *stream,
-                    Conn         *conn)
-{
-  conn_free (conn);
-}
-
-/* Takes an idle connection back from libsoup and closes it. */
-static void
-conn_close_idle (Conn *conn)
-{
-  g_autoptr(GIOStream) stolen = NULL;
-
-  if (conn->last != NULL)
-    {
-      g_autoptr(SoupServerMessage) last = g_steal_pointer (&conn->last);
-
-      stolen = soup_server_message_steal_connection (last);
-    }
-  if (stolen != NULL)
-    g_io_stream_close (stolen, NULL, NULL);
-  else if (conn->socket != NULL && !g_socket_is_closed (conn->socket))
-    g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
-}
-
-static void
-conn_peer_gone (OdConnStream *stream,
-                Conn         *conn)
-{
-  conn_close_idle (conn);
-}
-
-static void
-conn_hand_over (Conn *conn)
-{
-  OdServer *self = conn->server;
-  g_autoptr(GSocketAddress) local = g_socket_get_local_address (conn->socket, NULL);
-  g_autoptr(GError) error = NULL;
-
-  conn->remote = g_socket_get_remote_address (conn->socket, NULL);
-  if (local == NULL || conn->remote == NULL)
-    {
-      conn_free (conn);
-      return;
-    }
-  conn->stream = od_conn_stream_new (conn->base);
-  g_signal_connect (conn->stream, "closed", G_CALLBACK (conn_stream_closed), conn);
-  g_signal_connect (conn->stream, "peer-gone", G_CALLBACK (conn_peer_gone), conn);
-  g_object_set_data (G_OBJECT (conn->remote), "od-conn", conn);
-  if (!soup_server_accept_iostream (self->soup, G_IO_STREAM (conn->stream), local, conn->remote,
-                                    &error))
-    {
-      g_warning ("a connection could not be served: %s", error->message);
-      conn_free (conn);
-    }
-}
-
-static gboolean
-conn_handshake_timeout (gpointer data)
-{
-  Conn *conn = data;
-
-  conn->handshake_timeout_id = 0;
-  g_cancellable_cancel (conn->handshake);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-conn_handshake_done (GObject      *source,
-                     GAsyncResult *res,
-                     gpointer      user_data)
-{
-  Conn *conn = user_data;
-  g_autoptr(OdServer) self = conn->server;
-
-  if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), res, NULL)
-      || self->stopping)
-    {
-      conn_free (conn);
-      return;
-    }
-  g_clear_handle_id (&conn->handshake_timeout_id, g_source_remove);
-  g_clear_object (&conn->handshake);
-  conn_hand_over (conn);
-}
-
-/* Beyond the cap a connection gets a short 503 (plain HTTP) or is
- * closed at once (HTTPS: a handshake is what the cap saves).  The rest of
- * the client's request is read and dropped for a moment so that closing
- * does not reset the connection before the answer is read. */
-typedef struct
-{
-  OdServer *server;
-  GSocket  *socket;
-  GSource  *source;
-  guint     timeout_id;
-} Refusing;
-
-static void
-refusing_free (Refusing *refusing)
-{
-  refusing->server->n_refusing--;
-  g_object_unref (refusing->server);
-  g_clear_handle_id (&refusing->timeout_id, g_source_remove);
-  if (refusing->source != NULL)
-    {
-      g_source_destroy (refusing->source);
-      g_source_unref (refusing->source);
-    }
-  g_socket_close (refusing->socket, NULL);
-  g_object_unref (refusing->socket);
-  g_free (refusing);
-}
-
-static gboolean
-refusing_timeout (gpointer data)
-{
-  Refusing *refusing = data;
-
-  refusing->timeout_id = 0;
-  refusing_free (refusing);
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-refusing_readable (GSocket      *socket,
-                   GIOCondition  condition,
-                   gpointer      data)
-{
-  Refusing *refusing = data;
-  g_autoptr(GError) error = NULL;
-  char buf[4096];
-  gssize n = g_socket_receive_with_blocking (socket, buf, sizeof buf, FALSE, NULL, &error);
-
-  if (n == 0 || (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)))
-    {
-      refusing_free (refusing);
-      return G_SOURCE_REMOVE;
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-static char *raw_response (OdProblem *problem);
-
-static void
-refuse_connection (OdServer *self,
-                   GSocket  *socket)
-{
-  Refusing *refusing;
-  g_autofree char *response = NULL;
-  OdProblem *problem;
-
-  if (self->certificate != NULL || self->n_refusing >= REFUSING_MAX)
-    {
-      g_socket_close (socket, NULL);
-      return;
-    }
-  problem = od_problem_new (OD_PROBLEM_UNAVAILABLE,
-                            "The server has %u open connections, its limit; retry shortly.",
-                            self->max_conns);
-  problem->retry_after = 1;
-  response = raw_response (problem);
-  g_socket_send_with_blocking (socket, response, strlen (response), FALSE, NULL, NULL);
-  g_socket_shutdown (socket, FALSE, TRUE, NULL);
-
-  refusing = g_new0 (Refusing, 1);
-  refusing->server = g_object_ref (self);
-  refusing->socket = g_object_ref (socket);
-  self->n_refusing++;
-  refusing->source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
-  g_source_set_callback (refusing->source, G_SOURCE_FUNC (refusing_readable), refusing, NULL);
-  g_source_attach (refusing->source, NULL);
-  refusing->timeout_id = g_timeout_add (1000, refusing_timeout, refusing);
-}
-
-static void
-accept_connection (OdServer *self,
-                   GSocket  *socket)
-{
-  Conn *conn;
-
-  if (g_hash_table_size (self->conns) >= self->max_conns || self->stopping)
-    {
-      refuse_connection (self, socket);
-      return;
-    }
-  conn = g_new0 (Conn, 1);
-  conn->server = self;
-  conn->socket = g_object_ref (socket);
-  g_hash_table_add (self->conns, conn);
-  g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, TRUE, NULL);
-  conn->base = G_IO_STREAM (g_socket_connection_factory_create_connection (socket));
-  if (self->certificate == NULL)
-    {
-      conn_hand_over (conn);
-      return;
-    }
-
-  {
-    g_autoptr(GError) error = NULL;
-    GIOStream *tls = g_tls_server_connection_new (conn->base, self->certificate, &error);
-
-    if (tls == NULL)
-      {
-        g_warning ("TLS: %s", error->message);
-        conn_free (conn);
-        return;
-      }
-    g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
-    g_object_unref (conn->base);
-    conn->base = tls;
-    /* A client that never finishes its handshake gets the request
-     * timeout, like one that never sends its request. */
-    conn->handshake = g_cancellable_new ();
-    conn->handshake_timeout_id = g_timeout_add (self->request_timeout_usec / 1000,
-                                                conn_handshake_timeout, conn);
-    g_object_ref (self);
-    g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
-                                      conn->handshake, conn_handshake_done, conn);
-  }
-}
-
-static gboolean accept_ready (GSocket *listener, GIOCondition condition, gpointer data);
-
-static void
-accept_arm (OdServer *self)
-{
-  self->accept_source = g_socket_create_source (self->listen_socket, G_IO_IN, NULL);
-  g_source_set_callback (self->accept_source, G_SOURCE_FUNC (accept_ready), self, NULL);
-  g_source_attach (self->accept_source, NULL);
-}
-
-static gboolean
-accept_retry (gpointer data)
-{
-  OdServer *self = data;
-
-  self->accept_retry_id = 0;
-  accept_arm (self);
-  return G_SOURCE_REMOVE;
-}
-
-static gboolean
-accept_ready (GSocket      *listener,
-              GIOCondition  condition,
-              gpointer      data)
-{
-  OdServer *self = data;
-
-  for (guint i = 0; i < 64; i++)
-    {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(GSocket) socket = g_socket_accept (listener, NULL, &error);
-
-      if (socket != NULL)
-        {
-          if (self->accept_failing)
-            {
-              g_message ("accepting connections again (%u open)",
-                         g_hash_table_size (self->conns));
-              self->accept_failing = FALSE;
-            }
-          accept_connection (self, socket);
-          continue;
-        }
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        break;
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)
-          || error->code == G_IO_ERROR_NO_SPACE || error->code == G_IO_ERROR_FAILED)
-        {
-          /* Out of file descriptors (or kernel memory): the pending
-           * connections wait in the backlog while open ones finish;
-           * accept again shortly, never busy-loop, log once. */
-          if (!self->accept_failing)
-            g_warning ("accept: %s (%u connections open); retrying every %d ms",
-                       error->message, g_hash_table_size (self->conns), ACCEPT_RETRY_MS);
-          self->accept_failing = TRUE;
-          g_source_destroy (self->accept_source);
-          g_clear_pointer (&self->accept_source, g_source_unref);
-          self->accept_retry_id = g_timeout_add (ACCEPT_RETRY_MS, accept_retry, self);
-          return G_SOURCE_REMOVE;
-        }
-      /* ECONNABORTED and the like concern one connection only. */
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-/* Raises the soft RLIMIT_NOFILE to the hard limit and returns what is in
- * effect. */
-static guint64
-raise_fd_limit (void)
-{
-  struct rlimit limit;
-
-  if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
-    return 1024;
-  if (limit.rlim_cur < limit.rlim_max)
-    {
-      struct rlimit raised = limit;
-
-      raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? 1024 * 1024 : limit.rlim_max;
-      if (setrlimit (RLIMIT_NOFILE, &raised) == 0)
-        limit = raised;
-    }
-  return limit.rlim_cur == RLIM_INFINITY ? 1024 * 1024 : limit.rlim_cur;
-}
-
 /* ------------------------------------------------------------------ */
 /* Routing, limits and timeouts                                        */
 
@@ -2006,7 +1089,7 @@ handle_request (SoupServer        *server,
     return handle_ready (self, msg);
   if (self->stopping)
     {
-      respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_UNAVAILABLE, "The server is stopping."));
       return;
     }
 
@@ -2031,7 +1114,7 @@ handle_request (SoupServer        *server,
   else if (g_strcmp0 (path, "/v1/events/stream") == 0)
     {
       if (is_get)
-        return handle_stream (self, msg);
+        return od_server_handle_stream (self, msg);
       allow = "GET";
     }
   else if (g_strcmp0 (path, "/v1/head") == 0)
@@ -2043,7 +1126,7 @@ handle_request (SoupServer        *server,
   else if (g_strcmp0 (path, "/v1/health") == 0)
     {
       if (is_get)
-        return respond (msg, 200, "application/json", g_strdup ("{\"status\":\"ok\"}"));
+        return od_server_respond (msg, 200, "application/json", g_strdup ("{\"status\":\"ok\"}"));
       allow = "GET";
     }
   else if (g_strcmp0 (path, "/v1/ready") == 0)
@@ -2058,396 +1141,24 @@ handle_request (SoupServer        *server,
   if (allow != NULL)
     {
       soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", allow);
-      respond_problem (msg, od_problem_new (OD_PROBLEM_METHOD_NOT_ALLOWED,
-                                            "%s is not allowed on %s.", method, path));
+      od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_METHOD_NOT_ALLOWED,
+                                                      "%s is not allowed on %s.", method, path));
     }
   else
-    respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_FOUND, "No route %s.", path));
+    od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_NOT_FOUND, "No route %s.", path));
 }
-
-/* A request refused from its headers alone (body too large, headers too
- * large) is answered on the raw connection, which is then closed: libsoup
- * would otherwise go on reading a body nobody wants.  The rest of the
- * client's upload is read and dropped for a moment first, so that closing
- * does not reset the connection before the client has read the answer. */
-typedef struct
-{
-  GIOStream    *stream;
-  GSocket      *socket;
-  GCancellable *cancellable;
-  guint8        buf[16384];
-  gsize         drained;
-  guint         timeout_id;
-} Rejected;
-
-static void
-rejected_free (Rejected *rejected)
-{
-  g_clear_handle_id (&rejected->timeout_id, g_source_remove);
-  g_io_stream_close (rejected->stream, NULL, NULL);
-  g_clear_object (&rejected->socket);
-  g_object_unref (rejected->cancellable);
-  g_object_unref (rejected->stream);
-  g_free (rejected);
-}
-
-static gboolean
-rejected_timeout (gpointer data)
-{
-  Rejected *rejected = data;
-
-  /* The pending read ends with G_IO_ERROR_CANCELLED and frees it. */
-  rejected->timeout_id = 0;
-  g_cancellable_cancel (rejected->cancellable);
-  return G_SOURCE_REMOVE;
-}
-
-static void
-rejected_drained (GObject      *source,
-                  GAsyncResult *res,
-                  gpointer      user_data)
-{
-  Rejected *rejected = user_data;
-  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), res, NULL);
-
-  rejected->drained += MAX (n, 0);
-  if (n <= 0 || rejected->drained > 16 * 1024 * 1024)
-    {
-      rejected_free (rejected);
-      return;
-    }
-  g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
-                             sizeof rejected->buf, G_PRIORITY_LOW, rejected->cancellable,
-                             rejected_drained, rejected);
-}
-
-static void
-rejected_written (GObject      *source,
-                  GAsyncResult *res,
-                  gpointer      user_data)
-{
-  Rejected *rejected = user_data;
-
-  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, NULL))
-    {
-      rejected_free (rejected);
-      return;
-    }
-  /* End of the answer for the client; what it still sends is read and
-   * dropped for 2 s at most, then the connection is closed. */
-  if (rejected->socket != NULL)
-    g_socket_shutdown (rejected->socket, FALSE, TRUE, NULL);
-  rejected->timeout_id = g_timeout_add_seconds (2, rejected_timeout, rejected);
-  g_input_stream_read_async (g_io_stream_get_input_stream (rejected->stream), rejected->buf,
-                             sizeof rejected->buf, G_PRIORITY_LOW, rejected->cancellable,
-                             rejected_drained, rejected);
-}
-
-/* A whole HTTP/1.1 answer for a connection that closes after it; takes
- * the problem. */
-static char *
-raw_response (OdProblem *problem)
-{
-  g_autofree char *body = od_problem_to_json (problem);
-  char *text = g_strdup_printf ("HTTP/1.1 %u %s\r\nContent-Type: application/problem+json\r\n"
-                                "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                                problem->status, problem->title, strlen (body), body);
-
-  od_problem_free (problem);
-  return text;
-}
-
-static void
-reject_connection (OdServer          *server,
-                   SoupServerMessage *msg,
-                   OdProblem         *problem)
-{
-  Rejected *rejected = g_new0 (Rejected, 1);
-  char *response = raw_response (problem);
-  gsize len = strlen (response);
-
-  g_hash_table_remove (server->requests, msg);
-  rejected->cancellable = g_cancellable_new ();
-  if (msg_socket (msg) != NULL)
-    rejected->socket = g_object_ref (msg_socket (msg));
-  rejected->stream = soup_server_message_steal_connection (msg);
-  g_object_set_data_full (G_OBJECT (rejected->stream), "od-response", response, g_free);
-  g_output_stream_write_all_async (g_io_stream_get_output_stream (rejected->stream),
-                                   g_object_get_data (G_OBJECT (rejected->stream), "od-response"),
-                                   len, G_PRIORITY_DEFAULT, NULL, rejected_written, rejected);
-}
-
-static void
-request_got_chunk (SoupServerMessage *msg,
-                   GBytes            *chunk,
-                   gpointer           user_data)
-{
-  SoupMessageBody *body = soup_server_message_get_request_body (msg);
-
-  /* A chunked body has no length up front.  Once it is too large it is no
-   * longer kept, the 413 goes straight to the socket (libsoup has written
-   * nothing for this request yet) and the sending side is closed; the
-   * request timeout ends the connection if the client keeps sending. */
-  if (body->length > OD_MAX_BODY
-      && !GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
-    {
-      GSocket *socket = msg_socket (msg);
-
-      g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
-      soup_message_body_set_accumulate (body, FALSE);
-      soup_message_body_truncate (body);
-      if (socket != NULL)
-        {
-          g_autofree char *response = raw_response (
-            od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE, "The body is over %d bytes.",
-                            OD_MAX_BODY));
-
-          /* Through TLS when the connection has it. */
-          msg_write_raw (msg, response);
-          g_socket_shutdown (socket, FALSE, TRUE, NULL);
-        }
-    }
-}
-
-static void
-early_handler (SoupServer        *server,
-               SoupServerMessage *msg,
-               const char        *path,
-               GHashTable        *query,
-               gpointer           user_data)
-{
-  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
-  SoupMessageHeadersIter iter;
-  const char *name, *value;
-  gsize header_bytes = 0;
-
-  soup_message_headers_iter_init (&iter, headers);
-  while (soup_message_headers_iter_next (&iter, &name, &value))
-    header_bytes += strlen (name) + strlen (value) + 4;
-  if (header_bytes > MAX_HEADER_BYTES)
-    {
-      reject_connection (user_data, msg, od_problem_new (OD_PROBLEM_HEADERS_TOO_LARGE,
-                                            "Request headers are limited to %d bytes.",
-                                            MAX_HEADER_BYTES));
-      return;
-    }
-
-  /* Content-Length is read here, from the raw header, before libsoup
-   * uses its own reading of it (which takes "-5" or 2^63 for a length
-   * and then reads a body of a different size: request smuggling).  It
-   * must be one run of decimal digits; two of them, or one together
-   * with Transfer-Encoding, would let two parsers disagree on where the
-   * body ends.  Any refusal closes the connection. */
-  {
-    SoupMessageHeadersIter it;
-    const char *hname, *hvalue;
-    g_autoptr(GPtrArray) lengths = g_ptr_array_new ();
-    guint n_encoding = 0;
-    guint64 length = 0;
-    OdContentLength verdict;
-
-    soup_message_headers_iter_init (&it, headers);
-    while (soup_message_headers_iter_next (&it, &hname, &hvalue))
-      {
-        if (g_ascii_strcasecmp (hname, "Content-Length") == 0)
-          g_ptr_array_add (lengths, (gpointer) hvalue);
-        else if (g_ascii_strcasecmp (hname, "Transfer-Encoding") == 0)
-          n_encoding++;
-      }
-    verdict = od_http_content_length ((const char * const *) lengths->pdata, lengths->len,
-                                      OD_MAX_BODY, &length);
-    if (verdict == OD_CONTENT_LENGTH_MALFORMED
-        || (verdict != OD_CONTENT_LENGTH_NONE && n_encoding > 0) || n_encoding > 1)
-      {
-        reject_connection (user_data, msg,
-                           od_problem_new (OD_PROBLEM_MALFORMED,
-                                           "Content-Length must be one decimal number, and not "
-                                           "given together with Transfer-Encoding."));
-        return;
-      }
-    if (verdict == OD_CONTENT_LENGTH_TOO_LARGE)
-      {
-        reject_connection (user_data, msg,
-                           od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
-                                           "The body is over %d bytes (Content-Length %.40s).",
-                                           OD_MAX_BODY, (const char *) lengths->pdata[0]));
-        return;
-      }
-  }
-
-  g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
-}
-
-static void
-request_started (SoupServer        *server,
-                 SoupServerMessage *msg,
-                 OdServer          *self)
-{
-  Conn *conn = conn_for_msg (msg);
-
-  if (conn != NULL)
-    {
-      conn->idle = FALSE;
-      od_conn_stream_set_idle (conn->stream, FALSE);
-      g_clear_object (&conn->last);
-    }
-  g_hash_table_insert (self->requests, g_object_ref (msg), GINT_TO_POINTER (1));
-  g_object_set_data (G_OBJECT (msg), "od-started",
-                     GSIZE_TO_POINTER ((gsize) (g_get_monotonic_time () / 1000)));
-}
-
-static void
-request_ended (SoupServer        *server,
-               SoupServerMessage *msg,
-               OdServer          *self)
-{
-  g_hash_table_remove (self->requests, msg);
-}
-
-/* Between two requests a connection is idle: a peer that closes it then,
- * or stays silent past the request timeout, loses it (conn_close_idle).
- * If libsoup closes the connection instead, "closed" frees it. */
-static void
-request_finished (SoupServer        *server,
-                  SoupServerMessage *msg,
-                  OdServer          *self)
-{
-  Conn *conn = conn_for_msg (msg);
-
-  g_hash_table_remove (self->requests, msg);
-  if (conn == NULL || conn->stream == NULL)
-    return;
-  conn->idle = TRUE;
-  conn->idle_since = g_get_monotonic_time ();
-  /* Kept only to take the connection back: not its bodies (a page can
-   * be megabytes). */
-  soup_message_body_truncate (soup_server_message_get_response_body (msg));
-  soup_message_body_truncate (soup_server_message_get_request_body (msg));
-  g_set_object (&conn->last, msg);
-  od_conn_stream_set_idle (conn->stream, TRUE);
-}
-
 static gboolean
 tick (gpointer data)
 {
   OdServer *self = data;
   gint64 now = g_get_monotonic_time ();
-  GHashTableIter iter;
-  gpointer key;
 
-  /* Requests still being read after the timeout: slow or stuck clients
-   * (including idle keep-alive connections) lose their connection. */
-  g_hash_table_iter_init (&iter, self->requests);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    {
-      SoupServerMessage *msg = key;
-      gint64 started = (gint64) GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-started"))
-                       * 1000;
+  od_server_conn_tick (self, now);
+  od_server_stream_tick (self, now);
 
-      if (now - started > self->request_timeout_usec)
-        {
-          GSocket *socket = msg_socket (msg);
-
-          /* libsoup is still reading this request and has written nothing
-           * for it, so the answer can go straight to the connection
-           * (through TLS when it has it); shutting the socket down then
-           * lets libsoup clean up as for any dropped client. */
-          if (socket != NULL && !g_socket_is_closed (socket))
-            {
-              OdProblem *problem = od_problem_new (OD_PROBLEM_REQUEST_TIMEOUT,
-                                                   "The request did not arrive within %"
-                                                   G_GINT64_FORMAT " s.",
-                                                   self->request_timeout_usec / G_USEC_PER_SEC);
-              g_autofree char *response = raw_response (problem);
-
-              msg_write_raw (msg, response);
-              g_socket_shutdown (socket, TRUE, TRUE, NULL);
-            }
-          g_hash_table_iter_remove (&iter);
-        }
-    }
-
-  /* Idle connections past the request timeout are closed; a response
-   * the peer has not read for the stall timeout ends its connection
-   * (every response, not only the stream: slow readers must not pin
-   * memory). */
-  {
-    g_autoptr(GPtrArray) idle = g_ptr_array_new ();
-
-    g_hash_table_iter_init (&iter, self->conns);
-    while (g_hash_table_iter_next (&iter, &key, NULL))
-      {
-        Conn *conn = key;
-        gint64 blocked = conn->stream ? od_conn_stream_get_write_blocked_since (conn->stream) : 0;
-
-        if (conn->idle && now - conn->idle_since > self->request_timeout_usec)
-          g_ptr_array_add (idle, conn);
-        else if (blocked != 0 && now - blocked > self->stall_timeout_usec && !conn->stall_logged)
-          {
-            g_message ("closing a connection whose peer read nothing for %" G_GINT64_FORMAT " s",
-                       (now - blocked) / G_USEC_PER_SEC);
-            conn->stall_logged = TRUE;
-            g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
-          }
-      }
-    for (guint i = 0; i < idle->len; i++)
-      conn_close_idle (g_ptr_array_index (idle, i));
-  }
-
-  for (GList *l = self->subscribers; l; l = l->next)
-    {
-      Subscriber *sub = l->data;
-
-      if (sub->chunk_pending && !sub->dropped
-          && now - sub->pending_since > self->stall_timeout_usec)
-        {
-          sub->dropped = TRUE;
-          od_metrics_add (OD_METRIC_SLOW_SUBSCRIBERS, 1);
-          g_message ("disconnecting a stream subscriber that read nothing for %" G_GINT64_FORMAT
-                     " s (at position %" G_GINT64_FORMAT ")",
-                     (now - sub->pending_since) / G_USEC_PER_SEC, sub->cursor);
-          msg_shutdown (sub->msg);
-        }
-      else if (sub->head_sent && !sub->chunk_pending && !sub->reading
-               && now - sub->last_write >= IDLE_HEAD_USEC)
-        {
-          GString *out = g_string_new (NULL);
-
-          append_head_frame (out, self->head);
-          subscriber_write (sub, out);
-        }
-    }
   return G_SOURCE_CONTINUE;
 }
 
-/* ------------------------------------------------------------------ */
-
-/* Closes the listening socket and every connection not yet given to
- * libsoup (soup_server_disconnect closes the others). */
-static void
-stop_accepting (OdServer *self)
-{
-  GHashTableIter iter;
-  gpointer key;
-
-  if (self->accept_source != NULL)
-    {
-      g_source_destroy (self->accept_source);
-      g_clear_pointer (&self->accept_source, g_source_unref);
-    }
-  g_clear_handle_id (&self->accept_retry_id, g_source_remove);
-  if (self->listen_socket != NULL)
-    g_socket_close (self->listen_socket, NULL);
-  g_clear_object (&self->listen_socket);
-  g_hash_table_iter_init (&iter, self->conns);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    {
-      Conn *conn = key;
-
-      if (conn->handshake != NULL)
-        g_cancellable_cancel (conn->handshake);
-    }
-}
 
 static void
 od_server_dispose (GObject *object)
@@ -2457,7 +1168,7 @@ od_server_dispose (GObject *object)
   g_clear_handle_id (&self->tick_id, g_source_remove);
   if (self->appended_id != 0)
     g_clear_signal_handler (&self->appended_id, self->store);
-  stop_accepting (self);
+  od_server_stop_accepting (self);
   if (self->soup != NULL)
     soup_server_disconnect (self->soup);
   g_clear_object (&self->soup);
@@ -2471,9 +1182,7 @@ od_server_finalize (GObject *object)
 {
   OdServer *self = OD_SERVER (object);
 
-  for (guint i = 0; i < self->ring_len; i++)
-    ring_entry_clear (ring_at (self, i));
-  g_free (self->ring);
+  od_server_stream_clear (self);
   g_clear_object (&self->store);
   g_clear_pointer (&self->queue, g_async_queue_unref);
   g_clear_pointer (&self->in_flight, g_hash_table_unref);
@@ -2503,7 +1212,6 @@ od_server_init (OdServer *self)
   self->buckets = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->requests = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->conns = g_hash_table_new (NULL, NULL);
-  self->ring = g_new0 (RingEntry, RING_CAPACITY);
   self->ready_waiters = g_ptr_array_new ();
   od_metrics_init ();
 }
@@ -2570,10 +1278,7 @@ od_server_new (OdStore               *store,
   g_autoptr(OdServer) self = g_object_new (OD_TYPE_SERVER, NULL);
   g_autoptr(GTlsCertificate) certificate = NULL;
   g_autoptr(GInetAddress) address = NULL;
-  g_autoptr(GSocketAddress) socket_address = NULL;
-  g_autoptr(GSocket) listener = NULL;
   g_autofree char *host = NULL;
-  guint64 fd_limit;
   guint port;
 
   if (!parse_listen (options->listen, &host, &port, error))
@@ -2600,21 +1305,6 @@ od_server_new (OdStore               *store,
         return NULL;
     }
 
-  /* Every connection takes a file descriptor: use all the process may
-   * have, and keep room for the store, threads and the refused. */
-  fd_limit = raise_fd_limit ();
-  self->max_conns = (guint) MIN (fd_limit - MAX (64, fd_limit / 8), G_MAXINT);
-  {
-    /* For tests only: a cap above what the descriptors allow. */
-    const char *cap = g_getenv ("OD_SERVER_MAX_CONNECTIONS");
-    guint64 value;
-
-    if (cap != NULL && g_ascii_string_to_unsigned (cap, 10, 1, G_MAXINT, &value, NULL))
-      self->max_conns = value;
-  }
-  g_message ("file descriptor limit %" G_GUINT64_FORMAT "; at most %u connections",
-             fd_limit, self->max_conns);
-
   self->certificate = certificate ? g_object_ref (certificate) : NULL;
   self->store = g_object_ref (store);
   self->auth = auth;
@@ -2632,70 +1322,28 @@ od_server_new (OdStore               *store,
       self->metrics_protected = TRUE;
     }
 
-  if (!od_store_get_head (store, &self->head, error))
-    return NULL;
-  self->tail_position = self->ring_base = self->head;
+  {
+    gint64 head;
+
+    if (!od_store_get_head (store, &head, error))
+      return NULL;
+    od_server_stream_init (self, head);
+  }
 
   self->soup = soup_server_new ("server-header", "orderdesk-server/" OD_VERSION, NULL);
-  soup_server_add_early_handler (self->soup, NULL, early_handler, self, NULL);
+  od_server_conn_attach (self);
   soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
-  g_signal_connect (self->soup, "request-started", G_CALLBACK (request_started), self);
-  g_signal_connect (self->soup, "request-read", G_CALLBACK (request_ended), self);
-  g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_finished), self);
-  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_ended), self);
   g_signal_connect (self->soup, "request-started", G_CALLBACK (log_request_started), self);
   g_signal_connect (self->soup, "request-finished", G_CALLBACK (log_request), self);
   g_signal_connect (self->soup, "request-aborted", G_CALLBACK (log_request), self);
-  self->appended_id = g_signal_connect (store, "appended", G_CALLBACK (store_appended), self);
 
-  /* libsoup 3.2 keeps a connection alive after a request only while it
-   * has a listener of its own.  Connections are accepted here instead
-   * (accept_ready), so it gets one that never accepts anything: one end
-   * of a socket pair whose other end is closed. */
-  {
-    int pair[2];
-    g_autoptr(GSocket) placeholder = NULL;
-
-    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-      {
-        int saved = errno;
-
-        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "socketpair: %s",
-                     g_strerror (saved));
-        return NULL;
-      }
-    close (pair[1]);
-    placeholder = g_socket_new_from_fd (pair[0], error);
-    if (placeholder == NULL)
-      {
-        close (pair[0]);
-        return NULL;
-      }
-    if (!soup_server_listen_socket (self->soup, placeholder, 0, error))
-      return NULL;
-  }
-
-  /* Our own socket, for a listen backlog that absorbs bursts of new
-   * connections (GSocket's default of 10 overflows, and clients then see
-   * resets), and for accepting that survives running out of file
-   * descriptors. */
-  socket_address = g_inet_socket_address_new (address, port);
-  listener = g_socket_new (g_inet_address_get_family (address), G_SOCKET_TYPE_STREAM,
-                           G_SOCKET_PROTOCOL_TCP, error);
-  if (listener == NULL)
+  if (!od_server_listen (self, address, port, error))
     return NULL;
-  g_socket_set_listen_backlog (listener, 1024);
-  if (!g_socket_bind (listener, socket_address, TRUE, error)
-      || !g_socket_listen (listener, error))
-    return NULL;
-  g_socket_set_blocking (listener, FALSE);
-  self->listen_socket = g_object_ref (listener);
-  accept_arm (self);
 
   /* The URL comes from the listening socket itself, which also gives the
    * port chosen for port 0. */
   {
-    g_autoptr(GSocketAddress) local = g_socket_get_local_address (listener, error);
+    g_autoptr(GSocketAddress) local = g_socket_get_local_address (self->listen_socket, error);
     g_autofree char *ip = NULL;
 
     if (local == NULL)
@@ -2744,7 +1392,7 @@ od_server_shutdown (OdServer *self)
   /* Deliver the answers of the last batches before closing connections. */
   while (g_main_context_pending (context))
     g_main_context_iteration (context, FALSE);
-  stop_accepting (self);
+  od_server_stop_accepting (self);
   soup_server_disconnect (self->soup);
   while (g_main_context_pending (context))
     g_main_context_iteration (context, FALSE);

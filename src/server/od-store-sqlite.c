@@ -48,6 +48,7 @@ struct _OdStoreSqlite
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
   gint64        last_position;
   gint64        last_purge;
+  GString      *frame;      /* reused to format each appended event */
 
   GMutex        readers_lock;
   GPtrArray    *readers;    /* idle Reader pool */
@@ -364,6 +365,70 @@ failed:
   return NULL;
 }
 
+/* read_events () without building the events: one OdEvent on the stack
+ * whose strings point into SQLite's column buffers. */
+static gboolean
+od_store_sqlite_visit_events (OdStore           *store,
+                              gint64             after,
+                              guint              limit,
+                              gint64            *head,
+                              OdEventVisitFunc   visit,
+                              gpointer           user_data,
+                              GError           **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  Reader *reader;
+  gint64 h = 0;
+  int rc;
+
+  if ((reader = reader_acquire (self, error)) == NULL)
+    return FALSE;
+
+  sqlite3_step (reader->begin);
+  sqlite3_reset (reader->begin);
+  if (!read_head (reader, &h, error))
+    goto failed;
+  sqlite3_bind_int64 (reader->events, 1, after);
+  sqlite3_bind_int64 (reader->events, 2, limit);
+  while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
+    {
+      OdEvent event = { 0 };
+      const char *order_id = (const char *) sqlite3_column_text (reader->events, 2);
+
+      event.position = sqlite3_column_int64 (reader->events, 0);
+      event.prev = sqlite3_column_int64 (reader->events, 1);
+      g_strlcpy (event.order_id, order_id ? order_id : "", sizeof event.order_id);
+      event.version = sqlite3_column_int64 (reader->events, 3);
+      /* Borrowed: the visitor gets a const event and may not keep them. */
+      event.type = (char *) sqlite3_column_text (reader->events, 4);
+      event.recorded_at = (char *) sqlite3_column_text (reader->events, 5);
+      event.actor = (char *) sqlite3_column_text (reader->events, 6);
+      event.data = (char *) sqlite3_column_text (reader->events, 7);
+      if (!visit (&event, user_data))
+        {
+          rc = SQLITE_DONE;
+          break;
+        }
+    }
+  sqlite3_reset (reader->events);
+  if (rc != SQLITE_DONE)
+    {
+      sql_error (reader->db, error, "read events");
+      goto failed;
+    }
+  sqlite3_step (reader->commit);
+  sqlite3_reset (reader->commit);
+  reader_release (self, reader);
+  if (head != NULL)
+    *head = h;
+  return TRUE;
+
+failed:
+  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
+  reader_release (self, reader);
+  return FALSE;
+}
+
 /* Hashes straight from the column buffers: no event is built, which
  * keeps a digest of a million events well below streaming them. */
 static gboolean
@@ -601,6 +666,29 @@ append_event (OdStoreSqlite  *self,
   if (!ok)
     return sql_error (self->db, error, "append event");
 
+  /* The server feeds its live ring from this frame instead of reading
+   * the event back after the commit. */
+  {
+    OdEvent event = { 0 };
+
+    event.position = position;
+    event.prev = self->last_position;
+    g_strlcpy (event.order_id, order->order_id, sizeof event.order_id);
+    event.version = version;
+    event.type = (char *) type;
+    event.recorded_at = (char *) recorded_at;
+    event.actor = job->actor;
+    event.data = (char *) data;
+    if (self->frame == NULL)
+      self->frame = g_string_sized_new (1024);
+    g_string_truncate (self->frame, 0);
+    od_store_append_event (self->frame, &event, TRUE);
+    g_free (job->frame);
+    job->frame_len = self->frame->len;
+    job->frame = g_memdup2 (self->frame->str, self->frame->len + 1);
+    job->prev = self->last_position;
+  }
+
   self->last_position = position;
   node = od_json_parse_object (data, -1, NULL);
   od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
@@ -721,6 +809,7 @@ od_store_sqlite_execute (OdStore  *store,
         {
           jobs[i]->status = 0;
           g_clear_pointer (&jobs[i]->response, g_free);
+          g_clear_pointer (&jobs[i]->frame, g_free);
         }
       return FALSE;
     }
@@ -757,6 +846,8 @@ od_store_sqlite_finalize (GObject *object)
   g_clear_pointer (&self->db, sqlite3_close);
   g_clear_pointer (&self->readers, g_ptr_array_unref);
   g_clear_pointer (&self->orders, g_hash_table_unref);
+  if (self->frame != NULL)
+    g_string_free (self->frame, TRUE);
   g_mutex_clear (&self->readers_lock);
   g_clear_pointer (&self->checker, sqlite3_close);
   g_mutex_clear (&self->check_lock);
@@ -776,6 +867,7 @@ od_store_sqlite_iface_init (OdStoreInterface *iface)
 {
   iface->execute = od_store_sqlite_execute;
   iface->read_events = od_store_sqlite_read_events;
+  iface->visit_events = od_store_sqlite_visit_events;
   iface->digest = od_store_sqlite_digest;
   iface->get_head = od_store_sqlite_get_head;
   iface->check = od_store_sqlite_check;

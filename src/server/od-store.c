@@ -76,6 +76,29 @@ od_store_read_events (OdStore  *self,
 }
 
 gboolean
+od_store_visit_events (OdStore           *self,
+                       gint64             after,
+                       guint              limit,
+                       gint64            *head,
+                       OdEventVisitFunc   visit,
+                       gpointer           user_data,
+                       GError           **error)
+{
+  OdStoreInterface *iface = OD_STORE_GET_IFACE (self);
+  g_autoptr(GPtrArray) events = NULL;
+
+  if (iface->visit_events != NULL)
+    return iface->visit_events (self, after, limit, head, visit, user_data, error);
+  events = iface->read_events (self, after, limit, head, error);
+  if (events == NULL)
+    return FALSE;
+  for (guint i = 0; i < events->len; i++)
+    if (!visit (g_ptr_array_index (events, i), user_data))
+      break;
+  return TRUE;
+}
+
+gboolean
 od_store_get_head (OdStore  *self,
                    gint64   *head,
                    GError  **error)
@@ -136,6 +159,152 @@ od_store_digest (OdStore    *self,
   return TRUE;
 }
 
+/* Decimal digits without printf: replay formats millions of them. */
+void
+od_store_append_int (GString *out,
+                     gint64   value)
+{
+  char buf[24];
+  char *p = buf + sizeof buf;
+  guint64 v = value < 0 ? -(guint64) value : (guint64) value;
+
+  do
+    *--p = '0' + v % 10;
+  while ((v /= 10) != 0);
+  if (value < 0)
+    *--p = '-';
+  g_string_append_len (out, p, buf + sizeof buf - p);
+}
+
+/* The length of STR when it goes into JSON as it is: printable ASCII
+ * without quote or backslash, as order ids, types, timestamps and token
+ * names are; else -1. */
+static gssize
+plain_length (const char *str)
+{
+  const guchar *p = (const guchar *) str;
+
+  if (str == NULL)
+    return -1;
+  for (; *p != '\0'; p++)
+    if (*p < 0x20 || *p == '"' || *p == '\\' || *p >= 0x80)
+      return -1;
+  return (const char *) p - str;
+}
+
+static char *
+put_int (char   *p,
+         gint64  value)
+{
+  char buf[24];
+  char *q = buf + sizeof buf;
+  guint64 v = value < 0 ? -(guint64) value : (guint64) value;
+
+  do
+    *--q = '0' + v % 10;
+  while ((v /= 10) != 0);
+  if (value < 0)
+    *--q = '-';
+  memcpy (p, q, buf + sizeof buf - q);
+  return p + (buf + sizeof buf - q);
+}
+
+static char *
+put (char       *p,
+     const char *text,
+     gsize       len)
+{
+  memcpy (p, text, len);
+  return p + len;
+}
+
+#define PUT_LITERAL(p, literal) put ((p), (literal), sizeof (literal) - 1)
+
+/* The bytes of od_event_append_json () or, for FRAME, of
+ * od_event_append_sse (), without printf: replay and pages spend most of
+ * their time here.  When no string needs escaping (the usual case) the
+ * whole event is written at once into room made for it. */
+void
+od_store_append_event (GString       *out,
+                        const OdEvent *event,
+                        gboolean       frame)
+{
+  gssize order_id_len = plain_length (event->order_id);
+  gssize type_len = plain_length (event->type);
+  gssize recorded_len = plain_length (event->recorded_at);
+  gssize actor_len = plain_length (event->actor);
+
+  if (order_id_len >= 0 && type_len >= 0 && recorded_len >= 0 && actor_len >= 0)
+    {
+      const char *data = event->data ? event->data : "{}";
+      gsize data_len = strlen (data);
+      gsize start = out->len;
+      char *p;
+
+      /* Four numbers of at most 20 characters, the names and quotes. */
+      g_string_set_size (out, start + 256 + order_id_len + 2 * type_len + recorded_len
+                              + actor_len + data_len);
+      p = out->str + start;
+      if (frame)
+        {
+          p = PUT_LITERAL (p, "id: ");
+          p = put_int (p, event->position);
+          p = PUT_LITERAL (p, "\nevent: ");
+          p = put (p, event->type, type_len);
+          p = PUT_LITERAL (p, "\ndata: ");
+        }
+      p = PUT_LITERAL (p, "{\"position\":");
+      p = put_int (p, event->position);
+      p = PUT_LITERAL (p, ",\"prev\":");
+      p = put_int (p, event->prev);
+      p = PUT_LITERAL (p, ",\"order_id\":\"");
+      p = put (p, event->order_id, order_id_len);
+      p = PUT_LITERAL (p, "\",\"version\":");
+      p = put_int (p, event->version);
+      p = PUT_LITERAL (p, ",\"type\":\"");
+      p = put (p, event->type, type_len);
+      p = PUT_LITERAL (p, "\",\"recorded_at\":\"");
+      p = put (p, event->recorded_at, recorded_len);
+      p = PUT_LITERAL (p, "\",\"actor\":\"");
+      p = put (p, event->actor, actor_len);
+      p = PUT_LITERAL (p, "\",\"data\":");
+      p = put (p, data, data_len);
+      *p++ = '}';
+      if (frame)
+        p = PUT_LITERAL (p, "\n\n");
+      g_string_truncate (out, p - out->str);
+      return;
+    }
+
+  if (frame)
+    {
+      g_string_append_len (out, "id: ", 4);
+      od_store_append_int (out, event->position);
+      g_string_append_len (out, "\nevent: ", 8);
+      g_string_append (out, event->type);
+      g_string_append_len (out, "\ndata: ", 7);
+    }
+  g_string_append_len (out, "{\"position\":", 12);
+  od_store_append_int (out, event->position);
+  g_string_append_len (out, ",\"prev\":", 8);
+  od_store_append_int (out, event->prev);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "order_id", event->order_id);
+  g_string_append_len (out, ",\"version\":", 11);
+  od_store_append_int (out, event->version);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "type", event->type);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "recorded_at", event->recorded_at);
+  g_string_append_c (out, ',');
+  od_json_append_member (out, "actor", event->actor);
+  g_string_append_len (out, ",\"data\":", 8);
+  g_string_append (out, event->data ? event->data : "{}");
+  g_string_append_c (out, '}');
+  if (frame)
+    g_string_append_len (out, "\n\n", 2);
+}
+
 OdJob *
 od_job_new (OdCommand  *command,
             const char *actor,
@@ -169,6 +338,7 @@ od_job_free (OdJob *job)
   g_free (job->idempotency_key);
   g_free (job->recorded_at);
   g_free (job->response);
+  g_free (job->frame);
   g_free (job);
 }
 

@@ -23,6 +23,10 @@ typedef struct
   gboolean   replayed;         /* an idempotent replay of a stored answer */
   gint64     position;         /* of the appended event, 0 when none */
   gint64     version;
+  gint64     prev;             /* of the appended event */
+  char      *frame;            /* the appended event as an SSE frame, from
+                                * stores that make it (NULL otherwise) */
+  gsize      frame_len;
 
   gpointer   user_data;        /* the caller's, untouched by the store */
 } OdJob;
@@ -38,6 +42,17 @@ void      od_job_set_success  (OdJob            *job,
                                gint64            position);
 void      od_job_set_problem  (OdJob            *job,
                                OdProblem        *problem);
+
+void      od_store_append_int   (GString          *out,
+                                 gint64            value);
+void      od_store_append_event (GString          *out,
+                                 const OdEvent    *event,
+                                 gboolean          frame);
+
+/* Called for one event of a read; the event and its strings are the
+ * store's, valid during the call only.  Returns FALSE to stop the read. */
+typedef gboolean (*OdEventVisitFunc) (const OdEvent *event,
+                                      gpointer       user_data);
 
 #define OD_TYPE_STORE (od_store_get_type ())
 G_DECLARE_INTERFACE (OdStore, od_store, OD, STORE, GObject)
@@ -67,6 +82,18 @@ struct _OdStoreInterface
                              guint     limit,
                              gint64   *head,
                              GError  **error);
+
+  /* The events read_events () would return, one call of visit each in
+   * order until it returns FALSE, with no allocation per event: what
+   * replay and the tail read, which only format each event once.
+   * Optional: through read_events () when NULL. */
+  gboolean   (*visit_events) (OdStore          *self,
+                              gint64            after,
+                              guint             limit,
+                              gint64           *head,
+                              OdEventVisitFunc  visit,
+                              gpointer          user_data,
+                              GError          **error);
 
   gboolean   (*get_head)    (OdStore  *self,
                              gint64   *head,
@@ -102,6 +129,13 @@ GPtrArray *od_store_read_events (OdStore     *self,
                                  guint        limit,
                                  gint64      *head,
                                  GError     **error);
+gboolean   od_store_visit_events (OdStore         *self,
+                                  gint64           after,
+                                  guint            limit,
+                                  gint64          *head,
+                                  OdEventVisitFunc visit,
+                                  gpointer         user_data,
+                                  GError         **error);
 gboolean   od_store_get_head    (OdStore     *self,
                                  gint64      *head,
                                  GError     **error);

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Issue 15: server CPU per command and per replayed event of one or more
+# builds, alternating between them each round, so that a before/after pair
+# shares the machine's load.  CPU per operation depends much less on a
+# shared machine's load than throughput does.
+# Usage: bench/ceilings/cpu-per-op.sh BUILD_DIR [BUILD_DIR...]
+#   (a BUILD_DIR needs src/server/orderdesk-server and
+#   bench/server/od-bench-server)
+# Sizes (environment): CPU_ROUNDS (3), CPU_SECONDS of commands (3),
+# CPU_CLIENTS (16), CPU_EVENTS replayed (200000, three replays a round).
+set -euo pipefail
+rounds=${CPU_ROUNDS:-3}
+seconds=${CPU_SECONDS:-3}
+clients=${CPU_CLIENTS:-16}
+events=${CPU_EVENTS:-200000}
+hz=$(getconf CLK_TCK)
+work=$(mktemp -d /tmp/od-cpu-per-op.XXXXXX)
+server_pid=
+cleanup () {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+token="bench-token"
+umask 077
+printf '[{"name":"bench","role":"operator","token_sha256":"%s"}]\n' \
+  "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" > "$work/tokens.json"
+cpu () { sed 's/.*) //' "$1" | awk -v hz="$hz" '{ printf "%.3f", ($12 + $13) / hz }'; }
+field () { tr ' ' '\n' <<< "$2" | awk -v k="$1=" 'index($0, k) == 1 { print substr($0, length(k) + 1) }'; }
+
+start_server () { # BUILD STORE
+  rm -f "$work/ready"
+  "$1/src/server/orderdesk-server" --listen 127.0.0.1:0 --store "sqlite:$2" --rate-limit 0 \
+    --tokens "$work/tokens.json" --ready-file "$work/ready" 2>>"$work/server.log" >/dev/null &
+  server_pid=$!
+  while [ ! -s "$work/ready" ]; do
+    kill -0 "$server_pid" 2>/dev/null || { echo "server did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  url=$(cat "$work/ready")
+}
+stop_server () { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+
+builds=()
+for b in "$@"; do builds+=("$(realpath "$b")"); done
+[ ${#builds[@]} -gt 0 ] || { echo "usage: cpu-per-op.sh BUILD_DIR [BUILD_DIR...]" >&2; exit 2; }
+"${builds[0]}/bench/server/od-bench-server" preload --store "sqlite:$work/replay.sqlite" \
+  --events "$events" >/dev/null
+echo "== server CPU per operation: $rounds rounds, commands $seconds s x $clients clients," \
+     "replay of $events events x 3; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 "$rounds"); do
+  for b in "${builds[@]}"; do
+    rm -f "$work"/commands.sqlite*
+    start_server "$b" "$work/commands.sqlite"
+    m0=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t0=$(cpu "/proc/$server_pid/stat")
+    out=$("$b/bench/server/od-bench-server" commands --url "$url" --token "$token" \
+            --clients "$clients" --seconds "$seconds")
+    m1=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t1=$(cpu "/proc/$server_pid/stat")
+    stop_server
+    n=$(field accepted "$out")
+    start_server "$b" "$work/replay.sqlite"
+    "$b/bench/server/od-bench-server" replay --url "$url" --token "$token" >/dev/null # warm
+    r0=$(cpu "/proc/$server_pid/stat"); rates=""
+    for _ in 1 2 3; do
+      out=$("$b/bench/server/od-bench-server" replay --url "$url" --token "$token")
+      rates="$rates $(field events/s "$out")"
+    done
+    r1=$(cpu "/proc/$server_pid/stat")
+    stop_server
+    awk -v b="$b" -v r="$r" -v n="$n" -v m0="$m0" -v m1="$m1" -v t0="$t0" -v t1="$t1" \
+        -v r0="$r0" -v r1="$r1" -v e="$events" -v rates="$rates" 'BEGIN {
+      printf "  round %d %s: %d commands, %.1f us CPU a command (main thread %.1f);" \
+             " replay %.3f us CPU an event, events/s%s\n",
+             r, b, n, (t1 - t0) * 1e6 / n, (m1 - m0) * 1e6 / n, (r1 - r0) * 1e6 / (3 * e), rates }'
+  done
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
