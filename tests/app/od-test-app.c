@@ -20,10 +20,11 @@ is_our_domain (const GLogField *fields,
   for (gsize i = 0; i < n_fields; i++)
     if (g_strcmp0 (fields[i].key, "GLIB_DOMAIN") == 0 && fields[i].value != NULL)
       {
+        static const char ours[] = "orderdesk";
         const char *domain = fields[i].value;
         gsize length = fields[i].length < 0 ? strlen (domain) : (gsize) fields[i].length;
 
-        return length >= strlen ("orderdesk") && strncmp (domain, "orderdesk", 9) == 0;
+        return length >= strlen (ours) && strncmp (domain, ours, strlen (ours)) == 0;
       }
   return FALSE;
 }
