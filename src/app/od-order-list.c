@@ -73,6 +73,9 @@ struct _OdOrderList
   GtkAdjustment       *vadjustment;
   double               row_height;
   GdkFrameClock       *frame_clock;
+  /* Our handlers on it, by id: GTK's own tick handler there has this
+   * widget as its data too, so disconnecting by data would take it. */
+  gulong               frame_clock_ids[5];
   gboolean             in_layout;
   GHashTable          *time_cells;  /* bound "Updated" GtkListItems, no refs */
   gint64               now_usec;    /* what relative times count from */
@@ -581,17 +584,22 @@ od_order_list_realize (GtkWidget *widget)
    * scrolling) run.  While cells are stale our tick runs, so the update
    * phase happens in every frame that lays the list out. */
   self->frame_clock = g_object_ref (gtk_widget_get_frame_clock (widget));
-  g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
-                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
-  g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
-                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
-  g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_done), self,
-                           G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  self->frame_clock_ids[0] =
+    g_signal_connect_object (self->frame_clock, "update", G_CALLBACK (on_layout_begins), self,
+                             G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  self->frame_clock_ids[1] =
+    g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_ends), self,
+                             G_CONNECT_SWAPPED | G_CONNECT_AFTER);
+  self->frame_clock_ids[2] =
+    g_signal_connect_object (self->frame_clock, "layout", G_CALLBACK (on_layout_done), self,
+                             G_CONNECT_SWAPPED | G_CONNECT_AFTER);
   /* A frame without a layout phase ends here. */
-  g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
-                           G_CONNECT_SWAPPED);
-  g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_after_paint), self,
-                           G_CONNECT_SWAPPED);
+  self->frame_clock_ids[3] =
+    g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_layout_ends), self,
+                             G_CONNECT_SWAPPED);
+  self->frame_clock_ids[4] =
+    g_signal_connect_object (self->frame_clock, "after-paint", G_CALLBACK (on_after_paint), self,
+                             G_CONNECT_SWAPPED);
 }
 
 static void
@@ -599,8 +607,8 @@ od_order_list_unrealize (GtkWidget *widget)
 {
   OdOrderList *self = OD_ORDER_LIST (widget);
 
-  if (self->frame_clock != NULL)
-    g_signal_handlers_disconnect_by_data (self->frame_clock, self);
+  for (guint i = 0; i < G_N_ELEMENTS (self->frame_clock_ids); i++)
+    g_clear_signal_handler (&self->frame_clock_ids[i], self->frame_clock);
   g_clear_object (&self->frame_clock);
   self->in_layout = FALSE;
   GTK_WIDGET_CLASS (od_order_list_parent_class)->unrealize (widget);

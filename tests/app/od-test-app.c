@@ -10,6 +10,49 @@
  * autolaunch one) nor touch the developer's session. */
 static GTestDBus *test_bus;
 
+/* Whether a log record comes from the console's own code ("orderdesk",
+ * "orderdesk-core", ...) rather than from GLib, GTK or a library under
+ * them. */
+static gboolean
+is_our_domain (const GLogField *fields,
+               gsize            n_fields)
+{
+  for (gsize i = 0; i < n_fields; i++)
+    if (g_strcmp0 (fields[i].key, "GLIB_DOMAIN") == 0 && fields[i].value != NULL)
+      {
+        static const char ours[] = "orderdesk";
+        const char *domain = fields[i].value;
+        gsize length = fields[i].length < 0 ? strlen (domain) : (gsize) fields[i].length;
+
+        return length >= strlen (ours) && strncmp (domain, ours, strlen (ours)) == 0;
+      }
+  return FALSE;
+}
+
+/* A warning from GLib or GTK is a finding (a handler disconnected twice,
+ * a widget misused): it fails the test that logged it, including in its
+ * tear-down, which destroys the window.  The console's own warnings are
+ * not: tests cut connections and fill disks on purpose. */
+static GLogWriterOutput
+write_log (GLogLevelFlags   log_level,
+           const GLogField *fields,
+           gsize            n_fields,
+           gpointer         user_data)
+{
+  GLogWriterOutput output = g_log_writer_default (log_level, fields, n_fields, user_data);
+
+  if ((log_level & G_LOG_LEVEL_WARNING) != 0 && !is_our_domain (fields, n_fields))
+    {
+      const char *message = "";
+
+      for (gsize i = 0; i < n_fields; i++)
+        if (g_strcmp0 (fields[i].key, "MESSAGE") == 0 && fields[i].length < 0)
+          message = fields[i].value;
+      g_test_fail_printf ("a library warned: %s", message);
+    }
+  return output;
+}
+
 gboolean
 od_test_app_init (int    *argc,
                   char ***argv)
@@ -31,6 +74,7 @@ od_test_app_init (int    *argc,
   /* The sync engine reports lost connections as warnings; they are part
    * of what these tests do, so only criticals stay fatal. */
   g_log_set_always_fatal (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
+  g_log_set_writer_func (write_log, NULL, NULL);
   gtk_init ();
   adw_init ();
   return TRUE;
