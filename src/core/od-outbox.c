@@ -3,6 +3,7 @@
 #include "od-tls.h"
 #include "od-cache-private.h"
 #include "od-outbox-store.h"
+#include "od-sqlite.h"
 #include "od-json.h"
 #include "od-uuid.h"
 
@@ -196,21 +197,6 @@ claimable (const char *claim_owner,
 
 /* ------------------------------------------------------------------ */
 /* Writer jobs (run on the cache's writer thread; SQL in od-outbox-store.c) */
-
-static sqlite3_stmt *
-prep (sqlite3     *db,
-      const char  *sql,
-      GError     **error)
-{
-  sqlite3_stmt *st = NULL;
-
-  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      return NULL;
-    }
-  return st;
-}
 
 typedef struct
 {
@@ -854,7 +840,7 @@ claim_job (sqlite3   *db,
            GError   **error)
 {
   ClaimJob *j = data;
-  sqlite3_stmt *st = prep (db, NEXT_TO_SEND_SQL, error);
+  sqlite3_stmt *st = od_sqlite_prepare (db, NEXT_TO_SEND_SQL, error);
   gint64 id = 0;
   gboolean ok = TRUE;
 
@@ -874,7 +860,7 @@ claim_job (sqlite3   *db,
   if (!od_outbox_store_claim (db, id, j->owner, j->now, error))
     return FALSE;
 
-  st = prep (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
+  st = od_sqlite_prepare (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
   if (st == NULL)
     return FALSE;
   sqlite3_bind_int64 (st, 1, id);
