@@ -4,6 +4,7 @@
 #include "od-json.h"
 #include "od-outbox-store.h"
 #include "od-order.h"
+#include "od-query-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -697,12 +698,10 @@ prepare_writer_statements (OdCache  *self,
                   " recorded_at, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   &self->st_insert_event, error)
          && prepare (db,
-                     "SELECT customer_name, customer_email, currency, status, version,"
-                     " created_at, updated_at, last_position, carrier, tracking_number,"
-                     " cancel_reason, refunded_cents, note_count FROM orders WHERE order_id = ?",
+                     "SELECT " OD_QUERY_ORDER_COLUMNS " FROM orders WHERE order_id = ?",
                      &self->st_load_order, error)
          && prepare (db,
-                     "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                     "SELECT " OD_QUERY_LINE_COLUMNS " FROM order_items"
                      " WHERE order_id = ? ORDER BY line_no",
                      &self->st_load_lines, error)
          && prepare (db,
@@ -817,19 +816,7 @@ load_order (OdCache    *self,
   if (sqlite3_step (st) == SQLITE_ROW)
     {
       *found = TRUE;
-      order->customer_name = column_strdup (st, 0);
-      order->customer_email = column_strdup (st, 1);
-      order->currency = column_strdup (st, 2);
-      od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
-      order->version = sqlite3_column_int64 (st, 4);
-      order->created_at = column_strdup (st, 5);
-      order->updated_at = column_strdup (st, 6);
-      order->last_position = sqlite3_column_int64 (st, 7);
-      order->carrier = column_strdup (st, 8);
-      order->tracking_number = column_strdup (st, 9);
-      order->cancel_reason = column_strdup (st, 10);
-      order->refunded_cents = sqlite3_column_int64 (st, 11);
-      order->note_count = sqlite3_column_int64 (st, 12);
+      od_query_order_from_row (order, st);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
@@ -839,15 +826,7 @@ load_order (OdCache    *self,
   st = self->st_load_lines;
   sqlite3_bind_text (st, 1, order_id, -1, SQLITE_STATIC);
   while (sqlite3_step (st) == SQLITE_ROW)
-    {
-      OdLine *line = g_new0 (OdLine, 1);
-
-      line->sku = column_strdup (st, 0);
-      line->name = column_strdup (st, 1);
-      line->quantity = sqlite3_column_int64 (st, 2);
-      line->unit_price_cents = sqlite3_column_int64 (st, 3);
-      g_ptr_array_add (order->lines, line);
-    }
+    g_ptr_array_add (order->lines, od_query_line_from_row (st));
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   return order;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-query.h"
 #include "od-cache-private.h"
+#include "od-query-private.h"
 #include "od-json.h"
 #include "od-sqlite.h"
 
@@ -610,6 +611,37 @@ od_query_count_inconsistent (OdCache  *cache,
   return n;
 }
 
+void
+od_query_order_from_row (OdOrder      *order,
+                         sqlite3_stmt *st)
+{
+  order->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 0));
+  order->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  order->currency = g_strdup ((const char *) sqlite3_column_text (st, 2));
+  od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
+  order->version = sqlite3_column_int64 (st, 4);
+  order->created_at = g_strdup ((const char *) sqlite3_column_text (st, 5));
+  order->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 6));
+  order->last_position = sqlite3_column_int64 (st, 7);
+  order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
+  order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
+  order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
+  order->refunded_cents = sqlite3_column_int64 (st, 11);
+  order->note_count = sqlite3_column_int64 (st, 12);
+}
+
+OdLine *
+od_query_line_from_row (sqlite3_stmt *st)
+{
+  OdLine *line = g_new0 (OdLine, 1);
+
+  line->sku = g_strdup ((const char *) sqlite3_column_text (st, 0));
+  line->name = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  line->quantity = sqlite3_column_int64 (st, 2);
+  line->unit_price_cents = sqlite3_column_int64 (st, 3);
+  return line;
+}
+
 OdOrder *
 od_query_order (OdCache     *cache,
                 const char  *order_id,
@@ -620,10 +652,7 @@ od_query_order (OdCache     *cache,
   int rc;
 
   st = od_cache_prepare_read (cache,
-                              "SELECT customer_name, customer_email, currency, status, version,"
-                              " created_at, updated_at, last_position, carrier, tracking_number,"
-                              " cancel_reason, refunded_cents, note_count FROM orders"
-                              " WHERE order_id = ?",
+                              "SELECT " OD_QUERY_ORDER_COLUMNS " FROM orders WHERE order_id = ?",
                               error);
   if (st == NULL)
     return NULL;
@@ -632,19 +661,7 @@ od_query_order (OdCache     *cache,
   if (rc == SQLITE_ROW)
     {
       order = od_order_new (order_id);
-      order->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 0));
-      order->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 1));
-      order->currency = g_strdup ((const char *) sqlite3_column_text (st, 2));
-      od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
-      order->version = sqlite3_column_int64 (st, 4);
-      order->created_at = g_strdup ((const char *) sqlite3_column_text (st, 5));
-      order->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 6));
-      order->last_position = sqlite3_column_int64 (st, 7);
-      order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
-      order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
-      order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
-      order->refunded_cents = sqlite3_column_int64 (st, 11);
-      order->note_count = sqlite3_column_int64 (st, 12);
+      od_query_order_from_row (order, st);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
@@ -656,22 +673,14 @@ od_query_order (OdCache     *cache,
     }
 
   st = od_cache_prepare_read (cache,
-                              "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                              "SELECT " OD_QUERY_LINE_COLUMNS " FROM order_items"
                               " WHERE order_id = ? ORDER BY line_no",
                               error);
   if (st == NULL)
     return NULL;
   sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    {
-      OdLine *line = g_new0 (OdLine, 1);
-
-      line->sku = g_strdup ((const char *) sqlite3_column_text (st, 0));
-      line->name = g_strdup ((const char *) sqlite3_column_text (st, 1));
-      line->quantity = sqlite3_column_int64 (st, 2);
-      line->unit_price_cents = sqlite3_column_int64 (st, 3);
-      g_ptr_array_add (order->lines, line);
-    }
+    g_ptr_array_add (order->lines, od_query_line_from_row (st));
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   if (rc != SQLITE_DONE)
