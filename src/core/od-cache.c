@@ -303,6 +303,7 @@ struct _OdCache
 };
 
 G_DEFINE_FINAL_TYPE (OdCache, od_cache, G_TYPE_OBJECT)
+G_DEFINE_QUARK (od-cache-error-quark, od_cache_error)
 
 enum
 {
@@ -1604,7 +1605,7 @@ writer_thread (gpointer data)
             rollback_tx (self);
           if (!g_atomic_int_get (&self->is_writer))
             return_task (self, item, NULL, TRUE,
-                         g_error_new (G_IO_ERROR, G_IO_ERROR_BUSY,
+                         g_error_new (OD_CACHE_ERROR, OD_CACHE_ERROR_BUSY,
                                       "another process writes this cache"));
           else if (do_rebuild (self, &error))
             {
@@ -2063,7 +2064,8 @@ od_cache_close (OdCache *self)
       self->waiters = g_list_delete_link (self->waiters, self->waiters);
       if (w->cancel_id)
         g_cancellable_disconnect (g_task_get_cancellable (w->task), w->cancel_id);
-      g_task_return_new_error (w->task, G_IO_ERROR, G_IO_ERROR_CLOSED, "the cache was closed");
+      g_task_return_new_error (w->task, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED,
+                               "the cache was closed");
       g_object_unref (w->task);
       g_free (w);
     }

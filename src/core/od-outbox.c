@@ -1222,8 +1222,9 @@ od_outbox_submit_async (OdOutbox           *self,
 
   if (problem != NULL)
     {
-      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
-                               G_IO_ERROR_INVALID_DATA, "%s", problem->detail);
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async,
+                               OD_COMMAND_ERROR, od_command_error_code (problem), "%s",
+                               problem->detail);
       return;
     }
   submit_body (self, od_command_to_json (command), command, cancellable, callback, user_data);
@@ -1251,8 +1252,8 @@ od_outbox_submit_json_async (OdOutbox           *self,
 
           g_string_append_printf (msg, "\n%s: %s", fe->field, fe->message);
         }
-      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
-                               G_IO_ERROR_INVALID_DATA, "%s", msg->str);
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async,
+                               OD_COMMAND_ERROR, od_command_error_code (problem), "%s", msg->str);
       g_string_free (msg, TRUE);
       return;
     }

@@ -634,7 +634,7 @@ test_outbox_rejected_then_next (void)
     od_outbox_submit_json_async (outbox, "{\"type\":\"CreateOrder\",\"order_id\":\"nope\"}", NULL,
                                  submitted, &s);
     g_assert_true (run_until (&s.done, 5));
-    g_assert_error (s.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    g_assert_error (s.error, OD_COMMAND_ERROR, OD_COMMAND_ERROR_INVALID);
     g_clear_error (&s.error);
   }
 

@@ -500,6 +500,45 @@ submit_json (OdTestServer *server,
                    ==, 0);
 }
 
+/* A command refused before it is stored exits 6, whatever the refusal
+ * (OD_COMMAND_ERROR: malformed, a field's rule, too large), and leaves
+ * nothing in the outbox. */
+static void
+test_invalid_exit (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autofree char *dir = od_test_tmpdir ("ctl-invalid");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
+  g_autofree char *filler = g_strnfill (OD_MAX_BODY, 'a');
+  g_autofree char *large = NULL;
+  g_autofree char *out = NULL;
+  const char *bodies[] = {
+    "{\"type\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-000000000000\",\"data\":{}}",
+    "{\"type\":\"CreateOrder\",\"order_id\":\"nope\"}",
+    NULL,
+  };
+
+  large = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\"}", filler);
+  bodies[2] = large;
+  for (guint i = 0; i < G_N_ELEMENTS (bodies); i++)
+    {
+      g_autofree char *err = NULL;
+
+      g_assert_true (g_file_set_contents (path, bodies[i], -1, NULL));
+      g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                        (const char *[]) { "submit", path, NULL }, &err),
+                       ==, 6);
+      g_assert_true (g_str_has_prefix (err, "orderdeskctl: "));
+    }
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "outbox", "--all", NULL }, &out,
+                                         NULL),
+                   ==, 0);
+  g_assert_cmpstr (out, ==, "");
+  od_test_rmdir (dir);
+}
+
 static void
 test_refund_statuses (void)
 {
@@ -794,6 +833,7 @@ main (int    argc,
   g_test_add_func ("/ctl/orders-table", test_orders_table);
   g_test_add_func ("/ctl/export-provenance", test_export_provenance);
   g_test_add_func ("/ctl/refund-statuses", test_refund_statuses);
+  g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   return g_test_run ();
 }
