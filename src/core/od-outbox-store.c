@@ -177,28 +177,31 @@ od_outbox_store_update (sqlite3               *db,
       break;
     case OD_OUTBOX_UPDATE_TRANSIENT:
       /* The claim goes: any process of this identity may retry it. */
-      st = od_sqlite_prepare (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
-                     " claim_owner = NULL WHERE id = ?1",
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
+                 " claim_owner = NULL WHERE id = ?1",
                  error);
       break;
     case OD_OUTBOX_UPDATE_DISCARD:
       /* A command never sent, or one held (queued by another sign-in)
        * that nobody is sending now. */
-      st = od_sqlite_prepare (db, "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
-                     " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
-                     "   OR (state = " OD_OUTBOX_SQL_SENT
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
+                 " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
+                 "   OR (state = " OD_OUTBOX_SQL_SENT
+                 "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                 "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
       break;
     case OD_OUTBOX_UPDATE_SEND_AS_ME:
       /* The operator's consent: from now on it goes as them.  Only a
        * command never sent: keys are scoped by token on the server, so
        * one sent under the other sign-in (answer unknown) could be
        * applied a second time under this one. */
-      st = od_sqlite_prepare (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
+                 " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
+                 "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                 "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
       break;
     default:
       g_assert_not_reached ();

@@ -860,7 +860,8 @@ claim_job (sqlite3   *db,
   if (!od_outbox_store_claim (db, id, j->owner, j->now, error))
     return FALSE;
 
-  st = od_sqlite_prepare (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
+  st = od_sqlite_prepare (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?",
+                          error);
   if (st == NULL)
     return FALSE;
   sqlite3_bind_int64 (st, 1, id);

@@ -224,16 +224,16 @@ reader_acquire (OdStoreSqlite  *self,
     }
   sqlite3_busy_timeout (reader->db, 10000);
   if (!od_sqlite_prepare_persistent (reader->db,
-                                     "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
-                                     "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-                                     &reader->events, error)
+                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+                   &reader->events, error)
       || !od_sqlite_prepare_persistent (reader->db,
-                                        "SELECT position, order_id, version, type, recorded_at, actor, data "
-                                        "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
-                                        &reader->digest, error)
+                   "SELECT position, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+                   &reader->digest, error)
       || !od_sqlite_prepare_persistent (reader->db,
-                                        "SELECT coalesce(max(position), 0) FROM events", &reader->head,
-                                        error)
+                   "SELECT coalesce(max(position), 0) FROM events", &reader->head,
+                   error)
       || !od_sqlite_prepare_persistent (reader->db, "BEGIN", &reader->begin, error)
       || !od_sqlite_prepare_persistent (reader->db, "COMMIT", &reader->commit, error))
     {
@@ -783,26 +783,26 @@ od_store_sqlite_new (const char  *path,
       || !od_sqlite_prepare_persistent (self->db, "COMMIT", &self->st_commit, error)
       || !od_sqlite_prepare_persistent (self->db, "ROLLBACK", &self->st_rollback, error)
       || !od_sqlite_prepare_persistent (self->db,
-                                        "SELECT body_sha256, status, response FROM idempotency "
-                                        "WHERE actor = ?1 AND key = ?2",
-                                        &self->st_idem_get, error)
+                   "SELECT body_sha256, status, response FROM idempotency "
+                   "WHERE actor = ?1 AND key = ?2",
+                   &self->st_idem_get, error)
       || !od_sqlite_prepare_persistent (self->db,
-                                        "INSERT INTO idempotency (actor, key, body_sha256, status, response, created_at) "
-                                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                        &self->st_idem_put, error)
+                   "INSERT INTO idempotency (actor, key, body_sha256, status, response, created_at) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                   &self->st_idem_put, error)
       || !od_sqlite_prepare_persistent (self->db, "DELETE FROM idempotency WHERE created_at < ?1",
-                                        &self->st_idem_purge, error)
+                   &self->st_idem_purge, error)
       || !od_sqlite_prepare_persistent (self->db,
-                                        "INSERT INTO events (position, prev, order_id, version, type, recorded_at, "
-                                        "actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                                        &self->st_insert, error)
+                   "INSERT INTO events (position, prev, order_id, version, type, recorded_at, "
+                   "actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   &self->st_insert, error)
       || !od_sqlite_prepare_persistent (self->db,
-                                        "SELECT version, type, data, position, recorded_at FROM events "
-                                        "WHERE order_id = ?1 ORDER BY version",
-                                        &self->st_order_events, error)
+                   "SELECT version, type, data, position, recorded_at FROM events "
+                   "WHERE order_id = ?1 ORDER BY version",
+                   &self->st_order_events, error)
       || !od_sqlite_prepare_persistent (self->db,
-                                        "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
-                                        error)
+                   "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
+                   error)
       || !reload_last_position (self, error))
     return NULL;
   return OD_STORE (g_steal_pointer (&self));
