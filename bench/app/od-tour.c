@@ -4,6 +4,7 @@
 #include <locale.h>
 
 #include "od-order-item.h"
+#include "od-command-dialog-private.h"
 #include "od-window-private.h"
 
 /* A guided tour of every screen against a running server, taking a

@@ -3,7 +3,7 @@
 
 #include <glib/gi18n.h>
 
-#include "od-command-dialog.h"
+#include "od-command-dialog-private.h"
 #include "od-format.h"
 #include "od-tooltip.h"
 #include "od-uuid.h"

@@ -20,13 +20,4 @@ OdCommandDialog *od_command_dialog_new             (GtkWindow       *parent,
                                                     const OdCommand *prefill);
 const char      *od_command_dialog_get_description (OdCommandDialog *self);
 
-/* For tests: sets a field by its wire name ("customer_name", "quantity",
- * "unit_price" as an amount, …) as if typed; returns the field's error
- * message (translated), or NULL when valid. */
-const char      *od_command_dialog_set_field       (OdCommandDialog *self,
-                                                    const char      *name,
-                                                    const char      *text);
-gboolean         od_command_dialog_can_send        (OdCommandDialog *self);
-void             od_command_dialog_send            (OdCommandDialog *self);
-
 G_END_DECLS

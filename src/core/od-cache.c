@@ -4,6 +4,7 @@
 #include "od-json.h"
 #include "od-outbox-store.h"
 #include "od-order.h"
+#include "od-query-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -303,6 +304,7 @@ struct _OdCache
 };
 
 G_DEFINE_FINAL_TYPE (OdCache, od_cache, G_TYPE_OBJECT)
+G_DEFINE_QUARK (od-cache-error-quark, od_cache_error)
 
 enum
 {
@@ -709,12 +711,10 @@ prepare_writer_statements (OdCache  *self,
                   " recorded_at, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   &self->st_insert_event, error)
          && prepare (db,
-                     "SELECT customer_name, customer_email, currency, status, version,"
-                     " created_at, updated_at, last_position, carrier, tracking_number,"
-                     " cancel_reason, refunded_cents, note_count FROM orders WHERE order_id = ?",
+                     "SELECT " OD_QUERY_ORDER_COLUMNS " FROM orders WHERE order_id = ?",
                      &self->st_load_order, error)
          && prepare (db,
-                     "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                     "SELECT " OD_QUERY_LINE_COLUMNS " FROM order_items"
                      " WHERE order_id = ? ORDER BY line_no",
                      &self->st_load_lines, error)
          && prepare (db,
@@ -829,19 +829,7 @@ load_order (OdCache    *self,
   if (sqlite3_step (st) == SQLITE_ROW)
     {
       *found = TRUE;
-      order->customer_name = column_strdup (st, 0);
-      order->customer_email = column_strdup (st, 1);
-      order->currency = column_strdup (st, 2);
-      od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
-      order->version = sqlite3_column_int64 (st, 4);
-      order->created_at = column_strdup (st, 5);
-      order->updated_at = column_strdup (st, 6);
-      order->last_position = sqlite3_column_int64 (st, 7);
-      order->carrier = column_strdup (st, 8);
-      order->tracking_number = column_strdup (st, 9);
-      order->cancel_reason = column_strdup (st, 10);
-      order->refunded_cents = sqlite3_column_int64 (st, 11);
-      order->note_count = sqlite3_column_int64 (st, 12);
+      od_query_order_from_row (order, st);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
@@ -851,15 +839,7 @@ load_order (OdCache    *self,
   st = self->st_load_lines;
   sqlite3_bind_text (st, 1, order_id, -1, SQLITE_STATIC);
   while (sqlite3_step (st) == SQLITE_ROW)
-    {
-      OdLine *line = g_new0 (OdLine, 1);
-
-      line->sku = column_strdup (st, 0);
-      line->name = column_strdup (st, 1);
-      line->quantity = sqlite3_column_int64 (st, 2);
-      line->unit_price_cents = sqlite3_column_int64 (st, 3);
-      g_ptr_array_add (order->lines, line);
-    }
+    g_ptr_array_add (order->lines, od_query_line_from_row (st));
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   return order;
@@ -1814,7 +1794,7 @@ writer_thread (gpointer data)
             rollback_tx (self);
           if (!g_atomic_int_get (&self->is_writer))
             return_task (self, item, NULL, TRUE,
-                         g_error_new (G_IO_ERROR, G_IO_ERROR_BUSY,
+                         g_error_new (OD_CACHE_ERROR, OD_CACHE_ERROR_BUSY,
                                       "another process writes this cache"));
           else if (do_rebuild (self, &error))
             {
@@ -2273,7 +2253,8 @@ od_cache_close (OdCache *self)
       self->waiters = g_list_delete_link (self->waiters, self->waiters);
       if (w->cancel_id)
         g_cancellable_disconnect (g_task_get_cancellable (w->task), w->cancel_id);
-      g_task_return_new_error (w->task, G_IO_ERROR, G_IO_ERROR_CLOSED, "the cache was closed");
+      g_task_return_new_error (w->task, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED,
+                               "the cache was closed");
       g_object_unref (w->task);
       g_free (w);
     }

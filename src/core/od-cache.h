@@ -8,6 +8,18 @@
 
 G_BEGIN_DECLS
 
+/* The cache's own refusals.  A failure of SQLite or of the file itself
+ * stays a G_IO_ERROR (od-sqlite.h: NO_SPACE for a full disk,
+ * INVALID_DATA for a damaged file), as other I/O errors do. */
+#define OD_CACHE_ERROR (od_cache_error_quark ())
+GQuark od_cache_error_quark (void);
+
+typedef enum
+{
+  OD_CACHE_ERROR_BUSY,   /* another process is this cache's writer */
+  OD_CACHE_ERROR_CLOSED, /* the cache was closed before the job ran */
+} OdCacheError;
+
 /* The local read cache: one SQLite file per server profile, WAL mode.
  *
  * Tables (names and columns are part of the offline/export contract):

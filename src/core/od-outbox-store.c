@@ -2,6 +2,7 @@
 #include "od-outbox-store.h"
 #include "od-cache-private.h"
 #include "od-outbox.h"
+#include "od-sqlite.h"
 
 /* What each state is stored as.  These numbers are on disk in every
  * cache: never change them; a new state takes a new number. */
@@ -28,36 +29,6 @@ od_outbox_store_bind_states (sqlite3_stmt *st)
 
   for (guint i = 0; i < G_N_ELEMENTS (params); i++)
     sqlite3_bind_int (st, params[i].param, params[i].state);
-}
-
-static gboolean
-exec (sqlite3     *db,
-      const char  *sql,
-      GError     **error)
-{
-  if (sqlite3_exec (db, sql, NULL, NULL, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox schema");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-has_column (sqlite3    *db,
-            const char *column)
-{
-  sqlite3_stmt *stmt = NULL;
-  gboolean found = FALSE;
-
-  if (sqlite3_prepare_v2 (db, "SELECT 1 FROM pragma_table_info ('pending_commands') WHERE name = ?",
-                          -1, &stmt, NULL) == SQLITE_OK)
-    {
-      sqlite3_bind_text (stmt, 1, column, -1, SQLITE_STATIC);
-      found = sqlite3_step (stmt) == SQLITE_ROW;
-    }
-  sqlite3_finalize (stmt);
-  return found;
 }
 
 /* Not a view: a rebuild of the cache never drops it (an unsent command
@@ -100,10 +71,11 @@ od_outbox_store_ensure (sqlite3  *db,
     { "claim_at", "ALTER TABLE pending_commands ADD COLUMN claim_at INTEGER NOT NULL DEFAULT 0" },
   };
 
-  if (!exec (db, schema_sql, error))
+  if (!od_sqlite_exec (db, schema_sql, "outbox schema", error))
     return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (columns); i++)
-    if (!has_column (db, columns[i].name) && !exec (db, columns[i].sql, error))
+    if (!od_sqlite_has_column (db, "pending_commands", columns[i].name)
+        && !od_sqlite_exec (db, columns[i].sql, "outbox schema", error))
       return FALSE;
   return TRUE;
 }
@@ -112,7 +84,7 @@ od_outbox_store_ensure (sqlite3  *db,
 gboolean
 od_outbox_store_is_current (sqlite3 *db)
 {
-  return has_column (db, "claim_at");
+  return od_sqlite_has_column (db, "pending_commands", "claim_at");
 }
 
 /* A cache from a newer version: its outbox layout may not fit ours.
@@ -121,51 +93,13 @@ gboolean
 od_outbox_store_set_aside (sqlite3  *db,
                            GError  **error)
 {
-  sqlite3_stmt *stmt = NULL;
-  gboolean found = FALSE;
-
-  if (sqlite3_prepare_v2 (db, "SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                          " AND name = 'pending_commands'", -1, &stmt, NULL) == SQLITE_OK)
-    found = sqlite3_step (stmt) == SQLITE_ROW;
-  sqlite3_finalize (stmt);
-  return !found || exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
-                         error);
+  return !od_sqlite_has_table (db, "pending_commands")
+         || od_sqlite_exec (db, "ALTER TABLE pending_commands RENAME TO pending_commands_future;",
+                            "outbox schema", error);
 }
 
 /* ------------------------------------------------------------------ */
 /* Writes (run on the cache's writer thread, see od_cache_write_async)  */
-
-static gboolean
-run_stmt (sqlite3       *db,
-          sqlite3_stmt  *st,
-          GError       **error)
-{
-  int rc = sqlite3_step (st);
-
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      sqlite3_finalize (st);
-      return FALSE;
-    }
-  sqlite3_finalize (st);
-  return TRUE;
-}
-
-static sqlite3_stmt *
-prep (sqlite3     *db,
-      const char  *sql,
-      GError     **error)
-{
-  sqlite3_stmt *st = NULL;
-
-  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      return NULL;
-    }
-  return st;
-}
 
 gboolean
 od_outbox_store_insert (sqlite3     *db,
@@ -179,7 +113,7 @@ od_outbox_store_insert (sqlite3     *db,
                         gint64      *id,
                         GError     **error)
 {
-  sqlite3_stmt *st = prep (db,
+  sqlite3_stmt *st = od_sqlite_prepare (db,
                            "INSERT INTO pending_commands (idempotency_key, order_id, type, body,"
                            " state, created_at, identity_fp, identity_server)"
                            " VALUES (?1, ?2, ?3, ?4, " OD_OUTBOX_SQL_QUEUED ", ?5, ?6, ?7)",
@@ -195,7 +129,7 @@ od_outbox_store_insert (sqlite3     *db,
   sqlite3_bind_text (st, 6, identity_fp, -1, SQLITE_STATIC);
   sqlite3_bind_text (st, 7, identity_server, -1, SQLITE_STATIC);
   od_outbox_store_bind_states (st);
-  if (!run_stmt (db, st, error))
+  if (!od_sqlite_run (db, st, "outbox", error))
     return FALSE;
   *id = sqlite3_last_insert_rowid (db);
   return TRUE;
@@ -215,7 +149,7 @@ od_outbox_store_update (sqlite3               *db,
   switch (j->kind)
     {
     case OD_OUTBOX_UPDATE_MARK_SENT:
-      st = prep (db,
+      st = od_sqlite_prepare (db,
                  "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ", attempts = attempts + 1,"
                  " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END"
                  " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
@@ -224,7 +158,7 @@ od_outbox_store_update (sqlite3               *db,
     case OD_OUTBOX_UPDATE_ACCEPTED:
       /* If the cache already applied the position (the stream was
        * faster than this answer), the command is visible right away. */
-      st = prep (db,
+      st = od_sqlite_prepare (db,
                  "UPDATE pending_commands SET http_status = ?3, position = ?4, version = ?5,"
                  " answered_at = ?2, detail = NULL,"
                  " state = CASE WHEN ?4 <= (SELECT applied_position FROM sync_state WHERE id = 1)"
@@ -235,7 +169,7 @@ od_outbox_store_update (sqlite3               *db,
                  error);
       break;
     case OD_OUTBOX_UPDATE_REJECTED:
-      st = prep (db,
+      st = od_sqlite_prepare (db,
                  "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_REJECTED ", http_status = ?3,"
                  " answered_at = ?2, code = ?6, detail = ?7, problem = ?8"
                  " WHERE id = ?1 AND state IN " OD_OUTBOX_SQL_UNANSWERED,
@@ -243,28 +177,31 @@ od_outbox_store_update (sqlite3               *db,
       break;
     case OD_OUTBOX_UPDATE_TRANSIENT:
       /* The claim goes: any process of this identity may retry it. */
-      st = prep (db, "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
-                     " claim_owner = NULL WHERE id = ?1",
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET detail = ?7, http_status = ?3,"
+                 " claim_owner = NULL WHERE id = ?1",
                  error);
       break;
     case OD_OUTBOX_UPDATE_DISCARD:
       /* A command never sent, or one held (queued by another sign-in)
        * that nobody is sending now. */
-      st = prep (db, "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
-                     " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
-                     "   OR (state = " OD_OUTBOX_SQL_SENT
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_DISCARDED ", answered_at = ?2"
+                 " WHERE id = ?1 AND (state = " OD_OUTBOX_SQL_QUEUED
+                 "   OR (state = " OD_OUTBOX_SQL_SENT
+                 "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                 "   AND (claim_owner IS NULL OR claim_at < ?11)))", error);
       break;
     case OD_OUTBOX_UPDATE_SEND_AS_ME:
       /* The operator's consent: from now on it goes as them.  Only a
        * command never sent: keys are scoped by token on the server, so
        * one sent under the other sign-in (answer unknown) could be
        * applied a second time under this one. */
-      st = prep (db, "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
-                     " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
-                     "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
-                     "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
+      st = od_sqlite_prepare (db,
+                 "UPDATE pending_commands SET identity_fp = ?9, identity_server = ?10"
+                 " WHERE id = ?1 AND state = " OD_OUTBOX_SQL_QUEUED
+                 "   AND (identity_fp IS NOT ?9 OR identity_server IS NOT ?10)"
+                 "   AND (claim_owner IS NULL OR claim_at < ?11)", error);
       break;
     default:
       g_assert_not_reached ();
@@ -285,7 +222,7 @@ od_outbox_store_update (sqlite3               *db,
   sqlite3_bind_text (st, 10, j->identity_server, -1, SQLITE_STATIC);
   sqlite3_bind_int64 (st, 11, j->claim_free_before);
   od_outbox_store_bind_states (st);
-  if (!run_stmt (db, st, error))
+  if (!od_sqlite_run (db, st, "outbox", error))
     return FALSE;
   *changed = sqlite3_changes (db) > 0;
   return TRUE;
@@ -300,7 +237,7 @@ od_outbox_store_claim (sqlite3     *db,
                        gint64       now,
                        GError     **error)
 {
-  sqlite3_stmt *st = prep (db,
+  sqlite3_stmt *st = od_sqlite_prepare (db,
                            "UPDATE pending_commands SET state = " OD_OUTBOX_SQL_SENT ","
                            " attempts = attempts + 1,"
                            " sent_at = CASE WHEN sent_at = 0 THEN ?2 ELSE sent_at END,"
@@ -313,5 +250,5 @@ od_outbox_store_claim (sqlite3     *db,
   sqlite3_bind_int64 (st, 2, now);
   sqlite3_bind_text (st, 3, owner, -1, SQLITE_STATIC);
   od_outbox_store_bind_states (st);
-  return run_stmt (db, st, error);
+  return od_sqlite_run (db, st, "outbox", error);
 }

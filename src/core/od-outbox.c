@@ -4,6 +4,7 @@
 #include "od-tls.h"
 #include "od-cache-private.h"
 #include "od-outbox-store.h"
+#include "od-sqlite.h"
 #include "od-json.h"
 #include "od-uuid.h"
 
@@ -197,21 +198,6 @@ claimable (const char *claim_owner,
 
 /* ------------------------------------------------------------------ */
 /* Writer jobs (run on the cache's writer thread; SQL in od-outbox-store.c) */
-
-static sqlite3_stmt *
-prep (sqlite3     *db,
-      const char  *sql,
-      GError     **error)
-{
-  sqlite3_stmt *st = NULL;
-
-  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "outbox");
-      return NULL;
-    }
-  return st;
-}
 
 typedef struct
 {
@@ -855,7 +841,7 @@ claim_job (sqlite3   *db,
            GError   **error)
 {
   ClaimJob *j = data;
-  sqlite3_stmt *st = prep (db, NEXT_TO_SEND_SQL, error);
+  sqlite3_stmt *st = od_sqlite_prepare (db, NEXT_TO_SEND_SQL, error);
   gint64 id = 0;
   gboolean ok = TRUE;
 
@@ -875,7 +861,8 @@ claim_job (sqlite3   *db,
   if (!od_outbox_store_claim (db, id, j->owner, j->now, error))
     return FALSE;
 
-  st = prep (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?", error);
+  st = od_sqlite_prepare (db, "SELECT " COMMAND_COLUMNS " FROM pending_commands WHERE id = ?",
+                          error);
   if (st == NULL)
     return FALSE;
   sqlite3_bind_int64 (st, 1, id);
@@ -1231,8 +1218,9 @@ od_outbox_submit_async (OdOutbox           *self,
 
   if (problem != NULL)
     {
-      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
-                               G_IO_ERROR_INVALID_DATA, "%s", problem->detail);
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async,
+                               OD_COMMAND_ERROR, od_command_error_code (problem), "%s",
+                               problem->detail);
       return;
     }
   submit_body (self, od_command_to_json (command), command, cancellable, callback, user_data);
@@ -1260,8 +1248,8 @@ od_outbox_submit_json_async (OdOutbox           *self,
 
           g_string_append_printf (msg, "\n%s: %s", fe->field, fe->message);
         }
-      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async, G_IO_ERROR,
-                               G_IO_ERROR_INVALID_DATA, "%s", msg->str);
+      g_task_report_new_error (self, callback, user_data, od_outbox_submit_async,
+                               OD_COMMAND_ERROR, od_command_error_code (problem), "%s", msg->str);
       g_string_free (msg, TRUE);
       return;
     }

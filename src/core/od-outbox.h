@@ -119,8 +119,9 @@ void              od_outbox_set_tls_database (OdOutbox      *self,
                                               GTlsDatabase  *database);
 
 /* Validates the command (od_command_validate), stores it and starts
- * sending.  Resolves with the new id once stored (not once answered).
- * created_at is the time of this call. */
+ * sending.  Resolves with the new id once stored (not once answered),
+ * or fails with OD_COMMAND_ERROR when the command is refused before it
+ * is stored.  created_at is the time of this call. */
 void              od_outbox_submit_async  (OdOutbox         *self,
                                            const OdCommand  *command,
                                            GCancellable     *cancellable,

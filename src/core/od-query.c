@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-query.h"
 #include "od-cache-private.h"
+#include "od-query-private.h"
 #include "od-json.h"
+#include "od-sqlite.h"
 
 #include <string.h>
 
@@ -364,14 +366,7 @@ search_memo_free (SearchMemo *memo)
 static gint64
 data_version (sqlite3 *db)
 {
-  sqlite3_stmt *st = NULL;
-  gint64 v = -1;
-
-  if (sqlite3_prepare_v2 (db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK
-      && sqlite3_step (st) == SQLITE_ROW)
-    v = sqlite3_column_int64 (st, 0);
-  sqlite3_finalize (st);
-  return v;
+  return od_sqlite_query_int64 (db, "PRAGMA data_version", -1);
 }
 
 static gboolean
@@ -386,31 +381,24 @@ ensure_search_memo (OdCache            *cache,
   gint64 version = data_version (db);
   g_autoptr(GString) sql = NULL;
   sqlite3_stmt *st;
-  int rc;
 
   if (memo != NULL && version >= 0 && memo->data_version == version
       && g_strcmp0 (memo->search, query->search) == 0)
     return TRUE;
   if (memo == NULL)
     {
-      if (sqlite3_exec (db, "CREATE TEMP TABLE IF NOT EXISTS od_search_hits"
-                            " (rid INTEGER PRIMARY KEY, status TEXT, updated_at TEXT,"
-                            " created_at TEXT, total_cents INTEGER, customer_name TEXT,"
-                            " order_id TEXT)", NULL, NULL, NULL) != SQLITE_OK)
-        {
-          od_cache_set_sqlite_error (error, db, "search");
-          return FALSE;
-        }
+      if (!od_sqlite_exec (db, "CREATE TEMP TABLE IF NOT EXISTS od_search_hits"
+                               " (rid INTEGER PRIMARY KEY, status TEXT, updated_at TEXT,"
+                               " created_at TEXT, total_cents INTEGER, customer_name TEXT,"
+                               " order_id TEXT)", "search", error))
+        return FALSE;
       memo = g_new0 (SearchMemo, 1);
       g_object_set_data_full (G_OBJECT (cache), "od-search-memo", memo,
                               (GDestroyNotify) search_memo_free);
     }
   g_clear_pointer (&memo->search, g_free);
-  if (sqlite3_exec (db, "DELETE FROM temp.od_search_hits", NULL, NULL, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "search");
-      return FALSE;
-    }
+  if (!od_sqlite_exec (db, "DELETE FROM temp.od_search_hits", "search", error))
+    return FALSE;
   sql = g_string_new (NULL);
   append_matches (sql, with_fts);
   /* The sort keys come along: a page then sorts a few thousand short
@@ -422,14 +410,8 @@ ensure_search_memo (OdCache            *cache,
   if (st == NULL)
     return FALSE;
   bind_search (st, parts, with_fts);
-  rc = sqlite3_step (st);
-  sqlite3_reset (st);
-  sqlite3_clear_bindings (st);
-  if (rc != SQLITE_DONE)
-    {
-      od_cache_set_sqlite_error (error, db, "search");
-      return FALSE;
-    }
+  if (!od_sqlite_step_done (db, st, "search", error))
+    return FALSE;
   memo->search = g_strdup (query->search);
   /* The temporary table is this connection's own: writing it does not
    * change data_version. */
@@ -473,11 +455,8 @@ prepare_list (OdCache             *cache,
   sql = build_sql (query, with_cursor, with_fts, count_only, offset >= 0, use_memo);
   if (db == NULL)
     st = od_cache_prepare_read (cache, sql, error);
-  else if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "query");
-      st = NULL;
-    }
+  else
+    st = od_sqlite_prepare (db, sql, error);
   if (st == NULL)
     return NULL;
   if (query->status != OD_STATUS_NONE)
@@ -527,7 +506,7 @@ list_rows (OdCache             *cache,
   search_parts_clear (&parts);
   if (rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order list");
+      od_sqlite_set_error (error, od_cache_get_db (cache), "order list");
       return NULL;
     }
   return g_steal_pointer (&rows);
@@ -577,7 +556,7 @@ od_query_count_orders (OdCache             *cache,
   if (sqlite3_step (st) == SQLITE_ROW)
     n = sqlite3_column_int64 (st, 0);
   else
-    od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order count");
+    od_sqlite_set_error (error, od_cache_get_db (cache), "order count");
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   return n;
@@ -632,6 +611,37 @@ od_query_count_inconsistent (OdCache  *cache,
   return n;
 }
 
+void
+od_query_order_from_row (OdOrder      *order,
+                         sqlite3_stmt *st)
+{
+  order->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 0));
+  order->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  order->currency = g_strdup ((const char *) sqlite3_column_text (st, 2));
+  od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
+  order->version = sqlite3_column_int64 (st, 4);
+  order->created_at = g_strdup ((const char *) sqlite3_column_text (st, 5));
+  order->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 6));
+  order->last_position = sqlite3_column_int64 (st, 7);
+  order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
+  order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
+  order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
+  order->refunded_cents = sqlite3_column_int64 (st, 11);
+  order->note_count = sqlite3_column_int64 (st, 12);
+}
+
+OdLine *
+od_query_line_from_row (sqlite3_stmt *st)
+{
+  OdLine *line = g_new0 (OdLine, 1);
+
+  line->sku = g_strdup ((const char *) sqlite3_column_text (st, 0));
+  line->name = g_strdup ((const char *) sqlite3_column_text (st, 1));
+  line->quantity = sqlite3_column_int64 (st, 2);
+  line->unit_price_cents = sqlite3_column_int64 (st, 3);
+  return line;
+}
+
 OdOrder *
 od_query_order (OdCache     *cache,
                 const char  *order_id,
@@ -642,10 +652,7 @@ od_query_order (OdCache     *cache,
   int rc;
 
   st = od_cache_prepare_read (cache,
-                              "SELECT customer_name, customer_email, currency, status, version,"
-                              " created_at, updated_at, last_position, carrier, tracking_number,"
-                              " cancel_reason, refunded_cents, note_count FROM orders"
-                              " WHERE order_id = ?",
+                              "SELECT " OD_QUERY_ORDER_COLUMNS " FROM orders WHERE order_id = ?",
                               error);
   if (st == NULL)
     return NULL;
@@ -654,51 +661,31 @@ od_query_order (OdCache     *cache,
   if (rc == SQLITE_ROW)
     {
       order = od_order_new (order_id);
-      order->customer_name = g_strdup ((const char *) sqlite3_column_text (st, 0));
-      order->customer_email = g_strdup ((const char *) sqlite3_column_text (st, 1));
-      order->currency = g_strdup ((const char *) sqlite3_column_text (st, 2));
-      od_order_status_from_name ((const char *) sqlite3_column_text (st, 3), &order->status);
-      order->version = sqlite3_column_int64 (st, 4);
-      order->created_at = g_strdup ((const char *) sqlite3_column_text (st, 5));
-      order->updated_at = g_strdup ((const char *) sqlite3_column_text (st, 6));
-      order->last_position = sqlite3_column_int64 (st, 7);
-      order->carrier = g_strdup ((const char *) sqlite3_column_text (st, 8));
-      order->tracking_number = g_strdup ((const char *) sqlite3_column_text (st, 9));
-      order->cancel_reason = g_strdup ((const char *) sqlite3_column_text (st, 10));
-      order->refunded_cents = sqlite3_column_int64 (st, 11);
-      order->note_count = sqlite3_column_int64 (st, 12);
+      od_query_order_from_row (order, st);
     }
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   if (rc != SQLITE_ROW)
     {
       if (rc != SQLITE_DONE)
-        od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order");
+        od_sqlite_set_error (error, od_cache_get_db (cache), "order");
       return NULL;
     }
 
   st = od_cache_prepare_read (cache,
-                              "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                              "SELECT " OD_QUERY_LINE_COLUMNS " FROM order_items"
                               " WHERE order_id = ? ORDER BY line_no",
                               error);
   if (st == NULL)
     return NULL;
   sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    {
-      OdLine *line = g_new0 (OdLine, 1);
-
-      line->sku = g_strdup ((const char *) sqlite3_column_text (st, 0));
-      line->name = g_strdup ((const char *) sqlite3_column_text (st, 1));
-      line->quantity = sqlite3_column_int64 (st, 2);
-      line->unit_price_cents = sqlite3_column_int64 (st, 3);
-      g_ptr_array_add (order->lines, line);
-    }
+    g_ptr_array_add (order->lines, od_query_line_from_row (st));
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   if (rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "order lines");
+      od_sqlite_set_error (error, od_cache_get_db (cache), "order lines");
       return NULL;
     }
   return g_steal_pointer (&order);
@@ -738,7 +725,7 @@ od_query_timeline (OdCache     *cache,
   sqlite3_clear_bindings (st);
   if (rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, od_cache_get_db (cache), "timeline");
+      od_sqlite_set_error (error, od_cache_get_db (cache), "timeline");
       return NULL;
     }
   return g_steal_pointer (&events);
@@ -841,12 +828,10 @@ read_sync_state (sqlite3     *db,
   int rc;
 
   memset (state, 0, sizeof *state);
-  if (sqlite3_prepare_v2 (db, "SELECT applied_position, last_event_at, server_url"
-                              " FROM sync_state WHERE id = 1", -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "sync state");
-      return FALSE;
-    }
+  st = od_sqlite_prepare (db, "SELECT applied_position, last_event_at, server_url"
+                              " FROM sync_state WHERE id = 1", error);
+  if (st == NULL)
+    return FALSE;
   rc = sqlite3_step (st);
   if (rc == SQLITE_ROW)
     {
@@ -857,7 +842,7 @@ read_sync_state (sqlite3     *db,
   sqlite3_finalize (st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, db, "sync state");
+      od_sqlite_set_error (error, db, "sync state");
       return FALSE;
     }
   return TRUE;
@@ -884,11 +869,8 @@ export_csv (OdCache            *cache,
   int rc;
 
   /* One read transaction: the stamp and the rows are the same snapshot. */
-  if (sqlite3_exec (db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, "export");
-      return FALSE;
-    }
+  if (!od_sqlite_exec (db, "BEGIN", "export", error))
+    return FALSE;
   if (!read_sync_state (db, &state, error))
     goto out;
   if (flags & OD_EXPORT_PROVENANCE)
@@ -956,7 +938,7 @@ export_csv (OdCache            *cache,
     goto out;
   if (rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, db, "export");
+      od_sqlite_set_error (error, db, "export");
       goto out;
     }
   ok = g_output_stream_write_all (stream, out->str, out->len, NULL, cancellable, error);
@@ -964,7 +946,7 @@ export_csv (OdCache            *cache,
 out:
   search_parts_clear (&parts);
   od_sync_state_clear (&state);
-  sqlite3_exec (db, "COMMIT", NULL, NULL, NULL);
+  od_sqlite_exec (db, "COMMIT", NULL, NULL);
   return ok;
 }
 
@@ -1024,7 +1006,7 @@ export_thread (GTask        *task,
   if (sqlite3_open_v2 (d->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL)
       != SQLITE_OK)
     {
-      od_cache_set_sqlite_error (&error, db, "export");
+      od_sqlite_set_error (&error, db, "export");
       sqlite3_close (db);
       g_task_return_error (task, error);
       return;

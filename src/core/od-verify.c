@@ -5,6 +5,7 @@
 #include "od-http.h"
 #include "od-json.h"
 #include "od-order.h"
+#include "od-sqlite.h"
 
 #include <libsoup/soup.h>
 #include <string.h>
@@ -273,7 +274,7 @@ sql_failed (Verify     *v,
             GError    **error,
             const char *what)
 {
-  od_cache_set_sqlite_error (error, v->db, what);
+  od_sqlite_set_error (error, v->db, what);
   return FALSE;
 }
 
@@ -547,21 +548,6 @@ stmts_clear (Stmts *s)
   g_clear_pointer (&s->mark, sqlite3_finalize);
 }
 
-static sqlite3_stmt *
-stmt (sqlite3       *db,
-      sqlite3_stmt **slot,
-      const char    *sql)
-{
-  if (*slot == NULL)
-    sqlite3_prepare_v2 (db, sql, -1, slot, NULL);
-  else
-    {
-      sqlite3_reset (*slot);
-      sqlite3_clear_bindings (*slot);
-    }
-  return *slot;
-}
-
 typedef struct
 {
   OdOrder *order;
@@ -592,13 +578,11 @@ fold_order (sqlite3     *db,
 
   memset (f, 0, sizeof *f);
   f->order = od_order_new (order_id);
-  st = stmt (db, &stmts->events, "SELECT " EVENT_COLUMNS " FROM order_events WHERE order_id = ?1"
-             " ORDER BY position");
+  st = od_sqlite_reuse (db, &stmts->events,
+                       "SELECT " EVENT_COLUMNS " FROM order_events WHERE order_id = ?1"
+                       " ORDER BY position", error);
   if (st == NULL)
-    {
-      od_cache_set_sqlite_error (error, db, "fold");
-      return FALSE;
-    }
+    return FALSE;
   sqlite3_bind_text (st, 1, order_id, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
     {
@@ -620,7 +604,7 @@ fold_order (sqlite3     *db,
   sqlite3_reset (st);
   if (rc != SQLITE_DONE)
     {
-      od_cache_set_sqlite_error (error, db, "fold");
+      od_sqlite_set_error (error, db, "fold");
       return FALSE;
     }
   return TRUE;
@@ -643,10 +627,11 @@ order_matches (sqlite3 *db,
   gboolean same = TRUE, found;
   guint n = 0;
 
-  st = stmt (db, &stmts->order, "SELECT customer_name, customer_email, currency, status, item_count,"
-             " total_cents, version, created_at, updated_at, last_position, carrier,"
-             " tracking_number, cancel_reason, refunded_cents, note_count FROM orders"
-             " WHERE order_id = ?1");
+  st = od_sqlite_reuse (db, &stmts->order,
+                       "SELECT customer_name, customer_email, currency, status, item_count,"
+                       " total_cents, version, created_at, updated_at, last_position, carrier,"
+                       " tracking_number, cancel_reason, refunded_cents, note_count FROM orders"
+                       " WHERE order_id = ?1", NULL);
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   found = sqlite3_step (st) == SQLITE_ROW;
   if (found != (o->status != OD_STATUS_NONE))
@@ -671,8 +656,9 @@ order_matches (sqlite3 *db,
   if (!same)
     return FALSE;
 
-  st = stmt (db, &stmts->items, "SELECT sku, name, quantity, unit_price_cents FROM order_items"
-             " WHERE order_id = ?1 ORDER BY line_no");
+  st = od_sqlite_reuse (db, &stmts->items,
+                       "SELECT sku, name, quantity, unit_price_cents FROM order_items"
+                       " WHERE order_id = ?1 ORDER BY line_no", NULL);
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   while (same && sqlite3_step (st) == SQLITE_ROW)
     {
@@ -689,7 +675,9 @@ order_matches (sqlite3 *db,
   if (!same || n != (found ? o->lines->len : 0))
     return FALSE;
 
-  st = stmt (db, &stmts->mark, "SELECT version, position FROM inconsistent_orders WHERE order_id = ?1");
+  st = od_sqlite_reuse (db, &stmts->mark,
+                       "SELECT version, position FROM inconsistent_orders WHERE order_id = ?1",
+                       NULL);
   sqlite3_bind_text (st, 1, o->order_id, -1, SQLITE_STATIC);
   found = sqlite3_step (st) == SQLITE_ROW;
   if (found != (f->reason != NULL))
@@ -817,25 +805,15 @@ run_sql (sqlite3     *db,
          GError     **error)
 {
   sqlite3_stmt *st = NULL;
-  int rc;
 
-  if (sqlite3_prepare_v2 (db, sql, -1, &st, NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, db, sql);
-      return FALSE;
-    }
+  st = od_sqlite_prepare (db, sql, error);
+  if (st == NULL)
+    return FALSE;
   if (text != NULL)
     sqlite3_bind_text (st, 1, text, -1, SQLITE_STATIC);
   else
     sqlite3_bind_int64 (st, 1, num);
-  rc = sqlite3_step (st);
-  sqlite3_finalize (st);
-  if (rc != SQLITE_DONE)
-    {
-      od_cache_set_sqlite_error (error, db, sql);
-      return FALSE;
-    }
-  return TRUE;
+  return od_sqlite_run (db, st, sql, error);
 }
 
 static void
@@ -978,7 +956,7 @@ od_verify_rewrite_order (sqlite3     *db,
       sqlite3_finalize (st);
     }
   if (!ok && error != NULL && *error == NULL)
-    od_cache_set_sqlite_error (error, db, "repair order");
+    od_sqlite_set_error (error, db, "repair order");
   folded_clear (&f);
   return ok;
 }
@@ -1037,10 +1015,7 @@ repair_in_writer (sqlite3   *db,
 
   if (r->positions != NULL)
     {
-      sqlite3_prepare_v2 (db, "SELECT applied_position FROM sync_state WHERE id = 1", -1, &st, NULL);
-      if (sqlite3_step (st) == SQLITE_ROW)
-        applied = sqlite3_column_int64 (st, 0);
-      sqlite3_finalize (st);
+      applied = od_sqlite_query_int64 (db, "SELECT applied_position FROM sync_state WHERE id = 1", 0);
       for (guint i = 0; ok && i < r->positions->len; i++)
         {
           gint64 position = g_array_index (r->positions, gint64, i);
@@ -1075,7 +1050,7 @@ repair_in_writer (sqlite3   *db,
           ok = sqlite3_step (st) == SQLITE_DONE;
           sqlite3_finalize (st);
           if (!ok)
-            od_cache_set_sqlite_error (error, db, "repair event");
+            od_sqlite_set_error (error, db, "repair event");
         }
     }
   for (guint i = 0; ok && r->orders != NULL && i < r->orders->len; i++)
@@ -1107,7 +1082,7 @@ repair_in_writer (sqlite3   *db,
       ok = sqlite3_step (st) == SQLITE_DONE;
       sqlite3_finalize (st);
       if (!ok)
-        od_cache_set_sqlite_error (error, db, "record verification");
+        od_sqlite_set_error (error, db, "record verification");
     }
   return ok;
 }
@@ -1154,15 +1129,8 @@ write_and_wait (OdCache  *cache,
 static gint64
 last_verified (sqlite3 *db)
 {
-  sqlite3_stmt *st = NULL;
-  gint64 upto = 0;
-
-  sqlite3_prepare_v2 (db, "SELECT upto_position FROM verify_runs WHERE result IN ('clean', 'repaired')"
-                      " ORDER BY id DESC LIMIT 1", -1, &st, NULL);
-  if (st != NULL && sqlite3_step (st) == SQLITE_ROW)
-    upto = sqlite3_column_int64 (st, 0);
-  sqlite3_finalize (st);
-  return upto;
+  return od_sqlite_query_int64 (db, "SELECT upto_position FROM verify_runs"
+                                " WHERE result IN ('clean', 'repaired') ORDER BY id DESC LIMIT 1", 0);
 }
 
 static OdVerifyReport *
@@ -1211,7 +1179,7 @@ verify_run (OdCache          *cache,
   if (sqlite3_open_v2 (od_cache_get_path (cache), &v.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                        NULL) != SQLITE_OK)
     {
-      od_cache_set_sqlite_error (error, v.db, "open the cache");
+      od_sqlite_set_error (error, v.db, "open the cache");
       goto out;
     }
   sqlite3_busy_timeout (v.db, 10000);
@@ -1219,13 +1187,10 @@ verify_run (OdCache          *cache,
    * sync commits meanwhile.  The server's head is read after it: heads
    * only grow, so a head read before could be below what sync applied
    * in between, and look like a shorter, foreign log. */
-  if (sqlite3_exec (v.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK
-      || sqlite3_prepare_v2 (v.db, "SELECT applied_position FROM sync_state WHERE id = 1", -1, &st,
-                             NULL) != SQLITE_OK)
-    {
-      od_cache_set_sqlite_error (error, v.db, "read the cache");
-      goto out;
-    }
+  if (!od_sqlite_exec (v.db, "BEGIN", "read the cache", error)
+      || (st = od_sqlite_prepare (v.db, "SELECT applied_position FROM sync_state WHERE id = 1",
+                                  error)) == NULL)
+    goto out;
   if (sqlite3_step (st) == SQLITE_ROW)
     applied = sqlite3_column_int64 (st, 0);
   sqlite3_finalize (st);
@@ -1290,7 +1255,7 @@ verify_run (OdCache          *cache,
   if (!check_views (&v, all, error))
     goto out;
   report->views_seconds = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
-  sqlite3_exec (v.db, "COMMIT", NULL, NULL, NULL);
+  od_sqlite_exec (v.db, "COMMIT", NULL, NULL);
 
   /* A run cancelled by now records nothing: the console cancels before
    * it closes the cache, whose writer would then never take the job. */
@@ -1329,7 +1294,7 @@ verify_run (OdCache          *cache,
 out:
   if (v.db != NULL)
     {
-      sqlite3_exec (v.db, "ROLLBACK", NULL, NULL, NULL);
+      od_sqlite_exec (v.db, "ROLLBACK", NULL, NULL);
       sqlite3_close (v.db);
     }
   g_clear_object (&v.session);

@@ -639,6 +639,25 @@ on_command_changed (OdOutbox      *outbox,
     }
 }
 
+/* A command refused before it was stored is invalid, whatever the
+ * refusal (malformed, a field's rule, too large); any other failure (the
+ * cache) is an error. */
+static int
+submit_exit_code (const GError *error)
+{
+  if (error->domain != OD_COMMAND_ERROR)
+    return EXIT_FAILURE_;
+  switch ((OdCommandError) error->code)
+    {
+    case OD_COMMAND_ERROR_MALFORMED:
+    case OD_COMMAND_ERROR_INVALID:
+    case OD_COMMAND_ERROR_TOO_LARGE:
+      return EXIT_INVALID;
+    default:
+      return EXIT_FAILURE_;
+    }
+}
+
 static void
 submitted (GObject      *source,
            GAsyncResult *result,
@@ -654,9 +673,7 @@ submitted (GObject      *source,
       g_autofree char *why = tty_text (error->message);
 
       g_printerr ("orderdeskctl: %s\n", why);
-      ctl->exit_code = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA)
-                         ? EXIT_INVALID
-                         : EXIT_FAILURE_;
+      ctl->exit_code = submit_exit_code (error);
       g_main_loop_quit (ctl->loop);
       return;
     }

@@ -5,6 +5,8 @@
 #include <glib/gi18n-lib.h>
 #include <string.h>
 
+G_DEFINE_QUARK (od-command-error-quark, od_command_error)
+
 OdCommand *
 od_command_new (OdCommandType  type,
                 const char    *order_id)
@@ -607,4 +609,18 @@ od_command_to_json (const OdCommand *command)
     }
   g_string_append (out, "}}");
   return g_string_free (out, FALSE);
+}
+
+OdCommandError
+od_command_error_code (const OdProblem *problem)
+{
+  switch (problem->code)
+    {
+    case OD_PROBLEM_MALFORMED:
+      return OD_COMMAND_ERROR_MALFORMED;
+    case OD_PROBLEM_PAYLOAD_TOO_LARGE:
+      return OD_COMMAND_ERROR_TOO_LARGE;
+    default:
+      return OD_COMMAND_ERROR_INVALID;
+    }
 }

@@ -9,6 +9,18 @@
 
 G_BEGIN_DECLS
 
+/* Why a command was refused before it was sent: the codec's and the
+ * field rules' refusals (the server answers the same with a problem). */
+#define OD_COMMAND_ERROR (od_command_error_quark ())
+GQuark od_command_error_quark (void);
+
+typedef enum
+{
+  OD_COMMAND_ERROR_MALFORMED, /* not a command: no JSON object, a member of the wrong type */
+  OD_COMMAND_ERROR_INVALID,   /* a command whose fields break their rules */
+  OD_COMMAND_ERROR_TOO_LARGE, /* larger than the protocol allows */
+} OdCommandError;
+
 typedef enum
 {
   OD_COMMAND_CREATE_ORDER,
@@ -122,6 +134,9 @@ OdCommand     *od_command_parse          (const char       *body,
 OdCommand     *od_command_from_object    (JsonObject       *object,
                                           OdProblem       **problem);
 OdProblem     *od_command_validate       (const OdCommand  *command);
+/* The OD_COMMAND_ERROR code of a problem from od_command_parse() or
+ * od_command_validate(). */
+OdCommandError od_command_error_code     (const OdProblem  *problem);
 char          *od_command_to_json        (const OdCommand  *command);
 gboolean       od_idempotency_key_valid  (const char       *key);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-store-sqlite.h"
 #include "od-digest.h"
+#include "od-sqlite.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,42 +63,6 @@ static void od_store_sqlite_iface_init (OdStoreInterface *iface);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (OdStoreSqlite, od_store_sqlite, G_TYPE_OBJECT,
                                G_IMPLEMENT_INTERFACE (OD_TYPE_STORE, od_store_sqlite_iface_init))
-
-static gboolean
-sql_error (sqlite3  *db,
-           GError  **error,
-           const char *what)
-{
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: %s", what, sqlite3_errmsg (db));
-  return FALSE;
-}
-
-static gboolean
-exec (sqlite3     *db,
-      const char  *sql,
-      GError     **error)
-{
-  char *message = NULL;
-
-  if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", message ? message : "sqlite error");
-      sqlite3_free (message);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-prepare (sqlite3       *db,
-         const char    *sql,
-         sqlite3_stmt **stmt,
-         GError       **error)
-{
-  if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL) != SQLITE_OK)
-    return sql_error (db, error, "prepare");
-  return TRUE;
-}
 
 /* The store holds customer names and e-mail addresses: only its owner
  * may read it.  SQLite gives the -wal and -shm files the mode of the
@@ -161,8 +126,8 @@ open_db (const char  *path,
   sqlite3_busy_timeout (db, 10000);
   /* WAL with synchronous=FULL fsyncs the log at every commit: a success is
    * only answered once its transaction is on disk. */
-  if (!exec (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
-                 "PRAGMA temp_store=MEMORY;", error))
+  if (!od_sqlite_exec (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
+                       "PRAGMA temp_store=MEMORY;", NULL, error))
     {
       sqlite3_close (db);
       return NULL;
@@ -178,7 +143,7 @@ migrate (sqlite3  *db,
   int version = 0;
 
   if (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK)
-    return sql_error (db, error, "user_version");
+    return od_sqlite_set_error (error, db, "user_version");
   if (sqlite3_step (stmt) == SQLITE_ROW)
     version = sqlite3_column_int (stmt, 0);
   sqlite3_finalize (stmt);
@@ -192,32 +157,32 @@ migrate (sqlite3  *db,
     }
   if (version == 0)
     {
-      if (!exec (db,
-                 "BEGIN IMMEDIATE;"
-                 "CREATE TABLE IF NOT EXISTS events ("
-                 "  position INTEGER PRIMARY KEY,"
-                 "  prev INTEGER NOT NULL,"
-                 "  order_id TEXT NOT NULL,"
-                 "  version INTEGER NOT NULL,"
-                 "  type TEXT NOT NULL,"
-                 "  recorded_at TEXT NOT NULL,"
-                 "  actor TEXT NOT NULL,"
-                 "  data TEXT NOT NULL,"
-                 "  UNIQUE (order_id, version));"
-                 "CREATE TABLE IF NOT EXISTS idempotency ("
-                 "  actor TEXT NOT NULL,"
-                 "  key TEXT NOT NULL,"
-                 "  body_sha256 BLOB NOT NULL,"
-                 "  status INTEGER NOT NULL,"
-                 "  response TEXT NOT NULL,"
-                 "  created_at INTEGER NOT NULL,"
-                 "  PRIMARY KEY (actor, key)) WITHOUT ROWID;"
-                 "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_at);"
-                 "PRAGMA user_version = 1;"
-                 "COMMIT;",
-                 error))
+      if (!od_sqlite_exec (db,
+                           "BEGIN IMMEDIATE;"
+                           "CREATE TABLE IF NOT EXISTS events ("
+                           "  position INTEGER PRIMARY KEY,"
+                           "  prev INTEGER NOT NULL,"
+                           "  order_id TEXT NOT NULL,"
+                           "  version INTEGER NOT NULL,"
+                           "  type TEXT NOT NULL,"
+                           "  recorded_at TEXT NOT NULL,"
+                           "  actor TEXT NOT NULL,"
+                           "  data TEXT NOT NULL,"
+                           "  UNIQUE (order_id, version));"
+                           "CREATE TABLE IF NOT EXISTS idempotency ("
+                           "  actor TEXT NOT NULL,"
+                           "  key TEXT NOT NULL,"
+                           "  body_sha256 BLOB NOT NULL,"
+                           "  status INTEGER NOT NULL,"
+                           "  response TEXT NOT NULL,"
+                           "  created_at INTEGER NOT NULL,"
+                           "  PRIMARY KEY (actor, key)) WITHOUT ROWID;"
+                           "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_at);"
+                           "PRAGMA user_version = 1;"
+                           "COMMIT;",
+                           NULL, error))
         {
-          exec (db, "ROLLBACK", NULL);
+          od_sqlite_exec (db, "ROLLBACK", NULL, NULL);
           return FALSE;
         }
     }
@@ -259,18 +224,19 @@ reader_acquire (OdStoreSqlite  *self,
       return NULL;
     }
   sqlite3_busy_timeout (reader->db, 10000);
-  if (!prepare (reader->db,
-                "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
-                "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-                &reader->events, error)
-      || !prepare (reader->db,
+  if (!od_sqlite_prepare_persistent (reader->db,
+                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+                   &reader->events, error)
+      || !od_sqlite_prepare_persistent (reader->db,
                    "SELECT position, order_id, version, type, recorded_at, actor, data "
                    "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
                    &reader->digest, error)
-      || !prepare (reader->db, "SELECT coalesce(max(position), 0) FROM events", &reader->head,
+      || !od_sqlite_prepare_persistent (reader->db,
+                   "SELECT coalesce(max(position), 0) FROM events", &reader->head,
                    error)
-      || !prepare (reader->db, "BEGIN", &reader->begin, error)
-      || !prepare (reader->db, "COMMIT", &reader->commit, error))
+      || !od_sqlite_prepare_persistent (reader->db, "BEGIN", &reader->begin, error)
+      || !od_sqlite_prepare_persistent (reader->db, "COMMIT", &reader->commit, error))
     {
       reader_free (reader);
       return NULL;
@@ -303,7 +269,7 @@ read_head (Reader  *reader,
   if (ok)
     *head = sqlite3_column_int64 (reader->head, 0);
   else
-    sql_error (reader->db, error, "head");
+    od_sqlite_set_error (error, reader->db, "head");
   sqlite3_reset (reader->head);
   return ok;
 }
@@ -349,7 +315,7 @@ od_store_sqlite_read_events (OdStore  *store,
   sqlite3_reset (reader->events);
   if (rc != SQLITE_DONE)
     {
-      sql_error (reader->db, error, "read events");
+      od_sqlite_set_error (error, reader->db, "read events");
       goto failed;
     }
   sqlite3_step (reader->commit);
@@ -360,7 +326,7 @@ od_store_sqlite_read_events (OdStore  *store,
   return g_steal_pointer (&events);
 
 failed:
-  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
+  od_sqlite_exec (reader->db, "ROLLBACK", NULL, NULL);
   reader_release (self, reader);
   return NULL;
 }
@@ -413,7 +379,7 @@ od_store_sqlite_visit_events (OdStore           *store,
   sqlite3_reset (reader->events);
   if (rc != SQLITE_DONE)
     {
-      sql_error (reader->db, error, "read events");
+      od_sqlite_set_error (error, reader->db, "read events");
       goto failed;
     }
   sqlite3_step (reader->commit);
@@ -465,7 +431,7 @@ od_store_sqlite_digest (OdStore    *store,
   sqlite3_reset (st);
   if (rc != SQLITE_DONE)
     {
-      sql_error (reader->db, error, "digest");
+      od_sqlite_set_error (error, reader->db, "digest");
       reader_release (self, reader);
       return FALSE;
     }
@@ -515,7 +481,7 @@ od_store_sqlite_check (OdStore  *store,
         }
       sqlite3_busy_timeout (self->checker, 900);
     }
-  if (!exec (self->checker, "BEGIN IMMEDIATE", error))
+  if (!od_sqlite_exec (self->checker, "BEGIN IMMEDIATE", NULL, error))
     goto out;
   if (sqlite3_prepare_v2 (self->checker, "SELECT coalesce(max(position), 0) FROM events", -1,
                           &stmt, NULL) == SQLITE_OK
@@ -525,9 +491,9 @@ od_store_sqlite_check (OdStore  *store,
       ok = TRUE;
     }
   else
-    sql_error (self->checker, error, "readiness check");
+    od_sqlite_set_error (error, self->checker, "readiness check");
   sqlite3_finalize (stmt);
-  exec (self->checker, "ROLLBACK", NULL);
+  od_sqlite_exec (self->checker, "ROLLBACK", NULL, NULL);
 
 out:
   g_mutex_unlock (&self->check_lock);
@@ -564,7 +530,7 @@ load_order (OdStoreSqlite  *self,
   if (rc != SQLITE_DONE)
     {
       od_order_free (order);
-      sql_error (self->db, error, "load order");
+      od_sqlite_set_error (error, self->db, "load order");
       return NULL;
     }
   return order;
@@ -596,7 +562,7 @@ store_answer (OdStoreSqlite  *self,
   ok = sqlite3_step (st) == SQLITE_DONE;
   sqlite3_reset (st);
   if (!ok)
-    return sql_error (self->db, error, "store answer");
+    return od_sqlite_set_error (error, self->db, "store answer");
   return TRUE;
 }
 
@@ -634,7 +600,7 @@ replay_answer (OdStoreSqlite *self,
     }
   sqlite3_reset (st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return sql_error (self->db, error, "look up key");
+    return od_sqlite_set_error (error, self->db, "look up key");
   return TRUE;
 }
 
@@ -664,7 +630,7 @@ append_event (OdStoreSqlite  *self,
   ok = sqlite3_step (st) == SQLITE_DONE;
   sqlite3_reset (st);
   if (!ok)
-    return sql_error (self->db, error, "append event");
+    return od_sqlite_set_error (error, self->db, "append event");
 
   /* The server feeds its live ring from this frame instead of reading
    * the event back after the commit. */
@@ -778,7 +744,7 @@ reload_last_position (OdStoreSqlite  *self,
     self->last_position = sqlite3_column_int64 (self->st_max, 0);
   sqlite3_reset (self->st_max);
   if (!ok)
-    return sql_error (self->db, error, "max position");
+    return od_sqlite_set_error (error, self->db, "max position");
   return TRUE;
 }
 
@@ -796,11 +762,11 @@ od_store_sqlite_execute (OdStore  *store,
   OdOrder *order;
 
   if (!step_simple (self->st_begin))
-    return sql_error (self->db, error, "begin");
+    return od_sqlite_set_error (error, self->db, "begin");
   if (!run_batch (self, jobs, n_jobs, dirty, error) || !step_simple (self->st_commit))
     {
       if (error != NULL && *error == NULL)
-        sql_error (self->db, error, "commit");
+        od_sqlite_set_error (error, self->db, "commit");
       step_simple (self->st_rollback);
       self->last_position = first_position;
       /* The database is the truth after a failed commit. */
@@ -905,28 +871,29 @@ od_store_sqlite_new (const char  *path,
   self->path = g_strdup (path);
   if ((self->db = open_db (path, error)) == NULL || !migrate (self->db, error))
     return NULL;
-  if (!prepare (self->db, "BEGIN IMMEDIATE", &self->st_begin, error)
-      || !prepare (self->db, "COMMIT", &self->st_commit, error)
-      || !prepare (self->db, "ROLLBACK", &self->st_rollback, error)
-      || !prepare (self->db,
+  if (!od_sqlite_prepare_persistent (self->db, "BEGIN IMMEDIATE", &self->st_begin, error)
+      || !od_sqlite_prepare_persistent (self->db, "COMMIT", &self->st_commit, error)
+      || !od_sqlite_prepare_persistent (self->db, "ROLLBACK", &self->st_rollback, error)
+      || !od_sqlite_prepare_persistent (self->db,
                    "SELECT body_sha256, status, response FROM idempotency "
                    "WHERE actor = ?1 AND key = ?2",
                    &self->st_idem_get, error)
-      || !prepare (self->db,
+      || !od_sqlite_prepare_persistent (self->db,
                    "INSERT INTO idempotency (actor, key, body_sha256, status, response, created_at) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                    &self->st_idem_put, error)
-      || !prepare (self->db, "DELETE FROM idempotency WHERE created_at < ?1",
+      || !od_sqlite_prepare_persistent (self->db, "DELETE FROM idempotency WHERE created_at < ?1",
                    &self->st_idem_purge, error)
-      || !prepare (self->db,
+      || !od_sqlite_prepare_persistent (self->db,
                    "INSERT INTO events (position, prev, order_id, version, type, recorded_at, "
                    "actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                    &self->st_insert, error)
-      || !prepare (self->db,
+      || !od_sqlite_prepare_persistent (self->db,
                    "SELECT version, type, data, position, recorded_at FROM events "
                    "WHERE order_id = ?1 ORDER BY version",
                    &self->st_order_events, error)
-      || !prepare (self->db, "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
+      || !od_sqlite_prepare_persistent (self->db,
+                   "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
                    error)
       || !reload_last_position (self, error))
     return NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "od-command-dialog-private.h"
 #include "od-window-private.h"
 
 G_BEGIN_DECLS

@@ -5,7 +5,7 @@
  * contiguous and an intact database. */
 #include "od-core.h"
 #include "od-test-events.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 
 #include <signal.h>
 
@@ -53,7 +53,7 @@ spawn_sync (OdTestServer *server,
       if (g_random_boolean ())
         g_subprocess_launcher_setenv (l, "ORDERDESK_BULK_THRESHOLD", "20000", TRUE);
     }
-  p = g_subprocess_launcher_spawn (l, &error, ctl, "-q", "--timeout", "0", "--server", server->url,
+  p = g_subprocess_launcher_spawn (l, &error, ctl, "-q", "--timeout", "0", "--server", od_test_server_url (server),
                                    "--cache", cache_path, "sync", NULL);
   g_assert_no_error (error);
   return p;
@@ -62,7 +62,7 @@ spawn_sync (OdTestServer *server,
 static void
 test_kill_during_catch_up (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (40000);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (40000, NULL);
   g_autofree char *dir = od_test_tmpdir ("kill");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GHashTable) seen_positions = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,

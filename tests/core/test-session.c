@@ -159,7 +159,7 @@ compare_double (gconstpointer a,
 static void
 test_live (void)
 {
-  OdTestServer *server = od_test_server_start (0);
+  OdTestServer *server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = g_dir_make_tmp ("od-session-XXXXXX", NULL);
   g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GError) error = NULL;
@@ -172,7 +172,7 @@ test_live (void)
   double last, p50, p99;
   gint64 deadline;
 
-  session = od_session_open (path, server->url, OD_SESSION_FLAGS_NONE, &error);
+  session = od_session_open (path, od_test_server_url (server), OD_SESSION_FLAGS_NONE, &error);
   g_assert_no_error (error);
   g_signal_connect (session, "notify", G_CALLBACK (on_notify), &notes);
   od_session_sign_in (session, OD_TEST_OPERATOR_TOKEN);

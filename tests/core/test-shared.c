@@ -4,7 +4,7 @@
  * name. */
 #include "od-core.h"
 #include "od-test-events.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 
 #include <glib/gstdio.h>
 #include <signal.h>
@@ -109,7 +109,7 @@ two_syncs (OdTestServer *server,
 static void
 test_two_syncs_new_cache (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (150);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (150, NULL);
   g_autofree char *dir = od_test_tmpdir ("shared-new");
   g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
 
@@ -129,7 +129,7 @@ test_two_syncs_new_cache (void)
 static void
 test_two_syncs_existing_cache (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (150);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (150, NULL);
   g_autofree char *dir = od_test_tmpdir ("shared-old");
   g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
@@ -153,7 +153,7 @@ test_two_syncs_existing_cache (void)
 static void
 test_follow_beside_one_shots (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (100);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (100, NULL);
   g_autofree char *dir = od_test_tmpdir ("shared-follow");
   g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
@@ -254,7 +254,7 @@ applied_within (const char *path,
 static void
 test_follow_takes_over (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (200);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (200, NULL);
   g_autofree char *dir = od_test_tmpdir ("shared-takeover");
   g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
@@ -293,7 +293,7 @@ test_follow_takes_over (void)
 static void
 test_identity_held (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("identity");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *first_id = NULL;
@@ -313,7 +313,7 @@ test_identity_held (void)
     g_assert_no_error (error);
     outbox = od_outbox_new (cache, NULL, NULL);
     /* Queued by "someone-else", who never got to send them. */
-    od_outbox_set_identity (outbox, server->url, "someone-else");
+    od_outbox_set_identity (outbox, od_test_server_url (server), "someone-else");
     for (guint i = 0; i < 2; i++)
       {
         g_autoptr(GAsyncResult) result = NULL;
@@ -337,7 +337,7 @@ test_identity_held (void)
     g_autoptr(OdOutbox) outbox = od_outbox_new (cache, NULL, NULL);
     g_autoptr(OdPendingCommand) c = NULL;
 
-    od_outbox_set_identity (outbox, server->url, OD_TEST_OPERATOR_TOKEN);
+    od_outbox_set_identity (outbox, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
     c = od_outbox_get (outbox, ids[0], &error);
     g_assert_no_error (error);
     g_assert_nonnull (c);
@@ -385,7 +385,7 @@ test_identity_held (void)
 static void
 test_viewer_refused_at_once (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("viewer");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
@@ -447,7 +447,7 @@ stored_state (const char *cache_path,
 static void
 test_stored_states (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("states");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);

@@ -3,7 +3,7 @@
 #include "od-core.h"
 #include "od-test-events.h"
 #include "od-test-network.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 
 #include <glib/gstdio.h>
 #include <signal.h>
@@ -101,7 +101,7 @@ new_cache (const char *dir)
 static void
 test_sync_equals_fold (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (1500);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (1500, NULL);
   g_autofree char *dir = od_test_tmpdir ("fold");
   g_autoptr(OdCache) cache = new_cache (dir);
   g_autoptr(OdSyncEngine) sync = NULL;
@@ -109,7 +109,7 @@ test_sync_equals_fold (void)
   gint64 last;
 
   g_assert_cmpint (head, >, 5000);
-  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   od_sync_engine_start (sync);
   g_assert_true (wait_applied (cache, head, 30));
   /* Live: more commands while following. */
@@ -131,10 +131,10 @@ background_load (gpointer data)
 static void
 test_server_restart (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("restart");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   OdSyncStats stats;
   gint64 last;
 
@@ -166,10 +166,10 @@ test_server_restart (void)
 static void
 test_auth_stops (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("auth");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, "wrong-token");
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), "wrong-token");
   OdLag *lag = od_sync_engine_get_lag (sync);
   OdSyncStats stats;
   gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
@@ -185,7 +185,7 @@ test_auth_stops (void)
   od_sync_engine_get_stats (sync, &stats);
   g_assert_cmpuint (stats.connections, ==, 0);
   /* A new token resumes. */
-  od_sync_engine_set_server (sync, server->url, OD_TEST_VIEWER_TOKEN);
+  od_sync_engine_set_server (sync, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   {
     gint64 last = od_test_load (server, 5, 1);
 
@@ -213,15 +213,14 @@ static gpointer
 ack_thread (gpointer data)
 {
   Acks *a = data;
-  OdTestServer local = *a->server;
+  g_autoptr(SoupSession) session = soup_session_new_with_options ("timeout", 3, NULL);
 
-  local.session = soup_session_new_with_options ("timeout", 3, NULL);
   while (!g_atomic_int_get (&a->stop))
     {
       g_autofree char *id = od_uuid_v7_new ();
       g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Lag\",\"customer_email\":\"lag@example.com\",\"currency\":\"EUR\"}}", id);
       g_autofree char *answer = NULL;
-      guint status = od_test_post_command (&local, id, body, &answer);
+      guint status = od_test_post_command (a->server, session, id, body, &answer);
 
       if (status == 200)
         {
@@ -241,7 +240,6 @@ ack_thread (gpointer data)
       else
         g_usleep (20000);
     }
-  g_object_unref (local.session);
   return NULL;
 }
 
@@ -353,10 +351,10 @@ on_state_seen (OdLag      *lag,
 static void
 test_lag_trickle_stays_live (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("trickle");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   OdLag *lag = od_sync_engine_get_lag (sync);
   guint not_live = 0;
   gint64 last = 0;
@@ -375,7 +373,7 @@ test_lag_trickle_stays_live (void)
       g_autofree char *answer = NULL;
       g_autoptr(JsonNode) root = NULL;
 
-      g_assert_cmpuint (od_test_post_command (server, oid, body, &answer), ==, 200);
+      g_assert_cmpuint (od_test_post_command (server, NULL, oid, body, &answer), ==, 200);
       root = od_json_parse_object (answer, -1, NULL);
       last = json_object_get_int_member (json_node_get_object (root), "position");
       sleep_loop (200);
@@ -393,10 +391,10 @@ test_lag_trickle_stays_live (void)
 static void
 test_lag_paused_and_stopped (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("lag");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   OdLag *lag = od_sync_engine_get_lag (sync);
   Acks *a = g_new0 (Acks, 1);
   GThread *t;
@@ -469,10 +467,10 @@ wait_lag_state (OdLag      *lag,
 static void
 test_network_offline (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("network");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   g_autoptr(OdTestNetwork) network = od_test_network_new (TRUE);
   OdLag *lag = od_sync_engine_get_lag (sync);
   OdSyncStats stats;
@@ -593,11 +591,11 @@ discard_done (GObject      *source,
 static void
 test_outbox_rejected_then_next (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("outbox");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
-  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, server->url, OD_TEST_OPERATOR_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
   g_autofree char *id = od_uuid_v7_new ();
   g_autofree char *bad = g_strdup_printf ("{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"A\",\"name\":\"x\",\"quantity\":1,\"unit_price_cents\":1}}", id);
   g_autofree char *good = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Next\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}}", id);
@@ -634,7 +632,7 @@ test_outbox_rejected_then_next (void)
     od_outbox_submit_json_async (outbox, "{\"type\":\"CreateOrder\",\"order_id\":\"nope\"}", NULL,
                                  submitted, &s);
     g_assert_true (run_until (&s.done, 5));
-    g_assert_error (s.error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    g_assert_error (s.error, OD_COMMAND_ERROR, OD_COMMAND_ERROR_INVALID);
     g_clear_error (&s.error);
   }
 
@@ -660,8 +658,8 @@ test_outbox_rejected_then_next (void)
       g_assert_cmpint (c->state, ==, OD_COMMAND_STATE_DISCARDED);
     }
     od_test_server_restart (server);
-    od_sync_engine_set_server (sync, server->url, OD_TEST_VIEWER_TOKEN);
-    od_outbox_set_server (outbox, server->url, OD_TEST_OPERATOR_TOKEN);
+    od_sync_engine_set_server (sync, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
+    od_outbox_set_server (outbox, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
     g_assert_cmpint (wait_state (outbox, first, OD_COMMAND_STATE_VISIBLE, 20), ==,
                      OD_COMMAND_STATE_VISIBLE);
     {
@@ -677,7 +675,7 @@ test_outbox_rejected_then_next (void)
 static void
 test_outbox_crash_after_send (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("crash");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
@@ -740,10 +738,10 @@ test_outbox_crash_after_send (void)
 static void
 test_history_lost (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("lost");
   g_autoptr(OdCache) cache = new_cache (dir);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   gint64 last;
 
   od_sync_engine_start (sync);
@@ -752,10 +750,10 @@ test_history_lost (void)
 
   od_test_server_kill (server);
   {
-    g_autofree char *wal = g_strconcat (server->store, "-wal", NULL);
-    g_autofree char *shm = g_strconcat (server->store, "-shm", NULL);
+    g_autofree char *wal = g_strconcat (od_test_server_sqlite_path (server), "-wal", NULL);
+    g_autofree char *shm = g_strconcat (od_test_server_sqlite_path (server), "-shm", NULL);
 
-    g_assert_cmpint (g_unlink (server->store), ==, 0);
+    g_assert_cmpint (g_unlink (od_test_server_sqlite_path (server)), ==, 0);
     g_unlink (wal);
     g_unlink (shm);
   }
@@ -787,7 +785,7 @@ test_history_lost (void)
 static void
 test_ctl_export_and_status (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (300);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (300, NULL);
   g_autofree char *dir = od_test_tmpdir ("export");
   g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *csv_path = g_build_filename (dir, "out.csv", NULL);

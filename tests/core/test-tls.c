@@ -4,7 +4,7 @@
  * once it is given (od_*_set_tls_database), and a refused certificate is
  * explained (expired, unknown authority, wrong host), never accepted. */
 #include "od-core.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 #include "od-test-certs.h"
 
 #include <string.h>
@@ -28,13 +28,13 @@ start_with (const char *name)
   g_autofree char *cert = g_strdup_printf ("--tls-cert=%s/%s.pem", dir, name);
   g_autofree char *key = g_strdup_printf ("--tls-key=%s/%s.key", dir, name);
   const char *args[] = { cert, key, NULL };
-  OdTestServer *server = od_test_server_start_with (0, args);
+  OdTestServer *server = od_test_server_new_seeded (0, args);
   g_autoptr(GTlsDatabase) ca = trust ("ca.pem");
 
-  g_assert_true (g_str_has_prefix (server->url, "https://127.0.0.1:"));
+  g_assert_true (g_str_has_prefix (od_test_server_url (server), "https://127.0.0.1:"));
   /* The test's own requests trust the CA; the client under test decides
    * for itself. */
-  soup_session_set_tls_database (server->session, ca);
+  soup_session_set_tls_database (od_test_server_session (server), ca);
   return server;
 }
 
@@ -109,8 +109,8 @@ test_private_ca (void)
   g_autoptr(OdTestServer) server = start_with ("good");
   g_autofree char *tmp = od_test_tmpdir ("tls");
   g_autoptr(OdCache) cache = new_cache (tmp);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
-  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, server->url, OD_TEST_OPERATOR_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdOutbox) outbox = od_outbox_new (cache, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
   g_autoptr(GTlsDatabase) ca = trust ("ca.pem");
   g_autoptr(GTlsDatabase) other = trust ("other-ca.pem");
   OdLag *lag = od_sync_engine_get_lag (sync);
@@ -121,7 +121,7 @@ test_private_ca (void)
   Submit sub = { 0 };
   gint64 head;
 
-  g_assert_cmpuint (od_test_post_command (server, id, body, NULL), ==, 200);
+  g_assert_cmpuint (od_test_post_command (server, NULL, id, body, NULL), ==, 200);
   head = od_test_head (server);
   g_assert_cmpint (head, >, 0);
 
@@ -193,7 +193,7 @@ check_refused (const char           *cert,
   g_autoptr(OdTestServer) server = start_with (cert);
   g_autofree char *tmp = od_test_tmpdir ("tls");
   g_autoptr(OdCache) cache = new_cache (tmp);
-  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  g_autoptr(OdSyncEngine) sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   g_autoptr(GTlsDatabase) ca = trust ("ca.pem");
   OdLag *lag = od_sync_engine_get_lag (sync);
 
@@ -256,7 +256,7 @@ test_ctl_ca_file (void)
   gint64 start;
   int status;
 
-  g_assert_cmpuint (od_test_post_command (server, id, body, NULL), ==, 200);
+  g_assert_cmpuint (od_test_post_command (server, NULL, id, body, NULL), ==, 200);
 
   /* The system's trust, then another authority: refused at once. */
   start = g_get_monotonic_time ();

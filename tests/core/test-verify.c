@@ -5,7 +5,7 @@
 #include "od-core.h"
 #include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 
 #include <string.h>
 
@@ -154,7 +154,7 @@ post (OdTestServer *server,
   g_autofree char *body = g_strdup_printf ("{\"type\":\"%s\",\"order_id\":\"%s\",\"data\":%s}",
                                            type, order_id, data);
   g_autofree char *answer = NULL;
-  guint status = od_test_post_command (server, key, body, &answer);
+  guint status = od_test_post_command (server, NULL, key, body, &answer);
 
   if (status != 200)
     g_error ("%s: HTTP %u: %s", type, status, answer);
@@ -237,7 +237,7 @@ verify (OdCache      *cache,
 {
   Run run = { 0 };
 
-  od_verify_run_async (cache, server->url, OD_TEST_VIEWER_TOKEN, NULL, 0, repair, NULL, run_done, &run);
+  od_verify_run_async (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN, NULL, 0, repair, NULL, run_done, &run);
   g_assert_true (run_until (&run.done, 120));
   g_assert_no_error (run.error);
   return run.report;
@@ -247,7 +247,7 @@ static void
 check_damage (Damage   how,
               gboolean live)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (400);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (400, NULL);
   g_autofree char *dir = od_test_tmpdir ("verify");
   g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GError) error = NULL;
@@ -262,7 +262,7 @@ check_damage (Damage   how,
 
   g_assert_no_error (error);
   seed_refund_and_notes (server);
-  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   od_sync_engine_start (sync);
   g_assert_true (wait_applied (cache, od_test_head (server), 60));
   if (!live)
@@ -381,8 +381,8 @@ scalar (OdCache    *cache,
 static void
 test_foreign_log (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (100);
-  g_autoptr(OdTestServer) other = od_test_server_start (150);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (100, NULL);
+  g_autoptr(OdTestServer) other = od_test_server_new_seeded (150, NULL);
   g_autofree char *dir = od_test_tmpdir ("verify-foreign");
   g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GError) error = NULL;
@@ -393,14 +393,14 @@ test_foreign_log (void)
   Run run = { 0 };
 
   g_assert_no_error (error);
-  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   od_sync_engine_start (sync);
   g_assert_true (wait_applied (cache, od_test_head (server), 60));
   od_sync_engine_stop (sync);
   events = scalar (cache, "SELECT count(*) FROM order_events");
   orders = scalar (cache, "SELECT count(*) FROM orders");
 
-  od_verify_run_async (cache, other->url, OD_TEST_VIEWER_TOKEN, NULL, 0, TRUE, NULL, run_done, &run);
+  od_verify_run_async (cache, od_test_server_url (other), OD_TEST_VIEWER_TOKEN, NULL, 0, TRUE, NULL, run_done, &run);
   g_assert_true (run_until (&run.done, 120));
   report = run.report;
   g_assert_null (report);
@@ -420,7 +420,7 @@ test_foreign_log (void)
 static void
 test_data_as_received (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (20);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (20, NULL);
   g_autofree char *dir = od_test_tmpdir ("verify-bytes");
   g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GError) error = NULL;
@@ -443,11 +443,11 @@ test_data_as_received (void)
                                                    "\"customer_email\":\"z@example.org\","
                                                    "\"currency\":\"EUR\"}}", id, names[i]);
 
-          g_assert_cmpuint (od_test_post_command (server, key, body, NULL), ==, 200);
+          g_assert_cmpuint (od_test_post_command (server, NULL, key, body, NULL), ==, 200);
         }
       if (round == 0)
         {
-          sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+          sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
           od_sync_engine_start (sync);
           g_assert_true (wait_applied (cache, od_test_head (server), 60));
         }
@@ -466,8 +466,8 @@ test_data_as_received (void)
 static void
 test_ctl (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (100);
-  g_autoptr(OdTestServer) other = od_test_server_start (50);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (100, NULL);
+  g_autoptr(OdTestServer) other = od_test_server_new_seeded (50, NULL);
   g_autofree char *dir = od_test_tmpdir ("verify-ctl");
   g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
   g_autoptr(GError) error = NULL;
@@ -480,7 +480,7 @@ test_ctl (void)
   g_autofree char *position = NULL;
 
   g_assert_no_error (error);
-  sync = od_sync_engine_new (cache, server->url, OD_TEST_VIEWER_TOKEN);
+  sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
   od_sync_engine_start (sync);
   g_assert_true (wait_applied (cache, od_test_head (server), 60));
   od_sync_engine_stop (sync);
@@ -492,7 +492,7 @@ test_ctl (void)
   {
     g_autofree char *out = NULL;
 
-    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, plain,
+    g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), path, OD_TEST_VIEWER_TOKEN, NULL, plain,
                                            &out, NULL), ==, 7);
     g_assert_nonnull (strstr (out, position));
     g_assert_nonnull (strstr (out, "not repaired"));
@@ -500,7 +500,7 @@ test_ctl (void)
   {
     g_autofree char *out = NULL;
 
-    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, repair,
+    g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), path, OD_TEST_VIEWER_TOKEN, NULL, repair,
                                            &out, NULL), ==, 0);
     g_assert_nonnull (strstr (out, "repaired"));
   }
@@ -508,18 +508,18 @@ test_ctl (void)
     g_autofree char *out = NULL;
     g_autoptr(JsonNode) node = NULL;
 
-    g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, json,
+    g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), path, OD_TEST_VIEWER_TOKEN, NULL, json,
                                            &out, NULL), ==, 0);
     node = json_from_string (out, &error);
     g_assert_no_error (error);
     g_assert_cmpstr (json_object_get_string_member (json_node_get_object (node), "result"), ==, "clean");
   }
-  g_assert_cmpint (od_test_run_ctl_full (server->url, path, OD_TEST_VIEWER_TOKEN, NULL, bad_after,
+  g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), path, OD_TEST_VIEWER_TOKEN, NULL, bad_after,
                                          NULL, NULL), ==, 2);
   {
     g_autofree char *err = NULL;
 
-    g_assert_cmpint (od_test_run_ctl_full (other->url, path, OD_TEST_VIEWER_TOKEN, NULL, repair,
+    g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (other), path, OD_TEST_VIEWER_TOKEN, NULL, repair,
                                            NULL, &err), ==, 8);
     g_assert_nonnull (strstr (err, "not this server's log"));
   }

@@ -5,7 +5,7 @@
  * orderdesk-server, or, where the server must misbehave, a small hostile
  * one in this process. */
 #include "od-core.h"
-#include "od-test-server.h"
+#include "od-test-ctl.h"
 
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
@@ -157,7 +157,7 @@ test_help_version (void)
 static void
 test_option_forms (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (40);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (40, NULL);
   g_autofree char *dir = od_test_tmpdir ("ctl-forms");
   g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *reference = NULL;
@@ -216,8 +216,8 @@ test_option_forms (void)
 static void
 test_default_cache (void)
 {
-  g_autoptr(OdTestServer) a = od_test_server_start (20);
-  g_autoptr(OdTestServer) b = od_test_server_start (30);
+  g_autoptr(OdTestServer) a = od_test_server_new_seeded (20, NULL);
+  g_autoptr(OdTestServer) b = od_test_server_new_seeded (30, NULL);
   g_autofree char *xdg = od_test_tmpdir ("ctl-xdg");
   const char *env[] = { "XDG_DATA_HOME", xdg, NULL };
   const char *sync_args[] = { "sync", NULL };
@@ -237,13 +237,13 @@ test_default_cache (void)
       JsonObject *status;
       g_auto(GStrv) lines = NULL;
 
-      g_assert_cmpint (od_test_run_ctl_full (last->url, NULL, OD_TEST_VIEWER_TOKEN, env,
+      g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (last), NULL, OD_TEST_VIEWER_TOKEN, env,
                                              sync_args, NULL, NULL),
                        ==, 0);
       g_assert_cmpint (run (env, &out, NULL, "status", "--json", NULL), ==, 0);
       g_assert_true (json_parser_load_from_data (parser, out, -1, NULL));
       status = json_node_get_object (json_parser_get_root (parser));
-      g_assert_cmpstr (json_object_get_string_member (status, "server_url"), ==, last->url);
+      g_assert_cmpstr (json_object_get_string_member (status, "server_url"), ==, od_test_server_url (last));
       g_assert_cmpint (json_object_get_int_member (status, "orders"), ==,
                        last == a ? 20 : 30);
       g_clear_pointer (&out, g_free);
@@ -320,7 +320,7 @@ test_json_locale (void)
       g_test_fail_printf ("the locale %s is not installed (see .ci/install-deps)", locale_name);
       return;
     }
-  server = od_test_server_start (30);
+  server = od_test_server_new_seeded (30, NULL);
   dir = od_test_tmpdir ("ctl-locale");
   cache = g_build_filename (dir, "cache.sqlite", NULL);
   command = g_build_filename (dir, "create.json", NULL);
@@ -331,7 +331,7 @@ test_json_locale (void)
                                       "\"jw@example.com\",\"currency\":\"EUR\"}}",
                                       -1, NULL));
 
-  g_assert_cmpint (od_test_run_ctl_full (server->url, cache, OD_TEST_OPERATOR_TOKEN, env,
+  g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), cache, OD_TEST_OPERATOR_TOKEN, env,
                                          (const char *[]) { "submit", command, NULL }, &out,
                                          NULL),
                    ==, 0);
@@ -434,7 +434,7 @@ test_orders_table (void)
     "Jörg Weiß-Müller",                        /* two bytes, one column */
     "Maximiliane Wolfeschlegelsteinhausenberger",
   };
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("ctl-table");
   g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *out = NULL;
@@ -500,10 +500,49 @@ submit_json (OdTestServer *server,
                    ==, 0);
 }
 
+/* A command refused before it is stored exits 6, whatever the refusal
+ * (OD_COMMAND_ERROR: malformed, a field's rule, too large), and leaves
+ * nothing in the outbox. */
+static void
+test_invalid_exit (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
+  g_autofree char *dir = od_test_tmpdir ("ctl-invalid");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
+  g_autofree char *filler = g_strnfill (OD_MAX_BODY, 'a');
+  g_autofree char *large = NULL;
+  g_autofree char *out = NULL;
+  const char *bodies[] = {
+    "{\"type\":1,\"order_id\":\"0193a1c2-7f00-7abc-8def-000000000000\",\"data\":{}}",
+    "{\"type\":\"CreateOrder\",\"order_id\":\"nope\"}",
+    NULL,
+  };
+
+  large = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\"}", filler);
+  bodies[2] = large;
+  for (guint i = 0; i < G_N_ELEMENTS (bodies); i++)
+    {
+      g_autofree char *err = NULL;
+
+      g_assert_true (g_file_set_contents (path, bodies[i], -1, NULL));
+      g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                        (const char *[]) { "submit", path, NULL }, &err),
+                       ==, 6);
+      g_assert_true (g_str_has_prefix (err, "orderdeskctl: "));
+    }
+  g_assert_cmpint (od_test_run_ctl_full (NULL, cache, NULL, NULL,
+                                         (const char *[]) { "outbox", "--all", NULL }, &out,
+                                         NULL),
+                   ==, 0);
+  g_assert_cmpstr (out, ==, "");
+  od_test_rmdir (dir);
+}
+
 static void
 test_refund_statuses (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (0);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
   g_autofree char *dir = od_test_tmpdir ("ctl-refund");
   g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *out = NULL;
@@ -567,7 +606,7 @@ test_refund_statuses (void)
 static void
 test_export_provenance (void)
 {
-  g_autoptr(OdTestServer) server = od_test_server_start (25);
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (25, NULL);
   g_autofree char *dir = od_test_tmpdir ("ctl-export");
   g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
   g_autofree char *plain = NULL;
@@ -594,7 +633,7 @@ test_export_provenance (void)
   head_text = g_strdup_printf ("# orderdesk export: data as of position %" G_GINT64_FORMAT ", ",
                                od_test_head (server));
   g_assert_true (g_str_has_prefix (stamped, head_text));
-  g_assert_nonnull (strstr (stamped, server->url));
+  g_assert_nonnull (strstr (stamped, od_test_server_url (server)));
   g_assert_cmpstr (strstr (stamped, "\r\n") + 2, ==, plain);
   od_test_rmdir (dir);
 }
@@ -794,6 +833,7 @@ main (int    argc,
   g_test_add_func ("/ctl/orders-table", test_orders_table);
   g_test_add_func ("/ctl/export-provenance", test_export_provenance);
   g_test_add_func ("/ctl/refund-statuses", test_refund_statuses);
+  g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   return g_test_run ();
 }

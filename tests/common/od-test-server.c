@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-test-server.h"
 
+#include "od-test-log.h"
 #include "od-test-process.h"
 
 #include <errno.h>
@@ -15,8 +16,11 @@ struct _OdTestServer
 {
   OdTestProcess *process;
   char          *store;
+  char          *sqlite_path;  /* the SQLite store's file, NULL on PostgreSQL */
   char          *pg_database;  /* NULL on SQLite */
   GStrv          extra_args;   /* --store and the test's own options */
+  guint          demo_orders;  /* seeded at the next start (0: none) */
+  gboolean       lenient;      /* free ends it without checking its exit */
   char          *url;
   char          *host;
   guint16        port;
@@ -96,18 +100,58 @@ od_test_session_new (void)
                                         NULL);
 }
 
+static OdTestServer *
+server_new (void)
+{
+  OdTestServer *server = g_new0 (OdTestServer, 1);
+
+  server->process = od_test_process_new ("od-test", "under test", test_tokens,
+                                         G_N_ELEMENTS (test_tokens));
+  server->session = od_test_session_new ();
+  return server;
+}
+
+static void
+server_use_sqlite (OdTestServer *server)
+{
+  server->sqlite_path = g_build_filename (od_test_process_dir (server->process), "events.sqlite",
+                                          NULL);
+  server->store = g_strconcat ("sqlite:", server->sqlite_path, NULL);
+}
+
+/* Starts the server on `port` (0: any), with the demo seed while
+ * demo_orders says so. */
+static void
+server_spawn (OdTestServer *server,
+              guint16       port)
+{
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto(GStrv) args = NULL;
+
+  g_strv_builder_addv (builder, (const char **) server->extra_args);
+  if (server->demo_orders > 0)
+    {
+      g_autofree char *n = g_strdup_printf ("%u", server->demo_orders);
+
+      g_strv_builder_add_many (builder, "--demo", "--demo-orders", n, NULL);
+    }
+  args = g_strv_builder_end (builder);
+  od_test_process_start (server->process, port, (const char * const *) args);
+  g_free (server->url);
+  g_free (server->host);
+  server->url = g_strdup (od_test_process_url (server->process));
+  server->host = g_strdup (od_test_process_host (server->process));
+  server->port = od_test_process_port (server->process);
+}
+
 OdTestServer *
 od_test_server_new (const char *first_arg,
                     ...)
 {
-  OdTestServer *server = g_new0 (OdTestServer, 1);
+  OdTestServer *server = server_new ();
   g_autoptr(GStrvBuilder) args = g_strv_builder_new ();
-  const char *dir;
   va_list ap;
 
-  server->process = od_test_process_new ("od-test", "under test", test_tokens,
-                                         G_N_ELEMENTS (test_tokens));
-  dir = od_test_process_dir (server->process);
   if (strcmp (od_test_store_kind (), "postgresql") == 0)
     {
       const char *host = g_getenv ("OD_TEST_PGHOST");
@@ -120,7 +164,7 @@ od_test_server_new (const char *first_arg,
                                        server->pg_database, host);
     }
   else
-    server->store = g_strdup_printf ("sqlite:%s/events.sqlite", dir);
+    server_use_sqlite (server);
 
   g_strv_builder_add (args, "--store");
   g_strv_builder_add (args, server->store);
@@ -130,20 +174,59 @@ od_test_server_new (const char *first_arg,
   va_end (ap);
   server->extra_args = g_strv_builder_end (args);
 
-  server->session = od_test_session_new ();
   od_test_server_start (server);
+  return server;
+}
+
+OdTestServer *
+od_test_server_new_seeded (guint               demo_orders,
+                           const char * const *extra_args)
+{
+  OdTestServer *server = server_new ();
+  g_autoptr(GStrvBuilder) args = g_strv_builder_new ();
+
+  server_use_sqlite (server);
+  server->lenient = TRUE;
+  server->demo_orders = demo_orders;
+  g_strv_builder_add (args, "--store");
+  g_strv_builder_add (args, server->store);
+  g_strv_builder_add_many (args, "--rate-limit", "0", NULL);
+  if (extra_args != NULL)
+    g_strv_builder_addv (args, (const char **) extra_args);
+  server->extra_args = g_strv_builder_end (args);
+  server_spawn (server, 0);
+  if (demo_orders > 0)
+    {
+      /* The seed runs after the server listens; it is done when the head
+       * stops moving. */
+      gint64 last = -1, head;
+      guint still = 0;
+
+      while (still < 8)
+        {
+          g_usleep (250000);
+          head = od_test_head (server);
+          still = head == last && head > 0 ? still + 1 : 0;
+          last = head;
+        }
+    }
   return server;
 }
 
 void
 od_test_server_start (OdTestServer *server)
 {
-  od_test_process_start (server->process, 0, (const char * const *) server->extra_args);
-  g_free (server->url);
-  g_free (server->host);
-  server->url = g_strdup (od_test_process_url (server->process));
-  server->host = g_strdup (od_test_process_host (server->process));
-  server->port = od_test_process_port (server->process);
+  server_spawn (server, 0);
+}
+
+/* kill -9 (if it still runs) and start again on the same store and port,
+ * so that clients keep their URL; a seed is in the store already. */
+void
+od_test_server_restart (OdTestServer *server)
+{
+  od_test_process_kill (server->process);
+  server->demo_orders = 0;
+  server_spawn (server, server->port);
 }
 
 /* A clean stop: SIGTERM, the server finishes what it was doing and must
@@ -165,11 +248,20 @@ od_test_server_kill (OdTestServer *server)
 }
 
 void
+od_test_server_signal (OdTestServer *server,
+                       int           signum)
+{
+  od_test_process_signal (server->process, signum);
+}
+
+void
 od_test_server_free (OdTestServer *server)
 {
   if (server == NULL)
     return;
-  if (od_test_process_subprocess (server->process) != NULL)
+  if (server->lenient)
+    od_test_process_terminate (server->process);
+  else if (od_test_process_subprocess (server->process) != NULL)
     od_test_process_stop (server->process);
   g_clear_object (&server->session);
   if (server->pg_database != NULL)
@@ -182,10 +274,29 @@ od_test_server_free (OdTestServer *server)
   od_test_process_free (server->process, FALSE);
   g_strfreev (server->extra_args);
   g_free (server->store);
+  g_free (server->sqlite_path);
   g_free (server->pg_database);
   g_free (server->url);
   g_free (server->host);
   g_free (server);
+}
+
+const char *
+od_test_server_dir (OdTestServer *server)
+{
+  return od_test_process_dir (server->process);
+}
+
+const char *
+od_test_server_sqlite_path (OdTestServer *server)
+{
+  return server->sqlite_path;
+}
+
+SoupSession *
+od_test_server_session (OdTestServer *server)
+{
+  return server->session;
 }
 
 const char *
@@ -823,4 +934,117 @@ od_test_raw_request (OdTestServer *server,
   if (body != NULL)
     g_string_append_len (request, body, len);
   return od_test_raw (server, request->str, request->len, 30);
+}
+
+/* ---- the core's load and checks ---- */
+
+/* Every event of the log, through GET /v1/events pages as the console's
+ * verify reads them. */
+GPtrArray *
+od_test_fetch_events (OdTestServer *server)
+{
+  return od_test_read_log (server->session, server->url, OD_TEST_VIEWER_TOKEN);
+}
+
+guint
+od_test_post_command (OdTestServer  *server,
+                      SoupSession   *session,
+                      const char    *key,
+                      const char    *body,
+                      char         **answer)
+{
+  g_autofree char *uri = g_strconcat (server->url, "/v1/commands", NULL);
+  g_autoptr(SoupMessage) msg = soup_message_new ("POST", uri);
+  g_autoptr(GBytes) req = g_bytes_new (body, strlen (body));
+  g_autoptr(GBytes) resp = NULL;
+  g_autoptr(GError) error = NULL;
+
+  soup_message_headers_replace (soup_message_get_request_headers (msg), "Authorization",
+                                "Bearer " OD_TEST_OPERATOR_TOKEN);
+  soup_message_headers_replace (soup_message_get_request_headers (msg), "Idempotency-Key", key);
+  soup_message_set_request_body_from_bytes (msg, "application/json", req);
+  resp = soup_session_send_and_read (session ? session : server->session, msg, NULL, &error);
+  if (resp == NULL)
+    {
+      if (answer)
+        *answer = g_strdup (error->message);
+      return 0;
+    }
+  if (answer)
+    *answer = g_strndup (g_bytes_get_data (resp, NULL), g_bytes_get_size (resp));
+  return soup_message_get_status (msg);
+}
+
+typedef struct
+{
+  OdTestServer *server;
+  guint         n_orders;
+  gint64        max_position;
+} LoadJob;
+
+static gint64
+position_of (const char *answer)
+{
+  g_autoptr(JsonNode) root = od_json_parse_object (answer, -1, NULL);
+
+  g_assert_nonnull (root);
+  return json_object_get_int_member (json_node_get_object (root), "position");
+}
+
+static gpointer
+load_thread (gpointer data)
+{
+  LoadJob *job = data;
+  /* Each thread its own session: a sync session is not shared across
+   * threads. */
+  g_autoptr(SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+
+  for (guint i = 0; i < job->n_orders; i++)
+    {
+      g_autofree char *id = od_uuid_v7_new ();
+      const char *steps[4];
+      g_autofree char *c0 = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\",\"data\":{\"customer_name\":\"Load %u\",\"customer_email\":\"l%u@example.com\",\"currency\":\"EUR\"}}", id, i, i);
+      g_autofree char *c1 = g_strdup_printf ("{\"type\":\"AddItem\",\"order_id\":\"%s\",\"data\":{\"sku\":\"L-%u\",\"name\":\"Thing\",\"quantity\":2,\"unit_price_cents\":250}}", id, i % 7);
+      g_autofree char *c2 = g_strdup_printf ("{\"type\":\"PlaceOrder\",\"order_id\":\"%s\"}", id);
+      g_autofree char *c3 = g_strdup_printf ("{\"type\":\"ShipOrder\",\"order_id\":\"%s\",\"data\":{\"carrier\":\"UPS\",\"tracking_number\":\"Z%u\"}}", id, i);
+
+      steps[0] = c0;
+      steps[1] = c1;
+      steps[2] = c2;
+      steps[3] = c3;
+      for (guint k = 0; k < 4; k++)
+        {
+          g_autofree char *key = g_strdup_printf ("load-%s-%u", id, k);
+          g_autofree char *answer = NULL;
+          guint status = od_test_post_command (job->server, session, key, steps[k], &answer);
+
+          if (status != 200)
+            break; /* the server went away (tests that kill it) */
+          job->max_position = MAX (job->max_position, position_of (answer));
+        }
+    }
+  return NULL;
+}
+
+gint64
+od_test_load (OdTestServer *server,
+              guint         n_orders,
+              guint         threads)
+{
+  g_autofree GThread **t = g_new0 (GThread *, threads);
+  g_autofree LoadJob *jobs = g_new0 (LoadJob, threads);
+  gint64 max = 0;
+
+  for (guint i = 0; i < threads; i++)
+    {
+      jobs[i].server = server;
+      jobs[i].n_orders = n_orders / threads + (i < n_orders % threads);
+      t[i] = g_thread_new ("load", load_thread, &jobs[i]);
+    }
+  for (guint i = 0; i < threads; i++)
+    {
+      g_thread_join (t[i]);
+      max = MAX (max, jobs[i].max_position);
+    }
+  return max;
 }

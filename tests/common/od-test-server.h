@@ -9,10 +9,17 @@
 
 G_BEGIN_DECLS
 
-/* The tokens every test server knows (see od-test-server.c). */
+/* The one test server harness: an orderdesk-server (OD_SERVER_BIN,
+ * through od-test-process.c) for the server's, the core's, orderdeskctl's
+ * and the console's tests, with HTTP helpers.
+ *
+ * The tokens every test server knows (see od-test-server.c). */
 #define OD_TEST_ALICE  "op-alice-secret"
 #define OD_TEST_BOB    "op-bob-secret"
 #define OD_TEST_VICTOR "view-victor-secret"
+/* The core's tests speak of an operator and a viewer. */
+#define OD_TEST_OPERATOR_TOKEN OD_TEST_ALICE
+#define OD_TEST_VIEWER_TOKEN   OD_TEST_VICTOR
 
 typedef struct _OdTestServer OdTestServer;
 
@@ -25,15 +32,35 @@ typedef struct
   JsonNode           *json;       /* NULL unless the body parses as JSON */
 } OdTestResponse;
 
-/* Server process. */
+/* Server process.  od_test_server_new: the store OD_TEST_STORE names
+ * (a fresh SQLite file or PostgreSQL database) and the options given;
+ * freeing it stops it with SIGTERM and checks it exits with status 0. */
 OdTestServer   *od_test_server_new          (const char      *first_arg,
                                              ...);
+/* For the core's tests: a SQLite store, no rate limit, more options
+ * (NULL-terminated, may be NULL) and, with demo_orders > 0, the demo seed
+ * (--demo --demo-orders N), waited for until the head stops moving.
+ * These tests stop, kill and restart the server as they please: freeing
+ * it ends it (SIGCONT, SIGTERM) without checking its exit status. */
+OdTestServer   *od_test_server_new_seeded   (guint               demo_orders,
+                                             const char * const *extra_args);
+/* Starts a stopped or killed server again, on any free port. */
 void            od_test_server_start        (OdTestServer    *server);
+/* kill -9 if it still runs, then starts it again on the same store and
+ * the same port (clients keep their URL), without the seed. */
+void            od_test_server_restart      (OdTestServer    *server);
 void            od_test_server_stop         (OdTestServer    *server);
 void            od_test_server_kill         (OdTestServer    *server);
+void            od_test_server_signal       (OdTestServer    *server,
+                                             int              signum);
 void            od_test_server_free         (OdTestServer    *server);
 const char     *od_test_server_url          (OdTestServer    *server);
 const char     *od_test_server_store        (OdTestServer    *server);
+const char     *od_test_server_dir          (OdTestServer    *server);
+/* The SQLite store's file, or NULL on PostgreSQL. */
+const char     *od_test_server_sqlite_path  (OdTestServer    *server);
+/* The server's own session (replaced when the server is killed). */
+SoupSession    *od_test_server_session      (OdTestServer    *server);
 GPid            od_test_server_pid          (OdTestServer    *server);
 gboolean        od_test_server_alive        (OdTestServer    *server);
 gsize           od_test_server_rss_kib      (OdTestServer    *server);
@@ -129,6 +156,23 @@ void            od_test_check_status        (const char      *file,
 
 gboolean        od_test_json_equal          (const char      *a,
                                              const char      *b);
+
+/* The core's load and checks.  Every event of the log (GET /v1/events
+ * pages, od-test-log.c). */
+GPtrArray      *od_test_fetch_events        (OdTestServer    *server);
+/* POST /v1/commands as the operator; returns the status (0 when there
+ * was no answer), *answer (if non-NULL) gets the body or the transport
+ * error.  A NULL session is the server's own. */
+guint           od_test_post_command        (OdTestServer    *server,
+                                             SoupSession     *session,
+                                             const char      *key,
+                                             const char      *body,
+                                             char           **answer);
+/* Sends n_orders orders (create, add an item, place, ship) from
+ * `threads` threads; returns the highest position acknowledged. */
+gint64          od_test_load                (OdTestServer    *server,
+                                             guint            n_orders,
+                                             guint            threads);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdTestResponse, od_test_response_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdTestServer, od_test_server_free)

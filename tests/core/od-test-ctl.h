@@ -6,55 +6,13 @@
 #include <libsoup/soup.h>
 
 #include "od-test-process.h"
+#include "od-test-server.h"
 
 G_BEGIN_DECLS
 
-/* A real orderdesk-server (OD_SERVER_BIN) on loopback for the core's
- * tests, with a tokens file of its own: "op-secret" (operator "alice")
- * and "view-secret" (viewer "victor"). */
-typedef struct
-{
-  OdTestProcess *process;
-  const char    *dir;        /* the process's directory */
-  char          *store;      /* sqlite file */
-  char          *url;
-  guint16        port;       /* kept across restarts */
-  SoupSession   *session;
-  guint          demo_orders;
-  char         **extra_args; /* more server options, e.g. --tls-cert=FILE */
-} OdTestServer;
-
-#define OD_TEST_OPERATOR_TOKEN "op-secret"
-#define OD_TEST_VIEWER_TOKEN   "view-secret"
-
-/* demo_orders > 0 seeds the store (--demo --demo-orders N) and waits
- * until the seeding is done. */
-OdTestServer *od_test_server_start    (guint          demo_orders);
-/* The same with more server options (NULL-terminated). */
-OdTestServer *od_test_server_start_with (guint              demo_orders,
-                                         const char * const *extra_args);
-/* Starts the server again on the same store and port. */
-void          od_test_server_restart  (OdTestServer  *server);
-void          od_test_server_kill     (OdTestServer  *server);
-void          od_test_server_signal   (OdTestServer  *server,
-                                       int            signum);
-void          od_test_server_free     (OdTestServer  *server);
-
-/* POST /v1/commands; returns the status, *body (if non-NULL) gets the
- * answer. */
-guint         od_test_post_command    (OdTestServer  *server,
-                                       const char    *key,
-                                       const char    *body,
-                                       char         **answer);
-gint64        od_test_head            (OdTestServer  *server);
-/* Every event of the log, through GET /v1/events pages. */
-GPtrArray    *od_test_fetch_events    (OdTestServer  *server);
-
-/* Sends n commands (create, add items, place, …) from `threads`
- * threads; returns the highest position acknowledged. */
-gint64        od_test_load            (OdTestServer  *server,
-                                       guint          n_orders,
-                                       guint          threads);
+/* The core's and orderdeskctl's test helpers: running orderdeskctl,
+ * temporary directories and a cache's sanity.  The server under test is
+ * the common harness's (od-test-server.h, od_test_server_new_seeded). */
 
 char         *od_test_ctl_path        (void);
 /* Runs `orderdeskctl -q --server URL --cache CACHE ARGS…` with
@@ -94,7 +52,5 @@ void          od_test_rmdir           (const char    *dir);
 
 /* Positions once, versions contiguous per order, integrity ok. */
 void          od_test_assert_cache_sane (OdCache     *cache);
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdTestServer, od_test_server_free)
 
 G_END_DECLS
