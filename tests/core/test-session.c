@@ -136,7 +136,7 @@ test_properties (void)
   g_assert_cmpuint (notified (&notes, "pending-commands"), ==, 2);
 
   g_assert_cmpint (submit (session, "{\"type\":\"CreateOrder\"}", &error), ==, -1);
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_assert_error (error, OD_COMMAND_ERROR, OD_COMMAND_ERROR_INVALID);
   g_clear_error (&error);
   g_assert_cmpuint (notified (&notes, "latency-last"), ==, 0);
 
