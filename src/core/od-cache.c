@@ -217,6 +217,7 @@ typedef struct
   GMutex    *flush_mutex;
   GCond     *flush_cond;
   gboolean  *flush_done;
+  gboolean  *flush_refused;
 } WriterItem;
 
 typedef struct
@@ -1354,6 +1355,44 @@ writer_item_free (WriterItem *item)
   g_free (item);
 }
 
+/* An item the writer will never take: its caller hears so at once
+ * instead of waiting for ever. */
+static void
+writer_item_refuse (WriterItem *item)
+{
+  if (item->task != NULL)
+    g_task_return_new_error (item->task, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED,
+                             "the cache was closed");
+  if (item->kind == ITEM_FLUSH)
+    {
+      g_mutex_lock (item->flush_mutex);
+      *item->flush_refused = TRUE;
+      *item->flush_done = TRUE;
+      g_cond_signal (item->flush_cond);
+      g_mutex_unlock (item->flush_mutex);
+    }
+  writer_item_free (item);
+}
+
+/* Every item but close's ITEM_STOP is queued here, under queue_lock, as
+ * close sets closed: so an item is either ahead of ITEM_STOP in the
+ * queue, and the writer takes it, or refused.  FALSE when refused. */
+static gboolean
+writer_submit (OdCache    *self,
+               WriterItem *item)
+{
+  gboolean closed;
+
+  g_mutex_lock (&self->queue_lock);
+  closed = self->closed;
+  if (!closed)
+    g_async_queue_push (self->queue, item);
+  g_mutex_unlock (&self->queue_lock);
+  if (closed)
+    writer_item_refuse (item);
+  return !closed;
+}
+
 static gboolean
 do_rebuild (OdCache  *self,
             GError  **error)
@@ -2014,7 +2053,7 @@ watch_cb (gpointer data)
 
       self->takeover_queued = TRUE;
       item->kind = ITEM_TAKEOVER;
-      g_async_queue_push (self->queue, item);
+      writer_submit (self, item);
     }
   st = od_cache_prepare_read (self, "PRAGMA data_version", NULL);
   if (st != NULL && sqlite3_step (st) == SQLITE_ROW)
@@ -2233,6 +2272,10 @@ od_cache_close (OdCache *self)
       g_thread_join (self->writer);
       self->writer = NULL;
     }
+  /* Nothing is queued behind ITEM_STOP (writer_submit), but should
+   * anything be, its caller must not wait for a writer that has gone. */
+  while ((item = g_async_queue_try_pop (self->queue)) != NULL)
+    writer_item_refuse (item);
   finalize_writer_statements (self);
   if (self->wdb)
     {
@@ -2384,9 +2427,16 @@ od_cache_push_events (OdCache   *self,
   g_mutex_lock (&self->queue_lock);
   while (self->queued_events > MAX_QUEUED_EVENTS && !self->closed)
     g_cond_wait (&self->queue_cond, &self->queue_lock);
+  if (self->closed)
+    {
+      /* Dropped, as a follower drops them: the cache is gone. */
+      g_mutex_unlock (&self->queue_lock);
+      writer_item_free (item);
+      return;
+    }
   self->queued_events += events->len;
-  g_mutex_unlock (&self->queue_lock);
   g_async_queue_push (self->queue, item);
+  g_mutex_unlock (&self->queue_lock);
 }
 
 void
@@ -2426,7 +2476,7 @@ od_cache_note_contact (OdCache    *self,
   item->known_head = known_head;
   item->contact_usec = contact_usec;
   item->server_url = g_strdup (server_url);
-  g_async_queue_push (self->queue, item);
+  writer_submit (self, item);
 }
 
 gboolean
@@ -2436,6 +2486,7 @@ od_cache_flush (OdCache  *self,
   GMutex mutex;
   GCond cond;
   gboolean done = FALSE;
+  gboolean refused = FALSE;
   WriterItem *item = g_new0 (WriterItem, 1);
 
   g_mutex_init (&mutex);
@@ -2444,13 +2495,19 @@ od_cache_flush (OdCache  *self,
   item->flush_mutex = &mutex;
   item->flush_cond = &cond;
   item->flush_done = &done;
-  g_async_queue_push (self->queue, item);
+  item->flush_refused = &refused;
+  writer_submit (self, item);
   g_mutex_lock (&mutex);
   while (!done)
     g_cond_wait (&cond, &mutex);
   g_mutex_unlock (&mutex);
   g_mutex_clear (&mutex);
   g_cond_clear (&cond);
+  if (refused)
+    {
+      g_set_error (error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED, "the cache was closed");
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -2557,7 +2614,7 @@ od_cache_rebuild_async (OdCache            *self,
   item->kind = ITEM_REBUILD;
   item->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (item->task, od_cache_rebuild_async);
-  g_async_queue_push (self->queue, item);
+  writer_submit (self, item);
 }
 
 gboolean
@@ -2599,7 +2656,7 @@ od_cache_write_async_full (OdCache            *self,
   item->func_data_free = data_free;
   item->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (item->task, od_cache_write_async);
-  g_async_queue_push (self->queue, item);
+  writer_submit (self, item);
 }
 
 gpointer
