@@ -111,8 +111,9 @@ od_cache_prepare_writer_statements (OdCache  *self,
                      " tracking_number = ?13, cancel_reason = ?14, refunded_cents = ?15,"
                      " note_count = ?16 WHERE order_id = ?1",
                      &self->st_update_order[3], error)
-         && od_sqlite_prepare_persistent (db, "DELETE FROM order_items WHERE order_id = ?", &self->st_delete_lines,
-                     error)
+         && od_sqlite_prepare_persistent (db,
+                     "DELETE FROM order_items WHERE order_id = ?",
+                     &self->st_delete_lines, error)
          && od_sqlite_prepare_persistent (db,
                      "INSERT INTO order_items (order_id, sku, name, quantity, unit_price_cents,"
                      " line_no) VALUES (?, ?, ?, ?, ?, ?)",
@@ -132,7 +133,8 @@ od_cache_prepare_writer_statements (OdCache  *self,
                      " last_contact_at = max(last_contact_at, ?2),"
                      " server_url = coalesce(?3, server_url) WHERE id = 1",
                      &self->st_contact, error)
-         && od_sqlite_prepare_persistent (db, "SELECT 1 FROM inconsistent_orders WHERE order_id = ?",
+         && od_sqlite_prepare_persistent (db,
+                     "SELECT 1 FROM inconsistent_orders WHERE order_id = ?",
                      &self->st_load_inconsistent, error)
          && od_sqlite_prepare_persistent (db,
                      "INSERT OR IGNORE INTO inconsistent_orders (order_id, version, position,"
@@ -142,7 +144,8 @@ od_cache_prepare_writer_statements (OdCache  *self,
                      "SELECT coalesce(max(version), 0) FROM order_events"
                      " WHERE order_id = ?1 AND position < ?2",
                      &self->st_prior_version, error)
-         && od_sqlite_prepare_persistent (db, "INSERT OR REPLACE INTO note_search (rowid, text) VALUES (?, ?)",
+         && od_sqlite_prepare_persistent (db,
+                     "INSERT OR REPLACE INTO note_search (rowid, text) VALUES (?, ?)",
                      &self->st_insert_note, error);
 }
 

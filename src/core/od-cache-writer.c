@@ -238,7 +238,8 @@ od_cache_writer_thread (gpointer data)
           if (!self->bulk && !self->in_tx
               && item->known_head - od_cache_get_applied_position (self) > self->bulk_threshold)
             od_cache_bulk_begin (self);
-          if (!od_cache_begin_tx (self, &error) || !od_cache_apply_events (self, item->events, &error))
+          if (!od_cache_begin_tx (self, &error)
+              || !od_cache_apply_events (self, item->events, &error))
             {
               fail_write (self, g_steal_pointer (&error));
               break;

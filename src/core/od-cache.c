@@ -273,7 +273,8 @@ watch_cb (gpointer data)
 
   if (self->closed || self->db == NULL)
     return G_SOURCE_CONTINUE;
-  if (!g_atomic_int_get (&self->is_writer) && !self->takeover_queued && od_cache_take_writer_lock (self))
+  if (!g_atomic_int_get (&self->is_writer) && !self->takeover_queued
+      && od_cache_take_writer_lock (self))
     {
       self->takeover_queued = TRUE;
       od_cache_writer_take_over (self);
