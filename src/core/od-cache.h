@@ -150,7 +150,8 @@ void         od_cache_note_contact      (OdCache     *self,
                                          const char  *server_url);
 
 /* Blocks the caller until everything queued before the call is committed.
- * For tools and tests, never on a GUI thread. */
+ * For tools and tests, never on a GUI thread.  FALSE with
+ * OD_CACHE_ERROR_CLOSED once the cache is closed. */
 gboolean     od_cache_flush             (OdCache     *self,
                                          GError     **error);
 
@@ -176,7 +177,9 @@ gboolean     od_cache_rebuild_finish    (OdCache            *self,
 
 /* Runs func on the writer thread, inside its own transaction (committed
  * when func returns TRUE, rolled back otherwise); the task completes on
- * the caller's thread-default context.  For the outbox. */
+ * the caller's thread-default context.  For the outbox.  A job (as a
+ * rebuild) submitted once the cache is closed is never run: it fails at
+ * once with OD_CACHE_ERROR_CLOSED. */
 typedef gboolean (*OdCacheWriteFunc) (sqlite3   *db,
                                       gpointer   data,
                                       gpointer  *result,

@@ -1153,6 +1153,7 @@ verify_run (OdCache          *cache,
   gint64 head = 0, applied = 0, start, extra = 0, range;
   sqlite3_stmt *st = NULL;
   gboolean ok = FALSE, all;
+  g_autoptr(GError) write_error = NULL;
   Repair *r;
 
   report->positions = g_array_new (FALSE, FALSE, sizeof (gint64));
@@ -1257,8 +1258,9 @@ verify_run (OdCache          *cache,
   report->views_seconds = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   od_sqlite_exec (v.db, "COMMIT", NULL, NULL);
 
-  /* A run cancelled by now records nothing: the console cancels before
-   * it closes the cache, whose writer would then never take the job. */
+  /* A run cancelled by now records nothing.  The console cancels before
+   * it closes the cache; a cache closed after this check refuses the
+   * job (OD_CACHE_ERROR_CLOSED), below. */
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     goto out;
   r = g_new0 (Repair, 1);
@@ -1284,9 +1286,19 @@ verify_run (OdCache          *cache,
   r->result = g_strdup (od_verify_report_clean (report) ? "clean"
                         : report->repaired ? "repaired" : "differs");
   r->report_json = od_verify_report_to_json (report);
-  ok = write_and_wait (cache, r, error);
+  ok = write_and_wait (cache, r, &write_error);
   if (!ok)
-    report->repaired = FALSE;
+    {
+      report->repaired = FALSE;
+      /* Closed between the check above and the job: the run was
+       * cancelled if it was (the console cancels, then closes), else it
+       * failed with the cache's error. */
+      if (g_error_matches (write_error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED)
+          && g_cancellable_set_error_if_cancelled (cancellable, error))
+        g_clear_error (&write_error);
+      else
+        g_propagate_error (error, g_steal_pointer (&write_error));
+    }
   repair_free (r);
   if (progress != NULL)
     progress (1.0, progress_data);

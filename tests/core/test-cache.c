@@ -1310,6 +1310,133 @@ test_wait_position (Fixture       *f,
   g_assert_cmpint (b, ==, 2);
 }
 
+/* A job submitted to a closed cache fails at once with
+ * OD_CACHE_ERROR_CLOSED, whatever its kind: a stopped writer never takes
+ * it, and its caller (od-verify's worker) must not wait for ever.  The
+ * waits have a deadline that fails the test instead of hanging. */
+typedef struct
+{
+  int     ran;
+  int     done;
+  GError *error;
+} JobRun;
+
+static gboolean
+job_func (sqlite3   *db,
+          gpointer   data,
+          gpointer  *result,
+          GError   **error)
+{
+  JobRun *j = data;
+
+  j->ran++;
+  *result = j;
+  return TRUE;
+}
+
+static void
+job_done (GObject      *source,
+          GAsyncResult *result,
+          gpointer      data)
+{
+  JobRun *j = data;
+
+  od_cache_write_finish (OD_CACHE (source), result, &j->error);
+  j->done = TRUE;
+}
+
+static void
+rebuild_job_done (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      data)
+{
+  JobRun *j = data;
+
+  od_cache_rebuild_finish (OD_CACHE (source), result, &j->error);
+  j->done = TRUE;
+}
+
+static gboolean
+deadline_passed (gpointer data)
+{
+  g_error ("%s: no answer within 10 s", (const char *) data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+wait_or_fail (int        *done,
+              const char *what)
+{
+  guint id = g_timeout_add_seconds (10, deadline_passed, (gpointer) what);
+
+  while (!g_atomic_int_get (done))
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (id);
+}
+
+typedef struct
+{
+  OdCache *cache;
+  gboolean ok;
+  GError  *error;
+  int      done;
+} FlushRun;
+
+static gpointer
+flush_thread (gpointer data)
+{
+  FlushRun *r = data;
+
+  r->ok = od_cache_flush (r->cache, &r->error);
+  g_atomic_int_set (&r->done, TRUE);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+static void
+test_closed_refuses_jobs (Fixture       *f,
+                          gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (20, 29);
+  JobRun before = { 0 }, durable = { 0 }, quick = { 0 }, rebuild = { 0 };
+  FlushRun flush = { f->cache, TRUE, NULL, FALSE };
+  GThread *thread;
+
+  /* Queued before the close: the writer takes it before it stops. */
+  od_cache_write_async (f->cache, job_func, &before, NULL, NULL, job_done, &before);
+  od_cache_close (f->cache);
+  wait_or_fail (&before.done, "job queued before the close");
+  g_assert_no_error (before.error);
+  g_assert_cmpint (before.ran, ==, 1);
+
+  od_cache_write_async (f->cache, job_func, &durable, NULL, NULL, job_done, &durable);
+  od_cache_write_async_full (f->cache, FALSE, job_func, &quick, NULL, NULL, job_done, &quick);
+  od_cache_rebuild_async (f->cache, NULL, rebuild_job_done, &rebuild);
+  /* Dropped, not left in a queue nobody reads (nor blocking). */
+  od_cache_push_events (f->cache, od_test_log_slice (log, 0, 20), log->head);
+  od_cache_note_contact (f->cache, log->head, g_get_real_time (), "https://example.invalid");
+  wait_or_fail (&durable.done, "write job after the close");
+  wait_or_fail (&quick.done, "non-durable write job after the close");
+  wait_or_fail (&rebuild.done, "rebuild after the close");
+  g_assert_error (durable.error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED);
+  g_assert_error (quick.error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED);
+  g_assert_error (rebuild.error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED);
+  g_assert_cmpint (durable.ran, ==, 0);
+  g_assert_cmpint (quick.ran, ==, 0);
+  g_clear_error (&durable.error);
+  g_clear_error (&quick.error);
+  g_clear_error (&rebuild.error);
+
+  /* od_cache_flush blocks its caller: in a thread, so that the deadline
+   * can fire here. */
+  thread = g_thread_new ("flush", flush_thread, &flush);
+  wait_or_fail (&flush.done, "flush after the close");
+  g_thread_join (thread);
+  g_assert_false (flush.ok);
+  g_assert_error (flush.error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED);
+  g_clear_error (&flush.error);
+}
+
 /* SSE parsing: every line ending, every split point. */
 typedef struct
 {
@@ -1597,6 +1724,8 @@ main (int    argc,
               fixture_teardown);
   g_test_add ("/cache/bulk-catch-up", Fixture, NULL, fixture_setup, test_bulk_catch_up,
               fixture_teardown);
+  g_test_add ("/cache/closed-refuses-jobs", Fixture, NULL, fixture_setup,
+              test_closed_refuses_jobs, fixture_teardown);
   g_test_add_func ("/cache/migration-rebuilds", test_migration_rebuilds);
   g_test_add ("/cache/refunds-and-notes", Fixture, NULL, fixture_setup, test_refunds_and_notes,
               fixture_teardown);

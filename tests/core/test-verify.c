@@ -414,6 +414,40 @@ test_foreign_log (void)
   od_test_rmdir (dir);
 }
 
+/* The cache closed between the run's last cancel check and its
+ * recording job (here: before the run, which reads through a connection
+ * of its own): the job is refused and the run fails with
+ * OD_CACHE_ERROR_CLOSED, where it used to wait for ever for a writer that
+ * had stopped.  The deadline fails the test instead of hanging. */
+static void
+test_closed_cache (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (60, NULL);
+  g_autofree char *dir = od_test_tmpdir ("verify-closed");
+  g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  g_autoptr(OdSyncEngine) sync = NULL;
+  Run run = { 0 };
+
+  g_assert_no_error (error);
+  sync = od_sync_engine_new (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN);
+  od_sync_engine_start (sync);
+  g_assert_true (wait_applied (cache, od_test_head (server), 60));
+  od_sync_engine_stop (sync);
+  od_cache_close (cache);
+
+  od_verify_run_async (cache, od_test_server_url (server), OD_TEST_VIEWER_TOKEN, NULL, 0, TRUE, NULL,
+                       run_done, &run);
+  g_assert_true (run_until (&run.done, 60));
+  g_assert_null (run.report);
+  g_assert_error (run.error, OD_CACHE_ERROR, OD_CACHE_ERROR_CLOSED);
+  g_clear_error (&run.error);
+  g_clear_object (&sync);
+  g_clear_object (&cache);
+  od_test_rmdir (dir);
+}
+
 /* Each event's data is kept exactly as the server sent it, through the
  * pages (catch-up), the stream's fast parser and its slow path (escapes,
  * spaces, nested data): otherwise the digests could never agree. */
@@ -557,6 +591,7 @@ main (int    argc,
   g_test_add_func ("/verify/live/item-removed", test_live_item_removed);
   g_test_add_func ("/verify/live/status-counts", test_live_status_counts);
   g_test_add_func ("/verify/foreign-log", test_foreign_log);
+  g_test_add_func ("/verify/closed-cache", test_closed_cache);
   g_test_add_func ("/verify/ctl", test_ctl);
   return g_test_run ();
 }
