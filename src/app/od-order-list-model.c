@@ -243,13 +243,16 @@ items_from_rows (OdOrderListModel *self,
   for (guint i = 0; i < rows->len; i++)
     {
       OdOrderRow *row = g_ptr_array_index (rows, i);
-      OdOrderItem *item = reuse ? g_hash_table_lookup (reuse, row->order_id) : NULL;
+      g_autofree char *key = NULL;
+      OdOrderItem *item = NULL;
 
-      if (item != NULL)
-        {
-          g_object_ref (item);
-          od_order_item_set_row (item, row);
-        }
+      /* Taken out of `reuse`: one item object is never at two positions,
+       * even if an order were read twice (GTK would show one of the two
+       * rows for both). */
+      if (reuse != NULL
+          && g_hash_table_steal_extended (reuse, row->order_id, (gpointer *) &key,
+                                          (gpointer *) &item))
+        od_order_item_set_row (item, row);
       else
         item = od_order_item_new (row);
       if (self->pending != NULL)
@@ -631,6 +634,8 @@ od_order_list_model_refresh (OdOrderListModel *self)
 {
   g_autoptr(GHashTable) reuse = NULL;
   g_autoptr(GArray) indices = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean snapshot;
   GHashTable *old_items;
   guint old_n = self->n_items;
   guint new_n;
@@ -643,6 +648,12 @@ od_order_list_model_refresh (OdOrderListModel *self)
   if (self->cache == NULL)
     return;
 
+  /* The count and every page read again come from one snapshot: read
+   * across a commit of the writer, two pages could both hold an order that
+   * moved between them, and the count disagree with the rows. */
+  snapshot = od_query_snapshot_begin (self->cache, &error);
+  if (!snapshot)
+    g_warning ("Could not begin a read snapshot: %s", error->message);
   fill_deferred (self, G_MAXUINT);
   new_n = count_items (self);
   if (new_n > 0)
@@ -709,6 +720,9 @@ od_order_list_model_refresh (OdOrderListModel *self)
             }
         }
     }
+
+  if (snapshot)
+    od_query_snapshot_end (self->cache);
 
   /* Every page is in place before the view hears of a change (it may ask
    * for rows while it is told).  Shrinking: the tail goes first so no

@@ -1049,3 +1049,25 @@ od_query_export_csv_finish (OdCache       *cache,
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
+
+gboolean
+od_query_snapshot_begin (OdCache  *cache,
+                         GError  **error)
+{
+  sqlite3 *db = od_cache_get_db (cache);
+
+  g_return_val_if_fail (db != NULL, FALSE);
+  g_return_val_if_fail (sqlite3_get_autocommit (db), FALSE);
+
+  /* A deferred transaction takes its snapshot at the first read. */
+  return od_sqlite_exec (db, "BEGIN DEFERRED", "read snapshot", error);
+}
+
+void
+od_query_snapshot_end (OdCache *cache)
+{
+  sqlite3 *db = od_cache_get_db (cache);
+
+  if (db != NULL && !sqlite3_get_autocommit (db))
+    od_sqlite_exec (db, "COMMIT", "read snapshot", NULL);
+}

@@ -182,4 +182,13 @@ gboolean    od_query_export_csv_finish (OdCache             *cache,
                                         GAsyncResult        *result,
                                         GError             **error);
 
+/* Reads that must agree with each other (a count and the pages read after
+ * it) come from one snapshot: between these two calls, reads on the
+ * cache's main-thread connection see nothing the writer commits meanwhile
+ * (one read transaction; WAL keeps the snapshot).  Not nestable, and to be
+ * kept short: the WAL cannot be checkpointed past an open snapshot. */
+gboolean      od_query_snapshot_begin  (OdCache            *cache,
+                                        GError            **error);
+void          od_query_snapshot_end    (OdCache            *cache);
+
 G_END_DECLS
