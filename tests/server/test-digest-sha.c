@@ -118,19 +118,25 @@ test_random_events (void)
 }
 
 /* Fixed answers, so that a change to both sides at once is caught too:
- * the empty hash, FIPS 180-2's "abc", and one event line hashed by
+ * the empty hash, FIPS 180-2's "abc" and a million "a" (in one piece, so
+ * through the hashing thread), and one event line hashed by
  * `printf '7\tO\t2\tItemAdded\tT\tA\t{"q":1}\n' | sha256sum`. */
 static void
 test_known (void)
 {
   g_autoptr(OdDigest) sum = od_digest_new ();
+  g_autofree char *million_a = g_malloc (1000000);
   char hex[OD_DIGEST_HEX_LEN + 1];
 
+  memset (million_a, 'a', 1000000);
   od_digest_finish (sum, hex);
   g_assert_cmpstr (hex, ==, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   od_digest_update (sum, "abc", 3);
   od_digest_finish (sum, hex);
   g_assert_cmpstr (hex, ==, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  od_digest_update (sum, million_a, 1000000);
+  od_digest_finish (sum, hex);
+  g_assert_cmpstr (hex, ==, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   od_digest_add_event (sum, 7, "O", 2, "ItemAdded", "T", "A", "{\"q\":1}", -1);
   od_digest_finish (sum, hex);
   g_assert_cmpstr (hex, ==, "49a835703880e3eacf80c96465086c3af03bf59857e3bc28775e37a7c86f0a31");
