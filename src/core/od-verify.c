@@ -286,7 +286,8 @@ local_digest (Verify  *v,
               char   **sha256,
               GError **error)
 {
-  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autoptr(OdDigest) sum = od_digest_new ();
+  char hex[OD_DIGEST_HEX_LEN + 1];
   sqlite3_stmt *st = NULL;
   int rc;
 
@@ -313,7 +314,8 @@ local_digest (Verify  *v,
   sqlite3_finalize (st);
   if (rc != SQLITE_DONE)
     return sql_failed (v, error, "digest");
-  *sha256 = g_strdup (g_checksum_get_string (sum));
+  od_digest_finish (sum, hex);
+  *sha256 = g_strdup (hex);
   return TRUE;
 }
 

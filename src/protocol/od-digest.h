@@ -8,19 +8,38 @@ G_BEGIN_DECLS
 /* The largest range GET /v1/events/digest answers. */
 #define OD_DIGEST_MAX_RANGE 1000000
 
-/* Feeds one event's canonical line to a SHA-256 of
- * GET /v1/events/digest: position TAB order_id TAB version TAB type TAB
- * recorded_at TAB actor TAB data LF.  Server and client share it so that
- * both hash the same bytes. */
-void od_digest_add_event (GChecksum  *sum,
-                          gint64      position,
-                          const char *order_id,
-                          gint64      version,
-                          const char *type,
-                          const char *recorded_at,
-                          const char *actor,
-                          const char *data,
-                          gssize      data_len);
+/* The SHA-256 of GET /v1/events/digest, shared by server and client so
+ * that both hash the same bytes the same way: nettle's, which uses the
+ * CPU's SHA instructions where there are any (GChecksum never does). */
+typedef struct _OdDigest OdDigest;
+
+#define OD_DIGEST_HEX_LEN 64
+
+OdDigest *od_digest_new       (void);
+void      od_digest_free      (OdDigest   *self);
+void      od_digest_update    (OdDigest   *self,
+                               const void *data,
+                               gsize       len);
+
+/* Feeds one event's canonical line: position TAB order_id TAB version
+ * TAB type TAB recorded_at TAB actor TAB data LF (a NULL string adds
+ * nothing but its separator; data_len < 0: up to its NUL). */
+void      od_digest_add_event (OdDigest   *self,
+                               gint64      position,
+                               const char *order_id,
+                               gint64      version,
+                               const char *type,
+                               const char *recorded_at,
+                               const char *actor,
+                               const char *data,
+                               gssize      data_len);
+
+/* Writes the lower-case hex SHA-256 of everything fed, NUL-terminated,
+ * into hex; the digest starts over afterwards. */
+void      od_digest_finish    (OdDigest   *self,
+                               char        hex[OD_DIGEST_HEX_LEN + 1]);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdDigest, od_digest_free)
 
 /* Raw JSON spans, for keeping `data` byte for byte as received: json-glib
  * parses but cannot say where a value was in its text.  Both expect text

@@ -702,7 +702,8 @@ digest_in_thread (GTask        *task,
 {
   OdServer *self = source;
   DigestRequest *request = task_data;
-  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autoptr(OdDigest) sum = od_digest_new ();
+  char hex[OD_DIGEST_HEX_LEN + 1];
   GError *error = NULL;
   gint64 head = 0, upto, count = 0;
 
@@ -717,11 +718,12 @@ digest_in_thread (GTask        *task,
       g_task_return_error (task, error);
       return;
     }
+  od_digest_finish (sum, hex);
   g_task_return_pointer (task,
                          g_strdup_printf ("{\"after\":%" G_GINT64_FORMAT ",\"upto\":%" G_GINT64_FORMAT
                                           ",\"count\":%" G_GINT64_FORMAT ",\"sha256\":\"%s\"}",
                                           request->after, upto, count,
-                                          g_checksum_get_string (sum)),
+                                          hex),
                          g_free);
 }
 

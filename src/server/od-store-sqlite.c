@@ -401,7 +401,7 @@ static gboolean
 od_store_sqlite_digest (OdStore    *store,
                         gint64      after,
                         gint64      upto,
-                        GChecksum  *sum,
+                        OdDigest   *sum,
                         gint64     *count,
                         GError    **error)
 {

@@ -122,7 +122,7 @@ gboolean
 od_store_digest (OdStore    *self,
                  gint64      after,
                  gint64      upto,
-                 GChecksum  *sum,
+                 OdDigest   *sum,
                  gint64     *count,
                  GError    **error)
 {

@@ -3,6 +3,7 @@
 
 #include <gio/gio.h>
 
+#include "od-digest.h"
 #include "od-protocol.h"
 
 G_BEGIN_DECLS
@@ -113,7 +114,7 @@ struct _OdStoreInterface
   gboolean   (*digest)      (OdStore   *self,
                              gint64     after,
                              gint64     upto,
-                             GChecksum *sum,
+                             OdDigest  *sum,
                              gint64    *count,
                              GError   **error);
 };
@@ -145,7 +146,7 @@ gboolean   od_store_check       (OdStore     *self,
 gboolean   od_store_digest      (OdStore     *self,
                                  gint64       after,
                                  gint64       upto,
-                                 GChecksum   *sum,
+                                 OdDigest    *sum,
                                  gint64      *count,
                                  GError     **error);
 void       od_store_emit_appended (OdStore   *self);

@@ -140,7 +140,8 @@ local_digest (GPtrArray *events,
               gint64     upto,
               gint64    *count)
 {
-  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autoptr(OdDigest) sum = od_digest_new ();
+  char hex[OD_DIGEST_HEX_LEN + 1];
 
   *count = 0;
   for (guint i = 0; i < events->len; i++)
@@ -154,7 +155,8 @@ local_digest (GPtrArray *events,
                            e->actor, raw->raw_data, -1);
       (*count)++;
     }
-  return g_strdup (g_checksum_get_string (sum));
+  od_digest_finish (sum, hex);
+  return g_strdup (hex);
 }
 
 static OdTestResponse *
