@@ -42,7 +42,8 @@ random_int (GRand *rand)
     case 3:
       return G_MININT64 + g_rand_int_range (rand, 0, 3);
     default:
-      return ((gint64) g_rand_int (rand) << 32 | g_rand_int (rand)) * (g_rand_boolean (rand) ? 1 : -1);
+      /* Built unsigned: a signed left shift of these bits is undefined. */
+      return (gint64) ((guint64) g_rand_int (rand) << 32 | g_rand_int (rand));
     }
 }
 
