@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-conn-stream.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
 struct _OdConnStream
 {
   GIOStream      parent_instance;
@@ -11,6 +15,7 @@ struct _OdConnStream
   gboolean       idle;
   gboolean       peer_gone;
   gboolean       closed_emitted;
+  gboolean       body_follows;
   gint64         write_blocked_since;
 };
 
@@ -285,6 +290,25 @@ od_conn_output_create_source (GPollableOutputStream *stream,
                                                       cancellable));
 }
 
+/* Whether BUFFER is the end of a response's header block that announces
+ * a body: libsoup writes the headers and the body with a write each. */
+static gboolean
+is_header_block_with_body (const char *buffer,
+                           gsize       count)
+{
+  static const char length[] = "\r\nContent-Length: ";
+  const char *p;
+
+  if (count < 12 || memcmp (buffer, "HTTP/1.", 7) != 0
+      || memcmp (buffer + count - 4, "\r\n\r\n", 4) != 0)
+    return FALSE;
+  p = g_strstr_len (buffer, count, length);
+  if (p == NULL)
+    return FALSE;
+  p += sizeof length - 1;
+  return *p >= '1' && *p <= '9';
+}
+
 static gssize
 od_conn_output_write_nonblocking (GPollableOutputStream  *stream,
                                   const void             *buffer,
@@ -292,8 +316,41 @@ od_conn_output_write_nonblocking (GPollableOutputStream  *stream,
                                   GError                **error)
 {
   OdConnOutput *self = OD_CONN_OUTPUT (stream);
-  gssize n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (self->base),
-                                                         buffer, count, NULL, error);
+  OdConnStream *owner = self->owner;
+  gssize n;
+
+  /* The headers of a response whose body is written right after them go
+   * out with MSG_MORE: the body's write sends both in one segment, where
+   * two segments cost the loopback path a second transmit and receive
+   * (a tenth of the main thread's time on a command).  The bytes are
+   * the same. */
+  if (owner != NULL && owner->body_follows && G_IS_SOCKET_CONNECTION (owner->base)
+      && is_header_block_with_body (buffer, count))
+    {
+      GSocket *socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (owner->base));
+      GOutputVector vector = { buffer, count };
+      gsize written = 0;
+      GPollableReturn ret;
+
+      ret = g_socket_send_message_with_timeout (socket, NULL, &vector, 1, NULL, 0, MSG_MORE, 0,
+                                                &written, NULL, error);
+      if (ret == G_POLLABLE_RETURN_OK)
+        {
+          n = written;
+          if (written == count)
+            owner->body_follows = FALSE;
+        }
+      else
+        {
+          if (ret == G_POLLABLE_RETURN_WOULD_BLOCK)
+            g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                                 g_strerror (EAGAIN));
+          n = -1;
+        }
+    }
+  else
+    n = g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (self->base),
+                                                    buffer, count, NULL, error);
 
   output_note (self, n, error);
   return n;
@@ -444,6 +501,14 @@ od_conn_stream_set_idle (OdConnStream *self,
                          gboolean      idle)
 {
   self->idle = idle;
+  /* A new request starts with no promise of a body. */
+  self->body_follows = FALSE;
+}
+
+void
+od_conn_stream_set_body_follows (OdConnStream *self)
+{
+  self->body_follows = TRUE;
 }
 
 gboolean
