@@ -116,6 +116,20 @@ msg_write_raw (SoupServerMessage *msg,
                                               strlen (response), NULL, NULL);
 }
 
+/* The response just set has a body: libsoup writes it right after the
+ * headers (not for HEAD, whose answer has none). */
+void
+od_server_msg_body_follows (SoupServerMessage *msg)
+{
+  Conn *conn;
+
+  if (strcmp (soup_server_message_get_method (msg), SOUP_METHOD_HEAD) == 0)
+    return;
+  conn = conn_for_msg (msg);
+  if (conn != NULL && conn->stream != NULL)
+    od_conn_stream_set_body_follows (conn->stream);
+}
+
 static void
 conn_stream_closed (OdConnStream *stream,
                     Conn         *conn)

@@ -150,5 +150,6 @@ gboolean        od_server_listen           (OdServer            *self,
 void            od_server_conn_attach      (OdServer            *self);
 void            od_server_stop_accepting   (OdServer            *self);
 void            od_server_msg_shutdown     (SoupServerMessage   *msg);
+void            od_server_msg_body_follows (SoupServerMessage   *msg);
 void            od_server_conn_tick        (OdServer            *self,
                                             gint64               now);

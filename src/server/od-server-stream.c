@@ -31,6 +31,10 @@ struct _Subscriber
   gulong             wrote_id;
   gulong             finished_id;
   gboolean           dropped;      /* disconnected as too slow */
+  /* The next replay batch, read while the previous chunk was still
+   * being written, and the ring's base when it arrived. */
+  ReadResult        *ahead;
+  gint64             ahead_ring_base;
 };
 
 
@@ -231,6 +235,7 @@ subscriber_unref (Subscriber *sub)
 {
   if (--sub->ref_count > 0)
     return;
+  g_clear_pointer (&sub->ahead, od_server_read_result_free);
   g_clear_object (&sub->msg);
   g_free (sub);
 }
@@ -260,6 +265,34 @@ append_head_frame (GString *out,
   g_string_append (out, "\n\n");
 }
 
+/* Takes RESULT, a replay batch, and queues its frames; RING_BASE is the
+ * ring's base when the batch arrived. */
+static void
+replay_apply (Subscriber *sub,
+              ReadResult *result,
+              gint64      ring_base)
+{
+  if (result->n_events == 0 && sub->cursor < ring_base)
+    {
+      /* Nothing in the log between the cursor and the ring: move on to
+       * the ring rather than asking again forever. */
+      sub->cursor = ring_base;
+    }
+  else
+    sub->cursor = result->last_position;
+  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
+    {
+      append_head_frame (result->text, MAX (sub->server->head, sub->connect_head));
+      sub->head_sent = TRUE;
+    }
+  if (result->text->len > 0)
+    subscriber_write (sub, g_steal_pointer (&result->text));
+  od_server_read_result_free (result);
+  /* Either feeds the ring's frames, or reads the next batch while this
+   * one is written. */
+  subscriber_pump (sub);
+}
+
 static void
 replay_done (GObject      *source,
              GAsyncResult *res,
@@ -271,34 +304,21 @@ replay_done (GObject      *source,
 
   sub->reading = FALSE;
   if (sub->closed)
-    goto out;
-  if (result == NULL)
+    g_clear_pointer (&result, od_server_read_result_free);
+  else if (result == NULL)
     {
       g_warning ("stream replay failed: %s; closing the stream", error->message);
       od_server_msg_shutdown (sub->msg);
-      goto out;
     }
-  if (result->n_events == 0 && sub->cursor < sub->server->ring_base)
+  else if (sub->chunk_pending)
     {
-      /* Nothing in the log between the cursor and the ring: move on to
-       * the ring rather than asking again forever. */
-      sub->cursor = sub->server->ring_base;
+      /* Goes out once the chunk before it is written. */
+      g_assert (sub->ahead == NULL);
+      sub->ahead = result;
+      sub->ahead_ring_base = sub->server->ring_base;
     }
   else
-    sub->cursor = result->last_position;
-  if (sub->head_known && !sub->head_sent && sub->cursor >= sub->connect_head)
-    {
-      append_head_frame (result->text, MAX (sub->server->head, sub->connect_head));
-      sub->head_sent = TRUE;
-    }
-  if (result->text->len > 0)
-    subscriber_write (sub, g_steal_pointer (&result->text));
-  else
-    subscriber_pump (sub);
-
-out:
-  if (result != NULL)
-    od_server_read_result_free (result);
+    replay_apply (sub, result, sub->server->ring_base);
   subscriber_unref (sub);
 }
 
@@ -309,8 +329,22 @@ subscriber_pump (Subscriber *sub)
   gint64 upto = sub->head_sent ? G_MAXINT64 : sub->connect_head;
   GString *out = NULL;
 
-  if (sub->closed || sub->chunk_pending || sub->reading || !sub->head_known)
+  if (sub->closed || sub->reading || !sub->head_known)
     return;
+  if (sub->chunk_pending)
+    {
+      /* The replay reads its next batch from the store while the last
+       * one is written (one batch ahead at most); the ring's frames
+       * wait for the write. */
+      if (sub->ahead == NULL && sub->cursor < upto && sub->cursor < self->tail_position
+          && sub->cursor < self->ring_base)
+        {
+          sub->reading = TRUE;
+          od_server_start_read (self, sub->cursor, REPLAY_READ_LIMIT, upto, TRUE, replay_done,
+                                subscriber_ref (sub));
+        }
+      return;
+    }
 
   if (sub->cursor < upto && sub->cursor < self->tail_position)
     {
@@ -353,7 +387,14 @@ subscriber_wrote_chunk (SoupServerMessage *msg,
                         Subscriber        *sub)
 {
   sub->chunk_pending = FALSE;
-  subscriber_pump (sub);
+  if (sub->ahead != NULL)
+    {
+      ReadResult *ahead = g_steal_pointer (&sub->ahead);
+
+      replay_apply (sub, ahead, sub->ahead_ring_base);
+    }
+  else
+    subscriber_pump (sub);
 }
 
 static void

@@ -53,8 +53,12 @@ od_server_respond (SoupServerMessage *msg,
                    const char        *content_type,
                    char              *body)
 {
+  gsize len = strlen (body);
+
   soup_server_message_set_status (msg, status, NULL);
-  soup_server_message_set_response (msg, content_type, SOUP_MEMORY_TAKE, body, strlen (body));
+  soup_server_message_set_response (msg, content_type, SOUP_MEMORY_TAKE, body, len);
+  if (len > 0)
+    od_server_msg_body_follows (msg);
 }
 
 void
