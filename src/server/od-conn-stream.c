@@ -17,14 +17,6 @@ struct _OdConnStream
   gboolean       closed_emitted;
   gboolean       body_follows;
   gint64         write_blocked_since;
-  /* Plain TCP only: the socket's descriptor stays in the poll set of one
-   * persistent source, and the sources libsoup asks for carry none. */
-  GSocket       *socket;
-  GSource       *watch;
-  GMainContext  *watch_context;
-  GPollFD        pfd;
-  gboolean       polled;
-  GPtrArray     *waiters;   /* Waiter, not owned */
 };
 
 enum { SIGNAL_PEER_GONE, SIGNAL_CLOSED, N_SIGNALS };
@@ -64,213 +56,6 @@ source_no_block (GSource *source)
 {
   g_source_set_can_recurse (source, TRUE);
   return source;
-}
-
-/* Even so, the source libsoup dispatches is its own, and GLib blocks it
- * with its children: removing their descriptors from the poll set and
- * adding them back, and adding them when a source is attached, each
- * writes the wake-up fd (6 times a command).  So on plain TCP the
- * socket's descriptor is polled by one source that lives as long as the
- * connection (the watch), for the union of what the sources libsoup was
- * given (waiters, which carry no descriptor) wait for; a waiter is ready
- * when this iteration's poll found its condition, a hang-up or an error. */
-typedef struct
-{
-  GSource       source;
-  OdConnStream *owner;      /* owned */
-  GIOCondition  condition;
-  gpointer      tag;        /* its own descriptor: another context's source */
-} Waiter;
-
-typedef struct
-{
-  GSource       source;
-  OdConnStream *owner;      /* the watch is destroyed before it goes */
-} Watch;
-
-static void
-watch_destroy (OdConnStream *self)
-{
-  if (self->watch == NULL)
-    return;
-  ((Watch *) self->watch)->owner = NULL;
-  g_source_destroy (self->watch);
-  g_clear_pointer (&self->watch, g_source_unref);
-  self->polled = FALSE;
-}
-
-/* Before each poll: what the live waiters wait for, and nothing left of
- * the last poll. */
-static void
-watch_update (OdConnStream *self)
-{
-  gushort events = 0;
-
-  if (self->watch == NULL)
-    return;
-  if (g_socket_is_closed (self->socket))
-    {
-      /* Never poll a descriptor number that may be reused. */
-      watch_destroy (self);
-      return;
-    }
-  for (guint i = 0; i < self->waiters->len; i++)
-    {
-      Waiter *waiter = g_ptr_array_index (self->waiters, i);
-      GSource *source = (GSource *) waiter;
-
-      if (waiter->tag == NULL && !g_source_is_destroyed (source)
-          && g_source_get_context (source) == self->watch_context)
-        events |= waiter->condition;
-    }
-  self->pfd.events = events;
-  self->pfd.revents = 0;
-  if (events != 0 && !self->polled)
-    {
-      g_source_add_poll (self->watch, &self->pfd);
-      self->polled = TRUE;
-    }
-}
-
-static gboolean
-watch_prepare (GSource *source,
-               gint    *timeout)
-{
-  Watch *watch = (Watch *) source;
-
-  *timeout = -1;
-  if (watch->owner != NULL)
-    watch_update (watch->owner);
-  return FALSE;
-}
-
-static gboolean
-watch_check (GSource *source)
-{
-  Watch *watch = (Watch *) source;
-  OdConnStream *self = watch->owner;
-
-  /* A hung-up socket polls ready at once, whatever it is polled for:
-   * with no waiter to take it, it leaves the poll set until one comes. */
-  if (self != NULL && self->polled && self->pfd.events == 0
-      && (self->pfd.revents & (G_IO_HUP | G_IO_ERR | G_IO_NVAL)) != 0)
-    {
-      g_source_remove_poll (source, &self->pfd);
-      self->polled = FALSE;
-    }
-  return FALSE;
-}
-
-static gboolean
-watch_dispatch (GSource     *source,
-                GSourceFunc  callback,
-                gpointer     user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-static GSourceFuncs watch_funcs = { watch_prepare, watch_check, watch_dispatch, NULL, NULL, NULL };
-
-static gboolean
-waiter_prepare (GSource *source,
-                gint    *timeout)
-{
-  Waiter *waiter = (Waiter *) source;
-  OdConnStream *self = waiter->owner;
-
-  *timeout = -1;
-  /* Closed: ready, so that the read or write says so. */
-  if (g_socket_is_closed (self->socket))
-    return TRUE;
-  if (waiter->tag == NULL && (self->watch == NULL
-                              || g_source_get_context (source) != self->watch_context))
-    {
-      /* Attached to another context: a descriptor of its own, as a
-       * GSocket source would have. */
-      waiter->tag = g_source_add_unix_fd (source, g_socket_get_fd (self->socket),
-                                          waiter->condition);
-    }
-  if (waiter->tag == NULL)
-    watch_update (self);
-  return FALSE;
-}
-
-static gboolean
-waiter_check (GSource *source)
-{
-  Waiter *waiter = (Waiter *) source;
-  OdConnStream *self = waiter->owner;
-  GIOCondition wanted = waiter->condition | G_IO_HUP | G_IO_ERR | G_IO_NVAL;
-
-  if (g_socket_is_closed (self->socket))
-    return TRUE;
-  if (waiter->tag != NULL)
-    return (g_source_query_unix_fd (source, waiter->tag) & wanted) != 0;
-  return self->polled && (self->pfd.revents & wanted) != 0;
-}
-
-static gboolean
-waiter_dispatch (GSource     *source,
-                 GSourceFunc  callback,
-                 gpointer     user_data)
-{
-  /* A child: the pollable source it belongs to does the work (its
-   * callback is g_pollable_source_new_full ()'s dummy). */
-  return G_SOURCE_CONTINUE;
-}
-
-/* For g_source_set_dummy_callback (), which needs one; never called. */
-static gboolean
-waiter_closure_callback (gpointer user_data)
-{
-  return G_SOURCE_CONTINUE;
-}
-
-static void
-waiter_finalize (GSource *source)
-{
-  Waiter *waiter = (Waiter *) source;
-
-  g_ptr_array_remove_fast (waiter->owner->waiters, waiter);
-  g_clear_object (&waiter->owner);
-}
-
-static GSourceFuncs waiter_funcs = {
-  waiter_prepare, waiter_check, waiter_dispatch, waiter_finalize,
-  (GSourceFunc) waiter_closure_callback, NULL
-};
-
-/* A source for CONDITION on the connection's socket without a
- * descriptor of its own, or NULL where there is no watch (TLS, closed). */
-static GSource *
-waiter_new (OdConnStream *self,
-            GIOCondition  condition)
-{
-  GMainContext *context = g_main_context_get_thread_default ();
-  Waiter *waiter;
-
-  if (self == NULL || self->socket == NULL || g_socket_is_closed (self->socket))
-    return NULL;
-  if (context == NULL)
-    context = g_main_context_default ();
-  if (self->watch == NULL)
-    {
-      self->watch = g_source_new (&watch_funcs, sizeof (Watch));
-      ((Watch *) self->watch)->owner = self;
-      /* Polled before any waiter is checked, whatever their priority. */
-      g_source_set_priority (self->watch, G_PRIORITY_HIGH);
-      g_source_set_can_recurse (self->watch, TRUE);
-      g_source_set_static_name (self->watch, "OdConnStream watch");
-      self->pfd.fd = g_socket_get_fd (self->socket);
-      self->watch_context = context;
-      g_source_attach (self->watch, context);
-    }
-  waiter = (Waiter *) g_source_new (&waiter_funcs, sizeof (Waiter));
-  waiter->owner = g_object_ref (self);
-  waiter->condition = condition;
-  g_ptr_array_add (self->waiters, waiter);
-  g_source_set_can_recurse ((GSource *) waiter, TRUE);
-  return (GSource *) waiter;
 }
 
 static gboolean
@@ -359,9 +144,6 @@ od_conn_input_create_source (GPollableInputStream *stream,
    * without a child never fires. */
   if (self->owner != NULL && self->owner->peer_gone)
     return g_pollable_source_new_full (stream, NULL, cancellable);
-  base_source = waiter_new (self->owner, G_IO_IN);
-  if (base_source != NULL)
-    return source_no_block (g_pollable_source_new_full (stream, base_source, cancellable));
   base_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (self->base), NULL);
   return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
                                                       cancellable));
@@ -501,11 +283,9 @@ od_conn_output_create_source (GPollableOutputStream *stream,
                               GCancellable          *cancellable)
 {
   OdConnOutput *self = OD_CONN_OUTPUT (stream);
-  g_autoptr(GSource) base_source = waiter_new (self->owner, G_IO_OUT);
+  g_autoptr(GSource) base_source =
+    g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base), NULL);
 
-  if (base_source == NULL)
-    base_source = g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base),
-                                                          NULL);
   return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
                                                       cancellable));
 }
@@ -639,10 +419,8 @@ od_conn_stream_close (GIOStream     *stream,
                       GError       **error)
 {
   OdConnStream *self = OD_CONN_STREAM (stream);
-  gboolean ok;
+  gboolean ok = g_io_stream_close (self->base, cancellable, error);
 
-  watch_destroy (self);
-  ok = g_io_stream_close (self->base, cancellable, error);
   emit_closed (self);
   return ok;
 }
@@ -652,7 +430,6 @@ od_conn_stream_dispose (GObject *object)
 {
   OdConnStream *self = OD_CONN_STREAM (object);
 
-  watch_destroy (self);
   /* Never leave a file descriptor behind, whoever dropped the stream. */
   if (self->base != NULL && !g_io_stream_is_closed (self->base))
     g_io_stream_close (self->base, NULL, NULL);
@@ -668,8 +445,6 @@ od_conn_stream_finalize (GObject *object)
   g_clear_object (&self->input);
   g_clear_object (&self->output);
   g_clear_object (&self->base);
-  g_clear_object (&self->socket);
-  g_clear_pointer (&self->waiters, g_ptr_array_unref);
   G_OBJECT_CLASS (od_conn_stream_parent_class)->finalize (object);
 }
 
@@ -696,7 +471,6 @@ od_conn_stream_class_init (OdConnStreamClass *klass)
 static void
 od_conn_stream_init (OdConnStream *self)
 {
-  self->waiters = g_ptr_array_new ();
 }
 
 OdConnStream *
@@ -707,8 +481,6 @@ od_conn_stream_new (GIOStream *base)
   OdConnOutput *output = g_object_new (OD_TYPE_CONN_OUTPUT, NULL);
 
   self->base = g_object_ref (base);
-  if (G_IS_SOCKET_CONNECTION (base))
-    self->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base)));
   input->base = g_object_ref (g_io_stream_get_input_stream (base));
   g_set_weak_pointer (&input->owner, self);
   output->base = g_object_ref (g_io_stream_get_output_stream (base));
