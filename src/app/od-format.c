@@ -2,23 +2,27 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <langinfo.h>
 #include <locale.h>
 #include <string.h>
 
 #include "od-format.h"
 
+/* Grouping and decimal point both come from LC_NUMERIC: with the
+ * separator from the translation, English messages under German
+ * regional settings (common) showed 1.040.75 EUR. */
 char *
 od_format_money (gint64      cents,
                  const char *currency)
 {
   gboolean negative = cents < 0;
   guint64 abs_cents = negative ? (guint64) -cents : (guint64) cents;
+  const char *point = nl_langinfo (RADIXCHAR);
 
   return g_strdup_printf ("%s%'" G_GUINT64_FORMAT "%s%02u %s",
                           negative ? "−" : "",
                           abs_cents / 100,
-                          /* TRANSLATORS: the decimal separator of amounts */
-                          C_("decimal separator", "."),
+                          point != NULL && *point != '\0' ? point : ".",
                           (guint) (abs_cents % 100),
                           currency ? currency : "");
 }

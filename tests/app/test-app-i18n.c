@@ -3,6 +3,7 @@
 #include <locale.h>
 #include <string.h>
 
+#include "od-format.h"
 #include "od-test-app.h"
 #include "od-test-cache.h"
 
@@ -77,6 +78,31 @@ test_german (void)
   od_test_spin (50);
 }
 
+/* Amounts take grouping and decimal point from one place, the regional
+ * settings (LC_NUMERIC), whatever language the messages are in. */
+static void
+test_money_follows_locale (void)
+{
+  g_autofree char *german = NULL;
+  g_autofree char *english_messages = NULL;
+  g_autofree char *c_numbers = NULL;
+  g_autofree char *negative = NULL;
+
+  german = od_format_money (104075, "EUR");
+  negative = od_format_money (-5, "EUR");
+  /* English messages under German regional settings. */
+  g_assert_nonnull (setlocale (LC_MESSAGES, "C"));
+  english_messages = od_format_money (104075, "EUR");
+  g_assert_nonnull (setlocale (LC_NUMERIC, "C"));
+  c_numbers = od_format_money (104075, "EUR");
+  g_assert_nonnull (setlocale (LC_ALL, "de_DE.UTF-8"));
+
+  g_assert_cmpstr (german, ==, "1.040,75 EUR");
+  g_assert_cmpstr (negative, ==, "−0,05 EUR");
+  g_assert_cmpstr (english_messages, ==, "1.040,75 EUR");
+  g_assert_cmpstr (c_numbers, ==, "1040.75 EUR");
+}
+
 /* The console the build made, run from the build tree with only
  * LANGUAGE=de (no ORDERDESK_LOCALEDIR), finds the build's catalogues: its
  * --help is German. */
@@ -132,6 +158,7 @@ main (int   argc,
     }
   g_test_add_func ("/app/german", test_german);
   g_test_add_func ("/app/build-tree-catalogue", test_build_tree_catalogue);
+  g_test_add_func ("/app/money-follows-locale", test_money_follows_locale);
   status = g_test_run ();
 
   command = g_strdup_printf ("rm -rf '%s'", tmpdir);
