@@ -623,8 +623,12 @@ ceiling_cache (void)
   printf ("cache events=%u orders=%u items=%u seconds=%.2f events/s=%.0f cpu-s=%.2f "
           "cpu-us/event=%.2f\n", events.rows->len, inserted_orders, inserted_items, elapsed,
           events.rows->len / elapsed, cpu, cpu * 1e6 / MAX (events.rows->len, 1));
-  for (sqlite3_stmt *st = NULL; (st = sqlite3_next_stmt (dst, NULL)) != NULL;)
-    sqlite3_finalize (st);
+  /* Only our own statements: the FTS5 tables hold prepared statements
+   * of their own on this connection, which they finalize themselves on
+   * close (finalizing them here too was a use after free: SIGBUS). */
+  sqlite3_finalize (events.insert);
+  sqlite3_finalize (orders.insert);
+  sqlite3_finalize (items.insert);
   sqlite3_close (dst);
   if (events.rows->len == 0 || inserted_orders != orders.rows->len
       || inserted_items != items.rows->len)

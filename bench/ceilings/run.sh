@@ -191,7 +191,8 @@ echo "    server head $head"
 ours_catchup () {
   rm -f "$work"/cache*.sqlite*
   ORDERDESK_TOKEN=demo-viewer /usr/bin/time -f '%e %U %S' -o "$work/time" \
-    "$ctl" -q --timeout 0 --server "$url" --cache "$work/cache.sqlite" sync
+    "$ctl" -q --timeout 0 --server "$url" --cache "$work/cache.sqlite" sync \
+    || { echo "orderdeskctl sync failed" >&2; exit 1; }
   local secs user sys
   read -r secs user sys < "$work/time"
   ours_rate=$(awk -v n="$head" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
@@ -199,10 +200,17 @@ ours_catchup () {
 }
 ceiling_cache () {
   local out
-  out=$("$ceiling" cache --source "$work/cache.sqlite" --out "$work/ceiling-cache.sqlite")
+  # Said aloud: under set -e a failing substitution ends the script with
+  # no word, which looked like a catch-up that never returned (issue 15).
+  out=$("$ceiling" cache --source "$work/cache.sqlite" --out "$work/ceiling-cache.sqlite") \
+    || { echo "od-ceiling cache failed" >&2; exit 1; }
   rm -f "$work"/ceiling-cache.sqlite*
   ceil_rate=$(field events/s "$out")
   ceil_cpu=$(field cpu-us/event "$out")
+  # Both sides must have stored the whole log.
+  if [ "$(field events "$out")" != "$head" ]; then
+    echo "the catch-up stored $(field events "$out") events of $head" >&2; exit 1
+  fi
 }
 for r in $(seq 1 "$rounds"); do
   # The ceiling copies the rows the last catch-up left, so round 1 (which
