@@ -28,14 +28,22 @@ trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null; rm -rf "$work"' EXIT
 while [ ! -s "$work/ready" ]; do sleep 0.2; done
 url=$(cat "$work/ready")
 head() { curl -s -H 'Authorization: Bearer demo-viewer' "$url/v1/head" | sed 's/.*"head":\([0-9]*\).*/\1/'; }
-# The seed runs after the server listens: wait until the head is still.
+# The seed runs after the server listens, one event a command: wait for
+# the head to reach what the server said it seeds (a head still for 3 s
+# was not enough on a loaded machine), or to be still for 30 s (a store
+# kept from an earlier run is not seeded again).
+until grep -q 'listening on' "$work/server.log"; do sleep 0.2; done
+sleep 1
+seeded=$(grep 'demo: seeding' "$work/server.log" | tail -1 | sed 's/.*(\([0-9]*\) commands).*/\1/')
 last=-1; still=0
-while [ $still -lt 6 ]; do
+while [ $still -lt 60 ]; do
   sleep 0.5
   h=$(head)
+  [ -n "$seeded" ] && [ "$h" = "$seeded" ] && break
   if [ "$h" = "$last" ] && [ "$h" -gt 0 ]; then still=$((still + 1)); else still=0; fi
   last=$h
 done
+last=$h
 echo "server $url, head $last ($orders demo orders)"
 
 ORDERDESK_TOKEN=demo-viewer /usr/bin/time -f '%e %M %U %S' -o "$work/time" \

@@ -36,6 +36,7 @@ struct _OdCache
   GMutex        queue_lock;
   GCond         queue_cond;
   guint64       queued_events; /* events pushed, not yet applied: back-pressure */
+  GPtrArray    *spent;         /* under queue_lock: applied batches, freed by the pusher's thread */
   gboolean      closed;
   gboolean      search_upgrade;  /* version 1 or 2: the writer builds the new index */
   gboolean      upgrading;       /* under queue_lock: close interrupts it */

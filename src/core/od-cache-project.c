@@ -362,17 +362,26 @@ fail:
  * Unknown types only need their version. */
 /* Makes an OrderNoteAdded's text searchable. */
 static gboolean
-index_note (OdCache  *self,
-            OdEvent  *ev,
-            GError  **error)
+index_note (OdCache          *self,
+            OdEvent          *ev,
+            const OdFlatData *flat,
+            GError          **error)
 {
-  JsonObject *data = od_event_get_data (ev);
-  JsonNode *node = data ? json_object_get_member (data, "text") : NULL;
+  const char *text;
 
-  if (!od_json_is_string (node))
+  if (flat != NULL)
+    text = od_flat_data_get_string (flat, "text");
+  else
+    {
+      JsonObject *data = od_event_get_data (ev);
+      JsonNode *node = data ? json_object_get_member (data, "text") : NULL;
+
+      text = od_json_is_string (node) ? json_node_get_string (node) : NULL;
+    }
+  if (text == NULL)
     return TRUE;
   sqlite3_bind_int64 (self->st_insert_note, 1, ev->position);
-  sqlite3_bind_text (self->st_insert_note, 2, json_node_get_string (node), -1, SQLITE_STATIC);
+  sqlite3_bind_text (self->st_insert_note, 2, text, -1, SQLITE_STATIC);
   return od_sqlite_step_done (self->wdb, self->st_insert_note, "index note", error);
 }
 
@@ -436,6 +445,8 @@ od_cache_apply_events (OdCache    *self,
               GPtrArray  *events,
               GError    **error)
 {
+  OdFlatData flat;
+
   for (guint i = 0; i < events->len; i++)
     {
       OdEvent *ev = g_ptr_array_index (events, i);
@@ -502,13 +513,23 @@ od_cache_apply_events (OdCache    *self,
       if (!w->inconsistent)
         {
           OdEventType type = od_event_type_from_name (ev->type);
+          /* The stream's events come without a parsed data object: the
+           * common flat shape is folded from its text, anything else
+           * through json-glib, as before (equal folds: test-fold). */
+          gboolean is_flat = ev->data_node == NULL && ev->data != NULL
+                             && od_flat_data_parse (&flat, ev->data, strlen (ev->data));
 
           if (type == OD_EVENT_ITEM_ADDED || type == OD_EVENT_ITEM_REMOVED)
             w->lines_dirty = TRUE;
-          if (type == OD_EVENT_ORDER_NOTE_ADDED && !index_note (self, ev, error))
+          if (type == OD_EVENT_ORDER_NOTE_ADDED
+              && !index_note (self, ev, is_flat ? &flat : NULL, error))
             return FALSE;
-          od_order_apply (w->order, ev->type, od_event_get_data (ev), ev->version, ev->position,
-                          ev->recorded_at);
+          if (is_flat)
+            od_order_apply_flat (w->order, ev->type, &flat, ev->version, ev->position,
+                                 ev->recorded_at);
+          else
+            od_order_apply (w->order, ev->type, od_event_get_data (ev), ev->version,
+                            ev->position, ev->recorded_at);
         }
 
       self->tx_applied = ev->position;

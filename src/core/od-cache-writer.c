@@ -222,7 +222,21 @@ od_cache_writer_thread (gpointer data)
             }
         }
       else
-        item = g_async_queue_pop (self->queue);
+        {
+          g_autoptr(GPtrArray) spent = NULL;
+
+          /* Going idle: what the sync thread has not taken back yet is
+           * freed now, rather than held until its next push. */
+          g_mutex_lock (&self->queue_lock);
+          if (self->spent != NULL && self->spent->len > 0)
+            {
+              spent = g_steal_pointer (&self->spent);
+              self->spent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
+            }
+          g_mutex_unlock (&self->queue_lock);
+          g_clear_pointer (&spent, g_ptr_array_unref);
+          item = g_async_queue_pop (self->queue);
+        }
 
       switch (item->kind)
         {
@@ -251,6 +265,14 @@ od_cache_writer_thread (gpointer data)
               if (!od_cache_commit_tx (self, &error))
                 fail_write (self, g_steal_pointer (&error));
             }
+          /* The events go back to the thread that allocated them (the
+           * sync thread frees them on its next push): freed here, every
+           * free of a catch-up was a free into another thread's arena,
+           * on the thread that bounds the catch-up. */
+          g_mutex_lock (&self->queue_lock);
+          if (!self->closed)
+            g_ptr_array_add (self->spent, g_steal_pointer (&item->events));
+          g_mutex_unlock (&self->queue_lock);
           break;
 
         case ITEM_CONTACT:
@@ -400,6 +422,7 @@ od_cache_push_events (OdCache   *self,
                       gint64     known_head)
 {
   WriterItem *item = g_new0 (WriterItem, 1);
+  g_autoptr(GPtrArray) spent = NULL;
 
   item->kind = ITEM_EVENTS;
   item->events = events;
@@ -408,6 +431,13 @@ od_cache_push_events (OdCache   *self,
    * through the socket, the server waits for it) instead of growing
    * memory. */
   g_mutex_lock (&self->queue_lock);
+  /* The batches the writer is done with: freed below, out of the lock,
+   * on this thread, which allocated them. */
+  if (self->spent != NULL && self->spent->len > 0)
+    {
+      spent = g_steal_pointer (&self->spent);
+      self->spent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
+    }
   while (self->queued_events > MAX_QUEUED_EVENTS && !self->closed)
     g_cond_wait (&self->queue_cond, &self->queue_lock);
   if (self->closed)
@@ -536,6 +566,7 @@ od_cache_write_finish (OdCache       *self,
 void
 od_cache_writer_start (OdCache *self)
 {
+  self->spent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
   self->writer = g_thread_new ("od-cache-writer", od_cache_writer_thread, self);
 }
 
@@ -558,6 +589,10 @@ od_cache_writer_stop (OdCache *self)
    * anything be, its caller must not wait for a writer that has gone. */
   while ((item = g_async_queue_try_pop (self->queue)) != NULL)
     writer_item_refuse (item);
+  /* closed is set: no push takes from it any more. */
+  g_mutex_lock (&self->queue_lock);
+  g_clear_pointer (&self->spent, g_ptr_array_unref);
+  g_mutex_unlock (&self->queue_lock);
 }
 
 /* The lock is free and now this process's (watch_cb): the writer takes

@@ -105,16 +105,24 @@ key_is (const char *k,
   return strlen (name) == len && memcmp (k, name, len) == 0;
 }
 
-/* The data object: plain strings, integers, true, false, null. */
-static JsonObject *
-data_object (Scan *s)
+/* The data object: plain strings, integers, true, false, null.  With
+ * `object` NULL it is only checked (the cache folds it from its text);
+ * otherwise *object is set to it, parsed. */
+#define MAX_DATA_MEMBERS 32
+
+static gboolean
+data_object (Scan        *s,
+             JsonObject **object)
 {
-  g_autoptr(JsonObject) o = json_object_new ();
+  g_autoptr(JsonObject) o = object ? json_object_new () : NULL;
+  const char *keys[MAX_DATA_MEMBERS];
+  gsize key_lens[MAX_DATA_MEMBERS];
+  guint n = 0;
 
   if (!expect (s, '{'))
-    return NULL;
+    return FALSE;
   if (expect (s, '}'))
-    return g_steal_pointer (&o);
+    goto done;
   for (;;)
     {
       const char *k, *v;
@@ -122,54 +130,71 @@ data_object (Scan *s)
       g_autofree char *key = NULL;
 
       if (!plain_string (s, &k, &klen) || !expect (s, ':'))
-        return NULL;
-      key = g_strndup (k, klen);
+        return FALSE;
       /* A name given twice is malformed (od_json_check): the strict
-       * path says so. */
-      if (json_object_has_member (o, key))
-        return NULL;
+       * path says so.  So does an object with more members than we
+       * compare here. */
+      if (n == MAX_DATA_MEMBERS)
+        return FALSE;
+      for (guint i = 0; i < n; i++)
+        if (key_lens[i] == klen && memcmp (keys[i], k, klen) == 0)
+          return FALSE;
+      keys[n] = k;
+      key_lens[n++] = klen;
+      if (o != NULL)
+        key = g_strndup (k, klen);
       skip_ws (s);
       if (s->p >= s->end)
-        return NULL;
+        return FALSE;
       if (*s->p == '"')
         {
-          g_autofree char *value = NULL;
-
           if (!plain_string (s, &v, &vlen))
-            return NULL;
-          value = g_strndup (v, vlen);
-          json_object_set_string_member (o, key, value);
+            return FALSE;
+          if (o != NULL)
+            {
+              g_autofree char *value = g_strndup (v, vlen);
+
+              json_object_set_string_member (o, key, value);
+            }
         }
       else if (*s->p == '-' || g_ascii_isdigit (*s->p))
         {
-          gint64 n;
+          gint64 number;
 
-          if (!integer (s, &n))
-            return NULL;
-          json_object_set_int_member (o, key, n);
+          if (!integer (s, &number))
+            return FALSE;
+          if (o != NULL)
+            json_object_set_int_member (o, key, number);
         }
       else if (s->end - s->p >= 4 && memcmp (s->p, "true", 4) == 0)
         {
           s->p += 4;
-          json_object_set_boolean_member (o, key, TRUE);
+          if (o != NULL)
+            json_object_set_boolean_member (o, key, TRUE);
         }
       else if (s->end - s->p >= 5 && memcmp (s->p, "false", 5) == 0)
         {
           s->p += 5;
-          json_object_set_boolean_member (o, key, FALSE);
+          if (o != NULL)
+            json_object_set_boolean_member (o, key, FALSE);
         }
       else if (s->end - s->p >= 4 && memcmp (s->p, "null", 4) == 0)
         {
           s->p += 4;
-          json_object_set_null_member (o, key);
+          if (o != NULL)
+            json_object_set_null_member (o, key);
         }
       else
-        return NULL;
+        return FALSE;
       if (expect (s, '}'))
-        return g_steal_pointer (&o);
+        break;
       if (!expect (s, ','))
-        return NULL;
+        return FALSE;
     }
+done:
+  if (object != NULL)
+    *object = g_steal_pointer (&o);
+  return TRUE;
 }
 
 /* In the order of the bits of `seen` below. */
@@ -177,9 +202,10 @@ static const char *const member_names[] = {
   "position", "prev", "order_id", "version", "type", "recorded_at", "actor", "data",
 };
 
-OdEvent *
-od_event_parse_fast (const char *text,
-                     gsize       len)
+static OdEvent *
+parse_fast (const char *text,
+            gsize       len,
+            gboolean    with_node)
 {
   Scan s = { text, text + len };
   g_autoptr(OdEvent) ev = NULL;
@@ -218,15 +244,17 @@ od_event_parse_fast (const char *text,
       else if (key_is (k, klen, "data"))
         {
           const char *start;
-          JsonObject *o;
+          JsonObject *o = NULL;
 
           skip_ws (&s);
           start = s.p;
-          o = data_object (&s);
-          if (o == NULL)
+          if (!data_object (&s, with_node ? &o : NULL))
             return NULL;
-          ev->data_node = json_node_init_object (json_node_alloc (), o);
-          json_object_unref (o);
+          if (o != NULL)
+            {
+              ev->data_node = json_node_init_object (json_node_alloc (), o);
+              json_object_unref (o);
+            }
           /* The data exactly as the server sent it. */
           ev->data = g_strndup (start, s.p - start);
           seen |= DATA;
@@ -265,4 +293,22 @@ od_event_parse_fast (const char *text,
       || !od_uuid_is_valid (ev->order_id))
     return NULL;
   return g_steal_pointer (&ev);
+}
+
+OdEvent *
+od_event_parse_fast (const char *text,
+                     gsize       len)
+{
+  return parse_fast (text, len, TRUE);
+}
+
+/* The same events, their data kept as text only (data_node NULL, parsed
+ * when asked: od_event_get_data): the cache folds the flat shape from
+ * the text (od_order_apply_flat), and a JsonObject per event was a good
+ * part of a catch-up's allocations. */
+OdEvent *
+od_event_parse_fast_lean (const char *text,
+                          gsize       len)
+{
+  return parse_fast (text, len, FALSE);
 }

@@ -10,7 +10,9 @@ G_BEGIN_DECLS
  * floats, nested data, unknown members, invalid UTF-8) as well as for
  * invalid events: the caller then parses with od_event_parse(), which is
  * the judge.  data is kept byte for byte as received. */
-OdEvent *od_event_parse_fast (const char *text,
-                              gsize       len);
+OdEvent *od_event_parse_fast      (const char *text,
+                                   gsize       len);
+OdEvent *od_event_parse_fast_lean (const char *text,
+                                   gsize       len);
 
 G_END_DECLS

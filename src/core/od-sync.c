@@ -382,7 +382,7 @@ on_frame (const char *event,
 
   if (id != NULL && g_strcmp0 (event, "head") != 0)
     {
-      OdEvent *fast = od_event_parse_fast (data, data_len);
+      OdEvent *fast = od_event_parse_fast_lean (data, data_len);
 
       if (fast != NULL)
         {

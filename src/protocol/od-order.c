@@ -336,22 +336,219 @@ refused:
   return FALSE;
 }
 
-static const char *
-get_string (JsonObject *data,
-            const char *name)
+/* The fold reads its members through one of two sources: a JsonObject
+ * (od_order_apply) or a flat data object (od_order_apply_flat).  One fold
+ * for both, so that they cannot drift apart. */
+typedef struct
 {
-  JsonNode *node = data ? json_object_get_member (data, name) : NULL;
+  const char *(*get_string) (gconstpointer data, const char *name);
+  gint64      (*get_int)    (gconstpointer data, const char *name);
+} Members;
+
+static const char *
+json_get_string (gconstpointer data,
+                 const char   *name)
+{
+  JsonNode *node = data ? json_object_get_member ((JsonObject *) data, name) : NULL;
 
   return od_json_is_string (node) ? json_node_get_string (node) : NULL;
 }
 
 static gint64
-get_int (JsonObject *data,
-         const char *name)
+json_get_int (gconstpointer data,
+              const char   *name)
 {
-  JsonNode *node = data ? json_object_get_member (data, name) : NULL;
+  JsonNode *node = data ? json_object_get_member ((JsonObject *) data, name) : NULL;
 
   return od_json_is_integer (node) ? json_node_get_int (node) : 0;
+}
+
+static const Members json_members = { json_get_string, json_get_int };
+
+static gint
+flat_find (const OdFlatData *flat,
+           const char       *name)
+{
+  if (flat == NULL)
+    return -1;
+  for (guint i = 0; i < flat->n_members; i++)
+    if (strcmp (flat->keys[i], name) == 0)
+      return i;
+  return -1;
+}
+
+const char *
+od_flat_data_get_string (const OdFlatData *flat,
+                         const char       *name)
+{
+  gint i = flat_find (flat, name);
+
+  return i >= 0 && flat->kinds[i] == OD_FLAT_STRING ? flat->strings[i] : NULL;
+}
+
+static const char *
+flat_get_string (gconstpointer data,
+                 const char   *name)
+{
+  return od_flat_data_get_string (data, name);
+}
+
+static gint64
+flat_get_int (gconstpointer data,
+              const char   *name)
+{
+  gint i = flat_find (data, name);
+
+  return i >= 0 && ((const OdFlatData *) data)->kinds[i] == OD_FLAT_INTEGER
+           ? ((const OdFlatData *) data)->integers[i]
+           : 0;
+}
+
+static const Members flat_members = { flat_get_string, flat_get_int };
+
+static gboolean
+flat_is_ws (char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* A string without escapes or control characters, NUL-terminated in
+ * place; *p is past its closing quote. */
+static char *
+flat_string (char **p,
+             char  *end)
+{
+  char *q, *start;
+
+  if (*p >= end || **p != '"')
+    return NULL;
+  start = q = *p + 1;
+  while (q < end && *q != '"')
+    {
+      if (*q == '\\' || (unsigned char) *q < 0x20)
+        return NULL;
+      q++;
+    }
+  if (q >= end)
+    return NULL;
+  *q = '\0';
+  *p = q + 1;
+  return start;
+}
+
+/* The same integers as od-event-fast.c accepts: at most 18 digits (no
+ * overflow), no leading zero, no fraction or exponent. */
+static gboolean
+flat_integer (char  **p,
+              char   *end,
+              gint64 *out)
+{
+  char *q = *p;
+  gboolean neg = FALSE;
+  guint64 v = 0;
+  guint digits = 0;
+
+  if (q < end && *q == '-')
+    {
+      neg = TRUE;
+      q++;
+    }
+  if (end - q >= 2 && q[0] == '0' && g_ascii_isdigit (q[1]))
+    return FALSE;
+  while (q < end && g_ascii_isdigit (*q))
+    {
+      if (++digits > 18)
+        return FALSE;
+      v = v * 10 + (*q - '0');
+      q++;
+    }
+  if (digits == 0 || (q < end && (*q == '.' || *q == 'e' || *q == 'E')))
+    return FALSE;
+  *out = neg ? -(gint64) v : (gint64) v;
+  *p = q;
+  return TRUE;
+}
+
+gboolean
+od_flat_data_parse (OdFlatData *flat,
+                    const char *text,
+                    gsize       len)
+{
+  char *p, *end;
+
+  flat->n_members = 0;
+  if (text == NULL || len >= sizeof flat->buf || !g_utf8_validate (text, len, NULL))
+    return FALSE;
+  memcpy (flat->buf, text, len);
+  flat->buf[len] = '\0';
+  p = flat->buf;
+  end = flat->buf + len;
+
+#define SKIP_WS() while (p < end && flat_is_ws (*p)) p++
+  SKIP_WS ();
+  if (p >= end || *p++ != '{')
+    return FALSE;
+  SKIP_WS ();
+  if (p < end && *p == '}')
+    p++;
+  else
+    for (;;)
+      {
+        guint i = flat->n_members;
+        char *key;
+
+        if (i == OD_FLAT_DATA_MAX_MEMBERS)
+          return FALSE;
+        SKIP_WS ();
+        if ((key = flat_string (&p, end)) == NULL)
+          return FALSE;
+        SKIP_WS ();
+        if (p >= end || *p++ != ':')
+          return FALSE;
+        SKIP_WS ();
+        /* A name given twice is malformed (od_json_check). */
+        if (flat_find (flat, key) >= 0)
+          return FALSE;
+        flat->keys[i] = key;
+        flat->strings[i] = NULL;
+        flat->integers[i] = 0;
+        if (p < end && *p == '"')
+          {
+            if ((flat->strings[i] = flat_string (&p, end)) == NULL)
+              return FALSE;
+            flat->kinds[i] = OD_FLAT_STRING;
+          }
+        else if (p < end && (*p == '-' || g_ascii_isdigit (*p)))
+          {
+            if (!flat_integer (&p, end, &flat->integers[i]))
+              return FALSE;
+            flat->kinds[i] = OD_FLAT_INTEGER;
+          }
+        else if (end - p >= 4 && (memcmp (p, "true", 4) == 0 || memcmp (p, "null", 4) == 0))
+          {
+            p += 4;
+            flat->kinds[i] = OD_FLAT_OTHER;
+          }
+        else if (end - p >= 5 && memcmp (p, "false", 5) == 0)
+          {
+            p += 5;
+            flat->kinds[i] = OD_FLAT_OTHER;
+          }
+        else
+          return FALSE;
+        flat->n_members++;
+        SKIP_WS ();
+        if (p < end && *p == '}')
+          {
+            p++;
+            break;
+          }
+        if (p >= end || *p++ != ',')
+          return FALSE;
+      }
+  SKIP_WS ();
+#undef SKIP_WS
+  return p == end;
 }
 
 static void
@@ -369,13 +566,17 @@ set_string (char       **field,
  * missing member leaves the old value rather than failing the fold.
  * Returns FALSE for event types this build does not know; the version and
  * times still advance so that the fold stays aligned with the log. */
-gboolean
-od_order_apply (OdOrder     *order,
-                const char  *type,
-                JsonObject  *data,
-                gint64       version,
-                gint64       position,
-                const char  *recorded_at)
+#define get_string(data, name) (m->get_string ((data), (name)))
+#define get_int(data, name) (m->get_int ((data), (name)))
+
+static gboolean
+apply (OdOrder       *order,
+       const char    *type,
+       const Members *m,
+       gconstpointer  data,
+       gint64         version,
+       gint64         position,
+       const char    *recorded_at)
 {
   gboolean known = TRUE;
 
@@ -473,4 +674,31 @@ od_order_apply (OdOrder     *order,
   order->last_position = position;
   set_string (&order->updated_at, recorded_at);
   return known;
+}
+
+#undef get_string
+#undef get_int
+
+gboolean
+od_order_apply (OdOrder     *order,
+                const char  *type,
+                JsonObject  *data,
+                gint64       version,
+                gint64       position,
+                const char  *recorded_at)
+{
+  return apply (order, type, &json_members, data, version, position, recorded_at);
+}
+
+/* The same fold from a flat data object (NULL: no data, as
+ * od_order_apply with a NULL object). */
+gboolean
+od_order_apply_flat (OdOrder          *order,
+                     const char       *type,
+                     const OdFlatData *data,
+                     gint64            version,
+                     gint64            position,
+                     const char       *recorded_at)
+{
+  return apply (order, type, &flat_members, data, version, position, recorded_at);
 }

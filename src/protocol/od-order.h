@@ -64,6 +64,46 @@ gboolean        od_order_apply            (OdOrder          *order,
                                            gint64            position,
                                            const char       *recorded_at);
 
+/* An event's `data` of the common flat shape (plain strings without
+ * escapes, integers of at most 18 digits, true, false, null; no member
+ * twice), read without json-glib: keys and strings point into `buf`,
+ * NUL-terminated there.  od_flat_data_parse() refuses anything else
+ * (escapes, floats, nesting, invalid UTF-8, more than
+ * OD_FLAT_DATA_MAX_MEMBERS members or OD_FLAT_DATA_MAX_BYTES bytes), and
+ * the caller then folds through od_json_parse_object() and
+ * od_order_apply(), the judge. */
+#define OD_FLAT_DATA_MAX_MEMBERS 16
+#define OD_FLAT_DATA_MAX_BYTES   2048
+
+typedef enum
+{
+  OD_FLAT_STRING,
+  OD_FLAT_INTEGER,
+  OD_FLAT_OTHER, /* true, false, null */
+} OdFlatKind;
+
+typedef struct
+{
+  guint       n_members;
+  const char *keys[OD_FLAT_DATA_MAX_MEMBERS];
+  OdFlatKind  kinds[OD_FLAT_DATA_MAX_MEMBERS];
+  const char *strings[OD_FLAT_DATA_MAX_MEMBERS];
+  gint64      integers[OD_FLAT_DATA_MAX_MEMBERS];
+  char        buf[OD_FLAT_DATA_MAX_BYTES];
+} OdFlatData;
+
+gboolean        od_flat_data_parse        (OdFlatData       *flat,
+                                           const char       *text,
+                                           gsize             len);
+const char     *od_flat_data_get_string   (const OdFlatData *flat,
+                                           const char       *name);
+gboolean        od_order_apply_flat       (OdOrder          *order,
+                                           const char       *type,
+                                           const OdFlatData *data,
+                                           gint64            version,
+                                           gint64            position,
+                                           const char       *recorded_at);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (OdOrder, od_order_free)
 
 G_END_DECLS
