@@ -482,9 +482,9 @@ static const char digest_sql[] =
   "SELECT e.position, e.order_id::text, e.version, e.type, " RECORDED_AT_SQL ", e.actor, e.data "
   "FROM events e WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position";
 
-/* Positions per range a reader takes: fewer statements, against the
- * memory a result holds (~2.5 MB). */
-#define DIGEST_RANGE 8192
+/* Positions per range a reader takes: a result of ~600 KB; 8,192 made
+ * no difference measured (statements are cheap next to the rows). */
+#define DIGEST_RANGE 2048
 
 static gint64
 get_be_int64 (PGresult *res,
