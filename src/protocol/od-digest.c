@@ -302,7 +302,9 @@ od_digest_append_event (GByteArray *lines,
 
   g_byte_array_set_size (lines, len + max);
   end = put_line ((char *) lines->data + len, position, version, &fields);
-  g_byte_array_set_size (lines, (guint8 *) end - lines->data);
+  /* Shrinking a GByteArray is setting its length; set_size () would go
+   * through a removal of the tail for every line. */
+  lines->len = (guint8 *) end - lines->data;
 }
 
 /* od_digest_add_ranges (): readers take ranges in turn and hand their

@@ -232,7 +232,7 @@ test_ranges (void)
   g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
   g_autoptr(OdDigest) ours = od_digest_new ();
 
-  for (guint round = 0; round < 120; round++)
+  for (guint round = 0; round < 80; round++)
     {
       g_autoptr(GChecksum) theirs = g_checksum_new (G_CHECKSUM_SHA256);
       Source source = { .seed = ((guint64) g_rand_int (rand) << 32) | g_rand_int (rand),
