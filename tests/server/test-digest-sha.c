@@ -232,14 +232,14 @@ test_ranges (void)
   g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
   g_autoptr(OdDigest) ours = od_digest_new ();
 
-  for (guint round = 0; round < 80; round++)
+  for (guint round = 0; round < 50; round++)
     {
       g_autoptr(GChecksum) theirs = g_checksum_new (G_CHECKSUM_SHA256);
       Source source = { .seed = ((guint64) g_rand_int (rand) << 32) | g_rand_int (rand),
                         .fail_after = -1 };
       gint64 after = g_rand_int_range (rand, 0, 5000);
       gint64 upto = after + (round % 7 == 0 ? -g_rand_int_range (rand, 0, 3)
-                                            : g_rand_int_range (rand, 1, 12000));
+                                            : g_rand_int_range (rand, 1, 8000));
       gint64 range = g_rand_int_range (rand, 1, 3) == 1 ? g_rand_int_range (rand, 1, 40)
                                                          : g_rand_int_range (rand, 40, 4000);
       guint n_readers = g_rand_int_range (rand, 1, OD_DIGEST_MAX_READERS + 2);
