@@ -8,7 +8,11 @@
 # to answer the same hash for the same store.
 # Usage: bench/server/digest-vs-replay.sh BUILD_DIR [STORE_URI]
 # Without STORE_URI it preloads EVENTS (1,000,000) events into a fresh
-# SQLite store; give sqlite:PATH to reuse one, or postgresql://… .
+# SQLite store; give sqlite:PATH to reuse one, or postgresql://… .  With
+# PG_POSTMASTER=PID (the cluster's postmaster, first line of its
+# postmaster.pid) each line also has the CPU time of that cluster's
+# processes, where most of a PostgreSQL read is spent (nothing else
+# should use that cluster meanwhile).
 set -euo pipefail
 build=$(realpath "${1:-build}")
 server=${SERVER:-$build/src/server/orderdesk-server}
@@ -38,13 +42,28 @@ url=$(cat "$work/ready")
 cpu_ticks () { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 hz=$(getconf CLK_TCK)
 
+# The same for every child of the postmaster (its backends).
+pg_ticks () {
+  local t=0 p
+  for p in $(pgrep -P "$PG_POSTMASTER"); do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
 timed () {
-  local before after load
+  local before after pg_before pg_after load pg=''
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   before=$(cpu_ticks)
+  [ -z "${PG_POSTMASTER:-}" ] || pg_before=$(pg_ticks)
   out=$("$bench" "$1" --url "$url" --token "$token")
   after=$(cpu_ticks)
-  printf '%s | server-cpu=%.2fs | load=%s\n' "$out" "$(echo "($after - $before) / $hz" | bc -l)" "$load"
+  if [ -n "${PG_POSTMASTER:-}" ]; then
+    pg_after=$(pg_ticks)
+    pg=$(printf ' | postgres-cpu=%.2fs' "$(echo "($pg_after - $pg_before) / $hz" | bc -l)")
+  fi
+  printf '%s | server-cpu=%.2fs%s | load=%s\n' "$out" "$(echo "($after - $before) / $hz" | bc -l)" \
+    "$pg" "$load"
 }
 
 for round in $(seq "${ROUNDS:-3}"); do

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-digest.h"
 
+#include <gio/gio.h>
 #include <nettle/sha2.h>
 #include <string.h>
 
@@ -158,20 +159,11 @@ od_digest_update (OdDigest   *self,
   self->block->len += len;
 }
 
-static inline void
-add_byte (OdDigest *self,
-          char      c)
-{
-  if (self->block->len == BLOCK_SIZE)
-    flush (self);
-  self->block->data[self->block->len++] = (guint8) c;
-}
-
 /* Decimal digits without printf, as the store formats replay: a digest
  * formats two numbers for each of a million events. */
-static inline void
-add_int (OdDigest *self,
-         gint64    value)
+static inline char *
+put_int (char   *out,
+         gint64  value)
 {
   char num[24];
   char *p = num + sizeof num;
@@ -182,18 +174,74 @@ add_int (OdDigest *self,
   while ((v /= 10) != 0);
   if (value < 0)
     *--p = '-';
-  od_digest_update (self, p, num + sizeof num - p);
+  memcpy (out, p, num + sizeof num - p);
+  return out + (num + sizeof num - p);
 }
 
-static inline void
-add_text (OdDigest   *self,
+static inline char *
+put_text (char       *out,
           const char *text,
-          gssize      len,
+          gsize       len,
           char        sep)
 {
-  if (text != NULL)
-    od_digest_update (self, text, len < 0 ? strlen (text) : (gsize) len);
-  add_byte (self, sep);
+  if (len > 0)
+    memcpy (out, text, len);
+  out[len] = sep;
+  return out + len + 1;
+}
+
+/* A line's text fields and their lengths (a NULL string is empty). */
+typedef struct
+{
+  const char *text[5];
+  gsize len[5];
+} Fields;
+
+static inline gsize
+fields_init (Fields     *fields,
+             const char *order_id,
+             gssize      order_id_len,
+             const char *type,
+             gssize      type_len,
+             const char *recorded_at,
+             gssize      recorded_at_len,
+             const char *actor,
+             gssize      actor_len,
+             const char *data,
+             gssize      data_len)
+{
+  const char *text[5] = { order_id, type, recorded_at, actor, data };
+  gssize len[5] = { order_id_len, type_len, recorded_at_len, actor_len, data_len };
+  /* Two numbers of at most 20 characters ("-9223372036854775808") and
+   * seven separators. */
+  gsize max = 2 * 20 + 7;
+
+  for (guint i = 0; i < 5; i++)
+    {
+      fields->text[i] = text[i];
+      fields->len[i] = text[i] == NULL ? 0 : len[i] < 0 ? strlen (text[i]) : (gsize) len[i];
+      max += fields->len[i];
+    }
+  return max;
+}
+
+/* The one formatter of a canonical line; out has room for the maximum
+ * fields_init () returned.  Returns the line's end. */
+static inline char *
+put_line (char         *out,
+          gint64        position,
+          gint64        version,
+          const Fields *f)
+{
+  out = put_int (out, position);
+  *out++ = '\t';
+  out = put_text (out, f->text[0], f->len[0], '\t');
+  out = put_int (out, version);
+  *out++ = '\t';
+  out = put_text (out, f->text[1], f->len[1], '\t');
+  out = put_text (out, f->text[2], f->len[2], '\t');
+  out = put_text (out, f->text[3], f->len[3], '\t');
+  return put_text (out, f->text[4], f->len[4], '\n');
 }
 
 void
@@ -207,15 +255,242 @@ od_digest_add_event (OdDigest   *self,
                      const char *data,
                      gssize      data_len)
 {
-  add_int (self, position);
-  add_byte (self, '\t');
-  add_text (self, order_id, -1, '\t');
-  add_int (self, version);
-  add_byte (self, '\t');
-  add_text (self, type, -1, '\t');
-  add_text (self, recorded_at, -1, '\t');
-  add_text (self, actor, -1, '\t');
-  add_text (self, data, data_len, '\n');
+  Fields fields;
+  gsize max = fields_init (&fields, order_id, -1, type, -1, recorded_at, -1, actor, -1, data,
+                           data_len);
+  char *end;
+
+  if (max <= BLOCK_SIZE)
+    {
+      /* Formatted straight into the block; a line never straddles two,
+       * which changes nothing of the hash (it runs over the bytes, in
+       * order, whatever the pieces they are fed in). */
+      if (max > BLOCK_SIZE - self->block->len)
+        flush (self);
+      end = put_line ((char *) self->block->data + self->block->len, position, version, &fields);
+      self->block->len = (guint8 *) end - self->block->data;
+    }
+  else
+    {
+      g_autofree char *line = g_malloc (max);
+
+      end = put_line (line, position, version, &fields);
+      od_digest_update (self, line, end - line);
+    }
+}
+
+void
+od_digest_append_event (GByteArray *lines,
+                        gint64      position,
+                        const char *order_id,
+                        gssize      order_id_len,
+                        gint64      version,
+                        const char *type,
+                        gssize      type_len,
+                        const char *recorded_at,
+                        gssize      recorded_at_len,
+                        const char *actor,
+                        gssize      actor_len,
+                        const char *data,
+                        gssize      data_len)
+{
+  Fields fields;
+  gsize max = fields_init (&fields, order_id, order_id_len, type, type_len, recorded_at,
+                           recorded_at_len, actor, actor_len, data, data_len);
+  guint len = lines->len;
+  char *end;
+
+  g_byte_array_set_size (lines, len + max);
+  end = put_line ((char *) lines->data + len, position, version, &fields);
+  /* Shrinking a GByteArray is setting its length; set_size () would go
+   * through a removal of the tail for every line. */
+  lines->len = (guint8 *) end - lines->data;
+}
+
+/* od_digest_add_ranges (): readers take ranges in turn and hand their
+ * lines back by range index; this thread hashes them strictly in that
+ * order.  A reader takes range i only once range i - window is hashed,
+ * so slot i % window is free for it and the lines waiting stay bounded. */
+typedef struct
+{
+  GMutex            lock;
+  GCond             cond;
+  OdDigestReadFunc  read;
+  gpointer          user_data;
+  gint64            after;
+  gint64            upto;
+  gint64            range;
+  guint64           n_ranges;
+  guint             window;
+  guint64           next;     /* the next range to be taken */
+  guint64           hashed;   /* ranges hashed so far */
+  GByteArray      **done;     /* [window]: lines read, by range index % window */
+  gint64           *counts;   /* [window]: their events */
+  GPtrArray        *spare;    /* buffers to reuse */
+  GError           *error;    /* the first failure; stops everyone */
+} Ranges;
+
+static void
+range_bounds (Ranges  *r,
+              guint64  i,
+              gint64  *after,
+              gint64  *upto)
+{
+  /* i < n_ranges, so after + i * range <= upto: no overflow. */
+  *after = r->after + (gint64) i * r->range;
+  *upto = r->upto - *after > r->range ? *after + r->range : r->upto;
+}
+
+static gpointer
+read_ranges (gpointer data)
+{
+  Ranges *r = data;
+
+  for (;;)
+    {
+      GError *error = NULL;
+      GByteArray *lines;
+      gint64 after, upto, count = 0;
+      guint64 i;
+      gboolean ok;
+
+      g_mutex_lock (&r->lock);
+      while (r->error == NULL && r->next < r->n_ranges && r->next >= r->hashed + r->window)
+        g_cond_wait (&r->cond, &r->lock);
+      if (r->error != NULL || r->next >= r->n_ranges)
+        {
+          g_mutex_unlock (&r->lock);
+          return NULL;
+        }
+      i = r->next++;
+      lines = r->spare->len > 0 ? g_ptr_array_steal_index_fast (r->spare, r->spare->len - 1)
+                                : g_byte_array_new ();
+      g_mutex_unlock (&r->lock);
+
+      range_bounds (r, i, &after, &upto);
+      g_byte_array_set_size (lines, 0);
+      ok = r->read (r->user_data, after, upto, lines, &count, &error);
+
+      g_mutex_lock (&r->lock);
+      if (ok)
+        {
+          r->done[i % r->window] = lines;
+          r->counts[i % r->window] = count;
+        }
+      else
+        {
+          if (error == NULL)
+            error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED, "reading events %" G_GINT64_FORMAT
+                                 "–%" G_GINT64_FORMAT " failed", after + 1, upto);
+          if (r->error == NULL)
+            r->error = g_steal_pointer (&error);
+          g_clear_error (&error);
+          g_ptr_array_add (r->spare, lines);
+        }
+      g_cond_broadcast (&r->cond);
+      g_mutex_unlock (&r->lock);
+    }
+}
+
+gboolean
+od_digest_add_ranges (OdDigest          *self,
+                      gint64             after,
+                      gint64             upto,
+                      gint64             range,
+                      guint              n_readers,
+                      OdDigestReadFunc   read,
+                      gpointer           user_data,
+                      gint64            *count,
+                      GError           **error)
+{
+  Ranges r = { 0 };
+  GThread *readers[OD_DIGEST_MAX_READERS];
+  guint n_threads;
+
+  g_return_val_if_fail (range > 0, FALSE);
+  if (upto <= after)
+    return TRUE;
+  r.read = read;
+  r.user_data = user_data;
+  r.after = after;
+  r.upto = upto;
+  r.range = range;
+  r.n_ranges = ((guint64) upto - (guint64) after - 1) / (guint64) range + 1;
+  n_threads = (guint) MIN ((guint64) CLAMP (n_readers, 1, OD_DIGEST_MAX_READERS), r.n_ranges);
+
+  /* One range, or one reader: no thread is worth starting. */
+  if (n_threads == 1)
+    {
+      g_autoptr(GByteArray) lines = g_byte_array_new ();
+
+      for (guint64 i = 0; i < r.n_ranges; i++)
+        {
+          gint64 a, b;
+
+          range_bounds (&r, i, &a, &b);
+          g_byte_array_set_size (lines, 0);
+          if (!read (user_data, a, b, lines, count, error))
+            return FALSE;
+          od_digest_update (self, lines->data, lines->len);
+        }
+      return TRUE;
+    }
+
+  /* The lines arrive in buffers of their own: hashed here straight from
+   * them, while the readers read on, instead of being copied into blocks
+   * for the hashing thread. */
+  flush (self);
+  stop_hasher (self);
+  g_mutex_init (&r.lock);
+  g_cond_init (&r.cond);
+  r.window = 2 * n_threads;
+  r.done = g_new0 (GByteArray *, r.window);
+  r.counts = g_new0 (gint64, r.window);
+  r.spare = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
+  for (guint t = 0; t < n_threads; t++)
+    readers[t] = g_thread_new ("od-digest-read", read_ranges, &r);
+
+  for (guint64 i = 0; i < r.n_ranges; i++)
+    {
+      GByteArray *lines;
+
+      g_mutex_lock (&r.lock);
+      while (r.done[i % r.window] == NULL && r.error == NULL)
+        g_cond_wait (&r.cond, &r.lock);
+      if (r.error != NULL)
+        {
+          g_mutex_unlock (&r.lock);
+          break;
+        }
+      lines = g_steal_pointer (&r.done[i % r.window]);
+      *count += r.counts[i % r.window];
+      g_mutex_unlock (&r.lock);
+
+      sha256_update (&self->ctx, lines->len, lines->data);
+
+      g_mutex_lock (&r.lock);
+      r.hashed++;
+      g_ptr_array_add (r.spare, lines);
+      g_cond_broadcast (&r.cond);
+      g_mutex_unlock (&r.lock);
+    }
+
+  for (guint t = 0; t < n_threads; t++)
+    g_thread_join (readers[t]);
+  for (guint w = 0; w < r.window; w++)
+    if (r.done[w] != NULL)
+      g_byte_array_unref (r.done[w]);
+  g_free (r.done);
+  g_free (r.counts);
+  g_ptr_array_unref (r.spare);
+  g_cond_clear (&r.cond);
+  g_mutex_clear (&r.lock);
+  if (r.error != NULL)
+    {
+      g_propagate_error (error, r.error);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 void

@@ -34,6 +34,52 @@ void      od_digest_add_event (OdDigest   *self,
                                const char *data,
                                gssize      data_len);
 
+/* The same line appended to lines, for readers that format events on
+ * threads of their own (od_digest_add_ranges ()); lengths < 0: up to the
+ * string's NUL. */
+void      od_digest_append_event (GByteArray *lines,
+                                  gint64      position,
+                                  const char *order_id,
+                                  gssize      order_id_len,
+                                  gint64      version,
+                                  const char *type,
+                                  gssize      type_len,
+                                  const char *recorded_at,
+                                  gssize      recorded_at_len,
+                                  const char *actor,
+                                  gssize      actor_len,
+                                  const char *data,
+                                  gssize      data_len);
+
+/* Appends to lines the canonical line (od_digest_append_event ()) of
+ * every event with after < position <= upto, in position order, and adds
+ * their number to count; FALSE with error set on failure. */
+typedef gboolean (*OdDigestReadFunc) (gpointer     user_data,
+                                      gint64       after,
+                                      gint64       upto,
+                                      GByteArray  *lines,
+                                      gint64      *count,
+                                      GError     **error);
+
+#define OD_DIGEST_MAX_READERS 8
+
+/* Feeds the events of after < position <= upto, read by read () in
+ * ranges of `range` positions on up to n_readers threads at once, in
+ * position order: the hash is that of one read of the whole range.  The
+ * ranges are read at different moments, so the caller must know that
+ * the events up to upto no longer change (upto at most a head already
+ * read, in an append-only log).  The events' number is added to
+ * count. */
+gboolean  od_digest_add_ranges (OdDigest          *self,
+                                gint64             after,
+                                gint64             upto,
+                                gint64             range,
+                                guint              n_readers,
+                                OdDigestReadFunc   read,
+                                gpointer           user_data,
+                                gint64            *count,
+                                GError           **error);
+
 /* Writes the lower-case hex SHA-256 of everything fed, NUL-terminated,
  * into hex; the digest starts over afterwards. */
 void      od_digest_finish    (OdDigest   *self,

@@ -473,10 +473,83 @@ od_store_postgres_read_events (OdStore  *store,
   return events;
 }
 
-/* The same pages as read_events (), hashed straight from the result:
- * no event is built and nothing is copied per event.  Events up to a
- * head once read never change, so pages read one after another describe
- * the same range as one read would. */
+/* A digest range: the columns of read_sql, formatted the same way in
+ * the database (order_id and recorded_at as text, data as stored), with
+ * results in binary so that the two numbers arrive as 8 bytes instead of
+ * being printed and parsed again; text and json are their text either
+ * way. */
+static const char digest_sql[] =
+  "SELECT e.position, e.order_id::text, e.version, e.type, " RECORDED_AT_SQL ", e.actor, e.data "
+  "FROM events e WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position";
+
+/* Positions per range a reader takes: a result of ~600 KB; 8,192 made
+ * no difference measured (statements are cheap next to the rows). */
+#define DIGEST_RANGE 2048
+
+static gint64
+get_be_int64 (PGresult *res,
+              int       row,
+              int       col)
+{
+  guint64 v;
+
+  memcpy (&v, PQgetvalue (res, row, col), sizeof v);
+  return (gint64) GUINT64_FROM_BE (v);
+}
+
+static gboolean
+digest_read_range (gpointer     user_data,
+                   gint64       after,
+                   gint64       upto,
+                   GByteArray  *lines,
+                   gint64      *count,
+                   GError     **error)
+{
+  OdStorePostgres *self = user_data;
+  char after_s[24], upto_s[24];
+  const char *values[] = { after_s, upto_s };
+  PGresult *res;
+  PGconn *conn;
+  gboolean ok;
+
+  g_snprintf (after_s, sizeof after_s, "%" G_GINT64_FORMAT, after);
+  g_snprintf (upto_s, sizeof upto_s, "%" G_GINT64_FORMAT, upto);
+  if ((conn = reader_acquire (self, error)) == NULL)
+    return FALSE;
+  res = PQexecParams (conn, digest_sql, 2, NULL, values, NULL, NULL, 1);
+  if (!result_ok (res) && PQstatus (conn) != CONNECTION_OK)
+    {
+      /* An idle pooled connection may have been closed by the server:
+       * one more try on a fresh one, as read_page () does. */
+      PQclear (res);
+      reader_release (self, conn);
+      if ((conn = reader_acquire (self, error)) == NULL)
+        return FALSE;
+      res = PQexecParams (conn, digest_sql, 2, NULL, values, NULL, NULL, 1);
+    }
+  ok = result_ok (res);
+  if (!ok)
+    set_pg_error (error, "digest", conn, res);
+  reader_release (self, conn);
+  for (int i = 0; ok && i < PQntuples (res); i++)
+    {
+      od_digest_append_event (lines, get_be_int64 (res, i, 0), PQgetvalue (res, i, 1), -1,
+                              get_be_int64 (res, i, 2), PQgetvalue (res, i, 3), -1,
+                              PQgetvalue (res, i, 4), -1, PQgetvalue (res, i, 5), -1,
+                              PQgetvalue (res, i, 6), PQgetlength (res, i, 6));
+      (*count)++;
+    }
+  PQclear (res);
+  return ok;
+}
+
+/* Ranges read by a reader per core, each its own statement and so its
+ * own snapshot, hashed in position order.  One view all the same: upto
+ * is at most a head already read, and every snapshot that sees that head
+ * sees the same chain below it, byte for byte (appends are serialized in
+ * commit order, events never change: docs/postgresql.md).  Two readers
+ * keep two backends busy, and the lines are formatted and hashed here
+ * while the database produces the next range. */
 static gboolean
 od_store_postgres_digest (OdStore    *store,
                           gint64      after,
@@ -485,38 +558,9 @@ od_store_postgres_digest (OdStore    *store,
                           gint64     *count,
                           GError    **error)
 {
-  OdStorePostgres *self = OD_STORE_POSTGRES (store);
-
-  while (after < upto)
-    {
-      PGresult *res;
-      gboolean past = FALSE;
-      gint64 added = 0;
-
-      if ((res = read_page (self, after, 10000, error)) == NULL)
-        return FALSE;
-      for (int i = 0; i < PQntuples (res) && !past; i++)
-        {
-          gint64 position;
-
-          if (PQgetisnull (res, i, 1))
-            continue;
-          position = get_int64 (res, i, 1);
-          if ((past = position > upto))
-            break;
-          od_digest_add_event (sum, position, PQgetvalue (res, i, 3), get_int64 (res, i, 4),
-                               PQgetvalue (res, i, 5), PQgetvalue (res, i, 6),
-                               PQgetvalue (res, i, 7), PQgetvalue (res, i, 8),
-                               PQgetlength (res, i, 8));
-          added++;
-          after = position;
-        }
-      PQclear (res);
-      *count += added;
-      if (past || added == 0)
-        break;
-    }
-  return TRUE;
+  return od_digest_add_ranges (sum, after, upto, DIGEST_RANGE,
+                               CLAMP (g_get_num_processors (), 2, 4), digest_read_range, store,
+                               count, error);
 }
 
 static gboolean

@@ -367,6 +367,160 @@ test_bounds (void)
   }
 }
 
+/* ---- parallel reads against the definition ---- */
+
+/* Every event of the log, data as served, paged. */
+static GPtrArray *
+all_events (void)
+{
+  GPtrArray *all = g_ptr_array_new_with_free_func ((GDestroyNotify) raw_event_free);
+  gint64 after = 0;
+
+  for (;;)
+    {
+      GPtrArray *page = page_events (after, 10000);
+
+      if (page->len == 0)
+        {
+          g_ptr_array_unref (page);
+          return all;
+        }
+      after = ((RawEvent *) g_ptr_array_index (page, page->len - 1))->event->position;
+      g_ptr_array_extend_and_steal (all, page);
+    }
+}
+
+/* The digest as the contract words it, computed apart from od-digest.c:
+ * GChecksum over each line formatted with printf. */
+static char *
+definition_digest (GPtrArray *events,
+                   gint64     after,
+                   gint64     upto,
+                   gint64    *count)
+{
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+
+  *count = 0;
+  for (guint i = 0; i < events->len; i++)
+    {
+      RawEvent *raw = g_ptr_array_index (events, i);
+      OdEvent *e = raw->event;
+      g_autofree char *line = NULL;
+
+      if (e->position <= after || e->position > upto)
+        continue;
+      line = g_strdup_printf ("%" G_GINT64_FORMAT "\t%s\t%" G_GINT64_FORMAT "\t%s\t%s\t%s\t%s\n",
+                              e->position, e->order_id, e->version, e->type, e->recorded_at,
+                              e->actor, raw->raw_data);
+      g_checksum_update (sum, (const guchar *) line, strlen (line));
+      (*count)++;
+    }
+  return g_strdup (g_checksum_get_string (sum));
+}
+
+typedef struct
+{
+  gint64  after;
+  gint64  asked;   /* Q */
+  gint64  upto;    /* as answered */
+  gint64  count;
+  char   *sha256;
+} Asked;
+
+static gpointer
+load_in_thread (gpointer data)
+{
+  od_test_load (server, GPOINTER_TO_UINT (data), 2);
+  return NULL;
+}
+
+/* The stores read a digest's range in pieces (1,024 positions on
+ * SQLite, 2,048 on PostgreSQL), on several connections at once, and hash
+ * them in order; the answer must be that of the definition for ranges
+ * across those pieces' bounds, empty ones and ones past the head, while
+ * commands are committed. */
+#define LOADED_ORDERS 560   /* 4 events each: past both stores' pieces */
+
+static void
+test_random_ranges (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr(GArray) asked = g_array_new (FALSE, TRUE, sizeof (Asked));
+  g_autoptr(GPtrArray) events = NULL;
+  GThread *writer;
+  gint64 head;
+
+  od_test_load (server, LOADED_ORDERS, 16);
+  head = od_test_head (server);
+  g_assert_cmpint (head, >, 2048 + 128);
+  writer = g_thread_new ("writer", load_in_thread, GUINT_TO_POINTER (60));
+
+  for (guint i = 0; i < 80; i++)
+    {
+      static const gint64 pieces[] = { 1024, 2048 };
+      g_autofree char *query = NULL;
+      g_autoptr(OdTestResponse) response = NULL;
+      gint64 after = g_rand_int_range (rand, 0, head + 1), upto, head_before, head_after;
+      Asked a = { 0 };
+
+      switch (i % 5)
+        {
+        case 0: /* a few pieces long, give or take one position */
+          upto = after + pieces[g_rand_int_range (rand, 0, 2)] * g_rand_int_range (rand, 1, 4)
+                 + g_rand_int_range (rand, -1, 2);
+          break;
+        case 1: /* past the head */
+          upto = head + g_rand_int_range (rand, 1, 20000);
+          break;
+        case 2: /* empty, or Q below P */
+          upto = after - g_rand_int_range (rand, 0, 3);
+          break;
+        case 3: /* short, as a bisect asks */
+          upto = after + g_rand_int_range (rand, 1, 300);
+          break;
+        default:
+          upto = g_rand_int_range (rand, after, head + 2000);
+          break;
+        }
+      if (i % 17 == 0)
+        after = head + g_rand_int_range (rand, 0, 100);   /* P at or past the head */
+      upto = MAX (upto, 0);
+      query = g_strdup_printf ("?after=%" G_GINT64_FORMAT "&upto=%" G_GINT64_FORMAT, after, upto);
+      head_before = od_test_head (server);
+      response = get_digest (query);
+      head_after = od_test_head (server);
+      od_test_assert_status (response, 200);
+      a.after = after;
+      a.asked = upto;
+      a.upto = od_test_response_int (response, "upto");
+      a.count = od_test_response_int (response, "count");
+      a.sha256 = g_strdup (od_test_response_string (response, "sha256"));
+      g_assert_cmpint (od_test_response_int (response, "after"), ==, after);
+      /* Q clamped to the head of that moment, never below P. */
+      g_assert_cmpint (a.upto, >=, MAX (MIN (upto, head_before), after));
+      g_assert_cmpint (a.upto, <=, MAX (MIN (upto, head_after), after));
+      g_array_append_val (asked, a);
+      head = head_after;
+    }
+  g_thread_join (writer);
+
+  /* The log only grows and never changes below a head: what it holds now
+   * is what every answer covered. */
+  events = all_events ();
+  for (guint i = 0; i < asked->len; i++)
+    {
+      Asked *a = &g_array_index (asked, Asked, i);
+      gint64 count;
+      g_autofree char *expected = definition_digest (events, a->after, a->upto, &count);
+
+      g_test_message ("after=%" G_GINT64_FORMAT " upto=%" G_GINT64_FORMAT " (asked %" G_GINT64_FORMAT
+                      ") count=%" G_GINT64_FORMAT, a->after, a->upto, a->asked, a->count);
+      g_assert_cmpint (a->count, ==, count);
+      g_assert_cmpstr (a->sha256, ==, expected);
+      g_free (a->sha256);
+    }
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -380,6 +534,7 @@ main (int   argc,
   g_test_add_func ("/digest/matches-page", test_digest_matches_page);
   g_test_add_func ("/digest/stream-serves-same-bytes", test_stream_serves_same_bytes);
   g_test_add_func ("/digest/bounds", test_bounds);
+  g_test_add_func ("/digest/random-ranges", test_random_ranges);
 
   status = g_test_run ();
   od_test_server_free (server);
