@@ -504,6 +504,24 @@ submitted (GObject      *source,
   g_task_return_int (task, id);
 }
 
+/* The task both submits finish with od_session_submit_finish (), or NULL
+ * when the session is closed (the callback then has its error). */
+static GTask *
+submit_task_new (OdSession          *self,
+                 GCancellable       *cancellable,
+                 GAsyncReadyCallback callback,
+                 gpointer            user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, od_session_submit_async);
+  if (!self->closed)
+    return task;
+  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CLOSED, "The session is closed");
+  g_object_unref (task);
+  return NULL;
+}
+
 void
 od_session_submit_async (OdSession          *self,
                          const OdCommand    *command,
@@ -516,15 +534,9 @@ od_session_submit_async (OdSession          *self,
   g_return_if_fail (OD_IS_SESSION (self));
   g_return_if_fail (command != NULL);
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, od_session_submit_async);
-  if (self->closed)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CLOSED, "The session is closed");
-      g_object_unref (task);
-      return;
-    }
-  od_outbox_submit_async (self->outbox, command, cancellable, submitted, task);
+  task = submit_task_new (self, cancellable, callback, user_data);
+  if (task != NULL)
+    od_outbox_submit_async (self->outbox, command, cancellable, submitted, task);
 }
 
 void
@@ -539,15 +551,9 @@ od_session_submit_json_async (OdSession          *self,
   g_return_if_fail (OD_IS_SESSION (self));
   g_return_if_fail (body != NULL);
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, od_session_submit_async);
-  if (self->closed)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CLOSED, "The session is closed");
-      g_object_unref (task);
-      return;
-    }
-  od_outbox_submit_json_async (self->outbox, body, cancellable, submitted, task);
+  task = submit_task_new (self, cancellable, callback, user_data);
+  if (task != NULL)
+    od_outbox_submit_json_async (self->outbox, body, cancellable, submitted, task);
 }
 
 gint64
