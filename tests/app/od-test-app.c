@@ -101,6 +101,42 @@ od_test_app_new (void)
   return g_object_ref (app);
 }
 
+void
+od_test_app_fixture_set_up (OdTestAppFixture *f,
+                            gconstpointer     data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->tmpdir = g_dir_make_tmp ("od-app-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
+  f->app = od_test_app_new ();
+}
+
+void
+od_test_app_close_window (OdTestAppFixture *f)
+{
+  if (f->window != NULL)
+    {
+      gtk_window_destroy (GTK_WINDOW (f->window));
+      g_clear_object (&f->window);
+      od_test_spin (50);
+    }
+}
+
+void
+od_test_app_fixture_tear_down (OdTestAppFixture *f,
+                               gconstpointer     data)
+{
+  g_autofree char *command = NULL;
+
+  od_test_app_close_window (f);
+  g_clear_object (&f->app);
+  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
+  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
+  g_free (f->tmpdir);
+}
+
 gboolean
 od_test_wait (OdTestCondition cond,
               gpointer        data,

@@ -14,6 +14,22 @@ gboolean       od_test_app_init      (int            *argc,
                                       char         ***argv);
 /* The program's one application, registered (a new reference). */
 OdApplication *od_test_app_new       (void);
+/* A test's application, the window it opens (or NULL) and its own
+ * XDG_DATA_HOME, so that profiles' caches and settings stay inside the
+ * test; for g_test_add ()'s set-up and tear-down. */
+typedef struct
+{
+  OdApplication *app;
+  OdWindow      *window;
+  char          *tmpdir;
+} OdTestAppFixture;
+
+void           od_test_app_fixture_set_up    (OdTestAppFixture *f,
+                                              gconstpointer     data);
+/* Destroys the window, if any, and lets GTK finish with it. */
+void           od_test_app_close_window      (OdTestAppFixture *f);
+void           od_test_app_fixture_tear_down (OdTestAppFixture *f,
+                                              gconstpointer     data);
 /* Iterates the main loop until cond is true or timeout_ms passed. */
 gboolean       od_test_wait          (OdTestCondition cond,
                                       gpointer        data,

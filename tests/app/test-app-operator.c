@@ -18,42 +18,7 @@
 
 #define ROWS_CACHE 50000
 
-typedef struct
-{
-  OdApplication *app;
-  OdWindow      *window;
-  char          *tmpdir;
-} Fixture;
-
-static void
-fixture_set_up (Fixture       *f,
-                gconstpointer  data)
-{
-  g_autoptr(GError) error = NULL;
-
-  f->tmpdir = g_dir_make_tmp ("od-op-XXXXXX", &error);
-  g_assert_no_error (error);
-  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
-  f->app = od_test_app_new ();
-}
-
-static void
-fixture_tear_down (Fixture       *f,
-                   gconstpointer  data)
-{
-  g_autofree char *command = NULL;
-
-  if (f->window != NULL)
-    {
-      gtk_window_destroy (GTK_WINDOW (f->window));
-      g_clear_object (&f->window);
-      od_test_spin (50);
-    }
-  g_clear_object (&f->app);
-  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
-  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
-  g_free (f->tmpdir);
-}
+typedef OdTestAppFixture Fixture;
 
 static Display *
 x_display (void)
@@ -960,15 +925,15 @@ main (int   argc,
     }
 
   g_test_add_func ("/operator/format", test_format);
-  g_test_add ("/operator/create-by-keyboard", Fixture, NULL, fixture_set_up,
-              test_create_by_keyboard, fixture_tear_down);
-  g_test_add ("/operator/row-menu", Fixture, NULL, fixture_set_up,
-              test_row_menu, fixture_tear_down);
-  g_test_add ("/operator/live-stays-at-top", Fixture, NULL, fixture_set_up,
-              test_live_stays_at_top, fixture_tear_down);
-  g_test_add ("/operator/scroll-then-search", Fixture, NULL, fixture_set_up,
-              test_scroll_then_search, fixture_tear_down);
-  g_test_add ("/operator/search-then-jump", Fixture, NULL, fixture_set_up,
-              test_search_then_jump, fixture_tear_down);
+  g_test_add ("/operator/create-by-keyboard", Fixture, NULL, od_test_app_fixture_set_up,
+              test_create_by_keyboard, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/row-menu", Fixture, NULL, od_test_app_fixture_set_up,
+              test_row_menu, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/live-stays-at-top", Fixture, NULL, od_test_app_fixture_set_up,
+              test_live_stays_at_top, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/scroll-then-search", Fixture, NULL, od_test_app_fixture_set_up,
+              test_scroll_then_search, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/search-then-jump", Fixture, NULL, od_test_app_fixture_set_up,
+              test_search_then_jump, od_test_app_fixture_tear_down);
   return g_test_run ();
 }

@@ -11,43 +11,15 @@
 #include "od-test-app.h"
 #include "od-test-server.h"
 
-typedef struct
-{
-  OdApplication *app;
-  OdWindow      *window;
-  char          *tmpdir;
-} Fixture;
+typedef OdTestAppFixture Fixture;
 
 static void
 fixture_set_up (Fixture       *f,
                 gconstpointer  data)
 {
-  g_autoptr(GError) error = NULL;
-
-  f->tmpdir = g_dir_make_tmp ("od-app-verify-XXXXXX", &error);
-  g_assert_no_error (error);
-  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
-  f->app = od_test_app_new ();
+  od_test_app_fixture_set_up (f, data);
   g_settings_reset (od_application_get_settings (), "verify-automatically");
   g_settings_reset (od_application_get_settings (), "verify-after-events");
-}
-
-static void
-fixture_tear_down (Fixture       *f,
-                   gconstpointer  data)
-{
-  g_autofree char *command = NULL;
-
-  if (f->window != NULL)
-    {
-      gtk_window_destroy (GTK_WINDOW (f->window));
-      g_clear_object (&f->window);
-      od_test_spin (50);
-    }
-  g_clear_object (&f->app);
-  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
-  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
-  g_free (f->tmpdir);
 }
 
 static void
@@ -295,8 +267,10 @@ main (int    argc,
   if (!od_test_app_init (&argc, &argv))
     return 77;
   g_test_add ("/app/verify/damage-and-repair", Fixture, NULL, fixture_set_up, test_damage_and_repair,
-              fixture_tear_down);
-  g_test_add ("/app/verify/cancel", Fixture, NULL, fixture_set_up, test_cancel, fixture_tear_down);
-  g_test_add ("/app/verify/automatic", Fixture, NULL, fixture_set_up, test_automatic, fixture_tear_down);
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/verify/cancel", Fixture, NULL, fixture_set_up, test_cancel,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/verify/automatic", Fixture, NULL, fixture_set_up, test_automatic,
+              od_test_app_fixture_tear_down);
   return g_test_run ();
 }

@@ -12,49 +12,7 @@
 
 #define SMALL_CACHE 5000
 
-typedef struct
-{
-  OdApplication *app;
-  OdWindow      *window;
-  char          *tmpdir;
-} Fixture;
-
-static void
-fixture_set_up (Fixture       *f,
-                gconstpointer  data)
-{
-  g_autoptr(GError) error = NULL;
-
-  f->tmpdir = g_dir_make_tmp ("od-app-XXXXXX", &error);
-  g_assert_no_error (error);
-  /* Profiles' caches and settings stay inside the test. */
-  g_setenv ("XDG_DATA_HOME", f->tmpdir, TRUE);
-  f->app = od_test_app_new ();
-}
-
-static void
-close_window (Fixture *f)
-{
-  if (f->window != NULL)
-    {
-      gtk_window_destroy (GTK_WINDOW (f->window));
-      g_clear_object (&f->window);
-      od_test_spin (50);
-    }
-}
-
-static void
-fixture_tear_down (Fixture       *f,
-                   gconstpointer  data)
-{
-  g_autofree char *command = NULL;
-
-  close_window (f);
-  g_clear_object (&f->app);
-  command = g_strdup_printf ("rm -rf '%s'", f->tmpdir);
-  g_assert_true (g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL));
-  g_free (f->tmpdir);
-}
+typedef OdTestAppFixture Fixture;
 
 static void
 open_window (Fixture    *f,
@@ -65,7 +23,7 @@ open_window (Fixture    *f,
 {
   g_autoptr(GError) error = NULL;
 
-  close_window (f);
+  od_test_app_close_window (f);
   f->window = g_object_ref_sink (od_window_new (f->app));
   g_assert_true (od_window_open_profile (f->window, url, token, cache, offline, &error));
   g_assert_no_error (error);
@@ -1216,15 +1174,23 @@ main (int   argc,
       return 77;
     }
 
-  g_test_add ("/app/open-million", Fixture, NULL, fixture_set_up, test_open_million, fixture_tear_down);
-  g_test_add ("/app/welcome", Fixture, NULL, fixture_set_up, test_welcome, fixture_tear_down);
-  g_test_add ("/app/search-filter-sort", Fixture, NULL, fixture_set_up, test_search_filter_sort, fixture_tear_down);
-  g_test_add ("/app/search-rows-shown", Fixture, NULL, fixture_set_up, test_search_rows_shown, fixture_tear_down);
-  g_test_add ("/app/updated-ages", Fixture, NULL, fixture_set_up, test_updated_ages, fixture_tear_down);
-  g_test_add ("/app/offline-states", Fixture, NULL, fixture_set_up, test_offline_states, fixture_tear_down);
-  g_test_add ("/app/live-keeps-position", Fixture, NULL, fixture_set_up, test_live_keeps_position, fixture_tear_down);
-  g_test_add ("/app/commands", Fixture, NULL, fixture_set_up, test_commands, fixture_tear_down);
-  g_test_add ("/app/note-and-refund", Fixture, NULL, fixture_set_up, test_note_and_refund,
-              fixture_tear_down);
+  g_test_add ("/app/open-million", Fixture, NULL, od_test_app_fixture_set_up, test_open_million,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/welcome", Fixture, NULL, od_test_app_fixture_set_up, test_welcome,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/search-filter-sort", Fixture, NULL, od_test_app_fixture_set_up, test_search_filter_sort,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/search-rows-shown", Fixture, NULL, od_test_app_fixture_set_up, test_search_rows_shown,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/updated-ages", Fixture, NULL, od_test_app_fixture_set_up, test_updated_ages,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/offline-states", Fixture, NULL, od_test_app_fixture_set_up, test_offline_states,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/live-keeps-position", Fixture, NULL, od_test_app_fixture_set_up, test_live_keeps_position,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/commands", Fixture, NULL, od_test_app_fixture_set_up, test_commands,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/note-and-refund", Fixture, NULL, od_test_app_fixture_set_up, test_note_and_refund,
+              od_test_app_fixture_tear_down);
   return g_test_run ();
 }
