@@ -82,6 +82,7 @@ struct _OdOrderList
   guint                times_source;
   gboolean             setting_search;
   gboolean             keep_top;    /* at the top before a live refresh */
+  guint                keep_top_tick;
   GtkWidget           *row_menu;
 };
 
@@ -614,6 +615,33 @@ od_order_list_unrealize (GtkWidget *widget)
   GTK_WIDGET_CLASS (od_order_list_parent_class)->unrealize (widget);
 }
 
+/* Outside the layout phase only the operator (or code on their behalf)
+ * moves the view: a return to the top still due from a live refresh
+ * would undo that scroll. */
+static void
+on_value_changed (OdOrderList *self)
+{
+  if (!self->in_layout)
+    self->keep_top = FALSE;
+  update_stale_in_view (self);
+}
+
+/* Runs while a return to the top is due: a frame with a tick has an
+ * update phase, which is what tells on_value_changed () that the layout
+ * phase has begun. */
+static gboolean
+keep_top_tick (GtkWidget     *widget,
+               GdkFrameClock *clock,
+               gpointer       user_data)
+{
+  OdOrderList *self = OD_ORDER_LIST (widget);
+
+  if (self->keep_top)
+    return G_SOURCE_CONTINUE;
+  self->keep_top_tick = 0;
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_vadjustment_changed (OdOrderList *self)
 {
@@ -626,7 +654,7 @@ on_vadjustment_changed (OdOrderList *self)
   g_set_object (&self->vadjustment, adjustment);
   if (adjustment != NULL)
     {
-      g_signal_connect_swapped (adjustment, "value-changed", G_CALLBACK (update_stale_in_view),
+      g_signal_connect_swapped (adjustment, "value-changed", G_CALLBACK (on_value_changed),
                                 self);
       g_signal_connect_swapped (adjustment, "changed", G_CALLBACK (remember_row_height), self);
     }
@@ -1119,6 +1147,9 @@ od_order_list_refresh (OdOrderList *self)
   if (at_top)
     {
       self->keep_top = TRUE;
+      if (self->keep_top_tick == 0)
+        self->keep_top_tick = gtk_widget_add_tick_callback (GTK_WIDGET (self), keep_top_tick,
+                                                            NULL, NULL);
       gtk_widget_queue_resize (GTK_WIDGET (self->column_view));
     }
   update_counts (self);
