@@ -34,6 +34,7 @@ struct _OdOutbox
   gint64        sending_id;     /* 0 = idle */
   gboolean      paused;         /* 401/403: until set_server */
   guint         retry_source;
+  guint         claim_watch;    /* looks again while another process sends */
   guint         backoff_exp;
   GHashTable   *discarding;     /* ids with a discard in flight */
   GHashTable   *accepted;       /* id → last state seen, of commands not final yet */
@@ -937,6 +938,16 @@ claim_done (GObject      *source,
   g_object_unref (self);
 }
 
+static gboolean
+claim_watch_cb (gpointer data)
+{
+  OdOutbox *self = data;
+
+  self->claim_watch = 0;
+  kick (self);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 kick (OdOutbox *self)
 {
@@ -962,6 +973,13 @@ kick (OdOutbox *self)
                                 g_get_real_time ());
     }
   sqlite3_reset (st);
+  if (id != 0 && !free_to_send && self->claim_watch == 0)
+    {
+      /* Another live process is sending it.  If that process dies or
+       * exits before the answer, nothing in the cache changes to say
+       * so: look again each second rather than wait for a change. */
+      self->claim_watch = g_timeout_add_seconds (1, claim_watch_cb, self);
+    }
   if (id == 0 || !free_to_send || g_hash_table_contains (self->discarding, &id))
     return;
 
@@ -1016,6 +1034,7 @@ od_outbox_dispose (GObject *object)
 
   g_cancellable_cancel (self->cancellable);
   g_clear_handle_id (&self->retry_source, g_source_remove);
+  g_clear_handle_id (&self->claim_watch, g_source_remove);
   if (self->cache)
     g_clear_signal_handler (&self->outbox_changed_id, self->cache);
   g_clear_object (&self->session);

@@ -468,7 +468,19 @@ on_timeout (gpointer data)
 
   if (ctl->caught_up && ctl->submit_id == 0)
     return G_SOURCE_CONTINUE;
-  why = tty_text (od_lag_get_last_error (lag) ? od_lag_get_last_error (lag) : "not caught up");
+  if (od_lag_get_last_error (lag) != NULL)
+    why = tty_text (od_lag_get_last_error (lag));
+  else if (ctl->submit_id != 0)
+    {
+      /* Caught up or not, what was waited for is the command. */
+      g_autoptr(OdPendingCommand) c = od_outbox_get (od_session_get_outbox (ctl->session),
+                                                     ctl->submit_id, NULL);
+
+      why = g_strdup_printf ("command %" G_GINT64_FORMAT " is still %s", ctl->submit_id,
+                             c != NULL ? od_command_state_name (c->state) : "unknown");
+    }
+  else
+    why = g_strdup ("not caught up");
   g_printerr ("orderdeskctl: gave up after %u s: %s\n", ctl->timeout, why);
   ctl->exit_code = EXIT_UNREACHABLE;
   g_main_loop_quit (ctl->loop);
