@@ -14,6 +14,8 @@
 # Environment: OD_FUZZ_SRC (source tree, default: this script's parent),
 # OD_FUZZ_BUILD (build directory, default: $OD_FUZZ_SRC/build-fuzz),
 # OD_FUZZ_JOBS (parallel fuzzing processes per target, default 1),
+# OD_FUZZ_PARALLEL (targets fuzzed at once, each for SECONDS, default 1;
+# their output is printed target by target once all are done),
 # OD_FUZZ_ARGS (more libFuzzer options), ASAN_OPTIONS (replaces the default
 # below).  To go on fuzzing past a leak that is already known:
 #   ASAN_OPTIONS=detect_leaks=0 OD_FUZZ_ARGS=-detect_leaks=0 fuzz/run.sh ...
@@ -42,8 +44,9 @@ for t in $targets; do
   ninja -C "$build" "fuzz/od-fuzz-$t"
 done
 
-status=0
-for t in $targets; do
+# Fuzzes one target; its exit status says whether it crashed.
+fuzz_one () {
+  t=$1
   work="$build/fuzz-corpus/$t"
   regressions="$here/regressions/$t"
   mkdir -p "$work" "$regressions"
@@ -63,7 +66,43 @@ for t in $targets; do
          -artifact_prefix="$regressions/" \
          "$work" "$here/corpus/$t" "$regressions"; then
     echo "== $t: CRASH, input saved in $regressions/"
-    status=1
+    return 1
   fi
-done
+}
+
+parallel=${OD_FUZZ_PARALLEL:-1}
+status=0
+if [ "$parallel" -le 1 ]; then
+  for t in $targets; do
+    fuzz_one "$t" || status=1
+  done
+else
+  # Round-robin into PARALLEL lanes, each fuzzing its targets in turn.
+  logs="$build/fuzz-logs"
+  rm -rf "$logs"
+  mkdir -p "$logs"
+  pids=""
+  lane=0
+  while [ "$lane" -lt "$parallel" ]; do
+    (
+      lane_status=0
+      i=0
+      for t in $targets; do
+        if [ $((i % parallel)) -eq "$lane" ]; then
+          fuzz_one "$t" > "$logs/$t.log" 2>&1 || { lane_status=1; touch "$logs/$t.crashed"; }
+        fi
+        i=$((i + 1))
+      done
+      exit $lane_status
+    ) &
+    pids="$pids $!"
+    lane=$((lane + 1))
+  done
+  for pid in $pids; do
+    wait "$pid" || status=1
+  done
+  for t in $targets; do
+    cat "$logs/$t.log"
+  done
+fi
 exit $status
