@@ -89,7 +89,7 @@ else
       i=0
       for t in $targets; do
         if [ $((i % parallel)) -eq "$lane" ]; then
-          fuzz_one "$t" > "$logs/$t.log" 2>&1 || { lane_status=1; touch "$logs/$t.crashed"; }
+          fuzz_one "$t" > "$logs/$t.log" 2>&1 || lane_status=1
         fi
         i=$((i + 1))
       done
