@@ -10,6 +10,12 @@
 #include <signal.h>
 
 #define KILLS 100
+/* Kills go on past KILLS, up to MAX_KILLS, until the checkpoints of
+ * MIN_CHECKPOINTS distinct positions were seen: most runs are killed
+ * before their first commit (CI runs have seen 4 to 10 in 100 kills), and
+ * how many runs get that far depends on the machine's load. */
+#define MIN_CHECKPOINTS 5
+#define MAX_KILLS 300
 
 static gint64
 applied_of (const char *cache_path)
@@ -75,7 +81,8 @@ test_kill_during_catch_up (void)
   g_test_message ("server head %" G_GINT64_FORMAT, head);
   g_assert_cmpint (head, >=, 190000);
 
-  while (kills < KILLS)
+  while (kills < KILLS
+         || (g_hash_table_size (seen_positions) < MIN_CHECKPOINTS && kills < MAX_KILLS))
     {
       g_autoptr(GSubprocess) p = spawn_sync (server, cache_path, TRUE);
       gint64 applied;
@@ -102,9 +109,10 @@ test_kill_during_catch_up (void)
   g_test_message ("%u kills (%u while running), applied %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
                   ", %u distinct checkpoints", kills, killed_running, last_applied, head,
                   g_hash_table_size (seen_positions));
-  g_assert_cmpuint (killed_running, >=, KILLS * 9 / 10);
+  g_assert_cmpuint (killed_running, >=, kills * 9 / 10);
   /* The kills landed during the catch-up, not after it. */
-  g_assert_cmpuint (g_hash_table_size (seen_positions), >=, 5);
+  g_assert_cmpuint (g_hash_table_size (seen_positions), >=, MIN_CHECKPOINTS);
+  g_assert_cmpint (last_applied, <, head);
 
   /* Then to the end. */
   {
