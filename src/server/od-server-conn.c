@@ -454,17 +454,22 @@ accept_ready (GSocket      *listener,
 
       if (socket != NULL)
         {
+          accept_connection (self, socket);
+          continue;
+        }
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        {
+          /* The episode ends when the backlog is taken in, not at the
+           * first descriptor freed: under a flood one accept can succeed
+           * between failures, and the log would flap. */
           if (self->accept_failing)
             {
               g_message ("accepting connections again (%u open)",
                          g_hash_table_size (self->conns));
               self->accept_failing = FALSE;
             }
-          accept_connection (self, socket);
-          continue;
+          break;
         }
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        break;
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)
           || error->code == G_IO_ERROR_NO_SPACE || error->code == G_IO_ERROR_FAILED)
         {
