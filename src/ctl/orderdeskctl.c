@@ -458,6 +458,17 @@ on_command_changed (OdOutbox      *outbox,
                     OdCommandState state,
                     Ctl           *ctl);
 
+/* Another process answered a command of this identity.  The outbox
+ * announces only the commands it has seen; one another process queued
+ * and answered (while the event was already applied here) changes
+ * nothing else, and a caught-up sync waited for it forever. */
+static void
+on_outbox_changed (OdCache *cache,
+                   Ctl     *ctl)
+{
+  check_sync_done (ctl);
+}
+
 static gboolean
 on_timeout (gpointer data)
 {
@@ -539,6 +550,7 @@ start_online (Ctl *ctl)
                     G_CALLBACK (on_lag_state), ctl);
   g_signal_connect (ctl->cache, "applied", G_CALLBACK (on_applied), ctl);
   g_signal_connect (ctl->cache, "write-failed", G_CALLBACK (on_write_failed), ctl);
+  g_signal_connect (ctl->cache, "outbox-changed", G_CALLBACK (on_outbox_changed), ctl);
   g_signal_connect (outbox, "command-changed", G_CALLBACK (on_command_changed), ctl);
   g_signal_connect (outbox, "sign-in-needed", G_CALLBACK (on_outbox_sign_in), ctl);
   if (ctl->timeout > 0 && !ctl->follow)

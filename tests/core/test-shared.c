@@ -670,7 +670,8 @@ test_claimer_dies (void)
   }
   /* ...and being sent by another process, alive for now. */
   g_assert_nonnull (ns);
-  stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, "sleep", "600", NULL);
+  stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                               &error, "sleep", "600", NULL);
   g_assert_no_error (error);
   owner = g_strdup_printf ("%s:%s:0", ns, g_subprocess_get_identifier (stand_in));
   g_assert_cmpint (sqlite3_open_v2 (cache_path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
@@ -711,6 +712,116 @@ test_claimer_dies (void)
   od_test_rmdir (dir);
 }
 
+/* Marks command `id` as sent by `owner` (a process alive or not). */
+static void
+claim_for (const char *cache_path,
+           gint64      id,
+           const char *owner,
+           int         state)
+{
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+
+  g_assert_cmpint (sqlite3_open_v2 (cache_path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
+  sqlite3_busy_timeout (db, 5000);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "UPDATE pending_commands SET state = ?1,"
+                                       " attempts = 1, sent_at = ?2, claim_owner = ?3,"
+                                       " claim_at = ?2 WHERE id = ?4", -1, &st, NULL),
+                   ==, SQLITE_OK);
+  sqlite3_bind_int (st, 1, state);
+  sqlite3_bind_int64 (st, 2, g_get_real_time ());
+  sqlite3_bind_text (st, 3, owner, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (st, 4, id);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_DONE);
+  g_assert_cmpint (sqlite3_changes (db), ==, 1);
+  sqlite3_finalize (st);
+  sqlite3_close (db);
+}
+
+/* Queues a command as the operator, from this process (which sends
+ * nothing: its outbox has no server). */
+static gint64
+queue_as_operator (OdTestServer *server,
+                   const char   *cache_path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = od_cache_open (cache_path, &error);
+  g_autoptr(OdOutbox) outbox = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autofree char *order_id = NULL;
+  g_autofree char *body = new_order_body (&order_id);
+  gint64 id;
+
+  g_assert_no_error (error);
+  outbox = od_outbox_new (cache, NULL, NULL);
+  od_outbox_set_identity (outbox, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
+  od_outbox_submit_json_async (outbox, body, NULL, od_test_async_result, &result);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  id = od_outbox_submit_finish (outbox, result, &error);
+  g_assert_no_error (error);
+  return id;
+}
+
+/* A caught-up `sync` waits for the outbox to settle.  A command another
+ * process queued after the sync started, and answered itself, changes
+ * only the outbox table.  Before, the sync looked again only at commands
+ * it had seen and waited forever (core-shared hung in about 1 run in 25
+ * under the sanitizers). */
+static void
+test_sync_sees_others_answer (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (10, NULL);
+  g_autofree char *dir = od_test_tmpdir ("others-answer");
+  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
+  g_autofree char *ns = g_file_read_link ("/proc/self/ns/pid", NULL);
+  g_autofree char *owner = NULL;
+  g_autoptr(GSubprocess) stand_in = NULL;
+  g_autoptr(GSubprocess) sync = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *sync_args[] = { "--timeout", "60", "sync", NULL };
+  gint64 first, second, deadline;
+
+  /* The first command, being sent by another process alive throughout:
+   * the sync waits for it. */
+  first = queue_as_operator (server, cache_path);
+  g_assert_nonnull (ns);
+  stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                               &error, "sleep", "600", NULL);
+  g_assert_no_error (error);
+  owner = g_strdup_printf ("%s:%s:0", ns, g_subprocess_get_identifier (stand_in));
+  claim_for (cache_path, first, owner, OD_COMMAND_STATE_SENT);
+  sync = od_test_spawn_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, sync_args, log_path);
+  g_usleep (2 * G_USEC_PER_SEC * od_test_process_slowdown ());
+  g_assert_nonnull (g_subprocess_get_identifier (sync));
+
+  /* A second one, queued after the sync started (it stays behind the
+   * first, so the sync does not send it), then both answered. */
+  second = queue_as_operator (server, cache_path);
+  claim_for (cache_path, second, owner, OD_COMMAND_STATE_SENT);
+  claim_for (cache_path, first, owner, OD_COMMAND_STATE_VISIBLE);
+  g_usleep (G_USEC_PER_SEC * od_test_process_slowdown ());
+  g_assert_nonnull (g_subprocess_get_identifier (sync));
+  claim_for (cache_path, second, owner, OD_COMMAND_STATE_VISIBLE);
+
+  deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC * od_test_process_slowdown ();
+  while (g_subprocess_get_identifier (sync) != NULL && g_get_monotonic_time () < deadline)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (20 * 1000);
+    }
+  if (g_subprocess_get_identifier (sync) != NULL)
+    {
+      g_subprocess_force_exit (sync);
+      g_error ("a caught-up sync did not see another process answer the last command");
+    }
+  g_assert_cmpint (od_test_wait_ctl (sync), ==, 0);
+  g_subprocess_force_exit (stand_in);
+  g_subprocess_wait (stand_in, NULL, NULL);
+  od_test_rmdir (dir);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -723,6 +834,7 @@ main (int    argc,
   g_test_add_func ("/shared/follow-beside-one-shots", test_follow_beside_one_shots);
   g_test_add_func ("/shared/follow-takes-over", test_follow_takes_over);
   g_test_add_func ("/shared/claimer-dies", test_claimer_dies);
+  g_test_add_func ("/shared/sync-sees-others-answer", test_sync_sees_others_answer);
   g_test_add_func ("/outbox/identity-held", test_identity_held);
   g_test_add_func ("/outbox/viewer-refused-at-once", test_viewer_refused_at_once);
   g_test_add_func ("/outbox/stored-states", test_stored_states);
