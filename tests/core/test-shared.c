@@ -622,96 +622,6 @@ test_follower_takes_over (void)
   od_test_rmdir (dir);
 }
 
-/* A command claimed by another process that then dies without an answer
- * (killed, or a one-shot orderdeskctl that exits once its own command is
- * applied, in the middle of sending the next one) is sent by whoever
- * still waits, promptly: a process's death changes nothing in the cache
- * that would tell the others, so they must look again by themselves.
- * Before, the waiting submit gave up after its --timeout (core-shared
- * failed so under the sanitizers, where exits take longer). */
-static void
-test_claimer_dies (void)
-{
-  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
-  g_autofree char *dir = od_test_tmpdir ("claimer-dies");
-  g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
-  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
-  g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
-  g_autofree char *first_id = NULL;
-  g_autofree char *second_id = NULL;
-  g_autofree char *first = new_order_body (&first_id);
-  g_autofree char *second = new_order_body (&second_id);
-  g_autofree char *ns = g_file_read_link ("/proc/self/ns/pid", NULL);
-  g_autofree char *owner = NULL;
-  g_autoptr(GSubprocess) stand_in = NULL;
-  g_autoptr(GSubprocess) submit = NULL;
-  g_autoptr(GPtrArray) events = NULL;
-  g_autoptr(GError) error = NULL;
-  const char *submit_args[] = { "--timeout", "60", "submit", cmd_path, NULL };
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  gint64 first_cmd, t0;
-  double secs;
-
-  /* The operator's first command, queued... */
-  {
-    g_autoptr(OdCache) cache = od_cache_open (cache_path, &error);
-    g_autoptr(OdOutbox) outbox = NULL;
-    g_autoptr(GAsyncResult) result = NULL;
-
-    g_assert_no_error (error);
-    outbox = od_outbox_new (cache, NULL, NULL);
-    od_outbox_set_identity (outbox, od_test_server_url (server), OD_TEST_OPERATOR_TOKEN);
-    od_outbox_submit_json_async (outbox, first, NULL, od_test_async_result, &result);
-    while (result == NULL)
-      g_main_context_iteration (NULL, TRUE);
-    first_cmd = od_outbox_submit_finish (outbox, result, &error);
-    g_assert_no_error (error);
-  }
-  /* ...and being sent by another process, alive for now. */
-  g_assert_nonnull (ns);
-  stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
-                               &error, "sleep", "600", NULL);
-  g_assert_no_error (error);
-  owner = g_strdup_printf ("%s:%s:0", ns, g_subprocess_get_identifier (stand_in));
-  g_assert_cmpint (sqlite3_open_v2 (cache_path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
-  sqlite3_busy_timeout (db, 5000);
-  g_assert_cmpint (sqlite3_prepare_v2 (db, "UPDATE pending_commands SET state = ?1,"
-                                       " attempts = 1, sent_at = ?2, claim_owner = ?3,"
-                                       " claim_at = ?2 WHERE id = ?4", -1, &st, NULL),
-                   ==, SQLITE_OK);
-  sqlite3_bind_int (st, 1, OD_COMMAND_STATE_SENT);
-  sqlite3_bind_int64 (st, 2, g_get_real_time ());
-  sqlite3_bind_text (st, 3, owner, -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (st, 4, first_cmd);
-  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_DONE);
-  g_assert_cmpint (sqlite3_changes (db), ==, 1);
-  sqlite3_finalize (st);
-  sqlite3_close (db);
-
-  /* The second command waits behind the first, which is another's. */
-  g_assert_true (g_file_set_contents (cmd_path, second, -1, NULL));
-  submit = od_test_spawn_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, submit_args, log_path);
-  g_usleep (2 * G_USEC_PER_SEC * od_test_process_slowdown ());
-  g_assert_cmpint (od_test_head (server), ==, 0);
-
-  /* The sender dies without a word. */
-  g_subprocess_force_exit (stand_in);
-  g_assert_true (g_subprocess_wait (stand_in, NULL, NULL));
-  t0 = g_get_monotonic_time ();
-  g_assert_cmpint (od_test_wait_ctl (submit), ==, 0);
-  secs = (g_get_monotonic_time () - t0) / 1e6;
-  g_test_message ("the waiting submit finished %.1f s after the claimer died", secs);
-  g_assert_cmpfloat (secs, <, 5.0 * od_test_process_slowdown ());
-
-  /* Both sent, each once, in their order. */
-  events = od_test_fetch_events (server);
-  g_assert_cmpuint (events_for (events, first_id, NULL), ==, 1);
-  g_assert_cmpuint (events_for (events, second_id, NULL), ==, 1);
-  g_assert_cmpstr (((OdEvent *) g_ptr_array_index (events, 0))->order_id, ==, first_id);
-  od_test_rmdir (dir);
-}
-
 /* Marks command `id` as sent by `owner` (a process alive or not). */
 static void
 claim_for (const char *cache_path,
@@ -741,8 +651,9 @@ claim_for (const char *cache_path,
 /* Queues a command as the operator, from this process (which sends
  * nothing: its outbox has no server). */
 static gint64
-queue_as_operator (OdTestServer *server,
-                   const char   *cache_path)
+queue_as_operator (OdTestServer  *server,
+                   const char    *cache_path,
+                   char         **order_id_out)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(OdCache) cache = od_cache_open (cache_path, &error);
@@ -760,7 +671,70 @@ queue_as_operator (OdTestServer *server,
     g_main_context_iteration (NULL, TRUE);
   id = od_outbox_submit_finish (outbox, result, &error);
   g_assert_no_error (error);
+  if (order_id_out != NULL)
+    *order_id_out = g_steal_pointer (&order_id);
   return id;
+}
+
+/* A command claimed by another process that then dies without an answer
+ * (killed, or a one-shot orderdeskctl that exits once its own command is
+ * applied, in the middle of sending the next one) is sent by whoever
+ * still waits, promptly: a process's death changes nothing in the cache
+ * that would tell the others, so they must look again by themselves.
+ * Before, the waiting submit gave up after its --timeout (core-shared
+ * failed so under the sanitizers, where exits take longer). */
+static void
+test_claimer_dies (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, NULL);
+  g_autofree char *dir = od_test_tmpdir ("claimer-dies");
+  g_autofree char *log_path = g_build_filename (dir, "ctl.log", NULL);
+  g_autofree char *cache_path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *cmd_path = g_build_filename (dir, "cmd.json", NULL);
+  g_autofree char *first_id = NULL;
+  g_autofree char *second_id = NULL;
+  g_autofree char *second = new_order_body (&second_id);
+  g_autofree char *ns = g_file_read_link ("/proc/self/ns/pid", NULL);
+  g_autofree char *owner = NULL;
+  g_autoptr(GSubprocess) stand_in = NULL;
+  g_autoptr(GSubprocess) submit = NULL;
+  g_autoptr(GPtrArray) events = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *submit_args[] = { "--timeout", "60", "submit", cmd_path, NULL };
+  gint64 first_cmd, t0;
+  double secs;
+
+  /* The operator's first command, being sent by another process,
+   * alive for now. */
+  first_cmd = queue_as_operator (server, cache_path, &first_id);
+  g_assert_nonnull (ns);
+  stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                               &error, "sleep", "600", NULL);
+  g_assert_no_error (error);
+  owner = g_strdup_printf ("%s:%s:0", ns, g_subprocess_get_identifier (stand_in));
+  claim_for (cache_path, first_cmd, owner, OD_COMMAND_STATE_SENT);
+
+  /* The second command waits behind the first, which is another's. */
+  g_assert_true (g_file_set_contents (cmd_path, second, -1, NULL));
+  submit = od_test_spawn_ctl (server, cache_path, OD_TEST_OPERATOR_TOKEN, submit_args, log_path);
+  g_usleep (2 * G_USEC_PER_SEC * od_test_process_slowdown ());
+  g_assert_cmpint (od_test_head (server), ==, 0);
+
+  /* The sender dies without a word. */
+  g_subprocess_force_exit (stand_in);
+  g_assert_true (g_subprocess_wait (stand_in, NULL, NULL));
+  t0 = g_get_monotonic_time ();
+  g_assert_cmpint (od_test_wait_ctl (submit), ==, 0);
+  secs = (g_get_monotonic_time () - t0) / 1e6;
+  g_test_message ("the waiting submit finished %.1f s after the claimer died", secs);
+  g_assert_cmpfloat (secs, <, 5.0 * od_test_process_slowdown ());
+
+  /* Both sent, each once, in their order. */
+  events = od_test_fetch_events (server);
+  g_assert_cmpuint (events_for (events, first_id, NULL), ==, 1);
+  g_assert_cmpuint (events_for (events, second_id, NULL), ==, 1);
+  g_assert_cmpstr (((OdEvent *) g_ptr_array_index (events, 0))->order_id, ==, first_id);
+  od_test_rmdir (dir);
 }
 
 /* A caught-up `sync` waits for the outbox to settle.  A command another
@@ -785,7 +759,7 @@ test_sync_sees_others_answer (void)
 
   /* The first command, being sent by another process alive throughout:
    * the sync waits for it. */
-  first = queue_as_operator (server, cache_path);
+  first = queue_as_operator (server, cache_path, NULL);
   g_assert_nonnull (ns);
   stand_in = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
                                &error, "sleep", "600", NULL);
@@ -798,7 +772,7 @@ test_sync_sees_others_answer (void)
 
   /* A second one, queued after the sync started (it stays behind the
    * first, so the sync does not send it), then both answered. */
-  second = queue_as_operator (server, cache_path);
+  second = queue_as_operator (server, cache_path, NULL);
   claim_for (cache_path, second, owner, OD_COMMAND_STATE_SENT);
   claim_for (cache_path, first, owner, OD_COMMAND_STATE_VISIBLE);
   g_usleep (G_USEC_PER_SEC * od_test_process_slowdown ());
