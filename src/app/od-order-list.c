@@ -32,13 +32,15 @@ static const struct
   int         sort; /* OdOrderSort, or -1 */
   gboolean    expand;
   gboolean    numeric;
+  guint       min_chars;  /* a text cell's width, in average characters */
+  guint       nat_chars;
 } columns[N_COLUMNS] = {
-  { "order", N_("Order"), -1, FALSE, TRUE },
-  { "customer", N_("Customer"), OD_ORDER_SORT_CUSTOMER, TRUE, FALSE },
-  { "status", N_("Status"), -1, FALSE, FALSE },
-  { "items", N_("Items"), -1, FALSE, TRUE },
-  { "total", N_("Total"), OD_ORDER_SORT_TOTAL, FALSE, TRUE },
-  { "updated", N_("Updated"), OD_ORDER_SORT_UPDATED, FALSE, FALSE },
+  { "order", N_("Order"), -1, FALSE, TRUE, 13, 13 },
+  { "customer", N_("Customer"), OD_ORDER_SORT_CUSTOMER, TRUE, FALSE, 12, 16 },
+  { "status", N_("Status"), -1, FALSE, FALSE, 0, 0 },
+  { "items", N_("Items"), -1, FALSE, TRUE, 3, 5 },
+  { "total", N_("Total"), OD_ORDER_SORT_TOTAL, FALSE, TRUE, 6, 12 },
+  { "updated", N_("Updated"), OD_ORDER_SORT_UPDATED, FALSE, FALSE, 6, 16 },
 };
 
 /* Every status, in the order of the enum: "All" (NONE) first. */
@@ -307,6 +309,27 @@ on_selection_changed (OdOrderList *self)
 
 /* Cells. */
 
+/* The text of a cell.  A GtkInscription measures the same whatever its
+ * text, so a row taking another order's text is only drawn again.  With
+ * a GtkLabel every new text asked for a new size of the whole window:
+ * GTK 4.8's X11 backend measures the whole window for that before the
+ * next frame (about 4 ms after a search), and the frame's layout then
+ * measured the changed rows again.  Screen readers get the text from the
+ * inscription itself (its name in GTK 4.8; app-a11y reads a row by it). */
+static GtkWidget *
+cell_text_new (guint min_chars,
+               guint nat_chars,
+               float xalign)
+{
+  GtkWidget *text = gtk_inscription_new (NULL);
+
+  gtk_inscription_set_min_chars (GTK_INSCRIPTION (text), min_chars);
+  gtk_inscription_set_nat_chars (GTK_INSCRIPTION (text), nat_chars);
+  gtk_inscription_set_xalign (GTK_INSCRIPTION (text), xalign);
+  gtk_inscription_set_text_overflow (GTK_INSCRIPTION (text), GTK_INSCRIPTION_OVERFLOW_ELLIPSIZE_END);
+  return text;
+}
+
 static void
 forget_stale_cell (GtkListItem *list_item)
 {
@@ -348,12 +371,12 @@ update_cell (GtkListItem *list_item)
         GtkWidget *badge = gtk_widget_get_next_sibling (label);
 
         text = od_format_short_id (row->order_id);
-        gtk_label_set_label (GTK_LABEL (label), text);
+        gtk_inscription_set_text (GTK_INSCRIPTION (label), text);
         gtk_widget_set_visible (badge, od_order_item_get_pending (item));
       }
       break;
     case COL_CUSTOMER:
-      gtk_label_set_label (GTK_LABEL (child), row->customer_name);
+      gtk_inscription_set_text (GTK_INSCRIPTION (child), row->customer_name);
       break;
     case COL_STATUS:
       {
@@ -373,11 +396,11 @@ update_cell (GtkListItem *list_item)
       break;
     case COL_ITEMS:
       text = g_strdup_printf ("%'" G_GINT64_FORMAT, row->item_count);
-      gtk_label_set_label (GTK_LABEL (child), text);
+      gtk_inscription_set_text (GTK_INSCRIPTION (child), text);
       break;
     case COL_TOTAL:
       text = od_format_money (row->total_cents, row->currency);
-      gtk_label_set_label (GTK_LABEL (child), text);
+      gtk_inscription_set_text (GTK_INSCRIPTION (child), text);
       break;
     case COL_UPDATED:
       {
@@ -385,7 +408,7 @@ update_cell (GtkListItem *list_item)
 
         text = od_format_relative (row->updated_at, self && self->now_usec > 0
                                                     ? self->now_usec : g_get_real_time ());
-        gtk_label_set_label (GTK_LABEL (child), text);
+        gtk_inscription_set_text (GTK_INSCRIPTION (child), text);
       }
       break;
     case N_COLUMNS:
@@ -437,19 +460,19 @@ on_query_tooltip (GtkWidget   *widget,
     }
 }
 
-/* GTK 4.8 keeps about 200 rows bound while 20–40 are on screen, and a
- * changed cell costs, in the next layout, the measuring of its new text:
- * a new search changed every bound row and spent about 18 ms of its
- * first frame measuring them.  So only cells on screen (or about to be)
- * are updated at once.  The others become transparent (which costs no
- * layout, unlike new text) and are updated 16 rows a frame, nearest to
- * the view first, from the frame after the change on; a scroll updates
- * those it brings into view before they are laid out.  Should one still
- * be mapped before its turn (GTK moved the view while laying it out), it
- * is blank for a frame, never showing another order's data: it cannot be
- * updated as it is mapped, because that happens inside the list's size
- * allocation. */
-#define STALE_CELLS_PER_FRAME (N_COLUMNS * 16)
+/* GTK 4.8 keeps about 200 rows bound while 20–40 are on screen.  Only
+ * cells on screen (or about to be) are updated at once when their rows
+ * change: updating the others would put formatting ~180 rows on the path
+ * of the frame that shows the change.  They become transparent instead
+ * and are updated from the frame after the change on, nearest to the
+ * view first, for up to 4 ms a frame (their text is an inscription, which
+ * costs no layout; about three frames for a whole new search); a scroll
+ * updates those it brings into view before they are laid out.  Should
+ * one still be mapped before its turn (GTK moved the view while laying
+ * it out), it is blank for a frame, never showing another order's data:
+ * the status pill, a label, cannot take new text as it is mapped,
+ * because that happens inside the list's size allocation. */
+#define STALE_USEC_PER_FRAME 4000
 
 static guint
 cell_distance (GtkListItem *list_item,
@@ -669,12 +692,12 @@ drain_stale_cells (GtkWidget     *widget,
   g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func (g_object_unref);
   guint center = 0;
   /* The frame that shows a change updates only its visible rows. */
-  guint budget = gdk_frame_clock_get_frame_counter (clock) > self->stale_frame + 1
-                 ? STALE_CELLS_PER_FRAME : 0;
+  gboolean off_screen_too = gdk_frame_clock_get_frame_counter (clock) > self->stale_frame + 1;
+  gint64 deadline = g_get_monotonic_time () + STALE_USEC_PER_FRAME;
   GHashTableIter iter;
   gpointer key;
 
-  if (budget > 0 && self->model != NULL && !od_order_list_model_is_settled (self->model))
+  if (off_screen_too && self->model != NULL && !od_order_list_model_is_settled (self->model))
     od_order_list_model_settle (self->model);
   if (self->vadjustment != NULL && self->row_height > 0)
     center = (gtk_adjustment_get_value (self->vadjustment)
@@ -691,12 +714,8 @@ drain_stale_cells (GtkWidget     *widget,
       GtkWidget *child = gtk_list_item_get_child (list_item);
       gboolean shown = child != NULL && gtk_widget_get_mapped (child);
 
-      if (!shown)
-        {
-          if (budget == 0)
-            continue;
-          budget--;
-        }
+      if (!shown && (!off_screen_too || g_get_monotonic_time () >= deadline))
+        continue;
       update_cell (list_item);
     }
 
@@ -752,11 +771,10 @@ setup_cell (GtkSignalListItemFactory *factory,
     {
     case COL_ORDER:
       {
-        GtkWidget *label = gtk_label_new (NULL);
+        GtkWidget *label = cell_text_new (columns[COL_ORDER].min_chars, columns[COL_ORDER].nat_chars, 0);
         GtkWidget *badge = gtk_label_new (_("Pending"));
 
         child = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-        gtk_label_set_xalign (GTK_LABEL (label), 0);
         gtk_widget_add_css_class (label, "monospace");
         gtk_widget_add_css_class (badge, "pending-badge");
         gtk_widget_set_valign (badge, GTK_ALIGN_CENTER);
@@ -780,9 +798,8 @@ setup_cell (GtkSignalListItemFactory *factory,
     case COL_UPDATED:
     case N_COLUMNS:
     default:
-      child = gtk_label_new (NULL);
-      gtk_label_set_ellipsize (GTK_LABEL (child), PANGO_ELLIPSIZE_END);
-      gtk_label_set_xalign (GTK_LABEL (child), columns[column].numeric ? 1 : 0);
+      child = cell_text_new (columns[column].min_chars, columns[column].nat_chars,
+                             columns[column].numeric ? 1 : 0);
       if (columns[column].numeric)
         gtk_widget_add_css_class (child, "numeric");
       break;
@@ -1278,7 +1295,7 @@ od_order_list_refresh_times (OdOrderList *self,
       if (item == NULL || label == NULL)
         continue;
       text = od_format_relative (od_order_item_get_row (item)->updated_at, now_usec);
-      if (g_strcmp0 (text, gtk_label_get_label (GTK_LABEL (label))) != 0)
+      if (g_strcmp0 (text, gtk_inscription_get_text (GTK_INSCRIPTION (label))) != 0)
         on_item_changed (item, list_item);
     }
 }

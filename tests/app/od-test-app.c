@@ -242,6 +242,23 @@ od_test_copy_cache (const char *path,
   return copy;
 }
 
+const char *
+od_test_cell_text (GtkWidget *cell)
+{
+  for (GtkWidget *widget = cell; widget != NULL; widget = gtk_widget_get_first_child (widget))
+    {
+      if (GTK_IS_INSCRIPTION (widget))
+        {
+          const char *text = gtk_inscription_get_text (GTK_INSCRIPTION (widget));
+
+          return text ? text : "";
+        }
+      if (GTK_IS_LABEL (widget))
+        return gtk_label_get_label (GTK_LABEL (widget));
+    }
+  return NULL;
+}
+
 GtkWidget *
 od_test_find_label (GtkWidget  *root,
                     const char *text)

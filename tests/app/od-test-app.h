@@ -43,6 +43,10 @@ guint16        od_test_free_port     (void);
 char          *od_test_copy_cache    (const char     *path,
                                       const char     *dir);
 
+/* The text of a list cell: its first label or inscription, descending
+ * through first children (an inscription without text: ""); NULL if it
+ * has neither. */
+const char    *od_test_cell_text     (GtkWidget      *cell);
 /* The mapped label under root showing exactly text, or NULL. */
 GtkWidget     *od_test_find_label    (GtkWidget      *root,
                                       const char     *text);

@@ -144,6 +144,43 @@ find (AtspiAccessible *root,
   return NULL;
 }
 
+/* The first table row under root with a label naming each of texts. */
+static AtspiAccessible *
+find_row (AtspiAccessible    *root,
+          const char * const *texts)
+{
+  g_autoptr(GError) error = NULL;
+  AtspiRole r = atspi_accessible_get_role (root, &error);
+  int n;
+
+  if (error != NULL)
+    return NULL;
+  if (r == ATSPI_ROLE_TABLE_ROW)
+    {
+      gboolean all = TRUE;
+
+      for (guint i = 0; texts[i] != NULL && all; i++)
+        {
+          g_autoptr(AtspiAccessible) cell = find (root, ATSPI_ROLE_LABEL, texts[i]);
+
+          all = cell != NULL;
+        }
+      if (all)
+        return g_object_ref (root);
+      return NULL;
+    }
+  n = atspi_accessible_get_child_count (root, NULL);
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr(AtspiAccessible) child = atspi_accessible_get_child_at_index (root, i, NULL);
+      AtspiAccessible *found = child ? find_row (child, texts) : NULL;
+
+      if (found != NULL)
+        return found;
+    }
+  return NULL;
+}
+
 static void
 spin (guint ms)
 {
@@ -390,6 +427,9 @@ launch (Fixture *f)
   g_subprocess_launcher_setenv (launcher, "XDG_CACHE_HOME", cache, TRUE);
   g_subprocess_launcher_setenv (launcher, "ORDERDESK_TOKEN", OD_TEST_ALICE, TRUE);
   g_subprocess_launcher_setenv (launcher, "LANGUAGE", "en", TRUE);
+  /* Amounts read "0.00 EUR" whatever the runner's locale. */
+  g_subprocess_launcher_unsetenv (launcher, "LC_ALL");
+  g_subprocess_launcher_setenv (launcher, "LC_NUMERIC", "C", TRUE);
   f->app_process = g_subprocess_launcher_spawn (launcher, &error, exe, "--server",
                                                 od_test_server_url (f->server), NULL);
   g_assert_no_error (error);
@@ -466,6 +506,21 @@ test_operator_flow (Fixture       *f,
 
   /* Create → add item → place → ship → mark delivered. */
   run_dialog (f, "New Order", "Create", new_ada);
+  /* The new order's row reads as the text its cells show (the list's
+   * text cells are inscriptions: they are named by their text). */
+  {
+    const char *cells[] = { ada, "Draft", "0.00 EUR", NULL };
+    gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+    g_autoptr(AtspiAccessible) row = NULL;
+
+    while (row == NULL && g_get_monotonic_time () < deadline)
+      {
+        row = find_row (f->app, cells);
+        if (row == NULL)
+          spin (100);
+      }
+    g_assert_nonnull (row);
+  }
   open_order (f, ada, "Add Item");
   assert_all_named (f, f->app, "app with a draft");
   run_dialog (f, "Add Item", "Add", item);

@@ -131,16 +131,6 @@ shown_row_free (ShownRow *row)
   g_free (row);
 }
 
-static const char *
-cell_text (GtkWidget *cell)
-{
-  GtkWidget *widget = cell;
-
-  while (widget != NULL && !GTK_IS_LABEL (widget))
-    widget = gtk_widget_get_first_child (widget);
-  return widget ? gtk_label_get_label (GTK_LABEL (widget)) : NULL;
-}
-
 /* Whether anything of the cell is drawn: a cell made transparent until
  * it is updated shows nothing, which is allowed; old text is not. */
 static gboolean
@@ -185,16 +175,16 @@ shown_rows (GtkColumnView *view,
         {
           /* All of the row, or nothing of it. */
           for (i = 0; i < 6; i++)
-            g_assert_false (cell_visible (cells[i]) && *cell_text (cells[i]) != '\0');
+            g_assert_false (cell_visible (cells[i]) && *od_test_cell_text (cells[i]) != '\0');
           (*blank)++;
           continue;
         }
       shown = g_new0 (ShownRow, 1);
       shown->position = (guint) ((gtk_adjustment_get_value (adjustment) + bounds.origin.y
                                   + bounds.size.height / 2) / bounds.size.height);
-      shown->short_id = g_strdup (cell_text (cells[0]));
-      shown->customer = g_strdup (cell_text (cells[1]));
-      shown->total = g_strdup (cell_text (cells[4]));
+      shown->short_id = g_strdup (od_test_cell_text (cells[0]));
+      shown->customer = g_strdup (od_test_cell_text (cells[1]));
+      shown->total = g_strdup (od_test_cell_text (cells[4]));
       g_ptr_array_add (rows, shown);
     }
   return rows;
@@ -853,7 +843,7 @@ test_row_menu (Fixture       *f,
         }
     }
   g_assert_nonnull (row);
-  clicked_id = g_strdup (cell_text (gtk_widget_get_first_child (row)));
+  clicked_id = g_strdup (od_test_cell_text (gtk_widget_get_first_child (row)));
   click_at (row, 40, gtk_widget_get_height (row) / 2.0, 3);
   g_assert_true (od_test_wait (row_menu_open, list, 5000));
   items = row_menu_items (list);

@@ -307,14 +307,14 @@ shown_rows (GtkColumnView *view)
         continue;
       shown = g_new0 (ShownRow, 1);
       shown->y = bounds.origin.y;
-      shown->short_id = g_strdup (gtk_label_get_label (GTK_LABEL (gtk_widget_get_first_child (order))));
-      shown->customer = g_strdup (gtk_label_get_label (GTK_LABEL (customer)));
+      shown->short_id = g_strdup (od_test_cell_text (order));
+      shown->customer = g_strdup (od_test_cell_text (customer));
       {
         GtkWidget *cell = gtk_widget_get_last_child (row);
         GtkWidget *updated = cell ? gtk_widget_get_first_child (cell) : NULL;
 
-        if (updated != NULL && GTK_IS_LABEL (updated))
-          shown->updated = g_strdup (gtk_label_get_label (GTK_LABEL (updated)));
+        if (updated != NULL)
+          shown->updated = g_strdup (od_test_cell_text (updated));
       }
       shown->blank = gtk_widget_get_opacity (order) < 1 || gtk_widget_get_opacity (customer) < 1;
       g_ptr_array_add (rows, shown);
@@ -1025,9 +1025,7 @@ top_row_text (GtkColumnView *view)
 
   widget = gtk_widget_pick (GTK_WIDGET (view), 12, gtk_widget_get_height (header) + 4,
                             GTK_PICK_DEFAULT);
-  while (widget != NULL && !GTK_IS_LABEL (widget))
-    widget = gtk_widget_get_first_child (widget);
-  return widget ? g_strdup (gtk_label_get_label (GTK_LABEL (widget))) : NULL;
+  return widget ? g_strdup (od_test_cell_text (widget)) : NULL;
 }
 
 /* The demo server's default (orderdesk-server --demo-orders). */
