@@ -40,6 +40,29 @@ report (const char *what,
            g_array_index (ms, double, ms->len - 1));
 }
 
+/* When the frame after a search ended each phase of the frame clock
+ * (GTK's own handlers run first): the wait after the call (for the
+ * clock's next frame, or the toplevel's size computation first), then
+ * its layout and its paint.  A frame without ticks has no update phase. */
+typedef enum
+{
+  PHASE_BEFORE_PAINT,
+  PHASE_UPDATE,
+  PHASE_LAYOUT,
+  PHASE_PAINT,
+  N_PHASES
+} Phase;
+
+static const char *phase_signals[N_PHASES] = { "before-paint", "update", "layout", "paint" };
+
+static void
+on_phase (GdkFrameClock *clock,
+          gint64        *when)
+{
+  if (*when == 0)
+    *when = g_get_monotonic_time ();
+}
+
 static double
 thread_cpu_ms (void)
 {
@@ -213,30 +236,48 @@ main (int   argc,
       g_autoptr(GArray) frame = g_array_new (FALSE, FALSE, sizeof (double));
       g_autoptr(GArray) call = g_array_new (FALSE, FALSE, sizeof (double));
       g_autoptr(GArray) call_cpu = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) wait = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) layout = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autoptr(GArray) paint = g_array_new (FALSE, FALSE, sizeof (double));
+      GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (list));
 
       for (guint n = 0; n < search_rounds * G_N_ELEMENTS (terms); n++)
         {
           guint i = n % G_N_ELEMENTS (terms);
+          gint64 when[N_PHASES] = { 0 };
+          gulong ids[N_PHASES];
           gint64 returned;
           double cpu;
 
           /* Settle first, so the frame measured is the search's own. */
           od_test_wait_frame (GTK_WIDGET (list));
           od_test_spin (200);
+          for (guint k = 0; k < N_PHASES; k++)
+            ids[k] = g_signal_connect (clock, phase_signals[k], G_CALLBACK (on_phase), &when[k]);
           cpu = thread_cpu_ms ();
           start = g_get_monotonic_time ();
           od_order_list_set_search (list, terms[i]);
           returned = g_get_monotonic_time ();
           cpu = thread_cpu_ms () - cpu;
           od_test_wait_frame (GTK_WIDGET (list));
+          for (guint k = 0; k < N_PHASES; k++)
+            g_signal_handler_disconnect (clock, ids[k]);
           g_array_append_vals (frame, (double[]) { since_ms (start) }, 1);
           g_array_append_vals (call, (double[]) { (returned - start) / 1000.0 }, 1);
           g_array_append_vals (call_cpu, (double[]) { cpu }, 1);
+          if (when[PHASE_UPDATE] == 0)
+            when[PHASE_UPDATE] = when[PHASE_BEFORE_PAINT];
+          g_array_append_vals (wait, (double[]) { (when[PHASE_BEFORE_PAINT] - returned) / 1000.0 }, 1);
+          g_array_append_vals (layout, (double[]) { (when[PHASE_LAYOUT] - when[PHASE_UPDATE]) / 1000.0 }, 1);
+          g_array_append_vals (paint, (double[]) { (when[PHASE_PAINT] - when[PHASE_LAYOUT]) / 1000.0 }, 1);
           if (verbose)
-            g_print ("  %-16s %7u rows  call %6.1f ms  to frame %6.1f ms\n", terms[i],
+            g_print ("  %-16s %7u rows  call %6.1f ms  to frame %6.1f ms"
+                     " (wait %4.1f, layout %4.1f, paint %4.1f)\n", terms[i],
                      g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))),
-                     (returned - start) / 1000.0, since_ms (start));
-          if (g_getenv ("OD_BENCH_VERBOSE")) g_print ("  %-16s %6u rows  call %6.1f ms  frame %6.1f ms\n", terms[i], g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))), (returned - start) / 1000.0, since_ms (start));
+                     (returned - start) / 1000.0, since_ms (start),
+                     (when[PHASE_BEFORE_PAINT] - returned) / 1000.0,
+                     (when[PHASE_LAYOUT] - when[PHASE_UPDATE]) / 1000.0,
+                     (when[PHASE_PAINT] - when[PHASE_LAYOUT]) / 1000.0);
         }
       od_order_list_set_search (list, NULL);
       report ("search, to the next frame drawn", frame);
@@ -246,6 +287,12 @@ main (int   argc,
       /* Wall time above CPU time is time blocked, mostly writing to the
        * X server. */
       report ("  set_search call, CPU time", call_cpu);
+      /* From the call's return to the frame's start: the frame clock's
+       * pacing (a focused entry's blinking cursor keeps it ticking at
+       * 60 Hz) and any size computation of the toplevel before it. */
+      report ("  then waiting for the frame", wait);
+      report ("  the frame's layout", layout);
+      report ("  the frame's paint", paint);
     }
 
     /* Clearing a search: back to every order (hiding the search bar). */
