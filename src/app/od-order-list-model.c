@@ -49,6 +49,8 @@ struct _OdOrderListModel
   GHashTable    *pending; /* order ids, owned by the caller */
   double         last_fetch_ms;
   GPtrArray     *parked;  /* OdOrderItem by position, kept while empty */
+  gboolean       count_provisional; /* a search's count from its matches */
+  guint          recount_id;
 };
 
 static void od_order_list_model_iface_init (GListModelInterface *iface);
@@ -419,6 +421,30 @@ count_items (OdOrderListModel *self)
   return (guint) MIN (n, G_MAXUINT);
 }
 
+static gboolean
+recount (gpointer data)
+{
+  OdOrderListModel *self = data;
+
+  self->recount_id = 0;
+  od_order_list_model_refresh (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* A search's first frame shows the number of its matches
+ * (od_query_count_orders_quick); after that frame, the count from the
+ * orders themselves.  Should they differ (the search index names an
+ * order that is gone), the list is read again with the true count. */
+static void
+check_count (OdOrderListModel *self)
+{
+  if (!self->count_provisional)
+    return;
+  self->count_provisional = FALSE;
+  if (count_items (self) != self->n_rows && self->recount_id == 0)
+    self->recount_id = g_idle_add (recount, self);
+}
+
 /* A new query on the same model.  The item objects of the first pages
  * stay at their positions and take the new rows, so the view keeps its
  * row widgets and only redraws their contents: GTK 4.8 rebuilds every
@@ -490,7 +516,18 @@ od_order_list_model_set_query (OdOrderListModel *self,
   g_free (self->search);
   self->search = g_strdup (search);
   self->query.search = self->search;
-  new_n = count_items (self);
+  {
+    g_autoptr(GError) error = NULL;
+    gboolean exact = TRUE;
+    gint64 n = self->cache ? od_query_count_orders_quick (self->cache, &self->query, &exact,
+                                                          &error)
+                           : 0;
+
+    if (n < 0)
+      g_warning ("Could not count orders: %s", error->message);
+    new_n = (guint) CLAMP (n, 0, G_MAXUINT);
+    self->count_provisional = !exact;
+  }
 
   self->n_items = new_n;
   self->n_rows = new_n;
@@ -656,6 +693,7 @@ od_order_list_model_refresh (OdOrderListModel *self)
     g_warning ("Could not begin a read snapshot: %s", error->message);
   fill_deferred (self, G_MAXUINT);
   new_n = count_items (self);
+  self->count_provisional = FALSE;
   if (new_n > 0)
     g_clear_pointer (&self->parked, g_ptr_array_unref);
 
@@ -817,12 +855,15 @@ od_order_list_model_settle (OdOrderListModel *self)
 {
   g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
   fill_deferred (self, G_MAXUINT);
+  check_count (self);
 }
 
 gboolean
 od_order_list_model_is_settled (OdOrderListModel *self)
 {
   g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), TRUE);
+  if (self->count_provisional)
+    return FALSE;
   for (GList *l = self->lru.head; l != NULL; l = l->next)
     if (((Page *) l->data)->deferred)
       return FALSE;
@@ -890,6 +931,7 @@ od_order_list_model_dispose (GObject *object)
 {
   OdOrderListModel *self = OD_ORDER_LIST_MODEL (object);
 
+  g_clear_handle_id (&self->recount_id, g_source_remove);
   clear_pages (self);
   g_clear_object (&self->cache);
   g_clear_pointer (&self->pending, g_hash_table_unref);

@@ -83,6 +83,8 @@ struct _OdOrderList
   gint64               now_usec;    /* what relative times count from */
   guint                times_source;
   gboolean             setting_search;
+  gboolean             updating_model; /* and then the counts itself */
+  guint                shown_n;        /* the count update_counts() showed */
   gboolean             keep_top;    /* at the top before a live refresh */
   guint                keep_top_tick;
   GtkWidget           *row_menu;
@@ -167,6 +169,7 @@ update_counts (OdOrderList *self)
 
   text = g_strdup_printf (ngettext ("%'u order", "%'u orders", n), n);
   gtk_label_set_label (self->count_label, text);
+  self->shown_n = n;
   if (self->status == OD_STATUS_NONE
       && *gtk_editable_get_text (GTK_EDITABLE (self->search_entry)) == '\0')
     {
@@ -182,6 +185,18 @@ update_counts (OdOrderList *self)
       adw_status_page_set_description (self->empty_page, _("Try another search or status"));
     }
   gtk_stack_set_visible_child_name (self->stack, n > 0 || cache == NULL ? "list" : "empty");
+}
+
+/* The model corrected its count on its own (a search's first count is
+ * that of its matches, see od_query_count_orders_quick ()): the count
+ * and the empty page follow.  A new query or a live refresh updates them
+ * itself. */
+static void
+on_model_items_changed (OdOrderList *self)
+{
+  if (!self->updating_model
+      && g_list_model_get_n_items (G_LIST_MODEL (self->model)) != self->shown_n)
+    update_counts (self);
 }
 
 /* A new cache gets its own model and selection. */
@@ -202,7 +217,11 @@ set_model (OdOrderList      *self,
   gtk_column_view_set_model (self->column_view, GTK_SELECTION_MODEL (selection));
   if (self->selection != NULL)
     g_signal_handlers_disconnect_by_data (self->selection, self);
+  if (self->model != NULL)
+    g_signal_handlers_disconnect_by_data (self->model, self);
   g_set_object (&self->model, model);
+  if (model != NULL)
+    g_signal_connect_swapped (model, "items-changed", G_CALLBACK (on_model_items_changed), self);
   g_clear_object (&self->selection);
   self->selection = selection;
 }
@@ -227,8 +246,10 @@ apply_query (OdOrderList *self)
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (self->column_view));
   if (adjustment != NULL)
     gtk_adjustment_set_value (adjustment, 0);
+  self->updating_model = TRUE;
   od_order_list_model_set_query (self->model, self->sort, self->descending,
                                  self->status, search);
+  self->updating_model = FALSE;
   /* If the view was at the top already nothing scrolled: the rows there
    * that went stale while the list was hidden are updated before it is
    * shown again. */
@@ -1159,7 +1180,9 @@ od_order_list_refresh (OdOrderList *self)
    * follows its order wherever it goes); one who scrolled down keeps
    * the rows in view. */
   at_top = self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) <= 0;
+  self->updating_model = TRUE;
   od_order_list_model_refresh (self->model);
+  self->updating_model = FALSE;
   /* The view moves its adjustment when it lays the rows out: it is put
    * back right after, in the same frame (see on_layout_done()). */
   if (at_top)
@@ -1333,6 +1356,8 @@ od_order_list_dispose (GObject *object)
   if (self->selection != NULL)
     g_signal_handlers_disconnect_by_data (self->selection, self);
   g_clear_object (&self->selection);
+  if (self->model != NULL)
+    g_signal_handlers_disconnect_by_data (self->model, self);
   g_clear_object (&self->model);
   g_clear_pointer (&self->pending, g_hash_table_unref);
   g_clear_handle_id (&self->settle_id, g_source_remove);

@@ -99,6 +99,17 @@ gint64      od_query_count_orders  (OdCache             *cache,
                                     const OdOrderQuery  *query,
                                     GError             **error);
 
+/* The count for a search's first frame: like od_query_count_orders(),
+ * but for a search that od_query_orders() can start without its memo
+ * (no status filter, Updated or Created newest first) the number of
+ * matches without reading their rows.  That number is the count unless
+ * the full-text index names an order that is gone (*exact FALSE: ask
+ * od_query_count_orders() after the frame). */
+gint64      od_query_count_orders_quick (OdCache             *cache,
+                                         const OdOrderQuery  *query,
+                                         gboolean            *exact,
+                                         GError             **error);
+
 /* One order with its lines (od_order_* from src/protocol), as the cache
  * has it now; NULL with no error when the order is unknown. */
 OdOrder    *od_query_order         (OdCache             *cache,

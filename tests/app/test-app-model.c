@@ -307,6 +307,71 @@ test_refresh_one_snapshot (void)
   g_rmdir (dir);
 }
 
+/* A search's first count is the number of its matches (no row read);
+ * should the search index name an order that is gone, the model takes
+ * the true count once settled, and every row is the walk's. */
+static void
+test_search_count_corrected (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("od-model-XXXXXX", &error);
+  g_autofree char *path = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(OdOrderListModel) model = NULL;
+  g_autoptr(GPtrArray) ids = NULL;
+  OdOrderQuery q = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "Ada" };
+  sqlite3 *db = NULL;
+  gint64 deadline;
+  gint64 exact;
+  guint n;
+
+  g_assert_no_error (error);
+  g_assert_true (od_test_make_cache (path, 3000, &error));
+  g_assert_no_error (error);
+  /* The newest Ada's row goes; the contentless search index keeps it. */
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, "DELETE FROM orders WHERE rowid = (SELECT rowid FROM orders"
+                                     " WHERE customer_name LIKE 'Ada %' ORDER BY updated_at DESC"
+                                     " LIMIT 1)", NULL, NULL, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_changes (db), ==, 1);
+  sqlite3_close (db);
+
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  model = od_order_list_model_new (cache);
+  od_order_list_model_set_query (model, q.sort, q.descending, q.status, q.search);
+  n = g_list_model_get_n_items (G_LIST_MODEL (model));
+  exact = od_query_count_orders (cache, &q, NULL);
+  g_assert_cmpint (exact, >, 0);
+  g_assert_cmpuint (n, ==, exact + 1);
+  g_assert_false (od_order_list_model_is_settled (model));
+
+  od_order_list_model_settle (model);
+  deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  while (g_list_model_get_n_items (G_LIST_MODEL (model)) != exact
+         && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, FALSE);
+  n = g_list_model_get_n_items (G_LIST_MODEL (model));
+  g_assert_cmpuint (n, ==, exact);
+  g_assert_true (od_order_list_model_is_settled (model));
+  ids = walk (cache, &q);
+  g_assert_cmpuint (ids->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    check (model, ids, i);
+  g_assert_null (g_list_model_get_item (G_LIST_MODEL (model), n));
+
+  g_clear_object (&model);
+  g_clear_object (&cache);
+  for (guint i = 0; i < 4; i++)
+    {
+      const char *suffix[] = { "", "-wal", "-shm", ".lock" };
+      g_autofree char *file = g_strconcat (path, suffix[i], NULL);
+
+      g_unlink (file);
+    }
+  g_rmdir (dir);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -315,5 +380,6 @@ main (int    argc,
   g_test_add_func ("/model/jumps", test_jumps);
   g_test_add_func ("/model/keep-through-empty", test_keep_through_empty);
   g_test_add_func ("/model/refresh-one-snapshot", test_refresh_one_snapshot);
+  g_test_add_func ("/model/search-count-corrected", test_search_count_corrected);
   return g_test_run ();
 }

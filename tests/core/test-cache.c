@@ -617,6 +617,76 @@ test_search_memo_follows_writes (Fixture       *f,
     }
 }
 
+/* A search's first page under Updated or Created, newest first, is read
+ * by walking the sort's index (od-query.c, search_head) before the
+ * search's memo exists.  It must be exactly the page the memo gives, and
+ * its quick count the memo's count: random terms, sorts and page sizes,
+ * before and after more events arrive. */
+static void
+test_search_head_is_memo_page (Fixture       *f,
+                               gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (6000, 41);
+  const char *terms[] = { "Ada", "a", "c", "Grace Hop", "SKU-1", "Knuth", "e", "Lov", "01", "c1",
+                          "Knuth 5", "Ada Lovelace 12", "zzz" };
+  guint seed = g_test_rand_int ();
+  GRand *rand = g_rand_new_with_seed (seed);
+  guint cut = log->events->len * 7 / 10;
+  guint walked = 0;
+
+  g_test_message ("seed %u", seed);
+  for (guint part = 0; part < 2; part++)
+    {
+      od_cache_push_events (f->cache, od_test_log_slice (log, part == 0 ? 0 : cut,
+                                                         part == 0 ? cut : log->events->len),
+                            log->head);
+      g_assert_true (od_cache_flush (f->cache, NULL));
+      for (guint round = 0; round < 40; round++)
+        {
+          OdOrderQuery q = { g_rand_boolean (rand) ? OD_ORDER_SORT_UPDATED : OD_ORDER_SORT_CREATED,
+                             TRUE, OD_STATUS_NONE,
+                             terms[g_rand_int_range (rand, 0, G_N_ELEMENTS (terms))] };
+          OdOrderQuery none = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "zzzz" };
+          guint limit = g_rand_int_range (rand, 1, 260);
+          g_autoptr(GPtrArray) head = NULL;
+          g_autoptr(GPtrArray) page = NULL;
+          gboolean exact = TRUE;
+          gint64 quick, count;
+
+          /* A memo of nothing: the memo this search makes shows. */
+          g_assert_cmpint (od_query_count_orders (f->cache, &none, NULL), ==, 0);
+          quick = od_query_count_orders_quick (f->cache, &q, &exact, NULL);
+          g_assert_false (exact);
+          head = od_query_orders (f->cache, &q, NULL, limit, NULL);
+          g_assert_nonnull (head);
+          if (quick > 500 && scalar (f->cache, "SELECT count(*) FROM temp.od_search_hits") == 0)
+            walked++;
+          count = od_query_count_orders (f->cache, &q, NULL);
+          g_assert_cmpint (quick, ==, count);
+          page = od_query_orders (f->cache, &q, NULL, limit, NULL);
+          g_assert_cmpuint (head->len, ==, page->len);
+          g_assert_cmpuint (head->len, ==, MIN ((gint64) limit, count));
+          for (guint i = 0; i < page->len; i++)
+            {
+              OdOrderRow *a = head->pdata[i];
+              OdOrderRow *b = page->pdata[i];
+
+              g_assert_cmpstr (a->order_id, ==, b->order_id);
+              g_assert_cmpstr (a->updated_at, ==, b->updated_at);
+              g_assert_cmpstr (a->created_at, ==, b->created_at);
+              g_assert_cmpstr (a->customer_name, ==, b->customer_name);
+              g_assert_cmpint (a->status, ==, b->status);
+              g_assert_cmpint (a->total_cents, ==, b->total_cents);
+              g_assert_cmpint (a->version, ==, b->version);
+            }
+        }
+    }
+  g_rand_free (rand);
+  /* The walk did run (ten of the terms match more than 500 orders). */
+  g_test_message ("%u of 80 first pages walked the index", walked);
+  g_assert_cmpuint (walked, >=, 20);
+}
+
 static void
 test_order_at (Fixture       *f,
                gconstpointer  data)
@@ -1718,6 +1788,8 @@ main (int    argc,
               fixture_teardown);
   g_test_add ("/cache/search-memo-follows-writes", Fixture, NULL, fixture_setup,
               test_search_memo_follows_writes, fixture_teardown);
+  g_test_add ("/cache/search-head-is-memo-page", Fixture, NULL, fixture_setup,
+              test_search_head_is_memo_page, fixture_teardown);
   g_test_add ("/cache/order-at", Fixture, NULL, fixture_setup, test_order_at, fixture_teardown);
   g_test_add ("/cache/rebuild", Fixture, NULL, fixture_setup, test_rebuild, fixture_teardown);
   g_test_add ("/cache/wait-position", Fixture, NULL, fixture_setup, test_wait_position,
