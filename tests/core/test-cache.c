@@ -797,9 +797,10 @@ test_migration_old_search (Fixture       *f,
     "  tokenize='unicode61 remove_diacritics 2');"
     "DROP TABLE IF EXISTS inconsistent_orders;"
     "PRAGMA user_version = 2;",
-    /* version 3: no inconsistent_orders; kept as it is, not rebuilt */
-    "DROP TABLE inconsistent_orders;"
-    "PRAGMA user_version = 3;",
+    /* version 3: no inconsistent_orders; kept as it is, not rebuilt
+     * (one string of two statements: parenthesized for clang) */
+    ("DROP TABLE inconsistent_orders;"
+     "PRAGMA user_version = 3;"),
   };
   gint64 applied;
   gint64 lovelace;
