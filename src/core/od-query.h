@@ -94,7 +94,8 @@ GPtrArray  *od_query_orders_at     (OdCache             *cache,
                                     GError             **error);
 
 /* Number of rows the query would list: from status_counts without search
- * (no scan), else counted (bounded by the 10,000 search cap). */
+ * (no scan), else counted (at most 2,000 matches from each of the four
+ * matchers). */
 gint64      od_query_count_orders  (OdCache             *cache,
                                     const OdOrderQuery  *query,
                                     GError             **error);
