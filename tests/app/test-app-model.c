@@ -44,6 +44,22 @@ check (OdOrderListModel *model,
   g_assert_cmpstr (od_order_item_get_order_id (item), ==, ids->pdata[position]);
 }
 
+/* Removes a test's cache file, its companions and its directory. */
+static void
+remove_cache (const char *dir,
+              const char *path)
+{
+  const char *suffix[] = { "", "-wal", "-shm", ".lock" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffix); i++)
+    {
+      g_autofree char *file = g_strconcat (path, suffix[i], NULL);
+
+      g_unlink (file);
+    }
+  g_rmdir (dir);
+}
+
 static void
 test_jumps (void)
 {
@@ -297,14 +313,7 @@ test_refresh_one_snapshot (void)
   g_assert_cmpuint (w.written, >=, 400);
   g_clear_object (&model);
   g_clear_object (&cache);
-  for (guint i = 0; i < 4; i++)
-    {
-      const char *suffix[] = { "", "-wal", "-shm", ".lock" };
-      g_autofree char *file = g_strconcat (path, suffix[i], NULL);
-
-      g_unlink (file);
-    }
-  g_rmdir (dir);
+  remove_cache (dir, path);
 }
 
 /* A search's first count is the number of its matches (no row read);
@@ -362,14 +371,7 @@ test_search_count_corrected (void)
 
   g_clear_object (&model);
   g_clear_object (&cache);
-  for (guint i = 0; i < 4; i++)
-    {
-      const char *suffix[] = { "", "-wal", "-shm", ".lock" };
-      g_autofree char *file = g_strconcat (path, suffix[i], NULL);
-
-      g_unlink (file);
-    }
-  g_rmdir (dir);
+  remove_cache (dir, path);
 }
 
 int
