@@ -98,6 +98,14 @@ typedef struct
   GString   *frame;     /* reused for every event */
 } TailVisit;
 
+/* A tail read's entries own their frames until the ring takes them. */
+static void
+ring_entry_free (RingEntry *entry)
+{
+  ring_entry_clear (entry);
+  g_free (entry);
+}
+
 static gboolean
 tail_visit (const OdEvent *event,
             gpointer       user_data)
@@ -123,7 +131,8 @@ tail_entries_in_thread (GTask        *task,
 {
   OdServer *self = source;
   gint64 after = *(gint64 *) task_data;
-  TailVisit visit = { g_ptr_array_new_with_free_func (g_free), g_string_sized_new (1024) };
+  TailVisit visit = { g_ptr_array_new_with_free_func ((GDestroyNotify) ring_entry_free),
+                      g_string_sized_new (1024) };
   GError *error = NULL;
   ReadResult *result;
   gint64 head = 0;
@@ -167,7 +176,8 @@ tail_read_done (GObject      *source,
         {
           RingEntry *entry = g_ptr_array_index (result->entries, i);
 
-          /* The writer's batch may have put it there since the read began. */
+          /* The writer's batch may have put it there since the read
+           * began: its frame goes with the read's entries. */
           if (entry->position <= self->tail_position)
             continue;
           ring_push (self, entry);
