@@ -236,6 +236,17 @@ apply_query (OdOrderList *self)
     return;
 
   search = gtk_editable_get_text (GTK_EDITABLE (self->search_entry));
+  /* The entry reports its text again after its typing delay (after
+   * od_order_list_set_search, or typed and taken back): the same query
+   * keeps the selection and the scroll position. */
+  {
+    const OdOrderQuery *now = od_order_list_model_get_query (self->model);
+
+    if (now->sort == self->sort && now->descending == self->descending
+        && now->status == self->status
+        && g_strcmp0 (now->search, *search != '\0' ? search : NULL) == 0)
+      return;
+  }
   /* A new query keeps the model (and the row widgets); the selection is
    * by position, so it would now point at another order: drop it. */
   gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
@@ -1221,11 +1232,11 @@ od_order_list_set_search (OdOrderList *self,
                           const char  *text)
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
-  gtk_search_bar_set_search_mode (self->search_bar, text != NULL && *text != '\0');
   /* Replacing the text empties the entry first, and the entry reports an
    * empty text at once: that would show the whole list before the new
-   * search. */
+   * search.  Hiding the bar empties it too. */
   self->setting_search = TRUE;
+  gtk_search_bar_set_search_mode (self->search_bar, text != NULL && *text != '\0');
   gtk_editable_set_text (GTK_EDITABLE (self->search_entry), text ? text : "");
   self->setting_search = FALSE;
   /* Apply at once rather than after the entry's typing delay. */

@@ -184,6 +184,18 @@ test_search_filter_sort (Fixture       *f,
 
     g_assert_nonnull (strstr (od_order_item_get_row (item)->customer_name, "Lovelace"));
   }
+  /* The entry reports the same text again after its typing delay: a row
+   * selected meanwhile stays selected, and the view where it was. */
+  {
+    GtkSelectionModel *selection = gtk_column_view_get_model (od_order_list_get_column_view (list));
+    g_autoptr(OdOrderItem) item = row_at (f, 2);
+
+    gtk_selection_model_select_item (selection, 2, TRUE);
+    od_test_spin (400);
+    g_assert_true (gtk_selection_model_is_selected (selection, 2));
+    g_assert_cmpuint (gtk_single_selection_get_selected (GTK_SINGLE_SELECTION (selection)), ==, 2);
+    g_assert_cmpstr (od_order_list_get_selected_order_id (list), ==, od_order_item_get_order_id (item));
+  }
   /* Search and filter together. */
   {
     guint all = n_rows (f);
