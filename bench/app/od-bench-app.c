@@ -63,6 +63,23 @@ on_phase (GdkFrameClock *clock,
     *when = g_get_monotonic_time ();
 }
 
+static void
+on_frame_start (GdkFrameClock *clock,
+                gint64        *when)
+{
+  *when = g_get_monotonic_time ();
+}
+
+/* Runs the main loop until @until (monotonic), to the tenth of a
+ * millisecond: od_test_spin () sleeps in steps of 2 ms. */
+static void
+spin_until (gint64 until)
+{
+  while (g_get_monotonic_time () < until)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (100);
+}
+
 static double
 thread_cpu_ms (void)
 {
@@ -87,12 +104,15 @@ main (int   argc,
   gboolean verbose = FALSE;
   int search_rounds = 1;
   gboolean no_blink = FALSE;
+  g_autofree char *phase = NULL;
+  gboolean locked;
   GOptionEntry entries[] = {
     { "orders", 0, 0, G_OPTION_ARG_INT, &orders, "Orders in the generated cache", "N" },
     { "cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "Use this cache", "FILE" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print each search of the frame loop", NULL },
     { "search-rounds", 0, 0, G_OPTION_ARG_INT, &search_rounds, "Rounds of the ten searches timed to their frame (1)", "N" },
     { "no-blink", 0, 0, G_OPTION_ARG_NONE, &no_blink, "Cursors do not blink (a blinking one in the search entry keeps the frame clock at 60 Hz)", NULL },
+    { "phase", 0, 0, G_OPTION_ARG_STRING, &phase, "When in the frame interval a timed search starts: random (as a key press does, the default) or locked (right after a frame)", "random|locked" },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new ("— console benchmark");
@@ -110,6 +130,12 @@ main (int   argc,
       g_printerr ("%s\n", error->message);
       return 2;
     }
+  if (phase != NULL && strcmp (phase, "random") != 0 && strcmp (phase, "locked") != 0)
+    {
+      g_printerr ("--phase: random or locked, not %s\n", phase);
+      return 2;
+    }
+  locked = phase != NULL && strcmp (phase, "locked") == 0;
   if (cache == NULL)
     {
       start = g_get_monotonic_time ();
@@ -244,6 +270,14 @@ main (int   argc,
       g_autoptr(GArray) layout = g_array_new (FALSE, FALSE, sizeof (double));
       g_autoptr(GArray) paint = g_array_new (FALSE, FALSE, sizeof (double));
       GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (list));
+      gint64 last_frame_start = 0;
+      gint64 interval_us = 0;
+      gulong frame_start_id;
+
+      gdk_frame_clock_get_refresh_info (clock, g_get_monotonic_time (), &interval_us, NULL);
+      if (interval_us <= 0)
+        interval_us = 16667;
+      frame_start_id = g_signal_connect (clock, "before-paint", G_CALLBACK (on_frame_start), &last_frame_start);
 
       for (guint n = 0; n < search_rounds * G_N_ELEMENTS (terms); n++)
         {
@@ -252,10 +286,17 @@ main (int   argc,
           gulong ids[N_PHASES];
           gint64 returned;
           double cpu;
+          double since_frame;
 
           /* Settle first, so the frame measured is the search's own. */
           od_test_wait_frame (GTK_WIDGET (list));
           od_test_spin (200);
+          /* A key press comes at any point of the frame interval.  200 ms
+           * is exactly 12 frames of the 60 Hz a blinking cursor keeps, so
+           * without this every search would start just after a frame
+           * and wait most of an interval for the next one. */
+          if (!locked)
+            spin_until (g_get_monotonic_time () + g_rand_int_range (rand, 0, interval_us));
           for (guint k = 0; k < N_PHASES; k++)
             ids[k] = g_signal_connect (clock, phase_signals[k], G_CALLBACK (on_phase), &when[k]);
           cpu = thread_cpu_ms ();
@@ -263,6 +304,7 @@ main (int   argc,
           od_order_list_set_search (list, terms[i]);
           returned = g_get_monotonic_time ();
           cpu = thread_cpu_ms () - cpu;
+          since_frame = (start - last_frame_start) / 1000.0;
           od_test_wait_frame (GTK_WIDGET (list));
           for (guint k = 0; k < N_PHASES; k++)
             g_signal_handler_disconnect (clock, ids[k]);
@@ -275,15 +317,18 @@ main (int   argc,
           g_array_append_vals (layout, (double[]) { (when[PHASE_LAYOUT] - when[PHASE_UPDATE]) / 1000.0 }, 1);
           g_array_append_vals (paint, (double[]) { (when[PHASE_PAINT] - when[PHASE_LAYOUT]) / 1000.0 }, 1);
           if (verbose)
-            g_print ("  %-16s %7u rows  call %6.1f ms  to frame %6.1f ms"
+            g_print ("  %-16s %7u rows  %5.1f ms after a frame's start  call %6.1f ms  to frame %6.1f ms"
                      " (wait %4.1f, layout %4.1f, paint %4.1f)\n", terms[i],
                      g_list_model_get_n_items (G_LIST_MODEL (od_order_list_get_model (list))),
-                     (returned - start) / 1000.0, since_ms (start),
+                     since_frame, (returned - start) / 1000.0, since_ms (start),
                      (when[PHASE_BEFORE_PAINT] - returned) / 1000.0,
                      (when[PHASE_LAYOUT] - when[PHASE_UPDATE]) / 1000.0,
                      (when[PHASE_PAINT] - when[PHASE_LAYOUT]) / 1000.0);
         }
+      g_signal_handler_disconnect (clock, frame_start_id);
       od_order_list_set_search (list, NULL);
+      g_print ("search timing: %s phase, frame interval %.1f ms\n",
+               locked ? "locked" : "random", interval_us / 1000.0);
       report ("search, to the next frame drawn", frame);
       /* The synchronous part: search bar, entry, count, pages and the
        * visible rows taking their new rows; the rest is the frame. */
