@@ -8,6 +8,7 @@
 #include "od-keep-model.h"
 #include "od-order-item.h"
 #include "od-order-list.h"
+#include "od-status-pill.h"
 
 /* The order list: a GtkColumnView over the lazy OdOrderListModel, with a
  * status filter (with counts), a search bar and sortable columns.  Sorting
@@ -411,20 +412,7 @@ update_cell (GtkListItem *list_item)
       gtk_inscription_set_text (GTK_INSCRIPTION (child), row->customer_name);
       break;
     case COL_STATUS:
-      {
-        GtkWidget *pill = gtk_widget_get_first_child (child);
-        const char *old_class = g_object_get_data (G_OBJECT (pill), "od-status-class");
-        const char *css = od_status_css_class (row->status);
-
-        gtk_label_set_label (GTK_LABEL (pill), od_format_status (row->status));
-        if (old_class != css)
-          {
-            if (old_class != NULL)
-              gtk_widget_remove_css_class (pill, old_class);
-            gtk_widget_add_css_class (pill, css);
-            g_object_set_data (G_OBJECT (pill), "od-status-class", (gpointer) css);
-          }
-      }
+      od_status_pill_set_status (OD_STATUS_PILL (child), row->status);
       break;
     case COL_ITEMS:
       text = g_strdup_printf ("%'" G_GINT64_FORMAT, row->item_count);
@@ -502,8 +490,9 @@ on_query_tooltip (GtkWidget   *widget,
  * updates those it brings into view before they are laid out.  Should
  * one still be mapped before its turn (GTK moved the view while laying
  * it out), it is blank for a frame, never showing another order's data:
- * the status pill, a label, cannot take new text as it is mapped,
- * because that happens inside the list's size allocation. */
+ * the status pill cannot take a new status as it is mapped, because
+ * that happens inside the list's size allocation and the pill asks for
+ * one of its own. */
 #define STALE_USEC_PER_FRAME 4000
 
 static guint
@@ -817,13 +806,7 @@ setup_cell (GtkSignalListItemFactory *factory,
       }
       break;
     case COL_STATUS:
-      {
-        GtkWidget *pill = gtk_label_new (NULL);
-
-        child = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 0);
-        gtk_widget_add_css_class (pill, "status-pill");
-        gtk_box_append (GTK_BOX (child), pill);
-      }
+      child = od_status_pill_new ();
       break;
     case COL_CUSTOMER:
     case COL_ITEMS:

@@ -119,6 +119,7 @@ typedef struct
   guint  position;
   char  *short_id;
   char  *customer;
+  char  *status;
   char  *total;
 } ShownRow;
 
@@ -127,6 +128,7 @@ shown_row_free (ShownRow *row)
 {
   g_free (row->short_id);
   g_free (row->customer);
+  g_free (row->status);
   g_free (row->total);
   g_free (row);
 }
@@ -184,6 +186,7 @@ shown_rows (GtkColumnView *view,
                                   + bounds.size.height / 2) / bounds.size.height);
       shown->short_id = g_strdup (od_test_cell_text (cells[0]));
       shown->customer = g_strdup (od_test_cell_text (cells[1]));
+      shown->status = g_strdup (od_test_cell_text (cells[2]));
       shown->total = g_strdup (od_test_cell_text (cells[4]));
       g_ptr_array_add (rows, shown);
     }
@@ -242,11 +245,12 @@ count_mismatches (Fixture  *f,
       total = od_format_money (row->total_cents, row->currency);
       if (g_strcmp0 (short_id, shown->short_id) != 0
           || g_strcmp0 (row->customer_name, shown->customer) != 0
+          || g_strcmp0 (od_format_status (row->status), shown->status) != 0
           || g_strcmp0 (total, shown->total) != 0)
         {
-          g_test_message ("row %u shows %s %s %s, the query has %s %s %s", shown->position,
-                          shown->short_id, shown->customer, shown->total,
-                          short_id, row->customer_name, total);
+          g_test_message ("row %u shows %s %s %s %s, the query has %s %s %s %s", shown->position,
+                          shown->short_id, shown->customer, shown->status, shown->total,
+                          short_id, row->customer_name, od_format_status (row->status), total);
           mismatched++;
         }
     }
