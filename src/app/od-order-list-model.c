@@ -817,6 +817,24 @@ od_order_list_model_get_parked (OdOrderListModel *self)
   return self->parked;
 }
 
+/* The item at `position` if its page is in memory, else NULL; reads
+ * nothing (a deferred page keeps its blank rows) and moves no page in the
+ * cache's order.  Transfer none. */
+OdOrderItem *
+od_order_list_model_peek_item (OdOrderListModel *self,
+                               guint             position)
+{
+  Page *page;
+
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), NULL);
+  if (position >= self->n_items)
+    return NULL;
+  page = g_hash_table_lookup (self->pages, GUINT_TO_POINTER (position / PAGE_SIZE));
+  if (page == NULL || position % PAGE_SIZE >= page->items->len)
+    return NULL;
+  return g_ptr_array_index (page->items, position % PAGE_SIZE);
+}
+
 /* The position of `order_id` among the rows in memory, else among the
  * first pages (read if need be); G_MAXUINT if it is in neither. */
 guint

@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 
 #include "od-cache.h"
+#include "od-order-item.h"
 #include "od-query.h"
 
 G_BEGIN_DECLS
@@ -30,6 +31,8 @@ void              od_order_list_model_refresh      (OdOrderListModel   *self);
 void              od_order_list_model_set_pending  (OdOrderListModel   *self,
                                                     GHashTable         *pending_ids);
 GPtrArray        *od_order_list_model_get_parked   (OdOrderListModel   *self);
+OdOrderItem      *od_order_list_model_peek_item    (OdOrderListModel   *self,
+                                                    guint               position);
 guint             od_order_list_model_find         (OdOrderListModel   *self,
                                                     const char         *order_id);
 void              od_order_list_model_settle       (OdOrderListModel   *self);
