@@ -264,6 +264,21 @@ items_from_rows (OdOrderListModel *self,
   return items;
 }
 
+/* Whether anyone but the page holds one of its items.  GObject has no
+ * call for it; its reference count is what tells (the page holds one). */
+static gboolean
+page_is_held (Page *page)
+{
+  for (guint i = 0; i < page->items->len; i++)
+    {
+      GObject *item = g_ptr_array_index (page->items, i);
+
+      if (g_atomic_int_get ((int *) &item->ref_count) > 1)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static Page *
 load_page (OdOrderListModel *self,
            guint             index)
@@ -287,11 +302,23 @@ load_page (OdOrderListModel *self,
   page->items = items_from_rows (self, rows, NULL);
   insert_page (self, page);
 
-  while (self->lru.length > MAX_PAGES)
+  /* The least recent pages go, except one whose items someone else
+   * holds: the view's rows (GTK 4.8 asks for a row's item once and keeps
+   * it while the row is bound).  Read again, that page would have new
+   * items; the view, never told, would keep the old ones, which no new
+   * query or refresh reaches: rows showing what they showed before.  (A
+   * jump far down reads many pages while the view still holds the top.) */
+  for (GList *l = self->lru.tail; l != NULL && self->lru.length > MAX_PAGES;)
     {
-      Page *old = g_queue_pop_tail (&self->lru);
+      Page *old = l->data;
+      GList *prev = l->prev;
 
-      g_hash_table_remove (self->pages, GUINT_TO_POINTER (old->index));
+      if (!page_is_held (old))
+        {
+          g_queue_delete_link (&self->lru, l);
+          g_hash_table_remove (self->pages, GUINT_TO_POINTER (old->index));
+        }
+      l = prev;
     }
   return page;
 }
