@@ -11,16 +11,17 @@
  * a row that takes another order's status is allocated and drawn again,
  * never measured.  A GtkLabel asked for a new size of the whole window
  * at each new status: GTK 4.8's X11 backend measures the whole window for
- * that before the next frame, and the frame's layout measures the changed
- * rows again (about 3 ms of a search's frame at a million orders).
- *
- * The pill (the inscription, with the .status-pill style) is as wide as
- * its own text, as a label would be, from the start of the space. */
+ * that before the next frame (1.5–2 ms p50 before a search's frame at a
+ * million orders, 0.5 ms with this), and the frame's layout measures the
+ * changed rows again.  What is left is restyling a pill whose status
+ * class changed. */
 
 struct _OdStatusPill
 {
   GtkWidget      parent_instance;
 
+  /* The pill: an inscription with the .status-pill style, as wide as
+   * its own text (as a label would be), from the start of the space. */
   GtkWidget     *text;
   OdOrderStatus  status;
   /* The text's width of each status, in pixels, and the pill's padding
