@@ -150,20 +150,3 @@ od_status_pill_set_status (OdStatusPill  *self,
   /* Its pill's width follows the text: a new allocation, no new size. */
   gtk_widget_queue_allocate (GTK_WIDGET (self));
 }
-
-OdOrderStatus
-od_status_pill_get_status (OdStatusPill *self)
-{
-  g_return_val_if_fail (OD_IS_STATUS_PILL (self), OD_STATUS_NONE);
-  return self->status;
-}
-
-const char *
-od_status_pill_get_text (OdStatusPill *self)
-{
-  const char *text;
-
-  g_return_val_if_fail (OD_IS_STATUS_PILL (self), NULL);
-  text = gtk_inscription_get_text (GTK_INSCRIPTION (self->text));
-  return text != NULL ? text : "";
-}

@@ -10,10 +10,8 @@ G_BEGIN_DECLS
 #define OD_TYPE_STATUS_PILL (od_status_pill_get_type ())
 G_DECLARE_FINAL_TYPE (OdStatusPill, od_status_pill, OD, STATUS_PILL, GtkWidget)
 
-GtkWidget     *od_status_pill_new        (void);
-void           od_status_pill_set_status (OdStatusPill  *self,
-                                          OdOrderStatus  status);
-OdOrderStatus  od_status_pill_get_status (OdStatusPill  *self);
-const char    *od_status_pill_get_text   (OdStatusPill  *self);
+GtkWidget *od_status_pill_new        (void);
+void       od_status_pill_set_status (OdStatusPill  *self,
+                                      OdOrderStatus  status);
 
 G_END_DECLS

@@ -185,7 +185,7 @@ test_search_filter_sort (Fixture       *f,
     g_assert_nonnull (strstr (od_order_item_get_row (item)->customer_name, "Lovelace"));
   }
   /* The entry reports the same text again after its typing delay: a row
-   * selected meanwhile stays selected, and the view where it was. */
+   * selected meanwhile stays selected. */
   {
     GtkSelectionModel *selection = gtk_column_view_get_model (od_order_list_get_column_view (list));
     g_autoptr(OdOrderItem) item = row_at (f, 2);
