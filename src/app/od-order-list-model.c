@@ -862,6 +862,44 @@ od_order_list_model_peek_item (OdOrderListModel *self,
   return g_ptr_array_index (page->items, position % PAGE_SIZE);
 }
 
+/* For each of `items`, its position if its page is in memory, else
+ * G_MAXUINT, in `positions` (as long as `items`).  Like peek_item, it
+ * reads nothing and moves no page. */
+void
+od_order_list_model_peek_positions (OdOrderListModel *self,
+                                    GPtrArray        *items,
+                                    guint            *positions)
+{
+  g_autoptr(GHashTable) wanted = NULL;
+  guint left = 0;
+
+  g_return_if_fail (OD_IS_ORDER_LIST_MODEL (self));
+  g_return_if_fail (items != NULL && (items->len == 0 || positions != NULL));
+
+  wanted = g_hash_table_new (g_direct_hash, g_direct_equal);
+  for (guint k = 0; k < items->len; k++)
+    {
+      positions[k] = G_MAXUINT;
+      if (g_hash_table_insert (wanted, g_ptr_array_index (items, k), GUINT_TO_POINTER (k)))
+        left++;
+    }
+  for (GList *l = self->lru.head; l != NULL && left > 0; l = l->next)
+    {
+      Page *page = l->data;
+
+      for (guint i = 0; i < page->items->len && left > 0; i++)
+        {
+          gpointer k;
+
+          if (g_hash_table_lookup_extended (wanted, g_ptr_array_index (page->items, i), NULL, &k))
+            {
+              positions[GPOINTER_TO_UINT (k)] = page->index * PAGE_SIZE + i;
+              left--;
+            }
+        }
+    }
+}
+
 /* The position of `order_id` among the rows in memory, else among the
  * first pages (read if need be); G_MAXUINT if it is in neither. */
 guint

@@ -33,6 +33,9 @@ void              od_order_list_model_set_pending  (OdOrderListModel   *self,
 GPtrArray        *od_order_list_model_get_parked   (OdOrderListModel   *self);
 OdOrderItem      *od_order_list_model_peek_item    (OdOrderListModel   *self,
                                                     guint               position);
+void              od_order_list_model_peek_positions (OdOrderListModel *self,
+                                                      GPtrArray        *items,
+                                                      guint            *positions);
 guint             od_order_list_model_find         (OdOrderListModel   *self,
                                                     const char         *order_id);
 void              od_order_list_model_settle       (OdOrderListModel   *self);

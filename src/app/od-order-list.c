@@ -86,8 +86,11 @@ struct _OdOrderList
   gboolean             setting_search;
   gboolean             updating_model; /* and then the counts itself */
   guint                shown_n;        /* the count update_counts() showed */
-  gboolean             keep_top;    /* at the top before a live refresh */
-  guint                keep_top_tick;
+  /* Where the view goes back to after a live refresh lays out: the top,
+   * or where most of the rows it showed went. */
+  gboolean             keep_place;
+  double               keep_value;
+  guint                keep_place_tick;
   GtkWidget           *row_menu;
 };
 
@@ -225,6 +228,8 @@ set_model (OdOrderList      *self,
     g_signal_connect_swapped (model, "items-changed", G_CALLBACK (on_model_items_changed), self);
   g_clear_object (&self->selection);
   self->selection = selection;
+  /* A place noted in the rows of the cache before means nothing here. */
+  self->keep_place = FALSE;
 }
 
 static void
@@ -606,17 +611,17 @@ on_after_paint (OdOrderList *self)
     self->settle_id = g_idle_add (settle_model, self);
 }
 
-/* After the layout phase: a view that was at the top before a live
- * refresh goes back there.  The frame clock lays out again before it
- * paints, so the moved view is never drawn. */
+/* After the layout phase: the view goes where a live refresh said its
+ * rows are (see od_order_list_refresh()).  The frame clock lays out
+ * again before it paints, so the view GTK moved is never drawn. */
 static void
 on_layout_done (OdOrderList *self)
 {
-  if (!self->keep_top)
+  if (!self->keep_place)
     return;
-  self->keep_top = FALSE;
-  if (self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) > 0)
-    gtk_adjustment_set_value (self->vadjustment, 0);
+  self->keep_place = FALSE;
+  if (self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) != self->keep_value)
+    gtk_adjustment_set_value (self->vadjustment, self->keep_value);
 }
 
 static void
@@ -660,29 +665,29 @@ od_order_list_unrealize (GtkWidget *widget)
 }
 
 /* Outside the layout phase only the operator (or code on their behalf)
- * moves the view: a return to the top still due from a live refresh
- * would undo that scroll. */
+ * moves the view: a return to the place a live refresh left it still
+ * due would undo that scroll. */
 static void
 on_value_changed (OdOrderList *self)
 {
   if (!self->in_layout)
-    self->keep_top = FALSE;
+    self->keep_place = FALSE;
   update_stale_in_view (self);
 }
 
-/* Runs while a return to the top is due: a frame with a tick has an
+/* Runs while a return to a place is due: a frame with a tick has an
  * update phase, which is what tells on_value_changed () that the layout
  * phase has begun. */
 static gboolean
-keep_top_tick (GtkWidget     *widget,
-               GdkFrameClock *clock,
-               gpointer       user_data)
+keep_place_tick (GtkWidget     *widget,
+                 GdkFrameClock *clock,
+                 gpointer       user_data)
 {
   OdOrderList *self = OD_ORDER_LIST (widget);
 
-  if (self->keep_top)
+  if (self->keep_place)
     return G_SOURCE_CONTINUE;
-  self->keep_top_tick = 0;
+  self->keep_place_tick = 0;
   return G_SOURCE_REMOVE;
 }
 
@@ -1159,32 +1164,104 @@ od_order_list_get_model (OdOrderList *self)
   return self->model;
 }
 
+/* The shift of most of `items` (rows of the view, from `first` on)
+ * between where they were and `positions`, where they are now; the
+ * topmost row's among equals.  FALSE if none is in memory any more. */
+static gboolean
+common_shift (GPtrArray   *items,
+              const guint *positions,
+              guint        first,
+              gint64      *shift)
+{
+  guint best = 0;
+
+  for (guint i = 0; i < items->len; i++)
+    {
+      gint64 d = (gint64) positions[i] - (first + i);
+      guint count = 0;
+
+      if (positions[i] == G_MAXUINT)
+        continue;
+      for (guint j = i; j < items->len; j++)
+        if (positions[j] != G_MAXUINT && (gint64) positions[j] - (first + j) == d)
+          count++;
+      if (count > best)
+        {
+          best = count;
+          *shift = d;
+        }
+    }
+  return best > 0;
+}
+
 void
 od_order_list_refresh (OdOrderList *self)
 {
   g_return_if_fail (OD_IS_ORDER_LIST (self));
 
-  gboolean at_top;
+  g_autoptr(GPtrArray) shown = NULL;
+  g_autofree guint *positions = NULL;
+  double value;
+  guint first = 0;
+  gint64 shift = 0;
 
   if (self->model == NULL)
     return;
-  /* GTK keeps the row at the top of the view in place when rows are
-   * inserted above it, so a view at the top would drift down as new
-   * orders arrive.  An operator at the top stays there (the selection
-   * follows its order wherever it goes); one who scrolled down keeps
-   * the rows in view. */
-  at_top = self->vadjustment != NULL && gtk_adjustment_get_value (self->vadjustment) <= 0;
+  /* Where the view is, or will be once it lays out a refresh before. */
+  value = self->keep_place ? self->keep_value
+          : self->vadjustment != NULL ? gtk_adjustment_get_value (self->vadjustment) : 0;
+  /* GTK keeps one row of the view (its anchor) where it is when the rows
+   * change: a view at the top would drift down as new orders arrive,
+   * and one further down would follow that row if it were the order
+   * that changed, to the top.  An operator at the top stays there (the
+   * selection follows its order wherever it goes); one who scrolled down
+   * keeps the rows in view, moved by the orders inserted above them. */
+  if (value > 0 && self->vadjustment != NULL && self->row_height > 0
+      && gtk_widget_get_mapped (GTK_WIDGET (self)))
+    {
+      guint n = g_list_model_get_n_items (G_LIST_MODEL (self->model));
+      guint last;
+
+      first = (guint) (value / self->row_height);
+      last = (guint) ((value + gtk_adjustment_get_page_size (self->vadjustment)) / self->row_height);
+      last = MIN (last, n > 0 ? n - 1 : 0);
+      shown = g_ptr_array_new_with_free_func (g_object_unref);
+      for (guint p = first; p <= last && p < n; p++)
+        {
+          OdOrderItem *item = od_order_list_model_peek_item (self->model, p);
+
+          /* The rows compared run from the top of the view to the
+           * first one not in memory. */
+          if (item == NULL)
+            break;
+          g_ptr_array_add (shown, g_object_ref (item));
+        }
+    }
   self->updating_model = TRUE;
   od_order_list_model_refresh (self->model);
   self->updating_model = FALSE;
-  /* The view moves its adjustment when it lays the rows out: it is put
-   * back right after, in the same frame (see on_layout_done()). */
-  if (at_top)
+  if (value <= 0)
     {
-      self->keep_top = TRUE;
-      if (self->keep_top_tick == 0)
-        self->keep_top_tick = gtk_widget_add_tick_callback (GTK_WIDGET (self), keep_top_tick,
-                                                            NULL, NULL);
+      self->keep_place = self->vadjustment != NULL;
+      self->keep_value = 0;
+    }
+  else if (shown != NULL && shown->len > 0)
+    {
+      positions = g_new (guint, shown->len);
+      od_order_list_model_peek_positions (self->model, shown, positions);
+      if (common_shift (shown, positions, first, &shift))
+        {
+          self->keep_place = TRUE;
+          self->keep_value = MAX (0, value + shift * self->row_height);
+        }
+    }
+  /* The view moves its adjustment when it lays the rows out: it is moved
+   * back right after, in the same frame (see on_layout_done()). */
+  if (self->keep_place)
+    {
+      if (self->keep_place_tick == 0)
+        self->keep_place_tick = gtk_widget_add_tick_callback (GTK_WIDGET (self), keep_place_tick,
+                                                              NULL, NULL);
       gtk_widget_queue_resize (GTK_WIDGET (self->column_view));
     }
   update_counts (self);

@@ -5,6 +5,7 @@
 #include <X11/keysym.h>
 #include <string.h>
 
+#include "od-command.h"
 #include "od-format.h"
 #include "od-order-item.h"
 #include "od-test-app.h"
@@ -729,6 +730,105 @@ test_live_stays_at_top (Fixture       *f,
   g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
 }
 
+typedef struct
+{
+  Fixture    *f;
+  const char *order_id;
+} TopWait;
+
+static gboolean
+order_on_top (gpointer data)
+{
+  TopWait *w = data;
+  g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (list_model (w->f)), 0);
+
+  return item != NULL && g_strcmp0 (od_order_item_get_order_id (item), w->order_id) == 0;
+}
+
+/* Sorted by Updated, scrolled down: an order on screen that changes goes
+ * to the top of the list; the view stays on the other rows.  GTK keeps
+ * one row of the view (its anchor) in place when rows change and, when
+ * that row's order moves, follows it: to the top.  Which row it keeps
+ * depends on the scroll, so every row on screen changes in turn, from
+ * the bottom up (each change below the anchor moves the rows above it,
+ * the anchor with them, by one). */
+static void
+test_live_moved_row (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new ("--demo", NULL);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+  guint n_in_view;
+  guint blank = 0;
+
+  open_window (f, od_test_server_url (server), OD_TEST_ALICE, cache, FALSE);
+  g_assert_true (od_test_wait (window_live, f->window, 30000));
+  list = od_window_get_order_list (f->window);
+  view = od_order_list_get_column_view (list);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  g_assert_cmpint (od_order_list_model_get_query (list_model (f))->sort, ==, OD_ORDER_SORT_UPDATED);
+  g_assert_true (od_order_list_model_get_query (list_model (f))->descending);
+  od_test_wait_frame (GTK_WIDGET (view));
+  gtk_adjustment_set_value (adjustment, 300 * gtk_adjustment_get_upper (adjustment)
+                                        / g_list_model_get_n_items (G_LIST_MODEL (list_model (f))));
+  od_test_wait_frame (GTK_WIDGET (view));
+  od_test_wait_frame (GTK_WIDGET (view));
+  {
+    g_autoptr(GPtrArray) rows = shown_rows (view, &blank);
+
+    n_in_view = rows->len;
+  }
+  g_assert_cmpuint (n_in_view, >=, 10);
+
+  for (guint offset = n_in_view; offset > 0; offset--)
+    {
+      g_autoptr(GPtrArray) before = shown_rows (view, &blank);
+      g_autoptr(GPtrArray) after = NULL;
+      g_autoptr(OdOrderItem) item = NULL;
+      g_autoptr(OdCommand) command = NULL;
+      g_autofree char *order_id = NULL;
+      g_autofree char *description = NULL;
+      guint first = G_MAXUINT;
+      guint kept = 0;
+      guint n_shown = 0;
+      TopWait w;
+
+      for (guint i = 0; i < before->len; i++)
+        first = MIN (first, ((ShownRow *) g_ptr_array_index (before, i))->position);
+      item = g_list_model_get_item (G_LIST_MODEL (list_model (f)), first + offset - 1);
+      g_assert_nonnull (item);
+      order_id = g_strdup (od_order_item_get_order_id (item));
+      command = od_command_new (OD_COMMAND_ADD_ORDER_NOTE, order_id);
+      command->text = g_strdup ("Checked by phone");
+      description = g_strdup_printf ("Note on row %u", first + offset - 1);
+      od_window_submit (f->window, command, description);
+      w = (TopWait) { f, order_id };
+      g_assert_true (od_test_wait (order_on_top, &w, 20000));
+      od_test_wait_frame (GTK_WIDGET (view));
+      od_test_wait_frame (GTK_WIDGET (view));
+
+      /* The rows shown before, but the one that went to the top, are
+       * still shown, give or take the one row at each edge. */
+      after = shown_rows (view, &blank);
+      for (guint i = 0; i < before->len; i++)
+        {
+          ShownRow *a = g_ptr_array_index (before, i);
+
+          for (guint j = 0; j < after->len; j++)
+            if (g_strcmp0 (a->short_id, ((ShownRow *) g_ptr_array_index (after, j))->short_id) == 0)
+              kept++;
+        }
+      g_test_message ("row %u to the top: view at %.0f, %u of %u rows still shown",
+                      first + offset - 1, gtk_adjustment_get_value (adjustment), kept, before->len);
+      g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
+      g_assert_cmpuint (kept + 3, >=, before->len);
+      g_assert_cmpuint (count_mismatches (f, TRUE, &n_shown, &blank), ==, 0);
+    }
+}
+
 /* A pointer click through the X server at (x, y) of widget. */
 static void
 click_at (GtkWidget *widget,
@@ -953,6 +1053,8 @@ main (int   argc,
               test_row_menu, od_test_app_fixture_tear_down);
   g_test_add ("/operator/live-stays-at-top", Fixture, NULL, od_test_app_fixture_set_up,
               test_live_stays_at_top, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/live-moved-row", Fixture, NULL, od_test_app_fixture_set_up,
+              test_live_moved_row, od_test_app_fixture_tear_down);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, od_test_app_fixture_set_up,
               test_scroll_then_search, od_test_app_fixture_tear_down);
   g_test_add ("/operator/search-then-jump", Fixture, NULL, od_test_app_fixture_set_up,
