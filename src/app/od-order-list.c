@@ -1166,7 +1166,10 @@ od_order_list_get_model (OdOrderList *self)
 
 /* The shift of most of `items` (rows of the view, from `first` on)
  * between where they were and `positions`, where they are now; the
- * topmost row's among equals.  FALSE if none is in memory any more. */
+ * topmost row's among equals.  FALSE unless more than half of them
+ * share it: after many orders arrived above, the rows shown may be in
+ * pages not read again, and the one order found, which moved, must not
+ * take the view with it. */
 static gboolean
 common_shift (GPtrArray   *items,
               const guint *positions,
@@ -1191,7 +1194,7 @@ common_shift (GPtrArray   *items,
           *shift = d;
         }
     }
-  return best > 0;
+  return best * 2 > items->len;
 }
 
 void

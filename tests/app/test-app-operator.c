@@ -3,6 +3,7 @@
 #include <X11/Xlib.h>
 #include <X11/extensions/XTest.h>
 #include <X11/keysym.h>
+#include <sqlite3.h>
 #include <string.h>
 
 #include "od-command.h"
@@ -11,6 +12,7 @@
 #include "od-test-app.h"
 #include "od-test-cache.h"
 #include "od-test-server.h"
+#include "od-uuid.h"
 
 /* The console as an operator drives it: keys typed through the X server
  * (XTest, so they take GTK's real input path: the focused window, its
@@ -829,6 +831,112 @@ test_live_moved_row (Fixture       *f,
     }
 }
 
+/* Commits `sql` to the cache at `path` from a connection of its own, as
+ * another writer would. */
+static void
+write_cache (const char *path,
+             const char *sql)
+{
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  sqlite3_busy_timeout (db, 5000);
+  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+}
+
+/* Many orders at once above a view scrolled down (a catch-up after a
+ * while offline), and an order on screen changed too: the rows the view
+ * showed are now in pages the list has not read again, and the one it
+ * finds is the order that went to the top.  That one order must not
+ * take the view there; every row shown is the list's. */
+static void
+test_live_burst_above (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (f->tmpdir, "burst.sqlite", NULL);
+  g_autoptr(OdCache) cache = NULL;
+  g_autoptr(GString) sql = g_string_new ("BEGIN;");
+  g_autoptr(GPtrArray) rows = NULL;
+  g_autoptr(OdOrderItem) moved = NULL;
+  GtkWidget *window;
+  OdOrderList *list;
+  GtkColumnView *view;
+  GtkAdjustment *adjustment;
+  OdOrderListModel *model;
+  guint blank = 0;
+  guint first = G_MAXUINT;
+
+  g_assert_true (od_test_make_cache (path, 3000, &error));
+  g_assert_no_error (error);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  window = gtk_window_new ();
+  gtk_window_set_default_size (GTK_WINDOW (window), 1100, 720);
+  list = OD_ORDER_LIST (od_order_list_new ());
+  gtk_window_set_child (GTK_WINDOW (window), GTK_WIDGET (list));
+  od_order_list_set_cache (list, cache);
+  od_order_list_sort_by (list, OD_ORDER_SORT_UPDATED, TRUE);
+  gtk_window_present (GTK_WINDOW (window));
+  view = od_order_list_get_column_view (list);
+  adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
+  model = od_order_list_get_model (list);
+  od_test_wait_frame (GTK_WIDGET (view));
+  gtk_adjustment_set_value (adjustment, 300 * gtk_adjustment_get_upper (adjustment)
+                                        / g_list_model_get_n_items (G_LIST_MODEL (model)));
+  od_test_wait_frame (GTK_WIDGET (view));
+  od_test_wait_frame (GTK_WIDGET (view));
+  rows = shown_rows (view, &blank);
+  for (guint i = 0; i < rows->len; i++)
+    first = MIN (first, ((ShownRow *) g_ptr_array_index (rows, i))->position);
+  g_assert_cmpuint (first, >=, 250);
+
+  /* 400 new orders, and the fifth row on screen changed after them. */
+  for (guint i = 0; i < 400; i++)
+    {
+      char id[OD_UUID_LEN + 1];
+
+      od_uuid_v7_fill (id, G_GINT64_CONSTANT (32503680000000) + i);
+      g_string_append_printf (sql, "INSERT INTO orders (order_id, customer_name, status, version,"
+                                   " created_at, updated_at, last_position) VALUES ('%s', 'Burst %u',"
+                                   " 'placed', 1, '2999-01-01T00:00:00.%03uZ',"
+                                   " '2999-01-01T00:00:00.%03uZ', %u);",
+                              id, i, i, i, 1000000 + i);
+    }
+  moved = g_list_model_get_item (G_LIST_MODEL (model), first + 4);
+  g_string_append_printf (sql, "UPDATE orders SET updated_at = '2999-12-31T00:00:00.000Z'"
+                               " WHERE order_id = '%s'; COMMIT;",
+                          od_order_item_get_order_id (moved));
+  write_cache (path, sql->str);
+  od_order_list_refresh (list);
+  od_test_wait_frame (GTK_WIDGET (view));
+  od_test_wait_frame (GTK_WIDGET (view));
+  {
+    g_autoptr(OdOrderItem) top = g_list_model_get_item (G_LIST_MODEL (model), 0);
+
+    g_assert_true (top == moved);
+  }
+  g_test_message ("view at %.0f (row %.0f) after the burst", gtk_adjustment_get_value (adjustment),
+                  gtk_adjustment_get_value (adjustment) * g_list_model_get_n_items (G_LIST_MODEL (model))
+                  / gtk_adjustment_get_upper (adjustment));
+  g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
+
+  g_clear_pointer (&rows, g_ptr_array_unref);
+  rows = shown_rows (view, &blank);
+  g_assert_cmpuint (rows->len, >, 10);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      ShownRow *shown = g_ptr_array_index (rows, i);
+      g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (model), shown->position);
+      g_autofree char *short_id = od_format_short_id (od_order_item_get_order_id (item));
+
+      g_assert_cmpstr (shown->short_id, ==, short_id);
+    }
+  gtk_window_destroy (GTK_WINDOW (window));
+  od_test_spin (50);
+}
+
 /* A pointer click through the X server at (x, y) of widget. */
 static void
 click_at (GtkWidget *widget,
@@ -1055,6 +1163,8 @@ main (int   argc,
               test_live_stays_at_top, od_test_app_fixture_tear_down);
   g_test_add ("/operator/live-moved-row", Fixture, NULL, od_test_app_fixture_set_up,
               test_live_moved_row, od_test_app_fixture_tear_down);
+  g_test_add ("/operator/live-burst-above", Fixture, NULL, od_test_app_fixture_set_up,
+              test_live_burst_above, od_test_app_fixture_tear_down);
   g_test_add ("/operator/scroll-then-search", Fixture, NULL, od_test_app_fixture_set_up,
               test_scroll_then_search, od_test_app_fixture_tear_down);
   g_test_add ("/operator/search-then-jump", Fixture, NULL, od_test_app_fixture_set_up,
