@@ -87,7 +87,7 @@ struct _OdOrderList
   gboolean             updating_model; /* and then the counts itself */
   guint                shown_n;        /* the count update_counts() showed */
   /* Where the view goes back to after a live refresh lays out: the top,
-   * or where most of the rows it showed went. */
+   * or where more than half of the rows it showed went. */
   gboolean             keep_place;
   double               keep_value;
   guint                keep_place_tick;

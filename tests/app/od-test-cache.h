@@ -20,4 +20,9 @@ gboolean od_test_make_cache        (const char  *path,
 char    *od_test_shared_cache      (guint        n_orders,
                                     GError     **error);
 
+/* Commits `sql` to the cache at `path` from a connection of its own, as
+ * another program would; its last statement must change a row. */
+void     od_test_cache_write       (const char  *path,
+                                    const char  *sql);
+
 G_END_DECLS

@@ -3,7 +3,6 @@
 #include <X11/Xlib.h>
 #include <X11/extensions/XTest.h>
 #include <X11/keysym.h>
-#include <sqlite3.h>
 #include <string.h>
 
 #include "od-command.h"
@@ -831,20 +830,6 @@ test_live_moved_row (Fixture       *f,
     }
 }
 
-/* Commits `sql` to the cache at `path` from a connection of its own, as
- * another writer would. */
-static void
-write_cache (const char *path,
-             const char *sql)
-{
-  sqlite3 *db = NULL;
-
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  sqlite3_busy_timeout (db, 5000);
-  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
-  sqlite3_close (db);
-}
-
 /* Many orders at once above a view scrolled down (a catch-up after a
  * while offline), and an order on screen changed too: the rows the view
  * showed are now in pages the list has not read again, and the one it
@@ -908,7 +893,7 @@ test_live_burst_above (Fixture       *f,
   g_string_append_printf (sql, "UPDATE orders SET updated_at = '2999-12-31T00:00:00.000Z'"
                                " WHERE order_id = '%s'; COMMIT;",
                           od_order_item_get_order_id (moved));
-  write_cache (path, sql->str);
+  od_test_cache_write (path, sql->str);
   od_order_list_refresh (list);
   od_test_wait_frame (GTK_WIDGET (view));
   od_test_wait_frame (GTK_WIDGET (view));

@@ -4,11 +4,11 @@
  * its Repair button repairs it and the views and "Verified up to" follow;
  * Cancel stops a run; a long catch-up is followed by a verification of
  * its own. */
-#include <sqlite3.h>
 #include <string.h>
 
 #include "od-order-item.h"
 #include "od-test-app.h"
+#include "od-test-cache.h"
 #include "od-test-server.h"
 
 typedef OdTestAppFixture Fixture;
@@ -48,20 +48,6 @@ static gboolean
 not_running (gpointer data)
 {
   return !od_verify_runner_get_running (data);
-}
-
-/* Another program writes to the cache file. */
-static void
-damage (const char *path,
-        const char *sql)
-{
-  sqlite3 *db = NULL;
-
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  sqlite3_busy_timeout (db, 10000);
-  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
-  g_assert_cmpint (sqlite3_changes (db), >, 0);
-  sqlite3_close (db);
 }
 
 static OdOrderItem *
@@ -153,7 +139,7 @@ test_damage_and_repair (Fixture       *f,
   total = total_of (f, order_id);
   sql = g_strdup_printf ("UPDATE orders SET total_cents = total_cents + 100 WHERE order_id = '%s'",
                          order_id);
-  damage (cache, sql);
+  od_test_cache_write (cache, sql);
   od_order_list_set_cache (od_window_get_order_list (f->window), od_window_get_cache (f->window));
   od_test_spin (100);
   g_assert_cmpint (total_of (f, order_id), ==, total + 100);
