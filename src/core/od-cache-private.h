@@ -57,6 +57,7 @@ struct _OdCache
   gint64        tx_started;
   gboolean      bulk;
   gint64        bulk_threshold;
+  gint64        bulk_min;
   gint64        tx_applied;
   gint64        tx_known_head;
   gint64        tx_last_event_at;
@@ -96,6 +97,9 @@ gboolean      od_cache_migrate          (sqlite3   *db,
                                          gboolean  *search_upgrade,
                                          GError   **error);
 void          od_cache_bulk_begin       (OdCache  *self);
+gboolean      od_cache_wants_bulk       (OdCache  *self,
+                                         gint64    applied,
+                                         gint64    known_head);
 void          od_cache_bulk_end         (OdCache  *self);
 gboolean      od_cache_rebuild_views    (OdCache  *self,
                                          GError  **error);

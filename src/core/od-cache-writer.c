@@ -250,7 +250,8 @@ od_cache_writer_thread (gpointer data)
           if (!g_atomic_int_get (&self->is_writer))
             break;
           if (!self->bulk && !self->in_tx
-              && item->known_head - od_cache_get_applied_position (self) > self->bulk_threshold)
+              && od_cache_wants_bulk (self, od_cache_get_applied_position (self),
+                                      item->known_head))
             od_cache_bulk_begin (self);
           if (!od_cache_begin_tx (self, &error)
               || !od_cache_apply_events (self, item->events, &error))

@@ -129,6 +129,13 @@ void         od_cache_set_max_transaction (OdCache   *self,
 void         od_cache_set_bulk_threshold (OdCache   *self,
                                           gint64     events);
 
+/* A catch-up also goes in bulk mode when it more than doubles the cache
+ * (behind by more events than are applied, as a cold cache is) and is
+ * behind by more than this many events (default 10,000).  G_MAXINT64
+ * turns that rule off.  Set before events are pushed. */
+void         od_cache_set_bulk_min       (OdCache   *self,
+                                          gint64     events);
+
 /* Called on the writer thread when an event's prev does not match, with
  * event_position -1 after a rebuild reset the checkpoint, and with
  * OD_CACHE_WRITE_FAILED after a commit failed (disk full, I/O error):

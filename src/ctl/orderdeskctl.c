@@ -341,6 +341,8 @@ open_cache (Ctl      *ctl,
   if (g_getenv ("ORDERDESK_BULK_THRESHOLD") != NULL)
     od_cache_set_bulk_threshold (ctl->cache,
                                  g_ascii_strtoll (g_getenv ("ORDERDESK_BULK_THRESHOLD"), NULL, 10));
+  if (g_getenv ("ORDERDESK_BULK_MIN") != NULL)
+    od_cache_set_bulk_min (ctl->cache, g_ascii_strtoll (g_getenv ("ORDERDESK_BULK_MIN"), NULL, 10));
   if (g_getenv ("ORDERDESK_MAX_TRANSACTION") != NULL)
     od_cache_set_max_transaction (ctl->cache,
                                   (guint) g_ascii_strtoull (g_getenv ("ORDERDESK_MAX_TRANSACTION"),

@@ -132,6 +132,13 @@ test_projector_matches_fold (Fixture       *f,
   GHashTableIter iter;
   gpointer value;
 
+  /* About 17,000 events into a cold cache: bulk mode by default; the
+   * second run keeps every index up row by row, as live events do. */
+  if (GPOINTER_TO_INT (data) == 1)
+    {
+      od_cache_set_bulk_threshold (f->cache, G_MAXINT64);
+      od_cache_set_bulk_min (f->cache, G_MAXINT64);
+    }
   push_log (f->cache, log, 1);
   g_assert_cmpint (od_cache_get_applied_position (f->cache), ==, log->head);
   if (!od_test_cache_equals_fold (f->cache, fold, &why))
@@ -772,6 +779,71 @@ test_bulk_catch_up (Fixture       *f,
     g_assert_cmpint (od_query_count_orders (f->cache, &q, NULL), ==,
                      scalar (f->cache, "SELECT count(*) FROM orders WHERE customer_name LIKE 'Grace%'"));
   }
+}
+
+static gboolean
+has_index (OdCache    *cache,
+           const char *name)
+{
+  g_autofree char *sql = g_strdup_printf ("SELECT count(*) FROM sqlite_master"
+                                          " WHERE type = 'index' AND name = '%s'", name);
+
+  return scalar (cache, sql) == 1;
+}
+
+/* Which catch-ups build their indexes at the end: one further behind
+ * than the threshold, or one that more than doubles the cache and is
+ * further behind than the minimum.  Then seen on a cache: a cold
+ * catch-up drops the indexes until caught up; a later one smaller than
+ * the cache keeps them. */
+static void
+test_bulk_rule (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (3000, 31);
+  g_autoptr(GHashTable) fold = od_test_fold (log->events);
+  g_autofree char *why = NULL;
+  guint first = log->events->len * 6 / 10;
+  gint64 first_head;
+  struct { gint64 applied, head; gboolean bulk; } cases[] = {
+    { 0, 10000, FALSE },          /* at the minimum */
+    { 0, 10001, TRUE },           /* a cold cache */
+    { 5000, 20000, TRUE },
+    { 20000, 40000, FALSE },      /* doubles it exactly */
+    { 20000, 40001, TRUE },
+    { 1000000, 1300000, FALSE },  /* at the threshold */
+    { 1000000, 1300001, TRUE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_assert_cmpint (od_cache_wants_bulk (f->cache, cases[i].applied, cases[i].head), ==,
+                     cases[i].bulk);
+  od_cache_set_bulk_min (f->cache, G_MAXINT64);
+  g_assert_false (od_cache_wants_bulk (f->cache, 0, 300000));
+  g_assert_true (od_cache_wants_bulk (f->cache, 0, 300001));
+  od_cache_set_bulk_min (f->cache, 1000);
+  od_cache_set_max_transaction (f->cache, 2000);
+
+  /* Cold: the first part, the known head still ahead, in bulk mode. */
+  first_head = ((OdEvent *) g_ptr_array_index (log->events, first - 1))->position;
+  g_assert_cmpint (first_head, >, 1000);
+  od_cache_push_events (f->cache, od_test_log_slice (log, 0, first / 2), first_head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_false (has_index (f->cache, "orders_updated"));
+  od_cache_push_events (f->cache, od_test_log_slice (log, first / 2, first), first_head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_true (has_index (f->cache, "orders_updated"));
+
+  /* The rest (4 in 10 of the log) is less than the cache: row by row. */
+  od_cache_push_events (f->cache, od_test_log_slice (log, first, first + 200), log->head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_true (has_index (f->cache, "orders_updated"));
+  od_cache_push_events (f->cache, od_test_log_slice (log, first + 200, log->events->len),
+                        log->head);
+  g_assert_true (od_cache_flush (f->cache, NULL));
+  g_assert_true (has_index (f->cache, "orders_updated"));
+  if (!od_test_cache_equals_fold (f->cache, fold, &why))
+    g_error ("%s", why);
 }
 
 /* Versions 1 and 2 indexed fewer prefix lengths for search.  Opening such
@@ -1775,6 +1847,8 @@ main (int    argc,
 
   g_setenv ("XDG_DATA_HOME", xdg, TRUE);
   g_test_init (&argc, &argv, NULL);
+  g_test_add ("/cache/projector-matches-fold-row-by-row", Fixture, GINT_TO_POINTER (1),
+              fixture_setup, test_projector_matches_fold, fixture_teardown);
   g_test_add ("/cache/projector-matches-fold", Fixture, NULL, fixture_setup,
               test_projector_matches_fold, fixture_teardown);
   g_test_add ("/cache/replay-is-noop", Fixture, NULL, fixture_setup, test_replay_is_noop,
@@ -1796,6 +1870,8 @@ main (int    argc,
   g_test_add ("/cache/wait-position", Fixture, NULL, fixture_setup, test_wait_position,
               fixture_teardown);
   g_test_add ("/cache/bulk-catch-up", Fixture, NULL, fixture_setup, test_bulk_catch_up,
+              fixture_teardown);
+  g_test_add ("/cache/bulk-rule", Fixture, NULL, fixture_setup, test_bulk_rule,
               fixture_teardown);
   g_test_add ("/cache/closed-refuses-jobs", Fixture, NULL, fixture_setup,
               test_closed_refuses_jobs, fixture_teardown);
