@@ -34,6 +34,7 @@ od_uuid_v7_fill (char   out[OD_UUID_LEN + 1],
   static GMutex lock;
   static gint64 last_msec;
   static guint16 counter;
+  guint16 seq;
   guint8 b[16];
   guint j = 0;
 
@@ -50,24 +51,30 @@ od_uuid_v7_fill (char   out[OD_UUID_LEN + 1],
           unix_msec = ++last_msec;
           counter = g_random_int_range (0, 0x100);
         }
+      seq = counter;
     }
   else if (unix_msec > last_msec)
     {
       last_msec = unix_msec;
       counter = g_random_int_range (0, 0x100);
+      seq = counter;
     }
   else
     {
       /* A backdated id (or a clock that stepped back): its random bits
-       * keep it unique, it just does not sort after the previous one. */
-      counter = g_random_int_range (0, 0x1000);
+       * keep it unique, it just does not sort after the previous one.
+       * The newest millisecond's counter is left alone, so that the next
+       * id of that millisecond still sorts after the ones before it. */
+      seq = g_random_int_range (0, 0x1000);
     }
+  /* seq, not counter, below: another thread may move the counter on
+   * once the lock is released. */
   g_mutex_unlock (&lock);
 
   for (guint i = 0; i < 6; i++)
     b[i] = (guint8) (unix_msec >> (8 * (5 - i)));
-  b[6] = 0x70 | ((counter >> 8) & 0x0f);
-  b[7] = counter & 0xff;
+  b[6] = 0x70 | ((seq >> 8) & 0x0f);
+  b[7] = seq & 0xff;
   for (guint i = 8; i < 16; i += 4)
     {
       guint32 r = g_random_int ();

@@ -122,25 +122,33 @@ test_uuid_v7_burst (void)
   check_v7_run (50000);
 }
 
-/* Runs last of the UUID tests: it moves the generator's clock ahead. */
+/* Runs last of the UUID tests: it moves the generator's clock ahead.
+ * A backdated id between two of the newest millisecond must not reset
+ * that millisecond's counter: it did, and the third id sorted before
+ * the first about once in 30 (a random counter), so this runs 300 times,
+ * each in a new millisecond. */
 static void
 test_uuid_v7_fill (void)
 {
-  char a[OD_UUID_LEN + 1], b[OD_UUID_LEN + 1], c[OD_UUID_LEN + 1];
   gint64 future = g_get_real_time () / 1000 + 100000;
 
-  od_uuid_v7_fill (a, future);
-  g_assert_true (od_uuid_is_valid (a));
-  g_assert_cmpint (uuid_msec (a), ==, future);
-  /* A backdated id (the demo seeds weeks of history) keeps its own time. */
-  od_uuid_v7_fill (b, future - 50000);
-  g_assert_true (od_uuid_is_valid (b));
-  g_assert_cmpint (uuid_msec (b), ==, future - 50000);
-  g_assert_cmpstr (b, <, a);
-  od_uuid_v7_fill (c, future);
-  g_assert_true (od_uuid_is_valid (c));
-  g_assert_cmpstr (a, <, c);
-  g_assert_cmpstr (b, !=, c);
+  for (guint i = 0; i < 300; i++, future += 2000)
+    {
+      char a[OD_UUID_LEN + 1], b[OD_UUID_LEN + 1], c[OD_UUID_LEN + 1];
+
+      od_uuid_v7_fill (a, future);
+      g_assert_true (od_uuid_is_valid (a));
+      g_assert_cmpint (uuid_msec (a), ==, future);
+      /* A backdated id (the demo seeds weeks of history) keeps its own time. */
+      od_uuid_v7_fill (b, future - 50000);
+      g_assert_true (od_uuid_is_valid (b));
+      g_assert_cmpint (uuid_msec (b), ==, future - 50000);
+      g_assert_cmpstr (b, <, a);
+      od_uuid_v7_fill (c, future);
+      g_assert_true (od_uuid_is_valid (c));
+      g_assert_cmpstr (a, <, c);
+      g_assert_cmpstr (b, !=, c);
+    }
 }
 
 /* ---- field rules ---- */
