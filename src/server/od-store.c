@@ -176,20 +176,51 @@ od_store_append_int (GString *out,
   g_string_append_len (out, p, buf + sizeof buf - p);
 }
 
+#define BYTES(b) ((guint64) (b) * G_GUINT64_CONSTANT (0x0101010101010101))
+
+/* Whether one of the eight bytes of X is below 0x20, at or above 0x80, a
+ * quote or a backslash.  Each test is exact about whether such a byte is
+ * present (a borrow only crosses into the next byte from one that
+ * matched). */
+static inline gboolean
+needs_escape8 (guint64 x)
+{
+  guint64 quote = x ^ BYTES ('"');
+  guint64 backslash = x ^ BYTES ('\\');
+
+  return ((x | ((x - BYTES (0x20)) & ~x)
+           | ((quote - BYTES (0x01)) & ~quote)
+           | ((backslash - BYTES (0x01)) & ~backslash)) & BYTES (0x80)) != 0;
+}
+
 /* The length of STR when it goes into JSON as it is: printable ASCII
  * without quote or backslash, as order ids, types, timestamps and token
- * names are; else -1. */
+ * names are; else -1.  Eight bytes at a time: replay checks four strings
+ * of every event, and the loop a byte at a time was a tenth of its CPU. */
 static gssize
 plain_length (const char *str)
 {
-  const guchar *p = (const guchar *) str;
+  gsize len, i = 0;
 
   if (str == NULL)
     return -1;
-  for (; *p != '\0'; p++)
-    if (*p < 0x20 || *p == '"' || *p == '\\' || *p >= 0x80)
-      return -1;
-  return (const char *) p - str;
+  len = strlen (str);
+  for (; i + 8 <= len; i += 8)
+    {
+      guint64 x;
+
+      memcpy (&x, str + i, 8);
+      if (needs_escape8 (x))
+        return -1;
+    }
+  for (; i < len; i++)
+    {
+      guchar c = str[i];
+
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
+        return -1;
+    }
+  return len;
 }
 
 static char *
