@@ -26,6 +26,8 @@ struct _OdSession
   guint          pending;
 
   GArray        *latencies;    /* double ms, oldest first */
+  gint64         last_visible_at; /* of the command latency_last is of */
+  gint64         last_visible_id;
   double         latency_last;
   double         latency_p50;
   double         latency_p99;
@@ -121,21 +123,35 @@ set_latency (OdSession *self,
   g_object_notify_by_pspec (G_OBJECT (self), properties[prop]);
 }
 
+/* The last latency is that of the command visible last (by visible_at,
+ * then id), whatever order the changes are noticed in: an answer handled
+ * after a commit can report a command that became visible before the
+ * commit's. */
 static void
-note_latency (OdSession *self,
-              double     ms)
+note_latency (OdSession              *self,
+              const OdPendingCommand *command)
 {
   g_autoptr(GArray) sorted = NULL;
+  double ms = od_pending_command_latency_ms (command);
+  gboolean newest;
 
   if (ms < 0)
     return;
+  newest = command->visible_at > self->last_visible_at
+           || (command->visible_at == self->last_visible_at && command->id >= self->last_visible_id);
+  if (newest)
+    {
+      self->last_visible_at = command->visible_at;
+      self->last_visible_id = command->id;
+    }
   if (self->latencies->len >= MAX_LATENCIES)
     g_array_remove_index (self->latencies, 0);
   g_array_append_val (self->latencies, ms);
   sorted = g_array_copy (self->latencies);
   g_array_sort (sorted, compare_double);
   g_object_freeze_notify (G_OBJECT (self));
-  set_latency (self, &self->latency_last, ms, PROP_LATENCY_LAST);
+  if (newest)
+    set_latency (self, &self->latency_last, ms, PROP_LATENCY_LAST);
   /* Nearest rank, rounded up: the p99 of fewer than 100 samples is the
    * largest, never below the latest one. */
   set_latency (self, &self->latency_p50, g_array_index (sorted, double, (sorted->len + 1) / 2 - 1),
@@ -160,7 +176,7 @@ on_command_changed (OdOutbox       *outbox,
       g_autoptr(OdPendingCommand) command = od_outbox_get (outbox, id, NULL);
 
       if (command != NULL)
-        note_latency (self, od_pending_command_latency_ms (command));
+        note_latency (self, command);
     }
 }
 

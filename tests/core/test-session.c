@@ -220,6 +220,33 @@ test_live (void)
   g_assert_cmpfloat (p99, ==, g_array_index (samples, double, 2));
   g_assert_cmpfloat (last, ==, last_visible);
 
+  /* The same changes noticed again, the newest first (as when an answer
+   * is handled after a later commit): the last stays the newest's. */
+  {
+    OdOutbox *outbox = od_session_get_outbox (session);
+    gint64 order[G_N_ELEMENTS (ids)];
+    guint n = 0;
+
+    for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+      {
+        g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, ids[i], NULL);
+
+        if (c->visible_at == last_visible_at)
+          order[n++] = ids[i];
+      }
+    for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+      {
+        g_autoptr(OdPendingCommand) c = od_outbox_get (outbox, ids[i], NULL);
+
+        if (c->visible_at != last_visible_at)
+          order[n++] = ids[i];
+      }
+    for (guint i = 0; i < n; i++)
+      g_signal_emit_by_name (outbox, "command-changed", order[i], OD_COMMAND_STATE_VISIBLE);
+    od_session_get_latency (session, &last, NULL, NULL);
+    g_assert_cmpfloat (last, ==, last_visible);
+  }
+
   od_session_close (session);
   g_hash_table_unref (notes.notified);
   remove_cache (dir, path);
