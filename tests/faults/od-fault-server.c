@@ -39,8 +39,13 @@ spawn (OdFaultServer *s)
 
   od_test_process_start (s->process, s->port, args);
   s->proc = od_test_process_subprocess (s->process);
-  g_free (s->url);
-  s->url = g_strdup (od_test_process_url (s->process));
+  /* Client threads read s->url while the server restarts: it is set once
+   * and never freed or replaced until the end (the port is kept, so the
+   * URL is the same string). */
+  if (s->url == NULL)
+    s->url = g_strdup (od_test_process_url (s->process));
+  else
+    g_assert_cmpstr (s->url, ==, od_test_process_url (s->process));
   s->port = od_test_process_port (s->process);
 }
 

@@ -75,8 +75,8 @@ send_until_answered (Client      *client,
       gboolean replayed = FALSE;
       guint status;
 
-      /* The URL is read each time: a restart keeps the port, but read it
-       * under the same rules as a real client would (a fixed URL). */
+      /* A restart keeps the port, so the URL stays the same string (it
+       * is never replaced while clients run). */
       status = od_fault_post_command (session, client->server->url, c->key, c->body, &answer,
                                       &replayed);
       if (status == 0)
