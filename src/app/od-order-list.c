@@ -55,6 +55,7 @@ struct _OdOrderList
   GtkSearchEntry      *search_entry;
   GtkBox              *filter_box;
   GtkLabel            *count_label;
+  GtkLabel            *search_note;
   GtkStack            *stack;
   GtkColumnView       *column_view;
   AdwStatusPage       *empty_page;
@@ -62,6 +63,7 @@ struct _OdOrderList
   GtkColumnViewColumn *columns[N_COLUMNS];
   GtkToggleButton     *filter_buttons[N_FILTERS];
   OdOrderListModel    *model;
+  OdCache             *cache;          /* the model's, for its search-complete */
   GtkSingleSelection  *selection;
   GHashTable          *pending;
   OdOrderStatus        status;
@@ -155,9 +157,14 @@ update_counts (OdOrderList *self)
   OdCache *cache = self->model ? od_order_list_model_get_cache (self->model) : NULL;
   guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
   g_autofree char *text = NULL;
+  gboolean searching = *gtk_editable_get_text (GTK_EDITABLE (self->search_entry)) != '\0';
 
   if (cache != NULL && !od_cache_get_status_counts (cache, counts, &error))
     g_warning ("Could not read the status counts: %s", error->message);
+  /* A search during a bulk catch-up misses, by customer, the orders it
+   * brought so far: the list says so rather than look complete. */
+  gtk_widget_set_visible (GTK_WIDGET (self->search_note),
+                          cache != NULL && searching && !od_cache_get_search_complete (cache));
 
   for (guint i = 0; i < N_FILTERS; i++)
     {
@@ -174,8 +181,7 @@ update_counts (OdOrderList *self)
   text = g_strdup_printf (ngettext ("%'u order", "%'u orders", n), n);
   gtk_label_set_label (self->count_label, text);
   self->shown_n = n;
-  if (self->status == OD_STATUS_NONE
-      && *gtk_editable_get_text (GTK_EDITABLE (self->search_entry)) == '\0')
+  if (self->status == OD_STATUS_NONE && !searching)
     {
       adw_status_page_set_icon_name (self->empty_page, "io.github.orderdesk.OrderDesk-symbolic");
       adw_status_page_set_title (self->empty_page, _("No Orders Yet"));
@@ -1153,6 +1159,11 @@ od_order_list_set_cache (OdOrderList *self,
   if (cache != NULL)
     model = od_order_list_model_new_for_query (cache, self->sort, self->descending, self->status,
                                                gtk_editable_get_text (GTK_EDITABLE (self->search_entry)));
+  if (self->cache != NULL)
+    g_signal_handlers_disconnect_by_data (self->cache, self);
+  g_set_object (&self->cache, cache);
+  if (cache != NULL)
+    g_signal_connect_swapped (cache, "notify::search-complete", G_CALLBACK (update_counts), self);
   set_model (self, model);
   update_counts (self);
 }
@@ -1433,6 +1444,9 @@ od_order_list_dispose (GObject *object)
   if (self->model != NULL)
     g_signal_handlers_disconnect_by_data (self->model, self);
   g_clear_object (&self->model);
+  if (self->cache != NULL)
+    g_signal_handlers_disconnect_by_data (self->cache, self);
+  g_clear_object (&self->cache);
   g_clear_pointer (&self->pending, g_hash_table_unref);
   g_clear_handle_id (&self->settle_id, g_source_remove);
   if (self->stale_tick_id != 0)
@@ -1491,6 +1505,7 @@ od_order_list_class_init (OdOrderListClass *klass)
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, search_entry);
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, filter_box);
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, count_label);
+  gtk_widget_class_bind_template_child (widget_class, OdOrderList, search_note);
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, stack);
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, column_view);
   gtk_widget_class_bind_template_child (widget_class, OdOrderList, empty_page);

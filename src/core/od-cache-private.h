@@ -48,6 +48,7 @@ struct _OdCache
   gboolean      takeover_queued; /* owner thread */
   GSource      *watch;           /* owner thread: polls other processes' commits */
   gint64        data_version;
+  gboolean      search_incomplete; /* main thread: as last read, see od_cache_get_search_complete */
   char         *outbox_signature;
 
   /* Writer thread state. */

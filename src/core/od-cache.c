@@ -47,6 +47,15 @@ enum
 
 static guint signals[N_SIGNALS];
 
+enum
+{
+  PROP_0,
+  PROP_SEARCH_COMPLETE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 void
 od_sync_state_clear (OdSyncState *state)
 {
@@ -196,12 +205,38 @@ od_cache_finalize (GObject *object)
 }
 
 static void
+od_cache_get_property (GObject    *object,
+                       guint       prop_id,
+                       GValue     *value,
+                       GParamSpec *pspec)
+{
+  OdCache *self = OD_CACHE (object);
+
+  switch (prop_id)
+    {
+    case PROP_SEARCH_COMPLETE:
+      g_value_set_boolean (value, !self->search_incomplete);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 od_cache_class_init (OdCacheClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->dispose = od_cache_dispose;
   object_class->finalize = od_cache_finalize;
+  object_class->get_property = od_cache_get_property;
+
+  /* See od_cache_get_search_complete (); notified on change, within the
+   * tenth of a second in which a commit shows (watch_cb). */
+  properties[PROP_SEARCH_COMPLETE] =
+    g_param_spec_boolean ("search-complete", NULL, NULL, TRUE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SIGNAL_APPLIED] = g_signal_new ("applied", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                                           0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
@@ -294,6 +329,9 @@ watch_cb (gpointer data)
   if (version == self->data_version)
     return G_SOURCE_CONTINUE;
   self->data_version = version;
+  /* Notifies "search-complete" when a bulk catch-up began or ended (in
+   * this process's writer or another's). */
+  od_cache_get_search_complete (self);
 
   if (!g_atomic_int_get (&self->is_writer))
     {
@@ -620,6 +658,34 @@ od_cache_get_status_counts (OdCache  *self,
       return FALSE;
     }
   return TRUE;
+}
+
+gboolean
+od_cache_get_search_complete (OdCache *self)
+{
+  /* bulk_begin_sql's trigger stands for the whole of bulk mode: it is
+   * created with the search trigger's removal and dropped, in the same
+   * transaction, with the search index's build (bulk_end_sql). */
+  sqlite3_stmt *st;
+  gboolean bulk;
+
+  g_return_val_if_fail (OD_IS_CACHE (self), TRUE);
+
+  if (self->db == NULL)
+    return TRUE;
+  st = od_cache_prepare_read (self,
+                              "SELECT 1 FROM sqlite_master WHERE type = 'trigger'"
+                              " AND name = 'orders_count_insert_bulk'", NULL);
+  if (st == NULL)
+    return TRUE;
+  bulk = sqlite3_step (st) == SQLITE_ROW;
+  sqlite3_reset (st);
+  if (bulk != self->search_incomplete)
+    {
+      self->search_incomplete = bulk;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SEARCH_COMPLETE]);
+    }
+  return !bulk;
 }
 
 void

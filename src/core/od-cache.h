@@ -106,6 +106,16 @@ gboolean     od_cache_get_status_counts (OdCache     *self,
                                          gint64       counts[OD_STATUS_N],
                                          GError     **error);
 
+/* Whether a search can find every order the cache holds.  FALSE while a
+ * bulk catch-up, this process's or another's (see
+ * od_cache_set_bulk_threshold), has the search index of customer names
+ * and e-mails out: orders it applied are found by id, SKU and note, and
+ * by customer only once the index is built, before the catch-up is
+ * reported done.  Reads with the read connection, now; the
+ * "search-complete" property follows it, notified within a tenth of a
+ * second of the commit that changed it (on the cache's main context). */
+gboolean     od_cache_get_search_complete (OdCache   *self);
+
 /* Queues events for the writer thread (any thread but the owner's: it
  * blocks while 50,000 events wait to be applied).  Takes ownership of
  * the array (of OdEvent*, with a free func).  Events at or below the

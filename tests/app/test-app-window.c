@@ -5,6 +5,7 @@
 #include "od-order-item.h"
 #include "od-test-app.h"
 #include "od-test-cache.h"
+#include "od-test-events.h"
 #include "od-test-server.h"
 #include "od-uuid.h"
 
@@ -1185,6 +1186,78 @@ test_live_keeps_position (Fixture       *f,
   g_assert_cmpstr (shown_after, ==, shown);
 }
 
+/* A search during a bulk catch-up, here another program's (this test's
+ * own OdCache holds the writer's lock, as orderdeskctl sync would), misses
+ * by customer the orders applied so far: the list says so under its
+ * filters.  Once the catch-up is done the note goes, within the tenth of
+ * a second a follower takes to see a commit, and they are found. */
+#define BULK_NOTE "Search by customer is incomplete until the catch-up is done"
+
+typedef struct
+{
+  Fixture *f;
+  guint    n;
+} BulkWait;
+
+static gboolean
+bulk_note_gone (gpointer data)
+{
+  BulkWait *w = data;
+
+  return od_test_find_label (GTK_WIDGET (w->f->window), BULK_NOTE) == NULL && n_rows (w->f) == w->n;
+}
+
+static void
+test_search_during_bulk (Fixture       *f,
+                         gconstpointer  data)
+{
+  g_autoptr(OdTestLog) log = od_test_log_new (2000, 41);
+  g_autoptr(GHashTable) fold = od_test_fold (log->events);
+  g_autofree char *cache = g_build_filename (f->tmpdir, "profile.sqlite", NULL);
+  g_autoptr(OdCache) writer = NULL;
+  g_autoptr(GError) error = NULL;
+  OdOrderList *list;
+  GHashTableIter iter;
+  gpointer value;
+  BulkWait w = { f, 0 };
+  guint half = log->events->len / 2;
+
+  g_hash_table_iter_init (&iter, fold);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (strstr (((OdOrder *) value)->customer_name, "Lovelace") != NULL)
+      w.n++;
+  g_assert_cmpuint (w.n, >, 0);
+
+  writer = od_cache_open (cache, &error);
+  g_assert_no_error (error);
+  g_assert_true (od_cache_is_writer (writer));
+  od_cache_set_bulk_min (writer, 1000);
+  od_cache_push_events (writer, od_test_log_slice (log, 0, half), log->head);
+  g_assert_true (od_cache_flush (writer, NULL));
+  g_assert_false (od_cache_get_search_complete (writer));
+
+  open_window (f, "http://127.0.0.1:9", NULL, cache, TRUE);
+  list = od_window_get_order_list (f->window);
+  od_test_wait_frame (GTK_WIDGET (f->window));
+  /* No search, nothing to say. */
+  g_assert_null (od_test_find_label (GTK_WIDGET (f->window), BULK_NOTE));
+  g_assert_cmpuint (n_rows (f), >, 0);
+
+  od_order_list_set_search (list, "Lovelace");
+  od_test_wait_frame (GTK_WIDGET (f->window));
+  g_assert_cmpuint (n_rows (f), ==, 0);
+  g_assert_nonnull (od_test_find_label (GTK_WIDGET (f->window), BULK_NOTE));
+  od_test_assert_label_whole (od_test_find_label (GTK_WIDGET (f->window), BULK_NOTE));
+
+  od_cache_push_events (writer, od_test_log_slice (log, half, log->events->len), log->head);
+  g_assert_true (od_cache_flush (writer, NULL));
+  g_assert_true (od_cache_get_search_complete (writer));
+  if (!od_test_wait (bulk_note_gone, &w, 10000))
+    g_error ("after the catch-up: %u of %u rows, the note %s", n_rows (f), w.n,
+             od_test_find_label (GTK_WIDGET (f->window), BULK_NOTE) ? "still shown" : "gone");
+  od_test_app_close_window (f);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1200,6 +1273,8 @@ main (int   argc,
   g_test_add ("/app/welcome", Fixture, NULL, od_test_app_fixture_set_up, test_welcome,
               od_test_app_fixture_tear_down);
   g_test_add ("/app/search-filter-sort", Fixture, NULL, od_test_app_fixture_set_up, test_search_filter_sort,
+              od_test_app_fixture_tear_down);
+  g_test_add ("/app/search-during-bulk", Fixture, NULL, od_test_app_fixture_set_up, test_search_during_bulk,
               od_test_app_fixture_tear_down);
   g_test_add ("/app/search-rows-shown", Fixture, NULL, od_test_app_fixture_set_up, test_search_rows_shown,
               od_test_app_fixture_tear_down);

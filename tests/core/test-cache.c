@@ -795,6 +795,12 @@ has_updated_index (OdCache *cache)
  * catch-up drops the indexes until caught up; a later one smaller than
  * the cache keeps them. */
 static void
+count_notify (guint *count)
+{
+  (*count)++;
+}
+
+static void
 test_bulk_rule (Fixture       *f,
                 gconstpointer  data)
 {
@@ -803,6 +809,11 @@ test_bulk_rule (Fixture       *f,
   g_autofree char *why = NULL;
   guint first = log->events->len * 6 / 10;
   gint64 first_head;
+  gint64 lovelace;
+  OdOrderQuery by_customer = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, "Lovelace" };
+  OdOrderQuery by_id = { OD_ORDER_SORT_UPDATED, TRUE, OD_STATUS_NONE, NULL };
+  const char *first_id = ((OdEvent *) g_ptr_array_index (log->events, 0))->order_id;
+  guint notified = 0;
   struct { gint64 applied, head; gboolean bulk; } cases[] = {
     { 0, 10000, FALSE },          /* at the minimum */
     { 0, 10001, TRUE },           /* a cold cache */
@@ -821,21 +832,41 @@ test_bulk_rule (Fixture       *f,
   g_assert_true (od_cache_wants_bulk (f->cache, 0, 300001));
   od_cache_set_bulk_min (f->cache, 1000);
   od_cache_set_max_transaction (f->cache, 2000);
+  g_assert_true (od_cache_get_search_complete (f->cache));
+  g_signal_connect_swapped (f->cache, "notify::search-complete", G_CALLBACK (count_notify),
+                            &notified);
 
-  /* Cold: the first part, the known head still ahead, in bulk mode. */
+  /* Cold: the first part, the known head still ahead, in bulk mode.  The
+   * search index lacks the orders applied so far, and the cache says so;
+   * by id they are found.  Once caught up, it is complete and finds
+   * them by customer too. */
   first_head = ((OdEvent *) g_ptr_array_index (log->events, first - 1))->position;
   g_assert_cmpint (first_head, >, 1000);
   od_cache_push_events (f->cache, od_test_log_slice (log, 0, first / 2), first_head);
   g_assert_true (od_cache_flush (f->cache, NULL));
   g_assert_false (has_updated_index (f->cache));
+  g_assert_false (od_cache_get_search_complete (f->cache));
+  g_assert_false (od_cache_get_search_complete (f->cache));
+  g_assert_cmpuint (notified, ==, 1);
+  lovelace = scalar (f->cache, "SELECT count(*) FROM orders WHERE customer_name LIKE '%Lovelace%'");
+  g_assert_cmpint (lovelace, >, 0);
+  g_assert_cmpint (od_query_count_orders (f->cache, &by_customer, NULL), ==, 0);
+  by_id.search = first_id;
+  g_assert_cmpint (od_query_count_orders (f->cache, &by_id, NULL), ==, 1);
   od_cache_push_events (f->cache, od_test_log_slice (log, first / 2, first), first_head);
   g_assert_true (od_cache_flush (f->cache, NULL));
   g_assert_true (has_updated_index (f->cache));
+  g_assert_true (od_cache_get_search_complete (f->cache));
+  g_assert_cmpuint (notified, ==, 2);
+  g_assert_cmpint (od_query_count_orders (f->cache, &by_customer, NULL), ==,
+                   scalar (f->cache, "SELECT count(*) FROM orders"
+                                     " WHERE customer_name LIKE '%Lovelace%'"));
 
   /* The rest (4 in 10 of the log) is less than the cache: row by row. */
   od_cache_push_events (f->cache, od_test_log_slice (log, first, first + 200), log->head);
   g_assert_true (od_cache_flush (f->cache, NULL));
   g_assert_true (has_updated_index (f->cache));
+  g_assert_true (od_cache_get_search_complete (f->cache));
   od_cache_push_events (f->cache, od_test_log_slice (log, first + 200, log->events->len),
                         log->head);
   g_assert_true (od_cache_flush (f->cache, NULL));
