@@ -88,6 +88,28 @@ od_format_time_of_day_or_date (gint64 real_time_usec)
   return g_date_time_format (when, _("%x %X"));
 }
 
+/* For the indicator's one line: the time of day today, else the day and
+ * the minute (the year too when it is another).  That line sits in the
+ * header bar of a wide window, and the wide layout's minimum width must
+ * stay under the fold width (od-window.c): "data as of" a full date and
+ * time of yesterday once made a 360 px window open 713 px wide, unable to
+ * fold.  The details keep the full date and time. */
+static char *
+format_as_of (gint64 real_time_usec)
+{
+  g_autoptr(GDateTime) when = g_date_time_new_from_unix_local (real_time_usec / G_USEC_PER_SEC);
+  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+  gboolean c_locale = od_format_c_time_locale ();
+
+  if (g_date_time_get_year (when) != g_date_time_get_year (now))
+    return g_date_time_format (when, c_locale ? "%Y-%m-%d" : "%x");
+  if (g_date_time_get_day_of_year (when) == g_date_time_get_day_of_year (now))
+    return g_date_time_format (when, "%X");
+  /* TRANSLATORS: a day of this year and a time, as short as it can be
+   * ("4 Dec, 09:41"), see g_date_time_format() */
+  return g_date_time_format (when, c_locale ? "%m-%d %H:%M" : _("%-d %b, %H:%M"));
+}
+
 static char *
 format_seconds (double seconds)
 {
@@ -188,8 +210,8 @@ od_lag_indicator_update (OdLagIndicator *self)
         state_text = g_strdup (_("Offline"));
         if (contact > 0)
           {
-            g_autofree char *when = od_format_time_of_day_or_date (contact);
-            /* TRANSLATORS: "Offline · data as of 10:02:11" */
+            g_autofree char *when = format_as_of (contact);
+            /* TRANSLATORS: "Offline · data as of 10:02:11" (or "4 Dec, 09:41") */
             text = g_strdup_printf (_("Offline · data as of %s"), when);
           }
         else

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <glib/gi18n.h>
+#include <sqlite3.h>
 
 #include "od-test-app.h"
 #include "od-test-cache.h"
@@ -75,6 +76,21 @@ test_widths (void)
 
   g_assert_no_error (error);
   cache = od_test_copy_cache (shared, tmpdir);
+  /* Last heard from two days ago: the indicator's text has a date
+   * ("Offline · data as of 12-03 10:02").  With the full date and time
+   * it kept the window from folding: the wide header's minimum passed the
+   * fold width, and a 360 px window opened 713 px wide (found by a run of
+   * this test just after midnight). */
+  {
+    sqlite3 *db = NULL;
+    g_autofree char *sql = g_strdup_printf ("UPDATE sync_state SET last_contact_at = %" G_GINT64_FORMAT,
+                                            g_get_real_time () - (gint64) 2 * 24 * 3600 * G_USEC_PER_SEC);
+
+    g_assert_cmpint (sqlite3_open (cache, &db), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_changes (db), ==, 1);
+    sqlite3_close (db);
+  }
   app = od_test_app_new ();
   window = od_window_new (app);
   /* Offline: the indicator's longest text, "Offline · data as of <time>". */
