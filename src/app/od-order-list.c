@@ -37,10 +37,11 @@ static const struct
   guint       nat_chars;
 } columns[N_COLUMNS] = {
   { "order", N_("Order"), -1, FALSE, TRUE, 13, 13 },
-  { "customer", N_("Customer"), OD_ORDER_SORT_CUSTOMER, TRUE, FALSE, 12, 16 },
+  { "customer", N_("Customer"), OD_ORDER_SORT_CUSTOMER, TRUE, FALSE, 8, 16 },
   { "status", N_("Status"), -1, FALSE, FALSE, 0, 0 },
   { "items", N_("Items"), -1, FALSE, TRUE, 3, 5 },
-  { "total", N_("Total"), OD_ORDER_SORT_TOTAL, FALSE, TRUE, 6, 12 },
+  /* A total is never cut short: its cell is as wide as "123,456.78 EUR". */
+  { "total", N_("Total"), OD_ORDER_SORT_TOTAL, FALSE, TRUE, 12, 12 },
   { "updated", N_("Updated"), OD_ORDER_SORT_UPDATED, FALSE, FALSE, 6, 16 },
 };
 
@@ -76,6 +77,11 @@ struct _OdOrderList
   guint                settle_id;   /* idle: reads a new query's deferred pages */
   gint64               stale_frame;
   GtkAdjustment       *vadjustment;
+  GtkAdjustment       *hadjustment;
+  guint                fit_idle;
+  /* For a column hidden to fit (see fit_columns): the width the columns
+   * needed with it shown; 0 while it is shown. */
+  double               fit_need[N_COLUMNS];
   double               row_height;
   GdkFrameClock       *frame_clock;
   /* Our handlers on it, by id: GTK's own tick handler there has this
@@ -695,6 +701,85 @@ keep_place_tick (GtkWidget     *widget,
     return G_SOURCE_CONTINUE;
   self->keep_place_tick = 0;
   return G_SOURCE_REMOVE;
+}
+
+/* Hidden first, when the list is too narrow to show every column (800 px
+ * windows with the detail beside, 360 px ones): the operator keeps the
+ * order, its customer, status and total without scrolling sideways.
+ * Shown again, the last hidden first, once the width they needed is
+ * there (so a column never flickers in and out at one width). */
+static const Column fit_hide_order[] = { COL_ITEMS, COL_UPDATED };
+
+static gboolean
+fit_columns (gpointer data)
+{
+  OdOrderList *self = data;
+  double upper;
+  double page;
+
+  self->fit_idle = 0;
+  if (self->hadjustment == NULL || !gtk_widget_get_mapped (GTK_WIDGET (self)))
+    return G_SOURCE_REMOVE;
+  upper = gtk_adjustment_get_upper (self->hadjustment);
+  page = gtk_adjustment_get_page_size (self->hadjustment);
+  if (page <= 0)
+    return G_SOURCE_REMOVE;
+  /* One column a step: the view lays out again, and this runs again. */
+  if (upper > page + 0.5)
+    {
+      for (guint i = 0; i < G_N_ELEMENTS (fit_hide_order); i++)
+        {
+          GtkColumnViewColumn *column = self->columns[fit_hide_order[i]];
+
+          if (gtk_column_view_column_get_visible (column))
+            {
+              self->fit_need[fit_hide_order[i]] = upper;
+              gtk_column_view_column_set_visible (column, FALSE);
+              break;
+            }
+        }
+    }
+  else
+    {
+      for (guint i = G_N_ELEMENTS (fit_hide_order); i > 0; i--)
+        {
+          Column c = fit_hide_order[i - 1];
+
+          if (!gtk_column_view_column_get_visible (self->columns[c]))
+            {
+              if (page + 0.5 >= self->fit_need[c])
+                {
+                  self->fit_need[c] = 0;
+                  gtk_column_view_column_set_visible (self->columns[c], TRUE);
+                }
+              break;
+            }
+        }
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* The view's width or its columns' changed: fitted after the layout, not
+ * inside it (a column shown or hidden lays the view out again). */
+static void
+queue_fit_columns (OdOrderList *self)
+{
+  if (self->fit_idle == 0)
+    self->fit_idle = g_idle_add (fit_columns, self);
+}
+
+static void
+on_hadjustment_changed (OdOrderList *self)
+{
+  GtkAdjustment *adjustment = gtk_scrollable_get_hadjustment (GTK_SCROLLABLE (self->column_view));
+
+  if (adjustment == self->hadjustment)
+    return;
+  if (self->hadjustment != NULL)
+    g_signal_handlers_disconnect_by_data (self->hadjustment, self);
+  g_set_object (&self->hadjustment, adjustment);
+  if (adjustment != NULL)
+    g_signal_connect_swapped (adjustment, "changed", G_CALLBACK (queue_fit_columns), self);
 }
 
 static void
@@ -1449,6 +1534,10 @@ od_order_list_dispose (GObject *object)
   g_clear_object (&self->cache);
   g_clear_pointer (&self->pending, g_hash_table_unref);
   g_clear_handle_id (&self->settle_id, g_source_remove);
+  g_clear_handle_id (&self->fit_idle, g_source_remove);
+  if (self->hadjustment != NULL)
+    g_signal_handlers_disconnect_by_data (self->hadjustment, self);
+  g_clear_object (&self->hadjustment);
   if (self->stale_tick_id != 0)
     {
       gtk_widget_remove_tick_callback (GTK_WIDGET (self), self->stale_tick_id);
@@ -1527,6 +1616,10 @@ od_order_list_init (OdOrderList *self)
   g_signal_connect_swapped (self->column_view, "notify::vadjustment",
                             G_CALLBACK (on_vadjustment_changed), self);
   on_vadjustment_changed (self);
+  g_signal_connect_swapped (self->column_view, "notify::hadjustment",
+                            G_CALLBACK (on_hadjustment_changed), self);
+  on_hadjustment_changed (self);
+  g_signal_connect (self, "map", G_CALLBACK (queue_fit_columns), NULL);
   self->status = OD_STATUS_NONE;
   set_model (self, NULL);
   gtk_search_bar_connect_entry (self->search_bar, GTK_EDITABLE (self->search_entry));
