@@ -25,6 +25,7 @@ struct _OdCache
   gint64        applied;       /* committed applied position, under applied_lock */
   guint64       next_waiter_id;
   guint         max_transaction;
+  guint         bulk_max_transaction; /* the same in bulk mode */
   /* Set on the owner's thread, called on the writer's: gap_lock makes
    * od_cache_set_gap_func (NULL) wait for a call in progress, so the
    * caller may free gap_data right after (the sync engine does). */

@@ -189,6 +189,12 @@ writer_startup (OdCache *self)
   od_cache_refold_kept_events (self);
 }
 
+static guint
+writer_max_transaction (OdCache *self)
+{
+  return self->bulk ? self->bulk_max_transaction : self->max_transaction;
+}
+
 static gpointer
 od_cache_writer_thread (gpointer data)
 {
@@ -209,7 +215,7 @@ od_cache_writer_thread (gpointer data)
        * reached) it commits as soon as nothing more is queued. */
       if (self->in_tx)
         {
-          gboolean catching_up = self->tx_events < self->max_transaction
+          gboolean catching_up = self->tx_events < writer_max_transaction (self)
                                  && self->tx_applied < self->tx_known_head;
 
           item = catching_up ? g_async_queue_timeout_pop (self->queue, 50 * 1000)
@@ -261,7 +267,7 @@ od_cache_writer_thread (gpointer data)
             }
           self->tx_known_head = MAX (self->tx_known_head, item->known_head);
           self->tx_known_head = MAX (self->tx_known_head, self->tx_applied);
-          if (self->tx_events >= self->max_transaction)
+          if (self->tx_events >= writer_max_transaction (self))
             {
               if (!od_cache_commit_tx (self, &error))
                 fail_write (self, g_steal_pointer (&error));

@@ -127,7 +127,9 @@ void         od_cache_push_events       (OdCache     *self,
                                          gint64       known_head);
 
 /* The writer keeps a transaction open while more events are queued, up to
- * this many events (default 100000); 1 = every batch its own commit. */
+ * this many events (default 100,000, and 600,000 in bulk mode, see
+ * od_cache_set_bulk_threshold); 1 = every batch its own commit.  Setting
+ * it sets both. */
 void         od_cache_set_max_transaction (OdCache   *self,
                                            guint      max_events);
 
