@@ -26,6 +26,7 @@ struct _OdCache
   guint64       next_waiter_id;
   guint         max_transaction;
   guint         bulk_max_transaction; /* the same in bulk mode */
+  gboolean      keep_memory;     /* see od_cache_set_keep_memory */
   /* Set on the owner's thread, called on the writer's: gap_lock makes
    * od_cache_set_gap_func (NULL) wait for a call in progress, so the
    * caller may free gap_data right after (the sync engine does). */

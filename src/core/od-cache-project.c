@@ -346,10 +346,14 @@ od_cache_commit_tx (OdCache  *self,
 
       sqlite3_wal_checkpoint_v2 (self->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
       c1 = g_get_monotonic_time ();
-      sqlite3_db_release_memory (self->wdb);
-      malloc_trim (0);
-      g_debug ("caught up: WAL checkpointed in %.0f ms, memory given back in %.0f ms",
-               (c1 - c0) / 1000.0, (g_get_monotonic_time () - c1) / 1000.0);
+      if (!self->keep_memory)
+        {
+          sqlite3_db_release_memory (self->wdb);
+          malloc_trim (0);
+        }
+      g_debug ("caught up: WAL checkpointed in %.0f ms, memory %s in %.0f ms",
+               (c1 - c0) / 1000.0, self->keep_memory ? "kept" : "given back",
+               (g_get_monotonic_time () - c1) / 1000.0);
     }
   od_cache_set_applied (self, applied);
   od_cache_post_notify (self, applied, outbox_changed, FALSE, NULL);

@@ -717,6 +717,13 @@ od_cache_set_bulk_min (OdCache *self,
   self->bulk_min = events;
 }
 
+void
+od_cache_set_keep_memory (OdCache  *self,
+                          gboolean  keep)
+{
+  self->keep_memory = keep;
+}
+
 /* Whether a catch-up KNOWN_HEAD - APPLIED events long goes in bulk mode
  * (see od_cache_set_bulk_threshold and od_cache_set_bulk_min). */
 gboolean

@@ -343,6 +343,9 @@ open_cache (Ctl      *ctl,
                                  g_ascii_strtoll (g_getenv ("ORDERDESK_BULK_THRESHOLD"), NULL, 10));
   if (g_getenv ("ORDERDESK_BULK_MIN") != NULL)
     od_cache_set_bulk_min (ctl->cache, g_ascii_strtoll (g_getenv ("ORDERDESK_BULK_MIN"), NULL, 10));
+  /* Without --follow the process ends once caught up: giving the
+   * catch-up's memory back first would only cost time. */
+  od_cache_set_keep_memory (ctl->cache, !ctl->follow);
   if (g_getenv ("ORDERDESK_MAX_TRANSACTION") != NULL)
     od_cache_set_max_transaction (ctl->cache,
                                   (guint) g_ascii_strtoull (g_getenv ("ORDERDESK_MAX_TRANSACTION"),
