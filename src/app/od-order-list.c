@@ -164,13 +164,27 @@ update_counts (OdOrderList *self)
   guint n = self->model ? g_list_model_get_n_items (G_LIST_MODEL (self->model)) : 0;
   g_autofree char *text = NULL;
   gboolean searching = *gtk_editable_get_text (GTK_EDITABLE (self->search_entry)) != '\0';
+  gboolean incomplete;
 
   if (cache != NULL && !od_cache_get_status_counts (cache, counts, &error))
     g_warning ("Could not read the status counts: %s", error->message);
   /* A search during a bulk catch-up misses, by customer, the orders it
-   * brought so far: the list says so rather than look complete. */
-  gtk_widget_set_visible (GTK_WIDGET (self->search_note),
-                          cache != NULL && searching && !od_cache_get_search_complete (cache));
+   * brought so far: the list says so rather than look complete, and the
+   * search entry is described by the note only while it is shown. */
+  incomplete = cache != NULL && searching && !od_cache_get_search_complete (cache);
+  if (incomplete != gtk_widget_get_visible (GTK_WIDGET (self->search_note)))
+    {
+      gtk_widget_set_visible (GTK_WIDGET (self->search_note), incomplete);
+      /* A description, a plain string: a described-by relation takes a
+       * list of widgets, passed differently across GTK 4 versions. */
+      if (incomplete)
+        gtk_accessible_update_property (GTK_ACCESSIBLE (self->search_entry),
+                                        GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
+                                        gtk_label_get_text (self->search_note), -1);
+      else
+        gtk_accessible_reset_property (GTK_ACCESSIBLE (self->search_entry),
+                                       GTK_ACCESSIBLE_PROPERTY_DESCRIPTION);
+    }
 
   for (guint i = 0; i < N_FILTERS; i++)
     {
@@ -703,11 +717,12 @@ keep_place_tick (GtkWidget     *widget,
   return G_SOURCE_REMOVE;
 }
 
-/* Hidden first, when the list is too narrow to show every column (800 px
- * windows with the detail beside, 360 px ones): the operator keeps the
- * order, its customer, status and total without scrolling sideways.
- * Shown again, the last hidden first, once the width they needed is
- * there (so a column never flickers in and out at one width). */
+/* Hidden first, when the list is too narrow to show every column (1,100
+ * and 800 px windows with the detail beside, 360 px ones): the order, its
+ * customer, status and total stay in view, or close to it (at 800 px they
+ * need 33 px more).  Shown again, the last hidden first, once the width
+ * they needed is there (so a column never flickers in and out at one
+ * width). */
 static const Column fit_hide_order[] = { COL_ITEMS, COL_UPDATED };
 
 static gboolean

@@ -139,7 +139,7 @@ test_widths (void)
   assert_whole (window);
   g_assert_true (gtk_widget_get_mapped (list));
   g_assert_false (gtk_widget_get_mapped (detail));
-  /* At 360 px the four still scroll sideways a little (below). */
+  /* At 360 px the four still need sideways scrolling. */
   g_assert_cmpuint (assert_columns_fit (window, FALSE), ==, 4);
   back = find_action_button (GTK_WIDGET (window), "win.back");
   g_assert_nonnull (back);
