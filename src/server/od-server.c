@@ -499,11 +499,31 @@ read_visit (const OdEvent *event,
   if (event->position > visit->request->upto
       || (visit->seen++ > 0 && result->text->len >= PAGE_TEXT_MAX))
     return FALSE;
-  if (!visit->request->frames && result->n_events > 0)
+  if (result->n_events > 0)
     g_string_append_c (result->text, ',');
-  od_store_append_event (result->text, event, visit->request->frames);
+  od_store_append_event (result->text, event, FALSE);
   result->last_position = event->position;
   result->n_events++;
+  return TRUE;
+}
+
+/* Replay: runs of frames as the store gives them, one copy each. */
+static gboolean
+read_frames_visit (gint64      first,
+                   gint64      last,
+                   guint       n,
+                   const char *frames,
+                   gsize       len,
+                   gpointer    user_data)
+{
+  ReadVisit *visit = user_data;
+  ReadResult *result = visit->result;
+
+  if (visit->seen++ > 0 && result->text->len >= PAGE_TEXT_MAX)
+    return FALSE;
+  g_string_append_len (result->text, frames, len);
+  result->last_position = last;
+  result->n_events += n;
   return TRUE;
 }
 
@@ -524,8 +544,11 @@ read_in_thread (GTask        *task,
   result->text = g_string_sized_new (MIN (request->limit, 2000) * 320 + 64);
   if (!request->frames)
     g_string_append (result->text, "{\"events\":[");
-  if (!od_store_visit_events (self->store, request->after, request->limit, &head, read_visit,
-                              &visit, &error))
+  if (request->frames
+      ? !od_store_visit_frames (self->store, request->after, request->upto, request->limit,
+                                &head, read_frames_visit, &visit, &error)
+      : !od_store_visit_events (self->store, request->after, request->limit, &head, read_visit,
+                                &visit, &error))
     {
       od_server_read_result_free (result);
       g_task_return_error (task, error);

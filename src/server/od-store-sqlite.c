@@ -11,7 +11,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+/* 2: frame_blocks, the SSE frames of the events, FRAME_BLOCK a row. */
+#define SCHEMA_VERSION 2
+
+/* Block k holds the frames of positions k * FRAME_BLOCK + 1 to
+ * (k + 1) * FRAME_BLOCK, od_event_append_sse ()'s bytes one after the
+ * other, written in the transaction of its last event.  Replay copies a
+ * block at a time instead of reading and formatting each event's row
+ * (0.05 against 0.35 us an event).  The events table stays the truth:
+ * a missing block is read from the rows.  A change to the frame format or
+ * to this size must bump the schema version and empty frame_blocks. */
+#define FRAME_BLOCK 256
 
 /* The aggregate cache is reset when it grows past this many orders; the
  * fold from the log is cheap enough for the rare miss after a reset. */
@@ -24,6 +34,9 @@ typedef struct
 {
   sqlite3      *db;
   sqlite3_stmt *events;
+  sqlite3_stmt *range;    /* events after ?1, up to ?2, at most ?3 */
+  sqlite3_stmt *block;
+  GString      *frame;    /* a row's frame, formatted */
   sqlite3_stmt *digest;
   sqlite3_stmt *head;
   sqlite3_stmt *begin;
@@ -48,6 +61,9 @@ struct _OdStoreSqlite
   sqlite3_stmt *st_insert;
   sqlite3_stmt *st_order_events;
   sqlite3_stmt *st_max;
+  sqlite3_stmt *st_block_put;
+  GString      *block;      /* the frames of the block being filled */
+  gboolean      block_whole; /* it holds every frame from its start on */
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
   gint64        last_position;
   gint64        last_purge;
@@ -187,6 +203,24 @@ migrate (sqlite3  *db,
           od_sqlite_exec (db, "ROLLBACK", NULL, NULL);
           return FALSE;
         }
+      version = 1;
+    }
+  if (version == 1)
+    {
+      /* Instant: the older events have no block and are read from their
+       * rows, as before. */
+      if (!od_sqlite_exec (db,
+                           "BEGIN IMMEDIATE;"
+                           "CREATE TABLE IF NOT EXISTS frame_blocks ("
+                           "  block INTEGER PRIMARY KEY,"
+                           "  frames BLOB NOT NULL);"
+                           "PRAGMA user_version = 2;"
+                           "COMMIT;",
+                           NULL, error))
+        {
+          od_sqlite_exec (db, "ROLLBACK", NULL, NULL);
+          return FALSE;
+        }
     }
   return TRUE;
 }
@@ -195,6 +229,10 @@ static void
 reader_free (Reader *reader)
 {
   sqlite3_finalize (reader->events);
+  sqlite3_finalize (reader->range);
+  sqlite3_finalize (reader->block);
+  if (reader->frame != NULL)
+    g_string_free (reader->frame, TRUE);
   sqlite3_finalize (reader->digest);
   sqlite3_finalize (reader->head);
   sqlite3_finalize (reader->begin);
@@ -235,6 +273,13 @@ reader_acquire (OdStoreSqlite  *self,
                    "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
                    "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
                    &reader->events, error)
+      || !od_sqlite_prepare_persistent (reader->db,
+                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position "
+                   "LIMIT ?3",
+                   &reader->range, error)
+      || !od_sqlite_prepare_persistent (reader->db,
+                   "SELECT frames FROM frame_blocks WHERE block = ?1", &reader->block, error)
       || !od_sqlite_prepare_persistent (reader->db,
                    "SELECT position, order_id, version, type, recorded_at, actor, data "
                    "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
@@ -338,6 +383,32 @@ failed:
   return NULL;
 }
 
+/* The row of STMT (position, prev, order_id, version, type, recorded_at,
+ * actor, data) as an event whose strings are borrowed from the column
+ * buffers: valid until the statement steps or resets. */
+static void
+event_from_row (sqlite3_stmt *stmt,
+                OdEvent      *event)
+{
+  const char *order_id = (const char *) sqlite3_column_text (stmt, 2);
+  gsize order_id_len = order_id ? (gsize) sqlite3_column_bytes (stmt, 2) : 0;
+
+  /* What g_strlcpy () made of it, without scanning or zeroing more
+   * than the id: a replay visits millions of rows. */
+  order_id_len = MIN (order_id_len, sizeof event->order_id - 1);
+  if (order_id_len > 0)
+    memcpy (event->order_id, order_id, order_id_len);
+  event->order_id[order_id_len] = '\0';
+  event->data_node = NULL;
+  event->position = sqlite3_column_int64 (stmt, 0);
+  event->prev = sqlite3_column_int64 (stmt, 1);
+  event->version = sqlite3_column_int64 (stmt, 3);
+  event->type = (char *) sqlite3_column_text (stmt, 4);
+  event->recorded_at = (char *) sqlite3_column_text (stmt, 5);
+  event->actor = (char *) sqlite3_column_text (stmt, 6);
+  event->data = (char *) sqlite3_column_text (stmt, 7);
+}
+
 /* read_events () without building the events: one OdEvent on the stack
  * whose strings point into SQLite's column buffers. */
 static gboolean
@@ -366,24 +437,8 @@ od_store_sqlite_visit_events (OdStore           *store,
   while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
     {
       OdEvent event;
-      const char *order_id = (const char *) sqlite3_column_text (reader->events, 2);
-      gsize order_id_len = order_id ? (gsize) sqlite3_column_bytes (reader->events, 2) : 0;
 
-      /* What g_strlcpy () made of it, without scanning or zeroing more
-       * than the id: a replay visits millions of rows. */
-      order_id_len = MIN (order_id_len, sizeof event.order_id - 1);
-      if (order_id_len > 0)
-        memcpy (event.order_id, order_id, order_id_len);
-      event.order_id[order_id_len] = '\0';
-      event.data_node = NULL;
-      event.position = sqlite3_column_int64 (reader->events, 0);
-      event.prev = sqlite3_column_int64 (reader->events, 1);
-      event.version = sqlite3_column_int64 (reader->events, 3);
-      /* Borrowed: the visitor gets a const event and may not keep them. */
-      event.type = (char *) sqlite3_column_text (reader->events, 4);
-      event.recorded_at = (char *) sqlite3_column_text (reader->events, 5);
-      event.actor = (char *) sqlite3_column_text (reader->events, 6);
-      event.data = (char *) sqlite3_column_text (reader->events, 7);
+      event_from_row (reader->events, &event);
       if (!visit (&event, user_data))
         {
           rc = SQLITE_DONE;
@@ -395,6 +450,158 @@ od_store_sqlite_visit_events (OdStore           *store,
     {
       od_sqlite_set_error (error, reader->db, "read events");
       goto failed;
+    }
+  sqlite3_step (reader->commit);
+  sqlite3_reset (reader->commit);
+  reader_release (self, reader);
+  if (head != NULL)
+    *head = h;
+  return TRUE;
+
+failed:
+  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
+  reader_release (self, reader);
+  return FALSE;
+}
+
+/* Where the frames of a block end: ends[i] is the offset just past frame
+ * i.  Frames end with an empty line and hold no other (JSON has no raw
+ * line break, ids and types none at all).  FALSE when the block does not
+ * hold exactly FRAME_BLOCK frames. */
+static gboolean
+block_frame_ends (const char *frames,
+                  gsize       len,
+                  gsize      *ends)
+{
+  const char *p = frames, *end = frames + len;
+
+  for (guint i = 0; i < FRAME_BLOCK; i++)
+    {
+      const char *nl;
+
+      do
+        {
+          nl = memchr (p, '\n', end - p);
+          if (nl == NULL || nl + 1 == end)
+            return FALSE;
+          p = nl + 1;
+        }
+      while (*p != '\n');
+      p++;
+      ends[i] = p - frames;
+    }
+  return p == end;
+}
+
+/* Events after..end from their rows, at most *remaining, formatted one
+ * by one; *pos moves to the last one visited, or to end when the rows
+ * ran out first (positions in between do not exist in this snapshot). */
+static gboolean
+visit_frame_rows (Reader            *reader,
+                  gint64            *pos,
+                  gint64             end,
+                  guint             *remaining,
+                  OdFramesVisitFunc  visit,
+                  gpointer           user_data,
+                  gboolean          *stop)
+{
+  guint n = 0;
+  int rc;
+
+  if (reader->frame == NULL)
+    reader->frame = g_string_sized_new (1024);
+  sqlite3_bind_int64 (reader->range, 1, *pos);
+  sqlite3_bind_int64 (reader->range, 2, end);
+  sqlite3_bind_int64 (reader->range, 3, *remaining);
+  while ((rc = sqlite3_step (reader->range)) == SQLITE_ROW)
+    {
+      OdEvent event;
+
+      event_from_row (reader->range, &event);
+      g_string_truncate (reader->frame, 0);
+      od_store_append_event (reader->frame, &event, TRUE);
+      n++;
+      *pos = event.position;
+      if (!visit (event.position, event.position, 1, reader->frame->str, reader->frame->len,
+                  user_data))
+        {
+          *stop = TRUE;
+          rc = SQLITE_DONE;
+          break;
+        }
+    }
+  sqlite3_reset (reader->range);
+  *remaining -= n;
+  if (!*stop && *remaining > 0)
+    *pos = end;
+  return rc == SQLITE_DONE;
+}
+
+/* Whole blocks as stored, cut where the read starts or ends inside one;
+ * where there is no block (events from before schema 2, the block being
+ * filled, the one that was being filled when the server stopped), rows. */
+static gboolean
+od_store_sqlite_visit_frames (OdStore            *store,
+                              gint64              after,
+                              gint64              upto,
+                              guint               limit,
+                              gint64             *head,
+                              OdFramesVisitFunc   visit,
+                              gpointer            user_data,
+                              GError            **error)
+{
+  OdStoreSqlite *self = OD_STORE_SQLITE (store);
+  gsize ends[FRAME_BLOCK];
+  Reader *reader;
+  gint64 h = 0, pos = MAX (after, 0), end;
+  guint remaining = limit;
+  gboolean stop = FALSE;
+
+  if ((reader = reader_acquire (self, error)) == NULL)
+    return FALSE;
+
+  sqlite3_step (reader->begin);
+  sqlite3_reset (reader->begin);
+  if (!read_head (reader, &h, error))
+    goto failed;
+  end = MIN (upto, h);
+  while (!stop && remaining > 0 && pos < end)
+    {
+      gint64 block = pos / FRAME_BLOCK;
+      gint64 block_end = (block + 1) * FRAME_BLOCK;
+      gint64 stop_at = MIN (end, block_end);
+      gboolean whole = FALSE;
+
+      sqlite3_bind_int64 (reader->block, 1, block);
+      if (sqlite3_step (reader->block) == SQLITE_ROW)
+        {
+          const char *frames = sqlite3_column_blob (reader->block, 0);
+          gsize len = sqlite3_column_bytes (reader->block, 0);
+
+          whole = frames != NULL && block_frame_ends (frames, len, ends);
+          if (whole)
+            {
+              guint skip = pos - block * FRAME_BLOCK;
+              guint take = MIN ((guint) (stop_at - pos), remaining);
+              gsize from = skip > 0 ? ends[skip - 1] : 0;
+
+              if (!visit (pos + 1, pos + take, take, frames + from, ends[skip + take - 1] - from,
+                          user_data))
+                stop = TRUE;
+              pos += take;
+              remaining -= take;
+            }
+          else
+            g_warning ("frame block %" G_GINT64_FORMAT " is damaged; its events are read "
+                       "from their rows", block);
+        }
+      sqlite3_reset (reader->block);
+      if (!whole && !visit_frame_rows (reader, &pos, stop_at, &remaining, visit, user_data,
+                                       &stop))
+        {
+          od_sqlite_set_error (error, reader->db, "read events");
+          goto failed;
+        }
     }
   sqlite3_step (reader->commit);
   sqlite3_reset (reader->commit);
@@ -641,6 +848,39 @@ replay_answer (OdStoreSqlite *self,
   return TRUE;
 }
 
+/* Adds the frame of the event at POSITION to the block being filled,
+ * and stores the block with its last event.  A block is only started at
+ * its first position: after a restart or a failed batch, the events up to
+ * the next block are read from their rows. */
+static gboolean
+block_add (OdStoreSqlite  *self,
+           gint64          position,
+           GString        *frame,
+           GError        **error)
+{
+  sqlite3_stmt *st = self->st_block_put;
+  gboolean ok;
+
+  if ((position - 1) % FRAME_BLOCK == 0)
+    {
+      g_string_truncate (self->block, 0);
+      self->block_whole = TRUE;
+    }
+  if (!self->block_whole)
+    return TRUE;
+  g_string_append_len (self->block, frame->str, frame->len);
+  if (position % FRAME_BLOCK != 0)
+    return TRUE;
+  self->block_whole = FALSE;
+  sqlite3_bind_int64 (st, 1, position / FRAME_BLOCK - 1);
+  sqlite3_bind_blob (st, 2, self->block->str, self->block->len, SQLITE_STATIC);
+  ok = sqlite3_step (st) == SQLITE_DONE;
+  sqlite3_reset (st);
+  if (!ok)
+    return od_sqlite_set_error (error, self->db, "store frame block");
+  return TRUE;
+}
+
 static gboolean
 append_event (OdStoreSqlite  *self,
               OdOrder        *order,
@@ -686,6 +926,8 @@ append_event (OdStoreSqlite  *self,
       self->frame = g_string_sized_new (1024);
     g_string_truncate (self->frame, 0);
     od_store_append_event (self->frame, &event, TRUE);
+    if (!block_add (self, position, self->frame, error))
+      return FALSE;
     g_free (job->frame);
     job->frame_len = self->frame->len;
     job->frame = g_memdup2 (self->frame->str, self->frame->len + 1);
@@ -806,6 +1048,8 @@ od_store_sqlite_execute (OdStore  *store,
         od_sqlite_set_error (error, self->db, "commit");
       step_simple (self->st_rollback);
       self->last_position = first_position;
+      /* Its frames are gone from the block with the batch. */
+      self->block_whole = FALSE;
       /* The database is the truth after a failed commit. */
       reload_last_position (self, NULL);
       for (guint i = 0; i < n_jobs; i++)
@@ -841,7 +1085,7 @@ od_store_sqlite_finalize (GObject *object)
   sqlite3_stmt **stmts[] = {
     &self->st_begin, &self->st_commit, &self->st_rollback, &self->st_idem_get,
     &self->st_idem_put, &self->st_idem_purge, &self->st_insert, &self->st_order_events,
-    &self->st_max,
+    &self->st_max, &self->st_block_put,
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (stmts); i++)
@@ -851,6 +1095,7 @@ od_store_sqlite_finalize (GObject *object)
   g_clear_pointer (&self->orders, g_hash_table_unref);
   if (self->frame != NULL)
     g_string_free (self->frame, TRUE);
+  g_string_free (self->block, TRUE);
   g_mutex_clear (&self->readers_lock);
   g_clear_pointer (&self->checker, sqlite3_close);
   g_mutex_clear (&self->check_lock);
@@ -871,6 +1116,7 @@ od_store_sqlite_iface_init (OdStoreInterface *iface)
   iface->execute = od_store_sqlite_execute;
   iface->read_events = od_store_sqlite_read_events;
   iface->visit_events = od_store_sqlite_visit_events;
+  iface->visit_frames = od_store_sqlite_visit_frames;
   iface->digest = od_store_sqlite_digest;
   iface->get_head = od_store_sqlite_get_head;
   iface->check = od_store_sqlite_check;
@@ -884,6 +1130,7 @@ od_store_sqlite_init (OdStoreSqlite *self)
   self->readers = g_ptr_array_new_with_free_func ((GDestroyNotify) reader_free);
   self->orders = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                         (GDestroyNotify) od_order_free);
+  self->block = g_string_sized_new (FRAME_BLOCK * 512);
 }
 
 OdStore *
@@ -932,6 +1179,11 @@ od_store_sqlite_new (const char  *path,
       || !od_sqlite_prepare_persistent (self->db,
                    "SELECT coalesce(max(position), 0) FROM events", &self->st_max,
                    error)
+      /* Replaces: a block left by events since deleted by hand must not
+       * make every FRAME_BLOCK-th command fail. */
+      || !od_sqlite_prepare_persistent (self->db,
+                   "INSERT OR REPLACE INTO frame_blocks (block, frames) VALUES (?1, ?2)",
+                   &self->st_block_put, error)
       || !reload_last_position (self, error))
     return NULL;
   return OD_STORE (g_steal_pointer (&self));

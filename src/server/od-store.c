@@ -98,6 +98,51 @@ od_store_visit_events (OdStore           *self,
   return TRUE;
 }
 
+typedef struct
+{
+  gint64            upto;
+  OdFramesVisitFunc visit;
+  gpointer          user_data;
+  GString          *frame;
+} FramesVisit;
+
+static gboolean
+frames_visit (const OdEvent *event,
+              gpointer       user_data)
+{
+  FramesVisit *fv = user_data;
+
+  if (event->position > fv->upto)
+    return FALSE;
+  g_string_truncate (fv->frame, 0);
+  od_store_append_event (fv->frame, event, TRUE);
+  return fv->visit (event->position, event->position, 1, fv->frame->str, fv->frame->len,
+                    fv->user_data);
+}
+
+gboolean
+od_store_visit_frames (OdStore           *self,
+                       gint64             after,
+                       gint64             upto,
+                       guint              limit,
+                       gint64            *head,
+                       OdFramesVisitFunc  visit,
+                       gpointer           user_data,
+                       GError           **error)
+{
+  OdStoreInterface *iface = OD_STORE_GET_IFACE (self);
+  FramesVisit fv = { upto, visit, user_data, NULL };
+  gboolean ok;
+
+  if (iface->visit_frames != NULL)
+    return iface->visit_frames (self, after, upto, limit, head, visit, user_data, error);
+  /* A store that keeps no frames: each event formatted into one buffer. */
+  fv.frame = g_string_sized_new (1024);
+  ok = od_store_visit_events (self, after, limit, head, frames_visit, &fv, error);
+  g_string_free (fv.frame, TRUE);
+  return ok;
+}
+
 gboolean
 od_store_get_head (OdStore  *self,
                    gint64   *head,

@@ -55,6 +55,17 @@ void      od_store_append_event (GString          *out,
 typedef gboolean (*OdEventVisitFunc) (const OdEvent *event,
                                       gpointer       user_data);
 
+/* Called for a run of N events of a read, FIRST to LAST, as their SSE
+ * frames: the bytes od_event_append_sse () gives for each, LEN of them
+ * in all (not NUL-terminated), the store's and valid during the call
+ * only.  Returns FALSE to stop the read. */
+typedef gboolean (*OdFramesVisitFunc) (gint64      first,
+                                       gint64      last,
+                                       guint       n,
+                                       const char *frames,
+                                       gsize       len,
+                                       gpointer    user_data);
+
 #define OD_TYPE_STORE (od_store_get_type ())
 G_DECLARE_INTERFACE (OdStore, od_store, OD, STORE, GObject)
 
@@ -95,6 +106,19 @@ struct _OdStoreInterface
                               OdEventVisitFunc  visit,
                               gpointer          user_data,
                               GError          **error);
+
+  /* The events with after < position <= upto that visit_events () would
+   * give, at most limit, as runs of frames: a store that keeps its
+   * frames hands them over as stored, which is what makes replay cheap.
+   * Optional: formatted from visit_events () when NULL. */
+  gboolean   (*visit_frames) (OdStore           *self,
+                              gint64             after,
+                              gint64             upto,
+                              guint              limit,
+                              gint64            *head,
+                              OdFramesVisitFunc  visit,
+                              gpointer           user_data,
+                              GError           **error);
 
   gboolean   (*get_head)    (OdStore  *self,
                              gint64   *head,
@@ -137,6 +161,14 @@ gboolean   od_store_visit_events (OdStore         *self,
                                   OdEventVisitFunc visit,
                                   gpointer         user_data,
                                   GError         **error);
+gboolean   od_store_visit_frames (OdStore          *self,
+                                  gint64            after,
+                                  gint64            upto,
+                                  guint             limit,
+                                  gint64           *head,
+                                  OdFramesVisitFunc visit,
+                                  gpointer          user_data,
+                                  GError          **error);
 gboolean   od_store_get_head    (OdStore     *self,
                                  gint64      *head,
                                  GError     **error);
