@@ -72,6 +72,11 @@ struct _OdStoreSqlite
   GMutex        readers_lock;
   GPtrArray    *readers;    /* idle Reader pool */
 
+  /* Damaged frame blocks already logged, so that each is logged once
+   * and not at every replay that reads it. */
+  GMutex        damaged_lock;
+  GHashTable   *damaged;
+
   /* Readiness checks: a read-write connection of their own. */
   GMutex        check_lock;
   sqlite3      *checker;
@@ -592,8 +597,18 @@ od_store_sqlite_visit_frames (OdStore            *store,
               remaining -= take;
             }
           else
-            g_warning ("frame block %" G_GINT64_FORMAT " is damaged; its events are read "
-                       "from their rows", block);
+            {
+              gboolean first;
+
+              g_mutex_lock (&self->damaged_lock);
+              first = g_hash_table_add (self->damaged, g_memdup2 (&block, sizeof block));
+              g_mutex_unlock (&self->damaged_lock);
+              if (first)
+                g_warning ("frame block %" G_GINT64_FORMAT " (events %" G_GINT64_FORMAT
+                           " to %" G_GINT64_FORMAT ") is damaged; replay reads those events "
+                           "from their rows, which are not affected", block,
+                           block * FRAME_BLOCK + 1, block_end);
+            }
         }
       sqlite3_reset (reader->block);
       if (!whole && !visit_frame_rows (reader, &pos, stop_at, &remaining, visit, user_data,
@@ -1097,6 +1112,8 @@ od_store_sqlite_finalize (GObject *object)
     g_string_free (self->frame, TRUE);
   g_string_free (self->block, TRUE);
   g_mutex_clear (&self->readers_lock);
+  g_mutex_clear (&self->damaged_lock);
+  g_clear_pointer (&self->damaged, g_hash_table_unref);
   g_clear_pointer (&self->checker, sqlite3_close);
   g_mutex_clear (&self->check_lock);
   g_free (self->path);
@@ -1126,6 +1143,8 @@ static void
 od_store_sqlite_init (OdStoreSqlite *self)
 {
   g_mutex_init (&self->readers_lock);
+  g_mutex_init (&self->damaged_lock);
+  self->damaged = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   g_mutex_init (&self->check_lock);
   self->readers = g_ptr_array_new_with_free_func ((GDestroyNotify) reader_free);
   self->orders = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
