@@ -48,6 +48,16 @@ static const struct
 /* Every status, in the order of the enum: "All" (NONE) first. */
 #define N_FILTERS OD_STATUS_N
 
+/* What fit_columns () does, in this order. */
+typedef enum
+{
+  FIT_HIDE_ITEMS,
+  FIT_HIDE_UPDATED,
+  FIT_COMPACT_STATUS,
+  FIT_HIDE_STATUS,
+  FIT_N_STEPS
+} FitStep;
+
 struct _OdOrderList
 {
   GtkWidget            parent_instance;
@@ -79,9 +89,10 @@ struct _OdOrderList
   GtkAdjustment       *vadjustment;
   GtkAdjustment       *hadjustment;
   guint                fit_idle;
-  /* For a column hidden to fit (see fit_columns): the width the columns
-   * needed with it shown; 0 while it is shown. */
-  double               fit_need[N_COLUMNS];
+  /* The steps fit_columns () took, and the width the columns needed
+   * before each. */
+  guint                fit_steps;
+  double               fit_need[FIT_N_STEPS];
   double               row_height;
   GdkFrameClock       *frame_clock;
   /* Our handlers on it, by id: GTK's own tick handler there has this
@@ -89,6 +100,9 @@ struct _OdOrderList
   gulong               frame_clock_ids[5];
   gboolean             in_layout;
   GHashTable          *time_cells;  /* bound "Updated" GtkListItems, no refs */
+  GHashTable          *status_cells; /* bound "Status" GtkListItems, no refs */
+  gboolean             status_compact; /* see fit_columns () */
+  gboolean             fit_again;      /* a fit step was taken: fit after its layout */
   gint64               now_usec;    /* what relative times count from */
   guint                times_source;
   gboolean             setting_search;
@@ -640,9 +654,18 @@ on_after_paint (OdOrderList *self)
 /* After the layout phase: the view goes where a live refresh said its
  * rows are (see od_order_list_refresh()).  The frame clock lays out
  * again before it paints, so the view GTK moved is never drawn. */
+static void queue_fit_columns (OdOrderList *self);
+
 static void
 on_layout_done (OdOrderList *self)
 {
+  /* A step that changes no scroll range (pills made compact or whole
+   * again while everything fits) would not run fit_columns () again. */
+  if (self->fit_again)
+    {
+      self->fit_again = FALSE;
+      queue_fit_columns (self);
+    }
   if (!self->keep_place)
     return;
   self->keep_place = FALSE;
@@ -717,13 +740,45 @@ keep_place_tick (GtkWidget     *widget,
   return G_SOURCE_REMOVE;
 }
 
-/* Hidden first, when the list is too narrow to show every column (1,100
- * and 800 px windows with the detail beside, 360 px ones): the order, its
- * customer, status and total stay in view, or close to it (at 800 px they
- * need 33 px more).  Shown again, the last hidden first, once the width
- * they needed is there (so a column never flickers in and out at one
- * width). */
-static const Column fit_hide_order[] = { COL_ITEMS, COL_UPDATED };
+/* When the list is too narrow for its columns (1,100 and 800 px windows
+ * with the detail beside, 360 px ones), one step at a time: Items, then
+ * Updated hidden; then the status pills compact (only the widest status
+ * may be cut short); then Status hidden.  A total is never cut: at 800 px
+ * the totals showed without their currency, at 360 px only their first
+ * digits ("1" for 13.00 EUR).  Undone, the last step first, once the
+ * width needed before it is there (so a column never flickers in and out
+ * at one width). */
+static void
+set_status_compact (OdOrderList *self,
+                    gboolean     compact)
+{
+  GHashTableIter iter;
+  GtkListItem *list_item;
+
+  self->status_compact = compact;
+  g_hash_table_iter_init (&iter, self->status_cells);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &list_item, NULL))
+    od_status_pill_set_compact (OD_STATUS_PILL (gtk_list_item_get_child (list_item)), compact);
+  gtk_widget_queue_resize (GTK_WIDGET (self->column_view));
+}
+
+static void
+fit_step (OdOrderList *self,
+          FitStep      step,
+          gboolean     apply)
+{
+  static const Column hides[] = {
+    [FIT_HIDE_ITEMS] = COL_ITEMS, [FIT_HIDE_UPDATED] = COL_UPDATED,
+    [FIT_HIDE_STATUS] = COL_STATUS,
+  };
+
+  if (step == FIT_COMPACT_STATUS)
+    set_status_compact (self, apply);
+  else
+    gtk_column_view_column_set_visible (self->columns[hides[step]], !apply);
+  /* The view lays out again, and this runs again after it. */
+  self->fit_again = TRUE;
+}
 
 static gboolean
 fit_columns (gpointer data)
@@ -739,38 +794,16 @@ fit_columns (gpointer data)
   page = gtk_adjustment_get_page_size (self->hadjustment);
   if (page <= 0)
     return G_SOURCE_REMOVE;
-  /* One column a step: the view lays out again, and this runs again. */
   if (upper > page + 0.5)
     {
-      for (guint i = 0; i < G_N_ELEMENTS (fit_hide_order); i++)
+      if (self->fit_steps < FIT_N_STEPS)
         {
-          GtkColumnViewColumn *column = self->columns[fit_hide_order[i]];
-
-          if (gtk_column_view_column_get_visible (column))
-            {
-              self->fit_need[fit_hide_order[i]] = upper;
-              gtk_column_view_column_set_visible (column, FALSE);
-              break;
-            }
+          self->fit_need[self->fit_steps] = upper;
+          fit_step (self, self->fit_steps++, TRUE);
         }
     }
-  else
-    {
-      for (guint i = G_N_ELEMENTS (fit_hide_order); i > 0; i--)
-        {
-          Column c = fit_hide_order[i - 1];
-
-          if (!gtk_column_view_column_get_visible (self->columns[c]))
-            {
-              if (page + 0.5 >= self->fit_need[c])
-                {
-                  self->fit_need[c] = 0;
-                  gtk_column_view_column_set_visible (self->columns[c], TRUE);
-                }
-              break;
-            }
-        }
-    }
+  else if (self->fit_steps > 0 && page + 0.5 >= self->fit_need[self->fit_steps - 1])
+    fit_step (self, --self->fit_steps, FALSE);
   return G_SOURCE_REMOVE;
 }
 
@@ -970,6 +1003,17 @@ bind_cell (GtkSignalListItemFactory *factory,
       if (self != NULL && self->time_cells != NULL)
         g_hash_table_add (self->time_cells, list_item);
     }
+  if (GPOINTER_TO_INT (user_data) == COL_STATUS)
+    {
+      OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+
+      if (self != NULL && self->status_cells != NULL)
+        {
+          g_hash_table_add (self->status_cells, list_item);
+          od_status_pill_set_compact (OD_STATUS_PILL (gtk_list_item_get_child (list_item)),
+                                      self->status_compact);
+        }
+    }
   update_cell (list_item);
 }
 
@@ -986,12 +1030,15 @@ unbind_cell (GtkSignalListItemFactory *factory,
   g_object_set_data (G_OBJECT (list_item), "od-changed-id", NULL);
   g_object_set_data (G_OBJECT (list_item), "od-bound-item", NULL);
   forget_stale_cell (list_item);
-  if (GPOINTER_TO_INT (user_data) == COL_UPDATED)
+  if (GPOINTER_TO_INT (user_data) == COL_UPDATED || GPOINTER_TO_INT (user_data) == COL_STATUS)
     {
       OdOrderList *self = g_object_get_data (G_OBJECT (list_item), "od-list");
+      GHashTable *cells = self == NULL ? NULL
+                          : GPOINTER_TO_INT (user_data) == COL_UPDATED ? self->time_cells
+                                                                       : self->status_cells;
 
-      if (self != NULL && self->time_cells != NULL)
-        g_hash_table_remove (self->time_cells, list_item);
+      if (cells != NULL)
+        g_hash_table_remove (cells, list_item);
     }
 }
 
@@ -1561,6 +1608,7 @@ od_order_list_dispose (GObject *object)
   g_clear_pointer (&self->stale_cells, g_hash_table_unref);
   g_clear_handle_id (&self->times_source, g_source_remove);
   g_clear_pointer (&self->time_cells, g_hash_table_unref);
+  g_clear_pointer (&self->status_cells, g_hash_table_unref);
   if (self->column_view != NULL)
     g_signal_handlers_disconnect_by_data (self->column_view, self);
   if (self->vadjustment != NULL)
@@ -1626,6 +1674,7 @@ od_order_list_init (OdOrderList *self)
 
   self->stale_cells = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref, NULL);
   self->time_cells = g_hash_table_new (g_direct_hash, g_direct_equal);
+  self->status_cells = g_hash_table_new (g_direct_hash, g_direct_equal);
   /* Relative times change at most once a minute. */
   self->times_source = g_timeout_add_seconds (30, refresh_times_timeout, self);
   g_signal_connect_swapped (self->column_view, "notify::vadjustment",

@@ -13,5 +13,7 @@ G_DECLARE_FINAL_TYPE (OdStatusPill, od_status_pill, OD, STATUS_PILL, GtkWidget)
 GtkWidget *od_status_pill_new        (void);
 void       od_status_pill_set_status (OdStatusPill  *self,
                                       OdOrderStatus  status);
+void       od_status_pill_set_compact (OdStatusPill *self,
+                                       gboolean      compact);
 
 G_END_DECLS
