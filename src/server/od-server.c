@@ -519,7 +519,9 @@ read_frames_visit (gint64      first,
   ReadVisit *visit = user_data;
   ReadResult *result = visit->result;
 
-  if (visit->seen++ > 0 && result->text->len >= PAGE_TEXT_MAX)
+  /* A run is up to 256 events: the chunk stops before one that would
+   * take it past the cap, unless it is the first. */
+  if (visit->seen++ > 0 && result->text->len + len > PAGE_TEXT_MAX)
     return FALSE;
   g_string_append_len (result->text, frames, len);
   result->last_position = last;
