@@ -62,6 +62,7 @@ struct _OdStoreSqlite
   sqlite3_stmt *st_order_events;
   sqlite3_stmt *st_max;
   sqlite3_stmt *st_block_put;
+  sqlite3_stmt *st_block_rows;
   GString      *block;      /* the frames of the block being filled */
   gboolean      block_whole; /* it holds every frame from its start on */
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
@@ -543,8 +544,8 @@ visit_frame_rows (Reader            *reader,
 }
 
 /* Whole blocks as stored, cut where the read starts or ends inside one;
- * where there is no block (events from before schema 2, the block being
- * filled, the one that was being filled when the server stopped), rows. */
+ * where there is no block (events of whole blocks from before schema 2,
+ * the block being filled, a damaged one), rows. */
 static gboolean
 od_store_sqlite_visit_frames (OdStore            *store,
                               gint64              after,
@@ -864,9 +865,9 @@ replay_answer (OdStoreSqlite *self,
 }
 
 /* Adds the frame of the event at POSITION to the block being filled,
- * and stores the block with its last event.  A block is only started at
- * its first position: after a restart or a failed batch, the events up to
- * the next block are read from their rows. */
+ * and stores the block with its last event.  The block holds every frame
+ * from its first position on (block_rebuild () sees to that after a
+ * restart or a failed batch), or it is not stored. */
 static gboolean
 block_add (OdStoreSqlite  *self,
            gint64          position,
@@ -1042,6 +1043,36 @@ reload_last_position (OdStoreSqlite  *self,
   return TRUE;
 }
 
+/* Fills the block being filled again from the rows, formatted as replay
+ * would: at open, and after a failed commit took frames out of it.  A
+ * restart or a failure then leaves no block to the rows, nor does a
+ * store migrated in the middle of one. */
+static void
+block_rebuild (OdStoreSqlite *self)
+{
+  sqlite3_stmt *st = self->st_block_rows;
+  gint64 start = self->last_position / FRAME_BLOCK * FRAME_BLOCK;
+  gint64 expected = start + 1;
+  int rc;
+
+  g_string_truncate (self->block, 0);
+  sqlite3_bind_int64 (st, 1, start);
+  sqlite3_bind_int64 (st, 2, self->last_position);
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      OdEvent event;
+
+      event_from_row (st, &event);
+      /* A gap (rows deleted by hand): no block until the next one. */
+      if (event.position != expected)
+        break;
+      od_store_append_event (self->block, &event, TRUE);
+      expected++;
+    }
+  sqlite3_reset (st);
+  self->block_whole = expected == self->last_position + 1;
+}
+
 static gboolean
 od_store_sqlite_execute (OdStore  *store,
                          OdJob   **jobs,
@@ -1063,10 +1094,10 @@ od_store_sqlite_execute (OdStore  *store,
         od_sqlite_set_error (error, self->db, "commit");
       step_simple (self->st_rollback);
       self->last_position = first_position;
-      /* Its frames are gone from the block with the batch. */
-      self->block_whole = FALSE;
       /* The database is the truth after a failed commit. */
       reload_last_position (self, NULL);
+      /* Its frames are gone from the block with the batch. */
+      block_rebuild (self);
       for (guint i = 0; i < n_jobs; i++)
         {
           jobs[i]->status = 0;
@@ -1100,7 +1131,7 @@ od_store_sqlite_finalize (GObject *object)
   sqlite3_stmt **stmts[] = {
     &self->st_begin, &self->st_commit, &self->st_rollback, &self->st_idem_get,
     &self->st_idem_put, &self->st_idem_purge, &self->st_insert, &self->st_order_events,
-    &self->st_max, &self->st_block_put,
+    &self->st_max, &self->st_block_put, &self->st_block_rows,
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (stmts); i++)
@@ -1203,7 +1234,12 @@ od_store_sqlite_new (const char  *path,
       || !od_sqlite_prepare_persistent (self->db,
                    "INSERT OR REPLACE INTO frame_blocks (block, frames) VALUES (?1, ?2)",
                    &self->st_block_put, error)
+      || !od_sqlite_prepare_persistent (self->db,
+                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+                   &self->st_block_rows, error)
       || !reload_last_position (self, error))
     return NULL;
+  block_rebuild (self);
   return OD_STORE (g_steal_pointer (&self));
 }
