@@ -55,6 +55,9 @@ static const Option options[] = {
     "Seconds a request may take to arrive (default 30)" },
   { "stall-timeout", TYPE_INT, FIELD (stall_timeout), "30", 1, 86400, "S",
     "Seconds a stream subscriber may read nothing before it is dropped (default 30)" },
+  { "frame-blocks", TYPE_BOOL, FIELD (frame_blocks), "true", 0, 0, NULL,
+    "Keep the stream frames in a SQLite store for fast replay (the file grows about "
+    "twice as fast; default true)" },
   { "ready-file", TYPE_FILENAME, FIELD (ready_file), NULL, 0, 0, "FILE",
     "Write the base URL to FILE once listening" },
   { "tls-cert", TYPE_FILENAME, FIELD (tls_cert), NULL, 0, 0, "FILE", "PEM certificate for HTTPS" },
@@ -371,8 +374,9 @@ od_server_config_load (OdServerConfig  *config,
 
   for (guint i = 0; i < G_N_ELEMENTS (options); i++)
     {
+      /* A boolean flag alone is true; --flag=false is false. */
       GOptionEntry entry = { options[i].name, 0,
-                             options[i].type == TYPE_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+                             options[i].type == TYPE_BOOL ? G_OPTION_FLAG_OPTIONAL_ARG : 0,
                              G_OPTION_ARG_CALLBACK, (gpointer) collect_flag, options[i].help,
                              options[i].arg };
 

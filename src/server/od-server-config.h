@@ -26,6 +26,7 @@ typedef struct
   int       request_timeout;
   int       stall_timeout;
   int       store_wait;
+  gboolean  frame_blocks;      /* a SQLite store keeps frame blocks */
 
   /* Only from the command line. */
   char     *config_file;

@@ -10,6 +10,7 @@
 #include "od-demo.h"
 #include "od-server.h"
 #include "od-server-config.h"
+#include "od-store-sqlite.h"
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -208,6 +209,8 @@ main (int   argc,
       g_printerr ("orderdesk-server: store: %s\n", error->message);
       return 1;
     }
+  if (OD_IS_STORE_SQLITE (store))
+    od_store_sqlite_set_frame_blocks (OD_STORE_SQLITE (store), config->frame_blocks);
   if ((server = od_server_new (store, auth, &options, &error)) == NULL)
     {
       g_printerr ("orderdesk-server: %s\n", error->message);

@@ -63,6 +63,7 @@ struct _OdStoreSqlite
   sqlite3_stmt *st_max;
   sqlite3_stmt *st_block_put;
   sqlite3_stmt *st_block_rows;
+  gboolean      keep_blocks; /* frame blocks are written (the default) */
   GString      *block;      /* the frames of the block being filled */
   gboolean      block_whole; /* it holds every frame from its start on */
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
@@ -877,6 +878,8 @@ block_add (OdStoreSqlite  *self,
   sqlite3_stmt *st = self->st_block_put;
   gboolean ok;
 
+  if (!self->keep_blocks)
+    return TRUE;
   if ((position - 1) % FRAME_BLOCK == 0)
     {
       g_string_truncate (self->block, 0);
@@ -1056,6 +1059,9 @@ block_rebuild (OdStoreSqlite *self)
   int rc;
 
   g_string_truncate (self->block, 0);
+  self->block_whole = FALSE;
+  if (!self->keep_blocks)
+    return;
   sqlite3_bind_int64 (st, 1, start);
   sqlite3_bind_int64 (st, 2, self->last_position);
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
@@ -1181,6 +1187,7 @@ od_store_sqlite_init (OdStoreSqlite *self)
   self->orders = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                         (GDestroyNotify) od_order_free);
   self->block = g_string_sized_new (FRAME_BLOCK * 512);
+  self->keep_blocks = TRUE;
 }
 
 OdStore *
@@ -1242,4 +1249,17 @@ od_store_sqlite_new (const char  *path,
     return NULL;
   block_rebuild (self);
   return OD_STORE (g_steal_pointer (&self));
+}
+
+/* Whether new events' frames are kept in blocks (the default).  Off, the
+ * file grows half as fast and replay formats new events from their rows;
+ * blocks already stored are still used.  Call before the first execute. */
+void
+od_store_sqlite_set_frame_blocks (OdStoreSqlite *self,
+                                  gboolean       keep)
+{
+  g_return_if_fail (OD_IS_STORE_SQLITE (self));
+
+  self->keep_blocks = !!keep;
+  block_rebuild (self);
 }

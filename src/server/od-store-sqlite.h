@@ -10,5 +10,7 @@ G_DECLARE_FINAL_TYPE (OdStoreSqlite, od_store_sqlite, OD, STORE_SQLITE, GObject)
 
 OdStore *od_store_sqlite_new (const char  *path,
                               GError     **error);
+void     od_store_sqlite_set_frame_blocks (OdStoreSqlite *self,
+                                           gboolean       keep);
 
 G_END_DECLS

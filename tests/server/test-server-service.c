@@ -149,6 +149,12 @@ test_config_errors (void)
     check_config_error (dir, NULL, flags, NULL, "--demo-traffic: demo-traffic wants a number");
   }
   {
+    const char *flags[] = { "--frame-blocks=maybe", NULL };
+
+    check_config_error (dir, NULL, flags, NULL,
+                        "--frame-blocks: frame-blocks wants true or false, not 'maybe'");
+  }
+  {
     g_autofree char *out = NULL, *err = NULL;
     const char *argv[] = { "--config", "/nonexistent/orderdesk.conf", NULL };
 
@@ -198,6 +204,16 @@ test_config_precedence (void)
   check_setting (out, "demo-orders", "14", where);
   check_setting (out, "rate-limit", "50:60", "ORDERDESK_RATE_LIMIT");
   check_setting (out, "listen", "127.0.0.1:8080", "default");
+  check_setting (out, "frame-blocks", "true", "default");
+  /* A boolean flag alone is true; with =false, false. */
+  {
+    g_autofree char *out3 = NULL, *err3 = NULL;
+    const char *argv3[] = { "--print-config", "--demo", "--frame-blocks=false", NULL };
+
+    g_assert_cmpint (run_server (argv3, NULL, &out3, &err3), ==, 0);
+    check_setting (out3, "demo", "true", "--demo");
+    check_setting (out3, "frame-blocks", "false", "--frame-blocks");
+  }
 
   /* ORDERDESK_CONFIG names the file when --config does not. */
   {

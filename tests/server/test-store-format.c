@@ -10,6 +10,7 @@
  * has them, else from the rows; the bytes must be the same either way,
  * whatever the batches, restarts and failed commits that wrote them. */
 #include "od-store.h"
+#include "od-store-sqlite.h"
 #include "od-uuid.h"
 
 #include <glib/gstdio.h>
@@ -660,6 +661,44 @@ test_frame_blocks_migration (void)
   remove_store (dir, path);
 }
 
+/* Frame blocks turned off (--frame-blocks=false): none is written, and
+ * replay is the same; on again after a restart, blocks start with the
+ * block the store is in. */
+static void
+test_frame_blocks_off (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("od-store-off-XXXXXX", &error);
+  g_autofree char *path = g_build_filename (dir, "store.sqlite", NULL);
+  g_autofree char *uri = g_strconcat ("sqlite:", path, NULL);
+  g_autoptr(GPtrArray) orders = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(OdStore) store = NULL;
+
+  g_assert_no_error (error);
+  store = od_store_open (uri, &error);
+  g_assert_no_error (error);
+  od_store_sqlite_set_frame_blocks (OD_STORE_SQLITE (store), FALSE);
+  while (store_head (store) < 600)
+    g_assert_true (execute_random (store, rand, orders, 40, TRUE, NULL));
+  g_assert_cmpint (query_int (path, "SELECT count(*) FROM frame_blocks"), ==, 0);
+  check_frames (store, 0, G_MAXINT64, 2000);
+
+  g_clear_object (&store);
+  store = od_store_open (uri, &error);
+  g_assert_no_error (error);
+  while (store_head (store) < 1100)
+    g_assert_true (execute_random (store, rand, orders, 40, TRUE, NULL));
+  /* Blocks 2 (513–768, begun while off) to 3 (769–1024). */
+  g_assert_cmpint (query_int (path, "SELECT count(*) FROM frame_blocks"), ==, 2);
+  g_assert_cmpint (query_int (path, "SELECT min(block) FROM frame_blocks"), ==, 2);
+  check_frames (store, 0, G_MAXINT64, 2000);
+  check_frames (store, 500, 1030, 2000);
+
+  g_clear_object (&store);
+  remove_store (dir, path);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -672,5 +711,6 @@ main (int   argc,
   g_test_add_func ("/store-format/sqlite-visit", test_sqlite_visit);
   g_test_add_func ("/store-format/frame-blocks", test_frame_blocks);
   g_test_add_func ("/store-format/frame-blocks-migration", test_frame_blocks_migration);
+  g_test_add_func ("/store-format/frame-blocks-off", test_frame_blocks_off);
   return g_test_run ();
 }
