@@ -64,6 +64,10 @@ struct _OdStoreSqlite
   sqlite3_stmt *st_block_put;
   sqlite3_stmt *st_block_rows;
   gboolean      keep_blocks; /* frame blocks are written (the default) */
+  /* Builds the blocks that older servers, or this one with blocks off,
+   * did not write, on a connection of its own. */
+  GThread      *backfill;
+  gint          backfill_stop; /* atomic */
   GString      *block;      /* the frames of the block being filled */
   gboolean      block_whole; /* it holds every frame from its start on */
   GHashTable   *orders;     /* order_id → OdOrder, committed state only */
@@ -1130,10 +1134,163 @@ od_store_sqlite_execute (OdStore  *store,
   return TRUE;
 }
 
+typedef struct
+{
+  OdStoreSqlite *store;
+  char          *path;
+  gint64         below;   /* blocks below this one are whole */
+} Backfill;
+
+/* One missing block from its rows, in a transaction of its own; FALSE
+ * when the rows are not the block's 256 (deleted by hand). */
+static gboolean
+backfill_block (sqlite3       *db,
+                sqlite3_stmt  *rows,
+                sqlite3_stmt  *put,
+                gint64         block,
+                GString       *frames,
+                GError       **error)
+{
+  gint64 expected = block * FRAME_BLOCK + 1;
+  gboolean ok;
+  int rc;
+
+  g_string_truncate (frames, 0);
+  if (!od_sqlite_exec (db, "BEGIN IMMEDIATE", NULL, error))
+    return FALSE;
+  sqlite3_bind_int64 (rows, 1, block * FRAME_BLOCK);
+  sqlite3_bind_int64 (rows, 2, (block + 1) * FRAME_BLOCK);
+  while ((rc = sqlite3_step (rows)) == SQLITE_ROW)
+    {
+      OdEvent event;
+
+      event_from_row (rows, &event);
+      if (event.position != expected)
+        break;
+      od_store_append_event (frames, &event, TRUE);
+      expected++;
+    }
+  sqlite3_reset (rows);
+  ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
+  if (ok && expected == (block + 1) * FRAME_BLOCK + 1)
+    {
+      /* Ignores: the writer may have stored it meanwhile. */
+      sqlite3_bind_int64 (put, 1, block);
+      sqlite3_bind_blob (put, 2, frames->str, frames->len, SQLITE_STATIC);
+      ok = sqlite3_step (put) == SQLITE_DONE;
+      sqlite3_reset (put);
+    }
+  if (!ok)
+    {
+      od_sqlite_set_error (error, db, "build frame block");
+      od_sqlite_exec (db, "ROLLBACK", NULL, NULL);
+      return FALSE;
+    }
+  return od_sqlite_exec (db, "COMMIT", NULL, error);
+}
+
+static gpointer
+backfill_thread (gpointer data)
+{
+  Backfill *backfill = data;
+  OdStoreSqlite *self = backfill->store;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GHashTable) stored = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  g_autoptr(GString) frames = g_string_new (NULL);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *list = NULL, *rows = NULL, *put = NULL;
+  gint64 built = 0;
+
+  if (sqlite3_open_v2 (backfill->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL)
+      != SQLITE_OK)
+    {
+      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s", backfill->path);
+      goto out;
+    }
+  sqlite3_busy_timeout (db, 10000);
+  /* Blocks are made again from the rows: one lost in a crash costs
+   * nothing, so this connection does not wait for the disk. */
+  if (!od_sqlite_exec (db, "PRAGMA synchronous=NORMAL", NULL, &error)
+      || !od_sqlite_prepare_persistent (db, "SELECT block FROM frame_blocks WHERE block < ?1",
+                                        &list, &error)
+      || !od_sqlite_prepare_persistent (db,
+                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+                   &rows, &error)
+      || !od_sqlite_prepare_persistent (db,
+                   "INSERT OR IGNORE INTO frame_blocks (block, frames) VALUES (?1, ?2)",
+                   &put, &error))
+    goto out;
+  sqlite3_bind_int64 (list, 1, backfill->below);
+  while (sqlite3_step (list) == SQLITE_ROW)
+    {
+      gint64 block = sqlite3_column_int64 (list, 0);
+
+      g_hash_table_add (stored, g_memdup2 (&block, sizeof block));
+    }
+  sqlite3_reset (list);
+  if ((gint64) g_hash_table_size (stored) < backfill->below)
+    g_message ("building frame blocks for %" G_GINT64_FORMAT " older events, in the background",
+               (backfill->below - (gint64) g_hash_table_size (stored)) * FRAME_BLOCK);
+  for (gint64 block = 0; block < backfill->below; block++)
+    {
+      if (g_atomic_int_get (&self->backfill_stop))
+        goto out;
+      if (g_hash_table_contains (stored, &block))
+        continue;
+      if (!backfill_block (db, rows, put, block, frames, &error))
+        goto out;
+      built++;
+    }
+  if (built > 0)
+    g_message ("built frame blocks for %" G_GINT64_FORMAT " older events", built * FRAME_BLOCK);
+
+out:
+  /* Not a failure of the store: those events are read from their rows. */
+  if (error != NULL)
+    g_message ("building frame blocks stopped: %s; older events are replayed from their "
+               "rows", error->message);
+  sqlite3_finalize (list);
+  sqlite3_finalize (rows);
+  sqlite3_finalize (put);
+  sqlite3_close (db);
+  g_free (backfill->path);
+  g_free (backfill);
+  return NULL;
+}
+
+/* Starts building the missing whole blocks below the one being filled,
+ * unless blocks are off. */
+static void
+backfill_start (OdStoreSqlite *self)
+{
+  Backfill *backfill;
+
+  if (self->backfill != NULL || !self->keep_blocks || self->last_position < FRAME_BLOCK)
+    return;
+  backfill = g_new0 (Backfill, 1);
+  backfill->store = self;
+  backfill->path = g_strdup (self->path);
+  backfill->below = self->last_position / FRAME_BLOCK;
+  g_atomic_int_set (&self->backfill_stop, 0);
+  self->backfill = g_thread_new ("od-frame-blocks", backfill_thread, backfill);
+}
+
+static void
+backfill_stop (OdStoreSqlite *self)
+{
+  if (self->backfill == NULL)
+    return;
+  g_atomic_int_set (&self->backfill_stop, 1);
+  g_thread_join (g_steal_pointer (&self->backfill));
+}
+
 static void
 od_store_sqlite_finalize (GObject *object)
 {
   OdStoreSqlite *self = OD_STORE_SQLITE (object);
+
+  backfill_stop (self);
   sqlite3_stmt **stmts[] = {
     &self->st_begin, &self->st_commit, &self->st_rollback, &self->st_idem_get,
     &self->st_idem_put, &self->st_idem_purge, &self->st_insert, &self->st_order_events,
@@ -1248,12 +1405,14 @@ od_store_sqlite_new (const char  *path,
       || !reload_last_position (self, error))
     return NULL;
   block_rebuild (self);
+  backfill_start (self);
   return OD_STORE (g_steal_pointer (&self));
 }
 
 /* Whether new events' frames are kept in blocks (the default).  Off, the
  * file grows half as fast and replay formats new events from their rows;
- * blocks already stored are still used.  Call before the first execute. */
+ * blocks already stored are still used, and missing ones are not built.
+ * Call before the first execute. */
 void
 od_store_sqlite_set_frame_blocks (OdStoreSqlite *self,
                                   gboolean       keep)
@@ -1262,4 +1421,19 @@ od_store_sqlite_set_frame_blocks (OdStoreSqlite *self,
 
   self->keep_blocks = !!keep;
   block_rebuild (self);
+  if (!self->keep_blocks)
+    backfill_stop (self);
+  else
+    backfill_start (self);
+}
+
+/* Waits until the missing blocks found at open are built (or building
+ * them stopped): for tests and tools. */
+void
+od_store_sqlite_wait_frame_blocks (OdStoreSqlite *self)
+{
+  g_return_if_fail (OD_IS_STORE_SQLITE (self));
+
+  if (self->backfill != NULL)
+    g_thread_join (g_steal_pointer (&self->backfill));
 }

@@ -12,5 +12,6 @@ OdStore *od_store_sqlite_new (const char  *path,
                               GError     **error);
 void     od_store_sqlite_set_frame_blocks (OdStoreSqlite *self,
                                            gboolean       keep);
+void     od_store_sqlite_wait_frame_blocks (OdStoreSqlite *self);
 
 G_END_DECLS
