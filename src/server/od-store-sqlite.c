@@ -339,6 +339,45 @@ read_head (Reader  *reader,
   return ok;
 }
 
+/* A pooled reader in a read transaction of its own, so that the head
+ * (into HEAD) and what is read after agree. */
+static Reader *
+read_begin (OdStoreSqlite  *self,
+            gint64         *head,
+            GError        **error)
+{
+  Reader *reader = reader_acquire (self, error);
+
+  if (reader == NULL)
+    return NULL;
+  sqlite3_step (reader->begin);
+  sqlite3_reset (reader->begin);
+  if (!read_head (reader, head, error))
+    {
+      od_sqlite_exec (reader->db, "ROLLBACK", NULL, NULL);
+      reader_release (self, reader);
+      return NULL;
+    }
+  return reader;
+}
+
+/* Ends READER's transaction (rolled back after a failure) and gives it
+ * back to the pool. */
+static void
+read_end (OdStoreSqlite *self,
+          Reader        *reader,
+          gboolean       ok)
+{
+  if (ok)
+    {
+      sqlite3_step (reader->commit);
+      sqlite3_reset (reader->commit);
+    }
+  else
+    od_sqlite_exec (reader->db, "ROLLBACK", NULL, NULL);
+  reader_release (self, reader);
+}
+
 static GPtrArray *
 od_store_sqlite_read_events (OdStore  *store,
                              gint64    after,
@@ -352,14 +391,8 @@ od_store_sqlite_read_events (OdStore  *store,
   gint64 h = 0;
   int rc;
 
-  if ((reader = reader_acquire (self, error)) == NULL)
+  if ((reader = read_begin (self, &h, error)) == NULL)
     return NULL;
-
-  /* One read transaction, so that head and the page agree. */
-  sqlite3_step (reader->begin);
-  sqlite3_reset (reader->begin);
-  if (!read_head (reader, &h, error))
-    goto failed;
   sqlite3_bind_int64 (reader->events, 1, after);
   sqlite3_bind_int64 (reader->events, 2, limit);
   while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
@@ -381,19 +414,13 @@ od_store_sqlite_read_events (OdStore  *store,
   if (rc != SQLITE_DONE)
     {
       od_sqlite_set_error (error, reader->db, "read events");
-      goto failed;
+      read_end (self, reader, FALSE);
+      return NULL;
     }
-  sqlite3_step (reader->commit);
-  sqlite3_reset (reader->commit);
-  reader_release (self, reader);
+  read_end (self, reader, TRUE);
   if (head != NULL)
     *head = h;
   return g_steal_pointer (&events);
-
-failed:
-  od_sqlite_exec (reader->db, "ROLLBACK", NULL, NULL);
-  reader_release (self, reader);
-  return NULL;
 }
 
 /* The row of STMT (position, prev, order_id, version, type, recorded_at,
@@ -438,13 +465,8 @@ od_store_sqlite_visit_events (OdStore           *store,
   gint64 h = 0;
   int rc;
 
-  if ((reader = reader_acquire (self, error)) == NULL)
+  if ((reader = read_begin (self, &h, error)) == NULL)
     return FALSE;
-
-  sqlite3_step (reader->begin);
-  sqlite3_reset (reader->begin);
-  if (!read_head (reader, &h, error))
-    goto failed;
   sqlite3_bind_int64 (reader->events, 1, after);
   sqlite3_bind_int64 (reader->events, 2, limit);
   while ((rc = sqlite3_step (reader->events)) == SQLITE_ROW)
@@ -462,19 +484,13 @@ od_store_sqlite_visit_events (OdStore           *store,
   if (rc != SQLITE_DONE)
     {
       od_sqlite_set_error (error, reader->db, "read events");
-      goto failed;
+      read_end (self, reader, FALSE);
+      return FALSE;
     }
-  sqlite3_step (reader->commit);
-  sqlite3_reset (reader->commit);
-  reader_release (self, reader);
+  read_end (self, reader, TRUE);
   if (head != NULL)
     *head = h;
   return TRUE;
-
-failed:
-  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
-  reader_release (self, reader);
-  return FALSE;
 }
 
 /* Where the frames of a block end: ends[i] is the offset just past frame
@@ -570,13 +586,8 @@ od_store_sqlite_visit_frames (OdStore            *store,
   guint remaining = limit;
   gboolean stop = FALSE;
 
-  if ((reader = reader_acquire (self, error)) == NULL)
+  if ((reader = read_begin (self, &h, error)) == NULL)
     return FALSE;
-
-  sqlite3_step (reader->begin);
-  sqlite3_reset (reader->begin);
-  if (!read_head (reader, &h, error))
-    goto failed;
   end = MIN (upto, h);
   while (!stop && remaining > 0 && pos < end)
     {
@@ -623,20 +634,14 @@ od_store_sqlite_visit_frames (OdStore            *store,
                                        &stop))
         {
           od_sqlite_set_error (error, reader->db, "read events");
-          goto failed;
+          read_end (self, reader, FALSE);
+          return FALSE;
         }
     }
-  sqlite3_step (reader->commit);
-  sqlite3_reset (reader->commit);
-  reader_release (self, reader);
+  read_end (self, reader, TRUE);
   if (head != NULL)
     *head = h;
   return TRUE;
-
-failed:
-  sqlite3_exec (reader->db, "ROLLBACK", NULL, NULL, NULL);
-  reader_release (self, reader);
-  return FALSE;
 }
 
 /* A range of the digest on a pooled connection of its own: its lines
