@@ -651,11 +651,11 @@ on_after_paint (OdOrderList *self)
     self->settle_id = g_idle_add (settle_model, self);
 }
 
+static void queue_fit_columns (OdOrderList *self);
+
 /* After the layout phase: the view goes where a live refresh said its
  * rows are (see od_order_list_refresh()).  The frame clock lays out
  * again before it paints, so the view GTK moved is never drawn. */
-static void queue_fit_columns (OdOrderList *self);
-
 static void
 on_layout_done (OdOrderList *self)
 {

@@ -61,13 +61,13 @@ assert_whole (OdWindow *window)
   od_test_assert_label_whole (label);
 }
 
-/* The list keeps the order, customer, status and total in view: at a
- * narrow width it hides items, then updated, rather than have them
- * scrolled to sideways.  With `fit`, every column shown fits without
- * scrolling.  Returns how many of the six columns are shown. */
+/* The list keeps the order, customer and total in view, whole: at a
+ * narrow width it hides items, then updated, makes the status pills
+ * compact, then hides status, rather than have them scrolled to
+ * sideways.  Every column shown fits without scrolling.  Returns how
+ * many of the six columns are shown. */
 static guint
-assert_columns_fit (OdWindow *window,
-                    gboolean  fit)
+assert_columns_fit (OdWindow *window)
 {
   GtkColumnView *view = od_order_list_get_column_view (od_window_get_order_list (window));
   GListModel *columns = gtk_column_view_get_columns (view);
@@ -86,8 +86,7 @@ assert_columns_fit (OdWindow *window,
     }
   g_test_message ("%d px wide: %u columns, %.0f px of columns in %.0f", gtk_widget_get_width (GTK_WIDGET (view)),
                   shown, gtk_adjustment_get_upper (h), gtk_adjustment_get_page_size (h));
-  if (fit)
-    g_assert_cmpfloat (gtk_adjustment_get_upper (h), <=, gtk_adjustment_get_page_size (h) + 0.5);
+  g_assert_cmpfloat (gtk_adjustment_get_upper (h), <=, gtk_adjustment_get_page_size (h) + 0.5);
   return shown;
 }
 
@@ -139,10 +138,10 @@ test_widths (void)
   assert_whole (window);
   g_assert_true (gtk_widget_get_mapped (list));
   g_assert_false (gtk_widget_get_mapped (detail));
-  /* At 360 px the four still need sideways scrolling. */
-  /* The status pills could not be made narrow enough: the totals showed
-   * their first digits only.  Status is hidden; the three fit. */
-  g_assert_cmpuint (assert_columns_fit (window, TRUE), ==, 3);
+  /* At 360 px the four needed sideways scrolling, even with compact
+   * status pills: the totals showed their first digits only.  Status is
+   * hidden; the three fit. */
+  g_assert_cmpuint (assert_columns_fit (window), ==, 3);
   back = find_action_button (GTK_WIDGET (window), "win.back");
   g_assert_nonnull (back);
   g_assert_false (gtk_widget_get_visible (back));
@@ -179,7 +178,7 @@ test_widths (void)
          * column kept room for its widest pill): the totals showed
          * without their currency.  The pills are compact there now, and
          * the four fit. */
-        shown = assert_columns_fit (window, TRUE);
+        shown = assert_columns_fit (window);
         if (sizes[i][0] == 800)
           g_assert_cmpuint (shown, ==, 4);
         /* Wide, every column again. */
