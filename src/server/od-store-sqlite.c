@@ -24,6 +24,9 @@
  * frame_blocks (the builder thread then makes them again). */
 #define FRAME_BLOCK 256
 
+/* An event's columns in the order event_from_row () reads them. */
+#define EVENT_COLUMNS "position, prev, order_id, version, type, recorded_at, actor, data"
+
 /* The aggregate cache is reset when it grows past this many orders; the
  * fold from the log is cheap enough for the rare miss after a reset. */
 #define MAX_CACHED_ORDERS 200000
@@ -283,11 +286,11 @@ reader_acquire (OdStoreSqlite  *self,
   sqlite3_exec (reader->db, "PRAGMA mmap_size=" G_STRINGIFY (READER_MMAP_BYTES), NULL, NULL,
                 NULL);
   if (!od_sqlite_prepare_persistent (reader->db,
-                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "SELECT " EVENT_COLUMNS " "
                    "FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
                    &reader->events, error)
       || !od_sqlite_prepare_persistent (reader->db,
-                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "SELECT " EVENT_COLUMNS " "
                    "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position "
                    "LIMIT ?3",
                    &reader->range, error)
@@ -423,9 +426,8 @@ od_store_sqlite_read_events (OdStore  *store,
   return g_steal_pointer (&events);
 }
 
-/* The row of STMT (position, prev, order_id, version, type, recorded_at,
- * actor, data) as an event whose strings are borrowed from the column
- * buffers: valid until the statement steps or resets. */
+/* The row of STMT (EVENT_COLUMNS) as an event whose strings are borrowed
+ * from the column buffers: valid until the statement steps or resets. */
 static void
 event_from_row (sqlite3_stmt *stmt,
                 OdEvent      *event)
@@ -1221,7 +1223,7 @@ backfill_thread (gpointer data)
       || !od_sqlite_prepare_persistent (db, "SELECT block FROM frame_blocks WHERE block < ?1",
                                         &list, &error)
       || !od_sqlite_prepare_persistent (db,
-                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "SELECT " EVENT_COLUMNS " "
                    "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
                    &rows, &error)
       || !od_sqlite_prepare_persistent (db,
@@ -1406,7 +1408,7 @@ od_store_sqlite_new (const char  *path,
                    "INSERT OR REPLACE INTO frame_blocks (block, frames) VALUES (?1, ?2)",
                    &self->st_block_put, error)
       || !od_sqlite_prepare_persistent (self->db,
-                   "SELECT position, prev, order_id, version, type, recorded_at, actor, data "
+                   "SELECT " EVENT_COLUMNS " "
                    "FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
                    &self->st_block_rows, error)
       || !reload_last_position (self, error))
