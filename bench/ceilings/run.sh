@@ -27,7 +27,7 @@ bench=$build/bench/server/od-bench-server
 ceiling=$build/bench/ceilings/od-ceiling
 ctl=$build/src/ctl/orderdeskctl
 hz=$(getconf CLK_TCK)
-work=$(mktemp -d /tmp/od-ceilings.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/od-ceilings.XXXXXX")
 pids=()
 cleanup () {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done

@@ -149,11 +149,14 @@ main (int    argc,
     {
       g_autofree char *wal = g_strconcat (path, "-wal", NULL);
       g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+      /* PATH.lock too (the writer lock), or the directory stays. */
+      g_autofree char *lock = g_strconcat (path, ".lock", NULL);
 
       g_clear_object (&cache);
       g_unlink (path);
       g_unlink (wal);
       g_unlink (shm);
+      g_unlink (lock);
       g_rmdir (dir);
     }
   return 0;

@@ -4,6 +4,7 @@
 #include "od-core.h"
 #include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
+#include "od-test-process.h" /* od_test_process_rmdir () */
 #include "od-event-fast.h"
 
 #include <glib/gstdio.h>
@@ -31,26 +32,11 @@ fixture_setup (Fixture       *f,
 }
 
 static void
-remove_dir (const char *dir)
-{
-  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)))
-    {
-      g_autofree char *p = g_build_filename (dir, name, NULL);
-
-      g_unlink (p);
-    }
-  g_rmdir (dir);
-}
-
-static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
   g_clear_object (&f->cache);
-  remove_dir (f->dir);
+  od_test_process_rmdir (f->dir);
   g_free (f->dir);
   g_free (f->path);
 }
@@ -1407,7 +1393,7 @@ test_migration_rebuilds (void)
   g_assert_no_error (error);
   g_assert_cmpint (scalar (cache, "SELECT count(*) FROM orders"), ==, 0);
   g_clear_object (&cache);
-  remove_dir (dir);
+  od_test_process_rmdir (dir);
 }
 
 static void
@@ -1918,5 +1904,11 @@ main (int    argc,
   g_test_add_func ("/sync/fast-event-parser-strict", test_fast_event_parser_strict);
   g_test_add_func ("/sse/parser", test_sse_parser);
   g_test_add_func ("/sse/parser-bounds", test_sse_parser_bounds);
-  return g_test_run ();
+  {
+    int rc = g_test_run ();
+
+    /* /cache/default-path makes orderdesk/ in it. */
+    od_test_process_rmdir (xdg);
+    return rc;
+  }
 }

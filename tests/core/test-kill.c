@@ -169,6 +169,7 @@ main (int    argc,
   if (g_getenv ("OD_SERVER_BIN") == NULL)
     {
       g_test_skip ("OD_SERVER_BIN is not set");
+      od_test_rmdir (xdg);
       return 77;
     }
   g_test_add_func ("/sync/kill-during-catch-up", test_kill_during_catch_up);

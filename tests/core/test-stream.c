@@ -6,9 +6,9 @@
 #include "od-core.h"
 #include "od-cache-private.h" /* od_cache_get_db () */
 #include "od-test-events.h"
+#include "od-test-process.h" /* od_test_process_rmdir () */
 
 #include <libsoup/soup.h>
-#include <stdio.h>
 #include <string.h>
 
 typedef enum
@@ -468,19 +468,14 @@ new_cache (char **dir)
   return cache;
 }
 
+/* The whole directory: the cache leaves its -wal, -shm and .lock files
+ * beside it. */
 static void
 rm_cache (OdCache *cache,
           char    *dir)
 {
-  g_autofree char *path = g_strdup (od_cache_get_path (cache));
-  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
-  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-
   g_object_unref (cache);
-  remove (path);
-  remove (wal);
-  remove (shm);
-  remove (dir);
+  od_test_process_rmdir (dir);
   g_free (dir);
 }
 

@@ -837,6 +837,7 @@ main (int    argc,
   if (g_getenv ("OD_SERVER_BIN") == NULL)
     {
       g_test_skip ("OD_SERVER_BIN is not set");
+      od_test_rmdir (xdg);
       return 77;
     }
   g_test_add_func ("/sync/equals-fold", test_sync_equals_fold);

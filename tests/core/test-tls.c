@@ -309,6 +309,7 @@ main (int    argc,
   if (g_getenv ("OD_SERVER_BIN") == NULL)
     {
       g_test_skip ("OD_SERVER_BIN is not set");
+      od_test_rmdir (xdg);
       return 77;
     }
   dir = od_test_certs_make ();

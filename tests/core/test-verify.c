@@ -572,6 +572,7 @@ main (int    argc,
   if (g_getenv ("OD_SERVER_BIN") == NULL)
     {
       g_test_skip ("OD_SERVER_BIN is not set");
+      od_test_rmdir (xdg);
       return 77;
     }
   g_test_add_func ("/verify/data-as-received", test_data_as_received);
@@ -593,5 +594,10 @@ main (int    argc,
   g_test_add_func ("/verify/foreign-log", test_foreign_log);
   g_test_add_func ("/verify/closed-cache", test_closed_cache);
   g_test_add_func ("/verify/ctl", test_ctl);
-  return g_test_run ();
+  {
+    int rc = g_test_run ();
+
+    od_test_rmdir (xdg);
+    return rc;
+  }
 }

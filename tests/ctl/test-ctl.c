@@ -835,5 +835,10 @@ main (int    argc,
   g_test_add_func ("/ctl/refund-statuses", test_refund_statuses);
   g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
-  return g_test_run ();
+  {
+    int rc = g_test_run ();
+
+    od_test_rmdir (xdg);
+    return rc;
+  }
 }

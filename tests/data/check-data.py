@@ -56,29 +56,29 @@ for name in sorted(os.listdir(os.path.join(top, 'data', 'ui'))):
 # fresh template, as `ninja orderdesk-update-po` would), no fuzzy entry,
 # formats consistent.
 import tempfile
-tmp = tempfile.mkdtemp()
-pot = os.path.join(tmp, 'orderdesk.pot')
-subprocess.run(['xgettext', '--package-name=orderdesk', '--from-code=UTF-8',
-                '--add-comments', '--keyword=_', '--keyword=N_', '--keyword=C_:1c,2',
-                '--keyword=NC_:1c,2', '--keyword=g_dcgettext:2', '--keyword=g_dngettext:2,3',
-                '--keyword=g_dpgettext2:2c,3', '--flag=N_:1:pass-c-format',
-                '--flag=C_:2:pass-c-format', '--flag=NC_:2:pass-c-format',
-                '--flag=g_dngettext:2:pass-c-format', '--flag=g_strdup_printf:1:c-format',
-                '--flag=g_string_printf:2:c-format', '--flag=g_string_append_printf:2:c-format',
-                '--flag=g_error_new:3:c-format', '--flag=g_set_error:4:c-format',
-                '--directory', top, '--files-from', os.path.join(top, 'po', 'POTFILES.in'),
-                '-o', pot], check=True)
-for lang in ['de']:
-    po = os.path.join(tmp, f'{lang}.po')
-    subprocess.run(['msgmerge', '--quiet', '--no-fuzzy-matching', '-o', po,
-                    os.path.join(top, 'po', f'{lang}.po'), pot], check=True)
-    result = subprocess.run(['msgfmt', '--check', '--statistics', '-o', os.devnull, po],
-                            capture_output=True, text=True)
-    stats = result.stderr.strip()
-    if result.returncode != 0:
-        failures.append(f'po/{lang}.po: msgfmt --check failed: {stats}')
-    elif 'fuzzy' in stats or 'untranslated' in stats:
-        failures.append(f'po/{lang}.po is incomplete: {stats}')
+with tempfile.TemporaryDirectory() as tmp:
+    pot = os.path.join(tmp, 'orderdesk.pot')
+    subprocess.run(['xgettext', '--package-name=orderdesk', '--from-code=UTF-8',
+                    '--add-comments', '--keyword=_', '--keyword=N_', '--keyword=C_:1c,2',
+                    '--keyword=NC_:1c,2', '--keyword=g_dcgettext:2', '--keyword=g_dngettext:2,3',
+                    '--keyword=g_dpgettext2:2c,3', '--flag=N_:1:pass-c-format',
+                    '--flag=C_:2:pass-c-format', '--flag=NC_:2:pass-c-format',
+                    '--flag=g_dngettext:2:pass-c-format', '--flag=g_strdup_printf:1:c-format',
+                    '--flag=g_string_printf:2:c-format', '--flag=g_string_append_printf:2:c-format',
+                    '--flag=g_error_new:3:c-format', '--flag=g_set_error:4:c-format',
+                    '--directory', top, '--files-from', os.path.join(top, 'po', 'POTFILES.in'),
+                    '-o', pot], check=True)
+    for lang in ['de']:
+        po = os.path.join(tmp, f'{lang}.po')
+        subprocess.run(['msgmerge', '--quiet', '--no-fuzzy-matching', '-o', po,
+                        os.path.join(top, 'po', f'{lang}.po'), pot], check=True)
+        result = subprocess.run(['msgfmt', '--check', '--statistics', '-o', os.devnull, po],
+                                capture_output=True, text=True)
+        stats = result.stderr.strip()
+        if result.returncode != 0:
+            failures.append(f'po/{lang}.po: msgfmt --check failed: {stats}')
+        elif 'fuzzy' in stats or 'untranslated' in stats:
+            failures.append(f'po/{lang}.po is incomplete: {stats}')
 
 for failure in failures:
     print(failure)

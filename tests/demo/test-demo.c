@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "od-protocol.h"
+#include "od-test-process.h" /* od_test_process_rmdir () */
 
 typedef struct
 {
@@ -41,7 +42,8 @@ demo_start (Demo       *demo,
   g_strstrip (demo->url);
 }
 
-/* Stops the server and returns everything it printed. */
+/* Stops the server, removes its directory and returns everything it
+ * printed. */
 static char *
 demo_stop (Demo *demo)
 {
@@ -54,6 +56,7 @@ demo_stop (Demo *demo)
   g_assert_true (g_subprocess_get_if_exited (demo->process));
   g_assert_cmpint (g_subprocess_get_exit_status (demo->process), ==, 0);
   g_clear_object (&demo->process);
+  od_test_process_rmdir (demo->dir);
   g_free (demo->ready);
   g_free (demo->url);
   g_free (demo->dir);
