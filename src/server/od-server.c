@@ -6,7 +6,12 @@
 #include "od-metrics.h"
 #include "od-digest.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 #define WRITER_BATCH_MAX   1024
 #define READY_TIMEOUT_MS   1000
@@ -1053,6 +1058,63 @@ static const char *const known_routes[] = {
   "/v1/health", "/v1/ready", "/metrics",
 };
 
+/* Writes LINE, an access log message, to stderr as GLib's writer would
+ * (g_log_writer_format_fields ()'s form, no colour), with one write ().
+ * GLib's writer asks for every line whether stderr is a terminal, formats
+ * through printf and writes through stdio: a tenth of the main thread's
+ * time on a command.  FALSE where that writer does more: colours on a
+ * terminal, fields in the journal, escapes for what is not printable
+ * ASCII (a client's method may hold anything). */
+static gboolean
+log_line_direct (const char *line,
+                 gsize       len)
+{
+  static gsize direct = 0; /* 1: write here, 2: through GLib */
+  char prefix[64];
+  struct iovec iov[3];
+  struct tm tm;
+  gint64 now;
+  time_t secs;
+  gssize n;
+
+  if (g_once_init_enter (&direct))
+    g_once_init_leave (&direct, isatty (STDERR_FILENO) || g_log_writer_is_journald (STDERR_FILENO)
+                                ? 2 : 1);
+  if (direct != 1)
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    if (line[i] < 0x20 || line[i] > 0x7e)
+      return FALSE;
+  now = g_get_real_time ();
+  secs = (time_t) (now / G_USEC_PER_SEC);
+  if (localtime_r (&secs, &tm) == NULL)
+    return FALSE;
+  iov[0].iov_base = prefix;
+  iov[0].iov_len = g_snprintf (prefix, sizeof prefix, G_LOG_DOMAIN "-Message: %02d:%02d:%02d.%03d: ",
+                               tm.tm_hour, tm.tm_min, tm.tm_sec,
+                               (int) ((now / 1000) % 1000));
+  iov[1].iov_base = (char *) line;
+  iov[1].iov_len = len;
+  iov[2].iov_base = (char *) "\n";
+  iov[2].iov_len = 1;
+  /* A short write (a full pipe) finishes through stdio, as before. */
+  do
+    n = writev (STDERR_FILENO, iov, G_N_ELEMENTS (iov));
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (iov); i++)
+    {
+      gsize done = MIN ((gsize) n, iov[i].iov_len);
+
+      if (done < iov[i].iov_len)
+        fwrite ((const char *) iov[i].iov_base + done, 1, iov[i].iov_len - done, stderr);
+      n -= done;
+    }
+  fflush (stderr);
+  return TRUE;
+}
+
 /* One line a request, with journald fields when stderr is the journal.
  * Only the route (never a query string, which is client text) and the
  * token's name (never the token) are logged. */
@@ -1068,7 +1130,8 @@ log_request (SoupServer        *server,
   const char *token_name = g_object_get_data (G_OBJECT (msg), "od-token-name");
   const char *request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
   const gint64 *start = g_object_get_data (G_OBJECT (msg), "od-log-start");
-  char status[16], duration[32];
+  char status[16], duration[32], line[512];
+  gsize len;
 
   if (method == NULL)
     return;
@@ -1086,6 +1149,10 @@ log_request (SoupServer        *server,
                 : soup_server_message_get_status (msg));
   g_snprintf (duration, sizeof duration, "%.1f",
               start ? (g_get_monotonic_time () - *start) / 1000.0 : 0.0);
+  len = g_snprintf (line, sizeof line, "%s %s %s %s ms token=%s request_id=%s", method, route,
+                    status, duration, token_name ? token_name : "-", request_id);
+  if (len < sizeof line && log_line_direct (line, len))
+    return;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "OD_HTTP_METHOD", method,
                     "OD_HTTP_ROUTE", route,
