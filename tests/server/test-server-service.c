@@ -751,6 +751,19 @@ test_request_log (void)
     od_test_assert_status (r2, 200);
     g_io_stream_close (G_IO_STREAM (c), NULL, NULL);
   }
+  /* A method with a control character (an escape sequence for a
+   * terminal that shows the log): logged escaped, never raw. */
+  {
+    g_autoptr(GSocketConnection) c = od_test_raw_connect (server);
+    const char *request = "G\033[2JT /v1/health HTTP/1.1\r\nHost: x\r\n"
+                          "X-Request-Id: escaped-method\r\n\r\n";
+    g_autoptr(OdTestResponse) r = NULL;
+
+    g_assert_true (od_test_raw_write (c, request, strlen (request)));
+    r = od_test_raw_read_response (c, 10);
+    g_assert_nonnull (r);
+    g_io_stream_close (G_IO_STREAM (c), NULL, NULL);
+  }
   /* A stream, briefly. */
   {
     g_autoptr(GSocketConnection) stream = od_test_raw_connect (server);
@@ -773,6 +786,8 @@ test_request_log (void)
   g_assert_null (strstr (log, "scrape-secret"));
   g_assert_null (strstr (log, "not-a-known-secret"));
   g_assert_null (strstr (log, "FAKE-FIELD"));
+  g_assert_null (strchr (log, '\033'));
+  g_assert_nonnull (strstr (log, "G\\u001b[2JT /v1/health"));
   {
     g_autoptr(GRegex) line = g_regex_new ("^.*: (GET|POST) (\\S+) (\\d{3}) (\\d+\\.\\d) ms "
                                           "token=(\\S+) request_id=(\\S+)$",
