@@ -1059,10 +1059,10 @@ static const char *const known_routes[] = {
 };
 
 /* Writes LINE, an access log message, to stderr as GLib's writer would
- * (g_log_writer_format_fields ()'s form, no colour), with one write ().
+ * (g_log_writer_format_fields ()'s form, no colour), with one writev ().
  * GLib's writer asks for every line whether stderr is a terminal, formats
- * through printf and writes through stdio: a tenth of the main thread's
- * time on a command.  FALSE where that writer does more: colours on a
+ * through printf and writes through stdio: 8 % of the main thread's time
+ * on a command.  FALSE where that writer does more: colours on a
  * terminal, fields in the journal, escapes for what is not printable
  * ASCII (a client's method may hold anything). */
 static gboolean
