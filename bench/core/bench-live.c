@@ -97,6 +97,7 @@ main (int    argc,
   if (url == NULL || token == NULL)
     {
       g_printerr ("usage: bench-core-live URL OPERATOR_TOKEN [N]\n");
+      g_rmdir (dir);
       return 2;
     }
   b.loop = g_main_loop_new (NULL, FALSE);
