@@ -757,21 +757,6 @@ ensure_writer (OdStorePostgres  *self,
   return TRUE;
 }
 
-static gboolean
-apply_event_text (OdOrder    *order,
-                  const char *type,
-                  const char *data,
-                  gint64      version,
-                  gint64      position,
-                  const char *recorded_at)
-{
-  g_autoptr(JsonNode) node = od_json_parse_object (data, -1, NULL);
-
-  od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
-                  recorded_at);
-  return node != NULL;
-}
-
 /* Puts a copy of the cached state (or an empty order) of every order the
  * batch touches into `states`, and returns in *ids and *afters the arrays
  * for orders_sql: the events appended since, by any instance. */
@@ -812,7 +797,7 @@ apply_orders (GHashTable *states,
 
       if (order == NULL)
         continue;
-      apply_event_text (order, PQgetvalue (res, r, 2), PQgetvalue (res, r, 3),
+      od_store_fold_event (order, PQgetvalue (res, r, 2), PQgetvalue (res, r, 3),
                         get_int64 (res, r, 1), get_int64 (res, r, 4), PQgetvalue (res, r, 5));
     }
 }
@@ -1033,7 +1018,7 @@ decide_batch (OdJob     **jobs,
           p.data = event_data;
           p.recorded_at = job->recorded_at ? g_strdup (job->recorded_at) : od_timestamp_now ();
           /* Later jobs of the batch decide against this one's effect. */
-          apply_event_text (order, p.type, p.data, p.version, 0, p.recorded_at);
+          od_store_fold_event (order, p.type, p.data, p.version, 0, p.recorded_at);
           g_array_append_val (pending, p);
           /* The answer (with its position) is set once positions are known. */
           job->status = 200;

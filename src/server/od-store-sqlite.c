@@ -789,17 +789,11 @@ load_order (OdStoreSqlite  *self,
   order = od_order_new (order_id);
   sqlite3_bind_text (self->st_order_events, 1, order_id, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step (self->st_order_events)) == SQLITE_ROW)
-    {
-      g_autoptr(JsonNode) data = NULL;
-      const char *text = (const char *) sqlite3_column_text (self->st_order_events, 2);
-
-      data = od_json_parse_object (text ? text : "{}", -1, NULL);
-      od_order_apply (order, (const char *) sqlite3_column_text (self->st_order_events, 1),
-                      data ? json_node_get_object (data) : NULL,
-                      sqlite3_column_int64 (self->st_order_events, 0),
-                      sqlite3_column_int64 (self->st_order_events, 3),
-                      (const char *) sqlite3_column_text (self->st_order_events, 4));
-    }
+    od_store_fold_event (order, (const char *) sqlite3_column_text (self->st_order_events, 1),
+                         (const char *) sqlite3_column_text (self->st_order_events, 2),
+                         sqlite3_column_int64 (self->st_order_events, 0),
+                         sqlite3_column_int64 (self->st_order_events, 3),
+                         (const char *) sqlite3_column_text (self->st_order_events, 4));
   sqlite3_reset (self->st_order_events);
   if (rc != SQLITE_DONE)
     {
@@ -923,7 +917,6 @@ append_event (OdStoreSqlite  *self,
               GError        **error)
 {
   sqlite3_stmt *st = self->st_insert;
-  g_autoptr(JsonNode) node = NULL;
   gint64 position = self->last_position + 1;
   gint64 version = order->version + 1;
   gboolean ok;
@@ -967,9 +960,7 @@ append_event (OdStoreSqlite  *self,
   }
 
   self->last_position = position;
-  node = od_json_parse_object (data, -1, NULL);
-  od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
-                  recorded_at);
+  od_store_fold_event (order, type, data, version, position, recorded_at);
   od_job_set_success (job, version, position);
   return TRUE;
 }

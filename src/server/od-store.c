@@ -443,3 +443,31 @@ od_job_set_problem (OdJob     *job,
   job->response = od_problem_to_json (problem);
   od_problem_free (problem);
 }
+
+/* The common flat shape of `data` is folded without json-glib
+ * (od_flat_data_parse (), as the console folds the stream), anything
+ * else through json-glib, the judge; the two folds are the same
+ * (test-fold).  The json-glib parse was 9 % of the SQLite writer's time
+ * on commands. */
+void
+od_store_fold_event (OdOrder    *order,
+                     const char *type,
+                     const char *data,
+                     gint64      version,
+                     gint64      position,
+                     const char *recorded_at)
+{
+  g_autoptr(JsonNode) node = NULL;
+  OdFlatData flat;
+
+  if (data == NULL)
+    data = "{}";
+  if (od_flat_data_parse (&flat, data, strlen (data)))
+    {
+      od_order_apply_flat (order, type, &flat, version, position, recorded_at);
+      return;
+    }
+  node = od_json_parse_object (data, -1, NULL);
+  od_order_apply (order, type, node ? json_node_get_object (node) : NULL, version, position,
+                  recorded_at);
+}

@@ -182,6 +182,14 @@ gboolean   od_store_digest      (OdStore     *self,
                                  gint64      *count,
                                  GError     **error);
 void       od_store_emit_appended (OdStore   *self);
+/* Folds one stored event into ORDER, as od_order_apply () does from
+ * its parsed data. */
+void       od_store_fold_event  (OdOrder     *order,
+                                 const char  *type,
+                                 const char  *data,
+                                 gint64       version,
+                                 gint64       position,
+                                 const char  *recorded_at);
 
 /* Idempotency keys are kept at least this long (the contract says 24 h). */
 #define OD_IDEMPOTENCY_RETENTION_USEC (48 * G_TIME_SPAN_HOUR)
