@@ -798,7 +798,7 @@ apply_orders (GHashTable *states,
       if (order == NULL)
         continue;
       od_store_fold_event (order, PQgetvalue (res, r, 2), PQgetvalue (res, r, 3),
-                        get_int64 (res, r, 1), get_int64 (res, r, 4), PQgetvalue (res, r, 5));
+                           get_int64 (res, r, 1), get_int64 (res, r, 4), PQgetvalue (res, r, 5));
     }
 }
 
