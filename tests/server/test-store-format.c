@@ -11,6 +11,7 @@
  * whatever the batches, restarts and failed commits that wrote them. */
 #include "od-store.h"
 #include "od-store-sqlite.h"
+#include "od-test-process.h" /* od_test_process_rmdir () */
 #include "od-uuid.h"
 
 #include <glib/gstdio.h>
@@ -315,17 +316,7 @@ test_sqlite_visit (void)
     }
 
   g_clear_object (&store);
-  {
-    const char *const suffixes[] = { "", "-wal", "-shm" };
-
-    for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
-      {
-        g_autofree char *file = g_strconcat (path, suffixes[i], NULL);
-
-        g_remove (file);
-      }
-  }
-  g_rmdir (dir);
+  od_test_process_rmdir (dir);
 }
 
 static GPtrArray *warnings;
@@ -341,21 +332,6 @@ count_warnings (GLogLevelFlags   level,
       if (g_strcmp0 (fields[i].key, "MESSAGE") == 0)
         g_ptr_array_add (warnings, g_strdup (fields[i].value));
   return g_log_writer_default (level, fields, n_fields, data);
-}
-
-static void
-remove_store (const char *dir,
-              const char *path)
-{
-  const char *const suffixes[] = { "", "-wal", "-shm" };
-
-  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
-    {
-      g_autofree char *file = g_strconcat (path, suffixes[i], NULL);
-
-      g_remove (file);
-    }
-  g_rmdir (dir);
 }
 
 /* A command on a random order of ORDERS (or a new one), with texts that
@@ -595,7 +571,7 @@ test_frame_blocks (void)
   }
 
   g_clear_object (&store);
-  remove_store (dir, path);
+  od_test_process_rmdir (dir);
 }
 
 /* A store of schema 1 (no frame blocks) is migrated in place: its
@@ -658,7 +634,7 @@ test_frame_blocks_migration (void)
   check_frames (store, 600, G_MAXINT64, 100);
 
   g_clear_object (&store);
-  remove_store (dir, path);
+  od_test_process_rmdir (dir);
 }
 
 /* Frame blocks turned off (--frame-blocks=false): none is written, and
@@ -697,7 +673,7 @@ test_frame_blocks_off (void)
   check_frames (store, 500, 1030, 2000);
 
   g_clear_object (&store);
-  remove_store (dir, path);
+  od_test_process_rmdir (dir);
 }
 
 int
