@@ -14,7 +14,6 @@
 #include "od-test-process.h" /* od_test_process_rmdir () */
 #include "od-uuid.h"
 
-#include <glib/gstdio.h>
 #include <sqlite3.h>
 #include <string.h>
 
