@@ -130,7 +130,7 @@ ceiling_store (void)
                        NULL) != SQLITE_OK)
     g_error ("cannot open %s", path);
   exec_or_die (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
-                   "PRAGMA temp_store=MEMORY;");
+                   "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;");
   exec_or_die (db,
                "BEGIN IMMEDIATE;"
                "CREATE TABLE IF NOT EXISTS events ("
