@@ -238,7 +238,17 @@ main (int    argc,
         g_autofree char *label = g_strdup_printf ("jump to a random row, 100, by %s, %s",
                                                   sort_names[sort],
                                                   status ? od_order_status_name (status) : "all");
+        g_autofree char *locate_label = g_strdup_printf ("row number, from the top, by %s, %s",
+                                                         sort_names[sort],
+                                                         status ? od_order_status_name (status)
+                                                                : "all");
+        g_autofree char *near_label = g_strdup_printf ("row number, nearer end, by %s, %s",
+                                                       sort_names[sort],
+                                                       status ? od_order_status_name (status)
+                                                              : "all");
+        double near_ms[40];
         g_autoptr(GRand) rand = g_rand_new_with_seed (7);
+        double locate_ms[40];
         guint rows = 0;
 
         for (guint i = 0; i < 40; i++)
@@ -246,11 +256,36 @@ main (int    argc,
             guint64 offset = (guint64) g_rand_double_range (rand, 0, MAX (total - 100, 1));
             double t = now_ms ();
             g_autoptr(GPtrArray) page = od_query_orders_at (cache, &q, offset, 100, NULL);
+            gint64 position = -1;
 
             ms[i] = now_ms () - t;
             rows = page->len;
+            /* The list's way back to rows a burst pushed out of memory
+             * (od_order_list_model_locate). */
+            t = now_ms ();
+            if (page->len == 0)
+              {
+                locate_ms[i] = near_ms[i] = 0;
+                continue;
+              }
+            if (!od_query_order_position (cache, &q, ((OdOrderRow *) page->pdata[0])->order_id,
+                                             -1, &position, NULL)
+                || position != (gint64) offset)
+              g_error ("row number of row %" G_GUINT64_FORMAT ": %" G_GINT64_FORMAT, offset,
+                       position);
+            locate_ms[i] = now_ms () - t;
+            /* As the list asks, with a guess (here the right row). */
+            t = now_ms ();
+            if (!od_query_order_position (cache, &q, ((OdOrderRow *) page->pdata[0])->order_id,
+                                             offset, &position, NULL)
+                || position != (gint64) offset)
+              g_error ("row number of row %" G_GUINT64_FORMAT " from the end: %" G_GINT64_FORMAT,
+                       offset, position);
+            near_ms[i] = now_ms () - t;
           }
         report (label, ms, 40, rows);
+        report (locate_label, locate_ms, 40, 1);
+        report (near_label, near_ms, 40, 1);
         {
           double t = now_ms ();
           g_autoptr(GPtrArray) page = od_query_orders_at (cache, &q, MAX (total - 100, 0), 100,

@@ -900,6 +900,34 @@ od_order_list_model_peek_positions (OdOrderListModel *self,
     }
 }
 
+/* The position of `order_id` in the query's order now, counted on the
+ * cache from the end nearer to `near` (a guess), whether its page is in
+ * memory or not (nothing is read into memory); G_MAXUINT if the order is
+ * not in the cache or would come after the last row.  It may be an order
+ * the query does not list: the caller checks the row there. */
+guint
+od_order_list_model_locate (OdOrderListModel *self,
+                            const char       *order_id,
+                            guint             near)
+{
+  g_autoptr(GError) error = NULL;
+  gint64 position;
+
+  g_return_val_if_fail (OD_IS_ORDER_LIST_MODEL (self), G_MAXUINT);
+  g_return_val_if_fail (order_id != NULL, G_MAXUINT);
+
+  if (self->cache == NULL)
+    return G_MAXUINT;
+  if (!od_query_order_position (self->cache, &self->query, order_id, near, &position, &error))
+    {
+      g_warning ("Could not find an order's row: %s", error->message);
+      return G_MAXUINT;
+    }
+  if (position < 0 || position >= self->n_items)
+    return G_MAXUINT;
+  return (guint) position;
+}
+
 /* The position of `order_id` among the rows in memory, else among the
  * first pages (read if need be); G_MAXUINT if it is in neither. */
 guint

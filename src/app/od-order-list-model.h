@@ -36,6 +36,9 @@ OdOrderItem      *od_order_list_model_peek_item    (OdOrderListModel   *self,
 void              od_order_list_model_peek_positions (OdOrderListModel *self,
                                                       GPtrArray        *items,
                                                       guint            *positions);
+guint             od_order_list_model_locate       (OdOrderListModel   *self,
+                                                    const char         *order_id,
+                                                    guint               near);
 guint             od_order_list_model_find         (OdOrderListModel   *self,
                                                     const char         *order_id);
 void              od_order_list_model_settle       (OdOrderListModel   *self);

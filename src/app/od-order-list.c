@@ -1355,6 +1355,67 @@ common_shift (GPtrArray   *items,
   return best * 2 > items->len;
 }
 
+/* The rows shown are no longer in the pages in memory (more orders came
+ * above them than those pages hold): where one of them is now is counted
+ * on the cache, the rows around that place are read, and the view goes
+ * along when most of the rows shown are there together (common_shift ()).
+ * A row found in memory moved on its own (to the top, say) and says
+ * nothing of the others, so it is not asked about; nor are more than a
+ * few rows, each a count on the cache. */
+static gboolean
+locate_shift (OdOrderList *self,
+              GPtrArray   *shown,
+              const guint *positions,
+              guint        first,
+              guint        old_n,
+              gint64      *shift)
+{
+  GListModel *model = G_LIST_MODEL (self->model);
+  guint n = g_list_model_get_n_items (model);
+  g_autofree guint *found = g_new (guint, shown->len);
+  guint asked = 0;
+
+  for (guint k = 0; k < shown->len && asked < 3; k++)
+    {
+      g_autoptr(GHashTable) around = NULL;
+      guint at, from, to;
+
+      if (positions[k] != G_MAXUINT)
+        continue;
+      asked++;
+      /* Most likely moved by the rows the list gained. */
+      at = od_order_list_model_locate (self->model,
+                                       od_order_item_get_order_id (g_ptr_array_index (shown, k)),
+                                       first + k + (n > old_n ? n - old_n : 0));
+      if (at == G_MAXUINT)
+        continue;
+      /* The rows shown before and after this one may have moved a row
+       * more or less (one went up from among them). */
+      from = at - MIN (at, k + shown->len);
+      to = MIN (n, at + 2 * shown->len);
+      around = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      for (guint p = from; p < to; p++)
+        {
+          g_autoptr(OdOrderItem) item = g_list_model_get_item (model, p);
+          const char *id = od_order_item_get_order_id (item);
+
+          /* A row not read yet is blank: it matches nothing. */
+          if (id != NULL && id[0] != '\0')
+            g_hash_table_insert (around, g_strdup (id), GUINT_TO_POINTER (p + 1));
+        }
+      for (guint j = 0; j < shown->len; j++)
+        {
+          const char *id = od_order_item_get_order_id (g_ptr_array_index (shown, j));
+          guint p = id != NULL ? GPOINTER_TO_UINT (g_hash_table_lookup (around, id)) : 0;
+
+          found[j] = p > 0 ? p - 1 : G_MAXUINT;
+        }
+      if (common_shift (shown, found, first, shift))
+        return TRUE;
+    }
+  return FALSE;
+}
+
 void
 od_order_list_refresh (OdOrderList *self)
 {
@@ -1364,6 +1425,7 @@ od_order_list_refresh (OdOrderList *self)
   g_autofree guint *positions = NULL;
   double value;
   guint first = 0;
+  guint old_n;
   gint64 shift = 0;
 
   if (self->model == NULL)
@@ -1376,7 +1438,8 @@ od_order_list_refresh (OdOrderList *self)
    * and one further down would follow that row if it were the order
    * that changed, to the top.  An operator at the top stays there (the
    * selection follows its order wherever it goes); one who scrolled down
-   * keeps the rows in view, moved by the orders inserted above them. */
+   * keeps the rows in view, moved by the orders inserted above them,
+   * however many (locate_shift ()). */
   if (value > 0 && self->vadjustment != NULL && self->row_height > 0
       && gtk_widget_get_mapped (GTK_WIDGET (self)))
     {
@@ -1398,6 +1461,7 @@ od_order_list_refresh (OdOrderList *self)
           g_ptr_array_add (shown, g_object_ref (item));
         }
     }
+  old_n = g_list_model_get_n_items (G_LIST_MODEL (self->model));
   self->updating_model = TRUE;
   od_order_list_model_refresh (self->model);
   self->updating_model = FALSE;
@@ -1410,7 +1474,8 @@ od_order_list_refresh (OdOrderList *self)
     {
       positions = g_new (guint, shown->len);
       od_order_list_model_peek_positions (self->model, shown, positions);
-      if (common_shift (shown, positions, first, &shift))
+      if (common_shift (shown, positions, first, &shift)
+          || locate_shift (self, shown, positions, first, old_n, &shift))
         {
           self->keep_place = TRUE;
           self->keep_value = MAX (0, value + shift * self->row_height);

@@ -250,6 +250,7 @@ build_sql (const OdOrderQuery *query,
            gboolean            with_cursor,
            gboolean            with_fts,
            gboolean            count_only,
+           gboolean            count_from,
            gboolean            with_offset,
            gboolean            use_memo)
 {
@@ -257,6 +258,10 @@ build_sql (const OdOrderQuery *query,
   const char *col = sort_column (query->sort);
   gboolean search = has_search (query);
   const char *glue = " WHERE ";
+  /* A count with a cursor counts the rows listed before it, or with
+   * count_from the rows from it (itself included) to the end. */
+  const char *count_op = count_from ? (query->descending ? "<=" : ">=")
+                                    : (query->descending ? ">" : "<");
 
   if (search && use_memo)
     {
@@ -272,6 +277,8 @@ build_sql (const OdOrderQuery *query,
           g_string_append_printf (sql, "%sstatus = ?1", glue);
           glue = " AND ";
         }
+      if (count_only && with_cursor)
+        g_string_append_printf (sql, "%s(%s, order_id) %s (?2, ?3)", glue, col, count_op);
       if (count_only)
         return g_string_free (sql, FALSE);
       if (with_cursor)
@@ -300,6 +307,8 @@ build_sql (const OdOrderQuery *query,
       g_string_append_printf (sql, "%sstatus = ?1", glue);
       glue = " AND ";
     }
+  if (count_only && with_cursor)
+    g_string_append_printf (sql, "%s(%s, order_id) %s (?2, ?3)", glue, col, count_op);
   if (count_only)
     return g_string_free (sql, FALSE);
   if (with_cursor)
@@ -579,11 +588,12 @@ prepare_list (OdCache             *cache,
               const OdOrderCursor *cursor,
               gint64               limit,
               gboolean             count_only,
+              gboolean             count_from,
               gint64               offset,
               SearchParts         *parts,
               GError             **error)
 {
-  gboolean with_cursor = !count_only && cursor != NULL && cursor->valid;
+  gboolean with_cursor = cursor != NULL && cursor->valid;
   gboolean with_fts = FALSE;
   gboolean use_memo = FALSE;
   g_autofree char *sql = NULL;
@@ -602,7 +612,7 @@ prepare_list (OdCache             *cache,
           use_memo = TRUE;
         }
     }
-  sql = build_sql (query, with_cursor, with_fts, count_only, offset >= 0, use_memo);
+  sql = build_sql (query, with_cursor, with_fts, count_only, count_from, offset >= 0, use_memo);
   if (db == NULL)
     st = od_cache_prepare_read (cache, sql, error);
   else
@@ -653,7 +663,7 @@ list_rows (OdCache             *cache,
       /* The memo's way reports what went wrong, if anything still does. */
     }
   rows = g_ptr_array_new_with_free_func ((GDestroyNotify) od_order_row_free);
-  st = prepare_list (cache, NULL, query, cursor, limit, FALSE, offset, &parts, error);
+  st = prepare_list (cache, NULL, query, cursor, limit, FALSE, FALSE, offset, &parts, error);
   if (st == NULL)
     {
       search_parts_clear (&parts);
@@ -709,7 +719,7 @@ od_query_count_orders (OdCache             *cache,
         return -1;
       return counts[query->status < OD_STATUS_N ? query->status : 0];
     }
-  st = prepare_list (cache, NULL, query, NULL, 0, TRUE, -1, &parts, error);
+  st = prepare_list (cache, NULL, query, NULL, 0, TRUE, FALSE, -1, &parts, error);
   search_parts_clear (&parts);
   if (st == NULL)
     return -1;
@@ -720,6 +730,130 @@ od_query_count_orders (OdCache             *cache,
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   return n;
+}
+
+/* The rows of `query` before `cursor`, or with count_from those from it
+ * to the end. */
+static gint64
+count_by_cursor (OdCache             *cache,
+                 const OdOrderQuery  *query,
+                 const OdOrderCursor *cursor,
+                 gboolean             count_from,
+                 GError             **error)
+{
+  SearchParts parts = { 0 };
+  sqlite3_stmt *st;
+  gint64 n = -1;
+
+  st = prepare_list (cache, NULL, query, cursor, 0, TRUE, count_from, -1, &parts, error);
+  search_parts_clear (&parts);
+  if (st == NULL)
+    return -1;
+  if (sqlite3_step (st) == SQLITE_ROW)
+    n = sqlite3_column_int64 (st, 0);
+  else
+    od_sqlite_set_error (error, od_cache_get_db (cache), "order position");
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  return n;
+}
+
+static gboolean
+order_position (OdCache            *cache,
+                const OdOrderQuery *query,
+                const char         *order_id,
+                gint64              near,
+                gint64             *position,
+                GError            **error)
+{
+  g_autofree char *key_sql = NULL;
+  OdOrderCursor cursor = { 0 };
+  sqlite3_stmt *st;
+  gint64 total = -1;
+  gint64 n;
+  int rc;
+
+  /* The order's sort key as the cache has it now: the row shown may be
+   * older. */
+  key_sql = g_strdup_printf ("SELECT %s FROM orders WHERE order_id = ?1",
+                             sort_column (query->sort));
+  st = od_cache_prepare_read (cache, key_sql, error);
+  if (st == NULL)
+    return FALSE;
+  sqlite3_bind_text (st, 1, order_id, -1, SQLITE_TRANSIENT);
+  rc = sqlite3_step (st);
+  if (rc == SQLITE_ROW)
+    {
+      cursor.valid = TRUE;
+      g_strlcpy (cursor.order_id, order_id, sizeof cursor.order_id);
+      if (query->sort == OD_ORDER_SORT_TOTAL)
+        cursor.int_key = sqlite3_column_int64 (st, 0);
+      else
+        cursor.text_key = g_strdup ((const char *) sqlite3_column_text (st, 0));
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  if (rc == SQLITE_DONE)
+    return TRUE;
+  if (rc != SQLITE_ROW)
+    {
+      od_sqlite_set_error (error, od_cache_get_db (cache), "order position");
+      return FALSE;
+    }
+
+  /* The count walks the sort index from one end to the order: from the
+   * end when the order is likely nearer to it.  The rows before it are
+   * then all rows less those from it on (which hold it only if the query
+   * lists it), so the answer is the same either way. */
+  if (near >= 0)
+    {
+      total = od_query_count_orders (cache, query, error);
+      if (total < 0)
+        {
+          od_order_cursor_clear (&cursor);
+          return FALSE;
+        }
+    }
+  if (total >= 0 && near > total / 2)
+    {
+      n = count_by_cursor (cache, query, &cursor, TRUE, error);
+      if (n >= 0)
+        n = total - n;
+    }
+  else
+    n = count_by_cursor (cache, query, &cursor, FALSE, error);
+  od_order_cursor_clear (&cursor);
+  if (n < 0)
+    return FALSE;
+  *position = n;
+  return TRUE;
+}
+
+gboolean
+od_query_order_position (OdCache            *cache,
+                         const OdOrderQuery *query,
+                         const char         *order_id,
+                         gint64              near,
+                         gint64             *position,
+                         GError            **error)
+{
+  sqlite3 *db = od_cache_get_db (cache);
+  gboolean own_snapshot = FALSE;
+  gboolean ok;
+
+  *position = -1;
+  /* The count of all rows and the count from the order must see the same
+   * rows. */
+  if (near >= 0 && sqlite3_get_autocommit (db))
+    {
+      if (!od_query_snapshot_begin (cache, error))
+        return FALSE;
+      own_snapshot = TRUE;
+    }
+  ok = order_position (cache, query, order_id, near, position, error);
+  if (own_snapshot)
+    od_query_snapshot_end (cache);
+  return ok;
 }
 
 gint64
@@ -1071,7 +1205,7 @@ export_csv (OdCache            *cache,
                    "total_cents,version,created_at,updated_at,last_position,note_count,"
                    "refunded_cents\r\n");
 
-  st = prepare_list (cache, own_db ? db : NULL, query, NULL, G_MAXINT64, FALSE, -1, &parts,
+  st = prepare_list (cache, own_db ? db : NULL, query, NULL, G_MAXINT64, FALSE, FALSE, -1, &parts,
                      error);
   if (st == NULL)
     goto out;

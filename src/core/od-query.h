@@ -100,6 +100,21 @@ gint64      od_query_count_orders  (OdCache             *cache,
                                     const OdOrderQuery  *query,
                                     GError             **error);
 
+/* How many rows of the query come before `order_id` (its row number,
+ * 0-based) by the order's sort key in the cache now.  The rows are
+ * counted on the sort index from the top to the order, or, when `near`
+ * (a guess at the answer; -1: none) lies in the second half, from the
+ * order to the end: it costs as many index entries as it walks (see
+ * docs/benchmarks.md).  *position is -1 when the order is not in the
+ * cache.  An order the query does not list gets the place it would have
+ * among its rows. */
+gboolean    od_query_order_position (OdCache            *cache,
+                                     const OdOrderQuery *query,
+                                     const char         *order_id,
+                                     gint64              near,
+                                     gint64             *position,
+                                     GError            **error);
+
 /* The count for a search's first frame: like od_query_count_orders(),
  * but for a search that od_query_orders() can start without its memo
  * (no status filter, Updated or Created newest first) the number of

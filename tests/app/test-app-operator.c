@@ -833,8 +833,11 @@ test_live_moved_row (Fixture       *f,
 /* Many orders at once above a view scrolled down (a catch-up after a
  * while offline), and an order on screen changed too: the rows the view
  * showed are now in pages the list has not read again, and the one it
- * finds is the order that went to the top.  That one order must not
- * take the view there; every row shown is the list's. */
+ * finds is the order that went to the top.  That one order must not take
+ * the view there: the view follows the rows it showed, found by a count
+ * on the cache, and every row shown is the list's.  Rounds of random
+ * sizes and places, bursts both smaller and larger than the pages the
+ * list holds. */
 static void
 test_live_burst_above (Fixture       *f,
                        gconstpointer  data)
@@ -842,16 +845,12 @@ test_live_burst_above (Fixture       *f,
   g_autoptr(GError) error = NULL;
   g_autofree char *path = g_build_filename (f->tmpdir, "burst.sqlite", NULL);
   g_autoptr(OdCache) cache = NULL;
-  g_autoptr(GString) sql = g_string_new ("BEGIN;");
-  g_autoptr(GPtrArray) rows = NULL;
-  g_autoptr(OdOrderItem) moved = NULL;
   GtkWidget *window;
   OdOrderList *list;
   GtkColumnView *view;
   GtkAdjustment *adjustment;
   OdOrderListModel *model;
-  guint blank = 0;
-  guint first = G_MAXUINT;
+  guint added = 0;
 
   g_assert_true (od_test_make_cache (path, 3000, &error));
   g_assert_no_error (error);
@@ -868,55 +867,85 @@ test_live_burst_above (Fixture       *f,
   adjustment = gtk_scrollable_get_vadjustment (GTK_SCROLLABLE (view));
   model = od_order_list_get_model (list);
   od_test_wait_frame (GTK_WIDGET (view));
-  gtk_adjustment_set_value (adjustment, 300 * gtk_adjustment_get_upper (adjustment)
-                                        / g_list_model_get_n_items (G_LIST_MODEL (model)));
-  od_test_wait_frame (GTK_WIDGET (view));
-  od_test_wait_frame (GTK_WIDGET (view));
-  rows = shown_rows (view, &blank);
-  for (guint i = 0; i < rows->len; i++)
-    first = MIN (first, ((ShownRow *) g_ptr_array_index (rows, i))->position);
-  g_assert_cmpuint (first, >=, 250);
 
-  /* 400 new orders, and the fifth row on screen changed after them. */
-  for (guint i = 0; i < 400; i++)
+  for (guint round = 0; round < 4; round++)
     {
-      char id[OD_UUID_LEN + 1];
+      g_autoptr(GString) sql = g_string_new ("BEGIN;");
+      g_autoptr(GPtrArray) before = NULL;
+      g_autoptr(GPtrArray) after = NULL;
+      g_autoptr(OdOrderItem) moved = NULL;
+      g_autoptr(OdOrderItem) top = NULL;
+      g_autofree char *moved_short = NULL;
+      guint target = g_test_rand_int_range (250, 1500);
+      guint burst = round == 0 ? 400 : g_test_rand_int_range (150, 1500);
+      guint offset = g_test_rand_int_range (2, 8);
+      guint blank = 0;
+      guint first = G_MAXUINT;
+      guint kept = 0;
 
-      od_uuid_v7_fill (id, G_GINT64_CONSTANT (32503680000000) + i);
-      g_string_append_printf (sql, "INSERT INTO orders (order_id, customer_name, status, version,"
-                                   " created_at, updated_at, last_position) VALUES ('%s', 'Burst %u',"
-                                   " 'placed', 1, '2999-01-01T00:00:00.%03uZ',"
-                                   " '2999-01-01T00:00:00.%03uZ', %u);",
-                              id, i, i, i, 1000000 + i);
-    }
-  moved = g_list_model_get_item (G_LIST_MODEL (model), first + 4);
-  g_string_append_printf (sql, "UPDATE orders SET updated_at = '2999-12-31T00:00:00.000Z'"
-                               " WHERE order_id = '%s'; COMMIT;",
-                          od_order_item_get_order_id (moved));
-  od_test_cache_write (path, sql->str);
-  od_order_list_refresh (list);
-  od_test_wait_frame (GTK_WIDGET (view));
-  od_test_wait_frame (GTK_WIDGET (view));
-  {
-    g_autoptr(OdOrderItem) top = g_list_model_get_item (G_LIST_MODEL (model), 0);
+      gtk_adjustment_set_value (adjustment, target * gtk_adjustment_get_upper (adjustment)
+                                            / g_list_model_get_n_items (G_LIST_MODEL (model)));
+      od_test_wait_frame (GTK_WIDGET (view));
+      od_test_wait_frame (GTK_WIDGET (view));
+      before = shown_rows (view, &blank);
+      for (guint i = 0; i < before->len; i++)
+        first = MIN (first, ((ShownRow *) g_ptr_array_index (before, i))->position);
+      g_assert_cmpuint (first, >=, 200);
 
-    g_assert_true (top == moved);
-  }
-  g_test_message ("view at %.0f (row %.0f) after the burst", gtk_adjustment_get_value (adjustment),
-                  gtk_adjustment_get_value (adjustment) * g_list_model_get_n_items (G_LIST_MODEL (model))
-                  / gtk_adjustment_get_upper (adjustment));
-  g_assert_cmpfloat (gtk_adjustment_get_value (adjustment), >, 0);
+      /* `burst` new orders, and a row on screen changed after them. */
+      for (guint i = 0; i < burst; i++, added++)
+        {
+          char id[OD_UUID_LEN + 1];
 
-  g_clear_pointer (&rows, g_ptr_array_unref);
-  rows = shown_rows (view, &blank);
-  g_assert_cmpuint (rows->len, >, 10);
-  for (guint i = 0; i < rows->len; i++)
-    {
-      ShownRow *shown = g_ptr_array_index (rows, i);
-      g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (model), shown->position);
-      g_autofree char *short_id = od_format_short_id (od_order_item_get_order_id (item));
+          od_uuid_v7_fill (id, G_GINT64_CONSTANT (32503680000000) + added);
+          g_string_append_printf (sql, "INSERT INTO orders (order_id, customer_name, status,"
+                                       " version, created_at, updated_at, last_position) VALUES"
+                                       " ('%s', 'Burst %u', 'placed', 1,"
+                                       " '2999-01-01T%02u:%02u:%02u.000Z',"
+                                       " '2999-01-01T%02u:%02u:%02u.000Z', %u);",
+                                  id, added, added / 3600, added / 60 % 60, added % 60,
+                                  added / 3600, added / 60 % 60, added % 60, 1000000 + added);
+        }
+      moved = g_list_model_get_item (G_LIST_MODEL (model), first + offset);
+      moved_short = od_format_short_id (od_order_item_get_order_id (moved));
+      g_string_append_printf (sql, "UPDATE orders SET updated_at = '3000-01-01T00:00:%02u.000Z'"
+                                   " WHERE order_id = '%s'; COMMIT;",
+                              round, od_order_item_get_order_id (moved));
+      od_test_cache_write (path, sql->str);
+      od_order_list_refresh (list);
+      od_test_wait_frame (GTK_WIDGET (view));
+      od_test_wait_frame (GTK_WIDGET (view));
+      top = g_list_model_get_item (G_LIST_MODEL (model), 0);
+      g_assert_cmpstr (od_order_item_get_order_id (top), ==, od_order_item_get_order_id (moved));
 
-      g_assert_cmpstr (shown->short_id, ==, short_id);
+      /* Every row shown is the list's. */
+      after = shown_rows (view, &blank);
+      g_assert_cmpuint (after->len, >, 10);
+      for (guint i = 0; i < after->len; i++)
+        {
+          ShownRow *shown = g_ptr_array_index (after, i);
+          g_autoptr(OdOrderItem) item = g_list_model_get_item (G_LIST_MODEL (model),
+                                                               shown->position);
+          g_autofree char *short_id = od_format_short_id (od_order_item_get_order_id (item));
+
+          g_assert_cmpstr (shown->short_id, ==, short_id);
+        }
+      /* The rows shown before, but the one that went to the top, are
+       * still shown, give or take the one row at each edge. */
+      for (guint i = 0; i < before->len; i++)
+        {
+          ShownRow *a = g_ptr_array_index (before, i);
+
+          for (guint j = 0; j < after->len; j++)
+            if (g_strcmp0 (a->short_id, ((ShownRow *) g_ptr_array_index (after, j))->short_id) == 0)
+              kept++;
+        }
+      g_test_message ("round %u: %u orders above row %u, row %u to the top: view at row %.0f,"
+                      " %u of %u rows still shown", round, burst, first, first + offset,
+                      gtk_adjustment_get_value (adjustment)
+                      * g_list_model_get_n_items (G_LIST_MODEL (model))
+                      / gtk_adjustment_get_upper (adjustment), kept, before->len);
+      g_assert_cmpuint (kept + 3, >=, before->len);
     }
   gtk_window_destroy (GTK_WINDOW (window));
   od_test_spin (50);

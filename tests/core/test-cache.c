@@ -347,7 +347,8 @@ test_queries (Fixture       *f,
 }
 
 /* A jump to row N gives exactly the rows a walk from the top reaches
- * there, for every sort, direction, status filter and a search. */
+ * there, and an order's row number is where that walk finds it, for
+ * every sort, direction, status filter and a search. */
 static void
 test_orders_at (Fixture       *f,
                 gconstpointer  data)
@@ -399,6 +400,32 @@ test_orders_at (Fixture       *f,
                   g_assert_cmpstr (((OdOrderRow *) rows->pdata[i])->order_id, ==,
                                    ids->pdata[offsets[k] + i]);
               }
+            /* And the way back: an order's row number from its id, for
+             * the first, the last and random rows. */
+            for (guint k = 0; k < 12 && ids->len > 0; k++)
+              {
+                g_autoptr(GError) error = NULL;
+                guint want = k == 0 ? 0 : k == 1 ? ids->len - 1
+                                             : (guint) g_test_rand_int_range (0, ids->len);
+                gint64 position = -2;
+                /* No guess, a guess near it (counted from the nearer
+                 * end) and a wrong one. */
+                gint64 near = k % 3 == 0 ? -1 : k % 3 == 1 ? (gint64) want
+                              : (gint64) g_test_rand_int_range (0, ids->len + 10);
+
+                g_assert_true (od_query_order_position (f->cache, &q, ids->pdata[want], near,
+                                                        &position, &error));
+                g_assert_no_error (error);
+                g_assert_cmpint (position, ==, want);
+              }
+            {
+              gint64 position = -2;
+
+              g_assert_true (od_query_order_position (f->cache, &q,
+                                                      "00000000-0000-7000-8000-000000000000",
+                                                      ids->len, &position, NULL));
+              g_assert_cmpint (position, ==, -1);
+            }
           }
 }
 
