@@ -10,6 +10,7 @@
  *   od-ceiling cache --source CACHE --out FILE [--indexes-after]
  */
 #include "od-core.h"
+#include "od-wal-vfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +104,7 @@ step_done (sqlite3_stmt *st)
 
 /* ---------------------------------------------------------------- */
 
-/* The store's pragmas, schema and statements, copied from
+/* The store's VFS, pragmas, schema and statements, copied from
  * src/server/od-store-sqlite.c (open_db, migrate, od_store_sqlite_new),
  * and the statements one accepted command with an Idempotency-Key runs
  * there: look the key up, read the order's events when it is not yet in
@@ -127,7 +128,7 @@ ceiling_store (void)
   double start, cpu_start, elapsed, cpu;
 
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                       NULL) != SQLITE_OK)
+                       od_wal_vfs_register ()) != SQLITE_OK)
     g_error ("cannot open %s", path);
   exec_or_die (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
                    "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;");

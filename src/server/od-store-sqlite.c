@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-store-sqlite.h"
+#include "od-wal-vfs.h"
 #include "od-digest.h"
 #include "od-sqlite.h"
 
@@ -148,8 +149,10 @@ open_db (const char  *path,
 
   if (!protect_files (path, error))
     return NULL;
+  /* The writer's connection writes each commit's log frames at once
+   * (od-wal-vfs.c); readers and the block backfill use SQLite's own. */
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                       NULL) != SQLITE_OK)
+                       od_wal_vfs_register ()) != SQLITE_OK)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s: %s", path,
                    db ? sqlite3_errmsg (db) : "out of memory");
