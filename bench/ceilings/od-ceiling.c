@@ -39,6 +39,7 @@ static int opt_batch = 16;
 static double opt_seconds = 3;
 static gint64 opt_events = 1000000;
 static gboolean opt_indexes_after = FALSE;
+static gboolean opt_sqlite_defaults = FALSE;
 
 static const GOptionEntry entries[] = {
   { "dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dir, "Directory for the files (store, fdatasync)", "DIR" },
@@ -50,6 +51,9 @@ static const GOptionEntry entries[] = {
   { "batch", 0, 0, G_OPTION_ARG_INT, &opt_batch, "Commands a commit (store)", "N" },
   { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &opt_seconds, "Duration (store, fdatasync)", "S" },
   { "events", 0, 0, G_OPTION_ARG_INT64, &opt_events, "Events to capture or expect", "N" },
+  { "sqlite-defaults", 0, 0, G_OPTION_ARG_NONE, &opt_sqlite_defaults,
+    "SQLite's own VFS and checkpoint interval, as the store had them until session 14 (store)",
+    NULL },
   { "indexes-after", 0, 0, G_OPTION_ARG_NONE, &opt_indexes_after,
     "Secondary indexes and triggers built after the rows, in the same transaction (cache)", NULL },
   { NULL }
@@ -128,10 +132,12 @@ ceiling_store (void)
   double start, cpu_start, elapsed, cpu;
 
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                       od_wal_vfs_register ()) != SQLITE_OK)
+                       opt_sqlite_defaults ? NULL : od_wal_vfs_register ()) != SQLITE_OK)
     g_error ("cannot open %s", path);
   exec_or_die (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
-                   "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;");
+                   "PRAGMA temp_store=MEMORY;");
+  if (!opt_sqlite_defaults)
+    exec_or_die (db, "PRAGMA wal_autocheckpoint=10000;");
   exec_or_die (db,
                "BEGIN IMMEDIATE;"
                "CREATE TABLE IF NOT EXISTS events ("
