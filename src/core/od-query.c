@@ -702,43 +702,14 @@ od_query_orders_at (OdCache            *cache,
   return list_rows (cache, query, NULL, limit, (gint64) MIN (offset, (guint64) G_MAXINT64), error);
 }
 
-gint64
-od_query_count_orders (OdCache             *cache,
-                       const OdOrderQuery  *query,
-                       GError             **error)
-{
-  SearchParts parts = { 0 };
-  sqlite3_stmt *st;
-  gint64 n = -1;
-
-  if (!has_search (query))
-    {
-      gint64 counts[OD_STATUS_N];
-
-      if (!od_cache_get_status_counts (cache, counts, error))
-        return -1;
-      return counts[query->status < OD_STATUS_N ? query->status : 0];
-    }
-  st = prepare_list (cache, NULL, query, NULL, 0, TRUE, FALSE, -1, &parts, error);
-  search_parts_clear (&parts);
-  if (st == NULL)
-    return -1;
-  if (sqlite3_step (st) == SQLITE_ROW)
-    n = sqlite3_column_int64 (st, 0);
-  else
-    od_sqlite_set_error (error, od_cache_get_db (cache), "order count");
-  sqlite3_reset (st);
-  sqlite3_clear_bindings (st);
-  return n;
-}
-
-/* The rows of `query` before `cursor`, or with count_from those from it
- * to the end. */
+/* The rows of `query` (all, with no cursor), before `cursor`, or with
+ * count_from those from it to the end. */
 static gint64
 count_by_cursor (OdCache             *cache,
                  const OdOrderQuery  *query,
                  const OdOrderCursor *cursor,
                  gboolean             count_from,
+                 const char          *what,
                  GError             **error)
 {
   SearchParts parts = { 0 };
@@ -752,10 +723,26 @@ count_by_cursor (OdCache             *cache,
   if (sqlite3_step (st) == SQLITE_ROW)
     n = sqlite3_column_int64 (st, 0);
   else
-    od_sqlite_set_error (error, od_cache_get_db (cache), "order position");
+    od_sqlite_set_error (error, od_cache_get_db (cache), what);
   sqlite3_reset (st);
   sqlite3_clear_bindings (st);
   return n;
+}
+
+gint64
+od_query_count_orders (OdCache             *cache,
+                       const OdOrderQuery  *query,
+                       GError             **error)
+{
+  if (!has_search (query))
+    {
+      gint64 counts[OD_STATUS_N];
+
+      if (!od_cache_get_status_counts (cache, counts, error))
+        return -1;
+      return counts[query->status < OD_STATUS_N ? query->status : 0];
+    }
+  return count_by_cursor (cache, query, NULL, FALSE, "order count", error);
 }
 
 static gboolean
@@ -816,12 +803,12 @@ order_position (OdCache            *cache,
     }
   if (total >= 0 && near > total / 2)
     {
-      n = count_by_cursor (cache, query, &cursor, TRUE, error);
+      n = count_by_cursor (cache, query, &cursor, TRUE, "order position", error);
       if (n >= 0)
         n = total - n;
     }
   else
-    n = count_by_cursor (cache, query, &cursor, FALSE, error);
+    n = count_by_cursor (cache, query, &cursor, FALSE, "order position", error);
   od_order_cursor_clear (&cursor);
   if (n < 0)
     return FALSE;
