@@ -67,6 +67,57 @@ test_welcome (Fixture       *f,
   g_assert_null (od_window_get_cache (f->window));
 }
 
+/* The shortcuts window shows every shortcut on one page.  On two,
+ * GTK 4.8 measured the page switcher's labels with libadwaita 1.2's
+ * negative margins and warned ("GtkLabel reported min width -3"), which
+ * is fatal here; and General (Preferences, Quit) was behind a "2". */
+static void
+test_shortcuts_window (Fixture       *f,
+                       gconstpointer  data)
+{
+  GtkShortcutsWindow *help;
+  GtkWidget *switcher = NULL;
+  GListModel *pages;
+
+  f->window = g_object_ref_sink (od_window_new (f->app));
+  gtk_window_present (GTK_WINDOW (f->window));
+  od_test_wait_frame (GTK_WIDGET (f->window));
+  help = gtk_application_window_get_help_overlay (GTK_APPLICATION_WINDOW (f->window));
+  g_assert_nonnull (help);
+  gtk_widget_activate_action (GTK_WIDGET (f->window), "win.show-help-overlay", NULL);
+  od_test_wait_frame (GTK_WIDGET (help));
+  od_test_wait_frame (GTK_WIDGET (help));
+  g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (help)));
+
+  /* The section's page switcher: one page, so nothing to switch. */
+  for (GtkWidget *w = gtk_widget_get_first_child (GTK_WIDGET (help)); w != NULL;)
+    {
+      GtkWidget *next;
+
+      if (GTK_IS_STACK_SWITCHER (w) && gtk_widget_get_ancestor (w, GTK_TYPE_SHORTCUTS_SECTION))
+        {
+          switcher = w;
+          break;
+        }
+      /* Depth first over the whole window. */
+      next = gtk_widget_get_first_child (w);
+      while (next == NULL && w != NULL)
+        {
+          next = gtk_widget_get_next_sibling (w);
+          if (next == NULL)
+            w = gtk_widget_get_parent (w);
+          if (w == GTK_WIDGET (help))
+            w = NULL;
+        }
+      w = next;
+    }
+  g_assert_nonnull (switcher);
+  pages = G_LIST_MODEL (gtk_stack_get_pages (gtk_stack_switcher_get_stack (GTK_STACK_SWITCHER (switcher))));
+  g_assert_cmpuint (g_list_model_get_n_items (pages), ==, 1);
+  g_object_unref (pages);
+  gtk_window_close (GTK_WINDOW (help));
+}
+
 /* The window on a million orders. */
 
 static void
@@ -1270,6 +1321,8 @@ main (int   argc,
 
   g_test_add ("/app/open-million", Fixture, NULL, od_test_app_fixture_set_up, test_open_million,
               od_test_app_fixture_tear_down);
+  g_test_add ("/app/shortcuts-window", Fixture, NULL, od_test_app_fixture_set_up,
+              test_shortcuts_window, od_test_app_fixture_tear_down);
   g_test_add ("/app/welcome", Fixture, NULL, od_test_app_fixture_set_up, test_welcome,
               od_test_app_fixture_tear_down);
   g_test_add ("/app/search-filter-sort", Fixture, NULL, od_test_app_fixture_set_up, test_search_filter_sort,
