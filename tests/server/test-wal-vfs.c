@@ -81,6 +81,18 @@ typedef struct
   guint32 len;
 } Row;
 
+static void
+assert_integrity (sqlite3 *db)
+{
+  sqlite3_stmt *st = NULL;
+
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA integrity_check", -1, &st, NULL), ==,
+                   SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  g_assert_cmpstr ((const char *) sqlite3_column_text (st, 0), ==, "ok");
+  sqlite3_finalize (st);
+}
+
 /* Every row of the table is one of `model`, whole, and every row of
  * `model` is there. */
 static void
@@ -254,15 +266,7 @@ random_work (const char *sync,
   sqlite3_finalize (del);
   g_assert_cmpint (sqlite3_close (writer), ==, SQLITE_OK);
   check_rows (reader, model, "after the writer closed");
-  {
-    sqlite3_stmt *st = NULL;
-
-    g_assert_cmpint (sqlite3_prepare_v2 (reader, "PRAGMA integrity_check", -1, &st, NULL), ==,
-                     SQLITE_OK);
-    g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
-    g_assert_cmpstr ((const char *) sqlite3_column_text (st, 0), ==, "ok");
-    sqlite3_finalize (st);
-  }
+  assert_integrity (reader);
   g_assert_cmpint (sqlite3_close (reader), ==, SQLITE_OK);
   od_test_process_rmdir (dir);
 }
@@ -397,12 +401,8 @@ kill_rounds (const char *sync)
         g_test_message ("%s", when);
         if (found != g_hash_table_size (model))
           g_error ("%s", when);
-        g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA integrity_check", -1, &st, NULL), ==,
-                         SQLITE_OK);
-        g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
-        g_assert_cmpstr ((const char *) sqlite3_column_text (st, 0), ==, "ok");
-        sqlite3_finalize (st);
       }
+      assert_integrity (db);
       g_assert_cmpint (sqlite3_close (db), ==, SQLITE_OK);
     }
   od_test_process_rmdir (dir);
