@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "od-event-fast.h"
 #include "od-json.h"
+#include "od-json-scan.h"
 
 #include <string.h>
 
@@ -15,103 +16,13 @@
  * as lone surrogates, raw control characters, integers beyond 64 bits,
  * leading zeros, invalid UTF-8 or NUL bytes) is ever accepted here. */
 
-typedef struct
-{
-  const char *p;
-  const char *end;
-} Scan;
-
-static void
-skip_ws (Scan *s)
-{
-  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-    s->p++;
-}
-
-static gboolean
-expect (Scan *s,
-        char  c)
-{
-  skip_ws (s);
-  if (s->p < s->end && *s->p == c)
-    {
-      s->p++;
-      return TRUE;
-    }
-  return FALSE;
-}
-
-/* A string without escapes or control characters; returns its bounds. */
-static gboolean
-plain_string (Scan        *s,
-              const char **start,
-              gsize       *len)
-{
-  const char *q;
-
-  skip_ws (s);
-  if (s->p >= s->end || *s->p != '"')
-    return FALSE;
-  q = ++s->p;
-  while (q < s->end && *q != '"')
-    {
-      if (*q == '\\' || (unsigned char) *q < 0x20)
-        return FALSE;
-      q++;
-    }
-  if (q >= s->end)
-    return FALSE;
-  *start = s->p;
-  *len = q - s->p;
-  s->p = q + 1;
-  return TRUE;
-}
-
-static gboolean
-integer (Scan   *s,
-         gint64 *out)
-{
-  gboolean neg = FALSE;
-  guint64 v = 0;
-  guint digits = 0;
-
-  skip_ws (s);
-  if (s->p < s->end && *s->p == '-')
-    {
-      neg = TRUE;
-      s->p++;
-    }
-  /* "01" is not JSON: the strict path refuses it. */
-  if (s->end - s->p >= 2 && s->p[0] == '0' && g_ascii_isdigit (s->p[1]))
-    return FALSE;
-  while (s->p < s->end && g_ascii_isdigit (*s->p))
-    {
-      if (++digits > 18)
-        return FALSE;
-      v = v * 10 + (*s->p - '0');
-      s->p++;
-    }
-  if (digits == 0 || (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E')))
-    return FALSE;
-  *out = neg ? -(gint64) v : (gint64) v;
-  return TRUE;
-}
-
-static gboolean
-key_is (const char *k,
-        gsize       len,
-        const char *name)
-{
-  return strlen (name) == len && memcmp (k, name, len) == 0;
-}
-
 /* The data object: plain strings, integers, true, false, null.  With
  * `object` NULL it is only checked (the cache folds it from its text);
  * otherwise *object is set to it, parsed. */
 #define MAX_DATA_MEMBERS 32
 
 static gboolean
-data_object (Scan        *s,
+data_object (OdJsonScan  *s,
              JsonObject **object)
 {
   g_autoptr(JsonObject) o = object ? json_object_new () : NULL;
@@ -119,9 +30,9 @@ data_object (Scan        *s,
   gsize key_lens[MAX_DATA_MEMBERS];
   guint n = 0;
 
-  if (!expect (s, '{'))
+  if (!od_json_scan_expect (s, '{'))
     return FALSE;
-  if (expect (s, '}'))
+  if (od_json_scan_expect (s, '}'))
     goto done;
   for (;;)
     {
@@ -129,7 +40,7 @@ data_object (Scan        *s,
       gsize klen, vlen;
       g_autofree char *key = NULL;
 
-      if (!plain_string (s, &k, &klen) || !expect (s, ':'))
+      if (!od_json_scan_string (s, &k, &klen) || !od_json_scan_expect (s, ':'))
         return FALSE;
       /* A name given twice is malformed (od_json_check): the strict
        * path says so.  So does an object with more members than we
@@ -143,12 +54,12 @@ data_object (Scan        *s,
       key_lens[n++] = klen;
       if (o != NULL)
         key = g_strndup (k, klen);
-      skip_ws (s);
+      od_json_scan_space (s);
       if (s->p >= s->end)
         return FALSE;
       if (*s->p == '"')
         {
-          if (!plain_string (s, &v, &vlen))
+          if (!od_json_scan_string (s, &v, &vlen))
             return FALSE;
           if (o != NULL)
             {
@@ -161,7 +72,7 @@ data_object (Scan        *s,
         {
           gint64 number;
 
-          if (!integer (s, &number))
+          if (!od_json_scan_integer (s, &number))
             return FALSE;
           if (o != NULL)
             json_object_set_int_member (o, key, number);
@@ -186,9 +97,9 @@ data_object (Scan        *s,
         }
       else
         return FALSE;
-      if (expect (s, '}'))
+      if (od_json_scan_expect (s, '}'))
         break;
-      if (!expect (s, ','))
+      if (!od_json_scan_expect (s, ','))
         return FALSE;
     }
 done:
@@ -207,12 +118,12 @@ parse_fast (const char *text,
             gsize       len,
             gboolean    with_node)
 {
-  Scan s = { text, text + len };
+  OdJsonScan s = { text, text + len };
   g_autoptr(OdEvent) ev = NULL;
   guint seen = 0;
   enum { POS = 1, PREV = 2, ID = 4, VER = 8, TYPE = 16, AT = 32, ACTOR = 64, DATA = 128 };
 
-  if (!g_utf8_validate (text, len, NULL) || !expect (&s, '{'))
+  if (!g_utf8_validate (text, len, NULL) || !od_json_scan_expect (&s, '{'))
     return NULL;
   ev = od_event_new ();
   for (;;)
@@ -220,19 +131,20 @@ parse_fast (const char *text,
       const char *k, *v;
       gsize klen, vlen;
 
-      if (!plain_string (&s, &k, &klen) || !expect (&s, ':'))
+      if (!od_json_scan_string (&s, &k, &klen) || !od_json_scan_expect (&s, ':'))
         return NULL;
       /* A member given twice goes to the strict path, which keeps the last
        * one as json-glib does; here the first value would leak (found by
        * fuzzing: fuzz/regressions/event-fast/). */
       for (guint i = 0; i < G_N_ELEMENTS (member_names); i++)
-        if ((seen & (1u << i)) && key_is (k, klen, member_names[i]))
+        if ((seen & (1u << i)) && od_json_scan_is (k, klen, member_names[i]))
           return NULL;
-      if (key_is (k, klen, "position") || key_is (k, klen, "prev") || key_is (k, klen, "version"))
+      if (od_json_scan_is (k, klen, "position") || od_json_scan_is (k, klen, "prev")
+          || od_json_scan_is (k, klen, "version"))
         {
           gint64 n;
 
-          if (!integer (&s, &n))
+          if (!od_json_scan_integer (&s, &n))
             return NULL;
           if (k[0] == 'p' && k[1] == 'o')
             ev->position = n, seen |= POS;
@@ -241,12 +153,12 @@ parse_fast (const char *text,
           else
             ev->version = n, seen |= VER;
         }
-      else if (key_is (k, klen, "data"))
+      else if (od_json_scan_is (k, klen, "data"))
         {
           const char *start;
           JsonObject *o = NULL;
 
-          skip_ws (&s);
+          od_json_scan_space (&s);
           start = s.p;
           if (!data_object (&s, with_node ? &o : NULL))
             return NULL;
@@ -261,9 +173,9 @@ parse_fast (const char *text,
         }
       else
         {
-          if (!plain_string (&s, &v, &vlen))
+          if (!od_json_scan_string (&s, &v, &vlen))
             return NULL;
-          if (key_is (k, klen, "order_id"))
+          if (od_json_scan_is (k, klen, "order_id"))
             {
               if (vlen != OD_UUID_LEN)
                 return NULL;
@@ -271,21 +183,21 @@ parse_fast (const char *text,
               ev->order_id[OD_UUID_LEN] = '\0';
               seen |= ID;
             }
-          else if (key_is (k, klen, "type"))
+          else if (od_json_scan_is (k, klen, "type"))
             ev->type = g_strndup (v, vlen), seen |= TYPE;
-          else if (key_is (k, klen, "recorded_at"))
+          else if (od_json_scan_is (k, klen, "recorded_at"))
             ev->recorded_at = g_strndup (v, vlen), seen |= AT;
-          else if (key_is (k, klen, "actor"))
+          else if (od_json_scan_is (k, klen, "actor"))
             ev->actor = g_strndup (v, vlen), seen |= ACTOR;
           else
             return NULL; /* a member we do not know: let json-glib judge */
         }
-      if (expect (&s, '}'))
+      if (od_json_scan_expect (&s, '}'))
         break;
-      if (!expect (&s, ','))
+      if (!od_json_scan_expect (&s, ','))
         return NULL;
     }
-  skip_ws (&s);
+  od_json_scan_space (&s);
   if (s.p != s.end || seen != 255)
     return NULL;
   /* The same rules as od_event_from_object(). */

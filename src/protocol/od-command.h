@@ -128,7 +128,17 @@ OdCommand     *od_command_new            (OdCommandType     type,
                                           const char       *order_id);
 OdCommand     *od_command_copy           (const OdCommand  *command);
 void           od_command_free           (OdCommand        *command);
+/* A request body as POST /v1/commands receives it: the command, or NULL
+ * and the problem to answer.  od_command_parse () takes the common flat
+ * shape on od_command_parse_fast () (NULL for anything else, valid or
+ * not) and the rest on od_command_parse_strict () (json-glib); both give
+ * the same command for the same bytes. */
 OdCommand     *od_command_parse          (const char       *body,
+                                          gsize             len,
+                                          OdProblem       **problem);
+OdCommand     *od_command_parse_fast     (const char       *body,
+                                          gsize             len);
+OdCommand     *od_command_parse_strict   (const char       *body,
                                           gsize             len,
                                           OdProblem       **problem);
 OdCommand     *od_command_from_object    (JsonObject       *object,

@@ -1422,6 +1422,369 @@ test_timestamps (void)
   g_regex_unref (re);
 }
 
+/* ---- The fast command parser against the strict one ---- */
+
+static gboolean
+commands_equal (const OdCommand *a,
+                const OdCommand *b)
+{
+  return a->type == b->type && strcmp (a->order_id, b->order_id) == 0
+         && a->has_expected_version == b->has_expected_version
+         && (!a->has_expected_version || a->expected_version == b->expected_version)
+         && g_strcmp0 (a->customer_name, b->customer_name) == 0
+         && g_strcmp0 (a->customer_email, b->customer_email) == 0
+         && g_strcmp0 (a->currency, b->currency) == 0 && g_strcmp0 (a->sku, b->sku) == 0
+         && g_strcmp0 (a->name, b->name) == 0 && a->quantity == b->quantity
+         && a->unit_price_cents == b->unit_price_cents
+         && g_strcmp0 (a->carrier, b->carrier) == 0
+         && g_strcmp0 (a->tracking_number, b->tracking_number) == 0
+         && g_strcmp0 (a->reason, b->reason) == 0 && g_strcmp0 (a->text, b->text) == 0
+         && a->amount_cents == b->amount_cents;
+}
+
+typedef struct
+{
+  GRand   *rand;
+  GString *out;
+  gboolean clean; /* a valid command in the flat shape: fast must take it */
+} Gen;
+
+static void
+gen_space (Gen *g)
+{
+  static const char *const spaces[] = { "", "", "", " ", "\n", "\t", "\r\n  " };
+
+  g_string_append (g->out, spaces[g_rand_int_range (g->rand, 0, G_N_ELEMENTS (spaces))]);
+}
+
+/* TEXT as a JSON string: plain where JSON allows it, escaped where it
+ * must be, and now and then escaped where it need not be. */
+static void
+gen_string (Gen        *g,
+            const char *text)
+{
+  gboolean escape_some = g_rand_int_range (g->rand, 0, 10) == 0;
+
+  g_string_append_c (g->out, '"');
+  for (const char *p = text; *p; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+
+      if (c == '"' || c == '\\' || c < 0x20 || (escape_some && g_rand_boolean (g->rand)))
+        {
+          g_string_append_printf (g->out, "\\u%04x", c < 0x10000 ? c : 0xfffd);
+          g->clean = FALSE;
+          if (c >= 0x10000)
+            return; /* a different string: close below as usual */
+        }
+      else
+        g_string_append_len (g->out, p, g_utf8_next_char (p) - p);
+    }
+  g_string_append_c (g->out, '"');
+}
+
+/* Mostly a value that keeps the field's rule, else anything. */
+static char *
+gen_text (Gen               *g,
+          const OdFieldSpec *f)
+{
+  static const char *const pieces[] = {
+    "a", "Z", "0", "-", ".", "_", "@", " ", "é", "ß", "\xe2\x98\x95", "\xf0\x9f\x98\x80",
+    "\"", "\\", "\x01", "\x7f", "\t", "\xc2\xa0",
+  };
+  static const char *const pool[] = {
+    "", " Ada", "ada@example.com", "EUR", "CHF", "eur", "MUG-BLUE", "MUG BLUE", "SKU_1.2",
+    "UPS", "1Z999", "Zoë", "customer asked",
+  };
+  static const char sku_chars[] = "ABCXYZabc0123456789._-";
+  GString *t = g_string_new (NULL);
+  guint n;
+
+  if (g_rand_int_range (g->rand, 0, 4) != 0)
+    {
+      n = g_rand_int_range (g->rand, 1, 40);
+      if (strcmp (f->name, "currency") == 0)
+        for (guint i = 0; i < 3; i++)
+          g_string_append_c (t, 'A' + g_rand_int_range (g->rand, 0, 26));
+      else if (strcmp (f->name, "sku") == 0)
+        for (guint i = 0; i < n; i++)
+          g_string_append_c (t, sku_chars[g_rand_int_range (g->rand, 0, sizeof sku_chars - 1)]);
+      else if (strcmp (f->name, "customer_email") == 0)
+        g_string_append_printf (t, "a%u@example.org", g_rand_int (g->rand));
+      else
+        {
+          g_string_append (t, "Ada");
+          for (guint i = 0; i < n; i++)
+            g_string_append (t, pieces[g_rand_int_range (g->rand, 0, 12)]);
+        }
+      return g_string_free (t, FALSE);
+    }
+  if (g_rand_int_range (g->rand, 0, 3) == 0)
+    {
+      g_string_free (t, TRUE);
+      return g_strdup (pool[g_rand_int_range (g->rand, 0, G_N_ELEMENTS (pool))]);
+    }
+  n = g_rand_int_range (g->rand, 0, 5) == 0 ? g_rand_int_range (g->rand, 190, 2010)
+                                            : g_rand_int_range (g->rand, 1, 30);
+  for (guint i = 0; i < n; i++)
+    {
+      /* Mostly letters: a rare piece breaks a rule. */
+      guint k = g_rand_int_range (g->rand, 0, 40);
+
+      g_string_append (t, k < (guint) G_N_ELEMENTS (pieces) ? pieces[k] : "k");
+    }
+  return g_string_free (t, FALSE);
+}
+
+static void
+gen_integer (Gen   *g,
+             gint64 max)
+{
+  switch (g_rand_int_range (g->rand, 0, 24))
+    {
+    case 0:
+      g_string_append (g->out, "-1");
+      break;
+    case 1:
+      g_string_append (g->out, "-0"); /* valid, but not in the flat shape */
+      g->clean = FALSE;
+      break;
+    case 2:
+      g_string_append (g->out, "01");
+      g->clean = FALSE;
+      break;
+    case 3:
+      g_string_append (g->out, "1.0");
+      g->clean = FALSE;
+      break;
+    case 4:
+      g_string_append (g->out, "99999999999999999999");
+      g->clean = FALSE;
+      break;
+    case 5:
+      g_string_append (g->out, "999999999999999999");
+      break;
+    case 6:
+      g_string_append (g->out, "null");
+      g->clean = FALSE;
+      break;
+    case 7:
+      g_string_append (g->out, "\"1\"");
+      g->clean = FALSE;
+      break;
+    default:
+      g_string_append_printf (g->out, "%" G_GINT64_FORMAT,
+                              (gint64) g_rand_double_range (g->rand, 0, max + 2));
+    }
+}
+
+/* One body for POST /v1/commands, followed by 'C' when it is in the flat
+ * shape with no irregularity the generator chose (whether its texts and
+ * numbers keep their rules, the strict parser judges), else by 'D'. */
+static char *
+gen_command (GRand *rand)
+{
+  Gen g = { rand, g_string_new (NULL), TRUE };
+  OdCommandType type = g_rand_int_range (rand, 0, OD_COMMAND_N_TYPES);
+  const OdCommandSpec *spec = od_command_spec (type);
+  guint order[4] = { 0, 1, 2, 3 };
+  gboolean first = TRUE;
+
+  /* Type first as our clients write it, but not always. */
+  for (guint i = 1; i < 4; i++)
+    if (g_rand_int_range (rand, 0, 6) == 0)
+      {
+        guint j = g_rand_int_range (rand, 0, 4), t = order[i];
+
+        order[i] = order[j];
+        order[j] = t;
+      }
+  gen_space (&g);
+  g_string_append_c (g.out, '{');
+  for (guint m = 0; m < 4; m++)
+    {
+      gboolean twice = g_rand_int_range (rand, 0, 40) == 0;
+
+      if ((order[m] == 2 && g_rand_boolean (rand))
+          || (order[m] != 2 && g_rand_int_range (rand, 0, 40) == 0))
+        continue; /* expected_version is optional; the others are not */
+      for (guint rep = 0; rep < (twice ? 2u : 1u); rep++)
+        {
+          if (!first)
+            g_string_append_c (g.out, ',');
+          first = FALSE;
+          gen_space (&g);
+          switch (order[m])
+            {
+            case 0:
+              g_string_append (g.out, "\"type\":");
+              gen_space (&g);
+              g_string_append_printf (g.out, "\"%s\"",
+                                      g_rand_int_range (rand, 0, 30) == 0 ? "Ship"
+                                                                          : spec->name);
+              break;
+            case 1:
+              g_string_append (g.out, "\"order_id\":");
+              gen_space (&g);
+              g_string_append (g.out, g_rand_int_range (rand, 0, 30) == 0
+                                        ? "\"0193A1C2-7F00-7ABC-8DEF-0123456789AB\""
+                                        : "\"0193a1c2-7f00-7abc-8def-0123456789ab\"");
+              break;
+            case 2:
+              g_string_append (g.out, "\"expected_version\":");
+              gen_space (&g);
+              gen_integer (&g, 1000);
+              break;
+            case 3:
+              {
+                /* Now and then the data of another type. */
+                const OdFieldSpec *fields = spec->fields;
+                gboolean first_field = TRUE;
+
+                if (g_rand_int_range (rand, 0, 15) == 0)
+                  {
+                    OdCommandType other = g_rand_int_range (rand, 0, OD_COMMAND_N_TYPES);
+
+                    fields = od_command_spec (other)->fields;
+                    g.clean = g.clean && fields == spec->fields;
+                  }
+                g_string_append (g.out, "\"data\":");
+                gen_space (&g);
+                g_string_append_c (g.out, '{');
+                for (const OdFieldSpec *f = fields; f->name; f++)
+                  {
+                    if (g_rand_int_range (rand, 0, 60) == 0)
+                      continue;
+                    if (!first_field)
+                      g_string_append_c (g.out, ',');
+                    first_field = FALSE;
+                    /* A member twice. */
+                    if (g_rand_int_range (rand, 0, 60) == 0)
+                      {
+                        g_string_append_printf (g.out, "\"%s\":%s,", f->name,
+                                                f->kind == OD_FIELD_TEXT ? "\"Ada\"" : "1");
+                        g.clean = FALSE;
+                      }
+                    gen_space (&g);
+                    g_string_append_printf (g.out, "\"%s\":", f->name);
+                    gen_space (&g);
+                    if (f->kind == OD_FIELD_TEXT)
+                      {
+                        g_autofree char *text = gen_text (&g, f);
+
+                        gen_string (&g, text);
+                      }
+                    else
+                      gen_integer (&g, f->kind == OD_FIELD_MONEY ? 100000 : 10001);
+                    gen_space (&g);
+                  }
+                if (g_rand_int_range (rand, 0, 40) == 0)
+                  {
+                    g_string_append (g.out, first_field ? "\"extra\":1" : ",\"extra\":1");
+                    g.clean = FALSE;
+                  }
+                g_string_append_c (g.out, '}');
+                break;
+              }
+            }
+          gen_space (&g);
+        }
+      if (twice)
+        g.clean = FALSE;
+    }
+  if (order[0] != 0)
+    g.clean = FALSE;
+  g_string_append_c (g.out, '}');
+  gen_space (&g);
+
+  /* Now and then a byte lost, added or changed. */
+  if (g_rand_int_range (rand, 0, 5) == 0)
+    {
+      static const char bytes[] = "{}[]\",:\\ 0a-\xc3\x80";
+      guint at = g_rand_int_range (rand, 0, g.out->len);
+
+      switch (g_rand_int_range (rand, 0, 4))
+        {
+        case 0:
+          g_string_erase (g.out, at, 1);
+          break;
+        case 1:
+          g_string_insert_c (g.out, at, bytes[g_rand_int_range (rand, 0, sizeof bytes - 1)]);
+          break;
+        case 2:
+          g.out->str[at] = bytes[g_rand_int_range (rand, 0, sizeof bytes - 1)];
+          break;
+        default:
+          g_string_truncate (g.out, at);
+        }
+      g.clean = FALSE;
+    }
+  /* The flag rides on the string's first byte past its end. */
+  g_string_append_c (g.out, g.clean ? 'C' : 'D');
+  return g_string_free (g.out, FALSE);
+}
+
+/* od_command_parse_fast () may decline anything, but a command it returns
+ * is the one the strict path makes of the same bytes; it takes every
+ * valid command in the flat shape; and od_command_parse () answers as the
+ * strict path does. */
+static void
+test_command_fast (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
+  guint n = g_test_slow () ? 1000000 : 100000;
+  guint n_fast = 0, n_strict = 0, n_clean = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *body = gen_command (rand);
+      gsize len = strlen (body) - 1;
+      gboolean clean = body[len] == 'C';
+      g_autoptr(OdCommand) fast = NULL;
+      g_autoptr(OdCommand) strict = NULL;
+      g_autoptr(OdCommand) parsed = NULL;
+      g_autoptr(OdProblem) problem = NULL;
+      g_autoptr(OdProblem) parse_problem = NULL;
+      /* No NUL after the body: a read past it is an error under ASan. */
+      g_autofree char *copy = g_memdup2 (body, len ? len : 1);
+
+      fast = od_command_parse_fast (copy, len);
+      strict = od_command_parse_strict (copy, len, &problem);
+      parsed = od_command_parse (copy, len, &parse_problem);
+      if (fast != NULL)
+        {
+          if (strict == NULL || !commands_equal (fast, strict))
+            g_error ("fast and strict differ on %.*s: %s", (int) len, body,
+                     problem ? problem->detail : "another command");
+          n_fast++;
+        }
+      if (strict != NULL)
+        n_strict++;
+      /* A clean body whose text breaks a rule is not valid: the strict
+       * path judges that. */
+      if (clean && strict != NULL)
+        {
+          n_clean++;
+          if (fast == NULL)
+            g_error ("fast declined a valid flat command: %.*s", (int) len, body);
+        }
+      g_assert_true ((parsed != NULL) == (strict != NULL));
+      if (parsed != NULL)
+        g_assert_true (commands_equal (parsed, strict));
+      else
+        {
+          g_assert_cmpint (parse_problem->code, ==, problem->code);
+          g_assert_cmpstr (parse_problem->detail, ==, problem->detail);
+        }
+    }
+  g_test_message ("%u bodies: %u valid, %u clean and valid, %u taken by the fast parser", n,
+                  n_strict, n_clean, n_fast);
+  /* The generator must reach every side. */
+  g_assert_cmpuint (n_clean, >, n / 20);
+  g_assert_cmpuint (n_strict, >, n_clean);
+  g_assert_cmpuint (n_strict, <, n);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1446,6 +1809,7 @@ main (int   argc,
   g_test_add_func ("/protocol/command/roundtrip", test_command_roundtrip);
   g_test_add_func ("/protocol/command/validate", test_command_validate);
   g_test_add_func ("/protocol/command/copy", test_command_copy);
+  g_test_add_func ("/protocol/command/fast", test_command_fast);
   g_test_add_func ("/protocol/command/table", test_command_table);
   g_test_add_func ("/protocol/order/refunds-and-notes", test_order_refunds);
   g_test_add_func ("/protocol/order/status-table", test_order_status_table);
