@@ -536,12 +536,11 @@ request_got_chunk (SoupServerMessage *msg,
    * longer kept, the 413 goes straight to the socket (libsoup has written
    * nothing for this request yet) and the sending side is closed; the
    * request timeout ends the connection if the client keeps sending. */
-  if (body->length > OD_MAX_BODY
-      && !GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+  if (body->length > OD_MAX_BODY && !od_server_request_info (msg)->too_large)
     {
       GSocket *socket = msg_socket (msg);
 
-      g_object_set_data (G_OBJECT (msg), "od-too-large", GINT_TO_POINTER (1));
+      od_server_request_info (msg)->too_large = TRUE;
       soup_message_body_set_accumulate (body, FALSE);
       soup_message_body_truncate (body);
       if (socket != NULL)
@@ -569,6 +568,7 @@ early_handler (SoupServer        *server,
   const char *name, *value;
   gsize header_bytes = 0;
 
+  od_server_request_info (msg)->headers_read = g_get_monotonic_time ();
   soup_message_headers_iter_init (&iter, headers);
   while (soup_message_headers_iter_next (&iter, &name, &value))
     header_bytes += strlen (name) + strlen (value) + 4;
@@ -621,9 +621,10 @@ early_handler (SoupServer        *server,
                                            OD_MAX_BODY, (const char *) lengths->pdata[0]));
         return;
       }
+    /* Only a chunked body can grow past the limit while it is read. */
+    if (n_encoding > 0)
+      g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
   }
-
-  g_signal_connect (msg, "got-chunk", G_CALLBACK (request_got_chunk), NULL);
 }
 
 static void
@@ -640,8 +641,7 @@ request_started (SoupServer        *server,
       g_clear_object (&conn->last);
     }
   g_hash_table_insert (self->requests, g_object_ref (msg), GINT_TO_POINTER (1));
-  g_object_set_data (G_OBJECT (msg), "od-started",
-                     GSIZE_TO_POINTER ((gsize) (g_get_monotonic_time () / 1000)));
+  od_server_request_info (msg);
 }
 
 static void
@@ -719,8 +719,7 @@ od_server_conn_tick (OdServer *self,
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
       SoupServerMessage *msg = key;
-      gint64 started = (gint64) GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (msg), "od-started"))
-                       * 1000;
+      gint64 started = od_server_request_info (msg)->started;
 
       if (now - started > self->request_timeout_usec)
         {

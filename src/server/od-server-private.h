@@ -46,7 +46,7 @@ struct _OdServer
   GAsyncQueue   *queue;
   GHashTable    *in_flight;   /* "actor\nkey" */
   GHashTable    *buckets;     /* token name → Bucket */
-  GHashTable    *requests;    /* SoupServerMessage → start time, while being read */
+  GHashTable    *requests;    /* SoupServerMessage, while being read */
 
   /* Newest events, as SSE frames, for live fan-out without a database
    * read per subscriber.  Holds every event with position > ring_base up
@@ -81,6 +81,20 @@ struct _OdServer
   gsize            page_bytes;   /* page bodies not yet written */
 };
 
+/* What the server keeps of one request, from its first byte to its log
+ * line: one block on the message (od_server_request_info ()), where
+ * there were five items of object data and a handler for its headers. */
+typedef struct
+{
+  gint64   started;      /* monotonic µs: when its first byte came */
+  gint64   headers_read; /* monotonic µs: when its headers were read; 0 before */
+  char    *token_name;   /* for the log: the token's name, never the token */
+  char    *request_id;
+  guint    log_status;   /* the status to log when not the message's; 0 */
+  gboolean too_large;    /* its chunked body went over OD_MAX_BODY */
+  gpointer pending;      /* its command, waiting on the writer (od-server.c) */
+} OdRequestInfo;
+
 /* What a read off the main loop gives back. */
 typedef struct
 {
@@ -92,6 +106,8 @@ typedef struct
 } ReadResult;
 
 /* od-server.c */
+GQuark          od_request_info_quark      (void);
+OdRequestInfo  *od_server_request_info     (SoupServerMessage   *msg);
 void            od_server_respond          (SoupServerMessage   *msg,
                                             guint                status,
                                             const char          *content_type,

@@ -494,7 +494,7 @@ od_server_handle_stream (OdServer          *self,
   soup_server_message_set_status (msg, 200, NULL);
   /* A stream ends when the client goes, which libsoup reports as a 500:
    * the log says what the client was answered. */
-  g_object_set_data (G_OBJECT (msg), "od-status", GUINT_TO_POINTER (200));
+  od_server_request_info (msg)->log_status = 200;
   soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
   soup_message_headers_replace (headers, "Cache-Control", "no-store");
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);

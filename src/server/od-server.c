@@ -33,8 +33,7 @@ G_DEFINE_FINAL_TYPE (OdServer, od_server, G_TYPE_OBJECT)
 typedef struct
 {
   OdServer          *server;
-  SoupServerMessage *msg;
-  gulong             finished_id;
+  SoupServerMessage *msg;       /* NULL once the client went away */
   char              *flight_key;
   OdJobDoneFunc      done;
   gpointer           done_data;
@@ -48,6 +47,47 @@ typedef struct
 } Bucket;
 
 static OdJob *const STOP_JOB = (OdJob *) &STOP_JOB;
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+
+G_DEFINE_QUARK (od-request-info, od_request_info)
+
+static void
+request_info_free (OdRequestInfo *info)
+{
+  g_free (info->token_name);
+  g_free (info->request_id);
+  g_free (info);
+}
+
+/* Made when libsoup starts the request (request_started in
+ * od-server-conn.c), or here if anything asks before. */
+OdRequestInfo *
+od_server_request_info (SoupServerMessage *msg)
+{
+  OdRequestInfo *info = g_object_get_qdata (G_OBJECT (msg), od_request_info_quark ());
+
+  if (info == NULL)
+    {
+      info = g_new0 (OdRequestInfo, 1);
+      info->started = g_get_monotonic_time ();
+      g_object_set_qdata_full (G_OBJECT (msg), od_request_info_quark (), info,
+                               (GDestroyNotify) request_info_free);
+    }
+  return info;
+}
+
+/* For the request log: the token's name, never the token. */
+static void
+set_log_token_name (SoupServerMessage *msg,
+                    const char        *name)
+{
+  OdRequestInfo *info = od_server_request_info (msg);
+
+  g_free (info->token_name);
+  info->token_name = g_strdup (name);
+}
 
 /* ------------------------------------------------------------------ */
 /* Responses                                                           */
@@ -137,8 +177,7 @@ od_server_authenticate (OdServer          *self,
                                                         : "The bearer token is malformed or unknown."));
       return NULL;
     }
-  /* For the request log: the name, never the token. */
-  g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup (token->name), g_free);
+  set_log_token_name (msg, token->name);
   if (needed == OD_ROLE_OPERATOR && token->role != OD_ROLE_OPERATOR)
     {
       od_server_respond_problem (msg, od_problem_new (OD_PROBLEM_FORBIDDEN,
@@ -187,20 +226,21 @@ pending_free (Pending *pending)
 {
   if (pending->msg != NULL)
     {
-      g_signal_handler_disconnect (pending->msg, pending->finished_id);
+      od_server_request_info (pending->msg)->pending = NULL;
       g_object_unref (pending->msg);
     }
   g_free (pending->flight_key);
   g_free (pending);
 }
 
+/* From request_done (): the request ended (finished or aborted) while
+ * its command waits on the writer.  The client went away; the command
+ * still commits (a retry with the same key will get its answer), there
+ * is just no one to tell. */
 static void
-pending_msg_finished (SoupServerMessage *msg,
-                      Pending           *pending)
+pending_msg_gone (Pending *pending)
 {
-  /* The client went away; the command still commits (a retry with the
-   * same key will get its answer), there is just no one to tell. */
-  g_signal_handler_disconnect (msg, pending->finished_id);
+  od_server_request_info (pending->msg)->pending = NULL;
   g_clear_object (&pending->msg);
 }
 
@@ -389,8 +429,7 @@ handle_command (OdServer          *self,
 
   /* The size is decided from the headers, before the token (see
    * od_server_early_handler); this catches a chunked body that grew too large. */
-  if (body->length > OD_MAX_BODY
-      || GPOINTER_TO_INT (g_object_get_data (G_OBJECT (msg), "od-too-large")))
+  if (body->length > OD_MAX_BODY || od_server_request_info (msg)->too_large)
     {
       refuse_command (msg, od_problem_new (OD_PROBLEM_PAYLOAD_TOO_LARGE,
                                            "The body is over %d bytes.", OD_MAX_BODY));
@@ -460,8 +499,7 @@ handle_command (OdServer          *self,
   pending = g_new0 (Pending, 1);
   pending->flight_key = g_strdup (flight_key);
   pending->msg = g_object_ref (msg);
-  pending->finished_id = g_signal_connect (msg, "finished", G_CALLBACK (pending_msg_finished),
-                                           pending);
+  od_server_request_info (msg)->pending = pending;
   soup_server_message_pause (msg);
   submit (self, job, pending);
 }
@@ -1004,7 +1042,7 @@ handle_metrics (OdServer          *self,
                                                           "GET /metrics needs the metrics token."));
           return;
         }
-      g_object_set_data_full (G_OBJECT (msg), "od-token-name", g_strdup ("metrics"), g_free);
+      set_log_token_name (msg, "metrics");
     }
   od_server_respond (msg, 200, "text/plain; version=0.0.4; charset=utf-8",
                      od_metrics_render (self->head, self->n_subscribers));
@@ -1028,29 +1066,11 @@ assign_request_id (SoupServerMessage *msg)
                                                     "X-Request-Id");
   char *id = request_id_valid (given) ? g_strdup (given) : g_uuid_string_random ();
 
+  OdRequestInfo *info = od_server_request_info (msg);
+
   soup_message_headers_replace (soup_server_message_get_response_headers (msg), "X-Request-Id", id);
-  g_object_set_data_full (G_OBJECT (msg), "od-request-id", id, g_free);
-}
-
-/* The request log times a request from the end of its headers (so a
- * slow upload of headers is the client's time, not ours), in
- * microseconds. */
-static void
-log_got_headers (SoupServerMessage *msg,
-                 gpointer           user_data)
-{
-  gint64 *start = g_new (gint64, 1);
-
-  *start = g_get_monotonic_time ();
-  g_object_set_data_full (G_OBJECT (msg), "od-log-start", start, g_free);
-}
-
-static void
-log_request_started (SoupServer        *server,
-                     SoupServerMessage *msg,
-                     OdServer          *self)
-{
-  g_signal_connect (msg, "got-headers", G_CALLBACK (log_got_headers), NULL);
+  g_free (info->request_id);
+  info->request_id = id;
 }
 
 static const char *const known_routes[] = {
@@ -1127,9 +1147,13 @@ log_request (SoupServer        *server,
   GUri *uri = soup_server_message_get_uri (msg);
   const char *path = uri ? g_uri_get_path (uri) : NULL;
   const char *route = "other";
-  const char *token_name = g_object_get_data (G_OBJECT (msg), "od-token-name");
-  const char *request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
-  const gint64 *start = g_object_get_data (G_OBJECT (msg), "od-log-start");
+  OdRequestInfo *info = od_server_request_info (msg);
+  const char *token_name = info->token_name;
+  const char *request_id;
+  /* From the end of its headers, so that a slow upload of headers is the
+   * client's time, not ours; from its first byte when libsoup answered
+   * it before our handlers saw it. */
+  gint64 took = g_get_monotonic_time () - (info->headers_read ? info->headers_read : info->started);
   char status[16], duration[32], line[512];
   gsize len;
 
@@ -1138,17 +1162,16 @@ log_request (SoupServer        *server,
   for (guint i = 0; path != NULL && i < G_N_ELEMENTS (known_routes); i++)
     if (strcmp (path, known_routes[i]) == 0)
       route = known_routes[i];
-  if (request_id == NULL)
-    {
-      assign_request_id (msg);
-      request_id = g_object_get_data (G_OBJECT (msg), "od-request-id");
-    }
+  if (info->request_id == NULL)
+    assign_request_id (msg);
+  request_id = info->request_id;
   g_snprintf (status, sizeof status, "%u",
-              g_object_get_data (G_OBJECT (msg), "od-status")
-                ? GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (msg), "od-status"))
-                : soup_server_message_get_status (msg));
-  g_snprintf (duration, sizeof duration, "%.1f",
-              start ? (g_get_monotonic_time () - *start) / 1000.0 : 0.0);
+              info->log_status ? info->log_status : soup_server_message_get_status (msg));
+  /* Tenths of a millisecond, as "%.1f" of the milliseconds gave (rounded
+   * half up, never negative). */
+  took = MAX (took, 0) + 50;
+  g_snprintf (duration, sizeof duration, "%" G_GINT64_FORMAT ".%d", took / 1000,
+              (int) (took % 1000 / 100));
   len = g_snprintf (line, sizeof line, "%s %s %s %s ms token=%s request_id=%s", method, route,
                     status, duration, token_name ? token_name : "-", request_id);
   if (len < sizeof line && log_line_direct (line, len))
@@ -1162,6 +1185,20 @@ log_request (SoupServer        *server,
                     "OD_REQUEST_ID", request_id,
                     "MESSAGE", "%s %s %s %s ms token=%s request_id=%s", method, route, status,
                     duration, token_name ? token_name : "-", request_id);
+}
+
+/* Finished or aborted: a command still waiting on the writer loses its
+ * client, and the request has its log line. */
+static void
+request_done (SoupServer        *server,
+              SoupServerMessage *msg,
+              OdServer          *self)
+{
+  Pending *pending = od_server_request_info (msg)->pending;
+
+  if (pending != NULL)
+    pending_msg_gone (pending);
+  log_request (server, msg, self);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1431,9 +1468,8 @@ od_server_new (OdStore               *store,
   self->soup = soup_server_new ("server-header", "orderdesk-server/" OD_VERSION, NULL);
   od_server_conn_attach (self);
   soup_server_add_handler (self->soup, NULL, handle_request, self, NULL);
-  g_signal_connect (self->soup, "request-started", G_CALLBACK (log_request_started), self);
-  g_signal_connect (self->soup, "request-finished", G_CALLBACK (log_request), self);
-  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (log_request), self);
+  g_signal_connect (self->soup, "request-finished", G_CALLBACK (request_done), self);
+  g_signal_connect (self->soup, "request-aborted", G_CALLBACK (request_done), self);
 
   if (!od_server_listen (self, address, port, error))
     return NULL;

@@ -64,6 +64,57 @@ test_replay_success (void)
   }
 }
 
+/* Clients that send a command and close at once, without reading the
+ * answer: every command still commits, once, and a retry with the same
+ * key gets its answer.  The answers are written to closed connections;
+ * that must not take the server down or leave a key in flight. */
+static void
+test_client_gone (void)
+{
+  const guint n = 60;
+  g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);
+  gint64 head = od_test_head (server);
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  gsize n_events = count_events (server);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GSocketConnection) connection = od_test_raw_connect (server);
+      char *id = od_uuid_v7_new ();
+      char *key = od_test_new_key ();
+      g_autofree char *body = od_body_create (id, "Ada", "ada@example.org", "EUR");
+      g_autofree char *request = g_strdup_printf ("POST /v1/commands HTTP/1.1\r\nHost: x\r\n"
+                                                  "Authorization: Bearer %s\r\n"
+                                                  "Idempotency-Key: %s\r\n"
+                                                  "Content-Type: application/json\r\n"
+                                                  "Content-Length: %zu\r\n\r\n%s",
+                                                  OD_TEST_ALICE, key, strlen (body), body);
+
+      g_ptr_array_add (ids, id);
+      g_ptr_array_add (keys, key);
+      g_assert_true (od_test_raw_write (connection, request, strlen (request)));
+      g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+    }
+  while (od_test_head (server) < head + n)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (20000);
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *body = od_body_create (ids->pdata[i], "Ada", "ada@example.org", "EUR");
+      g_autoptr(OdTestResponse) again = od_test_command (server, NULL, OD_TEST_ALICE,
+                                                         keys->pdata[i], body);
+
+      od_test_assert_status (again, 200);
+      g_assert_cmpstr (od_test_response_header (again, "Idempotent-Replayed"), ==, "true");
+    }
+  g_assert_cmpint (od_test_head (server), ==, head + n);
+  g_assert_cmpuint (count_events (server), ==, n_events + n);
+  g_assert_true (od_test_server_alive (server));
+}
+
 static void
 test_replay_refusal (void)
 {
@@ -482,6 +533,7 @@ main (int   argc,
 
   g_test_add_func ("/idempotency/replay-success", test_replay_success);
   g_test_add_func ("/idempotency/replay-refusal", test_replay_refusal);
+  g_test_add_func ("/idempotency/client-gone", test_client_gone);
   g_test_add_func ("/idempotency/early-refusals-store-nothing", test_early_refusals_store_nothing);
   g_test_add_func ("/idempotency/key-reused", test_key_reused);
   g_test_add_func ("/idempotency/scope-per-token", test_scope_per_token);
