@@ -64,19 +64,35 @@ test_replay_success (void)
   }
 }
 
+/* How many events of the log belong to one of the orders IDS. */
+static guint
+count_events_of (GPtrArray *ids)
+{
+  g_autoptr(GPtrArray) events = od_test_events (server, 0);
+  g_autoptr(GHashTable) wanted = g_hash_table_new (g_str_hash, g_str_equal);
+  guint n = 0;
+
+  for (guint i = 0; i < ids->len; i++)
+    g_hash_table_add (wanted, ids->pdata[i]);
+  for (guint i = 0; i < events->len; i++)
+    if (g_hash_table_contains (wanted, ((OdEvent *) events->pdata[i])->order_id))
+      n++;
+  return n;
+}
+
 /* Clients that send a command and close at once, without reading the
  * answer: every command still commits, once, and a retry with the same
  * key gets its answer.  The answers are written to closed connections;
- * that must not take the server down or leave a key in flight. */
+ * that must not take the server down or leave a key in flight.  (Counted
+ * by order, not by head: a PostgreSQL server learns its head through
+ * notifications, a moment later.) */
 static void
 test_client_gone (void)
 {
   const guint n = 60;
   g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);
-  gint64 head = od_test_head (server);
   gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-  gsize n_events = count_events (server);
 
   for (guint i = 0; i < n; i++)
     {
@@ -96,7 +112,7 @@ test_client_gone (void)
       g_assert_true (od_test_raw_write (connection, request, strlen (request)));
       g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
     }
-  while (od_test_head (server) < head + n)
+  while (count_events_of (ids) < n)
     {
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (20000);
@@ -110,8 +126,7 @@ test_client_gone (void)
       od_test_assert_status (again, 200);
       g_assert_cmpstr (od_test_response_header (again, "Idempotent-Replayed"), ==, "true");
     }
-  g_assert_cmpint (od_test_head (server), ==, head + n);
-  g_assert_cmpuint (count_events (server), ==, n_events + n);
+  g_assert_cmpuint (count_events_of (ids), ==, n);
   g_assert_true (od_test_server_alive (server));
 }
 
