@@ -1058,13 +1058,15 @@ request_id_valid (const char *id)
 }
 
 /* The client's X-Request-Id when it is a plain identifier (so that it can
- * go into the log as is), else a new one; echoed in the answer. */
+ * go into the log as is), else a new UUID; echoed in the answer.  A
+ * UUIDv7: the log's ids then sort by time, and it costs a tenth of
+ * g_uuid_string_random ()'s printf of sixteen bytes. */
 static void
 assign_request_id (SoupServerMessage *msg)
 {
   const char *given = soup_message_headers_get_one (soup_server_message_get_request_headers (msg),
                                                     "X-Request-Id");
-  char *id = request_id_valid (given) ? g_strdup (given) : g_uuid_string_random ();
+  char *id = request_id_valid (given) ? g_strdup (given) : od_uuid_v7_new ();
 
   OdRequestInfo *info = od_server_request_info (msg);
 

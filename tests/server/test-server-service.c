@@ -731,6 +731,8 @@ test_request_log (void)
     g_assert_cmpstr (od_test_response_header (traced, "X-Request-Id"), ==, "trace-42");
     od_test_assert_status (evil, 200);
     g_assert_cmpstr (od_test_response_header (evil, "X-Request-Id"), !=, "x y=FAKE-FIELD");
+    /* The contract: a new UUID in place of one that is not plain. */
+    g_assert_true (od_uuid_is_valid (od_test_response_header (evil, "X-Request-Id")));
   }
   /* A keep-alive connection idle for a second between two requests: the
    * second one's duration is its own, not the idle time (a guard: libsoup
