@@ -417,7 +417,7 @@ handle_command (OdServer          *self,
   OdProblem *problem = NULL;
   const OdToken *token;
   g_autoptr(GHashTable) type_params = NULL;
-  const char *key, *content_type, *charset;
+  const char *key, *raw_type, *content_type, *charset;
   gboolean duplicate;
   guint retry_after = 0;
   OdCommand *command;
@@ -462,16 +462,21 @@ handle_command (OdServer          *self,
       return;
     }
   /* Media types are case-insensitive and may carry parameters; JSON is
-   * UTF-8, so the only charset that makes sense is that one. */
-  content_type = soup_message_headers_get_content_type (headers, &type_params);
-  charset = type_params ? g_hash_table_lookup (type_params, "charset") : NULL;
-  if (soup_message_headers_get_one (headers, "Content-Type") != NULL
-      && (content_type == NULL || g_ascii_strcasecmp (content_type, "application/json") != 0
-          || (charset != NULL && g_ascii_strcasecmp (charset, "utf-8") != 0)))
+   * UTF-8, so the only charset that makes sense is that one.  The plain
+   * value every client sends needs no parse (a hash table of parameters
+   * a command). */
+  raw_type = soup_message_headers_get_one (headers, "Content-Type");
+  if (raw_type != NULL && g_ascii_strcasecmp (raw_type, "application/json") != 0)
     {
-      refuse_command (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
-                                            "Commands are sent as application/json."));
-      return;
+      content_type = soup_message_headers_get_content_type (headers, &type_params);
+      charset = type_params ? g_hash_table_lookup (type_params, "charset") : NULL;
+      if (content_type == NULL || g_ascii_strcasecmp (content_type, "application/json") != 0
+          || (charset != NULL && g_ascii_strcasecmp (charset, "utf-8") != 0))
+        {
+          refuse_command (msg, od_problem_new (OD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+                                                "Commands are sent as application/json."));
+          return;
+        }
     }
 
   bytes = soup_message_body_flatten (body);

@@ -226,6 +226,17 @@ test_optional_members (void)
     r = od_test_request (server, NULL, "POST", "/v1/commands", OD_TEST_ALICE,
                          "application/json; charset=utf-8", body, -1, "Idempotency-Key", key, NULL);
     od_test_assert_status (r, 200);
+    g_clear_pointer (&r, od_test_response_free);
+  }
+  /* Media types are case-insensitive. */
+  {
+    g_autofree char *other = od_uuid_v7_new ();
+    g_autofree char *body = od_body_create (other, "Case", "c@c", "EUR");
+    g_autofree char *key = od_test_new_key ();
+
+    r = od_test_request (server, NULL, "POST", "/v1/commands", OD_TEST_ALICE,
+                         "Application/JSON", body, -1, "Idempotency-Key", key, NULL);
+    od_test_assert_status (r, 200);
   }
 }
 
@@ -948,7 +959,8 @@ test_unsupported_media_type (void)
   g_autofree char *id = od_uuid_v7_new ();
   g_autofree char *body = od_body_create (id, "A", "a@b", "EUR");
   const char *types[] = { "text/plain", "application/x-www-form-urlencoded", "application/problem+json",
-                          "multipart/form-data; boundary=x", "application/jsonx" };
+                          "multipart/form-data; boundary=x", "application/jsonx",
+                          "application/json; charset=iso-8859-1", "application/json x" };
   gint64 head = od_test_head (server);
 
   for (guint i = 0; i < G_N_ELEMENTS (types); i++)
