@@ -1064,8 +1064,9 @@ request_id_valid (const char *id)
 
 /* The client's X-Request-Id when it is a plain identifier (so that it can
  * go into the log as is), else a new UUID; echoed in the answer.  A
- * UUIDv7: the log's ids then sort by time, and it costs a tenth of
- * g_uuid_string_random ()'s printf of sixteen bytes. */
+ * UUIDv7: the log's ids then sort by time, and it is formatted by hand,
+ * where g_uuid_string_random () goes through printf (about 1 % of the
+ * main thread on a command). */
 static void
 assign_request_id (SoupServerMessage *msg)
 {
