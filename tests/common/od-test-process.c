@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -272,6 +273,124 @@ od_test_process_start (OdTestProcess      *process,
         }
       g_usleep (100 * 1000);
     }
+}
+
+/* What a hung process does: gdb's backtraces of every thread, or
+ * without gdb the kernel's view of each thread. */
+static void
+dump_stacks (const char *pid)
+{
+  g_autofree char *gdb = g_find_program_in_path ("gdb");
+  g_autofree char *task_dir = g_strdup_printf ("/proc/%s/task", pid);
+  g_autoptr(GDir) tasks = NULL;
+  const char *tid;
+
+  if (gdb != NULL)
+    {
+      const char *argv[] = { gdb, "-p", pid, "-batch", "-nx", "-ex", "thread apply all bt", NULL };
+      g_autofree char *out = NULL;
+
+      if (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out,
+                        NULL, NULL, NULL))
+        {
+          g_printerr ("%s\n", out);
+          return;
+        }
+    }
+  tasks = g_dir_open (task_dir, 0, NULL);
+  while (tasks != NULL && (tid = g_dir_read_name (tasks)) != NULL)
+    {
+      const char *files[] = { "comm", "wchan", "syscall" };
+
+      g_printerr ("thread %s:", tid);
+      for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+        {
+          g_autofree char *path = g_build_filename (task_dir, tid, files[i], NULL);
+          g_autofree char *text = NULL;
+
+          if (g_file_get_contents (path, &text, NULL, NULL))
+            g_printerr (" %s=%s", files[i], g_strstrip (text));
+        }
+      g_printerr ("\n");
+    }
+}
+
+/* The watchdog: a test still running after OD_TEST_WATCHDOG seconds
+ * (240 unless set; times the slowdown) prints where its threads and its
+ * children's are, then goes on.  meson's timeout kills a hung test
+ * without a word of where it hung; a test that passes shows nothing of
+ * this (meson prints stderr only for a failure). */
+static gpointer
+watchdog_thread (gpointer data)
+{
+  guint seconds = GPOINTER_TO_UINT (data);
+  g_autofree char *self = g_strdup_printf ("%d", (int) getpid ());
+  g_autoptr(GDir) proc = NULL;
+  const char *name;
+
+  g_usleep ((gint64) seconds * G_USEC_PER_SEC);
+  g_printerr ("watchdog: the test (pid %s) still runs after %u s; its threads:\n", self, seconds);
+  dump_stacks (self);
+  proc = g_dir_open ("/proc", 0, NULL);
+  while (proc != NULL && (name = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *stat_path = g_build_filename ("/proc", name, "stat", NULL);
+      g_autofree char *stat = NULL;
+      const char *end;
+      int state_ppid = -1;
+
+      if (!g_ascii_isdigit (name[0]) || !g_file_get_contents (stat_path, &stat, NULL, NULL))
+        continue;
+      /* "pid (comm) state ppid ...": comm may hold spaces and ')'. */
+      end = strrchr (stat, ')');
+      if (end == NULL || sscanf (end + 1, " %*c %d", &state_ppid) != 1
+          || state_ppid != (int) getpid ())
+        continue;
+      g_printerr ("watchdog: child %s %.*s; its threads:\n", name, (int) (end + 1 - stat), stat);
+      dump_stacks (name);
+    }
+  return NULL;
+}
+
+__attribute__((constructor)) static void
+watchdog_start (void)
+{
+  guint64 seconds = 240;
+  const char *value = g_getenv ("OD_TEST_WATCHDOG");
+
+  if (value != NULL)
+    g_ascii_string_to_unsigned (value, 10, 0, 86400, &seconds, NULL);
+  if (seconds > 0)
+    g_thread_unref (g_thread_new ("od-test-watchdog", watchdog_thread,
+                                  GUINT_TO_POINTER ((guint) seconds
+                                                    * od_test_process_slowdown ())));
+}
+
+void
+od_test_process_wait_or_dump (GSubprocess *subprocess,
+                              guint        seconds,
+                              const char  *what)
+{
+  gint64 deadline = g_get_monotonic_time ()
+                    + (gint64) seconds * od_test_process_slowdown () * G_USEC_PER_SEC;
+  const char *pid;
+
+  /* GLib's worker thread reaps the child: the identifier goes at exit. */
+  while ((pid = g_subprocess_get_identifier (subprocess)) != NULL
+         && g_get_monotonic_time () < deadline)
+    g_usleep (20 * 1000);
+  if (pid != NULL)
+    {
+      g_autofree char *id = g_strdup (pid);
+
+      g_printerr ("%s (pid %s) still runs after %u s; its threads:\n", what, id,
+                  seconds * od_test_process_slowdown ());
+      dump_stacks (id);
+      g_subprocess_force_exit (subprocess);
+      g_subprocess_wait (subprocess, NULL, NULL);
+      g_error ("%s (pid %s) hung", what, id);
+    }
+  g_subprocess_wait (subprocess, NULL, NULL);
 }
 
 static gboolean

@@ -57,6 +57,15 @@ void           od_test_process_signal     (OdTestProcess      *process,
 void           od_test_process_free       (OdTestProcess      *process,
                                            gboolean            keep);
 
+/* Waits for a program the test started.  One still running after
+ * `seconds` (times the slowdown) is shown on stderr (its threads' stacks
+ * when gdb is installed, else what each thread waits in), killed, and the
+ * test fails: a hang says where it hangs instead of running into meson's
+ * timeout, which shows nothing of it. */
+void           od_test_process_wait_or_dump (GSubprocess      *subprocess,
+                                           guint               seconds,
+                                           const char         *what);
+
 const char    *od_test_process_dir        (OdTestProcess      *process);
 const char    *od_test_process_tokens_path (OdTestProcess     *process);
 const char    *od_test_process_log_path   (OdTestProcess      *process);

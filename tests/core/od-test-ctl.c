@@ -9,6 +9,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+/* orderdeskctl gives up by itself after 60 s (--timeout) unless told
+ * otherwise; one still running three minutes on is stuck. */
+#define CTL_HANG_SECONDS 180
+
 char *
 od_test_tmpdir (const char *name)
 {
@@ -92,7 +96,7 @@ od_test_run_ctl_full (const char         *url,
   if (out != NULL || err != NULL)
     g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, out, err, &error));
   else
-    g_assert_true (g_subprocess_wait (process, NULL, &error));
+    od_test_process_wait_or_dump (process, CTL_HANG_SECONDS, "orderdeskctl");
   g_assert_no_error (error);
   if (g_subprocess_get_if_signaled (process))
     return -g_subprocess_get_term_sig (process);
@@ -147,10 +151,7 @@ od_test_spawn_ctl (OdTestServer       *server,
 int
 od_test_wait_ctl (GSubprocess *process)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (g_subprocess_wait (process, NULL, &error));
-  g_assert_no_error (error);
+  od_test_process_wait_or_dump (process, CTL_HANG_SECONDS, "orderdeskctl");
   if (g_subprocess_get_if_signaled (process))
     return -g_subprocess_get_term_sig (process);
   return g_subprocess_get_exit_status (process);
