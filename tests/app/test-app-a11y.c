@@ -439,7 +439,21 @@ launch (Fixture *f)
     {
       g_autoptr(AtspiAccessible) desktop = atspi_get_desktop (0);
       int n = atspi_accessible_get_child_count (desktop, NULL);
-      GPid pid = atoi (g_subprocess_get_identifier (f->app_process));
+      const char *id = g_subprocess_get_identifier (f->app_process);
+      GPid pid;
+
+      /* The console ended before it showed up (no display, a crash):
+       * that is the failure, not a NULL pid. */
+      if (id == NULL)
+        {
+          g_subprocess_wait (f->app_process, NULL, NULL);
+          g_error ("orderdesk exited before its window showed (%s %d)",
+                   g_subprocess_get_if_signaled (f->app_process) ? "signal" : "status",
+                   g_subprocess_get_if_signaled (f->app_process)
+                     ? g_subprocess_get_term_sig (f->app_process)
+                     : g_subprocess_get_exit_status (f->app_process));
+        }
+      pid = atoi (id);
 
       for (int i = 0; i < n && f->app == NULL; i++)
         {
