@@ -996,8 +996,8 @@ load_thread (gpointer data)
 {
   LoadJob *job = data;
   /* Each thread its own session: a sync session is not shared across
-   * threads. */
-  g_autoptr(SoupSession) session = soup_session_new_with_options ("timeout", 30, NULL);
+   * threads.  The harness's (no proxy), as every other request here. */
+  g_autoptr(SoupSession) session = od_test_session_new ();
 
   for (guint i = 0; i < job->n_orders; i++)
     {
