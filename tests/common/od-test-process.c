@@ -337,14 +337,14 @@ watchdog_thread (gpointer data)
       g_autofree char *stat_path = g_build_filename ("/proc", name, "stat", NULL);
       g_autofree char *stat = NULL;
       const char *end;
-      int state_ppid = -1;
+      int ppid = -1;
 
       if (!g_ascii_isdigit (name[0]) || !g_file_get_contents (stat_path, &stat, NULL, NULL))
         continue;
       /* "pid (comm) state ppid ...": comm may hold spaces and ')'. */
       end = strrchr (stat, ')');
-      if (end == NULL || sscanf (end + 1, " %*c %d", &state_ppid) != 1
-          || state_ppid != (int) getpid ())
+      if (end == NULL || sscanf (end + 1, " %*c %d", &ppid) != 1
+          || ppid != (int) getpid ())
         continue;
       g_printerr ("watchdog: child %s %.*s; its threads:\n", name, (int) (end + 1 - stat), stat);
       dump_stacks (name);

@@ -1023,7 +1023,7 @@ load_thread (gpointer data)
            * stops answering makes every command wait for its timeout. */
           if (status != 200)
             {
-              g_printerr ("od_test_load: %s answered %u\n", steps[k], status);
+              g_printerr ("od_test_load: %u (%s) for %s\n", status, answer, steps[k]);
               break;
             }
           job->max_position = MAX (job->max_position, position_of (answer));
