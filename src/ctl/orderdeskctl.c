@@ -62,7 +62,7 @@ static const GOptionEntry global_entries[] = {
   { "cache", 0, 0, G_OPTION_ARG_FILENAME, &opt.cache,
     "Cache file (default: $XDG_DATA_HOME/orderdesk/<server>.sqlite)", "FILE" },
   { "timeout", 0, 0, G_OPTION_ARG_STRING, &opt.timeout,
-    "Give up on an unreachable server after this long (default 60; 0 = never)", "SECONDS" },
+    "Give up when not done after this long (default 60; 0 = never)", "SECONDS" },
   { "ca-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.ca_file,
     "For HTTPS: trust the authorities in FILE (PEM), not the system's", "FILE" },
   { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt.quiet, "No progress on stderr", NULL },
@@ -135,8 +135,9 @@ static const char exit_status_text[] =
   "and --cache, the cache (in $XDG_DATA_HOME/orderdesk) that synced last.\n"
   "\n"
   "Exit status: 0 ok, 1 error, 2 usage, 3 command rejected by the server,\n"
-  "4 server unreachable (timeout or certificate refused), 5 sign-in needed (401/403),\n"
-  "6 invalid command, 7 verify: the cache differs from the server (not repaired),\n"
+  "4 not done within --timeout (server unreachable, commands not settled) or\n"
+  "certificate refused, 5 sign-in needed (401/403), 6 invalid command,\n"
+  "7 verify: the cache differs from the server (not repaired),\n"
   "8 verify: the cache is not of this server's log.\n"
   "\n"
   "Documentation: docs/orderdeskctl.md in the OrderDesk sources; the commands'\n"
@@ -482,9 +483,17 @@ on_timeout (gpointer data)
   OdLag *lag = od_session_get_lag (ctl->session);
   g_autofree char *why = NULL;
 
-  if (ctl->caught_up && ctl->submit_id == 0)
-    return G_SOURCE_CONTINUE;
-  if (od_lag_get_last_error (lag) != NULL)
+  if (ctl->caught_up && !ctl->one_command)
+    {
+      /* A sync caught up, and commands of this sign-in still to send (a
+       * server that keeps refusing them for now: a rate limit, a failing
+       * store): it ends within its time all the same. */
+      guint n = od_outbox_count_pending (od_session_get_outbox (ctl->session));
+
+      why = g_strdup_printf ("caught up, but %u command%s of the outbox %s not settled", n,
+                             n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    }
+  else if (od_lag_get_last_error (lag) != NULL)
     why = tty_text (od_lag_get_last_error (lag));
   else if (ctl->submit_id != 0)
     {
@@ -495,6 +504,8 @@ on_timeout (gpointer data)
       why = g_strdup_printf ("command %" G_GINT64_FORMAT " is still %s", ctl->submit_id,
                              c != NULL ? od_command_state_name (c->state) : "unknown");
     }
+  else if (ctl->one_command)
+    why = g_strdup ("the command is not queued yet");
   else
     why = g_strdup ("not caught up");
   g_printerr ("orderdeskctl: gave up after %u s: %s\n", ctl->timeout, why);

@@ -773,6 +773,51 @@ assert_escaped (const char *what,
     g_assert_false (g_str_has_prefix (lines[i], "orderdeskctl: all good"));
 }
 
+/* A one-shot sync ends within --timeout even when it is caught up and
+ * the outbox still holds commands the server keeps refusing for now (here
+ * its rate limit: one command a token, then one every 100 s): exit 4,
+ * saying how many are not settled.  It used to wait for them for ever. */
+static void
+test_sync_timeout_outbox (void)
+{
+  const char *args[] = { "--rate-limit", "0.01:1", NULL };
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (0, args);
+  g_autofree char *dir = od_test_tmpdir ("ctl-sync-timeout");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *err = NULL;
+  gint64 start;
+
+  /* The first goes through; the next two stay queued (429) when their
+   * submit gives up. */
+  submit_create (server, cache, dir, 1, "Ada");
+  for (guint n = 2; n <= 3; n++)
+    {
+      g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
+      g_autofree char *json = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":"
+                                               "\"0193a1c2-7f00-7abc-8def-%012u\",\"data\":"
+                                               "{\"customer_name\":\"Bo\",\"customer_email\":"
+                                               "\"b%u@example.com\",\"currency\":\"EUR\"}}",
+                                               n, n);
+
+      g_assert_true (g_file_set_contents (path, json, -1, NULL));
+      g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                        (const char *[]) { "--timeout", "2", "submit", path,
+                                                           NULL }, NULL),
+                       ==, 4);
+    }
+
+  start = g_get_monotonic_time ();
+  g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), cache,
+                                         OD_TEST_OPERATOR_TOKEN, NULL,
+                                         (const char *[]) { "--timeout", "3", "sync", NULL },
+                                         NULL, &err),
+                   ==, 4);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 30 * G_USEC_PER_SEC);
+  g_assert_nonnull (strstr (err, "gave up after 3 s: caught up, but 2 commands of the outbox"
+                                 " are not settled"));
+  od_test_rmdir (dir);
+}
+
 /* A server's problem detail reaches the terminal escaped: for a refused
  * command (submit, exit 3) and a refused sign-in (sync, exit 5). */
 static void
@@ -835,6 +880,7 @@ main (int    argc,
   g_test_add_func ("/ctl/refund-statuses", test_refund_statuses);
   g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
+  g_test_add_func ("/ctl/sync-timeout-outbox", test_sync_timeout_outbox);
   {
     int rc = g_test_run ();
 
