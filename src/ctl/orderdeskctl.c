@@ -138,7 +138,8 @@ static const char exit_status_text[] =
   "4 not done within --timeout (server unreachable, commands not settled) or\n"
   "certificate refused, 5 sign-in needed (401/403), 6 invalid command,\n"
   "7 verify: the cache differs from the server (not repaired),\n"
-  "8 verify: the cache is not of this server's log.\n"
+  "8 verify: the cache is not of this server's log, 130/143 stopped by SIGINT/SIGTERM\n"
+  "before done (sync --follow: 0).\n"
   "\n"
   "Documentation: docs/orderdeskctl.md in the OrderDesk sources; the commands'\n"
   "JSON is described in docs/protocol.md (\"Commands: POST /v1/commands\").";
@@ -514,12 +515,29 @@ on_timeout (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-static gboolean
-on_signal_quit (gpointer data)
+/* --follow runs until it is stopped: that is its normal end (0).  A
+ * one-shot command stopped before it is done did not succeed: it exits
+ * 128 + the signal, as a shell reports a process the signal ended. */
+static void
+signal_quit (Ctl *ctl,
+             int  signum)
 {
-  Ctl *ctl = data;
-
+  if (!ctl->follow && ctl->exit_code == EXIT_OK)
+    ctl->exit_code = 128 + signum;
   g_main_loop_quit (ctl->loop);
+}
+
+static gboolean
+on_sigint (gpointer data)
+{
+  signal_quit (data, SIGINT);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_sigterm (gpointer data)
+{
+  signal_quit (data, SIGTERM);
   return G_SOURCE_CONTINUE;
 }
 
@@ -1641,8 +1659,8 @@ main (int    argc,
     ctl.token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
 
   ctl.loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGINT, on_signal_quit, &ctl);
-  g_unix_signal_add (SIGTERM, on_signal_quit, &ctl);
+  g_unix_signal_add (SIGINT, on_sigint, &ctl);
+  g_unix_signal_add (SIGTERM, on_sigterm, &ctl);
 
   if (opt.token_file != NULL && ctl.token == NULL)
     rc = EXIT_FAILURE_;

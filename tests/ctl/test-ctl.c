@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 #include <locale.h>
+#include <signal.h>
 #include <string.h>
 
 static const char *commands[] = { "sync", "status", "submit", "orders", "export", "outbox" };
@@ -823,6 +824,58 @@ test_sync_timeout_outbox (void)
   od_test_rmdir (dir);
 }
 
+/* Waits until the process catches signum (its handler is installed:
+ * /proc/PID/status, SigCgt), so that the signal is not its death. */
+static void
+wait_catches (GSubprocess *process,
+              int          signum)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%s/status",
+                                           g_subprocess_get_identifier (process));
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *status = NULL;
+      const char *line;
+
+      g_assert_true (g_file_get_contents (path, &status, NULL, NULL));
+      line = strstr (status, "\nSigCgt:");
+      g_assert_nonnull (line);
+      if ((g_ascii_strtoull (line + strlen ("\nSigCgt:"), NULL, 16) >> (signum - 1)) & 1)
+        return;
+      g_usleep (20 * 1000);
+    }
+  g_error ("orderdeskctl never caught signal %d", signum);
+}
+
+/* A one-shot sync stopped before it is done (here the server is gone)
+ * does not exit 0, which says caught up: 128 + the signal.  sync
+ * --follow stopped by SIGTERM exits 0 (test-shared.c). */
+static void
+test_interrupted (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (5, NULL);
+  g_autofree char *dir = od_test_tmpdir ("ctl-interrupted");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  const int signals[] = { SIGINT, SIGTERM };
+
+  g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                    (const char *[]) { "sync", NULL }, NULL),
+                   ==, 0);
+  od_test_server_kill (server);
+  for (guint i = 0; i < G_N_ELEMENTS (signals); i++)
+    {
+      g_autoptr(GSubprocess) sync = od_test_spawn_ctl (server, cache, OD_TEST_OPERATOR_TOKEN,
+                                                       (const char *[]) { "sync", NULL }, NULL);
+
+      wait_catches (sync, signals[i]);
+      g_subprocess_send_signal (sync, signals[i]);
+      g_assert_cmpint (od_test_wait_ctl (sync), ==, 128 + signals[i]);
+    }
+  od_test_rmdir (dir);
+}
+
 /* A server's problem detail reaches the terminal escaped: for a refused
  * command (submit, exit 3) and a refused sign-in (sync, exit 5). */
 static void
@@ -886,6 +939,7 @@ main (int    argc,
   g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   g_test_add_func ("/ctl/sync-timeout-outbox", test_sync_timeout_outbox);
+  g_test_add_func ("/ctl/interrupted", test_interrupted);
   {
     int rc = g_test_run ();
 
