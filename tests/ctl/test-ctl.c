@@ -402,14 +402,13 @@ display_width (const char *text,
   return width;
 }
 
-static void
-submit_create (OdTestServer *server,
-               const char   *cache,
-               const char   *dir,
-               guint         n,
-               const char   *name)
+/* DIR/cmd.json: CreateOrder of order n for name; its path. */
+static char *
+write_create (const char *dir,
+              guint       n,
+              const char *name)
 {
-  g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
+  char *path = g_build_filename (dir, "cmd.json", NULL);
   g_autofree char *json = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":"
                                            "\"0193a1c2-7f00-7abc-8def-%012u\",\"data\":"
                                            "{\"customer_name\":\"%s\",\"customer_email\":"
@@ -417,6 +416,18 @@ submit_create (OdTestServer *server,
                                            n, name, n);
 
   g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  return path;
+}
+
+static void
+submit_create (OdTestServer *server,
+               const char   *cache,
+               const char   *dir,
+               guint         n,
+               const char   *name)
+{
+  g_autofree char *path = write_create (dir, n, name);
+
   g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
                                     (const char *[]) { "submit", path, NULL }, NULL),
                    ==, 0);
@@ -795,14 +806,8 @@ test_sync_timeout_outbox (void)
   submit_create (server, cache, dir, 1, "Ada");
   for (guint n = 2; n <= 3; n++)
     {
-      g_autofree char *path = g_build_filename (dir, "cmd.json", NULL);
-      g_autofree char *json = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":"
-                                               "\"0193a1c2-7f00-7abc-8def-%012u\",\"data\":"
-                                               "{\"customer_name\":\"Bo\",\"customer_email\":"
-                                               "\"b%u@example.com\",\"currency\":\"EUR\"}}",
-                                               n, n);
+      g_autofree char *path = write_create (dir, n, "Bo");
 
-      g_assert_true (g_file_set_contents (path, json, -1, NULL));
       g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
                                         (const char *[]) { "--timeout", "2", "submit", path,
                                                            NULL }, NULL),
