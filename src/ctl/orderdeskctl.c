@@ -541,6 +541,23 @@ on_sigterm (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* The commands that wait in the main loop (sync, submit, outbox actions,
+ * verify) end through it on SIGINT or SIGTERM, so that the cache is
+ * closed in order.  The others (status, orders, export) keep the signals'
+ * default: Ctrl+C stops a long export at once, where a handler would
+ * only have been looked at once it was over.  A second signal while the
+ * cache closes ends the process, as after a kill. */
+static void
+run_loop (Ctl *ctl)
+{
+  guint sigint = g_unix_signal_add (SIGINT, on_sigint, ctl);
+  guint sigterm = g_unix_signal_add (SIGTERM, on_sigterm, ctl);
+
+  g_main_loop_run (ctl->loop);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+}
+
 /* The cache could not commit (disk full, I/O error).  A one-shot sync
  * fails at once with the cause; --follow keeps going, as the sync engine
  * retries after a pause. */
@@ -601,7 +618,7 @@ cmd_sync (Ctl   *ctl,
   if (!open_cache (ctl, TRUE))
     return ctl->exit_code;
   start_online (ctl);
-  g_main_loop_run (ctl->loop);
+  run_loop (ctl);
   return ctl->exit_code;
 }
 
@@ -788,7 +805,7 @@ cmd_submit (Ctl   *ctl,
   ctl->one_command = TRUE;
   start_online (ctl);
   od_session_submit_json_async (ctl->session, body, NULL, submitted, ctl);
-  g_main_loop_run (ctl->loop);
+  run_loop (ctl);
   return ctl->exit_code;
 }
 
@@ -1203,7 +1220,7 @@ cmd_outbox_action (Ctl   *ctl,
       od_outbox_discard_async (od_session_get_outbox (ctl->session), id, NULL,
                                outbox_action_done, ctl);
     }
-  g_main_loop_run (ctl->loop);
+  run_loop (ctl);
   return ctl->exit_code;
 }
 
@@ -1288,7 +1305,7 @@ cmd_verify (Ctl   *ctl,
   /* In a thread: its repairs complete through this thread's main loop. */
   od_verify_run_async (ctl->cache, ctl->server, ctl->token, ctl->trust, after, opt.repair, NULL,
                        verify_done, &run);
-  g_main_loop_run (ctl->loop);
+  run_loop (ctl);
   report = run.report;
   error = run.error;
   if (report == NULL)
@@ -1659,8 +1676,6 @@ main (int    argc,
     ctl.token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
 
   ctl.loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGINT, on_sigint, &ctl);
-  g_unix_signal_add (SIGTERM, on_sigterm, &ctl);
 
   if (opt.token_file != NULL && ctl.token == NULL)
     rc = EXIT_FAILURE_;

@@ -881,6 +881,48 @@ test_interrupted (void)
   od_test_rmdir (dir);
 }
 
+/* Commands that do not wait in the main loop keep the signals' default:
+ * Ctrl+C stops an export stuck on a full pipe (nobody reads it) at
+ * once.  It used to be caught, and looked at only once the export was
+ * over. */
+static void
+test_interrupted_export (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (1000, NULL);
+  g_autofree char *dir = od_test_tmpdir ("ctl-export-int");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *ctl = od_test_ctl_path ();
+  g_autoptr(GSubprocess) export = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *wchan_path = NULL;
+  gint64 deadline;
+
+  g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                    (const char *[]) { "sync", NULL }, NULL),
+                   ==, 0);
+  /* 1,000 orders of CSV are more than a pipe holds (64 KiB). */
+  export = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, ctl, "--cache", cache,
+                             "export", "--csv", "-", NULL);
+  g_assert_no_error (error);
+  wchan_path = g_strdup_printf ("/proc/%s/wchan", g_subprocess_get_identifier (export));
+  deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_autofree char *wchan = NULL;
+
+      g_assert_true (g_file_get_contents (wchan_path, &wchan, NULL, NULL));
+      if (strstr (wchan, "pipe") != NULL)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (20 * 1000);
+    }
+  g_subprocess_send_signal (export, SIGINT);
+  od_test_process_wait_or_dump (export, 20, "orderdeskctl export");
+  g_assert_true (g_subprocess_get_if_signaled (export));
+  g_assert_cmpint (g_subprocess_get_term_sig (export), ==, SIGINT);
+  od_test_rmdir (dir);
+}
+
 /* A server's problem detail reaches the terminal escaped: for a refused
  * command (submit, exit 3) and a refused sign-in (sync, exit 5). */
 static void
@@ -945,6 +987,7 @@ main (int    argc,
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   g_test_add_func ("/ctl/sync-timeout-outbox", test_sync_timeout_outbox);
   g_test_add_func ("/ctl/interrupted", test_interrupted);
+  g_test_add_func ("/ctl/interrupted-export", test_interrupted_export);
   {
     int rc = g_test_run ();
 
