@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 /* orderdeskctl gives up by itself after 60 s (--timeout) unless told
  * otherwise; one still running three minutes on is stuck. */
@@ -51,6 +52,36 @@ od_test_run_ctl (OdTestServer       *server,
                                NULL, err);
 }
 
+/* An empty file in TMPDIR for a program's output. */
+static char *
+output_file (void)
+{
+  g_autoptr(GError) error = NULL;
+  char *path = NULL;
+  int fd = g_file_open_tmp ("od-ctl-output-XXXXXX", &path, &error);
+
+  g_assert_no_error (error);
+  close (fd);
+  return path;
+}
+
+/* The output, which must be UTF-8 (as g_subprocess_communicate_utf8
+ * checked); the file is removed. */
+static char *
+read_output (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  char *text = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (path, &text, &len, &error));
+  g_assert_no_error (error);
+  g_unlink (path);
+  if (!g_utf8_validate (text, len, NULL))
+    g_error ("orderdeskctl wrote text that is not UTF-8: %s", text);
+  return text;
+}
+
 int
 od_test_run_ctl_full (const char         *url,
                       const char         *cache_path,
@@ -63,11 +94,14 @@ od_test_run_ctl_full (const char         *url,
   g_autofree char *ctl = od_test_ctl_path ();
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   g_autoptr(GSubprocessLauncher) launcher =
-    g_subprocess_launcher_new ((out != NULL ? G_SUBPROCESS_FLAGS_STDOUT_PIPE
-                                            : G_SUBPROCESS_FLAGS_STDOUT_SILENCE)
-                               | (err != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE : 0));
+    g_subprocess_launcher_new (out != NULL ? G_SUBPROCESS_FLAGS_NONE
+                                           : G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
   g_autoptr(GSubprocess) process = NULL;
   g_autoptr(GError) error = NULL;
+  /* Its output goes to files, read once it has exited: waiting on pipes
+   * would have no bound (od_test_process_wait_or_dump). */
+  g_autofree char *out_path = NULL;
+  g_autofree char *err_path = NULL;
 
   g_ptr_array_add (argv, ctl);
   if (url != NULL)
@@ -91,13 +125,23 @@ od_test_run_ctl_full (const char         *url,
     g_subprocess_launcher_unsetenv (launcher, "ORDERDESK_TOKEN");
   for (guint i = 0; env != NULL && env[i] != NULL; i += 2)
     g_subprocess_launcher_setenv (launcher, env[i], env[i + 1], TRUE);
+  if (out != NULL)
+    {
+      out_path = output_file ();
+      g_subprocess_launcher_set_stdout_file_path (launcher, out_path);
+    }
+  if (err != NULL)
+    {
+      err_path = output_file ();
+      g_subprocess_launcher_set_stderr_file_path (launcher, err_path);
+    }
   process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
   g_assert_no_error (error);
-  if (out != NULL || err != NULL)
-    g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, out, err, &error));
-  else
-    od_test_process_wait_or_dump (process, CTL_HANG_SECONDS, "orderdeskctl");
-  g_assert_no_error (error);
+  od_test_process_wait_or_dump (process, CTL_HANG_SECONDS, "orderdeskctl");
+  if (out != NULL)
+    *out = read_output (out_path);
+  if (err != NULL)
+    *err = read_output (err_path);
   if (g_subprocess_get_if_signaled (process))
     return -g_subprocess_get_term_sig (process);
   return g_subprocess_get_exit_status (process);
