@@ -275,6 +275,25 @@ od_test_process_start (OdTestProcess      *process,
     }
 }
 
+/* Waits up to seconds for the process to exit (and reaps it); FALSE if
+ * it still runs.  GLib's worker thread reaps the child: its identifier
+ * goes at exit. */
+static gboolean
+wait_within (GSubprocess *subprocess,
+             guint        seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+
+  while (g_subprocess_get_identifier (subprocess) != NULL)
+    {
+      if (g_get_monotonic_time () > deadline)
+        return FALSE;
+      g_usleep (10 * 1000);
+    }
+  g_subprocess_wait (subprocess, NULL, NULL);
+  return TRUE;
+}
+
 /* What a hung process does: gdb's backtraces of every thread, or
  * without gdb the kernel's view of each thread. */
 static void
@@ -371,42 +390,31 @@ od_test_process_wait_or_dump (GSubprocess *subprocess,
                               guint        seconds,
                               const char  *what)
 {
-  gint64 deadline = g_get_monotonic_time ()
-                    + (gint64) seconds * od_test_process_slowdown () * G_USEC_PER_SEC;
-  const char *pid;
+  guint limit = seconds * od_test_process_slowdown ();
 
-  /* GLib's worker thread reaps the child: the identifier goes at exit. */
-  while ((pid = g_subprocess_get_identifier (subprocess)) != NULL
-         && g_get_monotonic_time () < deadline)
-    g_usleep (20 * 1000);
-  if (pid != NULL)
+  if (!wait_within (subprocess, limit))
     {
-      g_autofree char *id = g_strdup (pid);
+      g_autofree char *id = g_strdup (g_subprocess_get_identifier (subprocess));
 
-      g_printerr ("%s (pid %s) still runs after %u s; its threads:\n", what, id,
-                  seconds * od_test_process_slowdown ());
+      /* It exited just now after all. */
+      if (id == NULL)
+        {
+          g_subprocess_wait (subprocess, NULL, NULL);
+          return;
+        }
+      g_printerr ("%s (pid %s) still runs after %u s; its threads:\n", what, id, limit);
       dump_stacks (id);
       g_subprocess_force_exit (subprocess);
       g_subprocess_wait (subprocess, NULL, NULL);
       g_error ("%s (pid %s) hung", what, id);
     }
-  g_subprocess_wait (subprocess, NULL, NULL);
 }
 
 static gboolean
 wait_exit (OdTestProcess *process,
            guint          timeout_s)
 {
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
-
-  while (g_subprocess_get_identifier (process->subprocess) != NULL)
-    {
-      if (g_get_monotonic_time () > deadline)
-        return FALSE;
-      g_usleep (10 * 1000);
-    }
-  g_subprocess_wait (process->subprocess, NULL, NULL);
-  return TRUE;
+  return wait_within (process->subprocess, timeout_s);
 }
 
 void
