@@ -36,6 +36,23 @@ enum {
 
 static guint signals[N_SIGNALS];
 
+/* "Cancel order · 01a2496c-ae9e": the command as the rest of the console
+ * names it (its toasts, its dialogs), not its wire name, which the
+ * row's tooltip still shows with the rest of the body.  A type this
+ * console does not know keeps its wire name. */
+static char *
+command_title (const OdPendingCommand *command)
+{
+  g_autofree char *short_id = od_format_short_id (command->order_id);
+  const char *what = command->type;
+  OdCommandType type;
+
+  if (od_command_type_from_name (command->type, &type))
+    what = _(od_command_spec (type)->description);
+  /* TRANSLATORS: a command in the ledger: what it does · the order */
+  return g_strdup_printf (C_("ledger row", "%s · %s"), what, short_id);
+}
+
 static char *
 describe_state (const OdPendingCommand *command)
 {
@@ -182,8 +199,7 @@ od_ledger_window_reload (OdLedgerWindow *self)
     {
       OdPendingCommand *command = g_ptr_array_index (commands, i);
       GtkWidget *row = adw_action_row_new ();
-      g_autofree char *short_id = od_format_short_id (command->order_id);
-      g_autofree char *title = g_strdup_printf ("%s · %s", command->type, short_id);
+      g_autofree char *title = command_title (command);
       g_autofree char *state = describe_state (command);
       g_autofree char *when = od_format_time_of_day_or_date (command->created_at);
       g_autofree char *sub = g_strdup_printf ("%s — %s", when, state);
@@ -199,7 +215,7 @@ od_ledger_window_reload (OdLedgerWindow *self)
           GtkWidget *send = add_button (row, _("Send as _Me"), G_CALLBACK (on_send_as_me), self);
           g_autofree char *send_name = NULL;
 
-          /* TRANSLATORS: accessible name; %s is the command, e.g. "CreateOrder · 0193a2" */
+          /* TRANSLATORS: accessible name; %s is the command, e.g. "New order · 0193a2" */
           send_name = g_strdup_printf (_("Send %s as me"), title);
           gtk_accessible_update_property (GTK_ACCESSIBLE (send), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                           send_name, -1);
@@ -212,7 +228,7 @@ od_ledger_window_reload (OdLedgerWindow *self)
           GtkWidget *button = add_button (row, _("_Discard"), G_CALLBACK (on_discard), self);
           g_autofree char *discard_name = NULL;
 
-          /* TRANSLATORS: accessible name; %s is the command, e.g. "CreateOrder · 0193a2" */
+          /* TRANSLATORS: accessible name; %s is the command, e.g. "New order · 0193a2" */
           discard_name = g_strdup_printf (_("Discard %s"), title);
           gtk_accessible_update_property (GTK_ACCESSIBLE (button), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                           discard_name, -1);

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include <string.h>
 
+#include "od-format.h"
 #include "od-ledger-window.h"
 #include "od-test-app.h"
 
 /* The ledger shows commands queued by another sign-in as held, with
- * "Send as me" and "Discard"; neither happens without the click. */
+ * "Send as me" and "Discard"; neither happens without the click.  Its
+ * rows name each command as the rest of the console does. */
 
 static char *tmpdir;
 
@@ -18,14 +20,9 @@ async_result (GObject      *source,
 }
 
 static gint64
-queue (OdOutbox   *outbox,
-       const char *customer)
+queue_body (OdOutbox   *outbox,
+            const char *body)
 {
-  g_autofree char *id = od_uuid_v7_new ();
-  g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\","
-                                           "\"data\":{\"customer_name\":\"%s\","
-                                           "\"customer_email\":\"h@example.com\","
-                                           "\"currency\":\"EUR\"}}", id, customer);
   g_autoptr(GAsyncResult) result = NULL;
   g_autoptr(GError) error = NULL;
   gint64 command_id;
@@ -36,6 +33,19 @@ queue (OdOutbox   *outbox,
   command_id = od_outbox_submit_finish (outbox, result, &error);
   g_assert_no_error (error);
   return command_id;
+}
+
+static gint64
+queue (OdOutbox   *outbox,
+       const char *customer)
+{
+  g_autofree char *id = od_uuid_v7_new ();
+  g_autofree char *body = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\","
+                                           "\"data\":{\"customer_name\":\"%s\","
+                                           "\"customer_email\":\"h@example.com\","
+                                           "\"currency\":\"EUR\"}}", id, customer);
+
+  return queue_body (outbox, body);
 }
 
 /* The row's buttons, by label. */
@@ -154,6 +164,71 @@ test_held (void)
   od_test_spin (50);
 }
 
+/* The rows' titles, top to bottom. */
+static GPtrArray *
+row_titles (GtkWidget *root)
+{
+  GPtrArray *titles = g_ptr_array_new_with_free_func (g_free);
+  GtkWidget *stack[64];
+  guint depth = 0;
+
+  stack[depth++] = root;
+  while (depth > 0)
+    {
+      GtkWidget *w = stack[--depth];
+
+      if (ADW_IS_ACTION_ROW (w))
+        g_ptr_array_add (titles, g_strdup (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (w))));
+      for (GtkWidget *c = gtk_widget_get_last_child (w); c != NULL && depth < G_N_ELEMENTS (stack);
+           c = gtk_widget_get_prev_sibling (c))
+        stack[depth++] = c;
+    }
+  return titles;
+}
+
+/* A row says what the command does as the rest of the console does (its
+ * toasts and dialogs), not the command's wire name. */
+static void
+test_titles (void)
+{
+  g_autofree char *path = g_build_filename (tmpdir, "titles.sqlite", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  g_autoptr(OdOutbox) outbox = NULL;
+  g_autoptr(GPtrArray) titles = NULL;
+  g_autofree char *order_id = od_uuid_v7_new ();
+  g_autofree char *short_id = od_format_short_id (order_id);
+  g_autofree char *cancel = g_strdup_printf ("{\"type\":\"CancelOrder\",\"order_id\":\"%s\","
+                                             "\"data\":{\"reason\":\"Changed their mind\"}}",
+                                             order_id);
+  g_autofree char *create = g_strdup_printf ("{\"type\":\"CreateOrder\",\"order_id\":\"%s\","
+                                             "\"data\":{\"customer_name\":\"Ada\","
+                                             "\"customer_email\":\"ada@example.com\","
+                                             "\"currency\":\"EUR\"}}", order_id);
+  g_autofree char *want_create = g_strdup_printf ("New order · %s", short_id);
+  g_autofree char *want_cancel = g_strdup_printf ("Cancel order · %s", short_id);
+  OdLedgerWindow *ledger;
+
+  g_assert_no_error (error);
+  outbox = od_outbox_new (cache, NULL, NULL);
+  od_outbox_set_identity (outbox, "http://127.0.0.1:9", "my-token");
+  queue_body (outbox, create);
+  queue_body (outbox, cancel);
+  ledger = od_ledger_window_new (NULL, outbox, cache);
+  gtk_window_present (GTK_WINDOW (ledger));
+  od_ledger_window_reload (ledger);
+  od_test_wait_frame (GTK_WIDGET (ledger));
+
+  /* Newest first. */
+  titles = row_titles (GTK_WIDGET (ledger));
+  g_assert_cmpuint (titles->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (titles, 0), ==, want_cancel);
+  g_assert_cmpstr (g_ptr_array_index (titles, 1), ==, want_create);
+
+  gtk_window_destroy (GTK_WINDOW (ledger));
+  od_test_spin (50);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -169,6 +244,7 @@ main (int   argc,
       return 77;
     }
   g_test_add_func ("/app/ledger-held", test_held);
+  g_test_add_func ("/app/ledger-titles", test_titles);
   status = g_test_run ();
 
   command = g_strdup_printf ("rm -rf '%s'", tmpdir);
