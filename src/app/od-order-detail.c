@@ -188,8 +188,11 @@ add_info_row (OdOrderDetail *self,
 
   adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
   gtk_label_set_selectable (GTK_LABEL (label), TRUE);
-  /* Short values (times, codes) stay on one line. */
+  /* Short values (times, codes) stay on one line.  Long ones wrap only
+   * when the row has no room for their line: measured wrapped, "La Poste"
+   * next to "Versanddienstleister" took two lines in a wide row. */
   gtk_label_set_wrap (GTK_LABEL (label), long_text);
+  gtk_label_set_natural_wrap_mode (GTK_LABEL (label), GTK_NATURAL_WRAP_NONE);
   gtk_label_set_xalign (GTK_LABEL (label), 1);
   adw_action_row_add_suffix (ADW_ACTION_ROW (row), label);
   g_object_set_data (G_OBJECT (row), "od-value", label);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* The order detail of an order whose history from the server breaks the
  * protocol: it shows the order as the cache applied it, and a banner
- * that says so; a consistent order has no banner. */
+ * that says so; a consistent order has no banner.  In a pane as narrow
+ * as beside the list, short values keep their line and the banner over
+ * a past state keeps its text readable. */
 #include <string.h>
 
 #include "od-core.h"
@@ -73,6 +75,89 @@ test_inconsistent_banner (void)
   g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
 }
 
+/* The label under ROOT whose text starts with PREFIX. */
+static GtkWidget *
+find_label_prefix (GtkWidget  *root,
+                   const char *prefix)
+{
+  if (GTK_IS_LABEL (root) && gtk_widget_get_mapped (root)
+      && g_str_has_prefix (gtk_label_get_text (GTK_LABEL (root)), prefix))
+    return root;
+  for (GtkWidget *child = gtk_widget_get_first_child (root); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    {
+      GtkWidget *found = find_label_prefix (child, prefix);
+
+      if (found != NULL)
+        return found;
+    }
+  return NULL;
+}
+
+static int
+line_count (GtkWidget *label)
+{
+  return pango_layout_get_line_count (gtk_label_get_layout (GTK_LABEL (label)));
+}
+
+static void
+test_narrow_pane (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("od-detail-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "c.sqlite", NULL);
+  g_autofree char *command = g_strdup_printf ("rm -rf '%s'", dir);
+  const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
+  const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
+  const char *shipped = "{\"carrier\":\"Deutsche Post\",\"tracking_number\":\"Z1\"}";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
+  GtkWidget *window = gtk_window_new ();
+  GtkWidget *detail = od_order_detail_new ();
+  GtkWidget *label, *banner;
+
+  g_assert_no_error (error);
+  g_ptr_array_add (events, make_event (1, fine_id, 1, "OrderCreated", created));
+  g_ptr_array_add (events, make_event (2, fine_id, 2, "ItemAdded", item));
+  g_ptr_array_add (events, make_event (3, fine_id, 3, "OrderPlaced", "{}"));
+  g_ptr_array_add (events, make_event (4, fine_id, 4, "OrderShipped", shipped));
+  od_cache_push_events (cache, events, 4);
+  g_assert_true (od_cache_flush (cache, NULL));
+
+  /* The pane beside the list in a 1,100 px window is about 350 px. */
+  gtk_window_set_default_size (GTK_WINDOW (window), 350, 900);
+  gtk_window_set_child (GTK_WINDOW (window), detail);
+  od_order_detail_set_cache (OD_ORDER_DETAIL (detail), cache);
+  od_order_detail_show (OD_ORDER_DETAIL (detail), fine_id);
+  gtk_window_present (GTK_WINDOW (window));
+  od_test_wait_frame (window);
+  od_test_spin (300);
+
+  /* The carrier may wrap, but only when its row has no room: measured
+   * wrapped, a two-word carrier took two lines in a row with room. */
+  label = od_test_find_label (detail, "Deutsche Post");
+  g_assert_nonnull (label);
+  g_assert_cmpint (line_count (label), ==, 1);
+
+  /* The text over a past state has the banner's width, not what a button
+   * beside it leaves (a German button left it one or two words a line). */
+  od_order_detail_show_past (OD_ORDER_DETAIL (detail), 2);
+  od_test_wait_frame (window);
+  od_test_spin (600);
+  label = find_label_prefix (detail, "Showing the order as it was on");
+  g_assert_nonnull (label);
+  banner = gtk_widget_get_parent (label);
+  g_test_message ("banner %d px, its text %d px, %d lines", gtk_widget_get_width (banner),
+                  gtk_widget_get_width (label), line_count (label));
+  g_assert_cmpint (gtk_widget_get_width (label), >=, gtk_widget_get_width (banner) * 8 / 10);
+  g_assert_cmpint (line_count (label), <=, 3);
+
+  gtk_window_destroy (GTK_WINDOW (window));
+  od_test_spin (50);
+  g_clear_object (&cache);
+  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -83,5 +168,6 @@ main (int   argc,
       return 77;
     }
   g_test_add_func ("/app/detail/inconsistent-banner", test_inconsistent_banner);
+  g_test_add_func ("/app/detail/narrow-pane", test_narrow_pane);
   return g_test_run ();
 }
