@@ -274,3 +274,20 @@ od_format_tls_errors (GTlsCertificateFlags flags,
     }
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
+
+char *
+od_format_refusal (const char *type,
+                   const char *order_id,
+                   const char *code,
+                   const char *detail)
+{
+  OdCommandType command_type;
+  const char *rule = NULL;
+
+  if (g_strcmp0 (code, od_problem_code_name (OD_PROBLEM_INVALID_STATE)) == 0
+      && type != NULL && od_command_type_from_name (type, &command_type))
+    rule = od_order_refusal_rule (command_type, order_id, detail);
+  if (rule != NULL)
+    return g_strdup (_(rule));
+  return g_strdup (detail != NULL ? detail : code != NULL ? code : "");
+}

@@ -18,6 +18,14 @@ const char *od_format_status       (OdOrderStatus  status);
 const char *od_status_css_class    (OdOrderStatus  status);
 const char *od_format_event_type   (const char    *type);
 char       *od_format_short_id     (const char    *order_id);
+/* Why the server refused a command of TYPE (its wire name) on ORDER_ID:
+ * the command's rule in the console's language when the server's detail
+ * is exactly that rule's (od_order_refusal_rule ()), else the server's
+ * own detail, else its problem code. */
+char       *od_format_refusal      (const char    *type,
+                                    const char    *order_id,
+                                    const char    *code,
+                                    const char    *detail);
 char       *od_format_tls_errors   (GTlsCertificateFlags flags,
                                     const char    *host);
 /* Whether dates are written for the C locale (ISO 8601 then). */

@@ -56,6 +56,8 @@ command_title (const OdPendingCommand *command)
 static char *
 describe_state (const OdPendingCommand *command)
 {
+  g_autofree char *why = NULL;
+
   /* Queued by another sign-in: never sent in this one's name without
    * consent. */
   if (command->held)
@@ -77,11 +79,11 @@ describe_state (const OdPendingCommand *command)
       return g_strdup_printf (_("Visible (position %'lld, %.0f ms after the click)"),
                               (long long) command->position, od_pending_command_latency_ms (command));
     case OD_COMMAND_STATE_REJECTED:
+      why = od_format_refusal (command->type, command->order_id, command->code, command->detail);
       if (command->http_status == 403)
         /* TRANSLATORS: the server refused the command for who sent it (e.g. a viewer) */
-        return g_strdup_printf (_("Refused, not allowed for this sign-in: %s"),
-                                command->detail ? command->detail : command->code);
-      return g_strdup_printf (_("Refused: %s"), command->detail ? command->detail : command->code);
+        return g_strdup_printf (_("Refused, not allowed for this sign-in: %s"), why);
+      return g_strdup_printf (_("Refused: %s"), why);
     case OD_COMMAND_STATE_DISCARDED:
       return g_strdup (_("Discarded"));
     default:

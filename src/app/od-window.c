@@ -252,9 +252,12 @@ on_command_changed (OdOutbox       *outbox,
     }
   else
     {
-      /* TRANSLATORS: "Ship order refused: Order … is delivered" */
-      message = g_strdup_printf (_("%s refused: %s"), what,
-                                 command->detail ? command->detail : _("no reason given"));
+      g_autofree char *why = command->detail != NULL
+        ? od_format_refusal (command->type, command->order_id, command->code, command->detail)
+        : NULL;
+
+      /* TRANSLATORS: "Ship order refused: only a placed order can be shipped." */
+      message = g_strdup_printf (_("%s refused: %s"), what, why ? why : _("no reason given"));
       toast_with_action (self, message, _("Details"), "win.ledger");
     }
 }

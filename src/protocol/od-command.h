@@ -106,7 +106,9 @@ typedef struct
   const char        *name;            /* on the wire */
   OdEventType        event;
   guint              allowed;         /* OD_STATUS_BIT of each status that allows it */
-  const char        *refused;         /* why another status refuses it (problem detail) */
+  const char        *refused;         /* why another status refuses it: the problem's
+                                       * detail, in English; N_() for consoles
+                                       * (od_order_refusal_rule ()) */
   const OdFieldSpec *fields;          /* ends with { NULL } */
   const char        *action_label;    /* N_(): button or menu item, with mnemonic */
   const char        *title;           /* N_(): dialog title */

@@ -170,12 +170,41 @@ od_order_allows (const OdOrder *order,
   return TRUE;
 }
 
+#define INVALID_STATE_FORMAT "Order %s is %s: %s"
+
 static OdProblem *
 invalid_state (const OdOrder *order,
                const char    *why)
 {
-  return od_problem_new (OD_PROBLEM_INVALID_STATE, "Order %s is %s: %s", order->order_id,
+  return od_problem_new (OD_PROBLEM_INVALID_STATE, INVALID_STATE_FORMAT, order->order_id,
                          od_order_status_name (order->status), why);
+}
+
+const char *
+od_order_refusal_rule (OdCommandType  type,
+                       const char    *order_id,
+                       const char    *detail)
+{
+  const OdCommandSpec *spec;
+
+  if (type >= OD_COMMAND_N_TYPES || order_id == NULL || detail == NULL)
+    return NULL;
+  spec = od_command_spec (type);
+  /* Compared with what invalid_state () writes for each status that
+   * refuses the command, never parsed: a detail worded otherwise is
+   * not recognised. */
+  for (OdOrderStatus status = 0; status < OD_STATUS_N; status++)
+    {
+      g_autofree char *expected = NULL;
+
+      if (od_order_status_allows (status, type))
+        continue;
+      expected = g_strdup_printf (INVALID_STATE_FORMAT, order_id, od_order_status_name (status),
+                                  spec->refused);
+      if (strcmp (expected, detail) == 0)
+        return spec->refused;
+    }
+  return NULL;
 }
 
 gboolean

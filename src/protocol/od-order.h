@@ -57,6 +57,14 @@ gboolean        od_order_decide           (const OdOrder    *order,
                                            const char      **event_type,
                                            char            **event_data,
                                            OdProblem       **problem);
+/* The rule (the command table's `refused`, untranslated) when DETAIL is
+ * exactly the detail od_order_decide () gives a command of TYPE on
+ * ORDER_ID refused for the order's status; NULL for any other detail
+ * (another reason, another server's wording), which a console then
+ * shows as it came. */
+const char     *od_order_refusal_rule     (OdCommandType     type,
+                                           const char       *order_id,
+                                           const char       *detail);
 gboolean        od_order_apply            (OdOrder          *order,
                                            const char       *type,
                                            JsonObject       *data,

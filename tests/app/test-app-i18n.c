@@ -67,6 +67,21 @@ test_german (void)
 
   g_assert_cmpstr (_("Welcome to OrderDesk"), ==, "Willkommen bei OrderDesk");
   g_assert_cmpstr (_("must not be empty"), ==, "darf nicht leer sein");
+  /* A refusal for the order's status says the rule in German, not the
+   * server's English detail; any other detail is shown as it came. */
+  {
+    const char *id = "01900000-0000-7000-8000-0000000000a1";
+    g_autofree char *detail = g_strdup_printf ("Order %s is shipped: only a draft or placed order "
+                                               "can be cancelled.", id);
+    g_autofree char *why = od_format_refusal ("CancelOrder", id, "invalid_state", detail);
+    g_autofree char *other = od_format_refusal ("CancelOrder", id, "invalid_state",
+                                                "Order is on hold.");
+    g_autofree char *no_detail = od_format_refusal ("CancelOrder", id, "rate_limited", NULL);
+
+    g_assert_cmpstr (why, ==, "nur ein Entwurf oder eine aufgegebene Bestellung kann storniert werden.");
+    g_assert_cmpstr (other, ==, "Order is on hold.");
+    g_assert_cmpstr (no_detail, ==, "rate_limited");
+  }
   {
     OdCommandDialog *dialog = od_window_open_command_dialog (window, OD_COMMAND_CREATE_ORDER);
 

@@ -848,7 +848,9 @@ test_commands (Fixture       *f,
                      ==, "TEA-GREEN");
   }
 
-  /* A refused command shows the server's detail. */
+  /* A refused command says why: for the order's status, the command's
+   * rule (in the console's language; the server's detail is English and
+   * names the order), which the ledger keeps with the server's detail. */
   dialog = od_window_open_command_dialog (f->window, OD_COMMAND_MARK_DELIVERED);
   od_command_dialog_send (dialog);
   wait_toast (f, "Mark delivered refused: ");
@@ -865,7 +867,10 @@ test_commands (Fixture       *f,
       }
     g_assert_nonnull (refused);
     g_assert_nonnull (refused->detail);
-    g_assert_nonnull (strstr (od_window_get_last_toast (f->window), refused->detail));
+    g_assert_cmpstr (refused->code, ==, "invalid_state");
+    g_assert_nonnull (strstr (refused->detail, refused->order_id));
+    g_assert_cmpstr (od_window_get_last_toast (f->window), ==,
+                     "Mark delivered refused: only a shipped order can be marked delivered.");
   }
   od_test_server_stop (server);
 }

@@ -822,8 +822,46 @@ test_order_status_table (void)
             g_assert_cmpint (problem->code, ==, expect[r][t]);
             if (expect[r][t] == OD_PROBLEM_ORDER_EXISTS)
               g_assert_cmpint (problem->current_version, ==, order->version);
+            /* A console names the rule in its language when the detail
+             * is the status rule's, and only then (a draft without lines
+             * refuses for another reason). */
+            if (expect[r][t] == OD_PROBLEM_INVALID_STATE)
+              {
+                const char *rule = od_order_refusal_rule (t, ID, problem->detail);
+
+                if (od_order_status_allows (order->status, t))
+                  g_assert_null (rule);
+                else
+                  g_assert_cmpstr (rule, ==, od_command_spec (t)->refused);
+              }
           }
       }
+}
+
+/* Only the exact detail of a status refusal is recognised. */
+static void
+test_order_refusal_rule (void)
+{
+  g_autoptr(OdOrder) order = order_in (OD_STATUS_SHIPPED, TRUE);
+  g_autoptr(OdCommand) cancel = command_for (OD_COMMAND_CANCEL_ORDER);
+  g_autoptr(OdProblem) problem = NULL;
+  g_autofree char *data = NULL;
+  g_autofree char *longer = NULL;
+  const char *type = NULL;
+  const char *other_id = "01900000-0000-7000-8000-00000000ffff";
+
+  g_assert_false (od_order_decide (order, cancel, &type, &data, &problem));
+  g_assert_cmpstr (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, ID, problem->detail), ==,
+                   "only a draft or placed order can be cancelled.");
+  /* Another order, another command, another wording, nothing. */
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, other_id, problem->detail));
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_SHIP_ORDER, ID, problem->detail));
+  longer = g_strconcat (problem->detail, " Really.", NULL);
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, ID, longer));
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, ID, problem->detail + 1));
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, ID, NULL));
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_CANCEL_ORDER, NULL, problem->detail));
+  g_assert_null (od_order_refusal_rule (OD_COMMAND_N_TYPES, ID, problem->detail));
 }
 
 static void
@@ -1813,6 +1851,7 @@ main (int   argc,
   g_test_add_func ("/protocol/command/table", test_command_table);
   g_test_add_func ("/protocol/order/refunds-and-notes", test_order_refunds);
   g_test_add_func ("/protocol/order/status-table", test_order_status_table);
+  g_test_add_func ("/protocol/order/refusal-rule", test_order_refusal_rule);
   g_test_add_func ("/protocol/order/data", test_order_data);
   g_test_add_func ("/protocol/order/lines", test_order_lines);
   g_test_add_func ("/protocol/order/versions", test_order_versions);
