@@ -134,7 +134,7 @@ ceiling_store (void)
   if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                        opt_sqlite_defaults ? NULL : od_wal_vfs_register ()) != SQLITE_OK)
     g_error ("cannot open %s", path);
-  exec_or_die (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
+  exec_or_die (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;"
                    "PRAGMA temp_store=MEMORY;");
   if (!opt_sqlite_defaults)
     exec_or_die (db, "PRAGMA wal_autocheckpoint=10000;");

@@ -165,8 +165,18 @@ open_db (const char  *path,
    * every 10,000 frames (about 40 MiB of log), not SQLite's 1,000: a
    * command's random key page and the shared pages at the end of each
    * table are then copied into the database once for many commits, and
-   * the database is synced less often (benchmarks.md, session 14). */
-  if (!od_sqlite_exec (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"
+   * the database is synced less often (benchmarks.md, session 14).
+   *
+   * The page cache is 8 MiB, not 64: SQLite 3.40's B-tree balance parks a
+   * page at the lock-byte page number (262,145) while it reorders
+   * siblings, and the commit then walks the cache's whole hash table to
+   * drop pages beyond the database's end.  Random Idempotency-Keys make
+   * such a balance in most commits; with 64 MiB that walk grew with the
+   * cache to 45 % of the writer's time, and commands/s fell by a third
+   * in the first minute of sustained load (benchmarks.md, session 17).
+   * The pages that matter (the tables' upper levels, their ends) fit in
+   * 8 MiB; a random key's leaf is not in the cache at either size. */
+  if (!od_sqlite_exec (db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-8192;"
                        "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;", NULL, error))
     {
       sqlite3_close (db);
