@@ -259,22 +259,38 @@ od_test_cell_text (GtkWidget *cell)
   return NULL;
 }
 
-GtkWidget *
-od_test_find_label (GtkWidget  *root,
-                    const char *text)
+static GtkWidget *
+find_label (GtkWidget  *root,
+            const char *text,
+            gboolean    prefix)
 {
   if (GTK_IS_LABEL (root) && gtk_widget_get_mapped (root)
-      && g_strcmp0 (gtk_label_get_text (GTK_LABEL (root)), text) == 0)
+      && (prefix ? g_str_has_prefix (gtk_label_get_text (GTK_LABEL (root)), text)
+                 : g_strcmp0 (gtk_label_get_text (GTK_LABEL (root)), text) == 0))
     return root;
   for (GtkWidget *child = gtk_widget_get_first_child (root); child != NULL;
        child = gtk_widget_get_next_sibling (child))
     {
-      GtkWidget *found = od_test_find_label (child, text);
+      GtkWidget *found = find_label (child, text, prefix);
 
       if (found != NULL)
         return found;
     }
   return NULL;
+}
+
+GtkWidget *
+od_test_find_label (GtkWidget  *root,
+                    const char *text)
+{
+  return find_label (root, text, FALSE);
+}
+
+GtkWidget *
+od_test_find_label_prefix (GtkWidget  *root,
+                           const char *prefix)
+{
+  return find_label (root, prefix, TRUE);
 }
 
 void

@@ -50,6 +50,9 @@ const char    *od_test_cell_text     (GtkWidget      *cell);
 /* The mapped label under root showing exactly text, or NULL. */
 GtkWidget     *od_test_find_label    (GtkWidget      *root,
                                       const char     *text);
+/* The mapped label under root whose text starts with prefix, or NULL. */
+GtkWidget     *od_test_find_label_prefix (GtkWidget  *root,
+                                          const char *prefix);
 /* The label is as wide as its text needs and lies inside its window:
  * nothing of it is ellipsized or cut off by the window's edge. */
 void           od_test_assert_label_whole (GtkWidget *label);

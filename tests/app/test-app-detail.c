@@ -75,25 +75,6 @@ test_inconsistent_banner (void)
   g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
 }
 
-/* The label under ROOT whose text starts with PREFIX. */
-static GtkWidget *
-find_label_prefix (GtkWidget  *root,
-                   const char *prefix)
-{
-  if (GTK_IS_LABEL (root) && gtk_widget_get_mapped (root)
-      && g_str_has_prefix (gtk_label_get_text (GTK_LABEL (root)), prefix))
-    return root;
-  for (GtkWidget *child = gtk_widget_get_first_child (root); child != NULL;
-       child = gtk_widget_get_next_sibling (child))
-    {
-      GtkWidget *found = find_label_prefix (child, prefix);
-
-      if (found != NULL)
-        return found;
-    }
-  return NULL;
-}
-
 static int
 line_count (GtkWidget *label)
 {
@@ -144,7 +125,7 @@ test_narrow_pane (void)
   od_order_detail_show_past (OD_ORDER_DETAIL (detail), 2);
   od_test_wait_frame (window);
   od_test_spin (600);
-  label = find_label_prefix (detail, "Showing the order as it was on");
+  label = od_test_find_label_prefix (detail, "Showing the order as it was on");
   g_assert_nonnull (label);
   banner = gtk_widget_get_parent (label);
   g_test_message ("banner %d px, its text %d px, %d lines", gtk_widget_get_width (banner),
