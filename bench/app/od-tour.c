@@ -13,6 +13,9 @@
  * data/screenshots/ come from it. */
 
 static char *out_dir;
+/* The full tour's window and screenshot size (--width, --height). */
+static int tour_w = 1100;
+static int tour_h = 720;
 
 static gboolean
 never (gpointer data)
@@ -50,14 +53,33 @@ shot (const char *name,
 /* Shrinks the window to WIDTH × HEIGHT without a window manager: the
  * default size only applies to an unmapped window. */
 static void
-resize (OdWindow *window,
-        int       width,
-        int       height)
+resize (gpointer window,
+        int      width,
+        int      height)
 {
   gtk_widget_set_visible (GTK_WIDGET (window), FALSE);
   gtk_window_set_default_size (GTK_WINDOW (window), width, height);
   gtk_window_present (GTK_WINDOW (window));
   spin (1200);
+}
+
+/* The windows shown besides WINDOW (the ledger, the preferences) at
+ * the tour's size; or every other window destroyed. */
+static void
+other_windows (OdWindow *window,
+               gboolean  destroy)
+{
+  GList *toplevels = gtk_window_list_toplevels ();
+
+  for (GList *l = toplevels; l; l = l->next)
+    if (l->data != window)
+      {
+        if (destroy)
+          gtk_window_destroy (l->data);
+        else if (gtk_widget_get_visible (l->data))
+          resize (l->data, tour_w, tour_h);
+      }
+  g_list_free (toplevels);
 }
 
 static gboolean
@@ -86,6 +108,8 @@ main (int   argc,
     { "welcome", 0, 0, G_OPTION_ARG_NONE, &welcome_only, "Only the welcome page", NULL },
     { "sizes", 0, 0, G_OPTION_ARG_NONE, &sizes, "Only the list and an order at 1280×800, 800×600 and 360×640", NULL },
     { "suffix", 0, 0, G_OPTION_ARG_STRING, &suffix, "Appended to each size's file names, e.g. -de", "TEXT" },
+    { "width", 0, 0, G_OPTION_ARG_INT, &tour_w, "Width of the full tour's window (1100)", "PX" },
+    { "height", 0, 0, G_OPTION_ARG_INT, &tour_h, "Height of the full tour's window (720)", "PX" },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
   g_autoptr(GOptionContext) context = g_option_context_new ("— tour the console's screens");
@@ -128,7 +152,7 @@ main (int   argc,
   if (welcome_only || server == NULL)
     {
       spin (3000);
-      shot ("welcome.png", 1100, 720);
+      shot ("welcome.png", tour_w, tour_h);
       gtk_window_destroy (GTK_WINDOW (window));
       return 0;
     }
@@ -142,6 +166,8 @@ main (int   argc,
   while (!is_live (window) && g_get_monotonic_time () < deadline)
     spin (100);
   spin (2500);
+  if (!sizes)
+    resize (window, tour_w, tour_h);
   if (sizes)
     {
       static const int size[][2] = { { 1280, 800 }, { 800, 600 }, { 360, 640 } };
@@ -172,7 +198,7 @@ main (int   argc,
       gtk_window_destroy (GTK_WINDOW (window));
       return 0;
     }
-  shot ("orders.png", 1100, 720);
+  shot ("orders.png", tour_w, tour_h);
 
   /* An order with a history: pick one placed or later. */
   {
@@ -192,7 +218,7 @@ main (int   argc,
       }
     od_order_list_select_position (list, chosen);
     spin (800);
-    shot ("detail.png", 1100, 720);
+    shot ("detail.png", tour_w, tour_h);
 
     /* The same order as it was after its second event. */
     {
@@ -204,7 +230,7 @@ main (int   argc,
       if (events != NULL && events->len > 2)
         {
           od_order_detail_show_past (detail, ((OdEvent *) g_ptr_array_index (events, 1))->position);
-          shot ("detail-past.png", 1100, 720);
+          shot ("detail-past.png", tour_w, tour_h);
           od_order_detail_show_past (detail, -1);
         }
     }
@@ -212,7 +238,7 @@ main (int   argc,
 
   od_lag_indicator_popup (od_window_get_lag_indicator (window));
   spin (1500);
-  shot ("lag.png", 1100, 720);
+  shot ("lag.png", tour_w, tour_h);
   od_lag_indicator_popdown (od_window_get_lag_indicator (window));
   spin (300);
 
@@ -221,7 +247,7 @@ main (int   argc,
 
     od_command_dialog_set_field (dialog, "customer_name", "Ada Lovelace");
     od_command_dialog_set_field (dialog, "customer_email", "ada@");
-    shot ("dialog.png", 1100, 720);
+    shot ("dialog.png", tour_w, tour_h);
     gtk_window_destroy (GTK_WINDOW (dialog));
   }
   {
@@ -233,50 +259,38 @@ main (int   argc,
         od_command_dialog_set_field (dialog, "reason", "Customer called");
         od_command_dialog_send (dialog);
         spin (1500);
-        shot ("refused.png", 1100, 720);
+        shot ("refused.png", tour_w, tour_h);
       }
   }
   gtk_widget_activate_action (GTK_WIDGET (window), "win.ledger", NULL);
   spin (500);
-  shot ("ledger.png", 1100, 720);
-  {
-    GList *toplevels = gtk_window_list_toplevels ();
-
-    for (GList *l = toplevels; l; l = l->next)
-      if (l->data != window)
-        gtk_window_destroy (l->data);
-    g_list_free (toplevels);
-  }
+  other_windows (window, FALSE);
+  shot ("ledger.png", tour_w, tour_h);
+  other_windows (window, TRUE);
   od_window_show_preferences (window);
   spin (500);
-  shot ("preferences.png", 1100, 720);
-  {
-    GList *toplevels = gtk_window_list_toplevels ();
-
-    for (GList *l = toplevels; l; l = l->next)
-      if (l->data != window)
-        gtk_window_destroy (l->data);
-    g_list_free (toplevels);
-  }
+  other_windows (window, FALSE);
+  shot ("preferences.png", tour_w, tour_h);
+  other_windows (window, TRUE);
   od_order_list_focus_search (od_window_get_order_list (window));
   od_order_list_set_search (od_window_get_order_list (window), "Novak");
   spin (600);
-  shot ("search.png", 1100, 720);
+  shot ("search.png", tour_w, tour_h);
   /* Nothing found, then rows again: the rows shown after are the new
    * search's (the view kept its row widgets in between). */
   od_order_list_set_search (od_window_get_order_list (window), "Novakx");
   spin (600);
-  shot ("search-none.png", 1100, 720);
+  shot ("search-none.png", tour_w, tour_h);
   od_order_list_set_search (od_window_get_order_list (window), "Vogel");
   spin (600);
-  shot ("search-again.png", 1100, 720);
+  shot ("search-again.png", tour_w, tour_h);
   od_order_list_set_search (od_window_get_order_list (window), NULL);
   od_order_list_set_status (od_window_get_order_list (window), OD_STATUS_PLACED);
   spin (600);
-  shot ("filter.png", 1100, 720);
+  shot ("filter.png", tour_w, tour_h);
   od_order_list_set_status (od_window_get_order_list (window), OD_STATUS_NONE);
   gtk_widget_activate_action (GTK_WIDGET (window), "win.show-help-overlay", NULL);
   spin (800);
-  shot ("shortcuts.png", 1100, 720);
+  shot ("shortcuts.png", tour_w, tour_h);
   return 0;
 }
