@@ -165,10 +165,23 @@ add_button (GtkWidget  *row,
             gpointer    self)
 {
   GtkWidget *button = gtk_button_new_with_mnemonic (label);
+  GtkWidget *buttons = g_object_get_data (G_OBJECT (row), "od-buttons");
 
-  gtk_widget_set_valign (button, GTK_ALIGN_CENTER);
+  /* A row's buttons stand one above the other: side by side, "Erneut
+   * versuchen" and "Bearbeiten …" left a 360 px window's row title one
+   * letter a line. */
+  if (buttons == NULL)
+    {
+      buttons = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+      gtk_box_set_homogeneous (GTK_BOX (buttons), TRUE);
+      gtk_widget_set_valign (buttons, GTK_ALIGN_CENTER);
+      gtk_widget_set_margin_top (buttons, 6);
+      gtk_widget_set_margin_bottom (buttons, 6);
+      adw_action_row_add_suffix (ADW_ACTION_ROW (row), buttons);
+      g_object_set_data (G_OBJECT (row), "od-buttons", buttons);
+    }
   g_signal_connect (button, "clicked", callback, self);
-  adw_action_row_add_suffix (ADW_ACTION_ROW (row), button);
+  gtk_box_append (GTK_BOX (buttons), button);
   return button;
 }
 

@@ -131,6 +131,29 @@ test_held (void)
   od_ledger_window_reload (ledger);
   od_test_wait_frame (GTK_WIDGET (ledger));
 
+  /* In a 360 px window a held row's two buttons stand one above the
+   * other, and its title keeps half the row at least (side by side, in
+   * German, they left it one letter a line). */
+  gtk_widget_set_visible (GTK_WIDGET (ledger), FALSE);
+  gtk_window_set_default_size (GTK_WINDOW (ledger), 360, 640);
+  gtk_window_present (GTK_WINDOW (ledger));
+  od_test_wait_frame (GTK_WIDGET (ledger));
+  od_test_spin (300);
+  {
+    GtkWidget *send_button = find_button (GTK_WIDGET (ledger), "Send as _Me", 0);
+    GtkWidget *row = gtk_widget_get_ancestor (send_button, ADW_TYPE_ACTION_ROW);
+    GtkWidget *title = od_test_find_label (row, adw_preferences_row_get_title (ADW_PREFERENCES_ROW (row)));
+    graphene_rect_t send_box, discard_box;
+
+    g_assert_nonnull (title);
+    g_test_message ("row %d px, title %d px", gtk_widget_get_width (row), gtk_widget_get_width (title));
+    g_assert_cmpint (gtk_widget_get_width (GTK_WIDGET (ledger)), <=, 360);
+    g_assert_cmpint (gtk_widget_get_width (title) * 2, >=, gtk_widget_get_width (row));
+    g_assert_true (gtk_widget_compute_bounds (send_button, row, &send_box));
+    g_assert_true (gtk_widget_compute_bounds (find_button (row, "_Discard", 0), row, &discard_box));
+    g_assert_cmpfloat (discard_box.origin.y, >=, send_box.origin.y + send_box.size.height);
+  }
+
   send = find_button (GTK_WIDGET (ledger), "Send as _Me", 0);
   discard = find_button (GTK_WIDGET (ledger), "_Discard", 0);
   g_assert_nonnull (send);
