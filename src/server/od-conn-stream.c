@@ -212,6 +212,10 @@ struct _OdConnOutput
   GOutputStream  parent_instance;
   GOutputStream *base;
   OdConnStream  *owner;   /* weak */
+  GSocket       *socket;  /* of a plain (not TLS) connection, else NULL */
+  /* A response's header block, taken from libsoup but not sent yet: it
+   * goes out with the body's write (see write_nonblocking). */
+  GByteArray    *held;
 };
 
 static void od_conn_output_pollable_init (GPollableOutputStreamInterface *iface);
@@ -236,6 +240,25 @@ output_note (OdConnOutput  *self,
     self->owner->write_blocked_since = 0;
 }
 
+/* Sends what is held, blocking: for the blocking calls only, which
+ * libsoup's server does not make on a connection it writes without
+ * blocking. */
+static gboolean
+send_held (OdConnOutput  *self,
+           GCancellable  *cancellable,
+           GError       **error)
+{
+  gsize written = 0;
+  gboolean ok;
+
+  if (self->held->len == 0)
+    return TRUE;
+  ok = g_output_stream_write_all (self->base, self->held->data, self->held->len, &written,
+                                  cancellable, error);
+  g_byte_array_remove_range (self->held, 0, written);
+  return ok;
+}
+
 static gssize
 od_conn_output_write (GOutputStream  *stream,
                       const void     *buffer,
@@ -244,8 +267,10 @@ od_conn_output_write (GOutputStream  *stream,
                       GError        **error)
 {
   OdConnOutput *self = OD_CONN_OUTPUT (stream);
-  gssize n = g_output_stream_write (self->base, buffer, count, cancellable, error);
+  gssize n = -1;
 
+  if (send_held (self, cancellable, error))
+    n = g_output_stream_write (self->base, buffer, count, cancellable, error);
   output_note (self, n, error);
   return n;
 }
@@ -255,7 +280,10 @@ od_conn_output_flush (GOutputStream  *stream,
                       GCancellable   *cancellable,
                       GError        **error)
 {
-  return g_output_stream_flush (OD_CONN_OUTPUT (stream)->base, cancellable, error);
+  OdConnOutput *self = OD_CONN_OUTPUT (stream);
+
+  return send_held (self, cancellable, error)
+         && g_output_stream_flush (self->base, cancellable, error);
 }
 
 static gboolean
@@ -319,32 +347,38 @@ od_conn_output_write_nonblocking (GPollableOutputStream  *stream,
   OdConnStream *owner = self->owner;
   gssize n;
 
-  /* The headers of a response whose body is written right after them go
-   * out with MSG_MORE: the body's write sends both in one segment, where
-   * two segments cost the loopback path a second transmit and receive
-   * (a tenth of the main thread's time on a command).  The bytes are
-   * the same. */
-  if (owner != NULL && owner->body_follows && G_IS_SOCKET_CONNECTION (owner->base)
+  /* The headers of a response whose body is written right after them
+   * are held and sent with the body in one sendmsg (): where they went
+   * in two, the loopback path cost a second transmit and receive (a
+   * tenth of the main thread's time on a command), and with MSG_MORE on
+   * the headers still a second call.  The bytes are the same. */
+  if (owner != NULL && owner->body_follows && self->socket != NULL && self->held->len == 0
       && is_header_block_with_body (buffer, count))
     {
-      GSocket *socket = g_socket_connection_get_socket (G_SOCKET_CONNECTION (owner->base));
-      GOutputVector vector = { buffer, count };
+      g_byte_array_append (self->held, buffer, count);
+      owner->body_follows = FALSE;
+      n = count;
+    }
+  else if (self->held->len > 0)
+    {
+      GOutputVector vectors[] = { { self->held->data, self->held->len }, { buffer, count } };
       gsize written = 0;
       GPollableReturn ret;
 
-      ret = g_socket_send_message_with_timeout (socket, NULL, &vector, 1, NULL, 0, MSG_MORE, 0,
-                                                &written, NULL, error);
-      if (ret == G_POLLABLE_RETURN_OK)
+      ret = g_socket_send_message_with_timeout (self->socket, NULL, vectors, G_N_ELEMENTS (vectors),
+                                                NULL, 0, 0, 0, &written, NULL, error);
+      if (ret == G_POLLABLE_RETURN_OK && written > self->held->len)
         {
-          n = written;
-          if (written == count)
-            owner->body_follows = FALSE;
+          n = written - self->held->len;
+          g_byte_array_set_size (self->held, 0);
         }
       else
         {
-          if (ret == G_POLLABLE_RETURN_WOULD_BLOCK)
-            g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
-                                 g_strerror (EAGAIN));
+          /* None of the body went: the socket is full (or failed). */
+          if (ret == G_POLLABLE_RETURN_OK)
+            g_byte_array_remove_range (self->held, 0, written);
+          if (ret != G_POLLABLE_RETURN_FAILED)
+            g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, g_strerror (EAGAIN));
           n = -1;
         }
     }
@@ -363,6 +397,8 @@ od_conn_output_finalize (GObject *object)
 
   g_clear_weak_pointer (&self->owner);
   g_clear_object (&self->base);
+  g_clear_object (&self->socket);
+  g_byte_array_unref (self->held);
   G_OBJECT_CLASS (od_conn_output_parent_class)->finalize (object);
 }
 
@@ -387,6 +423,7 @@ od_conn_output_pollable_init (GPollableOutputStreamInterface *iface)
 static void
 od_conn_output_init (OdConnOutput *self)
 {
+  self->held = g_byte_array_new ();
 }
 
 /* ------------------------------------------------------------------ */
@@ -484,6 +521,8 @@ od_conn_stream_new (GIOStream *base)
   input->base = g_object_ref (g_io_stream_get_input_stream (base));
   g_set_weak_pointer (&input->owner, self);
   output->base = g_object_ref (g_io_stream_get_output_stream (base));
+  if (G_IS_SOCKET_CONNECTION (base))
+    output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base)));
   g_set_weak_pointer (&output->owner, self);
   self->input = G_INPUT_STREAM (input);
   self->output = G_OUTPUT_STREAM (output);

@@ -30,8 +30,9 @@ void          od_conn_stream_set_idle         (OdConnStream *self,
                                                gboolean      idle);
 gboolean      od_conn_stream_get_peer_gone    (OdConnStream *self);
 /* The next response header block that announces a body (Content-Length
- * above 0) is followed by that body at once: it is sent with MSG_MORE,
- * so that both leave in one segment.  Never for a HEAD request. */
+ * above 0) is followed by that body at once: on a plain connection it is
+ * held and sent with the body's first write, in one call and one
+ * segment.  Never for a HEAD request. */
 void          od_conn_stream_set_body_follows (OdConnStream *self);
 /* Monotonic time since which a write has been waiting for the peer to
  * read, or 0 when no write waits. */

@@ -507,6 +507,34 @@ rss_kib (OdTestProcess *process)
   return g_ascii_strtoull (line + 6, NULL, 10);
 }
 
+/* The demo seeds its orders after listening: waits for all of them. */
+static void
+wait_demo_seeded (OdTestProcess *process)
+{
+  g_autofree char *log = od_test_process_read_log (process);
+  const char *planned = strstr (log, "orders (");
+  guint64 commands;
+  gint64 deadline;
+
+  g_assert_nonnull (planned);
+  commands = g_ascii_strtoull (planned + 8, NULL, 10);
+  deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  for (;;)
+    {
+      int fd = connect_to (process);
+      g_autofree char *body = NULL;
+
+      g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                   VIEWER "\r\n\r\n"));
+      g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
+      close (fd);
+      if (g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10) >= commands)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100 * 1000);
+    }
+}
+
 /* Pages of 10,000 events (about 2.4 MB each) asked for three times in a
  * row on each of 120 connections that never read: the server must not
  * hold them all (about 290 MB), and must close the connections after
@@ -527,30 +555,7 @@ test_slow_readers (void)
   gint64 deadline;
   guint n;
 
-  /* The demo seeds its orders after listening: wait for all of them. */
-  {
-    g_autofree char *log = od_test_process_read_log (process);
-    const char *planned = strstr (log, "orders (");
-    guint64 commands;
-
-    g_assert_nonnull (planned);
-    commands = g_ascii_strtoull (planned + 8, NULL, 10);
-    deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-    for (;;)
-      {
-        int fd = connect_to (process);
-        g_autofree char *body = NULL;
-
-        g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                     VIEWER "\r\n\r\n"));
-        g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
-        close (fd);
-        if (g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10) >= commands)
-          break;
-        g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-        g_usleep (100 * 1000);
-      }
-  }
+  wait_demo_seeded (process);
   /* Sockets only: the store opens a reader per worker thread. */
   baseline_of (process);
   baseline = count_fds_of (process, TRUE);
@@ -608,6 +613,193 @@ test_slow_readers (void)
   od_test_process_free (process, FALSE);
 }
 
+/* One response read from FD, whose earlier reads left IN (bytes past
+ * the previous response): its status line and its body (none for HEAD),
+ * framed by Content-Length.  Reads at most CHUNK bytes at a time and,
+ * with RAND, now and then pauses, as a slow client does. */
+typedef struct
+{
+  guint  status;
+  char  *body;
+  gsize  body_len;
+} Response;
+
+static gboolean
+read_more (int      fd,
+           GString *in,
+           GRand   *rand)
+{
+  char buf[4096];
+  gsize want = rand ? (gsize) g_rand_int_range (rand, 1, sizeof buf + 1) : sizeof buf;
+  gssize n;
+
+  if (rand != NULL && g_rand_int_range (rand, 0, 4) == 0)
+    g_usleep (g_rand_int_range (rand, 0, 2000));
+  n = recv (fd, buf, want, 0);
+  if (n <= 0)
+    return FALSE;
+  g_string_append_len (in, buf, n);
+  return TRUE;
+}
+
+static gboolean
+read_one (int       fd,
+          GString  *in,
+          gboolean  head,
+          GRand    *rand,
+          Response *out)
+{
+  const char *end, *cl;
+  gsize header_len, body_len = 0;
+
+  while ((end = g_strstr_len (in->str, in->len, "\r\n\r\n")) == NULL)
+    if (!read_more (fd, in, rand))
+      return FALSE;
+  header_len = end - in->str + 4;
+  if (sscanf (in->str, "HTTP/1.1 %u", &out->status) != 1)
+    return FALSE;
+  cl = g_strstr_len (in->str, header_len, "\r\nContent-Length: ");
+  if (cl != NULL && !head)
+    body_len = g_ascii_strtoull (cl + strlen ("\r\nContent-Length: "), NULL, 10);
+  while (in->len < header_len + body_len)
+    if (!read_more (fd, in, rand))
+      return FALSE;
+  out->body = g_strndup (in->str + header_len, body_len);
+  out->body_len = body_len;
+  g_string_erase (in, 0, header_len + body_len);
+  return TRUE;
+}
+
+/* A response's headers are held and sent with its body in one call
+ * (od-conn-stream.c; test-conn-stream makes those writes stop at every
+ * point).  Here the real server end to end: random runs of pipelined
+ * requests (pages small and large, small answers, HEAD, refusals) on
+ * a connection with a small receive buffer, read back in random small
+ * reads with pauses.  Every response must come whole, in order, byte
+ * for byte what a fast reader gets, and nothing may follow the last. */
+static void
+test_slow_reader_whole (void)
+{
+  const char *args[] = { "--demo", "--demo-orders=400", NULL };
+  OdTestProcess *process = start_server (0, NULL, args);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr(GHashTable) expected = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                          g_free);
+  guint64 head;
+
+  wait_demo_seeded (process);
+  {
+    int fd = connect_to (process);
+    g_autofree char *body = NULL;
+
+    g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                 VIEWER "\r\n\r\n"));
+    g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
+    close (fd);
+    head = g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10);
+  }
+
+  for (guint round = 0; round < 30; round++)
+    {
+      guint n = g_rand_int_range (rand, 1, 16);
+      g_autoptr(GPtrArray) requests = g_ptr_array_new_with_free_func (g_free);
+      g_autoptr(GString) all = g_string_new (NULL);
+      g_autoptr(GString) in = g_string_new (NULL);
+      int rcvbuf = 1024 << g_rand_int_range (rand, 0, 6);
+      int fd;
+
+      for (guint i = 0; i < n; i++)
+        {
+          guint kind = g_rand_int_range (rand, 0, 10);
+          char *request;
+
+          /* Pages small and large: a large one fills the server's
+           * send buffer, so that the next answers find it full. */
+          if (kind < 6)
+            request = g_strdup_printf ("GET /v1/events?after=%u&limit=%u HTTP/1.1\r\nHost: x\r\n"
+                                       "Authorization: Bearer " VIEWER "\r\n\r\n",
+                                       g_rand_int_range (rand, 0, head + 2),
+                                       kind < 3 ? g_rand_int_range (rand, 1, 20)
+                                                : g_rand_int_range (rand, 500, 3000));
+          else if (kind == 6)
+            request = g_strdup ("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+          else if (kind == 7)
+            request = g_strdup ("HEAD /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+          else if (kind == 8)
+            request = g_strdup ("GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n");
+          else
+            request = g_strdup ("GET /v1/nothing-here HTTP/1.1\r\nHost: x\r\n"
+                                "Authorization: Bearer " VIEWER "\r\n\r\n");
+          g_ptr_array_add (requests, request);
+          g_string_append (all, request);
+          /* What a fast reader gets, one request a connection. */
+          if (!g_hash_table_contains (expected, request))
+            {
+              int one = connect_to (process);
+              g_autoptr(GString) fast = g_string_new (NULL);
+              Response response = { 0 };
+
+              g_assert_true (send_all (one, request));
+              g_assert_true (read_one (one, fast, g_str_has_prefix (request, "HEAD "), NULL,
+                                       &response));
+              close (one);
+              g_assert_cmpuint (fast->len, ==, 0);
+              g_hash_table_insert (expected, g_strdup (request),
+                                   g_strdup_printf ("%u %s", response.status, response.body));
+              g_free (response.body);
+            }
+        }
+
+      fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      g_assert_cmpint (fd, >=, 0);
+      /* Before connecting: the window the server sees is set then. */
+      g_assert_cmpint (setsockopt (fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), ==, 0);
+      {
+        struct sockaddr_in addr = { 0 };
+        struct timeval tv = { 10, 0 };
+
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons (od_test_process_port (process));
+        addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+        setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        g_assert_cmpint (connect (fd, (struct sockaddr *) &addr, sizeof addr), ==, 0);
+      }
+      g_assert_true (send_all (fd, all->str));
+      /* Let the server fill what it can before the first read. */
+      g_usleep (g_rand_int_range (rand, 0, 30000));
+      for (guint i = 0; i < n; i++)
+        {
+          const char *request = g_ptr_array_index (requests, i);
+          Response response = { 0 };
+          g_autofree char *got = NULL;
+
+          if (!read_one (fd, in, g_str_has_prefix (request, "HEAD "), rand, &response))
+            g_error ("round %u: response %u of %u (%.40s…) did not come whole", round, i + 1, n,
+                     request);
+          got = g_strdup_printf ("%u %s", response.status, response.body);
+          g_assert_cmpuint (strlen (response.body), ==, response.body_len);
+          if (strcmp (got, g_hash_table_lookup (expected, request)) != 0)
+            g_error ("round %u: response %u of %u (%.40s…) differs from a fast reader's", round,
+                     i + 1, n, request);
+          g_free (response.body);
+        }
+      /* Nothing after the last response. */
+      {
+        char byte;
+        struct timeval tv = { 0, 50 * 1000 };
+
+        setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        g_assert_cmpuint (in->len, ==, 0);
+        g_assert_cmpint (recv (fd, &byte, 1, 0), ==, -1);
+      }
+      close (fd);
+    }
+  g_assert_true (od_test_process_alive (process));
+  od_test_process_stop (process);
+  od_test_process_free (process, FALSE);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -619,5 +811,6 @@ main (int   argc,
   g_test_add_func ("/connections/emfile", test_emfile);
   g_test_add_func ("/connections/emfile-one-freed", test_emfile_one_freed);
   g_test_add_func ("/connections/slow-readers", test_slow_readers);
+  g_test_add_func ("/connections/slow-reader-whole", test_slow_reader_whole);
   return g_test_run ();
 }
