@@ -507,32 +507,38 @@ rss_kib (OdTestProcess *process)
   return g_ascii_strtoull (line + 6, NULL, 10);
 }
 
-/* The demo seeds its orders after listening: waits for all of them. */
-static void
+static guint64
+get_head (OdTestProcess *process)
+{
+  int fd = connect_to (process);
+  g_autofree char *body = NULL;
+
+  g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                               VIEWER "\r\n\r\n"));
+  g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
+  close (fd);
+  return g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10);
+}
+
+/* The demo seeds its orders after listening: waits for all of them, and
+ * returns the head then. */
+static guint64
 wait_demo_seeded (OdTestProcess *process)
 {
   g_autofree char *log = od_test_process_read_log (process);
   const char *planned = strstr (log, "orders (");
-  guint64 commands;
+  guint64 commands, head;
   gint64 deadline;
 
   g_assert_nonnull (planned);
   commands = g_ascii_strtoull (planned + 8, NULL, 10);
   deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-  for (;;)
+  while ((head = get_head (process)) < commands)
     {
-      int fd = connect_to (process);
-      g_autofree char *body = NULL;
-
-      g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                   VIEWER "\r\n\r\n"));
-      g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
-      close (fd);
-      if (g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10) >= commands)
-        break;
       g_assert_cmpint (g_get_monotonic_time (), <, deadline);
       g_usleep (100 * 1000);
     }
+  return head;
 }
 
 /* Pages of 10,000 events (about 2.4 MB each) asked for three times in a
@@ -613,10 +619,6 @@ test_slow_readers (void)
   od_test_process_free (process, FALSE);
 }
 
-/* One response read from FD, whose earlier reads left IN (bytes past
- * the previous response): its status line and its body (none for HEAD),
- * framed by Content-Length.  Reads at most CHUNK bytes at a time and,
- * with RAND, now and then pauses, as a slow client does. */
 typedef struct
 {
   guint  status;
@@ -624,6 +626,8 @@ typedef struct
   gsize  body_len;
 } Response;
 
+/* Appends one read from FD to IN; with RAND, a read of a random size,
+ * now and then after a pause, as a slow client reads. */
 static gboolean
 read_more (int      fd,
            GString *in,
@@ -642,6 +646,9 @@ read_more (int      fd,
   return TRUE;
 }
 
+/* One response read from FD, after what earlier reads left in IN
+ * (bytes past the previous response): its status and its body (none
+ * for HEAD), framed by Content-Length. */
 static gboolean
 read_one (int       fd,
           GString  *in,
@@ -687,17 +694,7 @@ test_slow_reader_whole (void)
                                                           g_free);
   guint64 head;
 
-  wait_demo_seeded (process);
-  {
-    int fd = connect_to (process);
-    g_autofree char *body = NULL;
-
-    g_assert_true (send_all (fd, "GET /v1/head HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                 VIEWER "\r\n\r\n"));
-    g_assert_cmpuint (read_response_body (fd, &body), ==, 200);
-    close (fd);
-    head = g_ascii_strtoull (body + strlen ("{\"head\":"), NULL, 10);
-  }
+  head = wait_demo_seeded (process);
 
   for (guint round = 0; round < 30; round++)
     {
