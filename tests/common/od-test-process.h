@@ -5,6 +5,22 @@
 
 G_BEGIN_DECLS
 
+/* Whether a server's resident memory tells what it holds.  A program
+ * built with AddressSanitizer keeps freed blocks resident in its
+ * quarantine (256 MiB), so that there its growth follows how much was
+ * allocated and freed meanwhile, and with it the machine's load: memory
+ * bounds are checked by the plain build. */
+#if defined(__SANITIZE_ADDRESS__)
+#define OD_TEST_RSS_MEANINGFUL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OD_TEST_RSS_MEANINGFUL 0
+#endif
+#endif
+#ifndef OD_TEST_RSS_MEANINGFUL
+#define OD_TEST_RSS_MEANINGFUL 1
+#endif
+
 /* One orderdesk-server (OD_SERVER_BIN) subprocess on 127.0.0.1 for the
  * tests: a temporary directory of its own holding its tokens file, its
  * ready file and its log (stdout and stderr, appended across restarts),

@@ -600,19 +600,7 @@ test_slow_readers (void)
   g_test_message ("server RSS %zu MiB before, at most %zu MiB with %d readers that do not read; "
                   "%u descriptors (%u before)", rss_before / 1024, rss_max / 1024, N, n, baseline);
   g_assert_cmpuint (n, <=, baseline);
-  /* A server built with AddressSanitizer keeps freed blocks resident in
-   * its quarantine (256 MiB): the bound is checked by the plain build. */
-#if defined(__SANITIZE_ADDRESS__)
-#define OD_RSS_MEANINGFUL 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OD_RSS_MEANINGFUL 0
-#endif
-#endif
-#ifndef OD_RSS_MEANINGFUL
-#define OD_RSS_MEANINGFUL 1
-#endif
-  if (OD_RSS_MEANINGFUL)
+  if (OD_TEST_RSS_MEANINGFUL)
     g_assert_cmpuint (rss_max, <, rss_before + 160 * 1024);
   for (guint i = 0; i < N; i++)
     close (fds[i]);
