@@ -15,37 +15,11 @@ seconds=${CPU_SECONDS:-3}
 clients=${CPU_CLIENTS:-16}
 events=${CPU_EVENTS:-200000}
 hz=$(getconf CLK_TCK)
-work=$(mktemp -d /tmp/od-cpu-per-op.XXXXXX)
-server_pid=
-cleanup () {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-token="bench-token"
-umask 077
-printf '[{"name":"bench","role":"operator","token_sha256":"%s"}]\n' \
-  "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" > "$work/tokens.json"
+. "$(dirname "$0")/../server/common.sh"
+bench_init cpu-per-op
 cpu () { sed 's/.*) //' "$1" | awk -v hz="$hz" '{ printf "%.3f", ($12 + $13) / hz }'; }
-field () { tr ' ' '\n' <<< "$2" | awk -v k="$1=" 'index($0, k) == 1 { print substr($0, length(k) + 1) }'; }
 
-start_server () { # BUILD STORE
-  rm -f "$work/ready"
-  "$1/src/server/orderdesk-server" --listen 127.0.0.1:0 --store "sqlite:$2" --rate-limit 0 \
-    --tokens "$work/tokens.json" --ready-file "$work/ready" 2>>"$work/server.log" >/dev/null &
-  server_pid=$!
-  while [ ! -s "$work/ready" ]; do
-    kill -0 "$server_pid" 2>/dev/null || { echo "server did not start" >&2; exit 1; }
-    sleep 0.05
-  done
-  url=$(cat "$work/ready")
-}
-stop_server () { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
-
-builds=()
-for b in "$@"; do builds+=("$(realpath "$b")"); done
+builds_of "$@"
 [ ${#builds[@]} -gt 0 ] || { echo "usage: cpu-per-op.sh BUILD_DIR [BUILD_DIR...]" >&2; exit 2; }
 "${builds[0]}/bench/server/od-bench-server" preload --store "sqlite:$work/replay.sqlite" \
   --events "$events" >/dev/null
@@ -55,8 +29,7 @@ for r in $(seq 1 "$rounds"); do
   for b in "${builds[@]}"; do
     rm -f "$work"/commands.sqlite*
     start_server "$b" "$work/commands.sqlite"
-    writer=$(grep -lx od-writer /proc/"$server_pid"/task/*/comm | head -n 1)
-    writer=${writer%/comm}
+    writer=$(writer_task)
     m0=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t0=$(cpu "/proc/$server_pid/stat")
     w0=$(cpu "$writer/stat")
     out=$("$b/bench/server/od-bench-server" commands --url "$url" --token "$token" \
