@@ -166,8 +166,6 @@ main (int   argc,
   while (!is_live (window) && g_get_monotonic_time () < deadline)
     spin (100);
   spin (2500);
-  if (!sizes)
-    resize (window, tour_w, tour_h);
   if (sizes)
     {
       static const int size[][2] = { { 1280, 800 }, { 800, 600 }, { 360, 640 } };
@@ -198,6 +196,7 @@ main (int   argc,
       gtk_window_destroy (GTK_WINDOW (window));
       return 0;
     }
+  resize (window, tour_w, tour_h);
   shot ("orders.png", tour_w, tour_h);
 
   /* An order with a history: pick one placed or later. */

@@ -33,29 +33,53 @@ make_event (gint64      position,
   return ev;
 }
 
+static const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
+static const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
+
+/* A cache in a new directory (*DIR, for remove_dir ()) that has applied
+ * EVENTS (positions 1 to their number). */
+static OdCache *
+cache_with (char      **dir,
+            GPtrArray  *events)
+{
+  g_autofree char *path = NULL;
+  g_autoptr(GError) error = NULL;
+  OdCache *cache;
+  gint64 head = events->len;
+
+  *dir = g_dir_make_tmp ("od-detail-XXXXXX", NULL);
+  path = g_build_filename (*dir, "c.sqlite", NULL);
+  cache = od_cache_open (path, &error);
+  g_assert_no_error (error);
+  od_cache_push_events (cache, events, head);
+  g_assert_true (od_cache_flush (cache, NULL));
+  g_assert_cmpint (od_cache_get_applied_position (cache), ==, head);
+  return cache;
+}
+
+static void
+remove_dir (const char *dir)
+{
+  g_autofree char *command = g_strdup_printf ("rm -rf '%s'", dir);
+
+  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
+}
+
 static void
 test_inconsistent_banner (void)
 {
-  g_autofree char *dir = g_dir_make_tmp ("od-detail-XXXXXX", NULL);
-  g_autofree char *path = g_build_filename (dir, "c.sqlite", NULL);
-  g_autofree char *command = g_strdup_printf ("rm -rf '%s'", dir);
-  const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
-  const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
+  g_autofree char *dir = NULL;
   const char *shipped = "{\"carrier\":\"UPS\",\"tracking_number\":\"Z1\"}";
-  g_autoptr(GError) error = NULL;
-  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  g_autoptr(OdCache) cache = NULL;
   GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
   GtkWidget *detail;
   const char *text;
 
-  g_assert_no_error (error);
   g_ptr_array_add (events, make_event (1, broken_id, 1, "OrderCreated", created));
   g_ptr_array_add (events, make_event (2, broken_id, 2, "ItemAdded", item));
   g_ptr_array_add (events, make_event (3, fine_id, 1, "OrderCreated", created));
   g_ptr_array_add (events, make_event (4, broken_id, 7, "OrderShipped", shipped));
-  od_cache_push_events (cache, events, 4);
-  g_assert_true (od_cache_flush (cache, NULL));
-  g_assert_cmpint (od_cache_get_applied_position (cache), ==, 4);
+  cache = cache_with (&dir, events);
 
   detail = g_object_ref_sink (od_order_detail_new ());
   od_order_detail_set_cache (OD_ORDER_DETAIL (detail), cache);
@@ -72,7 +96,7 @@ test_inconsistent_banner (void)
 
   g_object_unref (detail);
   g_clear_object (&cache);
-  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
+  remove_dir (dir);
 }
 
 static int
@@ -84,26 +108,19 @@ line_count (GtkWidget *label)
 static void
 test_narrow_pane (void)
 {
-  g_autofree char *dir = g_dir_make_tmp ("od-detail-XXXXXX", NULL);
-  g_autofree char *path = g_build_filename (dir, "c.sqlite", NULL);
-  g_autofree char *command = g_strdup_printf ("rm -rf '%s'", dir);
-  const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
-  const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
+  g_autofree char *dir = NULL;
   const char *shipped = "{\"carrier\":\"Deutsche Post\",\"tracking_number\":\"Z1\"}";
-  g_autoptr(GError) error = NULL;
-  g_autoptr(OdCache) cache = od_cache_open (path, &error);
+  g_autoptr(OdCache) cache = NULL;
   GPtrArray *events = g_ptr_array_new_with_free_func ((GDestroyNotify) od_event_free);
   GtkWidget *window = gtk_window_new ();
   GtkWidget *detail = od_order_detail_new ();
   GtkWidget *label, *banner;
 
-  g_assert_no_error (error);
   g_ptr_array_add (events, make_event (1, fine_id, 1, "OrderCreated", created));
   g_ptr_array_add (events, make_event (2, fine_id, 2, "ItemAdded", item));
   g_ptr_array_add (events, make_event (3, fine_id, 3, "OrderPlaced", "{}"));
   g_ptr_array_add (events, make_event (4, fine_id, 4, "OrderShipped", shipped));
-  od_cache_push_events (cache, events, 4);
-  g_assert_true (od_cache_flush (cache, NULL));
+  cache = cache_with (&dir, events);
 
   /* The pane beside the list in a 1,100 px window is about 350 px. */
   gtk_window_set_default_size (GTK_WINDOW (window), 350, 900);
@@ -136,7 +153,7 @@ test_narrow_pane (void)
   gtk_window_destroy (GTK_WINDOW (window));
   od_test_spin (50);
   g_clear_object (&cache);
-  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
+  remove_dir (dir);
 }
 
 int
