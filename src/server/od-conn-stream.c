@@ -374,7 +374,8 @@ od_conn_output_write_nonblocking (GPollableOutputStream  *stream,
         }
       else
         {
-          /* None of the body went: the socket is full (or failed). */
+          /* None of the body went (the socket filled up in the headers,
+           * or failed): what did go leaves what is held. */
           if (ret == G_POLLABLE_RETURN_OK)
             g_byte_array_remove_range (self->held, 0, written);
           if (ret != G_POLLABLE_RETURN_FAILED)
