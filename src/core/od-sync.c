@@ -1667,6 +1667,25 @@ od_sync_engine_start (OdSyncEngine *self)
   self->unreachable = FALSE;
   check_reachable (self);
   self->thread = g_thread_new ("od-sync", sync_thread_main, w);
+#ifdef OD_TEST_HOOKS
+  /* For tests only (built with -Dtest_hooks=true, never in a release): a
+   * main thread preempted here until the sync thread knows the head, so
+   * that refresh_lag () below finds a cache already caught up. */
+  if (g_getenv ("OD_TEST_SYNC_START_STALL") != NULL)
+    {
+      gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+      gboolean got_head = FALSE;
+
+      while (!got_head && g_get_monotonic_time () < deadline)
+        {
+          g_mutex_lock (&s->lock);
+          got_head = s->got_head;
+          g_mutex_unlock (&s->lock);
+          if (!got_head)
+            g_usleep (10 * 1000);
+        }
+    }
+#endif
   self->tick_id = g_timeout_add_seconds (1, tick, self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
   refresh_lag (self);

@@ -153,7 +153,7 @@ typedef struct
   gboolean      quiet;
   GTlsDatabase *trust;          /* --ca-file; NULL: the system's */
 
-  GMainLoop    *loop;
+  gboolean      done;           /* the main loop's work is over (ctl_quit) */
   OdSession    *session;        /* the cache, sync engine and outbox */
   OdCache      *cache;          /* the session's */
   int           exit_code;
@@ -312,6 +312,17 @@ read_token_file (const char  *path,
   return g_steal_pointer (&contents);
 }
 
+/* Ends run_loop ().  A flag rather than g_main_loop_quit (): the sync
+ * engine may say it caught up (or that sign-in is needed) while it
+ * starts, before the loop runs, and a quit before g_main_loop_run () is
+ * forgotten: that sync then waited out its --timeout and exited 4. */
+static void
+ctl_quit (Ctl *ctl)
+{
+  ctl->done = TRUE;
+  g_main_context_wakeup (NULL);
+}
+
 static gboolean
 open_cache (Ctl      *ctl,
             gboolean  need_server)
@@ -384,7 +395,7 @@ check_sync_done (Ctl *ctl)
     return;
   if (!outbox_settled (ctl))
     return;
-  g_main_loop_quit (ctl->loop);
+  ctl_quit (ctl);
 }
 
 static void
@@ -414,7 +425,7 @@ on_lag_state (OdLag      *lag,
       g_printerr ("orderdeskctl: %s%s\n", why,
                   ctl->trust == NULL ? " Give it with --ca-file." : "");
       ctl->exit_code = EXIT_UNREACHABLE;
-      g_main_loop_quit (ctl->loop);
+      ctl_quit (ctl);
       return;
     }
   if (od_lag_get_state (lag) == OD_LAG_STATE_SIGN_IN_NEEDED)
@@ -423,7 +434,7 @@ on_lag_state (OdLag      *lag,
 
       g_printerr ("orderdeskctl: sign-in needed: %s\n", why);
       ctl->exit_code = EXIT_SIGN_IN;
-      g_main_loop_quit (ctl->loop);
+      ctl_quit (ctl);
     }
   else if (od_lag_get_state (lag) == OD_LAG_STATE_CATCHING_UP
            || od_lag_get_state (lag) == OD_LAG_STATE_LIVE)
@@ -511,7 +522,7 @@ on_timeout (gpointer data)
     why = g_strdup ("not caught up");
   g_printerr ("orderdeskctl: gave up after %u s: %s\n", ctl->timeout, why);
   ctl->exit_code = EXIT_UNREACHABLE;
-  g_main_loop_quit (ctl->loop);
+  ctl_quit (ctl);
   return G_SOURCE_REMOVE;
 }
 
@@ -524,7 +535,7 @@ signal_quit (Ctl *ctl,
 {
   if (!ctl->follow && ctl->exit_code == EXIT_OK)
     ctl->exit_code = 128 + signum;
-  g_main_loop_quit (ctl->loop);
+  ctl_quit (ctl);
 }
 
 static gboolean
@@ -553,7 +564,8 @@ run_loop (Ctl *ctl)
   guint sigint = g_unix_signal_add (SIGINT, on_sigint, ctl);
   guint sigterm = g_unix_signal_add (SIGTERM, on_sigterm, ctl);
 
-  g_main_loop_run (ctl->loop);
+  while (!ctl->done)
+    g_main_context_iteration (NULL, TRUE);
   g_source_remove (sigint);
   g_source_remove (sigterm);
 }
@@ -572,7 +584,7 @@ on_write_failed (OdCache *cache,
   if (ctl->follow)
     return;
   ctl->exit_code = EXIT_FAILURE_;
-  g_main_loop_quit (ctl->loop);
+  ctl_quit (ctl);
 }
 
 /* 401 on a command: the token is unknown; waiting will not help. */
@@ -584,7 +596,7 @@ on_outbox_sign_in (OdOutbox *outbox,
     return;
   g_printerr ("orderdeskctl: sign-in needed: the server does not know this token\n");
   ctl->exit_code = EXIT_SIGN_IN;
-  g_main_loop_quit (ctl->loop);
+  ctl_quit (ctl);
 }
 
 static void
@@ -710,7 +722,7 @@ on_command_changed (OdOutbox      *outbox,
               ctl->exit_code = EXIT_REJECTED;
             }
         }
-      g_main_loop_quit (ctl->loop);
+      ctl_quit (ctl);
     }
 }
 
@@ -749,7 +761,7 @@ submitted (GObject      *source,
 
       g_printerr ("orderdeskctl: %s\n", why);
       ctl->exit_code = submit_exit_code (error);
-      g_main_loop_quit (ctl->loop);
+      ctl_quit (ctl);
       return;
     }
   ctl->submit_id = id;
@@ -1179,7 +1191,7 @@ outbox_action_done (GObject      *source,
     }
   if (ctl->exit_code != EXIT_OK || ctl->submit_id < 0)
     {
-      g_main_loop_quit (ctl->loop);
+      ctl_quit (ctl);
       return;
     }
   /* Sent as me: it goes now, and the command waits like `submit` does. */
@@ -1270,7 +1282,7 @@ print_positions (GString *out,
 
 typedef struct
 {
-  GMainLoop      *loop;
+  Ctl            *ctl;
   OdVerifyReport *report;
   GError         *error;
 } VerifyRun;
@@ -1283,7 +1295,7 @@ verify_done (GObject      *source,
   VerifyRun *run = user_data;
 
   run->report = od_verify_run_finish (res, &run->error);
-  g_main_loop_quit (run->loop);
+  ctl_quit (run->ctl);
 }
 
 static int
@@ -1293,7 +1305,7 @@ cmd_verify (Ctl   *ctl,
 {
   g_autoptr(OdVerifyReport) report = NULL;
   g_autoptr(GError) error = NULL;
-  VerifyRun run = { ctl->loop, NULL, NULL };
+  VerifyRun run = { ctl, NULL, NULL };
   gint64 after = 0;
   int code;
 
@@ -1675,8 +1687,6 @@ main (int    argc,
   else if (g_getenv ("ORDERDESK_TOKEN") != NULL)
     ctl.token = g_strdup (g_getenv ("ORDERDESK_TOKEN"));
 
-  ctl.loop = g_main_loop_new (NULL, FALSE);
-
   if (opt.token_file != NULL && ctl.token == NULL)
     rc = EXIT_FAILURE_;
   else
@@ -1685,7 +1695,6 @@ main (int    argc,
   if (ctl.session != NULL)
     od_session_close (ctl.session);
   g_clear_object (&ctl.session);
-  g_main_loop_unref (ctl.loop);
   g_free (ctl.server);
   if (ctl.token != NULL)
     memset (ctl.token, 0, strlen (ctl.token));

@@ -829,6 +829,46 @@ test_sync_timeout_outbox (void)
   od_test_rmdir (dir);
 }
 
+/* The sync engine may find the cache caught up while it starts, before
+ * the main loop runs: here a cache already at the head, and a test hook
+ * that holds the main thread in the engine's start until the sync thread
+ * has read the head (as a preempted main thread on a loaded machine
+ * does).  The sync still ends at once with 0.  It used to quit a loop
+ * that was not running yet, which the loop then forgot: it waited out
+ * its --timeout and exited 4 (two_syncs in test-shared, CI run 27). */
+static void
+test_caught_up_at_start (void)
+{
+  g_autoptr(OdTestServer) server = od_test_server_new_seeded (20, NULL);
+  g_autofree char *dir = od_test_tmpdir ("ctl-caught-up-start");
+  g_autofree char *cache = g_build_filename (dir, "cache.sqlite", NULL);
+  g_autofree char *timeout = g_strdup_printf ("%u", 30 * od_test_process_slowdown ());
+  const char *stall_env[] = { "OD_TEST_SYNC_START_STALL", "1", NULL };
+  g_autofree char *err = NULL;
+  gint64 start;
+
+  if (g_strcmp0 (g_getenv ("OD_TEST_HOOKS"), "1") != 0)
+    {
+      g_test_skip ("built with -Dtest_hooks=false: the sync engine cannot be held at its start");
+      od_test_rmdir (dir);
+      return;
+    }
+  g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_OPERATOR_TOKEN, NULL,
+                                    (const char *[]) { "sync", NULL }, NULL),
+                   ==, 0);
+  start = g_get_monotonic_time ();
+  g_assert_cmpint (od_test_run_ctl_full (od_test_server_url (server), cache,
+                                         OD_TEST_OPERATOR_TOKEN, stall_env,
+                                         (const char *[]) { "--timeout", timeout, "sync", NULL },
+                                         NULL, &err),
+                   ==, 0);
+  g_assert_null (strstr (err, "gave up"));
+  /* Done when caught up, not when the time ran out. */
+  g_assert_cmpint (g_get_monotonic_time () - start, <,
+                   (gint64) 15 * od_test_process_slowdown () * G_USEC_PER_SEC);
+  od_test_rmdir (dir);
+}
+
 /* Waits until the process catches signum (its handler is installed:
  * /proc/PID/status, SigCgt), so that the signal is not its death. */
 static void
@@ -986,6 +1026,7 @@ main (int    argc,
   g_test_add_func ("/ctl/invalid-exit", test_invalid_exit);
   g_test_add_func ("/ctl/hostile-detail", test_hostile_detail);
   g_test_add_func ("/ctl/sync-timeout-outbox", test_sync_timeout_outbox);
+  g_test_add_func ("/ctl/caught-up-at-start", test_caught_up_at_start);
   g_test_add_func ("/ctl/interrupted", test_interrupted);
   g_test_add_func ("/ctl/interrupted-export", test_interrupted_export);
   {
