@@ -17,6 +17,7 @@ struct _OdConnStream
   gboolean       closed_emitted;
   gboolean       body_follows;
   gint64         write_blocked_since;
+  GSource       *watch;   /* ConnWatch of a plain connection, else NULL */
 };
 
 enum { SIGNAL_PEER_GONE, SIGNAL_CLOSED, N_SIGNALS };
@@ -56,6 +57,232 @@ source_no_block (GSource *source)
 {
   g_source_set_can_recurse (source, TRUE);
   return source;
+}
+
+/* ------------------------------------------------------------------ */
+/* One poll record a connection                                        */
+
+/* libsoup waits on a connection through sources of its own with ours as
+ * children, and GLib blocks a dispatching source with all its children:
+ * each file descriptor among them leaves the poll set and comes back,
+ * and each change writes to the main context's wake-up fd (see
+ * source_no_block).  That was still six write()s a command.  So on a
+ * plain connection the descriptor is polled by one source for the
+ * connection's whole life, the watch, which nobody blocks, and what
+ * libsoup waits on are sources without a descriptor (waiters) that read
+ * the watch's poll result.  The watch asks poll() for what its waiters
+ * wait for; changing that is a field's value, not a call that wakes the
+ * context. */
+typedef struct
+{
+  GSource    source;
+  GPollFD    pollfd;
+  GSocket   *socket;
+  GPtrArray *waiters;   /* ConnWaiter *, not referenced: each leaves at its finalize */
+} ConnWatch;
+
+typedef struct
+{
+  GSource       source;
+  GObject      *stream;     /* the pollable stream, for the callback */
+  ConnWatch    *watch;      /* referenced */
+  GIOCondition  condition;  /* G_IO_IN or G_IO_OUT */
+} ConnWaiter;
+
+static gboolean
+watch_prepare (GSource *source,
+               gint    *timeout)
+{
+  ConnWatch *watch = (ConnWatch *) source;
+  gushort events = 0;
+
+  for (guint i = 0; i < watch->waiters->len; i++)
+    {
+      ConnWaiter *w = g_ptr_array_index (watch->waiters, i);
+
+      if (!g_source_is_destroyed (&w->source) && g_source_get_context (&w->source) != NULL)
+        events |= w->condition;
+    }
+  watch->pollfd.events = events;
+  /* Not polled in this iteration (a more urgent source is ready), it
+   * says nothing rather than what an earlier poll said. */
+  watch->pollfd.revents = 0;
+  *timeout = -1;
+  return FALSE;
+}
+
+static gboolean
+watch_check (GSource *source)
+{
+  ConnWatch *watch = (ConnWatch *) source;
+  gushort revents = watch->pollfd.revents;
+
+  if (revents == 0)
+    return FALSE;
+  /* Closed under us: the number may already be another connection's. */
+  if ((revents & G_IO_NVAL) || g_socket_is_closed (watch->socket))
+    return TRUE;
+  /* poll () reports a hang-up or an error whatever was asked: with
+   * nobody waiting to hear it, it would wake every iteration. */
+  return (revents & (G_IO_HUP | G_IO_ERR)) != 0 && watch->pollfd.events == 0;
+}
+
+/* The descriptor leaves the poll set for good; waiters from now on are
+ * ready at once, and the read or write says what happened. */
+static gboolean
+watch_dispatch (GSource     *source,
+                GSourceFunc  callback,
+                gpointer     user_data)
+{
+  return G_SOURCE_REMOVE;
+}
+
+static void
+watch_finalize (GSource *source)
+{
+  ConnWatch *watch = (ConnWatch *) source;
+
+  g_assert (watch->waiters->len == 0);
+  g_ptr_array_unref (watch->waiters);
+  g_clear_object (&watch->socket);
+}
+
+static GSourceFuncs watch_funcs = {
+  .prepare = watch_prepare,
+  .check = watch_check,
+  .dispatch = watch_dispatch,
+  .finalize = watch_finalize,
+};
+
+static GSource *
+watch_new (GSocket *socket)
+{
+  GSource *source = g_source_new (&watch_funcs, sizeof (ConnWatch));
+  ConnWatch *watch = (ConnWatch *) source;
+
+  g_source_set_static_name (source, "OdConnWatch");
+  watch->socket = g_object_ref (socket);
+  watch->waiters = g_ptr_array_new ();
+  watch->pollfd.fd = g_socket_get_fd (socket);
+  /* Polled before any waiter is checked: their priority is libsoup's
+   * (default). */
+  g_source_set_priority (source, G_PRIORITY_HIGH);
+  g_source_add_poll (source, &watch->pollfd);
+  source_no_block (source);
+  g_source_attach (source, g_main_context_get_thread_default ());
+  return source;
+}
+
+static gboolean
+waiter_ready (ConnWaiter *w)
+{
+  if (g_source_is_destroyed (&w->watch->source))
+    return TRUE;
+  return (w->watch->pollfd.revents & (w->condition | G_IO_HUP | G_IO_ERR | G_IO_NVAL)) != 0;
+}
+
+static gboolean
+waiter_prepare (GSource *source,
+                gint    *timeout)
+{
+  ConnWaiter *w = (ConnWaiter *) source;
+
+  *timeout = -1;
+  /* Only a watch that is gone makes a waiter ready before the poll. */
+  return g_source_is_destroyed (&w->watch->source);
+}
+
+static gboolean
+waiter_check (GSource *source)
+{
+  return waiter_ready ((ConnWaiter *) source);
+}
+
+static gboolean
+waiter_dispatch (GSource     *source,
+                 GSourceFunc  callback,
+                 gpointer     user_data)
+{
+  ConnWaiter *w = (ConnWaiter *) source;
+
+  if (callback == NULL)
+    return G_SOURCE_CONTINUE;
+  return ((GPollableSourceFunc) (void (*) (void)) callback) (w->stream, user_data);
+}
+
+static void
+waiter_finalize (GSource *source)
+{
+  ConnWaiter *w = (ConnWaiter *) source;
+
+  g_ptr_array_remove_fast (w->watch->waiters, w);
+  g_source_unref (&w->watch->source);
+  g_object_unref (w->stream);
+}
+
+/* A waiter is a child of libsoup's sources, which give it a dummy
+ * callback as a GClosure (g_pollable_source_new_full). */
+static gboolean
+waiter_closure_callback (GObject  *stream,
+                         gpointer  data)
+{
+  GClosure *closure = data;
+  GValue param = G_VALUE_INIT;
+  GValue result = G_VALUE_INIT;
+  gboolean ret;
+
+  g_value_init (&result, G_TYPE_BOOLEAN);
+  g_value_init (&param, G_TYPE_OBJECT);
+  g_value_set_object (&param, stream);
+  g_closure_invoke (closure, &result, 1, &param, NULL);
+  ret = g_value_get_boolean (&result);
+  g_value_unset (&result);
+  g_value_unset (&param);
+  return ret;
+}
+
+static GSourceFuncs waiter_funcs = {
+  .prepare = waiter_prepare,
+  .check = waiter_check,
+  .dispatch = waiter_dispatch,
+  .finalize = waiter_finalize,
+  .closure_callback = (GSourceFunc) (void (*) (void)) waiter_closure_callback,
+};
+
+/* A pollable source of STREAM (a GPollableSourceFunc callback), ready
+ * when the watch's descriptor is ready for CONDITION. */
+static GSource *
+waiter_new (GObject      *stream,
+            GSource      *watch,
+            GIOCondition  condition,
+            GCancellable *cancellable)
+{
+  GSource *source = g_source_new (&waiter_funcs, sizeof (ConnWaiter));
+  ConnWaiter *w = (ConnWaiter *) source;
+
+  g_source_set_static_name (source, "OdConnWaiter");
+  w->stream = g_object_ref (stream);
+  w->watch = (ConnWatch *) g_source_ref (watch);
+  w->condition = condition;
+  g_ptr_array_add (w->watch->waiters, w);
+  if (cancellable != NULL)
+    {
+      GSource *cancellable_source = g_cancellable_source_new (cancellable);
+
+      g_source_set_dummy_callback (cancellable_source);
+      g_source_add_child_source (source, cancellable_source);
+      g_source_unref (cancellable_source);
+    }
+  return source_no_block (source);
+}
+
+static void
+watch_destroy (OdConnStream *self)
+{
+  if (self->watch == NULL)
+    return;
+  g_source_destroy (self->watch);
+  g_clear_pointer (&self->watch, g_source_unref);
 }
 
 static gboolean
@@ -144,6 +371,8 @@ od_conn_input_create_source (GPollableInputStream *stream,
    * without a child never fires. */
   if (self->owner != NULL && self->owner->peer_gone)
     return g_pollable_source_new_full (stream, NULL, cancellable);
+  if (self->owner != NULL && self->owner->watch != NULL)
+    return waiter_new (G_OBJECT (stream), self->owner->watch, G_IO_IN, cancellable);
   base_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (self->base), NULL);
   return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
                                                       cancellable));
@@ -311,9 +540,11 @@ od_conn_output_create_source (GPollableOutputStream *stream,
                               GCancellable          *cancellable)
 {
   OdConnOutput *self = OD_CONN_OUTPUT (stream);
-  g_autoptr(GSource) base_source =
-    g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base), NULL);
+  g_autoptr(GSource) base_source = NULL;
 
+  if (self->owner != NULL && self->owner->watch != NULL)
+    return waiter_new (G_OBJECT (stream), self->owner->watch, G_IO_OUT, cancellable);
+  base_source = g_pollable_output_stream_create_source (G_POLLABLE_OUTPUT_STREAM (self->base), NULL);
   return source_no_block (g_pollable_source_new_full (stream, source_no_block (base_source),
                                                       cancellable));
 }
@@ -457,7 +688,11 @@ od_conn_stream_close (GIOStream     *stream,
                       GError       **error)
 {
   OdConnStream *self = OD_CONN_STREAM (stream);
-  gboolean ok = g_io_stream_close (self->base, cancellable, error);
+  gboolean ok;
+
+  /* Out of the poll set before the number is free for another socket. */
+  watch_destroy (self);
+  ok = g_io_stream_close (self->base, cancellable, error);
 
   emit_closed (self);
   return ok;
@@ -468,6 +703,7 @@ od_conn_stream_dispose (GObject *object)
 {
   OdConnStream *self = OD_CONN_STREAM (object);
 
+  watch_destroy (self);
   /* Never leave a file descriptor behind, whoever dropped the stream. */
   if (self->base != NULL && !g_io_stream_is_closed (self->base))
     g_io_stream_close (self->base, NULL, NULL);
@@ -523,7 +759,10 @@ od_conn_stream_new (GIOStream *base)
   g_set_weak_pointer (&input->owner, self);
   output->base = g_object_ref (g_io_stream_get_output_stream (base));
   if (G_IS_SOCKET_CONNECTION (base))
-    output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base)));
+    {
+      output->socket = g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base)));
+      self->watch = watch_new (output->socket);
+    }
   g_set_weak_pointer (&output->owner, self);
   self->input = G_INPUT_STREAM (input);
   self->output = G_OUTPUT_STREAM (output);

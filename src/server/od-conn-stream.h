@@ -17,6 +17,12 @@ G_BEGIN_DECLS
  *   soup_server_message_steal_connection() and closed.
  * - It records when a write last made progress and whether one is
  *   waiting for the peer, for the server's write-stall timeout.
+ * - On a plain connection one source (the watch, attached to the
+ *   thread-default main context at creation: use the stream from that
+ *   context, as libsoup does) polls the socket for the connection's
+ *   whole life; the sources the stream gives out have no descriptor of
+ *   their own, so that GLib's blocking of libsoup's sources while they
+ *   dispatch costs no wake-ups.
  *
  * "closed" is emitted once, when the stream is closed (by libsoup or by
  * the server). */
