@@ -455,7 +455,8 @@ iterate_until (Duplex     *d,
 
   while (!*done)
     {
-      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no %s within 10 s", what);
       g_main_context_iteration (d->context, TRUE);
     }
 }
@@ -536,7 +537,6 @@ test_waiters (void)
     {
       Duplex d = { 0 };
       GSource *peer;
-      gboolean done = FALSE;
       gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
 
       duplex_open (&d, rand);
@@ -602,7 +602,6 @@ test_waiters (void)
           g_assert_error (d.read_error, G_IO_ERROR, G_IO_ERROR_CLOSED);
           assert_quiet (&d, 60, "closed under the stream");
         }
-      (void) done;
       duplex_close (&d);
     }
   g_test_message ("%u waits fired", wakes);
