@@ -107,7 +107,8 @@ main (int    argc,
   g_signal_connect (sync, "caught-up", G_CALLBACK (on_caught_up), &b);
   g_signal_connect (outbox, "command-changed", G_CALLBACK (on_changed), &b);
   od_sync_engine_start (sync);
-  /* caught-up may come from within the start (od-sync.h). */
+  /* caught-up comes again on later transitions: it only marks the wait
+   * for it over, and never ends the wait for a command. */
   while (!b.caught_up)
     g_main_context_iteration (NULL, TRUE);
   g_print ("caught up at %" G_GINT64_FORMAT "; %u commands, one at a time\n",

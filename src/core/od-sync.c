@@ -97,6 +97,7 @@ struct _OdSyncEngine
   gulong        applied_id;
   gulong        reset_id;
   gboolean      caught_up_emitted;
+  gboolean      starting;        /* in od_sync_engine_start (): no caught-up yet */
   gint64        caught_up_target;
   Shared       *shared;          /* the current run's; NULL when stopped */
   OdSyncStats   last_stats;      /* the counters of the last run, once stopped */
@@ -1244,18 +1245,18 @@ refresh_lag (OdSyncEngine *self)
   od_lag_update (self->lag, state, applied, known_head, behind_since, last_contact,
                  reconnect_in, attempts, last_event, last_error);
 
-  if (got_head && replay_head > 0 && applied >= replay_head && !self->caught_up_emitted)
-    {
-      self->caught_up_emitted = TRUE;
-      g_signal_emit (self, signals[SIGNAL_CAUGHT_UP], 0, applied);
-    }
-  else if (got_head && replay_head == 0 && !self->caught_up_emitted)
-    {
-      self->caught_up_emitted = TRUE;
-      g_signal_emit (self, signals[SIGNAL_CAUGHT_UP], 0, applied);
-    }
+  /* Never from within od_sync_engine_start (), even when the sync thread
+   * already read the head: a caller that connects, starts and then runs
+   * its loop would miss it (a quit before g_main_loop_run () is
+   * forgotten).  The thread's update, already posted, says it from the
+   * main loop. */
   if (!got_head)
     self->caught_up_emitted = FALSE;
+  else if (applied >= replay_head && !self->caught_up_emitted && !self->starting)
+    {
+      self->caught_up_emitted = TRUE;
+      g_signal_emit (self, signals[SIGNAL_CAUGHT_UP], 0, applied);
+    }
 }
 
 typedef struct
@@ -1688,7 +1689,9 @@ od_sync_engine_start (OdSyncEngine *self)
 #endif
   self->tick_id = g_timeout_add_seconds (1, tick, self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
+  self->starting = TRUE;
   refresh_lag (self);
+  self->starting = FALSE;
 }
 
 void

@@ -23,10 +23,8 @@ G_BEGIN_DECLS
  * "token" (char*, write-only in spirit: never logged), "lag" (OdLag,
  * read-only), "running" (gboolean, read-only).
  * Signals: "caught-up" (gint64 position): applied reached the head the
- * server announced after the replay (emitted on every such transition;
- * possibly from within od_sync_engine_start (), when the sync thread read
- * the head before start refreshed the lag: a caller that waits for it
- * checks a flag, as a quit before g_main_loop_run () is forgotten). */
+ * server announced after the replay (emitted on every such transition,
+ * always from the main loop, never from within od_sync_engine_start ()). */
 
 #define OD_TYPE_SYNC_ENGINE (od_sync_engine_get_type ())
 G_DECLARE_FINAL_TYPE (OdSyncEngine, od_sync_engine, OD, SYNC_ENGINE, GObject)

@@ -313,9 +313,10 @@ read_token_file (const char  *path,
 }
 
 /* Ends run_loop ().  A flag rather than g_main_loop_quit (): the sync
- * engine may say it caught up (or that sign-in is needed) while it
- * starts, before the loop runs, and a quit before g_main_loop_run () is
- * forgotten: that sync then waited out its --timeout and exited 4. */
+ * engine refreshes the lag while it starts, before the loop runs (a
+ * refused certificate or sign-in can show then), and a quit before
+ * g_main_loop_run () is forgotten.  Such a quit once came with caught-up,
+ * and that sync waited out its --timeout and exited 4. */
 static void
 ctl_quit (Ctl *ctl)
 {
