@@ -174,14 +174,6 @@ watch_new (GSocket *socket)
 }
 
 static gboolean
-waiter_ready (ConnWaiter *w)
-{
-  if (g_source_is_destroyed (&w->watch->source))
-    return TRUE;
-  return (w->watch->pollfd.revents & (w->condition | G_IO_HUP | G_IO_ERR | G_IO_NVAL)) != 0;
-}
-
-static gboolean
 waiter_prepare (GSource *source,
                 gint    *timeout)
 {
@@ -195,7 +187,11 @@ waiter_prepare (GSource *source,
 static gboolean
 waiter_check (GSource *source)
 {
-  return waiter_ready ((ConnWaiter *) source);
+  ConnWaiter *w = (ConnWaiter *) source;
+
+  if (g_source_is_destroyed (&w->watch->source))
+    return TRUE;
+  return (w->watch->pollfd.revents & (w->condition | G_IO_HUP | G_IO_ERR | G_IO_NVAL)) != 0;
 }
 
 static gboolean

@@ -9,6 +9,7 @@
 #include "od-core.h"
 #include "od-order-detail.h"
 #include "od-test-app.h"
+#include "od-test-process.h" /* od_test_process_rmdir () */
 
 static const char *broken_id = "01900000-0000-7000-8000-0000000000d1";
 static const char *fine_id = "01900000-0000-7000-8000-0000000000d2";
@@ -36,7 +37,7 @@ make_event (gint64      position,
 static const char *created = "{\"customer_name\":\"N\",\"customer_email\":\"n@example.com\",\"currency\":\"EUR\"}";
 static const char *item = "{\"sku\":\"S\",\"name\":\"Mug\",\"quantity\":2,\"unit_price_cents\":500}";
 
-/* A cache in a new directory (*DIR, for remove_dir ()) that has applied
+/* A cache in a new directory (*DIR, for od_test_process_rmdir ()) that has applied
  * EVENTS (positions 1 to their number). */
 static OdCache *
 cache_with (char      **dir,
@@ -55,14 +56,6 @@ cache_with (char      **dir,
   g_assert_true (od_cache_flush (cache, NULL));
   g_assert_cmpint (od_cache_get_applied_position (cache), ==, head);
   return cache;
-}
-
-static void
-remove_dir (const char *dir)
-{
-  g_autofree char *command = g_strdup_printf ("rm -rf '%s'", dir);
-
-  g_spawn_command_line_sync (command, NULL, NULL, NULL, NULL);
 }
 
 static void
@@ -96,7 +89,7 @@ test_inconsistent_banner (void)
 
   g_object_unref (detail);
   g_clear_object (&cache);
-  remove_dir (dir);
+  od_test_process_rmdir (dir);
 }
 
 static int
@@ -153,7 +146,7 @@ test_narrow_pane (void)
   gtk_window_destroy (GTK_WINDOW (window));
   od_test_spin (50);
   g_clear_object (&cache);
-  remove_dir (dir);
+  od_test_process_rmdir (dir);
 }
 
 int
