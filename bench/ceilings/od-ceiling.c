@@ -8,15 +8,20 @@
  *   od-ceiling capture --url URL --token T --events N --out FILE
  *   od-ceiling sendfile --file FILE --events N
  *   od-ceiling cache --source CACHE --out FILE [--indexes-after]
+ *   od-ceiling http --out URL-FILE [--threads N] [--conn-stream]
  */
 #include "od-core.h"
+#include "od-conn-stream.h"
 #include "od-wal-vfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
+#include <glib-unix.h>
+#include <libsoup/soup.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +45,24 @@ static double opt_seconds = 3;
 static gint64 opt_events = 1000000;
 static gboolean opt_indexes_after = FALSE;
 static gboolean opt_sqlite_defaults = FALSE;
+static int opt_threads = 1;
+static gboolean opt_conn_stream = FALSE;
 
 static const GOptionEntry entries[] = {
   { "dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dir, "Directory for the files (store, fdatasync)", "DIR" },
   { "url", 0, 0, G_OPTION_ARG_STRING, &opt_url, "Server base URL (capture)", "URL" },
   { "token", 0, 0, G_OPTION_ARG_STRING, &opt_token, "Bearer token (capture)", "TOKEN" },
   { "file", 0, 0, G_OPTION_ARG_FILENAME, &opt_file, "Captured bytes (sendfile)", "FILE" },
-  { "out", 0, 0, G_OPTION_ARG_FILENAME, &opt_out, "Output file (capture, cache)", "FILE" },
+  { "out", 0, 0, G_OPTION_ARG_FILENAME, &opt_out,
+    "Output file (capture, cache; the base URL for http)", "FILE" },
   { "source", 0, 0, G_OPTION_ARG_FILENAME, &opt_source, "A cache filled by a catch-up (cache)", "FILE" },
   { "batch", 0, 0, G_OPTION_ARG_INT, &opt_batch, "Commands a commit (store)", "N" },
   { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &opt_seconds, "Duration (store, fdatasync)", "S" },
   { "events", 0, 0, G_OPTION_ARG_INT64, &opt_events, "Events to capture or expect", "N" },
+  { "threads", 0, 0, G_OPTION_ARG_INT, &opt_threads,
+    "HTTP threads, each a SoupServer of its own (http)", "N" },
+  { "conn-stream", 0, 0, G_OPTION_ARG_NONE, &opt_conn_stream,
+    "Accept as orderdesk-server does: each connection in an OdConnStream (http)", NULL },
   { "sqlite-defaults", 0, 0, G_OPTION_ARG_NONE, &opt_sqlite_defaults,
     "SQLite's own VFS and checkpoint interval, as the store had them until session 14 (store)",
     NULL },
@@ -711,12 +723,220 @@ ceiling_cache (void)
   return 0;
 }
 
+/* What libsoup itself costs a command: a SoupServer that answers POST
+ * /v1/commands at once with a response of the same size and headers as
+ * ours, and does nothing else (no token, no JSON, no store, no fsync).
+ * It accepts as libsoup does, or (--conn-stream) as orderdesk-server
+ * does; --threads runs a SoupServer a thread.  The commands bench drives
+ * it like our server; it runs until SIGTERM or SIGINT. */
+static void
+http_command (SoupServer        *server,
+              SoupServerMessage *msg,
+              const char        *path,
+              GHashTable        *query,
+              gpointer           user_data)
+{
+  static const char body[] =
+    "{\"order_id\":\"0190f3a2-1111-7000-8000-000000000001\",\"version\":1,\"position\":1}";
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+
+  if (soup_server_message_get_method (msg) != SOUP_METHOD_POST)
+    {
+      soup_server_message_set_status (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
+      return;
+    }
+  soup_message_headers_replace (headers, "X-Request-Id", "01a24d08-8efa-70b6-8b9b-0e49113651e1");
+  soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
+  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_STATIC,
+                                    body, sizeof body - 1);
+  if (opt_conn_stream)
+    {
+      OdConnStream *stream = g_object_get_data (G_OBJECT (soup_server_message_get_remote_address (msg)),
+                                                "od-conn-stream");
+
+      /* As orderdesk-server does: headers and body in one sendmsg (). */
+      if (stream != NULL)
+        od_conn_stream_set_body_follows (stream);
+    }
+}
+
+static gboolean
+http_quit (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_CONTINUE;
+}
+
+/* One SoupServer on a thread of its own, accepting from its own socket on
+ * the shared port (SO_REUSEPORT: the kernel spreads the connections). */
+typedef struct
+{
+  GThread *thread;
+  GMainContext *context;
+  GSocket *socket;
+  SoupServer *server;
+  gboolean quit;
+} HttpThread;
+
+/* --conn-stream: accept () here and give libsoup each connection in an
+ * OdConnStream, as od-server-conn.c does (without its limits and
+ * timeouts, which cost nothing per request). */
+static gboolean
+http_accept (GSocket      *listener,
+             GIOCondition  condition,
+             gpointer      data)
+{
+  HttpThread *t = data;
+  GSocket *socket;
+
+  while ((socket = g_socket_accept (listener, NULL, NULL)) != NULL)
+    {
+      g_autoptr(GSocketConnection) connection = g_socket_connection_factory_create_connection (socket);
+      g_autoptr(OdConnStream) stream = od_conn_stream_new (G_IO_STREAM (connection));
+      g_autoptr(GSocketAddress) local = g_socket_get_local_address (socket, NULL);
+      g_autoptr(GSocketAddress) remote = g_socket_get_remote_address (socket, NULL);
+      g_autoptr(GError) error = NULL;
+
+      g_object_unref (socket);
+      if (local == NULL || remote == NULL)
+        continue;
+      /* libsoup holds both for the connection's life. */
+      g_object_set_data (G_OBJECT (remote), "od-conn-stream", stream);
+      if (!soup_server_accept_iostream (t->server, G_IO_STREAM (stream), local, remote, &error))
+        {
+          g_printerr ("accept: %s\n", error->message);
+          g_io_stream_close (G_IO_STREAM (stream), NULL, NULL);
+        }
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static gpointer
+http_thread (gpointer data)
+{
+  HttpThread *t = data;
+  g_autoptr(SoupServer) server = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_main_context_push_thread_default (t->context);
+  server = soup_server_new ("server-header", "orderdesk-server/0.1.0", NULL);
+  t->server = server;
+  soup_server_add_handler (server, "/v1/commands", http_command, NULL, NULL);
+  if (opt_conn_stream)
+    {
+      g_autoptr(GSource) source = g_socket_create_source (t->socket, G_IO_IN, NULL);
+
+      g_socket_set_blocking (t->socket, FALSE);
+      /* libsoup 3.2 keeps a connection alive after a request only while
+       * it has a listener of its own: one on a port nobody uses. */
+      if (!soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error))
+        g_error ("listen: %s", error->message);
+      g_source_set_callback (source, G_SOURCE_FUNC (http_accept), t, NULL);
+      g_source_attach (source, t->context);
+      while (!g_atomic_int_get (&t->quit))
+        g_main_context_iteration (t->context, TRUE);
+      g_source_destroy (source);
+    }
+  else
+    {
+      if (!soup_server_listen_socket (server, t->socket, 0, &error))
+        g_error ("listen: %s", error->message);
+      while (!g_atomic_int_get (&t->quit))
+        g_main_context_iteration (t->context, TRUE);
+    }
+  soup_server_disconnect (server);
+  g_main_context_pop_thread_default (t->context);
+  return NULL;
+}
+
+static GSocket *
+http_socket (guint16 port, GError **error)
+{
+  g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, error);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, port);
+  struct sockaddr_in native;
+
+  /* bind () itself: g_socket_bind () turns SO_REUSEPORT off on streams. */
+  if (socket == NULL
+      || !g_socket_set_option (socket, SOL_SOCKET, SO_REUSEPORT, 1, error)
+      || !g_socket_address_to_native (address, &native, sizeof native, error))
+    return NULL;
+  if (bind (g_socket_get_fd (socket), (struct sockaddr *) &native, sizeof native) != 0)
+    {
+      int saved = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "bind: %s",
+                   g_strerror (saved));
+      return NULL;
+    }
+  /* The server's backlog: GLib's default of 10 drops some of the bench's
+   * 16 connects, which then wait a second to retry. */
+  g_socket_set_listen_backlog (socket, 1024);
+  if (!g_socket_listen (socket, error))
+    return NULL;
+  return g_steal_pointer (&socket);
+}
+
+static int
+ceiling_http (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autofree char *base = NULL;
+  g_autofree HttpThread *threads = g_new0 (HttpThread, opt_threads);
+  gboolean quit = FALSE;
+  guint16 port = 0;
+
+  for (int i = 0; i < opt_threads; i++)
+    {
+      threads[i].socket = http_socket (port, &error);
+      if (threads[i].socket == NULL)
+        {
+          g_printerr ("listen: %s\n", error->message);
+          return 1;
+        }
+      if (i == 0)
+        {
+          bound = g_socket_get_local_address (threads[0].socket, &error);
+          if (bound == NULL)
+            {
+              g_printerr ("listen: %s\n", error->message);
+              return 1;
+            }
+          port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+        }
+      threads[i].context = g_main_context_new ();
+      threads[i].thread = g_thread_new ("http", http_thread, &threads[i]);
+    }
+  base = g_strdup_printf ("http://127.0.0.1:%u", port);
+  g_unix_signal_add (SIGTERM, http_quit, &quit);
+  g_unix_signal_add (SIGINT, http_quit, &quit);
+  if (!g_file_set_contents (opt_out, base, -1, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return 1;
+    }
+  while (!quit)
+    g_main_context_iteration (NULL, TRUE);
+  for (int i = 0; i < opt_threads; i++)
+    {
+      g_atomic_int_set (&threads[i].quit, TRUE);
+      g_main_context_wakeup (threads[i].context);
+      g_thread_join (threads[i].thread);
+      g_main_context_unref (threads[i].context);
+      g_object_unref (threads[i].socket);
+    }
+  return 0;
+}
+
 int
 main (int   argc,
       char *argv[])
 {
   g_autoptr(GOptionContext) context =
-    g_option_context_new ("store|fdatasync|capture|sendfile|cache");
+    g_option_context_new ("store|fdatasync|capture|sendfile|cache|http");
   g_autoptr(GError) error = NULL;
 
   g_option_context_add_main_entries (context, entries, NULL);
@@ -735,6 +955,8 @@ main (int   argc,
     return ceiling_sendfile ();
   if (g_str_equal (argv[1], "cache") && opt_source && opt_out)
     return ceiling_cache ();
+  if (g_str_equal (argv[1], "http") && opt_out && opt_threads > 0)
+    return ceiling_http ();
   g_printerr ("unknown mode %s or missing options (see --help)\n", argv[1]);
   return 2;
 }

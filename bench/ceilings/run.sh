@@ -3,7 +3,9 @@
 # Issue 15: each of our hot paths and its ceiling on this machine, back to
 # back, CEIL_ROUNDS rounds with the order swapped each round; prints the
 # per-round ratios (ours / ceiling), their median, and the CPU per command
-# or event of both sides.  Usage: bench/ceilings/run.sh BUILD_DIR
+# or event of both sides.  Commands are also run against libsoup answering
+# at once (od-ceiling http), the part of a command no server that keeps
+# libsoup can shed.  Usage: bench/ceilings/run.sh BUILD_DIR
 #
 # Sizes (environment):
 #   CEIL_ROUNDS   rounds (3)
@@ -123,6 +125,44 @@ for r in $(seq 1 "$rounds"); do
        "with SQLite's defaults $plain_rate/s: $ratio_plain"
 done
 
+# --- the same load against libsoup answering at once (od-ceiling http: no
+# token, no JSON, no store, no fsync), as libsoup accepts connections and
+# as our server does (each in an OdConnStream).  What libsoup itself
+# allows on this machine, and so the most a server that keeps libsoup (as
+# the issue asks) can reach against Redis below.
+ceiling_http () { # [--conn-stream]
+  local c0 c1 out http_pid
+  rm -f "$work/http.url"
+  "$ceiling" http --out "$work/http.url" "$@" 2>>"$work/server.log" &
+  http_pid=$!
+  pids+=("$http_pid")
+  while [ ! -s "$work/http.url" ]; do
+    kill -0 "$http_pid" 2>/dev/null || { echo "od-ceiling http did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  c0=$(cpu_of "$http_pid")
+  out=$("$bench" commands --url "$(cat "$work/http.url")" --token "$token" \
+          --clients "$clients" --seconds "$seconds")
+  c1=$(cpu_of "$http_pid")
+  stop_server "$http_pid"
+  http_rate=$(field commands/s "$out")
+  http_cpu=$(per_op_us "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$(field accepted "$out")")
+  if [ "$(field refused "$out")" != 0 ]; then echo "od-ceiling http refused: $out" >&2; exit 1; fi
+}
+http_floors () {
+  ceiling_http; stock_rate=$http_rate; stock_cpu=$http_cpu
+  ceiling_http --conn-stream
+}
+echo "== durable commands/s vs the same requests answered at once by libsoup alone"
+for r in $(seq 1 "$rounds"); do
+  if swap "$r"; then http_floors; ours_commands "h$r"; else ours_commands "h$r"; http_floors; fi
+  ratio_now=$(ratio "$ours_rate" "$http_rate")
+  ratios[http]+=" $ratio_now"
+  echo "  round $r: ours $ours_rate/s (server CPU $ours_cpu us/command)," \
+       "libsoup alone $http_rate/s ($http_cpu us/request) with our connection stream," \
+       "$stock_rate/s ($stock_cpu us/request) as it accepts: ratio $ratio_now"
+done
+
 # --- Redis Streams XADD with appendfsync always, when installed
 if [ "${CEIL_REDIS:-1}" != 0 ] && command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
   echo "== durable commands/s vs Redis XADD (appendfsync always), $clients clients"
@@ -143,11 +183,15 @@ if [ "${CEIL_REDIS:-1}" != 0 ] && command -v redis-server >/dev/null && command 
     ceil_cpu=$(per_op_us "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" "$xadd")
   }
   for r in $(seq 1 "$rounds"); do
-    if swap "$r"; then ceiling_xadd; ours_commands "x$r"; else ours_commands "x$r"; ceiling_xadd; fi
+    if swap "$r"; then ceiling_xadd; ours_commands "x$r"; ceiling_http --conn-stream
+    else ours_commands "x$r"; ceiling_http --conn-stream; ceiling_xadd; fi
     ratio_now=$(ratio "$ours_rate" "$ceil_rate")
+    ratio_http=$(ratio "$http_rate" "$ceil_rate")
     ratios[xadd]+=" $ratio_now"
+    ratios[http_xadd]+=" $ratio_http"
     echo "  round $r: ours $ours_rate/s (server CPU $ours_cpu us/command)," \
-         "Redis XADD $ceil_rate/s (redis CPU $ceil_cpu us/append): ratio $ratio_now"
+         "Redis XADD $ceil_rate/s (redis CPU $ceil_cpu us/append): ratio $ratio_now;" \
+         "libsoup alone $http_rate/s: $ratio_http"
   done
   stop_server "$redis_pid"
 else
@@ -264,8 +308,11 @@ fi
 echo "== medians of the per-round ratios"
 echo "  commands / store statements at batch 16: $(median <<< "${ratios[commands]}") (target >= 0.5)"
 echo "  commands / the same with SQLite's defaults: $(median <<< "${ratios[commands_plain]}")"
+echo "  commands / libsoup alone with our connection stream: $(median <<< "${ratios[http]}")"
 if [ -n "${ratios[xadd]:-}" ]; then
   echo "  commands / Redis XADD appendfsync always: $(median <<< "${ratios[xadd]}") (target >= 1.0)"
+  echo "  libsoup alone / Redis XADD appendfsync always: $(median <<< "${ratios[http_xadd]}")" \
+       "(the most a libsoup server can reach)"
 fi
 echo "  replay / sendfile: $(median <<< "${ratios[replay]}") (target >= 0.7)"
 if [ -n "${ratios[catchup]:-}" ]; then

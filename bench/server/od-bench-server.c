@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "od-protocol.h"
@@ -183,6 +184,16 @@ compare_gint64 (gconstpointer a,
   return x < y ? -1 : x > y;
 }
 
+static double
+process_cpu_s (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6
+         + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
 static int
 bench_commands (void)
 {
@@ -193,6 +204,7 @@ bench_commands (void)
   gint64 start = g_get_monotonic_time ();
   guint ok = 0, failed = 0;
   double elapsed;
+  double cpu_start = process_cpu_s ();
 
   for (int i = 0; i < opt_clients; i++)
     {
@@ -217,7 +229,8 @@ bench_commands (void)
     printf (" p50=%.2fms p99=%.2fms",
             g_array_index (all, gint64, all->len / 2) / 1000.0,
             g_array_index (all, gint64, (all->len * 99) / 100) / 1000.0);
-  printf ("\n");
+  /* The load's own CPU: it shares the machine's cores with the server. */
+  printf (" client-cpu-us/command=%.1f\n", (process_cpu_s () - cpu_start) * 1e6 / MAX (ok + failed, 1));
   g_free (clients);
   g_free (threads);
   return failed == 0 ? 0 : 1;
