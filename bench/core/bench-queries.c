@@ -222,6 +222,7 @@ main (int    argc,
         g_autoptr(OdOrder) o = od_query_order (cache, r->order_id, NULL);
 
         ms[i] = now_ms () - t;
+        g_assert_nonnull (o);
       }
     report ("one order with its lines", ms, N, 1);
   }

@@ -579,6 +579,7 @@ test_file_modes (void)
     g_autoptr(OdCache) cache = od_cache_open (path, &error);
 
     g_assert_no_error (error);
+    g_assert_nonnull (cache);
     g_assert_cmphex (file_mode (path), ==, 0600);
   }
   umask (old_umask);

@@ -300,7 +300,6 @@ int
 main (int    argc,
       char **argv)
 {
-  g_autoptr(GError) error = NULL;
   g_autofree char *xdg = od_test_tmpdir ("xdg");
   int status;
 

@@ -442,7 +442,7 @@ test_orders_table (void)
   static const char *names[] = {
     "Ada Lovelace",
     "山田 太郎",                                /* wide: 2 columns each */
-    "Zoe\xcc\x88 A\xcc\x8a" "ngstro\xcc\x88m",  /* combining marks: 0 columns */
+    "Zoe\xcc\x88 A\xcc\x8angstro\xcc\x88m",    /* combining marks: 0 columns */
     "Jörg Weiß-Müller",                        /* two bytes, one column */
     "Maximiliane Wolfeschlegelsteinhausenberger",
   };
@@ -624,7 +624,6 @@ test_export_provenance (void)
   g_autofree char *plain = NULL;
   g_autofree char *stamped = NULL;
   g_autofree char *head_text = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
 
   g_assert_cmpint (od_test_run_ctl (server, cache, OD_TEST_VIEWER_TOKEN, NULL,
                                     (const char *[]) { "sync", NULL }, NULL),

@@ -352,7 +352,7 @@ test_unit (void)
   g_autofree char *dir = NULL, *unit = NULL, *bindir = NULL, *local = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GRegex) exec = NULL;
-  g_autofree char *out = NULL, *err = NULL;
+  g_autofree char *out = NULL;
   g_autoptr(GSubprocess) process = NULL;
 
   if (analyze == NULL)
