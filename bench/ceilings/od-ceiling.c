@@ -888,35 +888,32 @@ ceiling_http (void)
   g_autofree HttpThread *threads = g_new0 (HttpThread, opt_threads);
   gboolean quit = FALSE;
   guint16 port = 0;
+  int status = 1;
 
+  /* Every socket and the URL file before any thread, so that a failure
+   * leaves nothing running. */
   for (int i = 0; i < opt_threads; i++)
     {
       threads[i].socket = http_socket (port, &error);
       if (threads[i].socket == NULL)
-        {
-          g_printerr ("listen: %s\n", error->message);
-          return 1;
-        }
+        goto out;
       if (i == 0)
         {
           bound = g_socket_get_local_address (threads[0].socket, &error);
           if (bound == NULL)
-            {
-              g_printerr ("listen: %s\n", error->message);
-              return 1;
-            }
+            goto out;
           port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
         }
-      threads[i].context = g_main_context_new ();
-      threads[i].thread = g_thread_new ("http", http_thread, &threads[i]);
     }
   base = g_strdup_printf ("http://127.0.0.1:%u", port);
+  if (!g_file_set_contents (opt_out, base, -1, &error))
+    goto out;
   g_unix_signal_add (SIGTERM, http_quit, &quit);
   g_unix_signal_add (SIGINT, http_quit, &quit);
-  if (!g_file_set_contents (opt_out, base, -1, &error))
+  for (int i = 0; i < opt_threads; i++)
     {
-      g_printerr ("%s\n", error->message);
-      return 1;
+      threads[i].context = g_main_context_new ();
+      threads[i].thread = g_thread_new ("http", http_thread, &threads[i]);
     }
   while (!quit)
     g_main_context_iteration (NULL, TRUE);
@@ -926,9 +923,15 @@ ceiling_http (void)
       g_main_context_wakeup (threads[i].context);
       g_thread_join (threads[i].thread);
       g_main_context_unref (threads[i].context);
-      g_object_unref (threads[i].socket);
     }
-  return 0;
+  status = 0;
+
+out:
+  if (error != NULL)
+    g_printerr ("od-ceiling http: %s\n", error->message);
+  for (int i = 0; i < opt_threads; i++)
+    g_clear_object (&threads[i].socket);
+  return status;
 }
 
 int
