@@ -4,8 +4,8 @@
 # back, CEIL_ROUNDS rounds with the order swapped each round; prints the
 # per-round ratios (ours / ceiling), their median, and the CPU per command
 # or event of both sides.  Commands are also run against libsoup answering
-# at once (od-ceiling http), the part of a command no server that keeps
-# libsoup can shed.  Usage: bench/ceilings/run.sh BUILD_DIR
+# at once (od-ceiling http): the part of a command that a server keeping
+# libsoup cannot shed.  Usage: bench/ceilings/run.sh BUILD_DIR
 #
 # Sizes (environment):
 #   CEIL_ROUNDS   rounds (3)
@@ -128,8 +128,8 @@ done
 # --- the same load against libsoup answering at once (od-ceiling http: no
 # token, no JSON, no store, no fsync), as libsoup accepts connections and
 # as our server does (each in an OdConnStream).  What libsoup itself
-# allows on this machine, and so the most a server that keeps libsoup (as
-# the issue asks) can reach against Redis below.
+# allows on this machine: a bound for any server on libsoup and our
+# stream, here and against Redis below.
 ceiling_http () { # [--conn-stream]
   local c0 c1 out http_pid
   rm -f "$work/http.url"
@@ -312,7 +312,7 @@ echo "  commands / libsoup alone with our connection stream: $(median <<< "${rat
 if [ -n "${ratios[xadd]:-}" ]; then
   echo "  commands / Redis XADD appendfsync always: $(median <<< "${ratios[xadd]}") (target >= 1.0)"
   echo "  libsoup alone / Redis XADD appendfsync always: $(median <<< "${ratios[http_xadd]}")" \
-       "(the most a libsoup server can reach)"
+       "(a bound for a server on libsoup and our stream)"
 fi
 echo "  replay / sendfile: $(median <<< "${ratios[replay]}") (target >= 0.7)"
 if [ -n "${ratios[catchup]:-}" ]; then
