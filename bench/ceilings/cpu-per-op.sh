@@ -8,12 +8,19 @@
 #   (a BUILD_DIR needs src/server/orderdesk-server and
 #   bench/server/od-bench-server)
 # Sizes (environment): CPU_ROUNDS (3), CPU_SECONDS of commands (3),
-# CPU_CLIENTS (16), CPU_EVENTS replayed (200000, three replays a round).
+# CPU_CLIENTS (16), CPU_EVENTS replayed (200000, three replays a round),
+# CPU_LOAD one-thread (the clients on one epoll thread, as redis-benchmark
+# runs them) or threads (a blocking thread a client) (one-thread).
 set -euo pipefail
 rounds=${CPU_ROUNDS:-3}
 seconds=${CPU_SECONDS:-3}
 clients=${CPU_CLIENTS:-16}
 events=${CPU_EVENTS:-200000}
+case ${CPU_LOAD:-one-thread} in
+  one-thread) load_args=(--one-thread) ;;
+  threads) load_args=() ;;
+  *) echo "CPU_LOAD is one-thread or threads" >&2; exit 2 ;;
+esac
 hz=$(getconf CLK_TCK)
 . "$(dirname "$0")/../server/common.sh"
 bench_init cpu-per-op
@@ -23,7 +30,8 @@ builds_of "$@"
 [ ${#builds[@]} -gt 0 ] || { echo "usage: cpu-per-op.sh BUILD_DIR [BUILD_DIR...]" >&2; exit 2; }
 "${builds[0]}/bench/server/od-bench-server" preload --store "sqlite:$work/replay.sqlite" \
   --events "$events" >/dev/null
-echo "== server CPU per operation: $rounds rounds, commands $seconds s x $clients clients," \
+echo "== server CPU per operation: $rounds rounds, commands $seconds s x $clients clients" \
+     "(load: ${CPU_LOAD:-one-thread}),"\
      "replay of $events events x 3; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$rounds"); do
   for b in "${builds[@]}"; do
@@ -33,7 +41,7 @@ for r in $(seq 1 "$rounds"); do
     m0=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t0=$(cpu "/proc/$server_pid/stat")
     w0=$(cpu "$writer/stat")
     out=$("$b/bench/server/od-bench-server" commands --url "$url" --token "$token" \
-            --clients "$clients" --seconds "$seconds")
+            --clients "$clients" --seconds "$seconds" "${load_args[@]}")
     m1=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t1=$(cpu "/proc/$server_pid/stat")
     w1=$(cpu "$writer/stat")
     stop_server

@@ -11,6 +11,9 @@
 #   CEIL_ROUNDS   rounds (3)
 #   CEIL_SECONDS  duration of each commands run and store ceiling (10)
 #   CEIL_CLIENTS  keep-alive clients of the commands bench (16)
+#   CEIL_LOAD     one-thread (all clients on one epoll thread, as
+#                 redis-benchmark runs its clients) or threads (a blocking
+#                 thread a client, as before session 21) (one-thread)
 #   CEIL_EVENTS   events replayed (1000000)
 #   CEIL_ORDERS   demo orders for the catch-up, ~5 events each (240000)
 #   CEIL_CATCHUP  0 skips the catch-up pair
@@ -24,6 +27,11 @@ clients=${CEIL_CLIENTS:-16}
 events=${CEIL_EVENTS:-1000000}
 orders=${CEIL_ORDERS:-240000}
 xadd=${CEIL_XADD:-200000}
+case ${CEIL_LOAD:-one-thread} in
+  one-thread) load_args=(--one-thread) ;;
+  threads) load_args=() ;;
+  *) echo "CEIL_LOAD is one-thread or threads" >&2; exit 2 ;;
+esac
 server=$build/src/server/orderdesk-server
 bench=$build/bench/server/od-bench-server
 ceiling=$build/bench/ceilings/od-ceiling
@@ -76,7 +84,7 @@ stop_server () {
 }
 
 echo "== ceilings (issue 15): $(nproc) cores, $rounds rounds, commands ${seconds} s x $clients" \
-     "clients, replay $events events, catch-up of $orders demo orders"
+     "clients (load: ${CEIL_LOAD:-one-thread}), replay $events events, catch-up of $orders demo orders"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fdatasync: $("$ceiling" fdatasync --dir "$work" --seconds 2)"
 
@@ -88,7 +96,8 @@ ours_commands () {
   start_server "commands$1" "$work/commands$1.sqlite" --tokens "$work/tokens.json"
   local c0 out c1
   c0=$(cpu_of "$server_pid")
-  out=$("$bench" commands --url "$url" --token "$token" --clients "$clients" --seconds "$seconds")
+  out=$("$bench" commands --url "$url" --token "$token" --clients "$clients" --seconds "$seconds" \
+          "${load_args[@]}")
   c1=$(cpu_of "$server_pid")
   stop_server "$server_pid"
   ours_rate=$(field commands/s "$out")
@@ -143,7 +152,7 @@ ceiling_http () { # [--conn-stream]
   c0=$(cpu_of "$http_pid")
   # The bench fails when any request is refused.
   out=$("$bench" commands --url "$(cat "$work/http.url")" --token "$token" \
-          --clients "$clients" --seconds "$seconds") \
+          --clients "$clients" --seconds "$seconds" "${load_args[@]}") \
     || { echo "od-ceiling http refused requests: $out" >&2; exit 1; }
   c1=$(cpu_of "$http_pid")
   stop_server "$http_pid"
