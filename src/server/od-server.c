@@ -307,35 +307,53 @@ batch_done (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+typedef struct
+{
+  OdServer *server;
+  gboolean  stop;
+} Writer;
+
+/* Appends to BATCH what waits in the queue, up to WRITER_BATCH_MAX; the
+ * stop job ends the taking (and, after this batch, the writer). */
+static guint
+writer_take (GPtrArray *batch,
+             gpointer   data)
+{
+  Writer *writer = data;
+  guint before = batch->len;
+  OdJob *job;
+
+  while (!writer->stop && batch->len < WRITER_BATCH_MAX
+         && (job = g_async_queue_try_pop (writer->server->queue)) != NULL)
+    {
+      if (job == STOP_JOB)
+        writer->stop = TRUE;
+      else
+        g_ptr_array_add (batch, job);
+    }
+  return batch->len - before;
+}
+
 static gpointer
 writer_thread (gpointer data)
 {
-  OdServer *self = data;
-  gboolean stop = FALSE;
+  Writer writer = { .server = data, .stop = FALSE };
+  OdServer *self = writer.server;
 
-  while (!stop)
+  while (!writer.stop)
     {
-      GPtrArray *batch = g_ptr_array_new ();
+      GPtrArray *batch;
       g_autoptr(GError) error = NULL;
       OdJob *job = g_async_queue_pop (self->queue);
 
       if (job == STOP_JOB)
-        {
-          g_ptr_array_unref (batch);
-          break;
-        }
+        break;
+      batch = g_ptr_array_new ();
       g_ptr_array_add (batch, job);
-      while (batch->len < WRITER_BATCH_MAX && (job = g_async_queue_try_pop (self->queue)) != NULL)
-        {
-          if (job == STOP_JOB)
-            {
-              stop = TRUE;
-              break;
-            }
-          g_ptr_array_add (batch, job);
-        }
+      writer_take (batch, &writer);
 
-      if (od_store_execute (self->store, (OdJob **) batch->pdata, batch->len, &error))
+      /* Commands that arrive while the batch is decided join its commit. */
+      if (od_store_execute_more (self->store, batch, writer_take, &writer, &error))
         {
           gint64 durable = g_get_monotonic_time ();
 

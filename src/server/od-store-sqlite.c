@@ -1101,10 +1101,11 @@ block_rebuild (OdStoreSqlite *self)
 }
 
 static gboolean
-od_store_sqlite_execute (OdStore  *store,
-                         OdJob   **jobs,
-                         guint     n_jobs,
-                         GError  **error)
+od_store_sqlite_execute_more (OdStore          *store,
+                              GPtrArray        *batch,
+                              OdStoreMoreFunc   more,
+                              gpointer          user_data,
+                              GError          **error)
 {
   OdStoreSqlite *self = OD_STORE_SQLITE (store);
   g_autoptr(GHashTable) dirty = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
@@ -1112,10 +1113,22 @@ od_store_sqlite_execute (OdStore  *store,
   gint64 first_position = self->last_position;
   GHashTableIter iter;
   OdOrder *order;
+  guint decided = 0;
+  gboolean ok;
 
   if (!step_simple (self->st_begin))
     return od_sqlite_set_error (error, self->db, "begin");
-  if (!run_batch (self, jobs, n_jobs, dirty, error) || !step_simple (self->st_commit))
+  /* Jobs that arrive while these are decided join them: the commit (its
+   * log write and fdatasync) is then paid once for more commands, and
+   * they need not wait for a commit of their own. */
+  do
+    {
+      ok = run_batch (self, (OdJob **) batch->pdata + decided, batch->len - decided, dirty,
+                      error);
+      decided = batch->len;
+    }
+  while (ok && more != NULL && more (batch, user_data) > 0);
+  if (!ok || !step_simple (self->st_commit))
     {
       if (error != NULL && *error == NULL)
         od_sqlite_set_error (error, self->db, "commit");
@@ -1125,11 +1138,13 @@ od_store_sqlite_execute (OdStore  *store,
       reload_last_position (self, NULL);
       /* Its frames are gone from the block with the batch. */
       block_rebuild (self);
-      for (guint i = 0; i < n_jobs; i++)
+      for (guint i = 0; i < batch->len; i++)
         {
-          jobs[i]->status = 0;
-          g_clear_pointer (&jobs[i]->response, g_free);
-          g_clear_pointer (&jobs[i]->frame, g_free);
+          OdJob *job = g_ptr_array_index (batch, i);
+
+          job->status = 0;
+          g_clear_pointer (&job->response, g_free);
+          g_clear_pointer (&job->frame, g_free);
         }
       return FALSE;
     }
@@ -1149,6 +1164,19 @@ od_store_sqlite_execute (OdStore  *store,
   if (self->last_position != first_position)
     od_store_emit_appended (store);
   return TRUE;
+}
+
+static gboolean
+od_store_sqlite_execute (OdStore  *store,
+                         OdJob   **jobs,
+                         guint     n_jobs,
+                         GError  **error)
+{
+  g_autoptr(GPtrArray) batch = g_ptr_array_sized_new (n_jobs);
+
+  for (guint i = 0; i < n_jobs; i++)
+    g_ptr_array_add (batch, jobs[i]);
+  return od_store_sqlite_execute_more (store, batch, NULL, NULL, error);
 }
 
 typedef struct
@@ -1342,6 +1370,7 @@ static void
 od_store_sqlite_iface_init (OdStoreInterface *iface)
 {
   iface->execute = od_store_sqlite_execute;
+  iface->execute_more = od_store_sqlite_execute_more;
   iface->read_events = od_store_sqlite_read_events;
   iface->visit_events = od_store_sqlite_visit_events;
   iface->visit_frames = od_store_sqlite_visit_frames;

@@ -65,6 +65,20 @@ od_store_execute (OdStore  *self,
   return OD_STORE_GET_IFACE (self)->execute (self, jobs, n_jobs, error);
 }
 
+gboolean
+od_store_execute_more (OdStore          *self,
+                       GPtrArray        *batch,
+                       OdStoreMoreFunc   more,
+                       gpointer          user_data,
+                       GError          **error)
+{
+  OdStoreInterface *iface = OD_STORE_GET_IFACE (self);
+
+  if (iface->execute_more == NULL)
+    return iface->execute (self, (OdJob **) batch->pdata, batch->len, error);
+  return iface->execute_more (self, batch, more, user_data, error);
+}
+
 GPtrArray *
 od_store_read_events (OdStore  *self,
                       gint64    after,

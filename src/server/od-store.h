@@ -50,6 +50,11 @@ void      od_store_append_event (GString          *out,
                                  const OdEvent    *event,
                                  gboolean          frame);
 
+/* Asked before a batch commits: appends to BATCH the jobs that arrived
+ * since it was taken, returns how many it appended (0: commit now). */
+typedef guint (*OdStoreMoreFunc) (GPtrArray *batch,
+                                  gpointer   user_data);
+
 /* Called for one event of a read; the event and its strings are the
  * store's, valid during the call only.  Returns FALSE to stop the read. */
 typedef gboolean (*OdEventVisitFunc) (const OdEvent *event,
@@ -85,6 +90,18 @@ struct _OdStoreInterface
                              OdJob   **jobs,
                              guint     n_jobs,
                              GError  **error);
+
+  /* execute () of the OdJob *s of batch, and before the commit, of the
+   * jobs more () appends to it, decided after those before them in the
+   * same transaction: commands that reach the writer while it decides a
+   * batch share its commit instead of waiting for the next.  On FALSE no
+   * job of batch (appended ones too) has an answer.  Optional: execute ()
+   * of the batch as it is when NULL. */
+  gboolean   (*execute_more) (OdStore          *self,
+                              GPtrArray        *batch,
+                              OdStoreMoreFunc   more,
+                              gpointer          user_data,
+                              GError          **error);
 
   /* Events with position > after, ascending, at most limit, each with
    * `prev` set, never one a later call could precede with a smaller
@@ -149,6 +166,11 @@ gboolean   od_store_execute     (OdStore     *self,
                                  OdJob      **jobs,
                                  guint        n_jobs,
                                  GError     **error);
+gboolean   od_store_execute_more (OdStore         *self,
+                                  GPtrArray       *batch,
+                                  OdStoreMoreFunc  more,
+                                  gpointer         user_data,
+                                  GError         **error);
 GPtrArray *od_store_read_events (OdStore     *self,
                                  gint64       after,
                                  guint        limit,
