@@ -44,6 +44,7 @@ for r in $(seq 1 "$rounds"); do
             --clients "$clients" --seconds "$seconds" "${load_args[@]}")
     m1=$(cpu "/proc/$server_pid/task/$server_pid/stat"); t1=$(cpu "/proc/$server_pid/stat")
     w1=$(cpu "$writer/stat")
+    batch=$(batch_mean)
     stop_server
     n=$(field accepted "$out")
     rate=$(field commands/s "$out")
@@ -58,11 +59,11 @@ for r in $(seq 1 "$rounds"); do
     r1=$(cpu "/proc/$server_pid/stat")
     stop_server
     awk -v b="$b" -v r="$r" -v n="$n" -v m0="$m0" -v m1="$m1" -v t0="$t0" -v t1="$t1" \
-        -v w0="$w0" -v w1="$w1" -v rate="$rate" -v client="$client" \
+        -v w0="$w0" -v w1="$w1" -v rate="$rate" -v client="$client" -v batch="$batch" \
         -v r0="$r0" -v r1="$r1" -v e="$events" -v rates="$rates" 'BEGIN {
-      printf "  round %d %s: %d commands (%s/s), %.1f us CPU a command (main thread %.1f," \
+      printf "  round %d %s: %d commands (%s/s, %s a commit), %.1f us CPU a command (main thread %.1f," \
              " writer %.1f; the load %s); replay %.3f us CPU an event, events/s%s\n",
-             r, b, n, rate, (t1 - t0) * 1e6 / n, (m1 - m0) * 1e6 / n, (w1 - w0) * 1e6 / n, client,
+             r, b, n, rate, batch, (t1 - t0) * 1e6 / n, (m1 - m0) * 1e6 / n, (w1 - w0) * 1e6 / n, client,
              (r1 - r0) * 1e6 / (3 * e), rates }'
   done
 done

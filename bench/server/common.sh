@@ -8,6 +8,7 @@
 #                          limit: $server_pid, $url
 #   stop_server
 #   writer_task            /proc/PID/task/TID of its od-writer thread
+#   batch_mean             commands a commit so far, from its /metrics
 #   field KEY TEXT         the value of KEY=value in TEXT
 #   builds_of DIR...       the build directories, absolute, into $builds
 bench_init () {
@@ -44,6 +45,12 @@ writer_task () {
   local comm
   comm=$(grep -lx od-writer /proc/"$server_pid"/task/*/comm | head -n 1)
   echo "${comm%/comm}"
+}
+
+batch_mean () {
+  curl -s -H "Authorization: Bearer $token" "$url/metrics" \
+    | awk '$1 == "orderdesk_store_batch_size_sum" { s = $2 } $1 == "orderdesk_store_batch_size_count" { n = $2 }
+           END { if (n > 0) printf "%.2f", s / n; else print "-" }'
 }
 
 field () { tr ' ' '\n' <<< "$2" | awk -v k="$1=" 'index($0, k) == 1 { print substr($0, length(k) + 1) }'; }
