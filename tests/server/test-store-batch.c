@@ -8,10 +8,10 @@
  * and event by event with a second store fed one command a commit.  A
  * commit that fails takes the commands that joined it with it. */
 #include "od-store.h"
+#include "od-test-store.h"
 #include "od-test-process.h" /* od_test_process_rmdir () */
 #include "od-uuid.h"
 
-#include <sqlite3.h>
 #include <string.h>
 
 #define N_SPECS 2500
@@ -192,31 +192,6 @@ all_frames (OdStore *store)
   return out;
 }
 
-static gint64
-store_head (OdStore *store)
-{
-  g_autoptr(GError) error = NULL;
-  gint64 head = -1;
-
-  g_assert_true (od_store_get_head (store, &head, &error));
-  g_assert_no_error (error);
-  return head;
-}
-
-static void
-exec_sql (const char *path,
-          const char *sql)
-{
-  sqlite3 *db = NULL;
-  char *message = NULL;
-
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  sqlite3_busy_timeout (db, 10000);
-  if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK)
-    g_error ("%s: %s", sql, message);
-  sqlite3_close (db);
-}
-
 /* All the jobs left, at the first ask. */
 static guint
 arrivals_all (GPtrArray *batch,
@@ -246,7 +221,7 @@ failing_batch (OdStore    *store,
   g_autoptr(GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) od_job_free);
   g_autoptr(GError) error = NULL;
   g_autofree char *trigger = NULL;
-  gint64 head = store_head (store);
+  gint64 head = od_test_store_head (store);
   guint n = g_rand_int_range (rand, 3, 9);
   Arrivals arrivals = { rand, specs, 0, 0, 0 };
 
@@ -265,13 +240,13 @@ failing_batch (OdStore    *store,
                              "NEW.position = %" G_GINT64_FORMAT " BEGIN SELECT "
                              "RAISE(ABORT, 'injected'); END",
                              head + g_rand_int_range (rand, 3, n + 1));
-  exec_sql (path, trigger);
+  od_test_store_sql (path, trigger);
   g_ptr_array_add (batch, job_of (g_ptr_array_index (specs, arrivals.next++)));
   g_ptr_array_add (batch, job_of (g_ptr_array_index (specs, arrivals.next++)));
   g_assert_false (od_store_execute_more (store, batch, arrivals_all, &arrivals, &error));
   g_assert_nonnull (error);
   g_clear_error (&error);
-  exec_sql (path, "DROP TRIGGER od_test_fail");
+  od_test_store_sql (path, "DROP TRIGGER od_test_fail");
   g_assert_cmpuint (arrivals.calls, ==, 1);
   g_assert_cmpuint (batch->len, ==, n);
   for (guint i = 0; i < batch->len; i++)
@@ -282,7 +257,7 @@ failing_batch (OdStore    *store,
       g_assert_null (job->response);
       g_assert_null (job->frame);
     }
-  g_assert_cmpint (store_head (store), ==, head);
+  g_assert_cmpint (od_test_store_head (store), ==, head);
 }
 
 static void
@@ -348,13 +323,13 @@ test_execute_more_random (void)
 
   frames_a = all_frames (a);
   frames_b = all_frames (b);
-  g_assert_cmpint (store_head (a), ==, store_head (b));
+  g_assert_cmpint (od_test_store_head (a), ==, od_test_store_head (b));
   g_assert_cmpuint (frames_a->len, ==, frames_b->len);
   g_assert_true (memcmp (frames_a->str, frames_b->str, frames_a->len) == 0);
   g_test_message ("%u commands in %u batches (at most %u; %u joined a batch being decided, "
                   "%u asks), %u failed batches, %u replays, %u keys reused, %u refused, head %"
                   G_GINT64_FORMAT, specs->len, batches, most, arrivals.appended, arrivals.calls,
-                  failures, replays, reused, refused, store_head (b));
+                  failures, replays, reused, refused, od_test_store_head (b));
   /* The random input did reach every case. */
   g_assert_cmpuint (arrivals.appended, >, specs->len / 4);
   g_assert_cmpuint (failures, >, 0);

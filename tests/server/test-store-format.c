@@ -10,6 +10,7 @@
  * has them, else from the rows; the bytes must be the same either way,
  * whatever the batches, restarts and failed commits that wrote them. */
 #include "od-store.h"
+#include "od-test-store.h"
 #include "od-store-sqlite.h"
 #include "od-test-process.h" /* od_test_process_rmdir () */
 #include "od-uuid.h"
@@ -384,31 +385,6 @@ execute_random (OdStore    *store,
 }
 
 static gint64
-store_head (OdStore *store)
-{
-  g_autoptr(GError) error = NULL;
-  gint64 head = -1;
-
-  g_assert_true (od_store_get_head (store, &head, &error));
-  g_assert_no_error (error);
-  return head;
-}
-
-static void
-exec_sql (const char *path,
-          const char *sql)
-{
-  sqlite3 *db = NULL;
-  char *message = NULL;
-
-  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
-  sqlite3_busy_timeout (db, 10000);
-  if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK)
-    g_error ("%s: %s", sql, message);
-  sqlite3_close (db);
-}
-
-static gint64
 query_int (const char *path,
            const char *sql)
 {
@@ -449,18 +425,18 @@ test_frame_blocks (void)
   /* A failure on the first block's commit, for sure. */
   g_assert_true (execute_random (store, rand, orders, 10, TRUE, &error));
   g_assert_no_error (error);
-  exec_sql (path, "CREATE TRIGGER od_test_fail BEFORE INSERT ON frame_blocks "
-                  "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  od_test_store_sql (path, "CREATE TRIGGER od_test_fail BEFORE INSERT ON frame_blocks "
+                           "BEGIN SELECT RAISE(ABORT, 'injected'); END");
   g_assert_false (execute_random (store, rand, orders, 250, TRUE, &error));
   g_clear_error (&error);
-  exec_sql (path, "DROP TRIGGER od_test_fail");
+  od_test_store_sql (path, "DROP TRIGGER od_test_fail");
   block_failures++;
-  head = store_head (store);
+  head = od_test_store_head (store);
   g_assert_cmpint (head, ==, 10);
   /* And one on an event inside block 1 (257–512): the frames of the
    * batch that failed were added to the block being filled, which is
    * filled again from the rows. */
-  while ((head = store_head (store)) < 256 + 5)
+  while ((head = od_test_store_head (store)) < 256 + 5)
     g_assert_true (execute_random (store, rand, orders, 50, TRUE, NULL));
   {
     g_autofree char *trigger = g_strdup_printf ("CREATE TRIGGER od_test_fail BEFORE INSERT ON "
@@ -468,13 +444,13 @@ test_frame_blocks (void)
                                                 "BEGIN SELECT RAISE(ABORT, 'injected'); END",
                                                 head + 3);
 
-    exec_sql (path, trigger);
+    od_test_store_sql (path, trigger);
     g_assert_false (execute_random (store, rand, orders, 20, TRUE, &error));
     g_clear_error (&error);
-    exec_sql (path, "DROP TRIGGER od_test_fail");
+    od_test_store_sql (path, "DROP TRIGGER od_test_fail");
     event_failures++;
   }
-  while ((head = store_head (store)) < 2 * 256)
+  while ((head = od_test_store_head (store)) < 2 * 256)
     g_assert_true (execute_random (store, rand, orders, 7, TRUE, NULL));
   g_assert_cmpint (query_int (path, "SELECT count(*) FROM frame_blocks WHERE block = 1"), ==, 1);
   check_frames (store, 0, G_MAXINT64, 1000);
@@ -505,13 +481,13 @@ test_frame_blocks (void)
                              : (guint) g_rand_int_range (rand, 4, 40);
           gboolean ok;
 
-          exec_sql (path, trigger);
+          od_test_store_sql (path, trigger);
           ok = execute_random (store, rand, orders, n, TRUE, &error);
-          exec_sql (path, "DROP TRIGGER od_test_fail");
+          od_test_store_sql (path, "DROP TRIGGER od_test_fail");
           g_assert_false (ok);
           g_assert_nonnull (error);
           g_clear_error (&error);
-          g_assert_cmpint (store_head (store), ==, head);
+          g_assert_cmpint (od_test_store_head (store), ==, head);
           if (on_block)
             block_failures++;
           else
@@ -523,7 +499,7 @@ test_frame_blocks (void)
                                          FALSE, &error));
           g_assert_no_error (error);
         }
-      head = store_head (store);
+      head = od_test_store_head (store);
     }
   blocks = query_int (path, "SELECT count(*) FROM frame_blocks");
   g_test_message ("%" G_GINT64_FORMAT " events, %" G_GINT64_FORMAT " blocks; %u restarts, "
@@ -557,7 +533,7 @@ test_frame_blocks (void)
 
     GLogLevelFlags fatal;
 
-    exec_sql (path, update);
+    od_test_store_sql (path, update);
     /* Counted by count_warnings () instead of aborting the test. */
     fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK);
     check_frames (store, damaged * 256 + 3, G_MAXINT64, 400);
@@ -608,7 +584,7 @@ test_frame_blocks_migration (void)
                             "\"o%u@example.com\",\"currency\":\"EUR\"}');",
                             i, i - 1, i, i, i);
   g_string_append (sql, "PRAGMA user_version = 1; COMMIT;");
-  exec_sql (path, sql->str);
+  od_test_store_sql (path, sql->str);
   g_string_free (sql, TRUE);
 
   store = od_store_open (uri, &error);
@@ -617,7 +593,7 @@ test_frame_blocks_migration (void)
   g_assert_cmpint (query_int (path, "SELECT count(*) FROM frame_blocks"), ==, 0);
   check_frames (store, 0, G_MAXINT64, 1000);
 
-  while (store_head (store) < 800)
+  while (od_test_store_head (store) < 800)
     {
       g_assert_true (execute_random (store, rand, orders, 50, TRUE, &error));
       g_assert_no_error (error);
@@ -654,7 +630,7 @@ test_frame_blocks_off (void)
   store = od_store_open (uri, &error);
   g_assert_no_error (error);
   od_store_sqlite_set_frame_blocks (OD_STORE_SQLITE (store), FALSE);
-  while (store_head (store) < 600)
+  while (od_test_store_head (store) < 600)
     g_assert_true (execute_random (store, rand, orders, 40, TRUE, NULL));
   g_assert_cmpint (query_int (path, "SELECT count(*) FROM frame_blocks"), ==, 0);
   check_frames (store, 0, G_MAXINT64, 2000);
@@ -662,7 +638,7 @@ test_frame_blocks_off (void)
   g_clear_object (&store);
   store = od_store_open (uri, &error);
   g_assert_no_error (error);
-  while (store_head (store) < 1100)
+  while (od_test_store_head (store) < 1100)
     g_assert_true (execute_random (store, rand, orders, 40, TRUE, NULL));
   /* Blocks 2 (513–768, begun while off) and 3 (769–1024) by the writer;
    * 0 and 1, written while off, built from their rows since the open. */
