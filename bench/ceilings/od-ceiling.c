@@ -850,7 +850,8 @@ http_thread (gpointer data)
 }
 
 static GSocket *
-http_socket (guint16 port, GError **error)
+http_socket (guint16   port,
+             GError  **error)
 {
   g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
                                             G_SOCKET_PROTOCOL_TCP, error);
